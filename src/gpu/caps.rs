@@ -1,0 +1,72 @@
+//! What the chosen adapter can do, as the rest of the engine needs to know it.
+
+/// Capabilities of the device heedful runs on: features it enabled and limits it requested.
+///
+/// Kernel modules read these to pick variants (for example the matmul tile kernel for a CPU adapter
+/// versus a discrete GPU) and to refuse work that exceeds a limit with a clear error.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    /// Adapter name as the driver reports it.
+    pub adapter_name: String,
+    /// Backend in use (Vulkan, Metal, Dx12, Gl, BrowserWebGpu).
+    pub backend: wgpu::Backend,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: wgpu::DeviceType,
+    /// Driver name and version.
+    pub driver: String,
+    /// The device has `SHADER_F16` enabled.
+    pub shader_f16: bool,
+    /// Kernels read f16 natively (`SHADER_F16` present and not disabled by [`crate::GpuOptions`]);
+    /// otherwise f16 data is read as packed `u32` and unpacked with `unpack2x16float`.
+    pub native_f16: bool,
+    /// The device has `SUBGROUP` enabled.
+    pub subgroups: bool,
+    /// Smallest subgroup size the adapter may use.
+    pub subgroup_min_size: u32,
+    /// Largest subgroup size the adapter may use.
+    pub subgroup_max_size: u32,
+    /// The device has `TIMESTAMP_QUERY` enabled (timestamps at pass boundaries).
+    pub timestamps: bool,
+    /// Nanoseconds per timestamp tick.
+    pub timestamp_period_ns: f32,
+    /// The device has `PIPELINE_CACHE` enabled.
+    pub pipeline_cache: bool,
+    /// Largest storage buffer binding in bytes.
+    pub max_storage_binding: u64,
+    /// Largest buffer in bytes.
+    pub max_buffer_size: u64,
+    /// Workgroup (shared) memory per workgroup in bytes.
+    pub max_workgroup_storage: u32,
+    /// Invocations per workgroup.
+    pub max_invocations: u32,
+    /// Workgroups per dispatch dimension.
+    pub max_workgroups_per_dim: u32,
+    /// Storage buffers a compute shader may bind.
+    pub max_storage_buffers: u32,
+}
+
+impl Caps {
+    /// True for software rasterizers such as Mesa's lavapipe (llvmpipe), where workgroup barriers are
+    /// expensive and register-blocked kernels without shared memory win.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Device features as short names, for `heedful info`.
+    pub fn feature_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.shader_f16 {
+            v.push("SHADER_F16");
+        }
+        if self.subgroups {
+            v.push("SUBGROUP");
+        }
+        if self.timestamps {
+            v.push("TIMESTAMP_QUERY");
+        }
+        if self.pipeline_cache {
+            v.push("PIPELINE_CACHE");
+        }
+        v
+    }
+}

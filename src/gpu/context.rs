@@ -1,0 +1,348 @@
+//! Instance, adapter choice and device creation.
+//!
+//! ```no_run
+//! let gpu = heedful::Gpu::new(&heedful::GpuOptions::from_env())?;
+//! println!("running on {} ({:?})", gpu.caps().adapter_name, gpu.caps().backend);
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::caps::Caps;
+use super::pipeline::PipelineCache;
+use crate::error::{Error, Result};
+
+/// How to choose and configure the GPU.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Use the first adapter whose name contains this substring (case-insensitive).
+    /// From `HEEDFUL_ADAPTER` in [`GpuOptions::from_env`].
+    pub adapter: Option<String>,
+    /// Comma-separated backends to consider (vulkan, metal, dx12, gl, webgpu).
+    /// From `HEEDFUL_BACKEND` in [`GpuOptions::from_env`].
+    pub backends: Option<String>,
+    /// Read f16 data through packed `u32` + `unpack2x16float` even when the device has `SHADER_F16`.
+    /// From `HEEDFUL_F16=packed` in [`GpuOptions::from_env`]. Used by tests to cover both paths.
+    pub packed_f16: bool,
+}
+
+impl GpuOptions {
+    /// Options from the environment: `HEEDFUL_ADAPTER`, `HEEDFUL_BACKEND`, `HEEDFUL_F16=packed`.
+    pub fn from_env() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
+        GpuOptions {
+            adapter: get("HEEDFUL_ADAPTER"),
+            backends: get("HEEDFUL_BACKEND"),
+            packed_f16: get("HEEDFUL_F16").is_some_and(|v| v.eq_ignore_ascii_case("packed")),
+        }
+    }
+}
+
+/// Parses a comma-separated backend list such as `"vulkan,gl"`.
+pub fn parse_backends(s: Option<&str>) -> Result<wgpu::Backends> {
+    let Some(s) = s else {
+        return Ok(wgpu::Backends::all());
+    };
+    let mut out = wgpu::Backends::empty();
+    for part in s.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        out |= match part.as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            "webgpu" | "browser" => wgpu::Backends::BROWSER_WEBGPU,
+            "" => continue,
+            _ => return Err(Error::BadBackend(part)),
+        };
+    }
+    if out.is_empty() {
+        return Err(Error::BadBackend(s.to_string()));
+    }
+    Ok(out)
+}
+
+fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu sees for the given backends (all when `None`).
+pub fn list_adapters(backends: Option<&str>) -> Result<Vec<wgpu::AdapterInfo>> {
+    let backends = parse_backends(backends)?;
+    let instance = make_instance(backends);
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    Ok(adapters.iter().map(|a| a.get_info()).collect())
+}
+
+/// Preference order: discrete > integrated > virtual > CPU > other.
+fn device_type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// Counts of GPU objects created, so tests can prove a warmed-up run allocates nothing.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Buffers created through [`Gpu`].
+    pub buffers: AtomicU64,
+    /// Bind groups created through [`Gpu`].
+    pub bind_groups: AtomicU64,
+    /// Compute pipelines created (cache misses).
+    pub pipelines: AtomicU64,
+    /// Queue submissions.
+    pub submits: AtomicU64,
+}
+
+pub(crate) struct GpuInner {
+    pub(crate) instance: wgpu::Instance,
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) caps: Caps,
+    pub(crate) pipelines: PipelineCache,
+    pub(crate) counters: Counters,
+    /// Validation/out-of-memory errors that escaped error scopes; drained by [`Gpu::check_errors`].
+    pub(crate) errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// A handle to the GPU heedful runs on: device, queue, capabilities and the pipeline cache.
+///
+/// Cheap to clone (an `Arc`); share one across threads.
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.inner.caps.adapter_name)
+            .field("backend", &self.inner.caps.backend)
+            .finish()
+    }
+}
+
+impl Gpu {
+    /// Picks an adapter (discrete > integrated > virtual > CPU, or the one `options.adapter` names),
+    /// and creates a device with the adapter's real limits and the features that help heedful.
+    pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        let backends = parse_backends(options.backends.as_deref())?;
+        let instance = make_instance(backends);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter {
+                backends: format!("{backends:?}"),
+            });
+        }
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (
+                device_type_rank(info.device_type),
+                info.backend != wgpu::Backend::Vulkan,
+            )
+        });
+        let adapter = match &options.adapter {
+            Some(wanted) => {
+                let w = wanted.to_lowercase();
+                let pos = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&w));
+                match pos {
+                    Some(i) => adapters.swap_remove(i),
+                    None => {
+                        let seen = adapters
+                            .iter()
+                            .map(|a| format!("{:?}", a.get_info().name))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(Error::AdapterNotFound {
+                            wanted: wanted.clone(),
+                            seen,
+                        });
+                    }
+                }
+            }
+            None => adapters.swap_remove(0),
+        };
+        Self::from_adapter(instance, adapter, options)
+    }
+
+    /// The process-wide default GPU (options from the environment), created on first use.
+    ///
+    /// Tests and the CLI share it so that pipelines are compiled once per process.
+    pub fn shared() -> Result<Gpu> {
+        static SHARED: OnceLock<std::result::Result<Gpu, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Gpu::new(&GpuOptions::from_env()).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|message| Error::Gpu {
+                during: "creating the shared GPU".into(),
+                message,
+            })
+    }
+
+    fn from_adapter(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        options: &GpuOptions,
+    ) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::PIPELINE_CACHE;
+        let features = available & wanted;
+        // The adapter's own limits, not WebGPU's defaults: large storage bindings matter for weights.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("heedful"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let shader_f16 = features.contains(wgpu::Features::SHADER_F16);
+        let caps = Caps {
+            adapter_name: info.name.clone(),
+            backend: info.backend,
+            device_type: info.device_type,
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            shader_f16,
+            native_f16: shader_f16 && !options.packed_f16,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_period_ns: queue.get_timestamp_period(),
+            pipeline_cache: features.contains(wgpu::Features::PIPELINE_CACHE),
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
+        };
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                instance,
+                adapter,
+                device,
+                queue,
+                caps,
+                pipelines: PipelineCache::default(),
+                counters: Counters::default(),
+                errors,
+            }),
+        })
+    }
+
+    /// The device's capabilities.
+    pub fn caps(&self) -> &Caps {
+        &self.inner.caps
+    }
+
+    /// The wgpu device, for embedding applications that record their own work.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter the device was created on.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+
+    /// The wgpu instance.
+    pub fn instance(&self) -> &wgpu::Instance {
+        &self.inner.instance
+    }
+
+    /// Counts of buffers, bind groups, pipelines and submissions created so far.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    /// Blocks until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                during: "waiting for the queue".into(),
+                message: e.to_string(),
+            })?;
+        self.check_errors("waiting for the queue")
+    }
+
+    /// Returns the first GPU error reported since the last check, naming `during`.
+    pub fn check_errors(&self, during: &str) -> Result<()> {
+        let mut errs = self.inner.errors.lock().map_err(|_| Error::Gpu {
+            during: during.into(),
+            message: "error sink poisoned".into(),
+        })?;
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let message = errs.join("\n");
+        errs.clear();
+        Err(Error::Gpu {
+            during: during.into(),
+            message,
+        })
+    }
+
+    /// Creates a buffer after checking the size against the device limits.
+    pub(crate) fn create_buffer(
+        &self,
+        label: &str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        let caps = &self.inner.caps;
+        if size > caps.max_buffer_size {
+            return Err(Error::Limit {
+                what: format!("buffer {label}"),
+                needed: size,
+                limit_name: "max_buffer_size",
+                limit: caps.max_buffer_size,
+            });
+        }
+        // Zero-sized storage bindings are invalid; round up to 16 bytes so vec4 loads stay in bounds.
+        let size = size.max(16).div_ceil(16) * 16;
+        self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        }))
+    }
+}

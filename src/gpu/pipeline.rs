@@ -1,0 +1,254 @@
+//! Shader composition, the pipeline cache, and prepared dispatches.
+//!
+//! A kernel's WGSL file under `shaders/` holds the body; the Rust side prepends what varies per
+//! variant: `enable f16;` when the device reads f16 natively, `const` tile sizes, and the storage
+//! declarations of inputs whose dtype varies (f32, native f16 or packed f16). Pipelines are compiled
+//! once per `(kernel, variant)` and cached for the life of the [`Gpu`].
+//!
+//! Binding convention for every kernel: `@binding(0)` is the `Params` uniform, storage buffers follow
+//! at 1, 2, ... in the order the dispatch function passes them.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use super::context::Gpu;
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+
+/// How a kernel reads an array of real numbers from a storage buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    /// `array<f32>`.
+    F32,
+    /// `array<f16>` with `SHADER_F16`.
+    F16,
+    /// f16 pairs packed in `array<u32>`, read with `unpack2x16float` (no `SHADER_F16` needed).
+    F16Packed,
+}
+
+impl Elem {
+    /// The way this device reads a tensor of `dtype` (f32 or f16).
+    pub fn for_dtype(gpu: &Gpu, dtype: DType) -> Option<Elem> {
+        match dtype {
+            DType::F32 => Some(Elem::F32),
+            DType::F16 if gpu.caps().native_f16 => Some(Elem::F16),
+            DType::F16 => Some(Elem::F16Packed),
+            _ => None,
+        }
+    }
+
+    /// True when the composed shader needs `enable f16;`.
+    pub fn needs_f16(self) -> bool {
+        self == Elem::F16
+    }
+}
+
+/// Generates a read-only storage declaration `name` at `binding` with two accessors:
+/// `fn {name}_at(i: u32) -> f32` and `fn {name}_at4(i: u32) -> vec4<f32>` (elements i..i+4).
+///
+/// With `vec4 = true` the array is declared in 4-element units, which is faster but requires
+/// `i % 4 == 0` in `_at4` calls (the caller guarantees it: for example the inner dim is a multiple of 4).
+pub fn declare_input(name: &str, binding: u32, elem: Elem, vec4: bool) -> String {
+    let head = format!("@group(0) @binding({binding}) var<storage, read> {name}");
+    match (elem, vec4) {
+        (Elem::F32, false) => format!(
+            "{head}: array<f32>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return {name}[i]; }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ return vec4<f32>({name}[i], {name}[i + 1u], {name}[i + 2u], {name}[i + 3u]); }}\n"
+        ),
+        (Elem::F32, true) => format!(
+            "{head}: array<vec4<f32>>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return {name}[i >> 2u][i & 3u]; }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ return {name}[i >> 2u]; }}\n"
+        ),
+        (Elem::F16, false) => format!(
+            "{head}: array<f16>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return f32({name}[i]); }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ return vec4<f32>(f32({name}[i]), f32({name}[i + 1u]), f32({name}[i + 2u]), f32({name}[i + 3u])); }}\n"
+        ),
+        (Elem::F16, true) => format!(
+            "{head}: array<vec4<f16>>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return f32({name}[i >> 2u][i & 3u]); }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ return vec4<f32>({name}[i >> 2u]); }}\n"
+        ),
+        (Elem::F16Packed, false) => format!(
+            "{head}: array<u32>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return unpack2x16float({name}[i >> 1u])[i & 1u]; }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ return vec4<f32>({name}_at(i), {name}_at(i + 1u), {name}_at(i + 2u), {name}_at(i + 3u)); }}\n"
+        ),
+        (Elem::F16Packed, true) => format!(
+            "{head}: array<vec2<u32>>;\n\
+             fn {name}_at(i: u32) -> f32 {{ return unpack2x16float({name}[i >> 2u][(i >> 1u) & 1u])[i & 1u]; }}\n\
+             fn {name}_at4(i: u32) -> vec4<f32> {{ let p = {name}[i >> 2u]; return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)); }}\n"
+        ),
+    }
+}
+
+/// Builds a complete WGSL module: `enable f16;` if needed, `const` definitions, generated
+/// declarations, then the kernel body from `shaders/`.
+pub fn compose(body: &str, f16: bool, consts: &[(&str, u32)], decls: &[String]) -> String {
+    let mut s = String::with_capacity(body.len() + 512);
+    if f16 {
+        s.push_str("enable f16;\n");
+    }
+    for (k, v) in consts {
+        s.push_str(&format!("const {k}: u32 = {v}u;\n"));
+    }
+    for d in decls {
+        s.push_str(d);
+    }
+    s.push_str(body);
+    s
+}
+
+/// Compiled pipelines keyed by kernel name and variant.
+#[derive(Default)]
+pub struct PipelineCache {
+    map: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
+}
+
+/// A dispatch ready to record: pipeline, bound resources and grid. Built once, recordable many times.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) workgroups: [u32; 3],
+    /// Kernel name, for profiles and errors.
+    pub label: &'static str,
+}
+
+impl Gpu {
+    /// The pipeline for `(kernel, variant)`, compiling `source()` on first use.
+    ///
+    /// Shader compile or validation errors come back as [`Error::Gpu`] naming the kernel.
+    pub fn pipeline(
+        &self,
+        kernel: &'static str,
+        variant: &impl Debug,
+        source: impl FnOnce() -> String,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (kernel, format!("{variant:?}"));
+        if let Some(p) = self
+            .inner
+            .pipelines
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let device = &self.inner.device;
+        let src = source();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel),
+            source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                during: format!("compiling kernel {kernel} variant {:?}", key.1),
+                message: err.to_string(),
+            });
+        }
+        self.inner
+            .counters
+            .pipelines
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .pipelines
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Binds `params` (uniform, binding 0) and `buffers` (storage, bindings 1..) to `pipeline`.
+    pub fn dispatch(
+        &self,
+        label: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let max = self.caps().max_workgroups_per_dim;
+        if let Some(&w) = workgroups.iter().find(|&&w| w > max) {
+            return Err(Error::Limit {
+                what: format!("{label}: dispatch of {workgroups:?} workgroups"),
+                needed: w as u64,
+                limit_name: "max_compute_workgroups_per_dimension",
+                limit: max as u64,
+            });
+        }
+        for b in buffers {
+            if b.size() > self.caps().max_storage_binding {
+                return Err(Error::Limit {
+                    what: format!("{label}: storage binding {:?}", b),
+                    needed: b.size(),
+                    limit_name: "max_storage_buffer_binding_size",
+                    limit: self.caps().max_storage_binding,
+                });
+            }
+        }
+        let device = &self.inner.device;
+        // Uniform buffers must be a multiple of 16 bytes.
+        let mut bytes = params.to_vec();
+        bytes.resize(params.len().max(16).div_ceil(16) * 16, 0);
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
+        }
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.inner
+            .counters
+            .bind_groups
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Dispatch {
+            pipeline: pipeline.clone(),
+            bind_group,
+            workgroups,
+            label,
+        })
+    }
+
+    /// Splits `n` workgroups into a grid that fits the per-dimension limit. Kernels rebuild the
+    /// linear index as `wid.x + wid.y * nwg.x` and return when it is `>= n`.
+    pub fn grid(&self, n: u32) -> [u32; 3] {
+        let max = self.caps().max_workgroups_per_dim.max(1);
+        if n <= max {
+            [n.max(1), 1, 1]
+        } else {
+            [max, n.div_ceil(max), 1]
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Timing of recorded GPU work: timestamp queries where the device has them, wall clock otherwise.
+//!
+//! A measurement counts only once the GPU has finished: the timer waits on the queue (and reads the
+//! resolved timestamps back) before it returns.
+
+use std::time::Instant;
+
+use super::context::Gpu;
+use super::recorder::{PassTimestamps, Recorder};
+use crate::error::{Error, Result};
+
+/// Times a [`Recorder`]'s execution on the GPU.
+pub struct Timer {
+    gpu: Gpu,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl Timer {
+    /// A timer that uses GPU timestamps when the device supports them, unless `wall_clock` is set.
+    pub fn new(gpu: &Gpu, wall_clock: bool) -> Result<Timer> {
+        let queries = if gpu.caps().timestamps && !wall_clock {
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("heedful timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = gpu.create_buffer(
+                "timer resolve",
+                16,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            )?;
+            let read = gpu.create_buffer(
+                "timer read",
+                16,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?;
+            Some((set, resolve, read))
+        } else {
+            None
+        };
+        Ok(Timer {
+            gpu: gpu.clone(),
+            queries,
+        })
+    }
+
+    /// "gpu timestamps" or "wall clock".
+    pub fn method(&self) -> &'static str {
+        if self.queries.is_some() {
+            "gpu timestamps"
+        } else {
+            "wall clock"
+        }
+    }
+
+    /// Runs `rec` once and returns the seconds it took on the GPU.
+    pub fn time(&self, rec: &Recorder) -> Result<f64> {
+        let device = self.gpu.device();
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("timed"),
+        });
+        match &self.queries {
+            None => {
+                rec.encode(&mut enc, None);
+                let t0 = Instant::now();
+                self.gpu.queue().submit(Some(enc.finish()));
+                self.gpu.wait()?;
+                Ok(t0.elapsed().as_secs_f64())
+            }
+            Some((set, resolve, read)) => {
+                rec.encode(&mut enc, Some(PassTimestamps { set, begin: 0 }));
+                enc.resolve_query_set(set, 0..2, resolve, 0);
+                enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+                self.gpu.queue().submit(Some(enc.finish()));
+                let slice = read.slice(0..16);
+                slice.map_async(wgpu::MapMode::Read, |_| {});
+                self.gpu.wait()?;
+                let ticks: [u64; 2] = {
+                    let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+                        during: "reading timestamps".into(),
+                        message: e.to_string(),
+                    })?;
+                    let mut t = [0u64; 2];
+                    t.copy_from_slice(bytemuck::cast_slice(&view[..16]));
+                    t
+                };
+                read.unmap();
+                let ns = ticks[1].wrapping_sub(ticks[0]) as f64
+                    * self.gpu.caps().timestamp_period_ns as f64;
+                Ok(ns * 1e-9)
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Elementwise kernels (`shaders/elementwise.wgsl`): activations, and add/mul with `b` broadcast
+//! over the leading dims of `a`.
+//!
+//! Shapes: a `[*, N]` f32, b `[N]`, `[..., N]` or the same shape as a (f32 or f16), out like a.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::kernels::{check_dtype, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
+const WG: u32 = 256;
+
+/// A pointwise activation function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// `tanh(x)`.
+    Tanh,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// `0.5 x (1 + erf(x / sqrt 2))` (PyTorch's default `F.gelu`).
+    Gelu,
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (`F.gelu(approximate="tanh")`).
+    GeluTanh,
+}
+
+impl Activation {
+    /// Parses the names used by the conformance cases: relu, tanh, sigmoid, silu, gelu, gelu_tanh.
+    pub fn parse(name: &str) -> Option<Activation> {
+        Some(match name {
+            "relu" => Activation::Relu,
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "silu" | "swish" => Activation::Silu,
+            "gelu" => Activation::Gelu,
+            "gelu_tanh" | "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            _ => return None,
+        })
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            Activation::Relu => 0,
+            Activation::Tanh => 1,
+            Activation::Sigmoid => 2,
+            Activation::Silu => 3,
+            Activation::Gelu => 4,
+            Activation::GeluTanh => 5,
+        }
+    }
+}
+
+/// A binary elementwise op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Binary {
+    /// `a + b`.
+    Add,
+    /// `a * b`.
+    Mul,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    n_b: u32,
+    op: u32,
+    _pad: u32,
+}
+
+fn record(
+    rec: &mut Recorder,
+    op_name: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    op: u32,
+) -> Result<()> {
+    check_dtype(op_name, "a", a, &[DType::F32])?;
+    check_dtype(op_name, "out", out, &[DType::F32])?;
+    if out.numel() != a.numel() {
+        return Err(Error::shape(
+            op_name,
+            format!("out {:?} does not match input {:?}", out.shape(), a.shape()),
+        ));
+    }
+    if a.numel() == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu().clone();
+    let elem = Elem::for_dtype(&gpu, b.dtype()).ok_or_else(|| Error::DType {
+        op: op_name.into(),
+        operand: "b".into(),
+        got: b.dtype().to_string(),
+        expected: "f32 or f16".into(),
+    })?;
+    let pipeline = gpu.pipeline("elementwise", &elem, || {
+        compose(
+            SRC,
+            elem.needs_f16(),
+            &[("WG", WG)],
+            &[declare_input("b", 3, elem, false)],
+        )
+    })?;
+    let params = Params {
+        n: a.numel() as u32,
+        n_b: b.numel().max(1) as u32,
+        op,
+        _pad: 0,
+    };
+    let d = gpu.dispatch(
+        "elementwise",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &[a.buffer(), out.buffer(), b.buffer()],
+        grid_1d(&gpu, a.numel(), WG)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}
+
+/// Records `out = f(x)`; x and out f32 with equal element counts.
+pub fn record_activation(
+    rec: &mut Recorder,
+    x: &Tensor,
+    out: &Tensor,
+    f: Activation,
+) -> Result<()> {
+    // `b` is unused by unary ops; bind x again so the layout is the same as for binary ops.
+    record(rec, "activation", x, x, out, f.code())
+}
+
+/// Records `out = a (op) b`, with b's elements repeating over a's leading dims: b's shape must equal
+/// a trailing part of a's shape (for example a `[B, T, N]`, b `[N]` or `[T, N]`).
+pub fn record_binary(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    op: Binary,
+) -> Result<()> {
+    let name = match op {
+        Binary::Add => "add",
+        Binary::Mul => "mul",
+    };
+    let (ash, bsh) = (a.shape(), b.shape());
+    let trailing = bsh.len() <= ash.len() && ash[ash.len() - bsh.len()..] == *bsh;
+    if !trailing {
+        return Err(Error::shape(
+            name,
+            format!("b {bsh:?} must equal a trailing part of a {ash:?} to broadcast"),
+        ));
+    }
+    if b.numel() == 0 && a.numel() != 0 {
+        return Err(Error::shape(
+            name,
+            format!("b {bsh:?} is empty but a {ash:?} is not"),
+        ));
+    }
+    let code = match op {
+        Binary::Add => 16,
+        Binary::Mul => 17,
+    };
+    record(rec, name, a, b, out, code)
+}

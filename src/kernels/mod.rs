@@ -1,0 +1,42 @@
+//! GPU kernels: one module per WGSL file in `shaders/`.
+//!
+//! Each module defines the `Params` struct that mirrors its WGSL uniform, the variants it compiles,
+//! and `record_*` functions that validate shapes and dtypes and append a [`crate::gpu::Dispatch`]
+//! to a [`crate::gpu::Recorder`]. The eager ops in [`crate::ops`] and the graph executor both call
+//! these, so each kernel has exactly one dispatch path.
+
+pub mod elementwise;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::{DType, Tensor};
+
+/// Checks that `t` has one of the `allowed` dtypes.
+pub(crate) fn check_dtype(op: &str, operand: &str, t: &Tensor, allowed: &[DType]) -> Result<()> {
+    if allowed.contains(&t.dtype()) {
+        Ok(())
+    } else {
+        Err(Error::DType {
+            op: op.into(),
+            operand: operand.into(),
+            got: t.dtype().to_string(),
+            expected: allowed
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        })
+    }
+}
+
+/// A 1-D grid of `ceil(n / per_group)` workgroups, split to fit the per-dimension limit.
+pub(crate) fn grid_1d(gpu: &Gpu, n: usize, per_group: u32) -> Result<[u32; 3]> {
+    let groups = n.div_ceil(per_group as usize);
+    let groups = u32::try_from(groups).map_err(|_| Error::Limit {
+        what: format!("dispatch over {n} elements"),
+        needed: groups as u64,
+        limit_name: "max_compute_workgroups_per_dimension (squared)",
+        limit: u32::MAX as u64,
+    })?;
+    Ok(gpu.grid(groups))
+}

@@ -1,0 +1,32 @@
+//! # heedful
+//!
+//! A portable GPU inference engine for sequence models on wgpu compute shaders: hand-written WGSL
+//! kernels for matmul, softmax, attention and recurrent gates, run on Vulkan, Metal, DX12, GL or
+//! browser WebGPU.
+//!
+//! Layout: [`gpu`] (device, caps, pipelines, recording), [`tensor`] (GPU tensors), [`kernels`] (one
+//! module per WGSL file), [`ops`] (eager op API), [`reference`] (CPU oracle), [`conformance`]
+//! (PyTorch-reference case runner), [`bench`] (benchmark suites).
+//!
+//! ```no_run
+//! use heedful::{ops, Gpu, Tensor};
+//!
+//! let gpu = Gpu::shared()?;
+//! let x = Tensor::from_f32(&gpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?; // [M=2, K=3]
+//! let w = Tensor::from_f32_as_f16(&gpu, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3])?; // [N=2, K=3] f16
+//! let y = ops::linear(&gpu, &x, &w, None)?; // x W^T: [2, 2]
+//! assert_eq!(y.to_vec_f32(&gpu)?, vec![1.0, 2.0, 4.0, 5.0]);
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+pub mod compare;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod ops;
+pub mod reference;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{Caps, Gpu, GpuOptions};
+pub use tensor::{DType, Tensor};

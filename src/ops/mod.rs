@@ -1,0 +1,53 @@
+//! Eager ops: functions on [`Tensor`]s that allocate their output, record one kernel and submit.
+//!
+//! This is the API tests, the conformance runner and quick experiments use. Each op validates its
+//! operands and returns an [`crate::Error`] naming the op and the shapes on a mismatch.
+//!
+//! ```no_run
+//! use heedful::{ops, Gpu, Tensor};
+//! let gpu = Gpu::shared()?;
+//! let x = Tensor::from_f32(&gpu, &[-1.0, 0.5, 2.0], &[3])?;
+//! let y = ops::activation(&gpu, &x, ops::Activation::Relu)?;
+//! assert_eq!(y.to_vec_f32(&gpu)?, vec![0.0, 0.5, 2.0]);
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+use crate::error::Result;
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::elementwise;
+use crate::tensor::{DType, Tensor};
+
+pub use crate::kernels::elementwise::{Activation, Binary};
+
+/// Runs `f` on a fresh recorder and submits what it recorded.
+pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Result<()> {
+    let mut rec = Recorder::new(gpu);
+    f(&mut rec)?;
+    rec.submit()?;
+    Ok(())
+}
+
+/// `f(x)` elementwise.
+pub fn activation(gpu: &Gpu, x: &Tensor, f: Activation) -> Result<Tensor> {
+    let out = Tensor::zeros(gpu, x.shape(), DType::F32)?;
+    run(gpu, |rec| elementwise::record_activation(rec, x, &out, f))?;
+    Ok(out)
+}
+
+/// `a + b`, b broadcast over a's leading dims.
+pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = Tensor::zeros(gpu, a.shape(), DType::F32)?;
+    run(gpu, |rec| {
+        elementwise::record_binary(rec, a, b, &out, Binary::Add)
+    })?;
+    Ok(out)
+}
+
+/// `a * b`, b broadcast over a's leading dims.
+pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = Tensor::zeros(gpu, a.shape(), DType::F32)?;
+    run(gpu, |rec| {
+        elementwise::record_binary(rec, a, b, &out, Binary::Mul)
+    })?;
+    Ok(out)
+}

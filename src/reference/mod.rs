@@ -1,0 +1,4 @@
+//! CPU reference implementations: plain loops with f64 accumulation, written for clarity, not speed.
+//! They are the oracle every GPU kernel is tested against.
+
+pub mod elementwise;
