@@ -20,6 +20,7 @@
 //! ```
 
 pub mod compare;
+pub mod conformance;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
@@ -30,3 +31,8 @@ pub mod tensor;
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions};
 pub use tensor::{DType, Tensor};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
