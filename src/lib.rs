@@ -23,6 +23,7 @@ pub mod compare;
 pub mod conformance;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod ops;
 pub mod reference;
