@@ -12,6 +12,10 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod layout;
+
+pub use self::layout::*;
+
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise;
