@@ -6,6 +6,8 @@
 //! these, so each kernel has exactly one dispatch path.
 
 pub mod elementwise;
+pub mod gemv;
+pub mod matmul;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
