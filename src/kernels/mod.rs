@@ -8,6 +8,8 @@
 pub mod elementwise;
 pub mod layout;
 pub mod pooling;
+pub mod gemv;
+pub mod matmul;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
