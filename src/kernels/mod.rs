@@ -6,6 +6,9 @@
 //! these, so each kernel has exactly one dispatch path.
 
 pub mod elementwise;
+pub mod embedding;
+pub mod layer_norm;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -2,3 +2,6 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod elementwise;
+pub mod embedding;
+pub mod layer_norm;
+pub mod softmax;
