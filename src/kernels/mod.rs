@@ -10,6 +10,9 @@ pub mod layout;
 pub mod pooling;
 pub mod gemv;
 pub mod matmul;
+pub mod embedding;
+pub mod layer_norm;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -58,3 +58,6 @@ pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     })?;
     Ok(out)
 }
+
+mod norms;
+pub use self::norms::*;

@@ -4,3 +4,6 @@
 pub mod elementwise;
 pub mod layout;
 pub mod matmul;
+pub mod embedding;
+pub mod layer_norm;
+pub mod softmax;
