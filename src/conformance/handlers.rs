@@ -11,7 +11,14 @@ use crate::tensor::Tensor;
 pub(super) type Produced = Vec<(String, Vec<f32>)>;
 type Handler = fn(&Gpu, &Case) -> Result<Produced>;
 
-const HANDLERS: &[(&str, Handler)] = &[("activation", activation)];
+const HANDLERS: &[(&str, Handler)] = &[
+    ("activation", activation),
+    ("embedding", embedding),
+    ("layer_norm", layer_norm),
+    ("linear", linear),
+    ("matmul", matmul),
+    ("softmax", softmax),
+];
 
 /// The handler for `op`, or `None` when heedful does not implement it yet.
 pub(super) fn handler(op: &str) -> Option<Handler> {
@@ -39,4 +46,44 @@ fn activation(gpu: &Gpu, case: &Case) -> Result<Produced> {
         .ok_or_else(|| crate::Error::invalid("activation", format!("unknown fn {name:?}")))?;
     let x = case.input(gpu, "x")?;
     read(gpu, &[("y", &ops::activation(gpu, &x, f)?)])
+}
+
+fn linear(gpu: &Gpu, case: &Case) -> Result<Produced> {
+    let x = case.input(gpu, "x")?;
+    let w = case.weight(gpu, "weight")?;
+    let b = case.weight_opt(gpu, "bias")?;
+    read(gpu, &[("y", &ops::linear(gpu, &x, &w, b.as_ref())?)])
+}
+
+fn matmul(gpu: &Gpu, case: &Case) -> Result<Produced> {
+    let a = case.input(gpu, "a")?;
+    // matmul cases have no weights; `b` is an input held in f32.
+    let b = case.input(gpu, "b")?;
+    read(gpu, &[("y", &ops::matmul(gpu, &a, &b)?)])
+}
+
+fn softmax(gpu: &Gpu, case: &Case) -> Result<Produced> {
+    let dim = case.attrs.get("dim").and_then(|d| d.as_i64()).unwrap_or(-1);
+    let x = case.input(gpu, "x")?;
+    if dim != -1 && dim != x.shape().len() as i64 - 1 {
+        return Err(crate::Error::invalid(
+            "softmax",
+            format!("only the last dim is supported, case has dim={dim}"),
+        ));
+    }
+    read(gpu, &[("y", &ops::softmax(gpu, &x)?)])
+}
+
+fn layer_norm(gpu: &Gpu, case: &Case) -> Result<Produced> {
+    let eps = case.attr_f64("eps").unwrap_or(1e-5) as f32;
+    let x = case.input(gpu, "x")?;
+    let w = case.weight(gpu, "weight")?;
+    let b = case.weight(gpu, "bias")?;
+    read(gpu, &[("y", &ops::layer_norm(gpu, &x, &w, &b, eps)?)])
+}
+
+fn embedding(gpu: &Gpu, case: &Case) -> Result<Produced> {
+    let (ids, shape) = case.i64s("in.ids")?;
+    let w = case.weight(gpu, "weight")?;
+    read(gpu, &[("y", &ops::embedding_ids(gpu, ids, shape, &w)?)])
 }

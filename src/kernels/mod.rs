@@ -6,12 +6,12 @@
 //! these, so each kernel has exactly one dispatch path.
 
 pub mod elementwise;
-pub mod layout;
-pub mod pooling;
-pub mod gemv;
-pub mod matmul;
 pub mod embedding;
+pub mod gemv;
 pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
+pub mod pooling;
 pub mod softmax;
 
 use crate::error::{Error, Result};

@@ -13,8 +13,12 @@
 //! ```
 
 mod layout;
+mod matmul;
+mod norms;
 
 pub use self::layout::*;
+pub use self::matmul::*;
+pub use self::norms::*;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
@@ -22,9 +26,6 @@ use crate::kernels::elementwise;
 use crate::tensor::{DType, Tensor};
 
 pub use crate::kernels::elementwise::{Activation, Binary};
-
-mod matmul;
-pub use self::matmul::*;
 
 /// Runs `f` on a fresh recorder and submits what it recorded.
 pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Result<()> {
@@ -58,6 +59,3 @@ pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     })?;
     Ok(out)
 }
-
-mod norms;
-pub use self::norms::*;

@@ -2,8 +2,8 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod elementwise;
-pub mod layout;
-pub mod matmul;
 pub mod embedding;
 pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
 pub mod softmax;
