@@ -181,3 +181,98 @@ fn bad_inputs_are_errors_not_panics() {
         .to_string();
     assert!(e.contains("i32"), "{e}");
 }
+
+/// A small attention block built as a graph equals the same computation with eager ops.
+#[test]
+fn attention_block_graph_equals_eager_ops() {
+    use heedful::ops;
+    let gpu = gpu();
+    let mut rng = Rng::new(11);
+    let (b, t, e, h, v) = (2usize, 5usize, 12usize, 3usize, 17usize);
+    let dh = e / h;
+    let emb = Tensor::from_f32_as_f16(&gpu, &rng.vec(v * e, -1.0, 1.0), &[v, e]).unwrap();
+    let wq = Tensor::from_f32_as_f16(&gpu, &rng.vec(e * e, -0.5, 0.5), &[e, e]).unwrap();
+    let bq = Tensor::from_f32(&gpu, &rng.vec(e, -0.1, 0.1), &[e]).unwrap();
+    let ln_w = Tensor::from_f32(&gpu, &rng.vec(e, 0.5, 1.5), &[e]).unwrap();
+    let ln_b = Tensor::from_f32(&gpu, &rng.vec(e, -0.1, 0.1), &[e]).unwrap();
+    let ids: Vec<i32> = (0..b * t).map(|i| (i * 7 % v) as i32).collect();
+    let mask: Vec<i32> = (0..b * t).map(|i| (i % t < 3 + i / t) as i32).collect();
+
+    let mut g = Graph::new();
+    let ids_v = g.input("ids", &[Dim::sym("b"), Dim::sym("t")], DType::I32);
+    let mask_v = g.input("mask", &[Dim::sym("b"), Dim::sym("t")], DType::I32);
+    let (emb_v, wq_v, bq_v, lw, lb) = (
+        g.weight(emb.clone()),
+        g.weight(wq.clone()),
+        g.weight(bq.clone()),
+        g.weight(ln_w.clone()),
+        g.weight(ln_b.clone()),
+    );
+    let x = g.embedding(ids_v, emb_v);
+    let x = g.layer_norm(x, lw, lb, 1e-5);
+    let q = g.linear(x, wq_v, Some(bq_v));
+    let q4 = g.reshape(
+        q,
+        &[
+            ReshapeDim::Input(0),
+            ReshapeDim::Input(1),
+            ReshapeDim::Fixed(h),
+            ReshapeDim::Fixed(dh),
+        ],
+    );
+    let qh = g.transpose12(q4);
+    let s = g.matmul_bt(qh, qh, 0.5);
+    let p = g.softmax(s);
+    let ctx = g.matmul(p, qh);
+    let merged = g.transpose12(ctx);
+    let flat = g.reshape(
+        merged,
+        &[
+            ReshapeDim::Input(0),
+            ReshapeDim::Input(1),
+            ReshapeDim::Infer,
+        ],
+    );
+    let pooled = g.mean_pool(flat, mask_v, true);
+    g.output("pooled", pooled);
+    g.output("probs", p);
+    let session = Session::new(&gpu, Arc::new(g));
+    let out = session
+        .run(&[
+            ("ids", HostInput::i32(ids.clone(), &[b, t])),
+            ("mask", HostInput::i32(mask.clone(), &[b, t])),
+        ])
+        .unwrap();
+
+    let ids_t = Tensor::from_i32(&gpu, &ids, &[b, t]).unwrap();
+    let mask_t = Tensor::from_i32(&gpu, &mask, &[b, t]).unwrap();
+    let x = ops::embedding(&gpu, &ids_t, &emb).unwrap();
+    let x = ops::layer_norm(&gpu, &x, &ln_w, &ln_b, 1e-5).unwrap();
+    let q = ops::linear(&gpu, &x, &wq, Some(&bq))
+        .unwrap()
+        .reshape(&[b, t, h, dh])
+        .unwrap();
+    let qh = ops::transpose12(&gpu, &q).unwrap();
+    let p = ops::softmax(&gpu, &ops::matmul_bt(&gpu, &qh, &qh, 0.5).unwrap()).unwrap();
+    let ctx = ops::matmul(&gpu, &p, &qh).unwrap();
+    let merged = ops::transpose12(&gpu, &ctx)
+        .unwrap()
+        .reshape(&[b, t, e])
+        .unwrap();
+    let pooled = ops::mean_pool(&gpu, &merged, &mask_t, true).unwrap();
+    assert_eq!(out["probs"].shape, vec![b, h, t, t]);
+    assert_close(
+        "probs",
+        &out["probs"].data,
+        &p.to_vec_f32(&gpu).unwrap(),
+        1e-6,
+        1e-6,
+    );
+    assert_close(
+        "pooled",
+        &out["pooled"].data,
+        &pooled.to_vec_f32(&gpu).unwrap(),
+        1e-6,
+        1e-6,
+    );
+}

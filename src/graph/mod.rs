@@ -152,6 +152,49 @@ impl Graph {
         self.node1(Op::Binary(Binary::Mul), &[a, b])
     }
 
+    /// `nn.Linear`: `x [*, K] W^T + b`, w `[N, K]`.
+    pub fn linear(&mut self, x: Value, w: Value, b: Option<Value>) -> Value {
+        match b {
+            Some(b) => self.node1(Op::Linear, &[x, w, b]),
+            None => self.node1(Op::Linear, &[x, w]),
+        }
+    }
+
+    /// `torch.matmul(a, b)`.
+    pub fn matmul(&mut self, a: Value, b: Value) -> Value {
+        self.node1(Op::Matmul, &[a, b])
+    }
+
+    /// `a @ b^T * alpha`.
+    pub fn matmul_bt(&mut self, a: Value, b: Value, alpha: f32) -> Value {
+        self.node1(Op::MatmulBt(alpha), &[a, b])
+    }
+
+    /// Softmax over the last dim.
+    pub fn softmax(&mut self, x: Value) -> Value {
+        self.node1(Op::Softmax, &[x])
+    }
+
+    /// Layer norm over the last dim.
+    pub fn layer_norm(&mut self, x: Value, weight: Value, bias: Value, eps: f32) -> Value {
+        self.node1(Op::LayerNorm(eps), &[x, weight, bias])
+    }
+
+    /// Embedding lookup of i32 ids.
+    pub fn embedding(&mut self, ids: Value, weight: Value) -> Value {
+        self.node1(Op::Embedding, &[ids, weight])
+    }
+
+    /// `x.transpose(1, 2)` of a 4-D value.
+    pub fn transpose12(&mut self, x: Value) -> Value {
+        self.node1(Op::Transpose12, &[x])
+    }
+
+    /// Masked mean over tokens (mask `[B, T]` i32), L2-normalized when `normalize`.
+    pub fn mean_pool(&mut self, x: Value, mask: Value, normalize: bool) -> Value {
+        self.node1(Op::MeanPool(normalize), &[x, mask])
+    }
+
     /// The same data viewed with another shape (no kernel, no copy).
     pub fn reshape(&mut self, x: Value, shape: &[ReshapeDim]) -> Value {
         self.node1(Op::Reshape(shape.to_vec()), &[x])

@@ -3,7 +3,7 @@
 use super::Value;
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
-use crate::kernels::elementwise;
+use crate::kernels::{elementwise, embedding, layer_norm, layout, matmul, pooling, softmax};
 use crate::ops::{Activation, Binary};
 use crate::tensor::{DType, Tensor};
 
@@ -27,6 +27,22 @@ pub enum Op {
     Binary(Binary),
     /// A view with another shape: `[x] -> [y]`, sharing x's buffer.
     Reshape(Vec<ReshapeDim>),
+    /// `nn.Linear`: `[x [*, K], w [N, K]] -> [y [*, N]]`, or with a bias `[x, w, b [N]]`.
+    Linear,
+    /// `torch.matmul`: `[a [*, M, K], b [*, K, N]] -> [y [*, M, N]]`.
+    Matmul,
+    /// `a @ b^T * alpha`: `[a [*, M, K], b [*, N, K]] -> [y [*, M, N]]`.
+    MatmulBt(f32),
+    /// Softmax over the last dim: `[x] -> [y]`.
+    Softmax,
+    /// Layer norm over the last dim: `[x [*, D], weight [D], bias [D]] -> [y]`.
+    LayerNorm(f32),
+    /// Embedding lookup: `[ids [*] i32, weight [V, D]] -> [y [*, D]]`.
+    Embedding,
+    /// `x.transpose(1, 2)`: `[x [A, B, C, D]] -> [y [A, C, B, D]]`.
+    Transpose12,
+    /// Masked mean over tokens, L2-normalized when set: `[x [B, T, E], mask [B, T] i32] -> [y [B, E]]`.
+    MeanPool(bool),
 }
 
 /// A node: an op over input values, producing output values.
@@ -48,6 +64,14 @@ impl Op {
             Op::Binary(Binary::Add) => "add",
             Op::Binary(Binary::Mul) => "mul",
             Op::Reshape(_) => "reshape",
+            Op::Linear => "linear",
+            Op::Matmul => "matmul",
+            Op::MatmulBt(_) => "matmul_bt",
+            Op::Softmax => "softmax",
+            Op::LayerNorm(_) => "layer_norm",
+            Op::Embedding => "embedding",
+            Op::Transpose12 => "transpose12",
+            Op::MeanPool(_) => "mean_pool",
         }
     }
 
@@ -58,22 +82,73 @@ impl Op {
 
     /// Output shapes and dtypes from input shapes and dtypes.
     pub(crate) fn infer(&self, ins: &[(Vec<usize>, DType)]) -> Result<Vec<(Vec<usize>, DType)>> {
-        let want_inputs = match self {
-            Op::Activation(_) | Op::Reshape(_) => 1,
-            Op::Binary(_) => 2,
+        let arity: &[usize] = match self {
+            Op::Activation(_) | Op::Reshape(_) | Op::Softmax | Op::Transpose12 => &[1],
+            Op::Binary(_) | Op::Matmul | Op::MatmulBt(_) | Op::Embedding | Op::MeanPool(_) => &[2],
+            Op::Linear => &[2, 3],
+            Op::LayerNorm(_) => &[3],
         };
-        if ins.len() != want_inputs {
+        if !arity.contains(&ins.len()) {
             return Err(Error::invalid(
                 self.name(),
-                format!("takes {want_inputs} inputs, got {}", ins.len()),
+                format!("takes {arity:?} inputs, got {}", ins.len()),
             ));
         }
+        let f32_out = |shape: Vec<usize>| vec![(shape, DType::F32)];
+        let x = &ins[0].0;
+        let last = |s: &[usize]| s.last().copied().unwrap_or(1);
+        let lead = |s: &[usize]| s[..s.len().saturating_sub(1)].to_vec();
         Ok(match self {
-            Op::Activation(_) | Op::Binary(_) => vec![(ins[0].0.clone(), DType::F32)],
-            Op::Reshape(spec) => {
-                let (shape, dtype) = &ins[0];
-                vec![(reshape_target(shape, spec)?, *dtype)]
+            Op::Activation(_) | Op::Binary(_) | Op::Softmax | Op::LayerNorm(_) => {
+                f32_out(x.clone())
             }
+            Op::Reshape(spec) => vec![(reshape_target(x, spec)?, ins[0].1)],
+            Op::Linear => {
+                let w = &ins[1].0;
+                let mut s = lead(x);
+                s.push(w.first().copied().unwrap_or(0));
+                f32_out(s)
+            }
+            Op::Matmul | Op::MatmulBt(_) => {
+                let b = &ins[1].0;
+                if x.len() < 2 || b.len() < 2 {
+                    return Err(Error::shape(
+                        self.name(),
+                        format!("a {x:?} and b {b:?} must be at least 2-D"),
+                    ));
+                }
+                let n = if matches!(self, Op::Matmul) {
+                    last(b)
+                } else {
+                    b[b.len() - 2]
+                };
+                let mut s = lead(x);
+                s.push(n);
+                f32_out(s)
+            }
+            Op::Embedding => {
+                let mut s = x.clone();
+                s.push(last(&ins[1].0));
+                f32_out(s)
+            }
+            Op::Transpose12 => match x.as_slice() {
+                &[a, b, c, d] => f32_out(vec![a, c, b, d]),
+                _ => {
+                    return Err(Error::shape(
+                        "transpose12",
+                        format!("x must be 4-D, got {x:?}"),
+                    ))
+                }
+            },
+            Op::MeanPool(_) => match x.as_slice() {
+                &[b, _, e] => f32_out(vec![b, e]),
+                _ => {
+                    return Err(Error::shape(
+                        "mean_pool",
+                        format!("x must be [B, T, E], got {x:?}"),
+                    ))
+                }
+            },
         })
     }
 
@@ -83,6 +158,20 @@ impl Op {
             Op::Activation(f) => elementwise::record_activation(rec, &ins[0], &outs[0], *f),
             Op::Binary(b) => elementwise::record_binary(rec, &ins[0], &ins[1], &outs[0], *b),
             Op::Reshape(_) => Ok(()),
+            Op::Linear => matmul::record_linear(rec, &ins[0], &ins[1], ins.get(2), &outs[0]),
+            Op::Matmul => matmul::record_matmul(rec, &ins[0], &ins[1], &outs[0]),
+            Op::MatmulBt(alpha) => {
+                matmul::record_matmul_bt(rec, &ins[0], &ins[1], &outs[0], *alpha)
+            }
+            Op::Softmax => softmax::record_softmax(rec, &ins[0], &outs[0]),
+            Op::LayerNorm(eps) => {
+                layer_norm::record_layer_norm(rec, &ins[0], &ins[1], &ins[2], &outs[0], *eps)
+            }
+            Op::Embedding => embedding::record_embedding(rec, &ins[0], &ins[1], &outs[0]),
+            Op::Transpose12 => layout::record_transpose12(rec, &ins[0], &outs[0]),
+            Op::MeanPool(normalize) => {
+                pooling::record_mean_pool(rec, &ins[0], &ins[1], &outs[0], *normalize)
+            }
         }
     }
 }
