@@ -28,6 +28,7 @@ pub mod kernels;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions};
