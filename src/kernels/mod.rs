@@ -6,6 +6,7 @@
 //! these, so each kernel has exactly one dispatch path.
 
 pub mod elementwise;
+pub mod recurrent;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -2,3 +2,4 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod elementwise;
+pub mod recurrent;
