@@ -13,6 +13,7 @@ pub mod layout;
 pub mod matmul;
 pub mod pooling;
 pub mod softmax;
+pub mod recurrent;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

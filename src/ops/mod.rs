@@ -27,6 +27,9 @@ use crate::tensor::{DType, Tensor};
 
 pub use crate::kernels::elementwise::{Activation, Binary};
 
+mod recurrent;
+pub use self::recurrent::*;
+
 /// Runs `f` on a fresh recorder and submits what it recorded.
 pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Result<()> {
     let mut rec = Recorder::new(gpu);

@@ -7,3 +7,4 @@ pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod softmax;
+pub mod recurrent;
