@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use heedful::conformance;
+use heedful::ops::RecurrentPath;
 use std::path::PathBuf;
 
 fn dir() -> Option<PathBuf> {
@@ -21,9 +22,13 @@ fn dir() -> Option<PathBuf> {
 }
 
 fn check_ops(ops: &[&str]) {
+    check_ops_with(ops, &conformance::RunOptions::default());
+}
+
+fn check_ops_with(ops: &[&str], opts: &conformance::RunOptions) {
     let Some(dir) = dir() else { return };
     for (path, gpu) in gpus() {
-        let outcomes = conformance::run_dir(&gpu, &dir, None).unwrap();
+        let outcomes = conformance::run_dir_with(&gpu, &dir, None, opts).unwrap();
         let mine: Vec<_> = outcomes
             .iter()
             .filter(|o| ops.contains(&o.op.as_str()))
@@ -54,6 +59,17 @@ fn engine_core_ops_pass_every_case() {
         "activation",
         "embedding",
     ]);
+}
+
+#[test]
+fn recurrent_ops_pass_every_case_on_both_paths() {
+    for recurrent_path in [RecurrentPath::PerStep, RecurrentPath::Persistent] {
+        eprintln!("recurrent path {recurrent_path:?}");
+        check_ops_with(
+            &["lstm", "gru", "rnn", "lstm_cell", "gru_cell", "rnn_cell"],
+            &conformance::RunOptions { recurrent_path },
+        );
+    }
 }
 
 #[test]

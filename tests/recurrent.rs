@@ -3,7 +3,6 @@
 
 mod common;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use common::*;
 use heedful::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentPath, RecurrentSpec};
@@ -165,7 +164,11 @@ fn layers_match_reference_over_hidden_sizes() {
                     steps,
                     lengths: lengths.clone(),
                     init_state: hi % 2 == 0,
-                    dtype: if n.is_multiple_of(2) { DType::F16 } else { DType::F32 },
+                    dtype: if n.is_multiple_of(2) {
+                        DType::F16
+                    } else {
+                        DType::F32
+                    },
                 };
                 eprintln!("[{path_name}] case {n}");
                 check(&gpu, &case, path, n, 1e-4, 1e-3);
@@ -396,197 +399,3 @@ fn bad_inputs_are_errors_naming_op_and_shapes() {
 
 // ---------------------------------------------------------------------------------------------
 // Conformance cases (PyTorch float64 references).
-
-fn conformance_dir() -> PathBuf {
-    std::env::var_os("HEEDFUL_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"))
-}
-
-struct ConfCase {
-    op: String,
-    attrs: serde_json::Value,
-    atol: f64,
-    rtol: f64,
-    dtype: DType,
-    tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
-}
-
-fn load_case(path: &std::path::Path) -> ConfCase {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let md = meta.metadata().clone().unwrap();
-    let mut tensors = HashMap::new();
-    for (name, view) in st.tensors() {
-        let data: Vec<f64> = match view.dtype() {
-            safetensors::Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            safetensors::Dtype::I64 => view
-                .data()
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
-            other => panic!(
-                "{}: tensor {name} has unexpected dtype {other:?}",
-                path.display()
-            ),
-        };
-        tensors.insert(name, (view.shape().to_vec(), data));
-    }
-    ConfCase {
-        op: md["op"].clone(),
-        attrs: serde_json::from_str(&md["attrs"]).unwrap(),
-        atol: md["atol"].parse().unwrap(),
-        rtol: md["rtol"].parse().unwrap(),
-        dtype: if md["weights_dtype"] == "f16" {
-            DType::F16
-        } else {
-            DType::F32
-        },
-        tensors,
-    }
-}
-
-fn run_conformance_case(gpu: &Gpu, name: &str, c: &ConfCase, path: RecurrentPath) {
-    let f32s = |k: &str| -> Vec<f32> { c.tensors[k].1.iter().map(|&v| v as f32).collect() };
-    let shape = |k: &str| -> Vec<usize> { c.tensors[k].0.clone() };
-    let up = |k: &str| -> Option<Tensor> {
-        c.tensors
-            .contains_key(k)
-            .then(|| Tensor::from_f32(gpu, &f32s(k), &shape(k)).unwrap())
-    };
-    let weights: HashMap<String, Vec<f32>> = c
-        .tensors
-        .keys()
-        .filter_map(|k| k.strip_prefix("w.").map(|n| (n.to_string(), f32s(k))))
-        .collect();
-    let attr_u = |k: &str| c.attrs[k].as_u64().unwrap() as usize;
-    let nonlin = c
-        .attrs
-        .get("nonlinearity")
-        .and_then(|v| v.as_str())
-        .unwrap_or("tanh");
-    let kind = match (c.op.as_str(), nonlin) {
-        ("lstm" | "lstm_cell", _) => CellKind::Lstm,
-        ("gru" | "gru_cell", _) => CellKind::Gru,
-        ("rnn" | "rnn_cell", "relu") => CellKind::RnnRelu,
-        ("rnn" | "rnn_cell", _) => CellKind::RnnTanh,
-        (op, _) => panic!("{name}: unexpected op {op}"),
-    };
-    let hidden = attr_u("hidden_size");
-    let mut outputs: Vec<(&str, Vec<f32>)> = Vec::new();
-    if c.op.ends_with("_cell") {
-        let input = shape("in.x")[1];
-        let cell = RecurrentCell::new(gpu, kind, input, hidden, &weights, c.dtype).unwrap();
-        let (h, cc) = cell
-            .forward(
-                gpu,
-                &up("in.x").unwrap(),
-                &up("in.h").unwrap(),
-                up("in.c").as_ref(),
-            )
-            .unwrap();
-        outputs.push(("out.h", h.to_vec_f32(gpu).unwrap()));
-        if let Some(cc) = cc {
-            outputs.push(("out.c", cc.to_vec_f32(gpu).unwrap()));
-        }
-    } else {
-        let spec = RecurrentSpec {
-            kind,
-            input_size: shape("in.x")[2],
-            hidden_size: hidden,
-            num_layers: attr_u("num_layers"),
-            bidirectional: c.attrs["bidirectional"].as_bool().unwrap(),
-        };
-        let layer = RecurrentLayer::new(gpu, spec, &weights, c.dtype)
-            .unwrap()
-            .with_path(path);
-        let lengths: Option<Vec<usize>> = c
-            .tensors
-            .get("in.lengths")
-            .map(|(_, v)| v.iter().map(|&l| l as usize).collect());
-        let r = layer
-            .forward(
-                gpu,
-                &up("in.x").unwrap(),
-                up("in.h0").as_ref(),
-                up("in.c0").as_ref(),
-                lengths.as_deref(),
-            )
-            .unwrap();
-        outputs.push(("out.output", r.output.to_vec_f32(gpu).unwrap()));
-        outputs.push(("out.h_n", r.h_n.to_vec_f32(gpu).unwrap()));
-        if let Some(cn) = r.c_n {
-            outputs.push(("out.c_n", cn.to_vec_f32(gpu).unwrap()));
-        }
-    }
-    let expected: Vec<&String> = c.tensors.keys().filter(|k| k.starts_with("out.")).collect();
-    assert_eq!(
-        expected.len(),
-        outputs.len(),
-        "{name}: outputs {expected:?}"
-    );
-    for (k, got) in outputs {
-        assert_close(
-            &format!("{name} {path:?} {k}"),
-            &got,
-            &f32s(k),
-            c.atol,
-            c.rtol,
-        );
-    }
-}
-
-#[test]
-fn conformance_cases_pass() {
-    let dir = conformance_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!(
-            "NOTE: no conformance cases at {} (set HEEDFUL_CONFORMANCE_DIR); skipped",
-            dir.display()
-        );
-        return;
-    };
-    let prefixes = [
-        "lstm_",
-        "gru_",
-        "rnn_tanh_",
-        "rnn_relu_",
-        "lstm_cell_",
-        "gru_cell_",
-        "rnn_cell_",
-    ];
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            n.ends_with(".safetensors") && prefixes.iter().any(|pre| n.starts_with(pre))
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no recurrent cases in {}", dir.display());
-    let mut ran = 0;
-    for (path_name, gpu) in gpus() {
-        for f in &files {
-            let name = f.file_name().unwrap().to_string_lossy().to_string();
-            let case = load_case(f);
-            let paths: &[RecurrentPath] = if case.op.ends_with("_cell") {
-                &PATHS[..1]
-            } else {
-                &PATHS
-            };
-            for &p in paths {
-                run_conformance_case(&gpu, &format!("[{path_name}] {name}"), &case, p);
-                ran += 1;
-            }
-        }
-    }
-    eprintln!(
-        "{ran} recurrent conformance runs passed over {} files",
-        files.len()
-    );
-}

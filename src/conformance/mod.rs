@@ -301,8 +301,20 @@ impl Outcome {
     }
 }
 
-/// Runs one loaded case.
+/// Choices that cases leave open, so tests can cover every kernel path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// The recurrence kernel for `lstm`, `gru`, `rnn` cases.
+    pub recurrent_path: crate::ops::RecurrentPath,
+}
+
+/// Runs one loaded case with default options.
 pub fn run_case(gpu: &Gpu, case: &Case) -> Outcome {
+    run_case_with(gpu, case, &RunOptions::default())
+}
+
+/// Runs one loaded case.
+pub fn run_case_with(gpu: &Gpu, case: &Case, opts: &RunOptions) -> Outcome {
     let mut out = Outcome {
         name: case.name.clone(),
         op: case.op.clone(),
@@ -316,7 +328,7 @@ pub fn run_case(gpu: &Gpu, case: &Case) -> Outcome {
         out.detail = format!("op {:?} not implemented yet", case.op);
         return out;
     };
-    let produced = match handler(gpu, case) {
+    let produced = match handler(gpu, case, opts) {
         Ok(p) => p,
         Err(e) => {
             out.status = "error";
@@ -353,6 +365,16 @@ pub fn run_case(gpu: &Gpu, case: &Case) -> Outcome {
 
 /// Loads and runs every `*.safetensors` case in `dir` whose name contains `filter`, in name order.
 pub fn run_dir(gpu: &Gpu, dir: &Path, filter: Option<&str>) -> Result<Vec<Outcome>> {
+    run_dir_with(gpu, dir, filter, &RunOptions::default())
+}
+
+/// [`run_dir`] with options.
+pub fn run_dir_with(
+    gpu: &Gpu,
+    dir: &Path,
+    filter: Option<&str>,
+    opts: &RunOptions,
+) -> Result<Vec<Outcome>> {
     let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -371,7 +393,7 @@ pub fn run_dir(gpu: &Gpu, dir: &Path, filter: Option<&str>) -> Result<Vec<Outcom
     Ok(paths
         .iter()
         .map(|p| match Case::load(p) {
-            Ok(case) => run_case(gpu, &case),
+            Ok(case) => run_case_with(gpu, &case, opts),
             Err(e) => Outcome {
                 name: p
                     .file_stem()
