@@ -5,7 +5,9 @@
 //! to a [`crate::gpu::Recorder`]. The eager ops in [`crate::ops`] and the graph executor both call
 //! these, so each kernel has exactly one dispatch path.
 
+pub mod attention_probs;
 pub mod elementwise;
+pub mod sdpa;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

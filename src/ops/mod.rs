@@ -12,6 +12,9 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod attention;
+pub use self::attention::*;
+
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise;

@@ -1,4 +1,5 @@
 //! CPU reference implementations: plain loops with f64 accumulation, written for clarity, not speed.
 //! They are the oracle every GPU kernel is tested against.
 
+pub mod attention;
 pub mod elementwise;
