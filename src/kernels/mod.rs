@@ -5,6 +5,7 @@
 //! to a [`crate::gpu::Recorder`]. The eager ops in [`crate::ops`] and the graph executor both call
 //! these, so each kernel has exactly one dispatch path.
 
+pub mod attention_probs;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemv;
@@ -14,6 +15,7 @@ pub mod matmul;
 pub mod pooling;
 pub mod softmax;
 pub mod recurrent;
+pub mod sdpa;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

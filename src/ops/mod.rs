@@ -19,6 +19,8 @@ mod norms;
 pub use self::layout::*;
 pub use self::matmul::*;
 pub use self::norms::*;
+mod attention;
+pub use self::attention::*;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
