@@ -93,7 +93,15 @@ fn check_case(gpu: &Gpu, c: &Case, seed: u64, weights: bool, plans: &[Plan]) {
         strides: refa::broadcast_strides(shape, bhqk),
         kind: *kind,
     });
-    let want = refa::sdpa(&q, &k, &v, &d, rmask.as_ref(), c.causal, c.scale.map(f64::from));
+    let want = refa::sdpa(
+        &q,
+        &k,
+        &v,
+        &d,
+        rmask.as_ref(),
+        c.causal,
+        c.scale.map(f64::from),
+    );
     let qt = Tensor::from_f32(gpu, &q, &[d.b, d.h, d.tq, d.d]).unwrap();
     let kt = Tensor::from_f32(gpu, &k, &[d.b, d.h, d.tk, d.d]).unwrap();
     let vt = Tensor::from_f32(gpu, &v, &[d.b, d.h, d.tk, d.dv]).unwrap();
@@ -131,10 +139,11 @@ fn check_case(gpu: &Gpu, c: &Case, seed: u64, weights: bool, plans: &[Plan]) {
             atol,
             1e-4,
         );
-        let wp: Vec<f32> = refa::sdpa_probs(&q, &k, &d, rmask.as_ref(), c.causal, c.scale.map(f64::from))
-            .iter()
-            .map(|&x| x as f32)
-            .collect();
+        let wp: Vec<f32> =
+            refa::sdpa_probs(&q, &k, &d, rmask.as_ref(), c.causal, c.scale.map(f64::from))
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
         assert_close(
             &format!("sdpa_with_weights probs {what}"),
             &w.to_vec_f32(gpu).unwrap(),
@@ -144,9 +153,9 @@ fn check_case(gpu: &Gpu, c: &Case, seed: u64, weights: bool, plans: &[Plan]) {
         );
     }
     for &plan in plans {
-        let mask_view = opts.mask.map(|m| {
-            ksdpa::MaskView::broadcast("test", m.tensor, m.kind, bhqk).unwrap()
-        });
+        let mask_view = opts
+            .mask
+            .map(|m| ksdpa::MaskView::broadcast("test", m.tensor, m.kind, bhqk).unwrap());
         let out = Tensor::zeros(gpu, &[d.b, d.h, d.tq, d.dv], heedful::DType::F32).unwrap();
         let args = SdpaArgs {
             mask: mask_view,
@@ -314,7 +323,10 @@ fn sdpa_fully_masked_rows_give_zeros() {
         mask: Some(AttnMask::additive(&mt)),
         ..Default::default()
     };
-    let y = ops::sdpa(&gpu, &q1, &k, &v, &opts).unwrap().to_vec_f32(&gpu).unwrap();
+    let y = ops::sdpa(&gpu, &q1, &k, &v, &opts)
+        .unwrap()
+        .to_vec_f32(&gpu)
+        .unwrap();
     assert_eq!(y, vec![0.0; 4]);
 }
 
@@ -323,16 +335,35 @@ fn sdpa_bad_shapes_are_errors() {
     let gpu = gpu();
     let t = |s: &[usize]| Tensor::zeros(&gpu, s, heedful::DType::F32).unwrap();
     let o = SdpaOptions::default();
-    let e = ops::sdpa(&gpu, &t(&[1, 2, 3, 8]), &t(&[1, 2, 4, 7]), &t(&[1, 2, 4, 8]), &o);
+    let e = ops::sdpa(
+        &gpu,
+        &t(&[1, 2, 3, 8]),
+        &t(&[1, 2, 4, 7]),
+        &t(&[1, 2, 4, 8]),
+        &o,
+    );
     assert!(e.unwrap_err().to_string().contains("sdpa"));
     assert!(ops::sdpa(&gpu, &t(&[2, 3, 8]), &t(&[2, 3, 8]), &t(&[2, 3, 8]), &o).is_err());
-    assert!(ops::sdpa(&gpu, &t(&[1, 1, 2, 300]), &t(&[1, 1, 2, 300]), &t(&[1, 1, 2, 3]), &o).is_err());
+    assert!(ops::sdpa(
+        &gpu,
+        &t(&[1, 1, 2, 300]),
+        &t(&[1, 1, 2, 300]),
+        &t(&[1, 1, 2, 3]),
+        &o
+    )
+    .is_err());
     let m = Tensor::zeros(&gpu, &[3, 5], heedful::DType::U32).unwrap();
     let o = SdpaOptions {
         mask: Some(AttnMask::keep(&m)),
         ..Default::default()
     };
-    let e = ops::sdpa(&gpu, &t(&[1, 1, 4, 8]), &t(&[1, 1, 5, 8]), &t(&[1, 1, 5, 8]), &o);
+    let e = ops::sdpa(
+        &gpu,
+        &t(&[1, 1, 4, 8]),
+        &t(&[1, 1, 5, 8]),
+        &t(&[1, 1, 5, 8]),
+        &o,
+    );
     assert!(e.unwrap_err().to_string().contains("mask"));
     // A float mask declared boolean is a dtype error.
     let mf = Tensor::zeros(&gpu, &[4, 5], heedful::DType::F32).unwrap();
@@ -340,5 +371,12 @@ fn sdpa_bad_shapes_are_errors() {
         mask: Some(AttnMask::keep(&mf)),
         ..Default::default()
     };
-    assert!(ops::sdpa(&gpu, &t(&[1, 1, 4, 8]), &t(&[1, 1, 5, 8]), &t(&[1, 1, 5, 8]), &o).is_err());
+    assert!(ops::sdpa(
+        &gpu,
+        &t(&[1, 1, 4, 8]),
+        &t(&[1, 1, 5, 8]),
+        &t(&[1, 1, 5, 8]),
+        &o
+    )
+    .is_err());
 }

@@ -13,9 +13,9 @@ pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod pooling;
-pub mod softmax;
 pub mod recurrent;
 pub mod sdpa;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

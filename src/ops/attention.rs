@@ -92,12 +92,7 @@ fn sdpa_dims(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<AttnDims> {
 }
 
 fn mask_view<'a>(m: &AttnMask<'a>, dims: &AttnDims) -> Result<MaskView<'a>> {
-    MaskView::broadcast(
-        "sdpa",
-        m.tensor,
-        m.kind,
-        [dims.b, dims.h, dims.tq, dims.tk],
-    )
+    MaskView::broadcast("sdpa", m.tensor, m.kind, [dims.b, dims.h, dims.tq, dims.tk])
 }
 
 /// `F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal, scale)`: y `[B, H, Tq, Dv]`.
@@ -106,7 +101,11 @@ fn mask_view<'a>(m: &AttnMask<'a>, dims: &AttnDims) -> Result<MaskView<'a>> {
 /// O(Tq·Tk). Fully masked rows give zeros.
 pub fn sdpa(gpu: &Gpu, q: &Tensor, k: &Tensor, v: &Tensor, opts: &SdpaOptions) -> Result<Tensor> {
     let dims = sdpa_dims(q, k, v)?;
-    let mask = opts.mask.as_ref().map(|m| mask_view(m, &dims)).transpose()?;
+    let mask = opts
+        .mask
+        .as_ref()
+        .map(|m| mask_view(m, &dims))
+        .transpose()?;
     let out = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.dv], DType::F32)?;
     let args = SdpaArgs {
         mask,
@@ -138,7 +137,11 @@ pub fn sdpa_with_weights(
     opts: &SdpaOptions,
 ) -> Result<(Tensor, Tensor)> {
     let dims = sdpa_dims(q, k, v)?;
-    let mask = opts.mask.as_ref().map(|m| mask_view(m, &dims)).transpose()?;
+    let mask = opts
+        .mask
+        .as_ref()
+        .map(|m| mask_view(m, &dims))
+        .transpose()?;
     let out = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.dv], DType::F32)?;
     let probs = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.tk], DType::F32)?;
     let lse = Tensor::zeros(gpu, &[dims.b * dims.h * dims.tq], DType::F32)?;
