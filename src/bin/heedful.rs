@@ -37,6 +37,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sentence embeddings with a BERT-family model folder (e.g. all-MiniLM-L6-v2): one per input, in
+    /// order, mean-pooled and L2-normalized.
+    Embed {
+        /// Hugging Face model folder (config.json, tokenizer.json, model.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// Texts to embed.
+        texts: Vec<String>,
+        /// A file with one text per line (`-` for standard input), embedded after the TEXT arguments.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print a JSON object whose `embeddings` field holds one array per input.
+        #[arg(long)]
+        json: bool,
+        /// Sentences per GPU run.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Weights file to use instead of the folder's model.safetensors (e.g. from `heedful convert`).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Keep weights in f32 on the GPU (default: f16).
+        #[arg(long)]
+        f32: bool,
+        /// Print a per-node GPU profile of the first batch and write its Chrome trace (Perfetto) here.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +84,25 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> heedful::Result<ExitCode> {
     match cli.command {
         Command::Info { json } => cli::info(json),
+        Command::Embed {
+            model,
+            texts,
+            input,
+            json,
+            batch,
+            weights,
+            f32,
+            profile,
+        } => cli::embed(&cli::EmbedArgs {
+            model,
+            weights,
+            texts,
+            input,
+            json,
+            batch,
+            f32,
+            profile,
+        }),
         Command::Conformance { dir, filter, json } => {
             cli::conformance(&dir, filter.as_deref(), json)
         }
