@@ -165,7 +165,11 @@ fn layers_match_reference_over_hidden_sizes() {
                     steps,
                     lengths: lengths.clone(),
                     init_state: hi % 2 == 0,
-                    dtype: if n.is_multiple_of(2) { DType::F16 } else { DType::F32 },
+                    dtype: if n.is_multiple_of(2) {
+                        DType::F16
+                    } else {
+                        DType::F32
+                    },
                 };
                 eprintln!("[{path_name}] case {n}");
                 check(&gpu, &case, path, n, 1e-4, 1e-3);
