@@ -12,6 +12,14 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod layout;
+mod matmul;
+mod norms;
+
+pub use self::layout::*;
+pub use self::matmul::*;
+pub use self::norms::*;
+
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise;
