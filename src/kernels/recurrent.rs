@@ -2,7 +2,7 @@
 //! `shaders/recurrent_step.wgsl` or `shaders/recurrent_persistent.wgsl`).
 //!
 //! A layer runs as: one GEMM for the input projections of all timesteps and both directions
-//! (`xp = x W_ih^T + b_ih`, `[B, T, D*G*H]`), then either
+//! (`xp = x W_ih^T + b_ih`, `[B, T, D*G*H]`, [`crate::kernels::matmul::record_linear`]), then either
 //! - [`record_step`] once per timestep: one dispatch computes `W_hh h_{t-1}`, the gates and the new
 //!   state for every unit, batch row and direction; all steps go in one submission and the state
 //!   stays on the GPU in a ping-pong buffer; or
@@ -432,79 +432,6 @@ pub fn record_persistent(
         bytemuck::bytes_of(&p),
         &bind(bufs),
         [1, 1, 1],
-    )?;
-    rec.push(d);
-    Ok(())
-}
-
-const PROJ_TMP_SRC: &str = include_str!("../../shaders/recurrent_proj_tmp.wgsl");
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ProjParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    _p: u32,
-}
-
-/// TEMPORARY: `y [M, N] = x [M, K] w [N, K]^T + bias [N]` until `kernels::matmul::record_linear`
-/// is merged; then this and `shaders/recurrent_proj_tmp.wgsl` go.
-pub(crate) fn record_projection_tmp(
-    rec: &mut Recorder,
-    x: &Tensor,
-    w: &Tensor,
-    bias: &Tensor,
-    y: &Tensor,
-) -> Result<()> {
-    let (n, k) = match w.shape() {
-        [n, k] => (*n, *k),
-        s => {
-            return Err(Error::shape(
-                "projection",
-                format!("w {s:?} must be [N, K]"),
-            ))
-        }
-    };
-    let m = x.numel() / k.max(1);
-    if x.numel() != m * k || y.numel() != m * n || bias.numel() != n {
-        return Err(Error::shape(
-            "projection",
-            format!(
-                "x {:?}, w {:?}, bias {:?}, y {:?} do not fit",
-                x.shape(),
-                w.shape(),
-                bias.shape(),
-                y.shape()
-            ),
-        ));
-    }
-    let we = elem(rec, "projection", "w", w)?;
-    let be = elem(rec, "projection", "bias", bias)?;
-    let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline("recurrent_proj_tmp", &(we, be), || {
-        compose(
-            PROJ_TMP_SRC,
-            we.needs_f16() || be.needs_f16(),
-            &[],
-            &[
-                declare_input("w", 3, we, false),
-                declare_input("bias", 4, be, false),
-            ],
-        )
-    })?;
-    let p = ProjParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        _p: 0,
-    };
-    let d = gpu.dispatch(
-        "recurrent_proj_tmp",
-        &pipeline,
-        bytemuck::bytes_of(&p),
-        &[x.buffer(), y.buffer(), w.buffer(), bias.buffer()],
-        crate::kernels::grid_1d(&gpu, m * n, 64)?,
     )?;
     rec.push(d);
     Ok(())

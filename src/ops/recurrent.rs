@@ -361,12 +361,13 @@ impl RecurrentLayer {
                 mid.as_ref().unwrap_or(&out.output)
             };
             let in_size = input.shape()[2];
-            kr::record_projection_tmp(
+            // All timesteps and both directions in one GEMM: [B*T, I_l] x [D*G*H, I_l]^T.
+            crate::kernels::matmul::record_linear(
                 &mut rec,
                 &input.reshape(&[batch * steps, in_size])?,
                 &w.w_ih,
-                &w.b_ih,
-                &xp,
+                Some(&w.b_ih),
+                &xp.reshape(&[batch * steps, dirs * gh])?,
             )?;
             let bufs = StepBuffers {
                 xp: &xp,
@@ -567,7 +568,13 @@ impl RecurrentCell {
         if let Some(c) = c {
             rec.copy(c.buffer(), 0, cs.buffer(), 0, bytes);
         }
-        kr::record_projection_tmp(rec, x, &self.w.w_ih, &self.w.b_ih, &xp)?;
+        crate::kernels::matmul::record_linear(
+            rec,
+            x,
+            &self.w.w_ih,
+            Some(&self.w.b_ih),
+            &xp.reshape(&[batch, gh])?,
+        )?;
         let bufs = StepBuffers {
             xp: &xp,
             lengths: &lengths,
