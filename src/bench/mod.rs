@@ -1,0 +1,3 @@
+//! Benchmark suites (`heedful bench` and the examples run the same code).
+
+pub mod recurrent;
