@@ -27,6 +27,7 @@ pub mod convert;
 pub mod file;
 pub mod inspect;
 pub mod upload;
+mod validate;
 
 pub use file::{FileDType, TensorView, WeightFile, FORMAT_VERSION, MAX_HEADER_BYTES};
 pub use upload::{Hold, UploadOptions, DEFAULT_CHUNK_BYTES};
