@@ -6,6 +6,14 @@
 //! these, so each kernel has exactly one dispatch path.
 
 pub mod elementwise;
+pub mod embedding;
+pub mod gemv;
+pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
+pub mod pooling;
+pub mod softmax;
+pub mod recurrent;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

@@ -12,12 +12,23 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod layout;
+mod matmul;
+mod norms;
+
+pub use self::layout::*;
+pub use self::matmul::*;
+pub use self::norms::*;
+
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise;
 use crate::tensor::{DType, Tensor};
 
 pub use crate::kernels::elementwise::{Activation, Binary};
+
+mod recurrent;
+pub use self::recurrent::*;
 
 /// Runs `f` on a fresh recorder and submits what it recorded.
 pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Result<()> {

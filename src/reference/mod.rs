@@ -2,3 +2,9 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod elementwise;
+pub mod embedding;
+pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
+pub mod softmax;
+pub mod recurrent;
