@@ -139,7 +139,6 @@ def export(module_or_state_dict, path, config=None, dtype="fp16", arch=None, met
         "heedful.format": str(FORMAT_VERSION),
         "heedful.arch": str(arch),
         "heedful.config": json.dumps(config, sort_keys=True),
-        "heedful.dtype": target,
     })
     header = json.dumps({"__metadata__": meta, **entries}, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
