@@ -170,6 +170,22 @@ fn large_tensor_crosses_many_chunks() {
         };
         assert_bits_eq("big default chunks", &t.to_vec_f32(&gpu).unwrap(), &want);
     }
+    // Staging is bounded: a private device counts exactly the tensor and two staging buffers,
+    // however many chunks (48 here) go through them.
+    let own = heedful::Gpu::new(&heedful::GpuOptions::from_env()).unwrap();
+    let count = |g: &heedful::Gpu| {
+        g.counters()
+            .buffers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = count(&own);
+    let t = f.upload_with(&own, "big", &opts).unwrap();
+    assert_eq!(count(&own) - before, 3, "one tensor + two staging buffers");
+    assert_bits_eq(
+        "big private",
+        &t.to_vec_f32(&own).unwrap(),
+        &common::f16_round(&v),
+    );
     let all = f.upload_all(&gpu, &opts).unwrap();
     assert_eq!(all["big"].numel(), n);
 }

@@ -23,6 +23,7 @@
 //! Submodules: [`file`] (mapping and validation), [`upload`] (chunked upload and dtype
 //! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`).
 
+pub mod bench;
 pub mod convert;
 pub mod file;
 pub mod inspect;
