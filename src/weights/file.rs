@@ -6,7 +6,7 @@
 //! to its start) must cover exactly, without overlaps or holes.
 //!
 //! Every check here runs before any tensor is read, on the raw bytes, so that each fault gets its own
-//! [`WeightsErrorKind`] and a message naming the file and the tensor. The safetensors crate then
+//! [`WeightsErrorKind`](super::WeightsErrorKind) and a message naming the file and the tensor. The safetensors crate then
 //! parses the validated header once more as a cross-check.
 //!
 //! ```no_run

@@ -20,8 +20,9 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 //!
-//! Submodules: [`file`] (mapping and validation), [`upload`] (chunked upload and dtype
-//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`).
+//! Submodules: [`file`](mod@file) (mapping and validation), [`upload`] (chunked upload and dtype
+//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`),
+//! [`bench`](mod@bench) (load benchmark).
 
 pub mod bench;
 pub mod convert;
