@@ -64,6 +64,28 @@ enum Command {
         #[arg(long)]
         profile: Option<PathBuf>,
     },
+    /// List a safetensors file's metadata and tensors (dtype, shape, bytes) with totals.
+    Inspect {
+        /// The .safetensors file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a checkpoint's float tensors (F32/BF16/F16/F64) to another dtype, keeping names and
+    /// metadata; other tensors are copied.
+    Convert {
+        /// Input .safetensors file.
+        input: PathBuf,
+        /// Output .safetensors file (written as OUT.partial, renamed when complete).
+        output: PathBuf,
+        /// Target dtype of float tensors: f16, bf16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +125,26 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             f32,
             profile,
         }),
+        Command::Inspect { file, json } => {
+            let r = heedful::weights::inspect::report(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert {
+            input,
+            output,
+            dtype,
+            quiet,
+        } => {
+            let target = dtype.parse()?;
+            let stats = heedful::weights::convert::convert(&input, &output, target, !quiet)?;
+            println!("{}: {stats}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Conformance { dir, filter, json } => {
             cli::conformance(&dir, filter.as_deref(), json)
         }
