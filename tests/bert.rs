@@ -89,3 +89,46 @@ fn minilm_matches_sentence_transformers_at_batch_1_and_16() {
         );
     }
 }
+
+/// heedful's own f16 file (written by `heedful convert`) gives the same embeddings as converting the
+/// F32 checkpoint on upload: both round to nearest even, so the GPU holds identical weights.
+#[test]
+fn converted_f16_file_loads_and_matches_on_the_fly_conversion() {
+    let gpu = gpu();
+    let dir = minilm_dir();
+    let out = std::env::temp_dir().join(format!(
+        "heedful-minilm-f16-{}.safetensors",
+        std::process::id()
+    ));
+    heedful::weights::convert::convert(
+        dir.join("model.safetensors"),
+        &out,
+        heedful::weights::convert::Target::F16,
+        false,
+    )
+    .unwrap();
+    let f16_file = heedful::weights::WeightFile::open(&out).unwrap();
+    assert!(
+        f16_file
+            .tensors()
+            .all(|t| t.dtype != heedful::weights::FileDType::F32),
+        "no f32 tensors are left"
+    );
+    let texts = ["Attention is all you need.", "A"];
+    let from_f32 = BertEncoder::load(&gpu, &dir, &LoadOptions::default()).unwrap();
+    let from_f16 = BertEncoder::load(
+        &gpu,
+        &dir,
+        &LoadOptions {
+            weights: Some(out.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = from_f32.embed(&from_f32.session(), &texts).unwrap();
+    let b = from_f16.embed(&from_f16.session(), &texts).unwrap();
+    std::fs::remove_file(&out).ok();
+    for (x, y) in a.iter().zip(&b) {
+        assert_close("f16 file vs on-the-fly", y, x, 0.0, 0.0);
+    }
+}
