@@ -19,6 +19,7 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+pub mod bench;
 pub mod compare;
 pub mod error;
 pub mod gpu;

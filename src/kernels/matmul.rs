@@ -47,11 +47,20 @@ pub enum MatmulKernel {
     /// Chosen from the adapter (CPU or GPU) and the shape.
     #[default]
     Auto,
-    /// Register-blocked, no workgroup memory (CPU adapters).
+    /// Register-blocked, no workgroup memory (CPU adapters), with the tile chosen per shape.
     Blocked,
+    /// Register-blocked with a given tile: `tm` rows x `tn` columns of outputs per thread (each
+    /// 1..=16, at most 128 outputs). For benchmarks and tests of other tiles.
+    BlockedTile {
+        /// Rows of outputs per thread.
+        tm: u8,
+        /// Columns of outputs per thread.
+        tn: u8,
+    },
     /// Workgroup-memory tiles (discrete GPUs).
     Tiled,
-    /// One weight row per thread, all rows of `a` against it (CPU GEMV). `[N, K]` weights only.
+    /// Register-blocked with up to 4 rows of `a` and 8 weight rows per thread, f16 weights read as
+    /// packed u32 on CPU adapters (CPU GEMV). `[N, K]` weights only.
     GemvRows,
     /// One weight row per workgroup, K split and reduced (GPU GEMV). `[N, K]` weights only.
     GemvSplitK,
@@ -402,8 +411,16 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         return Ok(());
     }
     match kernel {
-        MatmulKernel::Auto | MatmulKernel::Blocked => record_blocked(rec, p, None),
-        MatmulKernel::GemvRows => record_blocked(rec, p, Some(p.m.min(GEMV_MAX_M))),
+        MatmulKernel::Auto | MatmulKernel::Blocked => {
+            record_blocked(rec, p, blocked_tile(rec, p), false)
+        }
+        MatmulKernel::BlockedTile { tm, tn } => {
+            record_blocked(rec, p, (tm as u32, tn as u32), false)
+        }
+        MatmulKernel::GemvRows => {
+            let cpu = rec.gpu().caps().is_cpu();
+            record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), cpu)
+        }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),
     }
@@ -422,24 +439,55 @@ struct BlockedKey {
     bias: Option<Elem>,
 }
 
-/// Register-blocked kernel; `gemv_rows` = Some(rows of a per thread) selects the one-weight-row-per-
-/// thread configuration.
-fn record_blocked(rec: &mut Recorder, p: &Problem, gemv_rows: Option<usize>) -> Result<()> {
+/// The register tile (rows x columns of outputs per thread) for a problem.
+///
+/// Measured on lavapipe (llvmpipe, 8 lanes; see BENCHMARKS.md): with `b [K, N]` and N % 4 == 0 an
+/// 8 x 16 tile ran 1024^3 at about 45% of the FMA peak (4 x 4: about 22%; over 128 outputs per
+/// thread falls off a cliff); with `b [N, K]` 8 x 4 and 4 x 8 tie at about 35%; the scalar path
+/// (N % 4 != 0) is best at 4 x 8. Other adapters only get this kernel when it is forced: 4 x 4.
+fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
+    if !rec.gpu().caps().is_cpu() {
+        return (4, 4);
+    }
+    match (p.bt, p.n.is_multiple_of(4)) {
+        (true, _) => (8, 4),
+        (false, true) => (8, 16),
+        (false, false) => (4, 8),
+    }
+}
+
+/// Register-blocked kernel with a `tm x tn` tile per thread. `prefer_packed` reads f16 `b` as packed
+/// u32 even where the device reads f16 natively (faster for the CPU GEMV: 32-bit gathers).
+fn record_blocked(
+    rec: &mut Recorder,
+    p: &Problem,
+    (tm, tn): (u32, u32),
+    prefer_packed: bool,
+) -> Result<()> {
+    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
+        return Err(Error::invalid(
+            p.op,
+            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
+        ));
+    }
     let gpu = rec.gpu().clone();
     let vk = p.k.is_multiple_of(4);
-    let vn = !p.bt && p.n.is_multiple_of(4);
-    let (tm, tn) = match gemv_rows {
-        Some(rows) => (rows as u32, 1),
-        None => (4, 4),
-    };
+    let vn = !p.bt && p.n.is_multiple_of(4) && tn.is_multiple_of(4);
+    let mut b = p.b_elem(rec)?;
+    if prefer_packed && b == Elem::F16 {
+        b = Elem::F16Packed;
+    }
+    // Threads per workgroup, all along N: a power of two from 8 (one SIMD batch on lavapipe) to 64
+    // that covers N without a mostly idle second workgroup.
+    let wg = (p.n.div_ceil(tn as usize).next_power_of_two() as u32).clamp(8, 64);
     let key = BlockedKey {
         tm,
         tn,
-        wg: 64,
+        wg,
         bt: p.bt,
         vk,
         vn,
-        b: p.b_elem(rec)?,
+        b,
         bias: p.bias_elem(rec)?,
     };
     let pipeline = gpu.pipeline("matmul", &key, || {
