@@ -48,8 +48,17 @@ pub struct BenchLine {
     pub roofline_share: Option<f64>,
     /// `fma` or `copy`: which roofline `roofline_share` divides by.
     pub roofline_of: Option<String>,
-    /// Anything else worth recording (repetitions, bytes counted, kernel chosen).
+    /// Anything else worth recording (repetitions, bytes counted, kernel chosen); a JSON object
+    /// in JSON output.
+    #[serde(serialize_with = "pairs_as_map")]
     pub extra: Vec<(String, String)>,
+}
+
+fn pairs_as_map<S: serde::Serializer>(
+    pairs: &[(String, String)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 /// A benchmark suite.
@@ -371,4 +380,53 @@ pub fn run_on(gpu: &Gpu, filter: Option<&str>, json: bool) -> Result<Vec<BenchLi
         );
     }
     Ok(ctx.lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line() -> BenchLine {
+        BenchLine {
+            suite: "matmul".into(),
+            op: "matmul:auto".into(),
+            shape: "1024x1024x1024".into(),
+            dtype: "f32".into(),
+            median_ms: 150.0,
+            gflops: Some(14.3),
+            gbps: None,
+            roofline_share: Some(0.302),
+            roofline_of: Some("fma".into()),
+            extra: vec![("reps".into(), "3".into())],
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+
+    #[test]
+    fn text_line_aligns_with_header_and_shows_share() {
+        let l = format_line(&line());
+        assert_eq!(l.len(), header_columns().len());
+        assert!(
+            l.contains("30.2% fma") && l.contains("14.3") && l.contains("150.000"),
+            "{l}"
+        );
+        let mut mem = line();
+        mem.gflops = None;
+        mem.gbps = Some(2.5);
+        mem.roofline_of = Some("copy".into());
+        assert!(format_line(&mem).contains("30.2% copy"));
+    }
+
+    #[test]
+    fn json_extra_is_an_object() {
+        let v = serde_json::to_value(line()).unwrap();
+        assert_eq!(v["extra"]["reps"], "3");
+        assert_eq!(v["roofline_of"], "fma");
+    }
 }
