@@ -4,20 +4,15 @@
 //! - `unfused`: a baseline built from the eager-op kernels, as peers run it: per step one
 //!   `linear` per gate on h, then elementwise add / activation / mul kernels and buffer copies.
 //!
-//! All three include the input projection GEMM and are recorded into one submission; times are
-//! wall clock around submit and queue wait (median of `reps`), the same for every variant.
-//!
-//! ```no_run
-//! let gpu = heedful::Gpu::shared()?;
-//! let rows = heedful::bench::recurrent::run(&gpu, &heedful::bench::recurrent::default_shapes(), 3)?;
-//! println!("{}", heedful::bench::recurrent::report(&rows));
-//! # Ok::<(), heedful::Error>(())
-//! ```
+//! All three include the input projection GEMM and are recorded into one submission, timed the
+//! same way (`heedful bench --filter recurrent`). Each line carries ms per sequence, timesteps per
+//! second, dispatches per timestep and the speedup over `unfused` of the same shape.
 
 use std::collections::HashMap;
 
+use super::BenchCtx;
 use crate::error::Result;
-use crate::gpu::{Gpu, Recorder, Timer};
+use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
 use crate::kernels::matmul::record_linear;
 use crate::ops::{CellKind, RecurrentLayer, RecurrentPath, RecurrentSpec};
@@ -55,21 +50,6 @@ pub fn default_shapes() -> Vec<Shape> {
     v
 }
 
-/// One measured variant of one shape.
-#[derive(Clone, Debug)]
-pub struct Row {
-    /// The shape.
-    pub shape: Shape,
-    /// persistent, per-step or unfused.
-    pub variant: &'static str,
-    /// Median GPU milliseconds for the whole batch of sequences.
-    pub ms: f64,
-    /// Timesteps per second (`T / seconds`).
-    pub steps_per_s: f64,
-    /// Dispatches recorded per timestep.
-    pub dispatches_per_step: f64,
-}
-
 fn weights(shape: &Shape) -> HashMap<String, Vec<f32>> {
     let (h, g) = (shape.hidden, shape.kind.gates());
     let s = 1.0 / (h as f32).sqrt();
@@ -88,11 +68,6 @@ fn weights(shape: &Shape) -> HashMap<String, Vec<f32>> {
     w.insert("bias_ih_l0".to_string(), rnd(g * h));
     w.insert("bias_hh_l0".to_string(), rnd(g * h));
     w
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Records the unfused baseline: per-gate weights `[H, H]`, projections laid out `[T, B, H]` per
@@ -186,15 +161,20 @@ fn record_unfused(gpu: &Gpu, shape: &Shape, w: &HashMap<String, Vec<f32>>) -> Re
     Ok(rec)
 }
 
-/// Measures every shape on the three variants, `reps` timed runs each after one warm-up.
-pub fn run(gpu: &Gpu, shapes: &[Shape], reps: usize) -> Result<Vec<Row>> {
-    // Wall clock around submit + wait for every variant: the unfused baseline's copies split it into
-    // many compute passes, and Recorder::encode's timestamp writes are invalid for middle passes
-    // (no begin and no end index), so GPU timestamps cannot time it yet.
-    let timer = Timer::new(gpu, true)?;
-    let mut rows = Vec::new();
-    for shape in shapes {
-        let w = weights(shape);
+/// The `recurrent` suite: every default shape on the three variants, side by side.
+pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
+    for shape in default_shapes() {
+        let shape_s = format!("H{} B{} T{}", shape.hidden, shape.batch, shape.steps);
+        let kind = shape.kind.name();
+        let variants = ["persistent", "per-step", "unfused"];
+        if !variants
+            .iter()
+            .any(|v| ctx.wants(&format!("{kind}:{v}"), &shape_s))
+        {
+            continue;
+        }
+        let gpu = ctx.gpu.clone();
+        let w = weights(&shape);
         let spec = RecurrentSpec {
             kind: shape.kind,
             input_size: shape.hidden,
@@ -202,62 +182,61 @@ pub fn run(gpu: &Gpu, shapes: &[Shape], reps: usize) -> Result<Vec<Row>> {
             num_layers: 1,
             bidirectional: false,
         };
-        let x = Tensor::zeros(gpu, &[shape.batch, shape.steps, shape.hidden], DType::F32)?;
-        let mut recs = Vec::new();
-        for (name, path) in [
-            ("persistent", RecurrentPath::Persistent),
-            ("per-step", RecurrentPath::PerStep),
-        ] {
-            let layer = RecurrentLayer::new(gpu, spec, &w, shape.dtype)?.with_path(path);
-            recs.push((name, layer.prepare(gpu, &x, None, None, None)?.recorder));
+        let x = Tensor::zeros(&gpu, &[shape.batch, shape.steps, shape.hidden], DType::F32)?;
+        // Gate pre-activations: input and recurrent products, 2 flops per multiply-add.
+        let flops = 2.0
+            * (shape.batch * shape.steps * shape.kind.gates() * shape.hidden * 2 * shape.hidden)
+                as f64;
+        let mut timed = Vec::new();
+        for variant in variants {
+            let rec = match variant {
+                "persistent" | "per-step" => {
+                    let path = if variant == "persistent" {
+                        RecurrentPath::Persistent
+                    } else {
+                        RecurrentPath::PerStep
+                    };
+                    let layer = RecurrentLayer::new(&gpu, spec, &w, shape.dtype)?.with_path(path);
+                    layer.prepare(&gpu, &x, None, None, None)?.recorder
+                }
+                _ => record_unfused(&gpu, &shape, &w)?,
+            };
+            timed.push((variant, ctx.time(&rec)?, rec.dispatch_count()));
         }
-        recs.push(("unfused", record_unfused(gpu, shape, &w)?));
-        for (variant, rec) in recs {
-            timer.time(&rec)?; // warm-up (pipelines, first touch)
-            let times: Vec<f64> = (0..reps.max(1))
-                .map(|_| timer.time(&rec))
-                .collect::<Result<_>>()?;
-            let s = median(times);
-            rows.push(Row {
-                shape: *shape,
-                variant,
-                ms: s * 1e3,
-                steps_per_s: shape.steps as f64 / s,
-                dispatches_per_step: rec.dispatch_count() as f64 / shape.steps as f64,
-            });
-        }
-    }
-    Ok(rows)
-}
-
-/// A table of the rows with the speedup of each variant over `unfused` of the same shape.
-pub fn report(rows: &[Row]) -> String {
-    let mut s = String::from(
-        "kind  H    B   T    dtype variant     ms/seq     steps/s   disp/step  vs unfused\n",
-    );
-    for r in rows {
-        let base = rows
+        let unfused_s = timed
             .iter()
-            .find(|u| {
-                u.variant == "unfused"
-                    && u.shape.kind == r.shape.kind
-                    && u.shape.hidden == r.shape.hidden
-                    && u.shape.batch == r.shape.batch
-            })
-            .map_or(f64::NAN, |u| u.ms / r.ms);
-        s.push_str(&format!(
-            "{:<5} {:<4} {:<3} {:<4} {:<5} {:<10} {:>10.2} {:>10.0} {:>10.2} {:>9.2}x\n",
-            r.shape.kind.name(),
-            r.shape.hidden,
-            r.shape.batch,
-            r.shape.steps,
-            r.shape.dtype.name(),
-            r.variant,
-            r.ms,
-            r.steps_per_s,
-            r.dispatches_per_step,
-            base
-        ));
+            .find(|(v, ..)| *v == "unfused")
+            .map(|(_, t, _)| t.median_s);
+        for (variant, t, dispatches) in timed {
+            let mut extra = vec![
+                (
+                    "ms_per_sequence".to_string(),
+                    format!("{:.3}", t.median_s * 1e3 / shape.batch as f64),
+                ),
+                (
+                    "timesteps_per_s".to_string(),
+                    format!("{:.0}", shape.steps as f64 / t.median_s),
+                ),
+                (
+                    "dispatches_per_step".to_string(),
+                    format!("{:.2}", dispatches as f64 / shape.steps as f64),
+                ),
+            ];
+            if let Some(u) = unfused_s {
+                extra.push((
+                    "speedup_vs_unfused".to_string(),
+                    format!("{:.2}", u / t.median_s),
+                ));
+            }
+            ctx.push_compute(
+                &format!("{kind}:{variant}"),
+                &shape_s,
+                shape.dtype.name(),
+                t,
+                flops,
+                extra,
+            );
+        }
     }
-    s
+    Ok(())
 }

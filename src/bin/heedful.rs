@@ -64,6 +64,16 @@ enum Command {
         #[arg(long)]
         profile: Option<PathBuf>,
     },
+    /// Benchmark the kernels and models on the chosen adapter: median ms, GFLOP/s or GB/s, and the
+    /// share of the adapter's roofline measured in the same run (same suites as `cargo bench`).
+    Bench {
+        /// Only cases whose `suite/op/shape` contains this (e.g. matmul, gemv, recurrent, sdpa).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print one JSON document instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// List a safetensors file's metadata and tensors (dtype, shape, bytes) with totals.
     Inspect {
         /// The .safetensors file.
@@ -106,6 +116,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> heedful::Result<ExitCode> {
     match cli.command {
         Command::Info { json } => cli::info(json),
+        Command::Bench { filter, json } => {
+            heedful::bench::run(filter.as_deref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Embed {
             model,
             texts,
