@@ -36,7 +36,9 @@ pub fn record_attention_probs(
     // The weights pass reads no v; Dv only has to be valid for the shared checks.
     let dims = AttnDims { dv: 1, ..*dims };
     check_dims(OP, &dims)?;
-    let AttnDims { b, h, tq, tk, d, .. } = dims;
+    let AttnDims {
+        b, h, tq, tk, d, ..
+    } = dims;
     q.check(OP, "q", [b, h, tq, d])?;
     k.check(OP, "k", [b, h, tk, d])?;
     if let Some(m) = mask {
@@ -47,7 +49,11 @@ pub fn record_attention_probs(
     if lse.numel() < b * h * tq {
         return Err(Error::shape(
             OP,
-            format!("lse {:?} must hold B*H*Tq = {} values", lse.shape(), b * h * tq),
+            format!(
+                "lse {:?} must hold B*H*Tq = {} values",
+                lse.shape(),
+                b * h * tq
+            ),
         ));
     }
     let want: Vec<usize> = if average_heads {

@@ -7,6 +7,7 @@
 
 pub mod attention_probs;
 pub mod elementwise;
+pub mod memory_attention;
 pub mod sdpa;
 
 use crate::error::{Error, Result};

@@ -174,7 +174,13 @@ impl<'a> Heads<'a> {
 
     /// Heads `h` of a `[B, T, W]` tensor whose columns `col + h*D .. col + (h+1)*D` hold head h
     /// (the layout of a fused `[B, T, 3E]` or a `[B, T, E]` projection).
-    pub fn interleaved(tensor: &'a Tensor, t: usize, row_width: usize, col: usize, d: usize) -> Self {
+    pub fn interleaved(
+        tensor: &'a Tensor,
+        t: usize,
+        row_width: usize,
+        col: usize,
+        d: usize,
+    ) -> Self {
         Heads {
             tensor,
             offset: col,
@@ -183,7 +189,7 @@ impl<'a> Heads<'a> {
     }
 
     pub(crate) fn aligned(&self) -> bool {
-        self.offset % 4 == 0 && self.strides.iter().all(|s| s % 4 == 0)
+        self.offset.is_multiple_of(4) && self.strides.iter().all(|s| s.is_multiple_of(4))
     }
 
     /// Checks the dtype and that every element of a `[b, h, t, d]` view lies inside the tensor.
@@ -420,7 +426,10 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
     if dims.tq <= DECODE_MAX_TQ && dims.tk >= 2 * kt {
         // Enough chunks for every lane of target_groups workgroups, at least 2 tiles per chunk.
         let lanes = tu.target_groups * tu.wg as usize;
-        let chunk = (dims.tk * rows).div_ceil(lanes).max(2 * kt).next_multiple_of(kt);
+        let chunk = (dims.tk * rows)
+            .div_ceil(lanes)
+            .max(2 * kt)
+            .next_multiple_of(kt);
         return Plan::Decode {
             nsplit: dims.tk.div_ceil(chunk),
             chunk,
@@ -430,11 +439,7 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
     let min_chunk = 256;
     if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
         let want = tu.target_groups.div_ceil(groups);
-        let chunk = dims
-            .tk
-            .div_ceil(want)
-            .max(min_chunk)
-            .next_multiple_of(kt);
+        let chunk = dims.tk.div_ceil(want).max(min_chunk).next_multiple_of(kt);
         let nsplit = dims.tk.div_ceil(chunk);
         if nsplit > 1 {
             return Plan::FlashSplit { nsplit, chunk };
@@ -618,7 +623,10 @@ pub fn record_sdpa(
         Plan::FlashSplit { nsplit, chunk } | Plan::Decode { nsplit, chunk } => (nsplit, chunk),
     };
     if nsplit == 0 || chunk == 0 || nsplit * chunk < tk {
-        return Err(Error::invalid(OP, format!("bad plan {plan:?} for {dims:?}")));
+        return Err(Error::invalid(
+            OP,
+            format!("bad plan {plan:?} for {dims:?}"),
+        ));
     }
     p.nsplit = nsplit as u32;
     p.chunk = chunk as u32;
@@ -697,7 +705,12 @@ fn record_merge(
         "sdpa_merge",
         &pipe,
         bytemuck::bytes_of(p),
-        &[part.buffer(), stats.buffer(), out.buffer(), lse_buf.buffer()],
+        &[
+            part.buffer(),
+            stats.buffer(),
+            out.buffer(),
+            lse_buf.buffer(),
+        ],
         [dims.dv.div_ceil(wg as usize) as u32, rows, 1],
     )?;
     rec.push(disp);

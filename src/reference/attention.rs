@@ -84,7 +84,9 @@ pub fn sdpa_probs(
     causal: Causal,
     scale: Option<f64>,
 ) -> Vec<f64> {
-    let AttnDims { b, h, tq, tk, d, .. } = *dims;
+    let AttnDims {
+        b, h, tq, tk, d, ..
+    } = *dims;
     let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
     let mut out = Vec::with_capacity(b * h * tq * tk);
     for bi in 0..b {
@@ -116,7 +118,9 @@ pub fn sdpa(
     causal: Causal,
     scale: Option<f64>,
 ) -> Vec<f32> {
-    let AttnDims { b, h, tq, tk, dv, .. } = *dims;
+    let AttnDims {
+        b, h, tq, tk, dv, ..
+    } = *dims;
     let probs = sdpa_probs(q, k, dims, mask, causal, scale);
     let mut out = vec![0f32; b * h * tq * dv];
     for bh in 0..b * h {
@@ -134,7 +138,14 @@ pub fn sdpa(
 }
 
 /// `x [R, IN] W^T [OUT, IN] + bias` in f64.
-fn linear(x: &[f64], w: &[f32], bias: Option<&[f32]>, rows: usize, n_in: usize, n_out: usize) -> Vec<f64> {
+fn linear(
+    x: &[f64],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    n_in: usize,
+    n_out: usize,
+) -> Vec<f64> {
     let mut y = vec![0f64; rows * n_out];
     for r in 0..rows {
         for o in 0..n_out {
@@ -181,19 +192,43 @@ pub fn mha(
     let wk = &w.in_proj_weight[e * e..2 * e * e];
     let wv = &w.in_proj_weight[2 * e * e..];
     let qp = linear(&f64s(query), wq, Some(&w.in_proj_bias[..e]), b * tq, e, e);
-    let kp = linear(&f64s(key), wk, Some(&w.in_proj_bias[e..2 * e]), b * tk, e, e);
-    let vp = linear(&f64s(value), wv, Some(&w.in_proj_bias[2 * e..]), b * tk, e, e);
+    let kp = linear(
+        &f64s(key),
+        wk,
+        Some(&w.in_proj_bias[e..2 * e]),
+        b * tk,
+        e,
+        e,
+    );
+    let vp = linear(
+        &f64s(value),
+        wv,
+        Some(&w.in_proj_bias[2 * e..]),
+        b * tk,
+        e,
+        e,
+    );
     let scale = 1.0 / (dh as f64).sqrt();
     let mut ctx = vec![0f64; b * tq * e];
     let mut avg = vec![0f64; b * tq * tk];
-    let dims = AttnDims { b, h: heads, tq, tk, d: dh, dv: dh };
+    let dims = AttnDims {
+        b,
+        h: heads,
+        tq,
+        tk,
+        d: dh,
+        dv: dh,
+    };
     for bi in 0..b {
         for hi in 0..heads {
             for i in 0..tq {
                 let scores: Vec<Option<f64>> = (0..tk)
                     .map(|j| {
                         let s: f64 = (0..dh)
-                            .map(|c| qp[(bi * tq + i) * e + hi * dh + c] * kp[(bi * tk + j) * e + hi * dh + c])
+                            .map(|c| {
+                                qp[(bi * tq + i) * e + hi * dh + c]
+                                    * kp[(bi * tk + j) * e + hi * dh + c]
+                            })
                             .sum();
                         let padded = key_padding_mask.is_some_and(|m| m[bi * tk + j] != 0.0);
                         let t = mask_term(None, causal, &dims, [bi, hi, i, j]);
@@ -204,7 +239,8 @@ pub fn mha(
                 for j in 0..tk {
                     avg[(bi * tq + i) * tk + j] += p[j] / heads as f64;
                     for c in 0..dh {
-                        ctx[(bi * tq + i) * e + hi * dh + c] += p[j] * vp[(bi * tk + j) * e + hi * dh + c];
+                        ctx[(bi * tq + i) * e + hi * dh + c] +=
+                            p[j] * vp[(bi * tk + j) * e + hi * dh + c];
                     }
                 }
             }
@@ -238,7 +274,9 @@ fn softmax_context(
             .collect();
         let p = masked_softmax(&row);
         for c in 0..dv {
-            let s: f64 = (0..t).map(|j| p[j] * values[(bi * t + j) * dv + c] as f64).sum();
+            let s: f64 = (0..t)
+                .map(|j| p[j] * values[(bi * t + j) * dv + c] as f64)
+                .sum();
             ctx[bi * dv + c] = s as f32;
         }
         for j in 0..t {
