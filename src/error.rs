@@ -100,6 +100,20 @@ pub enum Error {
         /// What is wrong, naming the tensor where one is at fault.
         detail: String,
     },
+    /// A weight file is malformed, or lacks or mis-shapes a tensor the model needs.
+    #[error("{path}: {}{detail}\n  hint: {hint}", .tensor.as_ref().map(|t| format!("tensor {t:?}: ")).unwrap_or_default())]
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// The tensor at fault, where one is.
+        tensor: Option<String>,
+        /// What kind of fault, for callers that act on it.
+        kind: crate::weights::WeightsErrorKind,
+        /// What is wrong, with the numbers involved.
+        detail: String,
+        /// How to fix it.
+        hint: String,
+    },
     /// A feature or op that this build or adapter does not support.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -127,6 +141,14 @@ impl Error {
         Error::Invalid {
             op: op.into(),
             detail: detail.into(),
+        }
+    }
+
+    /// The kind of a weight-file error, if this is one.
+    pub fn weights_kind(&self) -> Option<crate::weights::WeightsErrorKind> {
+        match self {
+            Error::Weights { kind, .. } => Some(*kind),
+            _ => None,
         }
     }
 

@@ -19,14 +19,23 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+pub mod cli;
 pub mod compare;
+pub mod conformance;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use gpu::{Caps, Gpu, GpuOptions};
 pub use tensor::{DType, Tensor};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -192,6 +192,26 @@ impl Tensor {
         &self.buffer
     }
 
+    /// A tensor of `shape` over the start of an existing buffer (used by the graph planner, whose
+    /// reused buffers may be larger than the tensor placed in them).
+    pub(crate) fn view_of(buffer: &wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = (numel(shape)? * dtype.size()) as u64;
+        if bytes > buffer.size() {
+            return Err(Error::shape(
+                "tensor view",
+                format!(
+                    "{dtype}{shape:?} needs {bytes} bytes, buffer holds {}",
+                    buffer.size()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            buffer: buffer.clone(),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
     /// The same data under another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape)? != self.numel() {

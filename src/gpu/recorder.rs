@@ -89,6 +89,14 @@ impl Recorder {
         self.steps.extend(other.steps);
     }
 
+    /// A recorder holding a copy of the steps in `range`.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Recorder {
+        Recorder {
+            gpu: self.gpu.clone(),
+            steps: self.steps[range].to_vec(),
+        }
+    }
+
     /// The recorded steps.
     pub fn steps(&self) -> &[Step] {
         &self.steps

@@ -7,7 +7,15 @@
 
 pub mod attention_probs;
 pub mod elementwise;
+pub mod embedding;
+pub mod gemv;
+pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
 pub mod memory_attention;
+pub mod pooling;
+pub mod softmax;
+pub mod recurrent;
 pub mod sdpa;
 
 use crate::error::{Error, Result};

@@ -12,6 +12,13 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod layout;
+mod matmul;
+mod norms;
+
+pub use self::layout::*;
+pub use self::matmul::*;
+pub use self::norms::*;
 mod attention;
 pub use self::attention::*;
 
@@ -21,6 +28,9 @@ use crate::kernels::elementwise;
 use crate::tensor::{DType, Tensor};
 
 pub use crate::kernels::elementwise::{Activation, Binary};
+
+mod recurrent;
+pub use self::recurrent::*;
 
 /// Runs `f` on a fresh recorder and submits what it recorded.
 pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Result<()> {

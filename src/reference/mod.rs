@@ -3,3 +3,9 @@
 
 pub mod attention;
 pub mod elementwise;
+pub mod embedding;
+pub mod layer_norm;
+pub mod layout;
+pub mod matmul;
+pub mod softmax;
+pub mod recurrent;

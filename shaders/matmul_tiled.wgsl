@@ -1,0 +1,129 @@
+// Workgroup-memory tiled matmul (the usual shape for discrete GPUs): a workgroup of 16 x 16 threads
+// computes a BM x BN = 64 x 64 output tile, staging BK-deep slices of a and b in workgroup memory;
+// every thread accumulates 4 x 4 outputs at rows ty + 16 i and columns tx + 16 j (strided, so
+// neighbouring threads read neighbouring workgroup-memory words).
+//
+//   out[b, m, n] = alpha * sum_k a[b, m, k] * B(b, k, n) + bias[n]
+//
+// Bindings (a, b and bias are declared by the Rust side with generated accessors a_at, b_at, ...):
+//   params               uniform
+//   a:    [batch, M, K]  f32       binding 1
+//   b:    [batch|1, K, N] f32|f16 when BT == 0, [batch|1, N, K] when BT == 1; binding 2
+//   out:  [batch, M, N]  f32       binding 3
+//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` is generated)
+//
+// Constants from the Rust side: BT (b transposed). Tile sizes are fixed below.
+// Grid: tiles_n * tiles_m * batch workgroups, split into (x, y) when over the per-dim limit.
+// Loads outside M, N or K read zeros, so any shape works.
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+const THREADS: u32 = 256u;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch: u32,
+    a_bs: u32,
+    b_bs: u32,
+    o_bs: u32,
+    tiles_n: u32,
+    tiles_m: u32,
+    alpha: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+var<workgroup> a_tile: array<f32, 1024>; // [BK, BM]
+var<workgroup> b_tile: array<f32, 1024>; // [BK, BN]
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    let gn = g % p.tiles_n;
+    let rest = g / p.tiles_n;
+    let gm = rest % p.tiles_m;
+    // Whole workgroups past the batch exit together (uniform), before any barrier.
+    let gb = min(rest / p.tiles_m, p.batch);
+    let live = gb < p.batch;
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let m0 = gm * BM;
+    let n0 = gn * BN;
+    let a_base = gb * p.a_bs;
+    let b_base = gb * p.b_bs;
+    var acc: array<array<f32, 4>, 4>;
+    let k_tiles = select(0u, (p.k + BK - 1u) / BK, live);
+    for (var t = 0u; t < k_tiles; t++) {
+        let k0 = t * BK;
+        for (var r = 0u; r < 4u; r++) {
+            let e = lid + r * THREADS;
+            // a tile: consecutive threads along k.
+            let am = e / BK;
+            let ak = e % BK;
+            let row = m0 + am;
+            let ka = k0 + ak;
+            var av = 0.0;
+            if (row < p.m && ka < p.k) {
+                av = a_at(a_base + row * p.k + ka);
+            }
+            a_tile[ak * BM + am] = av;
+            // b tile: consecutive threads along b's contiguous dim.
+            var bk: u32;
+            var bn: u32;
+            if (BT == 1u) {
+                bn = e / BK;
+                bk = e % BK;
+            } else {
+                bk = e / BN;
+                bn = e % BN;
+            }
+            let col = n0 + bn;
+            let kb = k0 + bk;
+            var bv = 0.0;
+            if (col < p.n && kb < p.k) {
+                if (BT == 1u) {
+                    bv = b_at(b_base + col * p.k + kb);
+                } else {
+                    bv = b_at(b_base + kb * p.n + col);
+                }
+            }
+            b_tile[bk * BN + bn] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var ar: array<f32, 4>;
+            var br: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                ar[i] = a_tile[kk * BM + ty + 16u * i];
+                br[i] = b_tile[kk * BN + tx + 16u * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i][j] = fma(ar[i], br[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (!live) {
+        return;
+    }
+    let o_base = gb * p.o_bs;
+    for (var i = 0u; i < 4u; i++) {
+        let row = m0 + ty + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = n0 + tx + 16u * j;
+            if (row < p.m && col < p.n) {
+                out[o_base + row * p.n + col] = p.alpha * acc[i][j] + bias_value(col);
+            }
+        }
+    }
+}

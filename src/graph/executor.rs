@@ -1,0 +1,549 @@
+//! Plans (one per input shape) and sessions that run them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::planner::{self, MemoryPlan};
+use super::profile::{Profile, ProfileRow};
+use super::{Dim, Graph, Source};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PassTimestamps, Recorder};
+use crate::tensor::{numel, DType, Tensor};
+
+/// Host data for one graph input.
+#[derive(Clone, Debug)]
+pub struct HostInput {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Little-endian bytes of the input's dtype.
+    pub bytes: Vec<u8>,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl HostInput {
+    /// An f32 input.
+    pub fn f32(data: Vec<f32>, shape: &[usize]) -> HostInput {
+        HostInput {
+            shape: shape.to_vec(),
+            bytes: bytemuck::cast_slice(&data).to_vec(),
+            dtype: DType::F32,
+        }
+    }
+
+    /// An i32 input (token ids, lengths).
+    pub fn i32(data: Vec<i32>, shape: &[usize]) -> HostInput {
+        HostInput {
+            shape: shape.to_vec(),
+            bytes: bytemuck::cast_slice(&data).to_vec(),
+            dtype: DType::I32,
+        }
+    }
+}
+
+impl HostInput {
+    /// A u32 input (masks).
+    pub fn u32(data: Vec<u32>, shape: &[usize]) -> HostInput {
+        HostInput {
+            shape: shape.to_vec(),
+            bytes: bytemuck::cast_slice(&data).to_vec(),
+            dtype: DType::U32,
+        }
+    }
+}
+
+/// One output read back after a run.
+#[derive(Clone, Debug)]
+pub struct HostOutput {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values as f32.
+    pub data: Vec<f32>,
+}
+
+struct OutputSlot {
+    name: String,
+    tensor: Tensor,
+    staging: wgpu::Buffer,
+}
+
+/// Everything needed to run a graph for one set of input shapes, built once: tensors placed in
+/// planned buffers, dispatches with their bind groups, and readback staging buffers.
+pub struct Plan {
+    inputs: Vec<(String, Tensor)>,
+    outputs: Vec<OutputSlot>,
+    steps: Recorder,
+    /// (node index, op name, shapes, range of steps) per node, for profiles.
+    node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
+    memory: MemoryPlan,
+    profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl Plan {
+    /// Builds the plan for `graph` with these input shapes.
+    pub fn build(
+        gpu: &Gpu,
+        graph: &Graph,
+        input_shapes: &BTreeMap<String, Vec<usize>>,
+    ) -> Result<Plan> {
+        // Bind symbolic dims and compute every value's shape and dtype.
+        let mut symbols: HashMap<String, usize> = HashMap::new();
+        let mut shapes: Vec<Option<(Vec<usize>, DType)>> = vec![None; graph.values.len()];
+        for (v, src) in graph.values.iter().enumerate() {
+            match src {
+                Source::Input { name, dims, dtype } => {
+                    let given = input_shapes.get(name).ok_or_else(|| {
+                        Error::invalid("graph run", format!("input {name:?} was not given"))
+                    })?;
+                    if given.len() != dims.len() {
+                        return Err(Error::shape(
+                            "graph run",
+                            format!(
+                                "input {name:?} has shape {given:?}, expected {} dims {dims:?}",
+                                dims.len()
+                            ),
+                        ));
+                    }
+                    for (g, d) in given.iter().zip(dims) {
+                        match d {
+                            Dim::Fixed(n) if n != g => {
+                                return Err(Error::shape(
+                                    "graph run",
+                                    format!(
+                                        "input {name:?} has shape {given:?}, expected {dims:?}"
+                                    ),
+                                ))
+                            }
+                            Dim::Symbol(s) => {
+                                if let Some(prev) = symbols.insert(s.clone(), *g) {
+                                    if prev != *g {
+                                        return Err(Error::shape(
+                                            "graph run",
+                                            format!("dim {s:?} is {prev} in one input and {g} in {name:?}"),
+                                        ));
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    shapes[v] = Some((given.clone(), *dtype));
+                }
+                Source::Weight(t) => shapes[v] = Some((t.shape().to_vec(), t.dtype())),
+                Source::Node => {}
+            }
+        }
+        for name in input_shapes.keys() {
+            let known = graph
+                .values
+                .iter()
+                .any(|s| matches!(s, Source::Input { name: n, .. } if n == name));
+            if !known {
+                return Err(Error::invalid(
+                    "graph run",
+                    format!("unknown input {name:?}"),
+                ));
+            }
+        }
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            let ins = node
+                .inputs
+                .iter()
+                .map(|i| shapes[i.0].clone().expect("operands precede their nodes"))
+                .collect::<Vec<_>>();
+            let outs = node
+                .op
+                .infer(&ins)
+                .map_err(|e| node_error(ni, node.op.name(), &ins, e))?;
+            for (o, s) in node.outputs.iter().zip(outs) {
+                shapes[o.0] = Some(s);
+            }
+        }
+        let shapes: Vec<(Vec<usize>, DType)> = shapes
+            .into_iter()
+            .map(|s| s.expect("all inferred"))
+            .collect();
+        let bytes: Vec<u64> = shapes
+            .iter()
+            .map(|(s, d)| numel(s).map(|n| (n * d.size()) as u64))
+            .collect::<Result<_>>()?;
+        let memory = planner::plan(graph, &bytes);
+
+        // Buffers: reusable slots for intermediates, own buffers for inputs and outputs.
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let slots = memory
+            .slot_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| gpu.create_buffer(&format!("graph slot {i}"), b, usage))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tensors: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+        let mut inputs = Vec::new();
+        for (v, src) in graph.values.iter().enumerate() {
+            let (shape, dtype) = &shapes[v];
+            tensors[v] = match src {
+                Source::Input { name, .. } => {
+                    let t = Tensor::zeros(gpu, shape, *dtype)?;
+                    inputs.push((name.clone(), t.clone()));
+                    Some(t)
+                }
+                Source::Weight(t) => Some(t.clone()),
+                Source::Node => None,
+            };
+        }
+        let mut steps = Recorder::new(gpu);
+        let mut node_steps = Vec::new();
+        for &ni in &memory.order {
+            let node = &graph.nodes[ni];
+            for o in &node.outputs {
+                let (shape, dtype) = &shapes[o.0];
+                let root = memory.root_of[o.0].0;
+                tensors[o.0] = Some(if root != o.0 {
+                    tensors[root]
+                        .as_ref()
+                        .expect("view operand placed")
+                        .reshape(shape)?
+                } else if let Some(slot) = memory.slot_of[o.0] {
+                    Tensor::view_of(&slots[slot], shape, *dtype)?
+                } else {
+                    Tensor::zeros(gpu, shape, *dtype)?
+                });
+            }
+            let ins: Vec<Tensor> = node
+                .inputs
+                .iter()
+                .map(|i| tensors[i.0].clone().expect("placed"))
+                .collect();
+            let outs: Vec<Tensor> = node
+                .outputs
+                .iter()
+                .map(|o| tensors[o.0].clone().expect("placed"))
+                .collect();
+            let start = steps.steps().len();
+            let in_shapes: Vec<(Vec<usize>, DType)> =
+                node.inputs.iter().map(|i| shapes[i.0].clone()).collect();
+            node.op
+                .record(&mut steps, &ins, &outs)
+                .map_err(|e| node_error(ni, node.op.name(), &in_shapes, e))?;
+            let desc = in_shapes
+                .iter()
+                .map(|(s, _)| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            node_steps.push((ni, node.op.name(), desc, start..steps.steps().len()));
+        }
+        let mut outputs = Vec::new();
+        for (name, v) in &graph.outputs {
+            let tensor = tensors[v.0].clone().ok_or_else(|| {
+                Error::invalid("graph run", format!("output {name:?} is not computed"))
+            })?;
+            let staging = gpu.create_buffer(
+                &format!("readback {name}"),
+                tensor.byte_len().div_ceil(4) * 4,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )?;
+            outputs.push(OutputSlot {
+                name: name.clone(),
+                tensor,
+                staging,
+            });
+        }
+        Ok(Plan {
+            inputs,
+            outputs,
+            steps,
+            node_steps,
+            memory,
+            profiler: None,
+        })
+    }
+
+    /// The memory plan: intermediate bytes with and without reuse.
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.memory
+    }
+
+    /// Number of dispatches one run records.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.dispatch_count()
+    }
+
+    fn upload(&self, gpu: &Gpu, inputs: &[(&str, HostInput)]) -> Result<()> {
+        for (name, t) in &self.inputs {
+            let h = inputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, h)| h)
+                .ok_or_else(|| {
+                    Error::invalid("graph run", format!("input {name:?} was not given"))
+                })?;
+            if h.dtype != t.dtype() || h.bytes.len() as u64 != t.byte_len() {
+                return Err(Error::DType {
+                    op: "graph run".into(),
+                    operand: name.clone(),
+                    got: format!("{}{:?} ({} bytes)", h.dtype, h.shape, h.bytes.len()),
+                    expected: format!("{}{:?}", t.dtype(), t.shape()),
+                });
+            }
+            t.write_bytes(gpu, 0, &h.bytes);
+        }
+        Ok(())
+    }
+
+    fn encode_readback(&self, enc: &mut wgpu::CommandEncoder) {
+        for o in &self.outputs {
+            let len = o.tensor.byte_len().div_ceil(4) * 4;
+            if len > 0 {
+                enc.copy_buffer_to_buffer(o.tensor.buffer(), 0, &o.staging, 0, len);
+            }
+        }
+    }
+
+    fn read_outputs(&self, gpu: &Gpu) -> Result<HashMap<String, HostOutput>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, o) in self.outputs.iter().enumerate() {
+            let tx = tx.clone();
+            o.staging
+                .slice(..)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send((i, r));
+                });
+        }
+        drop(tx);
+        gpu.wait()?;
+        for (_, r) in rx.iter() {
+            r.map_err(|e| Error::Gpu {
+                during: "reading graph outputs".into(),
+                message: e.to_string(),
+            })?;
+        }
+        let mut out = HashMap::new();
+        for o in &self.outputs {
+            let data = {
+                let view = o
+                    .staging
+                    .slice(..)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu {
+                        during: "reading graph outputs".into(),
+                        message: e.to_string(),
+                    })?;
+                let bytes = &view[..o.tensor.byte_len() as usize];
+                match o.tensor.dtype() {
+                    DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(bytes),
+                    DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(bytes)
+                        .into_iter()
+                        .map(f32::from)
+                        .collect(),
+                    DType::I32 => bytemuck::pod_collect_to_vec::<u8, i32>(bytes)
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect(),
+                    DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(bytes)
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect(),
+                }
+            };
+            o.staging.unmap();
+            out.insert(
+                o.name.clone(),
+                HostOutput {
+                    shape: o.tensor.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One run: upload, one command buffer with every dispatch and the output copies, one submit,
+    /// read back the outputs.
+    pub fn run(
+        &self,
+        gpu: &Gpu,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<HashMap<String, HostOutput>> {
+        self.upload(gpu, inputs)?;
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("graph run"),
+            });
+        self.steps.encode(&mut enc, None);
+        self.encode_readback(&mut enc);
+        gpu.queue().submit(Some(enc.finish()));
+        gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
+        gpu.check_errors("graph run")?;
+        self.read_outputs(gpu)
+    }
+
+    /// A run that also times every node: with GPU timestamps (one compute pass per node) where the
+    /// device has them, else by submitting and waiting node by node (wall clock).
+    pub fn run_profiled(
+        &mut self,
+        gpu: &Gpu,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<(HashMap<String, HostOutput>, Profile)> {
+        self.upload(gpu, inputs)?;
+        let n = self.node_steps.len();
+        let mut rows = Vec::with_capacity(n);
+        if gpu.caps().timestamps && n > 0 {
+            if self.profiler.is_none() {
+                let count = (2 * n) as u32;
+                let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("graph profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                });
+                let bytes = 16 * n as u64;
+                let resolve = gpu.create_buffer(
+                    "profile resolve",
+                    bytes,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                )?;
+                let read = gpu.create_buffer(
+                    "profile read",
+                    bytes,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                )?;
+                self.profiler = Some((set, resolve, read));
+            }
+            let (set, resolve, read) = self.profiler.as_ref().expect("created above");
+            let mut enc = gpu
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("graph profile"),
+                });
+            for (k, (_, _, _, range)) in self.node_steps.iter().enumerate() {
+                let sub = self.steps.slice(range.clone());
+                sub.encode(
+                    &mut enc,
+                    Some(PassTimestamps {
+                        set,
+                        begin: 2 * k as u32,
+                    }),
+                );
+            }
+            enc.resolve_query_set(set, 0..(2 * n) as u32, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
+            self.encode_readback(&mut enc);
+            gpu.queue().submit(Some(enc.finish()));
+            read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+            let outputs = self.read_outputs(gpu)?;
+            let ticks: Vec<u64> = {
+                let view = read.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
+                    during: "reading profile timestamps".into(),
+                    message: e.to_string(),
+                })?;
+                bytemuck::pod_collect_to_vec(&view[..16 * n])
+            };
+            read.unmap();
+            let period = gpu.caps().timestamp_period_ns as f64;
+            let t0 = ticks[0];
+            for (k, (ni, op, shapes, _)) in self.node_steps.iter().enumerate() {
+                let (b, e) = (ticks[2 * k], ticks[2 * k + 1]);
+                rows.push(ProfileRow {
+                    node: *ni,
+                    op,
+                    shapes: shapes.clone(),
+                    start_ms: b.wrapping_sub(t0) as f64 * period * 1e-6,
+                    ms: e.saturating_sub(b) as f64 * period * 1e-6,
+                });
+            }
+            return Ok((outputs, Profile::new(rows, "gpu timestamps")));
+        }
+        let origin = std::time::Instant::now();
+        for (ni, op, shapes, range) in &self.node_steps {
+            let sub = self.steps.slice(range.clone());
+            let t = std::time::Instant::now();
+            sub.submit()?;
+            gpu.wait()?;
+            rows.push(ProfileRow {
+                node: *ni,
+                op,
+                shapes: shapes.clone(),
+                start_ms: (t - origin).as_secs_f64() * 1e3,
+                ms: t.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("graph readback"),
+            });
+        self.encode_readback(&mut enc);
+        gpu.queue().submit(Some(enc.finish()));
+        Ok((self.read_outputs(gpu)?, Profile::new(rows, "wall clock")))
+    }
+}
+
+fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> Error {
+    let shapes = ins
+        .iter()
+        .map(|(s, d)| format!("{d}{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::shape(
+        format!("graph node {node} ({op}) with inputs {shapes}"),
+        e.to_string(),
+    )
+}
+
+/// Runs a graph: builds (and caches) one [`Plan`] per set of input shapes.
+///
+/// A `Session` can be shared across threads; runs of the same input shapes take turns on that
+/// plan's buffers, runs of different shapes proceed independently. Several sessions over one graph
+/// (for example one per thread) share the graph's weights.
+pub struct Session {
+    gpu: Gpu,
+    graph: Arc<Graph>,
+    plans: Mutex<HashMap<BTreeMap<String, Vec<usize>>, Arc<Mutex<Plan>>>>,
+}
+
+impl Session {
+    /// A session over `graph` on `gpu`.
+    pub fn new(gpu: &Gpu, graph: Arc<Graph>) -> Session {
+        Session {
+            gpu: gpu.clone(),
+            graph,
+            plans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The plan for these input shapes, built on first use.
+    pub fn plan(&self, inputs: &[(&str, HostInput)]) -> Result<Arc<Mutex<Plan>>> {
+        let key: BTreeMap<String, Vec<usize>> = inputs
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.shape.clone()))
+            .collect();
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = plans.get(&key) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(Mutex::new(Plan::build(&self.gpu, &self.graph, &key)?));
+        plans.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs the graph on `inputs` (name, data) and returns every output by name.
+    pub fn run(&self, inputs: &[(&str, HostInput)]) -> Result<HashMap<String, HostOutput>> {
+        let plan = self.plan(inputs)?;
+        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        plan.run(&self.gpu, inputs)
+    }
+
+    /// Runs the graph and times every node.
+    pub fn run_profiled(
+        &self,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<(HashMap<String, HostOutput>, Profile)> {
+        let plan = self.plan(inputs)?;
+        let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        plan.run_profiled(&self.gpu, inputs)
+    }
+}

@@ -1,0 +1,110 @@
+//! Embedding lookup (`shaders/embedding.wgsl`).
+//!
+//! Shapes: ids `[*]` i32 or u32, weight `[V, D]` f32 or f16 -> out `[*, D]` f32.
+//!
+//! A kernel cannot raise an error, so an id outside `[0, V)` (a negative i32 included) produces a
+//! row of zeros. Use [`crate::ops::embedding_ids`] to validate ids on the CPU first.
+//!
+//! Design: a pure gather, one thread per output element or per 4 outputs (vec4 loads and stores of
+//! the weight row when `D % 4 == 0`); consecutive threads read consecutive weight elements of one row.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::kernels::softmax::{check_u32_index, declare_output};
+use crate::kernels::{check_dtype, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+const SRC: &str = include_str!("../../shaders/embedding.wgsl");
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    units: u32,
+    v: u32,
+    d: u32,
+    _pad: u32,
+}
+
+#[derive(Debug, Hash)]
+struct Variant {
+    weight: Elem,
+    vec4: bool,
+}
+
+/// Records `out[t, :] = weight[ids[t], :]`; ids outside `[0, V)` give zero rows.
+///
+/// out must have shape `ids.shape() + [D]` and dtype f32.
+pub fn record_embedding(
+    rec: &mut Recorder,
+    ids: &Tensor,
+    weight: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "embedding";
+    check_dtype(OP, "ids", ids, &[DType::I32, DType::U32])?;
+    check_dtype(OP, "weight", weight, &[DType::F32, DType::F16])?;
+    check_dtype(OP, "out", out, &[DType::F32])?;
+    let &[v, d] = weight.shape() else {
+        return Err(Error::shape(
+            OP,
+            format!("weight {:?} must be [V, D]", weight.shape()),
+        ));
+    };
+    let mut want = ids.shape().to_vec();
+    want.push(d);
+    if out.shape() != want.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "out {:?} must be ids {:?} + [D] = {want:?} for weight {:?}",
+                out.shape(),
+                ids.shape(),
+                weight.shape()
+            ),
+        ));
+    }
+    check_u32_index(OP, "weight", weight)?;
+    check_u32_index(OP, "out", out)?;
+    if out.numel() == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu().clone();
+    let variant = Variant {
+        weight: Elem::for_dtype(&gpu, weight.dtype()).unwrap_or(Elem::F32),
+        vec4: d % 4 == 0,
+    };
+    let pipeline = gpu.pipeline(OP, &variant, || {
+        compose(
+            SRC,
+            variant.weight.needs_f16(),
+            &[("WG", WG), ("VEC4", variant.vec4 as u32)],
+            &[
+                declare_input("weight", 2, variant.weight, variant.vec4),
+                declare_output("out", 3, variant.vec4),
+            ],
+        )
+    })?;
+    let units = if variant.vec4 {
+        out.numel() / 4
+    } else {
+        out.numel()
+    };
+    let params = Params {
+        units: units as u32,
+        v: u32::try_from(v).unwrap_or(u32::MAX),
+        d: d as u32,
+        _pad: 0,
+    };
+    let dispatch = gpu.dispatch(
+        OP,
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &[ids.buffer(), weight.buffer(), out.buffer()],
+        grid_1d(&gpu, units, WG)?,
+    )?;
+    rec.push(dispatch);
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Split-K GEMV (`shaders/gemv.wgsl`): a few rows of `x` against a weight stored `[N, K]`, one
+//! workgroup per weight row with its threads reducing over K in workgroup memory.
+//!
+//! This is [`MatmulKernel::GemvSplitK`](crate::kernels::matmul::MatmulKernel::GemvSplitK), the
+//! decoding-size `linear` on GPUs; it is reached through the `record_*` functions of
+//! [`crate::kernels::matmul`]. On CPU adapters the register-blocked kernel with one weight row per
+//! thread is used instead ([`MatmulKernel::GemvRows`](crate::kernels::matmul::MatmulKernel::GemvRows)).
+
+use crate::error::Result;
+use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::kernels::matmul::{bias_decl, grid, Problem, GEMV_MAX_M};
+
+const SRC: &str = include_str!("../../shaders/gemv.wgsl");
+
+/// Threads per workgroup (one weight row each workgroup).
+const WG: u32 = 64;
+
+/// Pipeline key.
+#[derive(Debug, Hash)]
+struct Key {
+    gm: u32,
+    vk: bool,
+    b: Elem,
+    bias: Option<Elem>,
+}
+
+/// Records the split-K GEMV for a validated problem with `b` stored `[N, K]`.
+pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
+    let gpu = rec.gpu().clone();
+    let gm = p.m.min(GEMV_MAX_M);
+    let key = Key {
+        gm: gm as u32,
+        vk: p.k.is_multiple_of(4),
+        b: p.b_elem(rec)?,
+        bias: p.bias_elem(rec)?,
+    };
+    let pipeline = gpu.pipeline("gemv", &key, || {
+        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
+        compose(
+            SRC,
+            f16,
+            &[("WG", WG), ("GM", key.gm), ("VK", key.vk as u32)],
+            &[
+                declare_input("a", 1, Elem::F32, key.vk),
+                declare_input("b", 2, key.b, key.vk),
+                bias_decl(key.bias),
+            ],
+        )
+    })?;
+    let tiles_m = p.m.div_ceil(gm);
+    let params = p.params(p.n, tiles_m);
+    let d = gpu.dispatch(
+        "gemv",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &p.buffers(),
+        grid(rec, p.op, p.n * tiles_m * p.batch)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Layout kernel (`shaders/transpose.wgsl`): swaps dims 1 and 2 of a 4-D tensor, the head split
+//! `[B, T, H, Dh] -> [B, H, T, Dh]` and merge of multi-head attention.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, Recorder};
+use crate::kernels::{check_dtype, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+const SRC: &str = include_str!("../../shaders/transpose.wgsl");
+const WG: u32 = 256;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    a: u32,
+    b: u32,
+    c: u32,
+    d: u32,
+}
+
+/// Records `out = x.transpose(1, 2)` for x `[A, B, C, D]`, out `[A, C, B, D]`, both f32.
+pub fn record_transpose12(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
+    check_dtype("transpose12", "x", x, &[DType::F32])?;
+    check_dtype("transpose12", "out", out, &[DType::F32])?;
+    let [a, b, c, d] = *x.shape() else {
+        return Err(Error::shape(
+            "transpose12",
+            format!("x must be 4-D, got {:?}", x.shape()),
+        ));
+    };
+    if out.shape() != [a, c, b, d] {
+        return Err(Error::shape(
+            "transpose12",
+            format!(
+                "out {:?} must be {:?} for x {:?}",
+                out.shape(),
+                [a, c, b, d],
+                x.shape()
+            ),
+        ));
+    }
+    if x.numel() == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu().clone();
+    let pipeline = gpu.pipeline("transpose12", &(), || {
+        compose(SRC, false, &[("WG", WG)], &[])
+    })?;
+    let params = Params {
+        a: a as u32,
+        b: b as u32,
+        c: c as u32,
+        d: d as u32,
+    };
+    let grid = grid_1d(&gpu, x.numel(), WG)?;
+    rec.push(gpu.dispatch(
+        "transpose12",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &[x.buffer(), out.buffer()],
+        grid,
+    )?);
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Pooling kernel (`shaders/pooling.wgsl`): masked mean over tokens and optional L2 normalization,
+//! the sentence-embedding head of sentence-transformers models.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, Recorder};
+use crate::kernels::check_dtype;
+use crate::tensor::{DType, Tensor};
+
+const SRC: &str = include_str!("../../shaders/pooling.wgsl");
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    b: u32,
+    t: u32,
+    e: u32,
+    normalize: u32,
+}
+
+/// Records `out[b] = mean over t with mask[b, t] != 0 of x[b, t]`, then L2-normalized when
+/// `normalize`. x `[B, T, E]` f32, mask `[B, T]` i32 or u32 (non-zero = token), out `[B, E]` f32. A row with no valid token
+/// gives zeros.
+pub fn record_mean_pool(
+    rec: &mut Recorder,
+    x: &Tensor,
+    mask: &Tensor,
+    out: &Tensor,
+    normalize: bool,
+) -> Result<()> {
+    check_dtype("mean_pool", "x", x, &[DType::F32])?;
+    check_dtype("mean_pool", "mask", mask, &[DType::I32, DType::U32])?;
+    check_dtype("mean_pool", "out", out, &[DType::F32])?;
+    let [b, t, e] = *x.shape() else {
+        return Err(Error::shape(
+            "mean_pool",
+            format!("x must be [B, T, E], got {:?}", x.shape()),
+        ));
+    };
+    if mask.shape() != [b, t] || out.shape() != [b, e] {
+        return Err(Error::shape(
+            "mean_pool",
+            format!(
+                "x {:?} needs mask [{b}, {t}] and out [{b}, {e}]; got mask {:?}, out {:?}",
+                x.shape(),
+                mask.shape(),
+                out.shape()
+            ),
+        ));
+    }
+    if b == 0 || e == 0 {
+        return Ok(());
+    }
+    let gpu = rec.gpu().clone();
+    let pipeline = gpu.pipeline("mean_pool", &(), || compose(SRC, false, &[("WG", WG)], &[]))?;
+    let params = Params {
+        b: b as u32,
+        t: t as u32,
+        e: e as u32,
+        normalize: normalize as u32,
+    };
+    rec.push(gpu.dispatch(
+        "mean_pool",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &[x.buffer(), mask.buffer(), out.buffer()],
+        [b as u32, 1, 1],
+    )?);
+    Ok(())
+}

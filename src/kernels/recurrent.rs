@@ -1,0 +1,440 @@
+//! Fused recurrent kernels for LSTM / GRU / RNN layers (`shaders/recurrent_cell.wgsl` composed with
+//! `shaders/recurrent_step.wgsl` or `shaders/recurrent_persistent.wgsl`).
+//!
+//! A layer runs as: one GEMM for the input projections of all timesteps and both directions
+//! (`xp = x W_ih^T + b_ih`, `[B, T, D*G*H]`), then either
+//! - [`record_step`] once per timestep: one dispatch computes `W_hh h_{t-1}`, the gates and the new
+//!   state for every unit, batch row and direction; all steps go in one submission and the state
+//!   stays on the GPU in a ping-pong buffer; or
+//! - [`record_persistent`]: a single workgroup loops over all timesteps inside one dispatch
+//!   (a latency win when `D*B*H` is small; see the shader for why it is one workgroup).
+//!
+//! Dimension legend: B batch, T steps, H hidden, D directions, G gates (4 LSTM, 3 GRU, 1 RNN).
+//! Buffer layouts ([`StepBuffers`]): `xp [B, T, D*G*H]` f32, `lengths [B]` u32, `hs`/`cs
+//! [2, D, B, H]` f32 (ping-pong halves; step t reads half `t & 1`), `out [B, T, D*H]` f32,
+//! `whh_t [D, H, G*H]` f32|f16 (weight_hh transposed to k-major), `bhh [D*G*H]` f32|f16.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::kernels::check_dtype;
+use crate::tensor::{DType, Tensor};
+
+const CELL_SRC: &str = include_str!("../../shaders/recurrent_cell.wgsl");
+const STEP_SRC: &str = include_str!("../../shaders/recurrent_step.wgsl");
+const PERSISTENT_SRC: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
+
+/// Workgroup width of the per-step kernel (units per workgroup).
+const STEP_WG: u32 = 64;
+
+/// The recurrence a layer or cell computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CellKind {
+    /// `nn.LSTM`: gates i, f, g, o.
+    Lstm,
+    /// `nn.GRU`: gates r, z, n with `b_hn` inside the reset product.
+    Gru,
+    /// `nn.RNN(nonlinearity="tanh")`.
+    RnnTanh,
+    /// `nn.RNN(nonlinearity="relu")`.
+    RnnRelu,
+}
+
+impl CellKind {
+    /// Gates per unit: 4 (LSTM), 3 (GRU), 1 (RNN).
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::Lstm => 4,
+            CellKind::Gru => 3,
+            CellKind::RnnTanh | CellKind::RnnRelu => 1,
+        }
+    }
+
+    /// The `CELL` constant of the shaders.
+    fn code(self) -> u32 {
+        match self {
+            CellKind::Lstm => 0,
+            CellKind::Gru => 1,
+            CellKind::RnnTanh => 2,
+            CellKind::RnnRelu => 3,
+        }
+    }
+
+    /// Lower-case op name: lstm, gru, rnn_tanh, rnn_relu.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Lstm => "lstm",
+            CellKind::Gru => "gru",
+            CellKind::RnnTanh => "rnn_tanh",
+            CellKind::RnnRelu => "rnn_relu",
+        }
+    }
+}
+
+/// The hyper-parameters of a recurrent stack, as in the PyTorch constructor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecurrentSpec {
+    /// LSTM, GRU or RNN (tanh/relu).
+    pub kind: CellKind,
+    /// Features of `x` (I).
+    pub input_size: usize,
+    /// Hidden units (H).
+    pub hidden_size: usize,
+    /// Stacked layers (L >= 1).
+    pub num_layers: usize,
+    /// Two directions (D = 2) when true.
+    pub bidirectional: bool,
+}
+
+impl RecurrentSpec {
+    /// D: 2 when bidirectional, else 1.
+    pub fn directions(&self) -> usize {
+        if self.bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// Sizes of one layer's recurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepDims {
+    /// B.
+    pub batch: usize,
+    /// T.
+    pub steps: usize,
+    /// H.
+    pub hidden: usize,
+    /// D (1 or 2).
+    pub dirs: usize,
+}
+
+/// The GPU buffers one layer's recurrence reads and writes (layouts in the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct StepBuffers<'a> {
+    /// `[B, T, D*G*H]` f32: input projections with `b_ih`.
+    pub xp: &'a Tensor,
+    /// `[B]` u32: valid steps per sequence (1..=T).
+    pub lengths: &'a Tensor,
+    /// `[2, D, B, H]` f32: hidden state ping-pong.
+    pub hs: &'a Tensor,
+    /// `[2, D, B, H]` f32 for the LSTM; any f32 tensor (unused) otherwise.
+    pub cs: &'a Tensor,
+    /// `[B, T, D*H]` f32.
+    pub out: &'a Tensor,
+    /// `[D, H, G*H]` f32|f16: `weight_hh` transposed (`whh_t[d][k][r] = weight_hh[r][k]`).
+    pub whh_t: &'a Tensor,
+    /// `[D*G*H]` f32|f16.
+    pub bhh: &'a Tensor,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    b: u32,
+    t_len: u32,
+    h: u32,
+    d: u32,
+    step: u32,
+    nb: u32,
+    _p0: u32,
+    _p1: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Variant {
+    kind: CellKind,
+    whh: Elem,
+    bhh: Elem,
+    /// Batch rows per invocation (1 or 4).
+    bb: u32,
+    wg: u32,
+    persistent: bool,
+}
+
+/// Batch rows per invocation: 4 (one vec4 lane per row: 4x reuse of each weight load) once the
+/// batch fills them, else 1.
+fn batch_block(batch: usize) -> u32 {
+    if batch >= 4 {
+        4
+    } else {
+        1
+    }
+}
+
+fn source(v: &Variant) -> String {
+    let bv = if v.bb == 4 {
+        "alias BV = vec4<f32>;\n\
+         fn bv_get(v: BV, r: u32) -> f32 { return v[r]; }\n\
+         fn load_h(i0: u32, i1: u32, i2: u32, i3: u32) -> BV { return BV(hs[i0], hs[i1], hs[i2], hs[i3]); }\n"
+    } else {
+        "alias BV = f32;\n\
+         fn bv_get(v: BV, r: u32) -> f32 { return v; }\n\
+         fn load_h(i0: u32, i1: u32, i2: u32, i3: u32) -> BV { return hs[i0]; }\n"
+    };
+    let entry = if v.persistent {
+        PERSISTENT_SRC
+    } else {
+        STEP_SRC
+    };
+    let body = format!("{CELL_SRC}\n{entry}");
+    compose(
+        &body,
+        v.whh.needs_f16() || v.bhh.needs_f16(),
+        &[
+            ("CELL", v.kind.code()),
+            ("G", v.kind.gates() as u32),
+            ("BB", v.bb),
+            ("WG", v.wg),
+        ],
+        &[
+            bv.to_string(),
+            declare_input("whh", 6, v.whh, false),
+            declare_input("bhh", 7, v.bhh, false),
+        ],
+    )
+}
+
+fn elem(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> {
+    Elem::for_dtype(rec.gpu(), t.dtype()).ok_or_else(|| Error::DType {
+        op: op.into(),
+        operand: operand.into(),
+        got: t.dtype().to_string(),
+        expected: "f32 or f16".into(),
+    })
+}
+
+fn expect_numel(op: &str, name: &str, t: &Tensor, want: &[usize]) -> Result<()> {
+    let n: usize = want.iter().product();
+    if t.numel() != n {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{name} has shape {:?} ({} elements), expected {want:?}",
+                t.shape(),
+                t.numel()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates buffers against `dims` and returns the pipeline variant.
+fn validate(
+    rec: &Recorder,
+    kind: CellKind,
+    b: &StepBuffers<'_>,
+    dims: StepDims,
+    persistent: bool,
+) -> Result<Variant> {
+    let op = kind.name();
+    let StepDims {
+        batch,
+        steps,
+        hidden,
+        dirs,
+    } = dims;
+    if batch == 0 || steps == 0 || hidden == 0 || !(1..=2).contains(&dirs) {
+        return Err(Error::shape(
+            op,
+            format!("batch {batch}, steps {steps}, hidden {hidden} must be >= 1 and directions {dirs} 1 or 2"),
+        ));
+    }
+    let gh = kind.gates() * hidden;
+    check_dtype(op, "xp", b.xp, &[DType::F32])?;
+    check_dtype(op, "lengths", b.lengths, &[DType::U32])?;
+    check_dtype(op, "hs", b.hs, &[DType::F32])?;
+    check_dtype(op, "cs", b.cs, &[DType::F32])?;
+    check_dtype(op, "out", b.out, &[DType::F32])?;
+    expect_numel(op, "xp", b.xp, &[batch, steps, dirs * gh])?;
+    expect_numel(op, "lengths", b.lengths, &[batch])?;
+    expect_numel(op, "hs", b.hs, &[2, dirs, batch, hidden])?;
+    if kind == CellKind::Lstm {
+        expect_numel(op, "cs", b.cs, &[2, dirs, batch, hidden])?;
+    } else if b.cs.numel() == 0 {
+        return Err(Error::shape(op, "cs must hold at least one element"));
+    }
+    expect_numel(op, "out", b.out, &[batch, steps, dirs * hidden])?;
+    expect_numel(op, "whh_t", b.whh_t, &[dirs, hidden, gh])?;
+    expect_numel(op, "bhh", b.bhh, &[dirs * gh])?;
+    // u32 index arithmetic in the shaders.
+    let biggest = (batch * steps * dirs * gh).max(dirs * hidden * gh);
+    if u32::try_from(biggest).is_err() {
+        return Err(Error::shape(
+            op,
+            format!("{biggest} elements overflow the kernel's u32 indexing"),
+        ));
+    }
+    let bb = batch_block(batch);
+    let wg = if persistent {
+        rec.gpu().caps().max_invocations.clamp(1, 256)
+    } else {
+        STEP_WG
+    };
+    Ok(Variant {
+        kind,
+        whh: elem(rec, op, "whh_t", b.whh_t)?,
+        bhh: elem(rec, op, "bhh", b.bhh)?,
+        bb,
+        wg,
+        persistent,
+    })
+}
+
+fn params(dims: StepDims, step: usize, bb: u32) -> Params {
+    Params {
+        b: dims.batch as u32,
+        t_len: dims.steps as u32,
+        h: dims.hidden as u32,
+        d: dims.dirs as u32,
+        step: step as u32,
+        nb: dims.batch.div_ceil(bb as usize) as u32,
+        _p0: 0,
+        _p1: 0,
+    }
+}
+
+fn bind<'a>(b: &StepBuffers<'a>) -> [&'a wgpu::Buffer; 7] {
+    [
+        b.xp.buffer(),
+        b.lengths.buffer(),
+        b.hs.buffer(),
+        b.cs.buffer(),
+        b.out.buffer(),
+        b.whh_t.buffer(),
+        b.bhh.buffer(),
+    ]
+}
+
+/// Records timestep `step` of one layer (all directions) as one dispatch: reads state half
+/// `step & 1`, writes half `(step + 1) & 1` and the outputs of that step.
+pub fn record_step(
+    rec: &mut Recorder,
+    kind: CellKind,
+    bufs: &StepBuffers<'_>,
+    dims: StepDims,
+    step: usize,
+) -> Result<()> {
+    let v = validate(rec, kind, bufs, dims, false)?;
+    if step >= dims.steps {
+        return Err(Error::invalid(
+            kind.name(),
+            format!("step {step} is past the sequence length {}", dims.steps),
+        ));
+    }
+    let gpu = rec.gpu().clone();
+    let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v))?;
+    let p = params(dims, step, v.bb);
+    let grid = [
+        dims.hidden.div_ceil(v.wg as usize) as u32,
+        p.nb,
+        dims.dirs as u32,
+    ];
+    let d = gpu.dispatch(
+        "recurrent_step",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &bind(bufs),
+        grid,
+    )?;
+    rec.push(d);
+    Ok(())
+}
+
+/// Records all timesteps of one layer (all directions) as one single-workgroup dispatch. The final
+/// state lands in half `steps & 1` of `hs`/`cs`.
+pub fn record_persistent(
+    rec: &mut Recorder,
+    kind: CellKind,
+    bufs: &StepBuffers<'_>,
+    dims: StepDims,
+) -> Result<()> {
+    let v = validate(rec, kind, bufs, dims, true)?;
+    let gpu = rec.gpu().clone();
+    let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v))?;
+    let p = params(dims, 0, v.bb);
+    let d = gpu.dispatch(
+        "recurrent_persistent",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &bind(bufs),
+        [1, 1, 1],
+    )?;
+    rec.push(d);
+    Ok(())
+}
+
+const PROJ_TMP_SRC: &str = include_str!("../../shaders/recurrent_proj_tmp.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ProjParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    _p: u32,
+}
+
+/// TEMPORARY: `y [M, N] = x [M, K] w [N, K]^T + bias [N]` until `kernels::matmul::record_linear`
+/// is merged; then this and `shaders/recurrent_proj_tmp.wgsl` go.
+pub(crate) fn record_projection_tmp(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    let (n, k) = match w.shape() {
+        [n, k] => (*n, *k),
+        s => {
+            return Err(Error::shape(
+                "projection",
+                format!("w {s:?} must be [N, K]"),
+            ))
+        }
+    };
+    let m = x.numel() / k.max(1);
+    if x.numel() != m * k || y.numel() != m * n || bias.numel() != n {
+        return Err(Error::shape(
+            "projection",
+            format!(
+                "x {:?}, w {:?}, bias {:?}, y {:?} do not fit",
+                x.shape(),
+                w.shape(),
+                bias.shape(),
+                y.shape()
+            ),
+        ));
+    }
+    let we = elem(rec, "projection", "w", w)?;
+    let be = elem(rec, "projection", "bias", bias)?;
+    let gpu = rec.gpu().clone();
+    let pipeline = gpu.pipeline("recurrent_proj_tmp", &(we, be), || {
+        compose(
+            PROJ_TMP_SRC,
+            we.needs_f16() || be.needs_f16(),
+            &[],
+            &[
+                declare_input("w", 3, we, false),
+                declare_input("bias", 4, be, false),
+            ],
+        )
+    })?;
+    let p = ProjParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        _p: 0,
+    };
+    let d = gpu.dispatch(
+        "recurrent_proj_tmp",
+        &pipeline,
+        bytemuck::bytes_of(&p),
+        &[x.buffer(), y.buffer(), w.buffer(), bias.buffer()],
+        crate::kernels::grid_1d(&gpu, m * n, 64)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}

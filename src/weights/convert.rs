@@ -1,0 +1,1 @@
+//! `heedful convert`: rewrites a checkpoint with float tensors in another dtype.

@@ -1,0 +1,387 @@
+//! Uploading tensors from a mapped file to GPU buffers in bounded chunks, converting dtypes on the
+//! way.
+//!
+//! Each chunk (32 MiB by default) is written straight into wgpu's staging memory with
+//! `Queue::write_buffer_with` (a raw copy from the mapping, or F32/BF16/F64 -> f16 conversion through
+//! a small cache-sized scratch block), then submitted. Before the next chunk is submitted the one
+//! before it is waited on, so at most two chunks of staging memory are alive at once, whatever the
+//! file size, while the driver copies one chunk as the CPU fills the next.
+//!
+//! ```no_run
+//! use heedful::weights::{Hold, UploadOptions, WeightFile};
+//! let gpu = heedful::Gpu::shared()?;
+//! let f = WeightFile::open("model.safetensors")?;
+//! let w = f.upload(&gpu, "lm_head.weight", Hold::F16)?;
+//! // A kernel that takes row blocks can accept a tensor larger than one storage binding:
+//! let parts = f.upload_split(&gpu, "embed.weight", &UploadOptions::new(Hold::F16))?;
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use super::file::{err, FileDType, TensorView, WeightFile};
+use super::WeightsErrorKind as K;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::{DType, Tensor};
+
+/// Default bytes per upload chunk.
+pub const DEFAULT_CHUNK_BYTES: usize = 32 << 20;
+
+/// Elements converted per scratch block (64 KiB of f32: stays in L2).
+const BLOCK: usize = 16 * 1024;
+
+/// How float weights are held on the GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Hold {
+    /// f16 (the default): F32, BF16 and F64 are rounded to nearest even on upload.
+    #[default]
+    F16,
+    /// f32: F16 and BF16 are widened exactly, F64 rounded.
+    F32,
+}
+
+impl Hold {
+    /// The GPU dtype float tensors get.
+    pub fn dtype(self) -> DType {
+        match self {
+            Hold::F16 => DType::F16,
+            Hold::F32 => DType::F32,
+        }
+    }
+}
+
+/// Options of an upload.
+#[derive(Clone, Debug)]
+pub struct UploadOptions {
+    /// How float tensors are held.
+    pub hold: Hold,
+    /// Bytes per staging chunk (at least 64 KiB is used).
+    pub chunk_bytes: usize,
+    /// A storage-binding limit below the device's (tests; splitting for smaller kernels). The
+    /// device's `max_storage_buffer_binding_size` applies when this is `None` or larger.
+    pub max_binding: Option<u64>,
+}
+
+impl UploadOptions {
+    /// Default chunking and the device's binding limit.
+    pub fn new(hold: Hold) -> Self {
+        UploadOptions {
+            hold,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            max_binding: None,
+        }
+    }
+
+    fn limit(&self, gpu: &Gpu) -> u64 {
+        let dev = gpu.caps().max_storage_binding;
+        self.max_binding.map_or(dev, |m| m.min(dev))
+    }
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions::new(Hold::F16)
+    }
+}
+
+impl WeightFile {
+    /// Uploads tensor `name`, floats held as `hold`, I32/U32 as they are, I64 narrowed to i32.
+    pub fn upload(&self, gpu: &Gpu, name: &str, hold: Hold) -> Result<Tensor> {
+        self.upload_with(gpu, name, &UploadOptions::new(hold))
+    }
+
+    /// [`WeightFile::upload`] with explicit options.
+    pub fn upload_with(&self, gpu: &Gpu, name: &str, opts: &UploadOptions) -> Result<Tensor> {
+        let view = self.tensor(name)?;
+        self.will_need(view_offset(self, &view), view.data.len());
+        view.upload(gpu, opts)
+    }
+
+    /// Uploads tensor `name` split along its first dimension into row blocks that each fit one
+    /// storage binding, for kernels that take a weight in row blocks (an embedding table, the output
+    /// projection over a large vocabulary). One block when the tensor fits.
+    pub fn upload_split(&self, gpu: &Gpu, name: &str, opts: &UploadOptions) -> Result<Vec<Tensor>> {
+        let view = self.tensor(name)?;
+        let target = target_dtype(&view, opts.hold)?;
+        let limit = opts.limit(gpu);
+        let rows = view.shape.first().copied().unwrap_or(1);
+        let row_elems: usize = view.shape.iter().skip(1).product();
+        let row_bytes = (row_elems * target.size()) as u64;
+        if view.shape.is_empty() || rows == 0 || row_bytes == 0 {
+            return Ok(vec![view.upload(gpu, opts)?]);
+        }
+        let per = (limit / row_bytes) as usize;
+        if per == 0 {
+            return Err(too_large(&view, target, row_bytes, limit, "one row of it"));
+        }
+        self.will_need(view_offset(self, &view), view.data.len());
+        let src_row = row_elems * view.dtype.size();
+        let mut parts = Vec::with_capacity(rows.div_ceil(per));
+        let mut r = 0;
+        while r < rows {
+            let n = per.min(rows - r);
+            let mut shape = view.shape.to_vec();
+            shape[0] = n;
+            let part = TensorView {
+                shape: &shape,
+                data: &view.data[r * src_row..(r + n) * src_row],
+                ..view
+            };
+            let t = Tensor::zeros(gpu, &shape, target)?;
+            write_converted(gpu, &t, &part, opts.chunk_bytes)?;
+            parts.push(t);
+            r += n;
+        }
+        Ok(parts)
+    }
+
+    /// Uploads every tensor, in file order.
+    pub fn upload_all(&self, gpu: &Gpu, opts: &UploadOptions) -> Result<BTreeMap<String, Tensor>> {
+        self.tensors()
+            .map(|v| {
+                self.will_need(view_offset(self, &v), v.data.len());
+                Ok((v.name.to_string(), v.upload(gpu, opts)?))
+            })
+            .collect()
+    }
+}
+
+fn view_offset(f: &WeightFile, v: &TensorView<'_>) -> usize {
+    v.data.as_ptr() as usize - f.raw().as_ptr() as usize
+}
+
+impl TensorView<'_> {
+    /// The GPU dtype this tensor gets when held as `hold`, or an error for dtypes heedful cannot
+    /// hold on the GPU.
+    pub fn gpu_dtype(&self, hold: Hold) -> Result<DType> {
+        target_dtype(self, hold)
+    }
+
+    /// Uploads this tensor in bounded chunks (see the module docs). A tensor larger than the storage
+    /// binding limit is refused with an error naming it, its size and the limit.
+    pub fn upload(&self, gpu: &Gpu, opts: &UploadOptions) -> Result<Tensor> {
+        let target = target_dtype(self, opts.hold)?;
+        let bytes = (self.numel() as u64) * target.size() as u64;
+        let limit = opts.limit(gpu);
+        if bytes > limit {
+            return Err(too_large(self, target, bytes, limit, "it"));
+        }
+        let t = Tensor::zeros(gpu, self.shape, target)?;
+        write_converted(gpu, &t, self, opts.chunk_bytes)?;
+        Ok(t)
+    }
+}
+
+fn too_large(v: &TensorView<'_>, target: DType, needed: u64, limit: u64, what: &str) -> Error {
+    Error::Limit {
+        what: format!(
+            "tensor {:?} of {} ({} {:?}, held as {target}; a kernel that takes row blocks can load \
+             {what} with upload_split)",
+            v.name,
+            v.path.display(),
+            v.dtype,
+            v.shape
+        ),
+        needed,
+        limit_name: "max_storage_buffer_binding_size",
+        limit,
+    }
+}
+
+fn target_dtype(v: &TensorView<'_>, hold: Hold) -> Result<DType> {
+    Ok(match v.dtype {
+        d if d.is_float() => hold.dtype(),
+        FileDType::I32 | FileDType::I64 => DType::I32,
+        FileDType::U32 => DType::U32,
+        other => {
+            return Err(err(
+                v.path,
+                Some(v.name),
+                K::UnsupportedDtype,
+                format!("has dtype {other}, which heedful cannot hold on the GPU"),
+                "heedful uploads F32/F16/BF16/F64 (as f16 or f32), I32/U32 and I64 (as i32); \
+                 models that need this tensor convert it themselves from its TensorView",
+            ))
+        }
+    })
+}
+
+/// Scratch blocks for conversion, aligned by type.
+struct Scratch {
+    f32s: Vec<f32>,
+    f16s: Vec<f16>,
+    bf16s: Vec<bf16>,
+    f64s: Vec<f64>,
+    i64s: Vec<i64>,
+    i32s: Vec<i32>,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            f32s: vec![0.0; BLOCK],
+            f16s: vec![f16::ZERO; BLOCK],
+            bf16s: vec![bf16::ZERO; BLOCK],
+            f64s: vec![0.0; BLOCK],
+            i64s: vec![0; BLOCK],
+            i32s: vec![0; BLOCK],
+        }
+    }
+}
+
+/// `src` as a slice of `T`: in place when aligned, else copied into `tmp`.
+fn as_pod<'a, T: bytemuck::Pod>(src: &'a [u8], tmp: &'a mut [T]) -> &'a [T] {
+    match bytemuck::try_cast_slice(src) {
+        Ok(s) => s,
+        Err(_) => {
+            let t = &mut tmp[..src.len() / std::mem::size_of::<T>()];
+            bytemuck::cast_slice_mut(t).copy_from_slice(src);
+            t
+        }
+    }
+}
+
+/// Converts up to [`BLOCK`] elements of `src` (little-endian `from`) to `to`; returns the bytes.
+fn convert_block<'a>(
+    v: &TensorView<'_>,
+    src: &'a [u8],
+    from: FileDType,
+    to: DType,
+    sc: &'a mut Scratch,
+) -> Result<&'a [u8]> {
+    let k = src.len() / from.size();
+    Ok(match (from, to) {
+        (FileDType::F32, DType::F16) => {
+            let s: &[f32] = as_pod(src, &mut sc.f32s);
+            sc.f16s[..k].convert_from_f32_slice(s);
+            bytemuck::cast_slice(&sc.f16s[..k])
+        }
+        (FileDType::BF16, DType::F16) => {
+            let s: &[bf16] = as_pod(src, &mut sc.bf16s);
+            s.convert_to_f32_slice(&mut sc.f32s[..k]);
+            sc.f16s[..k].convert_from_f32_slice(&sc.f32s[..k]);
+            bytemuck::cast_slice(&sc.f16s[..k])
+        }
+        (FileDType::F64, DType::F16) => {
+            let s: &[f64] = as_pod(src, &mut sc.f64s);
+            sc.f16s[..k].convert_from_f64_slice(s);
+            bytemuck::cast_slice(&sc.f16s[..k])
+        }
+        (FileDType::F16, DType::F32) => {
+            let s: &[f16] = as_pod(src, &mut sc.f16s);
+            s.convert_to_f32_slice(&mut sc.f32s[..k]);
+            bytemuck::cast_slice(&sc.f32s[..k])
+        }
+        (FileDType::BF16, DType::F32) => {
+            let s: &[bf16] = as_pod(src, &mut sc.bf16s);
+            s.convert_to_f32_slice(&mut sc.f32s[..k]);
+            bytemuck::cast_slice(&sc.f32s[..k])
+        }
+        (FileDType::F64, DType::F32) => {
+            let s: &[f64] = as_pod(src, &mut sc.f64s);
+            for (d, &x) in sc.f32s[..k].iter_mut().zip(s) {
+                *d = x as f32;
+            }
+            bytemuck::cast_slice(&sc.f32s[..k])
+        }
+        (FileDType::I64, DType::I32) => {
+            let s: &[i64] = as_pod(src, &mut sc.i64s);
+            for (d, &x) in sc.i32s[..k].iter_mut().zip(s) {
+                *d = i32::try_from(x).map_err(|_| {
+                    err(
+                        v.path,
+                        Some(v.name),
+                        K::UnsupportedDtype,
+                        format!("I64 value {x} does not fit the i32 heedful holds on the GPU"),
+                        "models that need 64-bit integers read them from the TensorView on the CPU",
+                    )
+                })?;
+            }
+            bytemuck::cast_slice(&sc.i32s[..k])
+        }
+        _ => src,
+    })
+}
+
+fn gpu_err(during: String, message: impl Into<String>) -> Error {
+    Error::Gpu {
+        during,
+        message: message.into(),
+    }
+}
+
+/// Writes `v` into `dst` (same element count) chunk by chunk, converting to `dst`'s dtype.
+fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, chunk_bytes: usize) -> Result<()> {
+    let from = v.dtype;
+    let to = dst.dtype();
+    let (ss, ds) = (from.size(), to.size());
+    let n = v.data.len() / ss;
+    if n == 0 {
+        return Ok(());
+    }
+    let raw = matches!(
+        (from, to),
+        (FileDType::F16, DType::F16)
+            | (FileDType::F32, DType::F32)
+            | (FileDType::I32, DType::I32)
+            | (FileDType::U32, DType::U32)
+    );
+    // Elements per chunk: even, so f16 chunks are whole 4-byte words and offsets stay aligned.
+    let per = (chunk_bytes.max(64 << 10) / ss.max(ds)) & !1;
+    let during = || format!("uploading tensor {:?} of {}", v.name, v.path.display());
+    let mut scratch = (!raw).then(Scratch::new);
+    let queue = gpu.queue();
+    let mut pending: Option<wgpu::SubmissionIndex> = None;
+    let mut i = 0;
+    while i < n {
+        let m = per.min(n - i);
+        let out_bytes = m * ds;
+        let padded = out_bytes.div_ceil(4) * 4;
+        let size =
+            NonZeroU64::new(padded as u64).ok_or_else(|| gpu_err(during(), "empty chunk"))?;
+        let Some(mut view) = queue.write_buffer_with(dst.buffer(), (i * ds) as u64, size) else {
+            gpu.check_errors(&during())?;
+            return Err(gpu_err(during(), "the queue refused the staging write"));
+        };
+        let src = &v.data[i * ss..(i + m) * ss];
+        match scratch.as_mut() {
+            None => view.slice(..out_bytes).copy_from_slice(src),
+            Some(sc) => {
+                for (b, block) in src.chunks(BLOCK * ss).enumerate() {
+                    let out = convert_block(v, block, from, to, sc)?;
+                    let at = b * BLOCK * ds;
+                    view.slice(at..at + out.len()).copy_from_slice(out);
+                }
+            }
+        }
+        if padded > out_bytes {
+            view.slice(out_bytes..).fill(0);
+        }
+        drop(view);
+        let idx = queue.submit([]);
+        // Wait for the chunk before this one: at most two chunks of staging memory are alive.
+        if let Some(prev) = pending.replace(idx) {
+            wait(gpu, prev, &during)?;
+        }
+        i += m;
+    }
+    if let Some(last) = pending {
+        wait(gpu, last, &during)?;
+    }
+    gpu.check_errors(&during())
+}
+
+fn wait(gpu: &Gpu, idx: wgpu::SubmissionIndex, during: &dyn Fn() -> String) -> Result<()> {
+    gpu.device()
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(idx),
+            timeout: None,
+        })
+        .map(|_| ())
+        .map_err(|e| gpu_err(during(), e.to_string()))
+}

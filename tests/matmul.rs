@@ -1,0 +1,327 @@
+//! matmul, matmul_bt and linear against the CPU reference, on every kernel (register-blocked, tiled,
+//! both GEMVs), both f16 paths, awkward shapes, batches; plus the PyTorch conformance cases.
+
+mod common;
+use common::*;
+use heedful::kernels::matmul::MatmulKernel;
+use heedful::{ops, reference, DType, Gpu, Tensor};
+
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+/// (M, K, N): length-1 dims, sizes off the tile and vector widths, a few vec4-friendly ones.
+const SHAPES: [(usize, usize, usize); 12] = [
+    (1, 1, 1),
+    (1, 7, 5),
+    (3, 5, 7),
+    (4, 4, 4),
+    (5, 1, 9),
+    (2, 8, 1),
+    (17, 33, 9),
+    (33, 64, 70),
+    (65, 100, 37),
+    (9, 12, 260),
+    (70, 20, 68),
+    (130, 36, 3),
+];
+
+/// Uploads `v` as `dtype` and returns the values the GPU actually holds.
+fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f32>) {
+    let t = Tensor::from_f32_as(gpu, v, shape, dtype).unwrap();
+    let held = if dtype == DType::F16 {
+        f16_round(v)
+    } else {
+        v.to_vec()
+    };
+    (t, held)
+}
+
+fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
+    let mut v = vec![MatmulKernel::Auto];
+    v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
+    v
+}
+
+#[test]
+fn matmul_matches_reference_on_all_kernels_and_f16_paths() {
+    let mut rng = Rng::new(11);
+    for (path, gpu) in gpus() {
+        for (si, &(m, k, n)) in SHAPES.iter().enumerate() {
+            for (bi, (batch, shared)) in [(1usize, false), (3, false), (2, true)]
+                .into_iter()
+                .enumerate()
+            {
+                // f16 and f32 b alternate; the packed-f16 device only matters for f16.
+                let dtype = if (si + bi) % 2 == 0 {
+                    DType::F16
+                } else {
+                    DType::F32
+                };
+                if dtype == DType::F32 && path == "packed-f16" {
+                    continue;
+                }
+                {
+                    let a = rng.vec(batch * m * k, -1.0, 1.0);
+                    let bn = if shared { 1 } else { batch };
+                    let b = rng.vec(bn * k * n, -1.0, 1.0);
+                    let at = Tensor::from_f32(&gpu, &a, &[batch, m, k]).unwrap();
+                    let bshape: Vec<usize> = if shared {
+                        vec![k, n]
+                    } else {
+                        vec![batch, k, n]
+                    };
+                    let (bt, bh) = upload(&gpu, &b, &bshape, dtype);
+                    let want = reference::matmul::matmul(&a, &bh, batch, m, k, n, shared);
+                    for kernel in kernels_for(false) {
+                        let got = ops::matmul_with(&gpu, &at, &bt, kernel).unwrap();
+                        assert_eq!(got.shape(), &[batch, m, n]);
+                        assert_close(
+                            &format!("{path} matmul {kernel:?} b{batch} shared={shared} {m}x{k}x{n} {dtype}"),
+                            &got.to_vec_f32(&gpu).unwrap(),
+                            &want,
+                            ATOL,
+                            RTOL,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_bt_matches_reference_with_alpha() {
+    let mut rng = Rng::new(12);
+    for (path, gpu) in gpus() {
+        for &(m, k, n) in &SHAPES {
+            for (batch, shared) in [(1usize, false), (3, false), (2, true)] {
+                let dtype = if (m + k + batch) % 2 == 0 {
+                    DType::F32
+                } else {
+                    DType::F16
+                };
+                if dtype == DType::F32 && path == "packed-f16" {
+                    continue;
+                }
+                let a = rng.vec(batch * m * k, -1.0, 1.0);
+                let bn = if shared { 1 } else { batch };
+                let b = rng.vec(bn * n * k, -1.0, 1.0);
+                let at = Tensor::from_f32(&gpu, &a, &[batch, m, k]).unwrap();
+                let bshape: Vec<usize> = if shared {
+                    vec![n, k]
+                } else {
+                    vec![batch, n, k]
+                };
+                let (bt, bh) = upload(&gpu, &b, &bshape, dtype);
+                let alpha = 0.125;
+                let want = reference::matmul::matmul_bt(&a, &bh, batch, m, k, n, shared, alpha);
+                for kernel in kernels_for(true) {
+                    let got = ops::matmul_bt_with(&gpu, &at, &bt, alpha, kernel).unwrap();
+                    assert_close(
+                        &format!("{path} matmul_bt {kernel:?} b{batch} shared={shared} {m}x{k}x{n} {dtype}"),
+                        &got.to_vec_f32(&gpu).unwrap(),
+                        &want,
+                        ATOL,
+                        RTOL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_matches_reference_with_and_without_bias() {
+    let mut rng = Rng::new(13);
+    for (path, gpu) in gpus() {
+        for (si, &(m, k, n)) in SHAPES.iter().enumerate() {
+            // Every (dtype, bias) pair over the shapes, two per shape.
+            let combos = if si % 2 == 0 {
+                [(DType::F32, false), (DType::F16, true)]
+            } else {
+                [(DType::F32, true), (DType::F16, false)]
+            };
+            for (dtype, with_bias) in combos {
+                if dtype == DType::F32 && path == "packed-f16" {
+                    continue;
+                }
+                {
+                    let x = rng.vec(m * k, -1.0, 1.0);
+                    let w = rng.vec(n * k, -1.0, 1.0);
+                    let bias = rng.vec(n, -1.0, 1.0);
+                    // x as [*, K] with two leading dims when M splits.
+                    let xshape = if m % 5 == 0 {
+                        vec![5, m / 5, k]
+                    } else {
+                        vec![m, k]
+                    };
+                    let xt = Tensor::from_f32(&gpu, &x, &xshape).unwrap();
+                    let (wt, wh) = upload(&gpu, &w, &[n, k], dtype);
+                    let (bt, bh) = upload(&gpu, &bias, &[n], dtype);
+                    let want = reference::matmul::linear(
+                        &x,
+                        &wh,
+                        with_bias.then_some(bh.as_slice()),
+                        m,
+                        k,
+                        n,
+                    );
+                    for kernel in kernels_for(true) {
+                        let got =
+                            ops::linear_with(&gpu, &xt, &wt, with_bias.then_some(&bt), kernel)
+                                .unwrap();
+                        let mut oshape = xshape.clone();
+                        *oshape.last_mut().unwrap() = n;
+                        assert_eq!(got.shape(), oshape.as_slice());
+                        assert_close(
+                            &format!(
+                                "{path} linear {kernel:?} bias={with_bias} {m}x{k}x{n} {dtype}"
+                            ),
+                            &got.to_vec_f32(&gpu).unwrap(),
+                            &want,
+                            ATOL,
+                            RTOL,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_values_and_larger_shapes() {
+    let gpu = gpu();
+    let mut rng = Rng::new(14);
+    // Magnitudes around 1e3 (sums around 1e7) and shapes spanning several tiles.
+    for &(m, k, n) in &[
+        (129usize, 260usize, 131usize),
+        (64, 512, 64),
+        (2, 1000, 300),
+    ] {
+        let x = rng.vec(m * k, -1000.0, 1000.0);
+        let w = rng.vec(n * k, -1000.0, 1000.0);
+        let xt = Tensor::from_f32(&gpu, &x, &[m, k]).unwrap();
+        let wt = Tensor::from_f32(&gpu, &w, &[n, k]).unwrap();
+        let want = reference::matmul::linear(&x, &w, None, m, k, n);
+        let scale = 1e6 * (k as f64).sqrt();
+        for kernel in kernels_for(true) {
+            let got = ops::linear_with(&gpu, &xt, &wt, None, kernel).unwrap();
+            assert_close(
+                &format!("large linear {kernel:?} {m}x{k}x{n}"),
+                &got.to_vec_f32(&gpu).unwrap(),
+                &want,
+                scale * 1e-5,
+                1e-4,
+            );
+        }
+        // The same values through matmul with b = w^T laid out [K, N].
+        let mut wt_kn = vec![0.0f32; k * n];
+        for j in 0..n {
+            for t in 0..k {
+                wt_kn[t * n + j] = w[j * k + t];
+            }
+        }
+        let bt = Tensor::from_f32(&gpu, &wt_kn, &[k, n]).unwrap();
+        for kernel in kernels_for(false) {
+            let got = ops::matmul_with(&gpu, &xt, &bt, kernel).unwrap();
+            assert_close(
+                &format!("large matmul {kernel:?} {m}x{k}x{n}"),
+                &got.to_vec_f32(&gpu).unwrap(),
+                &want,
+                scale * 1e-5,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
+    let gpu = gpu();
+    let t = |shape: &[usize]| Tensor::zeros(&gpu, shape, DType::F32).unwrap();
+    let err = |r: heedful::Result<Tensor>| r.unwrap_err().to_string();
+
+    let e = err(ops::linear(&gpu, &t(&[2, 3]), &t(&[4, 5]), None));
+    assert!(
+        e.contains("linear") && e.contains("[2, 3]") && e.contains("[4, 5]"),
+        "{e}"
+    );
+    let e = err(ops::linear(&gpu, &t(&[2, 3]), &t(&[4, 3]), Some(&t(&[5]))));
+    assert!(
+        e.contains("linear") && e.contains("bias") && e.contains("[5]"),
+        "{e}"
+    );
+    let e = err(ops::linear(&gpu, &t(&[2, 3]), &t(&[3]), None));
+    assert!(e.contains("linear") && e.contains("[3]"), "{e}");
+    let e = err(ops::matmul(&gpu, &t(&[2, 3]), &t(&[4, 5])));
+    assert!(
+        e.contains("matmul") && e.contains("[2, 3]") && e.contains("[4, 5]"),
+        "{e}"
+    );
+    let e = err(ops::matmul(&gpu, &t(&[2, 2, 3]), &t(&[3, 3, 5])));
+    assert!(
+        e.contains("batch") && e.contains("[2, 2, 3]") && e.contains("[3, 3, 5]"),
+        "{e}"
+    );
+    let e = err(ops::matmul(&gpu, &t(&[3]), &t(&[3, 5])));
+    assert!(e.contains("matmul") && e.contains("[3]"), "{e}");
+    let e = err(ops::matmul_bt(&gpu, &t(&[2, 3]), &t(&[4, 5]), 1.0));
+    assert!(e.contains("matmul_bt") && e.contains("[4, 5]"), "{e}");
+    // GEMV kernels need [N, K] weights.
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::GemvRows,
+    ));
+    assert!(e.contains("matmul") && e.contains("GemvRows"), "{e}");
+    // Integer operands are refused.
+    let ids = Tensor::from_u32(&gpu, &[0; 6], &[2, 3]).unwrap();
+    let e = err(ops::linear(&gpu, &t(&[2, 3]), &ids, None));
+    assert!(e.contains("linear") && e.contains("u32"), "{e}");
+    // A wrong output shape through the recording API.
+    let mut rec = heedful::gpu::Recorder::new(&gpu);
+    let e = heedful::kernels::matmul::record_linear(
+        &mut rec,
+        &t(&[2, 3]),
+        &t(&[4, 3]),
+        None,
+        &t(&[2, 5]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("linear") && e.contains("[2, 5]") && e.contains("[2, 4]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_dims_give_empty_or_bias_outputs() {
+    let gpu = gpu();
+    let x = Tensor::zeros(&gpu, &[0, 3], DType::F32).unwrap();
+    let w = Tensor::from_f32(&gpu, &[1.0; 6], &[2, 3]).unwrap();
+    assert_eq!(ops::linear(&gpu, &x, &w, None).unwrap().shape(), &[0, 2]);
+    // K = 0: the sum is empty, so the output is the bias.
+    let x = Tensor::zeros(&gpu, &[2, 0], DType::F32).unwrap();
+    let w = Tensor::zeros(&gpu, &[3, 0], DType::F32).unwrap();
+    let b = Tensor::from_f32(&gpu, &[1.0, 2.0, 3.0], &[3]).unwrap();
+    for kernel in kernels_for(true) {
+        let y = ops::linear_with(&gpu, &x, &w, Some(&b), kernel).unwrap();
+        assert_eq!(
+            y.to_vec_f32(&gpu).unwrap(),
+            vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0],
+            "{kernel:?}"
+        );
+    }
+}
+
+#[test]
+fn crate_doc_example_values() {
+    let gpu = gpu();
+    let x = Tensor::from_f32(&gpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    let w = Tensor::from_f32_as_f16(&gpu, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]).unwrap();
+    let y = ops::linear(&gpu, &x, &w, None).unwrap();
+    assert_eq!(y.to_vec_f32(&gpu).unwrap(), vec![1.0, 2.0, 4.0, 5.0]);
+}
