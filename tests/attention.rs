@@ -770,7 +770,200 @@ fn conformance_cases_pass() {
     eprintln!("{ran} conformance runs passed");
 }
 
-/// Placeholder until multi-head attention lands: returns None so the case is reported skipped.
-fn mha_case(_gpu: &Gpu, _c: &conformance::CaseFile) -> Option<Vec<(String, Vec<f32>)>> {
-    None
+/// An `mha` conformance case: y and the head-averaged weights.
+fn mha_case(gpu: &Gpu, c: &conformance::CaseFile) -> Option<Vec<(String, Vec<f32>)>> {
+    let up = |k: &str| {
+        let (s, v) = c.req(k);
+        Tensor::from_f32(gpu, v, s).unwrap()
+    };
+    let upw = |k: &str| {
+        let (s, v) = c.req(k);
+        Tensor::from_f32_as(gpu, v, s, c.weights_dtype()).unwrap()
+    };
+    let heads = c.attrs()["num_heads"].as_u64().unwrap() as usize;
+    let kpm = c
+        .get("in.key_padding_mask")
+        .map(|(s, v)| u32_tensor(gpu, v, s));
+    let (wi, bi, wo, bo) = (
+        upw("w.in_proj_weight"),
+        upw("w.in_proj_bias"),
+        upw("w.out_proj.weight"),
+        upw("w.out_proj.bias"),
+    );
+    let w = ops::MhaWeights {
+        in_proj_weight: &wi,
+        in_proj_bias: Some(&bi),
+        out_proj_weight: &wo,
+        out_proj_bias: Some(&bo),
+    };
+    let opts = ops::MhaOptions {
+        key_padding_mask: kpm.as_ref(),
+        need_weights: true,
+        ..Default::default()
+    };
+    let out = ops::mha(
+        gpu,
+        &up("in.query"),
+        &up("in.key"),
+        &up("in.value"),
+        &w,
+        heads,
+        &opts,
+    )
+    .unwrap();
+    Some(vec![
+        ("out.y".into(), out.y.to_vec_f32(gpu).unwrap()),
+        (
+            "out.attn_weights".into(),
+            out.attn_weights.unwrap().to_vec_f32(gpu).unwrap(),
+        ),
+    ])
+}
+
+#[test]
+fn mha_matches_reference_self_and_cross_attention() {
+    for (path, gpu) in gpus() {
+        let mut rng = Rng::new(77);
+        // (b, tq, tk, e, heads, self-attention, causal)
+        for &(b, tq, tk, e, heads, self_attn, causal) in &[
+            (2usize, 5usize, 5usize, 16usize, 2usize, true, false),
+            (1, 9, 13, 24, 3, false, false),
+            (2, 7, 7, 15, 3, true, true),
+            (1, 1, 40, 15, 5, false, false),
+        ] {
+            for dtype in [heedful::DType::F32, heedful::DType::F16] {
+                let wr = |v: Vec<f32>| {
+                    if dtype == heedful::DType::F16 {
+                        f16_round(&v)
+                    } else {
+                        v
+                    }
+                };
+                let q = rng.vec(b * tq * e, -1.0, 1.0);
+                let (k, v) = if self_attn {
+                    (q.clone(), q.clone())
+                } else {
+                    (
+                        rng.vec(b * tk * e, -1.0, 1.0),
+                        rng.vec(b * tk * e, -1.0, 1.0),
+                    )
+                };
+                let wi = wr(rng.vec(3 * e * e, -0.4, 0.4));
+                let bi = wr(rng.vec(3 * e, -0.2, 0.2));
+                let wo = wr(rng.vec(e * e, -0.4, 0.4));
+                let bo = wr(rng.vec(e, -0.2, 0.2));
+                let mut kpm = vec![0f32; b * tk];
+                for j in 0..tk / 3 {
+                    kpm[(b - 1) * tk + tk - 1 - j] = 1.0;
+                }
+                let causal = if causal {
+                    Causal::TopLeft
+                } else {
+                    Causal::None
+                };
+                let (wy, ww) = refa::mha(
+                    &q,
+                    &k,
+                    &v,
+                    &refa::RefMhaWeights {
+                        in_proj_weight: &wi,
+                        in_proj_bias: &bi,
+                        out_proj_weight: &wo,
+                        out_proj_bias: &bo,
+                    },
+                    Some(&kpm),
+                    (b, tq, tk, e),
+                    heads,
+                    causal,
+                );
+                let qt = Tensor::from_f32(&gpu, &q, &[b, tq, e]).unwrap();
+                let (kt, vt) = if self_attn {
+                    (qt.clone(), qt.clone())
+                } else {
+                    (
+                        Tensor::from_f32(&gpu, &k, &[b, tk, e]).unwrap(),
+                        Tensor::from_f32(&gpu, &v, &[b, tk, e]).unwrap(),
+                    )
+                };
+                let upw = |x: &[f32], s: &[usize]| Tensor::from_f32_as(&gpu, x, s, dtype).unwrap();
+                let (wit, bit, wot, bot) = (
+                    upw(&wi, &[3 * e, e]),
+                    upw(&bi, &[3 * e]),
+                    upw(&wo, &[e, e]),
+                    upw(&bo, &[e]),
+                );
+                let w = ops::MhaWeights {
+                    in_proj_weight: &wit,
+                    in_proj_bias: Some(&bit),
+                    out_proj_weight: &wot,
+                    out_proj_bias: Some(&bot),
+                };
+                let kpmt = u32_tensor(&gpu, &kpm, &[b, tk]);
+                let opts = ops::MhaOptions {
+                    key_padding_mask: Some(&kpmt),
+                    causal,
+                    need_weights: true,
+                };
+                let out = ops::mha(&gpu, &qt, &kt, &vt, &w, heads, &opts).unwrap();
+                let what = format!("{path} {dtype} b {b} tq {tq} tk {tk} e {e} h {heads} self {self_attn} {causal:?}");
+                assert_close(
+                    &format!("mha y {what}"),
+                    &out.y.to_vec_f32(&gpu).unwrap(),
+                    &wy,
+                    1e-5,
+                    1e-4,
+                );
+                assert_close(
+                    &format!("mha weights {what}"),
+                    &out.attn_weights.unwrap().to_vec_f32(&gpu).unwrap(),
+                    &ww,
+                    1e-5,
+                    1e-4,
+                );
+                // Without weights: same y, no weights pass.
+                let out2 = ops::mha(
+                    &gpu,
+                    &qt,
+                    &kt,
+                    &vt,
+                    &w,
+                    heads,
+                    &ops::MhaOptions {
+                        need_weights: false,
+                        ..opts
+                    },
+                )
+                .unwrap();
+                assert!(out2.attn_weights.is_none());
+                assert_close(
+                    &format!("mha y (no weights) {what}"),
+                    &out2.y.to_vec_f32(&gpu).unwrap(),
+                    &wy,
+                    1e-5,
+                    1e-4,
+                );
+            }
+        }
+    }
+    // Bad shapes.
+    let gpu = gpu();
+    let x = Tensor::from_f32(&gpu, &[0.0; 2 * 3 * 8], &[2, 3, 8]).unwrap();
+    let wi = Tensor::from_f32(&gpu, &[0.0; 24 * 8], &[24, 8]).unwrap();
+    let wo = Tensor::from_f32(&gpu, &[0.0; 64], &[8, 8]).unwrap();
+    let w = ops::MhaWeights {
+        in_proj_weight: &wi,
+        in_proj_bias: None,
+        out_proj_weight: &wo,
+        out_proj_bias: None,
+    };
+    let e = ops::mha(&gpu, &x, &x, &x, &w, 3, &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("mha"), "{e}");
+    let bad = Tensor::from_f32(&gpu, &[0.0; 16], &[2, 8]).unwrap();
+    assert!(ops::mha(&gpu, &x, &bad, &bad, &w, 2, &Default::default()).is_err());
+    let kpm = Tensor::from_u32(&gpu, &[0; 4], &[2, 2]).unwrap();
+    let o = ops::MhaOptions {
+        key_padding_mask: Some(&kpm),
+        ..Default::default()
+    };
+    assert!(ops::mha(&gpu, &x, &x, &x, &w, 2, &o).is_err());
 }
