@@ -380,3 +380,339 @@ fn sdpa_bad_shapes_are_errors() {
     )
     .is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Memory attention (RNN decoders)
+
+fn mask_bt(rng: &mut Rng, b: usize, t: usize) -> Vec<f32> {
+    // Row 0 keeps a single key; the others keep random keys (at least one).
+    let mut m = vec![0f32; b * t];
+    for r in 0..b {
+        if r == 0 {
+            m[rng.below(t)] = 1.0;
+        } else {
+            for j in 0..t {
+                m[r * t + j] = (rng.below(3) != 0) as u32 as f32;
+            }
+            m[r * t + rng.below(t)] = 1.0;
+        }
+    }
+    m
+}
+
+fn u32_tensor(gpu: &Gpu, v: &[f32], shape: &[usize]) -> Tensor {
+    let u: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+    Tensor::from_u32(gpu, &u, shape).unwrap()
+}
+
+#[test]
+fn memory_attention_matches_reference_on_both_f16_paths() {
+    for (path, gpu) in gpus() {
+        let mut rng = Rng::new(900);
+        for &(b, t, dq, dk, dv, a) in &[
+            (1usize, 1usize, 8usize, 8usize, 5usize, 8usize),
+            (3, 17, 13, 7, 9, 11),
+            (2, 70, 64, 32, 33, 96),
+        ] {
+            for dtype in [heedful::DType::F32, heedful::DType::F16] {
+                let wr = |v: Vec<f32>| {
+                    if dtype == heedful::DType::F16 {
+                        f16_round(&v)
+                    } else {
+                        v
+                    }
+                };
+                let query = rng.vec(b * dq, -1.0, 1.0);
+                let keys = rng.vec(b * t * dk, -1.0, 1.0);
+                let values = rng.vec(b * t * dv, -1.0, 1.0);
+                let w_q = wr(rng.vec(a * dq, -0.5, 0.5));
+                let w_k = wr(rng.vec(a * dk, -0.5, 0.5));
+                let v = wr(rng.vec(a, -1.0, 1.0));
+                let bias = wr(rng.vec(a, -0.5, 0.5));
+                let w_g = wr(rng.vec(dq * dk, -0.5, 0.5));
+                let mask = mask_bt(&mut rng, b, t);
+                let up = |x: &[f32], s: &[usize]| Tensor::from_f32(&gpu, x, s).unwrap();
+                let upw = |x: &[f32], s: &[usize]| Tensor::from_f32_as(&gpu, x, s, dtype).unwrap();
+                let (qt, kt, vt) = (
+                    up(&query, &[b, dq]),
+                    up(&keys, &[b, t, dk]),
+                    up(&values, &[b, t, dv]),
+                );
+                let mt = u32_tensor(&gpu, &mask, &[b, t]);
+                let what = format!("{path} {dtype} b {b} t {t} dq {dq} dk {dk} dv {dv} a {a}");
+                for masked in [false, true] {
+                    let m = masked.then_some(&mt);
+                    let rm = masked.then_some(mask.as_slice());
+                    let aw = ops::AdditiveWeights {
+                        w_q: &upw(&w_q, &[a, dq]),
+                        w_k: &upw(&w_k, &[a, dk]),
+                        v: &upw(&v, &[a]),
+                        b: &upw(&bias, &[a]),
+                    };
+                    let (c, w) = ops::additive_attention(&gpu, &qt, &kt, &aw, m).unwrap();
+                    let (wc, ww) = refa::additive_attention(
+                        &query,
+                        &keys,
+                        &w_q,
+                        &w_k,
+                        &v,
+                        &bias,
+                        rm,
+                        (b, t, dq, dk, a),
+                    );
+                    assert_close(
+                        &format!("additive ctx {what} mask {masked}"),
+                        &c.to_vec_f32(&gpu).unwrap(),
+                        &wc,
+                        1e-5,
+                        1e-4,
+                    );
+                    assert_close(
+                        &format!("additive w {what} mask {masked}"),
+                        &w.to_vec_f32(&gpu).unwrap(),
+                        &ww,
+                        1e-5,
+                        1e-4,
+                    );
+                    if dq == dk {
+                        let (c, w) = ops::dot_attention(&gpu, &qt, &kt, &vt, m).unwrap();
+                        let (wc, ww) =
+                            refa::dot_attention(&query, &keys, &values, rm, (b, t, dk, dv));
+                        assert_close(
+                            &format!("dot ctx {what}"),
+                            &c.to_vec_f32(&gpu).unwrap(),
+                            &wc,
+                            1e-5,
+                            1e-4,
+                        );
+                        assert_close(
+                            &format!("dot w {what}"),
+                            &w.to_vec_f32(&gpu).unwrap(),
+                            &ww,
+                            1e-5,
+                            1e-4,
+                        );
+                    }
+                    let wt = upw(&w_g, &[dq, dk]);
+                    let (c, w) = ops::general_attention(&gpu, &qt, &kt, &vt, &wt, m).unwrap();
+                    let (wc, ww) = refa::general_attention(
+                        &query,
+                        &keys,
+                        &values,
+                        &w_g,
+                        rm,
+                        (b, t, dq, dk, dv),
+                    );
+                    assert_close(
+                        &format!("general ctx {what}"),
+                        &c.to_vec_f32(&gpu).unwrap(),
+                        &wc,
+                        1e-5,
+                        1e-4,
+                    );
+                    assert_close(
+                        &format!("general w {what}"),
+                        &w.to_vec_f32(&gpu).unwrap(),
+                        &ww,
+                        1e-5,
+                        1e-4,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn memory_attention_large_scores_and_bad_shapes() {
+    let gpu = gpu();
+    // Dot scores of +-1e3 (q, k entries 10, D = 10) must not overflow the softmax.
+    let (b, t, d) = (2, 9, 10);
+    let mut rng = Rng::new(5);
+    let q = rng.vec(b * d, -10.0, 10.0);
+    let k = rng.vec(b * t * d, -10.0, 10.0);
+    let v = rng.vec(b * t * 3, -1.0, 1.0);
+    let qt = Tensor::from_f32(&gpu, &q, &[b, d]).unwrap();
+    let kt = Tensor::from_f32(&gpu, &k, &[b, t, d]).unwrap();
+    let vt = Tensor::from_f32(&gpu, &v, &[b, t, 3]).unwrap();
+    let (c, w) = ops::dot_attention(&gpu, &qt, &kt, &vt, None).unwrap();
+    let (wc, ww) = refa::dot_attention(&q, &k, &v, None, (b, t, d, 3));
+    assert_close(
+        "dot large ctx",
+        &c.to_vec_f32(&gpu).unwrap(),
+        &wc,
+        1e-4,
+        1e-3,
+    );
+    assert_close("dot large w", &w.to_vec_f32(&gpu).unwrap(), &ww, 1e-4, 1e-3);
+    // Fully masked rows: zeros.
+    let mt = Tensor::from_u32(&gpu, &vec![0u32; b * t], &[b, t]).unwrap();
+    let (c, w) = ops::dot_attention(&gpu, &qt, &kt, &vt, Some(&mt)).unwrap();
+    assert!(c.to_vec_f32(&gpu).unwrap().iter().all(|&x| x == 0.0));
+    assert!(w.to_vec_f32(&gpu).unwrap().iter().all(|&x| x == 0.0));
+    // Bad shapes are errors naming the op.
+    let e = ops::dot_attention(
+        &gpu,
+        &qt,
+        &kt,
+        &Tensor::from_f32(&gpu, &[0.0; 6], &[2, 1, 3]).unwrap(),
+        None,
+    );
+    assert!(e.unwrap_err().to_string().contains("dot_attention"));
+    let wbad = Tensor::from_f32(&gpu, &[0.0; 12], &[3, 4]).unwrap();
+    let e = ops::general_attention(&gpu, &qt, &kt, &vt, &wbad, None);
+    assert!(e.unwrap_err().to_string().contains("general_attention"));
+    let mbad = Tensor::from_u32(&gpu, &[1; 4], &[2, 2]).unwrap();
+    assert!(ops::dot_attention(&gpu, &qt, &kt, &vt, Some(&mbad)).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance cases (PyTorch float64 references), see ../shared/CONFORMANCE.md
+
+#[test]
+fn mha_matches_reference_self_and_cross_attention() {
+    for (path, gpu) in gpus() {
+        let mut rng = Rng::new(77);
+        // (b, tq, tk, e, heads, self-attention, causal)
+        for &(b, tq, tk, e, heads, self_attn, causal) in &[
+            (2usize, 5usize, 5usize, 16usize, 2usize, true, false),
+            (1, 9, 13, 24, 3, false, false),
+            (2, 7, 7, 15, 3, true, true),
+            (1, 1, 40, 15, 5, false, false),
+        ] {
+            for dtype in [heedful::DType::F32, heedful::DType::F16] {
+                let wr = |v: Vec<f32>| {
+                    if dtype == heedful::DType::F16 {
+                        f16_round(&v)
+                    } else {
+                        v
+                    }
+                };
+                let q = rng.vec(b * tq * e, -1.0, 1.0);
+                let (k, v) = if self_attn {
+                    (q.clone(), q.clone())
+                } else {
+                    (
+                        rng.vec(b * tk * e, -1.0, 1.0),
+                        rng.vec(b * tk * e, -1.0, 1.0),
+                    )
+                };
+                let wi = wr(rng.vec(3 * e * e, -0.4, 0.4));
+                let bi = wr(rng.vec(3 * e, -0.2, 0.2));
+                let wo = wr(rng.vec(e * e, -0.4, 0.4));
+                let bo = wr(rng.vec(e, -0.2, 0.2));
+                let mut kpm = vec![0f32; b * tk];
+                for j in 0..tk / 3 {
+                    kpm[(b - 1) * tk + tk - 1 - j] = 1.0;
+                }
+                let causal = if causal {
+                    Causal::TopLeft
+                } else {
+                    Causal::None
+                };
+                let (wy, ww) = refa::mha(
+                    &q,
+                    &k,
+                    &v,
+                    &refa::RefMhaWeights {
+                        in_proj_weight: &wi,
+                        in_proj_bias: &bi,
+                        out_proj_weight: &wo,
+                        out_proj_bias: &bo,
+                    },
+                    Some(&kpm),
+                    (b, tq, tk, e),
+                    heads,
+                    causal,
+                );
+                let qt = Tensor::from_f32(&gpu, &q, &[b, tq, e]).unwrap();
+                let (kt, vt) = if self_attn {
+                    (qt.clone(), qt.clone())
+                } else {
+                    (
+                        Tensor::from_f32(&gpu, &k, &[b, tk, e]).unwrap(),
+                        Tensor::from_f32(&gpu, &v, &[b, tk, e]).unwrap(),
+                    )
+                };
+                let upw = |x: &[f32], s: &[usize]| Tensor::from_f32_as(&gpu, x, s, dtype).unwrap();
+                let (wit, bit, wot, bot) = (
+                    upw(&wi, &[3 * e, e]),
+                    upw(&bi, &[3 * e]),
+                    upw(&wo, &[e, e]),
+                    upw(&bo, &[e]),
+                );
+                let w = ops::MhaWeights {
+                    in_proj_weight: &wit,
+                    in_proj_bias: Some(&bit),
+                    out_proj_weight: &wot,
+                    out_proj_bias: Some(&bot),
+                };
+                let kpmt = u32_tensor(&gpu, &kpm, &[b, tk]);
+                let opts = ops::MhaOptions {
+                    key_padding_mask: Some(&kpmt),
+                    causal,
+                    need_weights: true,
+                };
+                let out = ops::mha(&gpu, &qt, &kt, &vt, &w, heads, &opts).unwrap();
+                let what = format!("{path} {dtype} b {b} tq {tq} tk {tk} e {e} h {heads} self {self_attn} {causal:?}");
+                assert_close(
+                    &format!("mha y {what}"),
+                    &out.y.to_vec_f32(&gpu).unwrap(),
+                    &wy,
+                    1e-5,
+                    1e-4,
+                );
+                assert_close(
+                    &format!("mha weights {what}"),
+                    &out.attn_weights.unwrap().to_vec_f32(&gpu).unwrap(),
+                    &ww,
+                    1e-5,
+                    1e-4,
+                );
+                // Without weights: same y, no weights pass.
+                let out2 = ops::mha(
+                    &gpu,
+                    &qt,
+                    &kt,
+                    &vt,
+                    &w,
+                    heads,
+                    &ops::MhaOptions {
+                        need_weights: false,
+                        ..opts
+                    },
+                )
+                .unwrap();
+                assert!(out2.attn_weights.is_none());
+                assert_close(
+                    &format!("mha y (no weights) {what}"),
+                    &out2.y.to_vec_f32(&gpu).unwrap(),
+                    &wy,
+                    1e-5,
+                    1e-4,
+                );
+            }
+        }
+    }
+    // Bad shapes.
+    let gpu = gpu();
+    let x = Tensor::from_f32(&gpu, &[0.0; 2 * 3 * 8], &[2, 3, 8]).unwrap();
+    let wi = Tensor::from_f32(&gpu, &[0.0; 24 * 8], &[24, 8]).unwrap();
+    let wo = Tensor::from_f32(&gpu, &[0.0; 64], &[8, 8]).unwrap();
+    let w = ops::MhaWeights {
+        in_proj_weight: &wi,
+        in_proj_bias: None,
+        out_proj_weight: &wo,
+        out_proj_bias: None,
+    };
+    let e = ops::mha(&gpu, &x, &x, &x, &w, 3, &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("mha"), "{e}");
+    let bad = Tensor::from_f32(&gpu, &[0.0; 16], &[2, 8]).unwrap();
+    assert!(ops::mha(&gpu, &x, &bad, &bad, &w, 2, &Default::default()).is_err());
+    let kpm = Tensor::from_u32(&gpu, &[0; 4], &[2, 2]).unwrap();
+    let o = ops::MhaOptions {
+        key_padding_mask: Some(&kpm),
+        ..Default::default()
+    };
+    assert!(ops::mha(&gpu, &x, &x, &x, &w, 2, &o).is_err());
+}

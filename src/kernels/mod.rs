@@ -12,6 +12,7 @@ pub mod gemv;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod memory_attention;
 pub mod pooling;
 pub mod recurrent;
 pub mod sdpa;

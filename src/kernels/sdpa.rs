@@ -189,7 +189,7 @@ impl<'a> Heads<'a> {
     }
 
     pub(crate) fn aligned(&self) -> bool {
-        self.offset % 4 == 0 && self.strides.iter().all(|s| s % 4 == 0)
+        self.offset.is_multiple_of(4) && self.strides.iter().all(|s| s.is_multiple_of(4))
     }
 
     /// Checks the dtype and that every element of a `[b, h, t, d]` view lies inside the tensor.

@@ -20,6 +20,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::attention_probs::record_attention_probs;
+use crate::kernels::memory_attention::{record_memory_attention, Score};
 use crate::kernels::sdpa::{record_sdpa, AttnDims, Heads, MaskView, SdpaArgs};
 use crate::ops::run;
 use crate::tensor::{DType, Tensor};
@@ -177,4 +178,159 @@ pub fn sdpa_with_weights(
         )
     })?;
     Ok((out, probs))
+}
+
+/// Weights of additive (Bahdanau) attention: `score_t = v . tanh(W_q q + W_k k_t + b)`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdditiveWeights<'a> {
+    /// `W_q [A, Dq]`, f32 or f16.
+    pub w_q: &'a Tensor,
+    /// `W_k [A, Dk]`, f32 or f16.
+    pub w_k: &'a Tensor,
+    /// `v [A]`, f32 or f16.
+    pub v: &'a Tensor,
+    /// `b [A]`, f32 or f16.
+    pub b: &'a Tensor,
+}
+
+/// The once-per-sequence part of additive attention: `keys W_k^T`, `[B, T, A]`. Pass it to every
+/// [`additive_attention_step`] of the decoder.
+pub fn additive_attention_keys(gpu: &Gpu, keys: &Tensor, w_k: &Tensor) -> Result<Tensor> {
+    let ks = keys.shape();
+    let a = w_k.shape().first().copied().unwrap_or(0);
+    if ks.len() != 3 {
+        return Err(Error::shape(
+            "additive_attention",
+            format!("keys {ks:?} must be [B, T, Dk]"),
+        ));
+    }
+    let out = Tensor::zeros(gpu, &[ks[0], ks[1], a], DType::F32)?;
+    run(gpu, |rec| {
+        crate::kernels::memory_attention::record_project(rec, keys, w_k, &out)
+    })?;
+    Ok(out)
+}
+
+fn memory_outputs(gpu: &Gpu, keys: &Tensor, dv: usize) -> Result<(Tensor, Tensor)> {
+    let ks = keys.shape();
+    let (b, t) = (
+        ks.first().copied().unwrap_or(0),
+        ks.get(1).copied().unwrap_or(0),
+    );
+    Ok((
+        Tensor::zeros(gpu, &[b, dv], DType::F32)?,
+        Tensor::zeros(gpu, &[b, t], DType::F32)?,
+    ))
+}
+
+/// One decoder step of additive attention with the keys already projected
+/// ([`additive_attention_keys`]): returns (context `[B, Dk]`, weights `[B, T]`).
+/// query `[B, Dq]`, keys `[B, T, Dk]`, mask `[B, T]` u32 (non-zero = valid).
+pub fn additive_attention_step(
+    gpu: &Gpu,
+    query: &Tensor,
+    keys: &Tensor,
+    keys_proj: &Tensor,
+    w: &AdditiveWeights,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let dk = keys.shape().last().copied().unwrap_or(0);
+    let (ctx, weights) = memory_outputs(gpu, keys, dk)?;
+    let a = w.w_q.shape().first().copied().unwrap_or(0);
+    let scratch = Tensor::zeros(
+        gpu,
+        &[query.shape().first().copied().unwrap_or(0), a],
+        DType::F32,
+    )?;
+    let score = Score::Additive {
+        w_q: w.w_q,
+        v: w.v,
+        b: w.b,
+        keys_proj,
+    };
+    run(gpu, |rec| {
+        record_memory_attention(
+            rec, score, query, keys, keys, mask, &ctx, &weights, &scratch,
+        )
+    })?;
+    Ok((ctx, weights))
+}
+
+/// Additive (Bahdanau) attention: `score_t = v . tanh(W_q q + W_k k_t + b)`,
+/// `weights = softmax_t(score)` over valid keys, `context = sum_t weights_t k_t`.
+/// query `[B, Dq]`, keys `[B, T, Dk]`, mask `[B, T]` u32 (non-zero = valid). Returns (context
+/// `[B, Dk]`, weights `[B, T]`). A decoder calls [`additive_attention_keys`] once per sequence and
+/// [`additive_attention_step`] per step instead.
+pub fn additive_attention(
+    gpu: &Gpu,
+    query: &Tensor,
+    keys: &Tensor,
+    w: &AdditiveWeights,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let kp = additive_attention_keys(gpu, keys, w.w_k)?;
+    additive_attention_step(gpu, query, keys, &kp, w, mask)
+}
+
+/// Luong dot attention: `score_t = q . k_t`; query `[B, D]`, keys `[B, T, D]`, values
+/// `[B, T, Dv]`, mask `[B, T]` u32 (non-zero = valid). Returns (context `[B, Dv]`, weights `[B, T]`).
+pub fn dot_attention(
+    gpu: &Gpu,
+    query: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let dv = values.shape().last().copied().unwrap_or(0);
+    let (ctx, weights) = memory_outputs(gpu, keys, dv)?;
+    let scratch = Tensor::zeros(gpu, &[4], DType::F32)?;
+    run(gpu, |rec| {
+        record_memory_attention(
+            rec,
+            Score::Dot,
+            query,
+            keys,
+            values,
+            mask,
+            &ctx,
+            &weights,
+            &scratch,
+        )
+    })?;
+    Ok((ctx, weights))
+}
+
+/// Luong general attention: `score_t = q . (W k_t)` with `W [Dq, Dk]` (f32 or f16), computed as
+/// `(W^T q) . k_t` (one GEMV per step instead of one per key). query `[B, Dq]`, keys `[B, T, Dk]`,
+/// values `[B, T, Dv]`, mask `[B, T]` u32. Returns (context `[B, Dv]`, weights `[B, T]`).
+pub fn general_attention(
+    gpu: &Gpu,
+    query: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    w: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let dv = values.shape().last().copied().unwrap_or(0);
+    let dk = keys.shape().last().copied().unwrap_or(0);
+    let (ctx, weights) = memory_outputs(gpu, keys, dv)?;
+    let scratch = Tensor::zeros(
+        gpu,
+        &[query.shape().first().copied().unwrap_or(0), dk],
+        DType::F32,
+    )?;
+    run(gpu, |rec| {
+        record_memory_attention(
+            rec,
+            Score::General { w },
+            query,
+            keys,
+            values,
+            mask,
+            &ctx,
+            &weights,
+            &scratch,
+        )
+    })?;
+    Ok((ctx, weights))
 }

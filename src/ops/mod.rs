@@ -21,6 +21,8 @@ pub use self::matmul::*;
 pub use self::norms::*;
 mod attention;
 pub use self::attention::*;
+mod mha;
+pub use self::mha::*;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
