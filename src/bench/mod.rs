@@ -13,6 +13,8 @@
 //! ```
 
 pub mod matmul;
+pub mod models;
+pub mod norms;
 pub mod recurrent;
 pub mod roofline;
 
@@ -86,8 +88,20 @@ pub fn suites() -> Vec<Suite> {
             run: matmul::suite_gemv,
         },
         Suite {
+            name: "norms",
+            run: norms::suite,
+        },
+        Suite {
             name: "recurrent",
             run: recurrent::suite,
+        },
+        Suite {
+            name: "minilm",
+            run: models::suite_minilm,
+        },
+        Suite {
+            name: "executor",
+            run: models::suite_executor,
         },
     ]
 }
@@ -157,6 +171,11 @@ impl BenchCtx {
             max_reps: 30,
             suite: String::new(),
         })
+    }
+
+    /// The suite being run.
+    pub fn current_suite(&self) -> &str {
+        &self.suite
     }
 
     /// "gpu timestamps" or "wall clock".

@@ -267,6 +267,11 @@ impl Plan {
         &self.memory
     }
 
+    /// The dispatches one run records, in order (benchmarks time them without upload and readback).
+    pub fn recorder(&self) -> &Recorder {
+        &self.steps
+    }
+
     /// Number of dispatches one run records.
     pub fn dispatch_count(&self) -> usize {
         self.steps.dispatch_count()
