@@ -344,3 +344,24 @@ fn crate_doc_example_values() {
     let y = ops::linear(&gpu, &x, &w, None).unwrap();
     assert_eq!(y.to_vec_f32(&gpu).unwrap(), vec![1.0, 2.0, 4.0, 5.0]);
 }
+
+#[test]
+fn bench_reports_lines_with_roofline_shares() {
+    // One quick pass: single repetitions, only the f16 GEMV case besides the roofline.
+    let gpu = gpu();
+    let mut ctx = heedful::bench::BenchCtx::new(&gpu, Some("gemv:auto/1x4096"), false).unwrap();
+    ctx.target_s = 0.0;
+    ctx.max_reps = 1;
+    heedful::bench::run_suites(&mut ctx).unwrap();
+    assert!(ctx.roofline.fma_gflops > 0.0 && ctx.roofline.copy_gbps > 0.0);
+    let roof = ctx.lines.iter().filter(|l| l.suite == "roofline").count();
+    assert!(roof >= 4, "roofline lines: {roof}");
+    let cases: Vec<_> = ctx.lines.iter().filter(|l| l.suite != "roofline").collect();
+    assert_eq!(cases.len(), 2, "f16 and f32 gemv:auto only");
+    for l in cases {
+        assert_eq!(l.op, "gemv:auto");
+        assert!(l.median_ms > 0.0 && l.gbps.unwrap() > 0.0, "{l:?}");
+        assert_eq!(l.roofline_of.as_deref(), Some("copy"));
+        assert!(l.roofline_share.unwrap() > 0.0);
+    }
+}

@@ -38,14 +38,7 @@ fn kernel_name(k: MatmulKernel) -> String {
 
 /// The kernel `Auto` picks, by name, for the `extra` column.
 fn auto_choice(gpu: &Gpu, bt: bool, m: usize) -> String {
-    let cpu = gpu.caps().is_cpu();
-    let gemv = bt && m <= mm::GEMV_MAX_M;
-    kernel_name(match (cpu, gemv) {
-        (true, true) => MatmulKernel::GemvRows,
-        (true, false) => MatmulKernel::Blocked,
-        (false, true) => MatmulKernel::GemvSplitK,
-        (false, false) => MatmulKernel::Tiled,
-    })
+    kernel_name(mm::auto_kernel(gpu.caps(), m, bt))
 }
 
 /// Times `a [M, K] @ b [K, N]` (f32) with `kernel`.

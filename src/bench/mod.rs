@@ -361,6 +361,22 @@ pub fn format_line(l: &BenchLine) -> String {
     line
 }
 
+/// Measures the roofline (always, whatever the filter), then runs every other suite's cases that
+/// pass the context's filter, collecting lines in `ctx.lines`.
+pub fn run_suites(ctx: &mut BenchCtx) -> Result<()> {
+    ctx.suite = "roofline".into();
+    ctx.measure_roofline()?;
+    for s in suites() {
+        if s.name == "roofline" {
+            // Measured above for every run.
+            continue;
+        }
+        ctx.suite = s.name.to_string();
+        (s.run)(ctx)?;
+    }
+    Ok(())
+}
+
 /// Runs every suite on the shared GPU: cases whose `suite/op/shape` key contains `filter` (all when
 /// `None`). Prints a header naming the adapter, backend, driver and timing method, then one line per
 /// result, or (with `json`) one JSON document at the end.
@@ -384,16 +400,7 @@ pub fn run_on(gpu: &Gpu, filter: Option<&str>, json: bool) -> Result<Vec<BenchLi
         );
         println!("{}", header_columns());
     }
-    ctx.suite = "roofline".into();
-    ctx.measure_roofline()?;
-    for s in suites() {
-        if s.name == "roofline" {
-            // Measured above for every run; its lines come from measure_roofline.
-            continue;
-        }
-        ctx.suite = s.name.to_string();
-        (s.run)(&mut ctx)?;
-    }
+    run_suites(&mut ctx)?;
     if json {
         let doc = serde_json::json!({
             "adapter": caps.adapter_name,

@@ -32,7 +32,7 @@ mod kernels;
 mod problem;
 
 use crate::error::{Error, Result};
-use crate::gpu::Recorder;
+use crate::gpu::{Caps, Recorder};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
@@ -273,17 +273,18 @@ fn batched<'a>(
     })
 }
 
-/// The kernel `Auto` resolves to for this problem on this adapter.
-pub(crate) fn choose(rec: &Recorder, p: &Problem, kernel: MatmulKernel) -> MatmulKernel {
-    if kernel != MatmulKernel::Auto {
-        return kernel;
-    }
-    let cpu = rec.gpu().caps().is_cpu();
-    match (cpu, p.bt && p.m <= GEMV_MAX_M) {
+/// The kernel [`MatmulKernel::Auto`] picks on an adapter with `caps` for `m` rows of `a`, with `b`
+/// stored `[N, K]` (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul).
+pub fn auto_kernel(caps: &Caps, m: usize, b_transposed: bool) -> MatmulKernel {
+    // The tiled kernel needs 256 invocations and 8 KiB of workgroup memory (WebGPU's defaults);
+    // an adapter with less gets the register-blocked kernel.
+    let tiled_fits = caps.max_invocations >= 256 && caps.max_workgroup_storage >= 8192;
+    match (caps.is_cpu(), b_transposed && m <= GEMV_MAX_M) {
         (true, true) => MatmulKernel::GemvRows,
         (true, false) => MatmulKernel::Blocked,
         (false, true) => MatmulKernel::GemvSplitK,
-        (false, false) => MatmulKernel::Tiled,
+        (false, false) if tiled_fits => MatmulKernel::Tiled,
+        (false, false) => MatmulKernel::Blocked,
     }
 }
 
@@ -299,7 +300,10 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             });
         }
     }
-    let kernel = choose(rec, p, kernel);
+    let kernel = match kernel {
+        MatmulKernel::Auto => auto_kernel(rec.gpu().caps(), p.m, p.bt),
+        k => k,
+    };
     if kernel.needs_bt() && !p.bt {
         return Err(Error::invalid(
             p.op,

@@ -23,10 +23,11 @@ struct BlockedKey {
 
 /// The register tile (rows x columns of outputs per thread) for a problem.
 ///
-/// Measured on lavapipe (llvmpipe, 8 lanes; see BENCHMARKS.md): with `b [K, N]` and N % 4 == 0 an
-/// 8 x 16 tile ran 1024^3 at about 45% of the FMA peak (4 x 4: about 22%; over 128 outputs per
-/// thread falls off a cliff); with `b [N, K]` 8 x 4 and 4 x 8 tie at about 35%; the scalar path
-/// (N % 4 != 0) is best at 4 x 8. Other adapters only get this kernel when it is forced: 4 x 4.
+/// Measured on lavapipe (llvmpipe, 8 lanes), 1024^3 f32 as a share of the FMA peak shader (CPU time
+/// of both, so other load on the machine cancels out): with `b [K, N]` and N % 4 == 0 an 8 x 16
+/// tile ran at about 40% (4 x 4: 19%, 8 x 8: 32%; over 128 outputs per thread falls off a cliff to
+/// about 12%); with `b [N, K]` 8 x 4 and 4 x 8 tie at about 31%; the scalar path (N % 4 != 0) is
+/// best at 4 x 8 (about 16%). Other adapters only get this kernel when it is forced: 4 x 4.
 pub(super) fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
     if !rec.gpu().caps().is_cpu() {
         return (4, 4);
