@@ -17,6 +17,7 @@ pub mod models;
 pub mod norms;
 pub mod recurrent;
 pub mod roofline;
+pub mod weights;
 
 use std::io::Write;
 use std::time::Instant;
@@ -102,6 +103,8 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "executor",
             run: models::suite_executor,
+            name: "weights",
+            run: weights::suite,
         },
     ]
 }

@@ -21,10 +21,9 @@
 //! ```
 //!
 //! Submodules: [`file`](mod@file) (mapping and validation), [`upload`] (chunked upload and dtype
-//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`),
-//! [`bench`](mod@bench) (load benchmark).
+//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`). The load
+//! benchmark is [`crate::bench::weights`].
 
-pub mod bench;
 pub mod convert;
 pub mod file;
 pub mod inspect;

@@ -13,9 +13,13 @@
 //! memory above what the process had before it at most the GPU copy plus 128 MiB; f16 load
 //! throughput at least half the memcpy's.
 //!
+//! `heedful bench --filter weights` (or `cargo bench -- weights`) runs it as the `weights` suite;
+//! files go to `HEEDFUL_BENCH_DIR` (default: the temp dir) and are removed afterwards, and
+//! `HEEDFUL_BENCH_WEIGHTS_SCALE` (default 1) shrinks them for a quick look.
+//!
 //! ```no_run
 //! let gpu = heedful::Gpu::shared()?;
-//! for r in heedful::weights::bench::bench_load(&gpu, &std::env::temp_dir(), 1.0, 3)? {
+//! for r in heedful::bench::weights::bench_load(&gpu, &std::env::temp_dir(), 1.0, 3)? {
 //!     println!("{r}");
 //! }
 //! # Ok::<(), heedful::Error>(())
@@ -29,11 +33,11 @@ use std::time::{Duration, Instant};
 
 use half::f16;
 
-use super::file::WeightFile;
-use super::inspect::human_bytes;
-use super::upload::{Hold, UploadOptions};
+use super::{BenchCtx, Timing};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::weights::inspect::human_bytes;
+use crate::weights::{Hold, UploadOptions, WeightFile};
 
 /// Extra anonymous memory a load may use above its GPU copy.
 pub const MEMORY_BUDGET: u64 = 128 << 20;
@@ -327,4 +331,59 @@ pub fn bench_load(gpu: &Gpu, dir: &Path, scale: f64, reps: usize) -> Result<Vec<
         out.push(result?);
     }
     Ok(out)
+}
+
+/// The `weights` suite: both cases of [`bench_load`] as bench lines. The GB/s column counts bytes
+/// read from the file plus bytes written to the GPU (as the copy roofline counts read + write);
+/// `file_gbps` and the memcpy figures count file bytes.
+pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
+    let cases = [("load:f32->f16", "F32->f16"), ("load:f16", "F16->f16")];
+    if !cases.iter().any(|(op, _)| ctx.wants(op, "")) {
+        return Ok(());
+    }
+    let dir = std::env::var_os("HEEDFUL_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let scale = std::env::var("HEEDFUL_BENCH_WEIGHTS_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    let gpu = ctx.gpu.clone();
+    for ((op, dtype), r) in cases.iter().zip(bench_load(&gpu, &dir, scale, 3)?) {
+        if !ctx.wants(op, "") {
+            continue;
+        }
+        let mib = |b: i64| format!("{:.0}", b as f64 / (1u64 << 20) as f64);
+        let t = Timing {
+            median_s: r.load_s,
+            reps: 3,
+            reference: None,
+        };
+        let extra = vec![
+            ("file_gbps".to_string(), format!("{:.2}", r.load_gbps)),
+            ("memcpy_gbps".to_string(), format!("{:.2}", r.memcpy_gbps)),
+            ("vs_memcpy".to_string(), format!("{:.2}", r.ratio)),
+            (
+                "warm_memcpy_gbps".to_string(),
+                format!("{:.2}", r.memcpy_warm_gbps),
+            ),
+            ("vs_warm".to_string(), format!("{:.2}", r.ratio_warm)),
+            ("anon_before_mib".to_string(), mib(r.anon_before as i64)),
+            ("anon_peak_mib".to_string(), mib(r.anon_peak as i64)),
+            ("anon_beyond_gpu_copy_mib".to_string(), mib(r.anon_extra)),
+            ("memory_ok".to_string(), r.memory_ok.to_string()),
+            ("throughput_ok".to_string(), r.throughput_ok.to_string()),
+        ];
+        let shape = human_bytes(r.file_bytes).replace(' ', "");
+        ctx.push_memory(
+            op,
+            &shape,
+            dtype,
+            t,
+            (r.file_bytes + r.gpu_bytes) as f64,
+            extra,
+        );
+    }
+    Ok(())
 }
