@@ -103,6 +103,8 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "executor",
             run: models::suite_executor,
+        },
+        Suite {
             name: "weights",
             run: weights::suite,
         },
