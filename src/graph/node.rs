@@ -269,7 +269,7 @@ fn reshape_target(shape: &[usize], spec: &[ReshapeDim]) -> Result<Vec<usize>> {
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(Error::shape(
                 "reshape",
                 format!("cannot view {shape:?} as {spec:?}: {total} elements do not divide"),

@@ -114,7 +114,11 @@ impl BertEncoder {
             ));
         }
         let config: BertConfig = read_json(&dir.join("config.json"))?;
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(Error::file(
                 dir.join("config.json"),
                 format!(
