@@ -3,13 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use super::planner::{self, MemoryPlan};
-use super::profile::{Profile, ProfileRow};
 use super::{Dim, Graph, Source};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, PassTimestamps, Recorder};
+use crate::gpu::{Gpu, Recorder};
 use crate::tensor::{numel, DType, Tensor};
 
 /// Host data for one graph input.
@@ -63,7 +61,7 @@ pub struct HostOutput {
     pub data: Vec<f32>,
 }
 
-struct OutputSlot {
+pub(super) struct OutputSlot {
     name: String,
     tensor: Tensor,
     staging: wgpu::Buffer,
@@ -72,13 +70,13 @@ struct OutputSlot {
 /// Everything needed to run a graph for one set of input shapes, built once: tensors placed in
 /// planned buffers, dispatches with their bind groups, and readback staging buffers.
 pub struct Plan {
-    inputs: Vec<(String, Tensor)>,
-    outputs: Vec<OutputSlot>,
-    steps: Recorder,
+    pub(super) inputs: Vec<(String, Tensor)>,
+    pub(super) outputs: Vec<OutputSlot>,
+    pub(super) steps: Recorder,
     /// (node index, op name, shapes, range of steps) per node, for profiles.
-    node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
-    memory: MemoryPlan,
-    profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    pub(super) node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
+    pub(super) memory: MemoryPlan,
+    pub(super) profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
 }
 
 impl Plan {
@@ -277,7 +275,7 @@ impl Plan {
         self.steps.dispatch_count()
     }
 
-    fn upload(&self, gpu: &Gpu, inputs: &[(&str, HostInput)]) -> Result<()> {
+    pub(super) fn upload(&self, gpu: &Gpu, inputs: &[(&str, HostInput)]) -> Result<()> {
         for (name, t) in &self.inputs {
             let h = inputs
                 .iter()
@@ -299,7 +297,7 @@ impl Plan {
         Ok(())
     }
 
-    fn encode_readback(&self, enc: &mut wgpu::CommandEncoder) {
+    pub(super) fn encode_readback(&self, enc: &mut wgpu::CommandEncoder) {
         for o in &self.outputs {
             let len = o.tensor.byte_len().div_ceil(4) * 4;
             if len > 0 {
@@ -308,7 +306,7 @@ impl Plan {
         }
     }
 
-    fn read_outputs(&self, gpu: &Gpu) -> Result<HashMap<String, HostOutput>> {
+    pub(super) fn read_outputs(&self, gpu: &Gpu) -> Result<HashMap<String, HostOutput>> {
         let (tx, rx) = std::sync::mpsc::channel();
         for (i, o) in self.outputs.iter().enumerate() {
             let tx = tx.clone();
@@ -386,105 +384,6 @@ impl Plan {
         gpu.check_errors("graph run")?;
         self.read_outputs(gpu)
     }
-
-    /// A run that also times every node: with GPU timestamps (one compute pass per node) where the
-    /// device has them, else by submitting and waiting node by node (wall clock).
-    pub fn run_profiled(
-        &mut self,
-        gpu: &Gpu,
-        inputs: &[(&str, HostInput)],
-    ) -> Result<(HashMap<String, HostOutput>, Profile)> {
-        self.upload(gpu, inputs)?;
-        let n = self.node_steps.len();
-        let mut rows = Vec::with_capacity(n);
-        if gpu.caps().timestamps && n > 0 {
-            if self.profiler.is_none() {
-                let count = (2 * n) as u32;
-                let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("graph profile"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count,
-                });
-                let bytes = 16 * n as u64;
-                let resolve = gpu.create_buffer(
-                    "profile resolve",
-                    bytes,
-                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                )?;
-                let read = gpu.create_buffer(
-                    "profile read",
-                    bytes,
-                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                )?;
-                self.profiler = Some((set, resolve, read));
-            }
-            let (set, resolve, read) = self.profiler.as_ref().expect("created above");
-            let mut enc = gpu
-                .device()
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("graph profile"),
-                });
-            for (k, (_, _, _, range)) in self.node_steps.iter().enumerate() {
-                let sub = self.steps.slice(range.clone());
-                sub.encode(
-                    &mut enc,
-                    Some(PassTimestamps {
-                        set,
-                        begin: 2 * k as u32,
-                    }),
-                );
-            }
-            enc.resolve_query_set(set, 0..(2 * n) as u32, resolve, 0);
-            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
-            self.encode_readback(&mut enc);
-            gpu.queue().submit(Some(enc.finish()));
-            read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-            let outputs = self.read_outputs(gpu)?;
-            let ticks: Vec<u64> = {
-                let view = read.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
-                    during: "reading profile timestamps".into(),
-                    message: e.to_string(),
-                })?;
-                bytemuck::pod_collect_to_vec(&view[..16 * n])
-            };
-            read.unmap();
-            let period = gpu.caps().timestamp_period_ns as f64;
-            let t0 = ticks[0];
-            for (k, (ni, op, shapes, _)) in self.node_steps.iter().enumerate() {
-                let (b, e) = (ticks[2 * k], ticks[2 * k + 1]);
-                rows.push(ProfileRow {
-                    node: *ni,
-                    op,
-                    shapes: shapes.clone(),
-                    start_ms: b.wrapping_sub(t0) as f64 * period * 1e-6,
-                    ms: e.saturating_sub(b) as f64 * period * 1e-6,
-                });
-            }
-            return Ok((outputs, Profile::new(rows, "gpu timestamps")));
-        }
-        let origin = std::time::Instant::now();
-        for (ni, op, shapes, range) in &self.node_steps {
-            let sub = self.steps.slice(range.clone());
-            let t = std::time::Instant::now();
-            sub.submit()?;
-            gpu.wait()?;
-            rows.push(ProfileRow {
-                node: *ni,
-                op,
-                shapes: shapes.clone(),
-                start_ms: (t - origin).as_secs_f64() * 1e3,
-                ms: t.elapsed().as_secs_f64() * 1e3,
-            });
-        }
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("graph readback"),
-            });
-        self.encode_readback(&mut enc);
-        gpu.queue().submit(Some(enc.finish()));
-        Ok((self.read_outputs(gpu)?, Profile::new(rows, "wall clock")))
-    }
 }
 
 fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> Error {
@@ -497,61 +396,4 @@ fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> E
         format!("graph node {node} ({op}) with inputs {shapes}"),
         e.to_string(),
     )
-}
-
-/// Input name -> shape: the key of a session's plan cache.
-type InputShapes = BTreeMap<String, Vec<usize>>;
-
-/// Runs a graph: builds (and caches) one [`Plan`] per set of input shapes.
-///
-/// A `Session` can be shared across threads; runs of the same input shapes take turns on that
-/// plan's buffers, runs of different shapes proceed independently. Several sessions over one graph
-/// (for example one per thread) share the graph's weights.
-pub struct Session {
-    gpu: Gpu,
-    graph: Arc<Graph>,
-    plans: Mutex<HashMap<InputShapes, Arc<Mutex<Plan>>>>,
-}
-
-impl Session {
-    /// A session over `graph` on `gpu`.
-    pub fn new(gpu: &Gpu, graph: Arc<Graph>) -> Session {
-        Session {
-            gpu: gpu.clone(),
-            graph,
-            plans: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The plan for these input shapes, built on first use.
-    pub fn plan(&self, inputs: &[(&str, HostInput)]) -> Result<Arc<Mutex<Plan>>> {
-        let key: BTreeMap<String, Vec<usize>> = inputs
-            .iter()
-            .map(|(n, h)| (n.to_string(), h.shape.clone()))
-            .collect();
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = plans.get(&key) {
-            return Ok(p.clone());
-        }
-        let plan = Arc::new(Mutex::new(Plan::build(&self.gpu, &self.graph, &key)?));
-        plans.insert(key, plan.clone());
-        Ok(plan)
-    }
-
-    /// Runs the graph on `inputs` (name, data) and returns every output by name.
-    pub fn run(&self, inputs: &[(&str, HostInput)]) -> Result<HashMap<String, HostOutput>> {
-        let plan = self.plan(inputs)?;
-        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-        plan.run(&self.gpu, inputs)
-    }
-
-    /// Runs the graph and times every node.
-    pub fn run_profiled(
-        &self,
-        inputs: &[(&str, HostInput)],
-    ) -> Result<(HashMap<String, HostOutput>, Profile)> {
-        let plan = self.plan(inputs)?;
-        let mut plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-        plan.run_profiled(&self.gpu, inputs)
-    }
 }

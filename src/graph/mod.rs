@@ -31,10 +31,12 @@ mod executor;
 mod node;
 pub mod planner;
 pub mod profile;
+mod session;
 
-pub use executor::{HostInput, HostOutput, Plan, Session};
+pub use executor::{HostInput, HostOutput, Plan};
 pub use node::{Node, Op, ReshapeDim};
 pub use profile::Profile;
+pub use session::Session;
 
 use crate::ops::{Activation, Binary};
 use crate::tensor::{DType, Tensor};

@@ -1,6 +1,11 @@
 //! Per-node timing of a graph run: a table, and a Chrome-trace JSON that Perfetto opens.
 
+use std::collections::HashMap;
 use std::fmt;
+
+use super::executor::{HostInput, HostOutput, Plan};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, PassTimestamps};
 
 /// One node's timing.
 #[derive(Clone, Debug)]
@@ -80,5 +85,106 @@ impl fmt::Display for Profile {
             self.total_ms(),
             self.rows.len()
         )
+    }
+}
+
+impl Plan {
+    /// A run that also times every node: with GPU timestamps (one compute pass per node) where the
+    /// device has them, else by submitting and waiting node by node (wall clock).
+    pub fn run_profiled(
+        &mut self,
+        gpu: &Gpu,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<(HashMap<String, HostOutput>, Profile)> {
+        self.upload(gpu, inputs)?;
+        let n = self.node_steps.len();
+        let mut rows = Vec::with_capacity(n);
+        if gpu.caps().timestamps && n > 0 {
+            if self.profiler.is_none() {
+                let count = (2 * n) as u32;
+                let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("graph profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                });
+                let bytes = 16 * n as u64;
+                let resolve = gpu.create_buffer(
+                    "profile resolve",
+                    bytes,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                )?;
+                let read = gpu.create_buffer(
+                    "profile read",
+                    bytes,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                )?;
+                self.profiler = Some((set, resolve, read));
+            }
+            let (set, resolve, read) = self.profiler.as_ref().expect("created above");
+            let mut enc = gpu
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("graph profile"),
+                });
+            for (k, (_, _, _, range)) in self.node_steps.iter().enumerate() {
+                let sub = self.steps.slice(range.clone());
+                sub.encode(
+                    &mut enc,
+                    Some(PassTimestamps {
+                        set,
+                        begin: 2 * k as u32,
+                    }),
+                );
+            }
+            enc.resolve_query_set(set, 0..(2 * n) as u32, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
+            self.encode_readback(&mut enc);
+            gpu.queue().submit(Some(enc.finish()));
+            read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+            let outputs = self.read_outputs(gpu)?;
+            let ticks: Vec<u64> = {
+                let view = read.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
+                    during: "reading profile timestamps".into(),
+                    message: e.to_string(),
+                })?;
+                bytemuck::pod_collect_to_vec(&view[..16 * n])
+            };
+            read.unmap();
+            let period = gpu.caps().timestamp_period_ns as f64;
+            let t0 = ticks[0];
+            for (k, (ni, op, shapes, _)) in self.node_steps.iter().enumerate() {
+                let (b, e) = (ticks[2 * k], ticks[2 * k + 1]);
+                rows.push(ProfileRow {
+                    node: *ni,
+                    op,
+                    shapes: shapes.clone(),
+                    start_ms: b.wrapping_sub(t0) as f64 * period * 1e-6,
+                    ms: e.saturating_sub(b) as f64 * period * 1e-6,
+                });
+            }
+            return Ok((outputs, Profile::new(rows, "gpu timestamps")));
+        }
+        let origin = std::time::Instant::now();
+        for (ni, op, shapes, range) in &self.node_steps {
+            let sub = self.steps.slice(range.clone());
+            let t = std::time::Instant::now();
+            sub.submit()?;
+            gpu.wait()?;
+            rows.push(ProfileRow {
+                node: *ni,
+                op,
+                shapes: shapes.clone(),
+                start_ms: (t - origin).as_secs_f64() * 1e3,
+                ms: t.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("graph readback"),
+            });
+        self.encode_readback(&mut enc);
+        gpu.queue().submit(Some(enc.finish()));
+        Ok((self.read_outputs(gpu)?, Profile::new(rows, "wall clock")))
     }
 }
