@@ -256,21 +256,7 @@ impl BenchCtx {
         flops: f64,
         extra: Vec<(String, String)>,
     ) {
-        let gflops = flops / t.median_s * 1e-9;
-        let peak = t.reference.unwrap_or(self.roofline.fma_gflops);
-        let share = (peak > 0.0).then(|| gflops / peak);
-        self.push(BenchLine {
-            suite: self.suite.clone(),
-            op: op.into(),
-            shape: shape.into(),
-            dtype: dtype.into(),
-            median_ms: t.median_s * 1e3,
-            gflops: Some(gflops),
-            gbps: None,
-            roofline_share: share,
-            roofline_of: share.map(|_| "fma".into()),
-            extra: with_reps(extra, t),
-        });
+        self.push_rate(op, shape, dtype, t, flops, Bound::Compute, extra);
     }
 
     /// Adds a memory-bound line: `bytes` moved per run, share of the copy bandwidth.
@@ -283,19 +269,39 @@ impl BenchCtx {
         bytes: f64,
         extra: Vec<(String, String)>,
     ) {
-        let gbps = bytes / t.median_s * 1e-9;
-        let peak = t.reference.unwrap_or(self.roofline.copy_gbps);
-        let share = (peak > 0.0).then(|| gbps / peak);
+        self.push_rate(op, shape, dtype, t, bytes, Bound::Memory, extra);
+    }
+
+    /// Adds a line with the rate of `work` (flops or bytes) per run and its share of the roofline
+    /// for `bound` (the interleaved reference when the case was timed against one).
+    #[allow(clippy::too_many_arguments)]
+    fn push_rate(
+        &mut self,
+        op: &str,
+        shape: &str,
+        dtype: &str,
+        t: Timing,
+        work: f64,
+        bound: Bound,
+        extra: Vec<(String, String)>,
+    ) {
+        let rate = work / t.median_s * 1e-9;
+        let (peak, of) = match bound {
+            Bound::Compute => (self.roofline.fma_gflops, "fma"),
+            Bound::Memory => (self.roofline.copy_gbps, "copy"),
+        };
+        let peak = t.reference.unwrap_or(peak);
+        let share = (peak > 0.0).then(|| rate / peak);
         self.push(BenchLine {
             suite: self.suite.clone(),
             op: op.into(),
             shape: shape.into(),
             dtype: dtype.into(),
             median_ms: t.median_s * 1e3,
-            gflops: None,
-            gbps: Some(gbps),
+            gflops: (bound == Bound::Compute).then_some(rate),
+            gbps: (bound == Bound::Memory).then_some(rate),
             roofline_share: share,
-            roofline_of: share.map(|_| "copy".into()),
+            roofline_of: share.map(|_| of.into()),
             extra: with_reps(extra, t),
         });
     }
