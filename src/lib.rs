@@ -25,6 +25,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod models;
 pub mod ops;
 pub mod reference;
 pub mod tensor;

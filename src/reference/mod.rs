@@ -8,3 +8,5 @@ pub mod layout;
 pub mod matmul;
 pub mod softmax;
 pub mod recurrent;
+pub mod beam;
+pub mod topk;

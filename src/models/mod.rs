@@ -1,0 +1,3 @@
+//! Model families built on the ops.
+
+pub mod seq2seq;
