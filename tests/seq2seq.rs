@@ -52,8 +52,10 @@ fn check_greedy(setup: &str) {
     for chunk in [1usize, 8] {
         let opts = DecodeOptions { steps_per_submit: chunk, keep_attention: true, ..Default::default() };
         // Batches of 64 and a remainder.
+        // One submission per step on the first 64 words (it is the slow path); chunked on all.
+        let n = if chunk == 1 { 64 } else { ids.len() };
         let mut got = Vec::new();
-        for part in ids.chunks(64) {
+        for part in ids[..n].chunks(64) {
             got.extend(model.decode(&gpu, part, &opts).expect("decode"));
         }
         let mut bad = 0;
@@ -300,4 +302,32 @@ fn decode_errors() {
     // A file of another architecture is refused with a message naming it.
     let e = Seq2Seq::load(&gpu, &root().join("weights/fixtures/minilm_reference.json")).unwrap_err();
     assert!(!e.to_string().is_empty());
+}
+
+/// The pretrained g2p-en network, converted by weights/convert_g2p_en.py: heedful's phonemes
+/// equal the package's own numpy `predict` on every fixture word (>= 500 cmudict words).
+#[test]
+fn g2p_en_matches_package_predict() {
+    let fx = fixture("g2p_en.json");
+    let gpu = common::gpu();
+    let model = Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let words: Vec<&str> = fx["words"].as_array().expect("words").iter().map(|w| w.as_str().expect("w")).collect();
+    let want: Vec<&str> = fx["predict"].as_array().expect("predict").iter().map(|w| w.as_str().expect("p")).collect();
+    assert!(words.len() >= 500);
+    let ids: Vec<Vec<u32>> = words.iter().map(|w| model.encode_text(w).expect("ids")).collect();
+    let mut bad = 0;
+    for (c, part) in ids.chunks(100).enumerate() {
+        let out = model.decode(&gpu, part, &DecodeOptions::default()).expect("decode");
+        for (j, o) in out.iter().enumerate() {
+            let i = c * 100 + j;
+            let got = model.target_text(&o.tokens);
+            if got != want[i] {
+                bad += 1;
+                if bad <= 5 {
+                    eprintln!("{}: got {got:?} want {:?}", words[i], want[i]);
+                }
+            }
+        }
+    }
+    assert_eq!(bad, 0, "{bad} of {} words differ from g2p-en's predict", words.len());
 }
