@@ -19,6 +19,8 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+pub mod bench;
+pub mod cli;
 pub mod compare;
 pub mod conformance;
 pub mod error;

@@ -36,9 +36,12 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
     (t, held)
 }
 
+/// Auto, every forceable kernel that takes this layout, and register tiles off the tuned ones
+/// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
+    v.extend([(1, 1), (3, 5), (2, 8)].map(|(tm, tn)| MatmulKernel::BlockedTile { tm, tn }));
     v
 }
 
@@ -268,6 +271,22 @@ fn bad_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
     assert!(e.contains("matmul") && e.contains("[3]"), "{e}");
     let e = err(ops::matmul_bt(&gpu, &t(&[2, 3]), &t(&[4, 5]), 1.0));
     assert!(e.contains("matmul_bt") && e.contains("[4, 5]"), "{e}");
+    // Register tiles out of range.
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::BlockedTile { tm: 16, tn: 16 },
+    ));
+    assert!(e.contains("matmul") && e.contains("16x16"), "{e}");
+    let e = err(ops::linear_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[4, 3]),
+        None,
+        MatmulKernel::BlockedTile { tm: 0, tn: 4 },
+    ));
+    assert!(e.contains("linear") && e.contains("0x4"), "{e}");
     // GEMV kernels need [N, K] weights.
     let e = err(ops::matmul_with(
         &gpu,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use heedful::{conformance, Gpu, GpuOptions};
+use heedful::cli;
 
 /// heedful: portable GPU inference for sequence models (wgpu compute shaders).
 ///
@@ -37,9 +37,73 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sentence embeddings with a BERT-family model folder (e.g. all-MiniLM-L6-v2): one per input, in
+    /// order, mean-pooled and L2-normalized.
+    Embed {
+        /// Hugging Face model folder (config.json, tokenizer.json, model.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// Texts to embed.
+        texts: Vec<String>,
+        /// A file with one text per line (`-` for standard input), embedded after the TEXT arguments.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print a JSON object whose `embeddings` field holds one array per input.
+        #[arg(long)]
+        json: bool,
+        /// Sentences per GPU run.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Weights file to use instead of the folder's model.safetensors (e.g. from `heedful convert`).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Keep weights in f32 on the GPU (default: f16).
+        #[arg(long)]
+        f32: bool,
+        /// Print a per-node GPU profile of the first batch and write its Chrome trace (Perfetto) here.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
+    /// Benchmark the kernels and models on the chosen adapter: median ms, GFLOP/s or GB/s, and the
+    /// share of the adapter's roofline measured in the same run (same suites as `cargo bench`).
+    Bench {
+        /// Only cases whose `suite/op/shape` contains this (e.g. matmul, gemv, recurrent, sdpa).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print one JSON document instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a safetensors file's metadata and tensors (dtype, shape, bytes) with totals.
+    Inspect {
+        /// The .safetensors file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a checkpoint's float tensors (F32/BF16/F16/F64) to another dtype, keeping names and
+    /// metadata; other tensors are copied.
+    Convert {
+        /// Input .safetensors file.
+        input: PathBuf,
+        /// Output .safetensors file (written as OUT.partial, renamed when complete).
+        output: PathBuf,
+        /// Target dtype of float tensors: f16, bf16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing to a closed pipe would panic; die quietly like other tools.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -51,152 +115,52 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> heedful::Result<ExitCode> {
     match cli.command {
-        Command::Info { json } => info(json),
-        Command::Conformance { dir, filter, json } => {
-            let gpu = Gpu::new(&GpuOptions::from_env())?;
-            let outcomes = conformance::run_dir(&gpu, &dir, filter.as_deref())?;
-            let failed = outcomes.iter().any(|o| o.failed());
+        Command::Info { json } => cli::info(json),
+        Command::Bench { filter, json } => {
+            heedful::bench::run(filter.as_deref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embed {
+            model,
+            texts,
+            input,
+            json,
+            batch,
+            weights,
+            f32,
+            profile,
+        } => cli::embed(&cli::EmbedArgs {
+            model,
+            weights,
+            texts,
+            input,
+            json,
+            batch,
+            f32,
+            profile,
+        }),
+        Command::Inspect { file, json } => {
+            let r = heedful::weights::inspect::report(&file)?;
             if json {
-                let v = serde_json::json!({
-                    "adapter": gpu.caps().adapter_name,
-                    "cases": outcomes,
-                    "passed": outcomes.iter().filter(|o| o.status == "pass").count(),
-                    "failed": outcomes.iter().filter(|o| o.failed()).count(),
-                    "skipped": outcomes.iter().filter(|o| o.status == "skip").count(),
-                });
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                println!(
-                    "adapter: {} ({:?})",
-                    gpu.caps().adapter_name,
-                    gpu.caps().backend
-                );
-                for o in &outcomes {
-                    let errs = if o.status == "skip" {
-                        String::new()
-                    } else {
-                        format!("max_abs {:.2e}  max_rel {:.2e}", o.max_abs, o.max_rel)
-                    };
-                    println!("{:<32} {:<20} {:<5} {errs}", o.name, o.op, o.status);
-                    if o.failed() {
-                        println!("    {}", o.detail);
-                    }
-                }
-                println!("{}", conformance::summary(&outcomes));
+                println!("{r}");
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert {
+            input,
+            output,
+            dtype,
+            quiet,
+        } => {
+            let target = dtype.parse()?;
+            let stats = heedful::weights::convert::convert(&input, &output, target, !quiet)?;
+            println!("{}: {stats}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Conformance { dir, filter, json } => {
+            cli::conformance(&dir, filter.as_deref(), json)
         }
     }
-}
-
-fn info(json: bool) -> heedful::Result<ExitCode> {
-    let opts = GpuOptions::from_env();
-    let adapters = heedful::gpu::list_adapters(opts.backends.as_deref())?;
-    let chosen = Gpu::new(&opts);
-    if json {
-        let list: Vec<_> = adapters
-            .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "name": a.name, "backend": format!("{:?}", a.backend),
-                    "device_type": format!("{:?}", a.device_type),
-                    "driver": format!("{} {}", a.driver, a.driver_info).trim().to_string(),
-                })
-            })
-            .collect();
-        let chosen_json = match &chosen {
-            Ok(g) => {
-                let c = g.caps();
-                serde_json::json!({
-                    "name": c.adapter_name, "backend": format!("{:?}", c.backend),
-                    "device_type": format!("{:?}", c.device_type), "driver": c.driver,
-                    "features": c.feature_names(), "native_f16": c.native_f16,
-                    "subgroup_size": [c.subgroup_min_size, c.subgroup_max_size],
-                    "limits": {
-                        "max_storage_buffer_binding_size": c.max_storage_binding,
-                        "max_buffer_size": c.max_buffer_size,
-                        "max_compute_workgroup_storage_size": c.max_workgroup_storage,
-                        "max_compute_invocations_per_workgroup": c.max_invocations,
-                        "max_compute_workgroups_per_dimension": c.max_workgroups_per_dim,
-                        "max_storage_buffers_per_shader_stage": c.max_storage_buffers,
-                    }
-                })
-            }
-            Err(e) => serde_json::json!({ "error": e.to_string() }),
-        };
-        let v = serde_json::json!({ "adapters": list, "chosen": chosen_json });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Ok(if chosen.is_ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
-    }
-    println!("adapters wgpu sees:");
-    if adapters.is_empty() {
-        println!("  (none)");
-    }
-    for a in &adapters {
-        println!(
-            "  {:<40} {:<8} {:<14} {} {}",
-            a.name,
-            format!("{:?}", a.backend),
-            format!("{:?}", a.device_type),
-            a.driver,
-            a.driver_info
-        );
-    }
-    let gpu = chosen?;
-    let c = gpu.caps();
-    println!(
-        "\nchosen: {} ({:?}, {:?})",
-        c.adapter_name, c.backend, c.device_type
-    );
-    println!("  driver:    {}", c.driver);
-    println!("  features:  {}", c.feature_names().join(" "));
-    println!(
-        "  f16 reads: {}",
-        if c.native_f16 {
-            "native (SHADER_F16)"
-        } else {
-            "packed u32 + unpack2x16float"
-        }
-    );
-    if c.subgroups {
-        println!(
-            "  subgroups: {}..{}",
-            c.subgroup_min_size, c.subgroup_max_size
-        );
-    }
-    let mib = |b: u64| format!("{} MiB", b >> 20);
-    println!("  limits:");
-    println!(
-        "    max_storage_buffer_binding_size      {}",
-        mib(c.max_storage_binding)
-    );
-    println!(
-        "    max_buffer_size                      {}",
-        mib(c.max_buffer_size)
-    );
-    println!(
-        "    max_compute_workgroup_storage_size   {} B",
-        c.max_workgroup_storage
-    );
-    println!(
-        "    max_compute_invocations_per_workgroup {}",
-        c.max_invocations
-    );
-    println!(
-        "    max_compute_workgroups_per_dimension {}",
-        c.max_workgroups_per_dim
-    );
-    println!(
-        "    max_storage_buffers_per_shader_stage {}",
-        c.max_storage_buffers
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,17 @@ impl HostInput {
     }
 }
 
+impl HostInput {
+    /// A u32 input (masks).
+    pub fn u32(data: Vec<u32>, shape: &[usize]) -> HostInput {
+        HostInput {
+            shape: shape.to_vec(),
+            bytes: bytemuck::cast_slice(&data).to_vec(),
+            dtype: DType::U32,
+        }
+    }
+}
+
 /// One output read back after a run.
 #[derive(Clone, Debug)]
 pub struct HostOutput {

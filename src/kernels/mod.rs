@@ -5,15 +5,18 @@
 //! to a [`crate::gpu::Recorder`]. The eager ops in [`crate::ops`] and the graph executor both call
 //! these, so each kernel has exactly one dispatch path.
 
+pub mod attention_probs;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemv;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod memory_attention;
 pub mod pooling;
-pub mod softmax;
 pub mod recurrent;
+pub mod sdpa;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

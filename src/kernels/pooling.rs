@@ -21,7 +21,7 @@ struct Params {
 }
 
 /// Records `out[b] = mean over t with mask[b, t] != 0 of x[b, t]`, then L2-normalized when
-/// `normalize`. x `[B, T, E]` f32, mask `[B, T]` i32, out `[B, E]` f32. A row with no valid token
+/// `normalize`. x `[B, T, E]` f32, mask `[B, T]` i32 or u32 (non-zero = token), out `[B, E]` f32. A row with no valid token
 /// gives zeros.
 pub fn record_mean_pool(
     rec: &mut Recorder,
@@ -31,7 +31,7 @@ pub fn record_mean_pool(
     normalize: bool,
 ) -> Result<()> {
     check_dtype("mean_pool", "x", x, &[DType::F32])?;
-    check_dtype("mean_pool", "mask", mask, &[DType::I32])?;
+    check_dtype("mean_pool", "mask", mask, &[DType::I32, DType::U32])?;
     check_dtype("mean_pool", "out", out, &[DType::F32])?;
     let [b, t, e] = *x.shape() else {
         return Err(Error::shape(

@@ -1,3 +1,4 @@
-//! Model families built on the ops.
+//! Model architectures built on the ops and the graph builder.
 
+pub mod bert;
 pub mod seq2seq;

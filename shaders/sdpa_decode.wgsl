@@ -1,0 +1,105 @@
+// Flash-decoding, first pass: few query rows (typically Tq = 1 with a long key cache). The keys of
+// each row are cut into `nsplit` chunks of `chunk` keys; each invocation computes the partial
+// softmax of one chunk (running max, sum, unnormalized Dv accumulator) and sdpa_merge.wgsl
+// combines the chunks. So one query row still keeps every workgroup and SIMD lane busy, where the
+// one-row-per-invocation flash kernel (sdpa.wgsl) would run a single invocation per head.
+//
+// Bindings (as sdpa.wgsl; q, k, v declared by the Rust side with loaders ld_q/ld_k/ld_v):
+//   p:     Params uniform (sdpa_params.wgsl)
+//   q:     [B, H, Tq, D]  f32 (strided, binding 1)
+//   k:     [B, H, Tk, D]  f32 (strided, binding 2)
+//   v:     [B, H, Tk, Dv] f32 (strided, binding 3)
+//   mask:  broadcast to [B, H, Tq, Tk] (binding 4)
+//   part:  [B*H*Tq, nsplit, Dv] f32 partial accumulators (binding 5)
+//   stats: [B*H*Tq, nsplit, 2] f32 partial (max, sum) (binding 6)
+//
+// Constants: WG, D, DV, D4, DV4, KT, VEC as in sdpa.wgsl.
+// Grid: x = ceil(nsplit / WG) (= p.row_blocks), y = B*H*Tq (one query row per workgroup row).
+//
+// Every invocation of a workgroup shares the query row (uniform q loads) and reads its own chunk of
+// keys; the tile loop runs `chunk` keys for every invocation so control flow stays uniform, with
+// keys past the row's end masked out.
+
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = wid.y;
+    let bh = r / p.tq;
+    let i = r % p.tq;
+    let b = bh / p.heads;
+    let h = bh % p.heads;
+    let split = wid.x * WG + lid;
+    let live = split < p.nsplit;
+
+    let ks = split * p.chunk;
+    let my_end = causal_end(i, min(p.tk, ks + p.chunk));
+
+    var qv: array<vec4<f32>, D4>;
+    let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
+    for (var c = 0u; c < D4; c++) {
+        qv[c] = ld_q(qb, c) * p.scale;
+    }
+    let kb = p.k_off + b * p.k_sb + h * p.k_sh;
+    let vb = p.v_off + b * p.v_sb + h * p.v_sh;
+    let mb = p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si;
+
+    var m = NEG;
+    var l = 0.0;
+    var acc: array<vec4<f32>, DV4>;
+    for (var j0 = 0u; j0 < p.chunk; j0 += KT) {
+        // Scores of KT keys: q chunk loaded once, reused for every key of the tile.
+        var s: array<f32, KT>;
+        for (var c = 0u; c < D4; c++) {
+            let qc = qv[c];
+            for (var t = 0u; t < KT; t++) {
+                let j = min(ks + j0 + t, p.tk - 1u);
+                s[t] += dot(qc, ld_k(kb + j * p.k_st, c));
+            }
+        }
+        var tmax = NEG;
+        for (var t = 0u; t < KT; t++) {
+            let j = ks + j0 + t;
+            var sc = NEG;
+            if (j0 + t < p.chunk && j < my_end) {
+                sc = apply_mask(mb, j, s[t]);
+            }
+            s[t] = sc;
+            tmax = max(tmax, sc);
+        }
+        // Online softmax: rescale what was summed under the old max (exp(NEG - x) == 0).
+        let mn = max(m, tmax);
+        let corr = exp(m - mn);
+        m = mn;
+        l *= corr;
+        for (var t = 0u; t < KT; t++) {
+            let pt = select(0.0, exp(s[t] - mn), s[t] > NEG);
+            s[t] = pt;
+            l += pt;
+        }
+        for (var c = 0u; c < DV4; c++) {
+            var a = acc[c] * corr;
+            for (var t = 0u; t < KT; t++) {
+                let j = min(ks + j0 + t, p.tk - 1u);
+                a += s[t] * ld_v(vb + j * p.v_st, c);
+            }
+            acc[c] = a;
+        }
+    }
+    if (!live) {
+        return;
+    }
+    let pr = r * p.nsplit + split;
+        for (var c = 0u; c < DV4; c++) {
+            let a = acc[c] * 1.0;
+            for (var e = 0u; e < 4u; e++) {
+                let d = 4u * c + e;
+                if (d < DV) {
+                    part[pr * DV + d] = a[e];
+                }
+            }
+        }
+    stats[2u * pr] = m;
+    stats[2u * pr + 1u] = l;
+}
