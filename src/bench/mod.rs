@@ -15,6 +15,7 @@
 pub mod matmul;
 pub mod recurrent;
 pub mod roofline;
+pub mod seq2seq;
 
 use std::io::Write;
 use std::time::Instant;
@@ -88,6 +89,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "recurrent",
             run: recurrent::suite,
+        },
+        Suite {
+            name: "seq2seq",
+            run: seq2seq::suite,
         },
     ]
 }
