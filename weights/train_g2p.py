@@ -87,6 +87,20 @@ SETUPS = {
                     "attention": "dot", "input_feeding": False, "attn_layer": True},
         "bridge": "final",
     },
+    # Small, briefly trained variants that cover the other attention kinds and options in tests.
+    "gru_additive": {
+        "encoder": {"cell": "gru", "emb": 32, "hidden": 48, "layers": 1, "bidirectional": True},
+        "decoder": {"cell": "gru", "emb": 32, "hidden": 96, "layers": 1,
+                    "attention": "additive", "attn_dim": 64, "input_feeding": True,
+                    "attn_layer": False},
+        "bridge": "final",
+    },
+    "lstm_general": {
+        "encoder": {"cell": "lstm", "emb": 32, "hidden": 64, "layers": 2, "bidirectional": False},
+        "decoder": {"cell": "lstm", "emb": 32, "hidden": 64, "layers": 2,
+                    "attention": "general", "input_feeding": False, "attn_layer": True},
+        "bridge": "zeros",
+    },
 }
 
 

@@ -13,6 +13,7 @@ use crate::gpu::{Gpu, Recorder};
 use crate::kernels::beam::{record_beam_select, BeamBuffers};
 use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
 use crate::kernels::matmul::{record_linear, record_matmul, record_matmul_bt};
+use crate::kernels::memory_attention::{self, Score};
 use crate::kernels::{concat::record_concat, embedding::record_embedding, layout, softmax, topk};
 use crate::tensor::{DType, Tensor};
 
@@ -71,9 +72,13 @@ fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
 struct Memory {
     /// `[R, T, M]`.
     mem: Tensor,
-    /// Dot/general keys `[R, T, H]`.
-    keys: Option<Tensor>,
-    /// Additive mask `[R, 1, T]` or `[R, heads, 1, T]`.
+    /// Additive: the keys' projection `[R, T, A]`, once per sequence.
+    keys_proj: Option<Tensor>,
+    /// Dot/general/additive: scratch of the fused attention kernel.
+    scratch: Option<Tensor>,
+    /// Dot/general/additive: valid positions `[R, T]` u32.
+    valid: Option<Tensor>,
+    /// Multi-head: additive mask `[R, heads, 1, T]` (0 or -inf).
     mask: Option<Tensor>,
     /// Multi-head keys and values `[R, heads, T, d]`.
     kv: Option<(Tensor, Tensor)>,
@@ -307,9 +312,20 @@ impl Seq2Seq {
                 Tensor::from_f32(gpu, &v, &[r, heads, 1, t])
             }
         };
+        let valid = || -> Result<Tensor> {
+            let mut v = vec![0u32; r * t];
+            for (i, &len) in lengths.iter().enumerate() {
+                for j in 0..len.min(t) {
+                    v[i * t + j] = 1;
+                }
+            }
+            Tensor::from_u32(gpu, &v, &[r, t])
+        };
         let mut memory = Memory {
             mem: mem.clone(),
-            keys: None,
+            keys_proj: None,
+            scratch: None,
+            valid: None,
             mask: None,
             kv: None,
             avg: None,
@@ -317,18 +333,20 @@ impl Seq2Seq {
         };
         let mut weights = None;
         match &self.attn {
-            AttnParams::None | AttnParams::Additive => {}
-            AttnParams::Dot => {
-                memory.keys = Some(mem.clone());
-                memory.mask = Some(mask_for(1)?);
-                weights = Some(zeros(gpu, &[r, 1, t])?);
+            AttnParams::None => {}
+            AttnParams::Dot | AttnParams::General { .. } => {
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[(r * m).max(4)])?);
+                weights = Some(zeros(gpu, &[r, t])?);
             }
-            AttnParams::General { w } => {
-                let keys = zeros(gpu, &[r, t, hid])?;
-                lin(&mut rec, &mem, w, &keys)?;
-                memory.keys = Some(keys);
-                memory.mask = Some(mask_for(1)?);
-                weights = Some(zeros(gpu, &[r, 1, t])?);
+            AttnParams::Additive { w_k, .. } => {
+                let a = w_k.w.shape()[0];
+                let kp = zeros(gpu, &[r, t, a])?;
+                memory_attention::record_project(&mut rec, &mem, &w_k.w, &kp)?;
+                memory.keys_proj = Some(kp);
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[r * a])?);
+                weights = Some(zeros(gpu, &[r, t])?);
             }
             AttnParams::MultiHead { k: wk, v: wv, heads, .. } => {
                 let a = self.cfg.ctx_dim();
@@ -447,13 +465,9 @@ impl Seq2Seq {
         let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
         match &self.attn {
             AttnParams::None | AttnParams::Tutorial { .. } => lin(rec, top, &self.out, &logits)?,
-            AttnParams::Additive => {
-                return Err(Error::invalid(OP, "additive attention is not available yet"))
-            }
-            AttnParams::Dot | AttnParams::General { .. } | AttnParams::MultiHead { .. } => {
+            AttnParams::Dot | AttnParams::General { .. } | AttnParams::Additive { .. } | AttnParams::MultiHead { .. } => {
                 let t = mem.mem.shape()[1];
                 let m = mem.mem.shape()[2];
-                let mask = mem.mask.as_ref().ok_or_else(|| Error::invalid(OP, "no mask"))?;
                 let w = st.weights.as_ref().ok_or_else(|| Error::invalid(OP, "no weights"))?;
                 let ctx_new = st.ctx_new.as_ref().ok_or_else(|| Error::invalid(OP, "no ctx"))?;
                 if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
@@ -470,6 +484,7 @@ impl Seq2Seq {
                         &sc,
                         1.0 / (dh as f32).sqrt(),
                     )?;
+                    let mask = mem.mask.as_ref().ok_or_else(|| Error::invalid(OP, "no mask"))?;
                     let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
                     record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
                     let wh = zeros(&gpu, &[r, *heads, 1, t])?;
@@ -478,15 +493,35 @@ impl Seq2Seq {
                     record_matmul(rec, &wh, vh, &ch)?;
                     lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
                     let avg = mem.avg.as_ref().ok_or_else(|| Error::invalid(OP, "no avg"))?;
-                    record_matmul(rec, avg, &wh.reshape(&[r, *heads, t])?, w)?;
+                    record_matmul(rec, avg, &wh.reshape(&[r, *heads, t])?, &w.reshape(&[r, 1, t])?)?;
                 } else {
-                    let keys = mem.keys.as_ref().ok_or_else(|| Error::invalid(OP, "no keys"))?;
-                    let sc = zeros(&gpu, &[r, 1, t])?;
-                    record_matmul_bt(rec, &top.reshape(&[r, 1, hid])?, keys, &sc, 1.0)?;
-                    let sc2 = zeros(&gpu, &[r, 1, t])?;
-                    record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
-                    softmax::record_softmax(rec, &sc2, w)?;
-                    record_matmul(rec, w, &mem.mem, &ctx_new.reshape(&[r, 1, m])?)?;
+                    // One fused dispatch: scores, masked softmax, context.
+                    let score = match &self.attn {
+                        AttnParams::General { w } => Score::General { w: &w.w },
+                        AttnParams::Additive { w_q, w_k, v } => Score::Additive {
+                            w_q,
+                            v,
+                            b: w_k.b.as_ref().ok_or_else(|| Error::invalid(OP, "no bias"))?,
+                            keys_proj: mem
+                                .keys_proj
+                                .as_ref()
+                                .ok_or_else(|| Error::invalid(OP, "no keys_proj"))?,
+                        },
+                        _ => Score::Dot,
+                    };
+                    let scratch = mem.scratch.as_ref().ok_or_else(|| Error::invalid(OP, "no scratch"))?;
+                    memory_attention::record_memory_attention(
+                        rec,
+                        score,
+                        top,
+                        &mem.mem,
+                        &mem.mem,
+                        mem.valid.as_ref(),
+                        ctx_new,
+                        w,
+                        scratch,
+                    )?;
+                    let _ = m;
                 }
                 let c = ctx_new.shape()[1];
                 let oc = zeros(&gpu, &[r, c + hid])?;

@@ -57,7 +57,7 @@ enum AttnParams {
     None,
     Dot,
     General { w: Linear },
-    Additive,
+    Additive { w_q: Tensor, w_k: Linear, v: Tensor },
     MultiHead { q: Linear, k: Linear, v: Linear, o: Linear, heads: usize },
     Tutorial { attn: Linear, combine: Linear, max_length: usize },
 }
@@ -170,7 +170,13 @@ impl Seq2Seq {
             AttentionKind::General => AttnParams::General {
                 w: load_linear(f, gpu, "decoder.attention.w", [hid, mem], false)?,
             },
-            AttentionKind::Additive => AttnParams::Additive,
+            AttentionKind::Additive => {
+                let a = d.attn_dim.unwrap_or(hid);
+                let w_q = load_linear(f, gpu, "decoder.attention.w_q", [a, hid], false)?.w;
+                let w_k = load_linear(f, gpu, "decoder.attention.w_k", [a, mem], true)?;
+                let v = load_linear(f, gpu, "decoder.attention.v", [1, a], false)?.w.reshape(&[a])?;
+                AttnParams::Additive { w_q, w_k, v }
+            }
             AttentionKind::MultiHead => AttnParams::MultiHead {
                 q: load_linear(f, gpu, "decoder.attention.w_q", [ctx, hid], true)?,
                 k: load_linear(f, gpu, "decoder.attention.w_k", [ctx, mem], true)?,
@@ -187,13 +193,6 @@ impl Seq2Seq {
                 }
             }
         };
-        if kind == AttentionKind::Additive {
-            return Err(Error::invalid(
-                OP,
-                "additive attention needs the fused memory-attention op (branch `attention`), not \
-                 merged yet",
-            ));
-        }
         let attn_layer = d.attn_layer && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
         let w_c = if attn_layer {
             Some(load_linear(f, gpu, "decoder.w_c", [hid, ctx + hid], false)?)
