@@ -154,6 +154,26 @@ fn beam_rnn_dot() {
 }
 
 #[test]
+fn greedy_gru_additive_input_feeding() {
+    check_greedy("gru_additive");
+}
+
+#[test]
+fn greedy_lstm_general_stack() {
+    check_greedy("lstm_general");
+}
+
+#[test]
+fn beam_gru_additive_input_feeding() {
+    check_beam("gru_additive");
+}
+
+#[test]
+fn beam_lstm_general_stack() {
+    check_beam("lstm_general");
+}
+
+#[test]
 fn topk_matches_reference() {
     let mut rng = common::Rng::new(7);
     for (name, gpu) in common::gpus() {
