@@ -27,7 +27,12 @@ fn words() -> Result<Vec<Vec<u32>>> {
         .iter()
         .map(|r| {
             r.as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_u64())
+                        .map(|x| x as u32)
+                        .collect()
+                })
                 .unwrap_or_default()
         })
         .collect();
@@ -50,7 +55,11 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                 if !ctx.wants(&op, &shape) {
                     continue;
                 }
-                let opts = DecodeOptions { beam, steps_per_submit: spp, ..Default::default() };
+                let opts = DecodeOptions {
+                    beam,
+                    steps_per_submit: spp,
+                    ..Default::default()
+                };
                 let run = || -> Result<f64> {
                     let t = Instant::now();
                     for part in set.chunks(batch) {
@@ -81,7 +90,9 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                 ];
                 match base_wps {
                     None if spp == 1 => base_wps = Some(wps),
-                    Some(b) => extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps / b))),
+                    Some(b) => {
+                        extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps / b)))
+                    }
                     None => {}
                 }
                 ctx.push(BenchLine {

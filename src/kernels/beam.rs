@@ -69,8 +69,7 @@ pub fn record_beam_select(
     }
     let rows = batch * k;
     let cap = bufs.fin.shape().get(1).copied().unwrap_or(0);
-    let ok = k >= 1
-        && k <= crate::kernels::topk::MAX_K
+    let ok = (1..=crate::kernels::topk::MAX_K).contains(&k)
         && bufs.cand_ids.shape() == [rows, k]
         && bufs.cand_lp.shape() == [rows, k]
         && bufs.scores.shape() == [rows]

@@ -26,6 +26,7 @@ pub struct StepResult {
 
 /// One step: `scores [K]` (row scores, -inf for dead rows), `cand_ids`, `cand_lp [K, K]`,
 /// `best_fin` (best finished score so far, if any) and `fin_before` (finished count so far).
+#[allow(clippy::too_many_arguments)]
 pub fn beam_step(
     scores: &[f32],
     cand_ids: &[u32],
@@ -56,8 +57,16 @@ pub fn beam_step(
     let mut best = best_fin;
     for (s, r, tok) in cands {
         if tok == eos {
-            let score = if length_norm { s / (step + 1) as f32 } else { s };
-            finished.push(Finished { step, parent: r, score });
+            let score = if length_norm {
+                s / (step + 1) as f32
+            } else {
+                s
+            };
+            finished.push(Finished {
+                step,
+                parent: r,
+                score,
+            });
             best = Some(best.map_or(score, |b: f32| b.max(score)));
         } else {
             rows.push((r, tok, s));
@@ -72,5 +81,9 @@ pub fn beam_step(
             done |= b >= l.2;
         }
     }
-    StepResult { rows, finished, done }
+    StepResult {
+        rows,
+        finished,
+        done,
+    }
 }

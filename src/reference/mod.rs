@@ -2,12 +2,12 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod attention;
+pub mod beam;
 pub mod elementwise;
 pub mod embedding;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod recurrent;
-pub mod beam;
-pub mod topk;
 pub mod softmax;
+pub mod topk;

@@ -6,7 +6,10 @@ pub fn topk(logits: &[f32], v: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
     let mut ids = Vec::new();
     let mut lps = Vec::new();
     for row in logits.chunks(v) {
-        let m = row.iter().cloned().fold(f64::NEG_INFINITY, |a, x| a.max(x as f64));
+        let m = row
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, |a, x| a.max(x as f64));
         let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
         let mut order: Vec<usize> = (0..v).collect();
         order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));

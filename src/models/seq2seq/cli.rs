@@ -38,7 +38,11 @@ fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
     let toks = &model.config().src_tokens;
     let mut v: Vec<String> = ids
         .iter()
-        .map(|&i| toks.get(i as usize).cloned().unwrap_or_else(|| format!("#{i}")))
+        .map(|&i| {
+            toks.get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        })
         .collect();
     if let Some(e) = model.config().src_eos_id {
         v.push(toks.get(e).cloned().unwrap_or_else(|| "</s>".into()));
@@ -47,7 +51,13 @@ fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
 }
 
 /// Writes the heatmap of one greedy decoding.
-fn write_heatmap(model: &Seq2Seq, word: &str, ids: &[u32], d: &super::Decoded, out: &Path) -> Result<()> {
+fn write_heatmap(
+    model: &Seq2Seq,
+    word: &str,
+    ids: &[u32],
+    d: &super::Decoded,
+    out: &Path,
+) -> Result<()> {
     if d.attention.is_empty() {
         return Err(Error::invalid(
             "g2p",
@@ -55,11 +65,7 @@ fn write_heatmap(model: &Seq2Seq, word: &str, ids: &[u32], d: &super::Decoded, o
         ));
     }
     let inputs = symbols(model, ids);
-    let mut outputs: Vec<String> = d
-        .tokens
-        .iter()
-        .map(|&t| model.target_text(&[t]))
-        .collect();
+    let mut outputs: Vec<String> = d.tokens.iter().map(|&t| model.target_text(&[t])).collect();
     if d.attention.len() > outputs.len() {
         outputs.push(model.target_text(&[model.config().eos_id as u32]));
     }
@@ -102,18 +108,32 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         let d = if opts.keep_attention {
             out[0].clone()
         } else {
-            let o = DecodeOptions { keep_attention: true, ..Default::default() };
+            let o = DecodeOptions {
+                keep_attention: true,
+                ..Default::default()
+            };
             model.decode(&gpu, &ids[..1], &o)?.remove(0)
         };
         write_heatmap(&model, &args.words[0], &ids[0], &d, path)?;
-        eprintln!("attention heatmap of {:?}: {}", args.words[0], path.display());
+        eprintln!(
+            "attention heatmap of {:?}: {}",
+            args.words[0],
+            path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Sample words of the demo (not all in cmudict).
 pub const DEMO_WORDS: &[&str] = &[
-    "attention", "heedful", "encoder", "decoder", "phoneme", "shader", "vulkan", "transformer",
+    "attention",
+    "heedful",
+    "encoder",
+    "decoder",
+    "phoneme",
+    "shader",
+    "vulkan",
+    "transformer",
 ];
 
 /// `heedful demo`: the bundled G2P model on sample words, greedy and beam 4, with timings and an
@@ -138,18 +158,28 @@ pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     // Warm-up (pipeline compilation), then timed runs.
     model.decode(&gpu, &ids, &DecodeOptions::default())?;
-    let greedy_opts = DecodeOptions { keep_attention: true, ..Default::default() };
+    let greedy_opts = DecodeOptions {
+        keep_attention: true,
+        ..Default::default()
+    };
     let t = Instant::now();
     let greedy = model.decode(&gpu, &ids, &greedy_opts)?;
     let greedy_ms = t.elapsed().as_secs_f64() * 1e3;
-    let beam_opts = DecodeOptions { beam: 4, ..Default::default() };
+    let beam_opts = DecodeOptions {
+        beam: 4,
+        ..Default::default()
+    };
     model.decode(&gpu, &ids[..1], &beam_opts)?;
     let t = Instant::now();
     let beam = model.decode(&gpu, &ids, &beam_opts)?;
     let beam_ms = t.elapsed().as_secs_f64() * 1e3;
     println!("\n{:<14} {:<40} beam 4", "word", "greedy");
     for ((w, g), b) in DEMO_WORDS.iter().zip(&greedy).zip(&beam) {
-        println!("{w:<14} {:<40} {}", model.target_text(&g.tokens), model.target_text(&b.tokens));
+        println!(
+            "{w:<14} {:<40} {}",
+            model.target_text(&g.tokens),
+            model.target_text(&b.tokens)
+        );
     }
     let n = DEMO_WORDS.len() as f64;
     println!(
@@ -162,6 +192,10 @@ pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("heedful-demo-attention.png"));
     write_heatmap(&model, DEMO_WORDS[0], &ids[0], &greedy[0], &png)?;
-    println!("attention heatmap of {:?}: {}", DEMO_WORDS[0], png.display());
+    println!(
+        "attention heatmap of {:?}: {}",
+        DEMO_WORDS[0],
+        png.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

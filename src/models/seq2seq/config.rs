@@ -262,15 +262,21 @@ impl Config {
             }
             AttentionKind::MultiHead => {
                 let heads = d.heads.unwrap_or(1);
-                if heads == 0 || self.ctx_dim() % heads != 0 {
+                if heads == 0 || !self.ctx_dim().is_multiple_of(heads) {
                     return Err(Error::invalid(
                         OP,
-                        format!("multihead: attn_dim {} not divisible by heads {heads}", self.ctx_dim()),
+                        format!(
+                            "multihead: attn_dim {} not divisible by heads {heads}",
+                            self.ctx_dim()
+                        ),
                     ));
                 }
             }
             AttentionKind::Tutorial if d.max_length.unwrap_or(0) == 0 => {
-                return Err(Error::invalid(OP, "tutorial attention needs decoder.max_length >= 1"))
+                return Err(Error::invalid(
+                    OP,
+                    "tutorial attention needs decoder.max_length >= 1",
+                ))
             }
             _ => {}
         }

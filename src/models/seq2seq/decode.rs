@@ -104,12 +104,20 @@ struct Step {
 
 impl Seq2Seq {
     /// Decodes a batch of input id sequences (without the `src_eos_id`, which is appended).
-    pub fn decode(&self, gpu: &Gpu, inputs: &[Vec<u32>], opts: &DecodeOptions) -> Result<Vec<Decoded>> {
+    pub fn decode(
+        &self,
+        gpu: &Gpu,
+        inputs: &[Vec<u32>],
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Decoded>> {
         let k = opts.beam;
         if k == 0 || k > topk::MAX_K || k > self.cfg.tgt_vocab {
             return Err(Error::invalid(
                 OP,
-                format!("beam width {k} must be in 1..={}", topk::MAX_K.min(self.cfg.tgt_vocab)),
+                format!(
+                    "beam width {k} must be in 1..={}",
+                    topk::MAX_K.min(self.cfg.tgt_vocab)
+                ),
             ));
         }
         if opts.steps_per_submit == 0 {
@@ -158,7 +166,14 @@ impl Seq2Seq {
                 ctl,
                 fin,
             };
-            record_beam_select(&mut step_rec, &bufs, b, k, self.cfg.eos_id as u32, opts.length_norm)?;
+            record_beam_select(
+                &mut step_rec,
+                &bufs,
+                b,
+                k,
+                self.cfg.eos_id as u32,
+                opts.length_norm,
+            )?;
             for (l, h_new) in step.h_new.iter().enumerate() {
                 record_embedding(&mut step_rec, parent, h_new, &step.h[l])?;
             }
@@ -233,7 +248,16 @@ impl Seq2Seq {
             let ctl = read_u32(gpu, ctl)?;
             let fin = read_u32(gpu, fin)?;
             return Ok(finish_beam(
-                &toks, &parents, &scores, &ctl, &fin, b, k, cap, steps_run, opts.length_norm,
+                &toks,
+                &parents,
+                &scores,
+                &ctl,
+                &fin,
+                b,
+                k,
+                cap,
+                steps_run,
+                opts.length_norm,
             ));
         }
         let lps = aux_hist.to_vec_f32(gpu)?;
@@ -348,7 +372,12 @@ impl Seq2Seq {
                 memory.scratch = Some(zeros(gpu, &[r * a])?);
                 weights = Some(zeros(gpu, &[r, t])?);
             }
-            AttnParams::MultiHead { k: wk, v: wv, heads, .. } => {
+            AttnParams::MultiHead {
+                k: wk,
+                v: wv,
+                heads,
+                ..
+            } => {
                 let a = self.cfg.ctx_dim();
                 let dh = a / heads;
                 let mut proj = |l: &Linear| -> Result<Tensor> {
@@ -403,8 +432,16 @@ impl Seq2Seq {
             c,
             h_new,
             c_new,
-            ctx: if has_ctx { Some(zeros(gpu, &[r, ctx_dim])?) } else { None },
-            ctx_new: if has_ctx { Some(zeros(gpu, &[r, ctx_dim])?) } else { None },
+            ctx: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
+            ctx_new: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
             weights,
             ids: Tensor::zeros(gpu, &[r, k], DType::U32)?,
             logp: zeros(gpu, &[r, k])?,
@@ -422,16 +459,26 @@ impl Seq2Seq {
         record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
         let top = &st.h_new[d.layers - 1];
         let x0 = match &self.attn {
-            AttnParams::Tutorial { attn, combine, max_length } => {
+            AttnParams::Tutorial {
+                attn,
+                combine,
+                max_length,
+            } => {
                 let ml = *max_length;
                 let m = self.cfg.mem_dim();
                 let eh = zeros(&gpu, &[r, e + hid])?;
                 record_concat(rec, &emb, &st.h[d.layers - 1], &eh)?;
                 let sc = zeros(&gpu, &[r, ml])?;
                 lin(rec, &eh, attn, &sc)?;
-                let w = st.weights.as_ref().ok_or_else(|| Error::invalid(OP, "no weights"))?;
+                let w = st
+                    .weights
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
                 softmax::record_softmax(rec, &sc, w)?;
-                let padded = mem.padded.as_ref().ok_or_else(|| Error::invalid(OP, "no memory"))?;
+                let padded = mem
+                    .padded
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no memory"))?;
                 let ctx = zeros(&gpu, &[r, 1, m])?;
                 record_matmul(rec, &w.reshape(&[r, 1, ml])?, padded, &ctx)?;
                 let ec = zeros(&gpu, &[r, e + m])?;
@@ -453,23 +500,25 @@ impl Seq2Seq {
         };
         for (l, cell) in self.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
-            cell.record_forward(
-                rec,
-                x,
-                &st.h[l],
-                st.c.get(l),
-                &st.h_new[l],
-                st.c_new.get(l),
-            )?;
+            cell.record_forward(rec, x, &st.h[l], st.c.get(l), &st.h_new[l], st.c_new.get(l))?;
         }
         let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
         match &self.attn {
             AttnParams::None | AttnParams::Tutorial { .. } => lin(rec, top, &self.out, &logits)?,
-            AttnParams::Dot | AttnParams::General { .. } | AttnParams::Additive { .. } | AttnParams::MultiHead { .. } => {
+            AttnParams::Dot
+            | AttnParams::General { .. }
+            | AttnParams::Additive { .. }
+            | AttnParams::MultiHead { .. } => {
                 let t = mem.mem.shape()[1];
                 let m = mem.mem.shape()[2];
-                let w = st.weights.as_ref().ok_or_else(|| Error::invalid(OP, "no weights"))?;
-                let ctx_new = st.ctx_new.as_ref().ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+                let w = st
+                    .weights
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+                let ctx_new = st
+                    .ctx_new
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
                 if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
                     let a = self.cfg.ctx_dim();
                     let dh = a / heads;
@@ -484,7 +533,10 @@ impl Seq2Seq {
                         &sc,
                         1.0 / (dh as f32).sqrt(),
                     )?;
-                    let mask = mem.mask.as_ref().ok_or_else(|| Error::invalid(OP, "no mask"))?;
+                    let mask = mem
+                        .mask
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no mask"))?;
                     let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
                     record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
                     let wh = zeros(&gpu, &[r, *heads, 1, t])?;
@@ -492,8 +544,16 @@ impl Seq2Seq {
                     let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
                     record_matmul(rec, &wh, vh, &ch)?;
                     lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
-                    let avg = mem.avg.as_ref().ok_or_else(|| Error::invalid(OP, "no avg"))?;
-                    record_matmul(rec, avg, &wh.reshape(&[r, *heads, t])?, &w.reshape(&[r, 1, t])?)?;
+                    let avg = mem
+                        .avg
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no avg"))?;
+                    record_matmul(
+                        rec,
+                        avg,
+                        &wh.reshape(&[r, *heads, t])?,
+                        &w.reshape(&[r, 1, t])?,
+                    )?;
                 } else {
                     // One fused dispatch: scores, masked softmax, context.
                     let score = match &self.attn {
@@ -501,7 +561,10 @@ impl Seq2Seq {
                         AttnParams::Additive { w_q, w_k, v } => Score::Additive {
                             w_q,
                             v,
-                            b: w_k.b.as_ref().ok_or_else(|| Error::invalid(OP, "no bias"))?,
+                            b: w_k
+                                .b
+                                .as_ref()
+                                .ok_or_else(|| Error::invalid(OP, "no bias"))?,
                             keys_proj: mem
                                 .keys_proj
                                 .as_ref()
@@ -509,7 +572,10 @@ impl Seq2Seq {
                         },
                         _ => Score::Dot,
                     };
-                    let scratch = mem.scratch.as_ref().ok_or_else(|| Error::invalid(OP, "no scratch"))?;
+                    let scratch = mem
+                        .scratch
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
                     memory_attention::record_memory_attention(
                         rec,
                         score,
@@ -583,7 +649,11 @@ fn finish_beam(
         let count = (ctl[i * 4 + 2] as usize).min(cap);
         for f in 0..count {
             let base = (i * cap + f) * 3;
-            let (step, prow, score) = (fin[base] as usize, fin[base + 1] as usize, f32::from_bits(fin[base + 2]));
+            let (step, prow, score) = (
+                fin[base] as usize,
+                fin[base + 1] as usize,
+                f32::from_bits(fin[base + 2]),
+            );
             let toks_f = if step == 0 {
                 Vec::new()
             } else {
@@ -597,7 +667,11 @@ fn finish_beam(
                 let row = i * k + j;
                 if scores[row].is_finite() {
                     let t = backtrack(toks, parents, r, steps_run - 1, row);
-                    let s = if length_norm { scores[row] / t.len() as f32 } else { scores[row] };
+                    let s = if length_norm {
+                        scores[row] / t.len() as f32
+                    } else {
+                        scores[row]
+                    };
                     cands.push((t, s));
                 }
             }

@@ -21,7 +21,11 @@ struct Canvas {
 
 impl Canvas {
     fn new(w: usize, h: usize) -> Canvas {
-        Canvas { w, h, px: vec![255; w * h * 3] }
+        Canvas {
+            w,
+            h,
+            px: vec![255; w * h * 3],
+        }
     }
 
     fn set(&mut self, x: usize, y: usize, c: [u8; 3]) {
@@ -45,7 +49,13 @@ impl Canvas {
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
                     if bits & (1 << col) != 0 {
-                        self.rect(x + i * GLYPH + col * SCALE, y + row * SCALE, SCALE, SCALE, c);
+                        self.rect(
+                            x + i * GLYPH + col * SCALE,
+                            y + row * SCALE,
+                            SCALE,
+                            SCALE,
+                            c,
+                        );
                     }
                 }
             }
@@ -87,7 +97,12 @@ pub fn write_png(
         ));
     }
     let left = outputs.iter().map(|s| text_w(s)).max().unwrap_or(0) + 2 * PAD;
-    let top_label = inputs.iter().map(|s| text_w(s)).max().unwrap_or(GLYPH).max(GLYPH);
+    let top_label = inputs
+        .iter()
+        .map(|s| text_w(s))
+        .max()
+        .unwrap_or(GLYPH)
+        .max(GLYPH);
     let title_h = GLYPH + 2 * PAD;
     let top = title_h + top_label + PAD;
     let grid_w = inputs.len() * CELL;
@@ -104,7 +119,13 @@ pub fn write_png(
         let y = top + i * CELL + (CELL - GLYPH) / 2;
         c.text(left - PAD - text_w(s), y, s, ink);
         for (j, &v) in weights[i].iter().enumerate() {
-            c.rect(left + j * CELL + 1, top + i * CELL + 1, CELL - 2, CELL - 2, color(v));
+            c.rect(
+                left + j * CELL + 1,
+                top + i * CELL + 1,
+                CELL - 2,
+                CELL - 2,
+                color(v),
+            );
         }
     }
     let file = std::fs::File::create(path).map_err(|e| io(e.to_string()))?;
@@ -112,6 +133,8 @@ pub fn write_png(
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(|e| io(e.to_string()))?;
-    writer.write_image_data(&c.px).map_err(|e| io(e.to_string()))?;
+    writer
+        .write_image_data(&c.px)
+        .map_err(|e| io(e.to_string()))?;
     Ok(())
 }

@@ -53,13 +53,30 @@ struct Linear {
 
 /// Attention parameters by kind.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum AttnParams {
     None,
     Dot,
-    General { w: Linear },
-    Additive { w_q: Tensor, w_k: Linear, v: Tensor },
-    MultiHead { q: Linear, k: Linear, v: Linear, o: Linear, heads: usize },
-    Tutorial { attn: Linear, combine: Linear, max_length: usize },
+    General {
+        w: Linear,
+    },
+    Additive {
+        w_q: Tensor,
+        w_k: Linear,
+        v: Tensor,
+    },
+    MultiHead {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        o: Linear,
+        heads: usize,
+    },
+    Tutorial {
+        attn: Linear,
+        combine: Linear,
+        max_length: usize,
+    },
 }
 
 /// A loaded seq2seq model.
@@ -77,7 +94,13 @@ pub struct Seq2Seq {
     out: Linear,
 }
 
-fn load_linear(f: &WeightFile, gpu: &Gpu, prefix: &str, shape: [usize; 2], bias: bool) -> Result<Linear> {
+fn load_linear(
+    f: &WeightFile,
+    gpu: &Gpu,
+    prefix: &str,
+    shape: [usize; 2],
+    bias: bool,
+) -> Result<Linear> {
     let wn = format!("{prefix}.weight");
     f.expect_shape(&wn, &shape)?;
     let w = f.upload(gpu, &wn, Hold::F16)?;
@@ -120,7 +143,10 @@ impl Seq2Seq {
             }
         }
         let cfg_json = f.config_json().ok_or_else(|| {
-            Error::invalid(OP, format!("{}: no heedful.config metadata", path.display()))
+            Error::invalid(
+                OP,
+                format!("{}: no heedful.config metadata", path.display()),
+            )
         })?;
         let cfg = Config::from_json(cfg_json)?;
         Self::from_file(gpu, &f, cfg)
@@ -138,14 +164,16 @@ impl Seq2Seq {
             num_layers: e.layers,
             bidirectional: e.bidirectional,
         };
-        let encoder = RecurrentLayer::new(gpu, spec, &host_weights(f, "encoder.rnn.")?, DType::F16)?;
+        let encoder =
+            RecurrentLayer::new(gpu, spec, &host_weights(f, "encoder.rnn.")?, DType::F16)?;
         f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, d.emb])?;
         let dec_emb = f.upload(gpu, "decoder.emb.weight", Hold::F16)?;
         let mem = cfg.mem_dim();
         let ctx = cfg.ctx_dim();
         let hid = d.hidden;
         let dec_kind = config::cell_kind(&d.cell)?;
-        let feeding = d.input_feeding && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
+        let feeding =
+            d.input_feeding && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
         let rnn_w = host_weights(f, "decoder.rnn.")?;
         let mut cells = Vec::new();
         for l in 0..d.layers {
@@ -162,7 +190,14 @@ impl Seq2Seq {
                     w.insert(n.to_string(), v.clone());
                 }
             }
-            cells.push(RecurrentCell::new(gpu, dec_kind, input, hid, &w, DType::F16)?);
+            cells.push(RecurrentCell::new(
+                gpu,
+                dec_kind,
+                input,
+                hid,
+                &w,
+                DType::F16,
+            )?);
         }
         let attn = match kind {
             AttentionKind::None => AttnParams::None,
@@ -174,7 +209,9 @@ impl Seq2Seq {
                 let a = d.attn_dim.unwrap_or(hid);
                 let w_q = load_linear(f, gpu, "decoder.attention.w_q", [a, hid], false)?.w;
                 let w_k = load_linear(f, gpu, "decoder.attention.w_k", [a, mem], true)?;
-                let v = load_linear(f, gpu, "decoder.attention.v", [1, a], false)?.w.reshape(&[a])?;
+                let v = load_linear(f, gpu, "decoder.attention.v", [1, a], false)?
+                    .w
+                    .reshape(&[a])?;
                 AttnParams::Additive { w_q, w_k, v }
             }
             AttentionKind::MultiHead => AttnParams::MultiHead {
@@ -193,13 +230,15 @@ impl Seq2Seq {
                 }
             }
         };
-        let attn_layer = d.attn_layer && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
+        let attn_layer =
+            d.attn_layer && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
         let w_c = if attn_layer {
             Some(load_linear(f, gpu, "decoder.w_c", [hid, ctx + hid], false)?)
         } else {
             None
         };
-        let out_in = if kind == AttentionKind::None || kind == AttentionKind::Tutorial || attn_layer {
+        let out_in = if kind == AttentionKind::None || kind == AttentionKind::Tutorial || attn_layer
+        {
             hid
         } else {
             ctx + hid
@@ -239,7 +278,11 @@ impl Seq2Seq {
         let lower = !toks.iter().any(|t| t.chars().any(|c| c.is_uppercase()));
         let mut ids = Vec::new();
         for ch in text.chars() {
-            let ch = if lower { ch.to_lowercase().next().unwrap_or(ch) } else { ch };
+            let ch = if lower {
+                ch.to_lowercase().next().unwrap_or(ch)
+            } else {
+                ch
+            };
             let s = ch.to_string();
             match toks.iter().position(|t| *t == s) {
                 Some(i) => ids.push(i as u32),
@@ -248,7 +291,9 @@ impl Seq2Seq {
                     None => {
                         return Err(Error::invalid(
                             OP,
-                            format!("{ch:?} is not in the input vocabulary and there is no src_unk_id"),
+                            format!(
+                                "{ch:?} is not in the input vocabulary and there is no src_unk_id"
+                            ),
                         ))
                     }
                 },
@@ -293,7 +338,10 @@ impl Seq2Seq {
             if let Some(&bad) = s.iter().find(|&&t| t as usize >= self.cfg.src_vocab) {
                 return Err(Error::invalid(
                     OP,
-                    format!("input {i}: id {bad} outside the vocabulary of {}", self.cfg.src_vocab),
+                    format!(
+                        "input {i}: id {bad} outside the vocabulary of {}",
+                        self.cfg.src_vocab
+                    ),
                 ));
             }
             seqs.push(s);
@@ -327,13 +375,31 @@ impl Seq2Seq {
             let bytes = (b * eh * 4) as u64;
             let bridge = |src: &Tensor, dst: &Tensor, l: usize, rec: &mut Recorder| -> Result<()> {
                 if dirs == 1 {
-                    rec.copy(src.buffer(), (l * b * eh * 4) as u64, dst.buffer(), 0, bytes);
+                    rec.copy(
+                        src.buffer(),
+                        (l * b * eh * 4) as u64,
+                        dst.buffer(),
+                        0,
+                        bytes,
+                    );
                     return Ok(());
                 }
                 let f = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
                 let r = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
-                rec.copy(src.buffer(), (2 * l * b * eh * 4) as u64, f.buffer(), 0, bytes);
-                rec.copy(src.buffer(), ((2 * l + 1) * b * eh * 4) as u64, r.buffer(), 0, bytes);
+                rec.copy(
+                    src.buffer(),
+                    (2 * l * b * eh * 4) as u64,
+                    f.buffer(),
+                    0,
+                    bytes,
+                );
+                rec.copy(
+                    src.buffer(),
+                    ((2 * l + 1) * b * eh * 4) as u64,
+                    r.buffer(),
+                    0,
+                    bytes,
+                );
                 concat::record_concat(rec, &f, &r, dst)
             };
             for l in 0..d.layers {
