@@ -28,7 +28,13 @@ fn ids2(v: &Value) -> Vec<Vec<u32>> {
     v.as_array()
         .expect("array")
         .iter()
-        .map(|r| r.as_array().expect("row").iter().map(|x| x.as_u64().expect("id") as u32).collect())
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect()
+        })
         .collect()
 }
 
@@ -36,7 +42,13 @@ fn f2(v: &Value) -> Vec<Vec<f32>> {
     v.as_array()
         .expect("array")
         .iter()
-        .map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("f") as f32).collect())
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("f") as f32)
+                .collect()
+        })
         .collect()
 }
 
@@ -44,13 +56,18 @@ fn f2(v: &Value) -> Vec<Vec<f32>> {
 fn check_greedy(setup: &str) {
     let fx = fixture(&format!("g2p_{setup}.json"));
     let gpu = common::gpu();
-    let model = Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
     let ids = ids2(&fx["ids"]);
     let want = ids2(&fx["greedy"]);
     let want_lp = f2(&fx["logprobs"]);
     assert!(ids.len() >= 200, "{setup}: {} words", ids.len());
     for chunk in [1usize, 8] {
-        let opts = DecodeOptions { steps_per_submit: chunk, keep_attention: true, ..Default::default() };
+        let opts = DecodeOptions {
+            steps_per_submit: chunk,
+            keep_attention: true,
+            ..Default::default()
+        };
         // Batches of 64 and a remainder.
         // One submission per step on the first 64 words (it is the slow path); chunked on all.
         let n = if chunk == 1 { 64 } else { ids.len() };
@@ -71,17 +88,28 @@ fn check_greedy(setup: &str) {
                 }
                 continue;
             }
-            assert_eq!(g.logprobs.len(), want_lp[i].len(), "{setup}: word {i} step count");
+            assert_eq!(
+                g.logprobs.len(),
+                want_lp[i].len(),
+                "{setup}: word {i} step count"
+            );
             for (a, b) in g.logprobs.iter().zip(&want_lp[i]) {
                 worst = worst.max((a - b).abs());
             }
-            assert_eq!(g.attention.len(), g.logprobs.len(), "{setup}: attention per step");
+            assert_eq!(
+                g.attention.len(),
+                g.logprobs.len(),
+                "{setup}: attention per step"
+            );
             for w in &g.attention {
                 let s: f32 = w.iter().sum();
                 assert!(s <= 1.0 + 1e-3, "{setup}: attention row sums to {s}");
             }
         }
-        eprintln!("{setup} chunk {chunk}: {bad} of {} words differ, max |dlogp| {worst:.2e}", got.len());
+        eprintln!(
+            "{setup} chunk {chunk}: {bad} of {} words differ, max |dlogp| {worst:.2e}",
+            got.len()
+        );
         assert_eq!(bad, 0, "{setup}: greedy outputs differ from PyTorch");
         assert!(worst < 1e-2, "{setup}: log-prob error {worst}");
     }
@@ -91,7 +119,8 @@ fn check_greedy(setup: &str) {
 fn check_beam(setup: &str) {
     let fx = fixture(&format!("g2p_{setup}.json"));
     let gpu = common::gpu();
-    let model = Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
     let ids = ids2(&fx["ids"]);
     for (key, ln, n) in [("beam4", false, ids.len()), ("beam4_ln", true, 50)] {
         let want = ids2(&fx[key]);
@@ -101,7 +130,12 @@ fn check_beam(setup: &str) {
             .iter()
             .map(|x| x.as_f64().expect("f") as f32)
             .collect();
-        let opts = DecodeOptions { beam: 4, length_norm: ln, steps_per_submit: 8, ..Default::default() };
+        let opts = DecodeOptions {
+            beam: 4,
+            length_norm: ln,
+            steps_per_submit: 8,
+            ..Default::default()
+        };
         let mut got = Vec::new();
         for part in ids[..n].chunks(32) {
             got.extend(model.decode(&gpu, part, &opts).expect("beam"));
@@ -119,7 +153,10 @@ fn check_beam(setup: &str) {
             }
         }
         eprintln!("{setup} {key}: {bad} of {n} differ");
-        assert_eq!(bad, 0, "{setup}: {key} differs from the reference beam search");
+        assert_eq!(
+            bad, 0,
+            "{setup}: {key} differs from the reference beam search"
+        );
     }
 }
 
@@ -177,7 +214,12 @@ fn beam_lstm_general_stack() {
 fn topk_matches_reference() {
     let mut rng = common::Rng::new(7);
     for (name, gpu) in common::gpus() {
-        for (r, v, k) in [(1usize, 5usize, 1usize), (3, 74, 4), (7, 33, 16), (64, 1000, 1)] {
+        for (r, v, k) in [
+            (1usize, 5usize, 1usize),
+            (3, 74, 4),
+            (7, 33, 16),
+            (64, 1000, 1),
+        ] {
             let mut logits = rng.vec(r * v, -8.0, 8.0);
             // A tie: the lower index must win.
             logits[v - 1] = logits[0];
@@ -188,16 +230,29 @@ fn topk_matches_reference() {
             topk::record_topk(&mut rec, &x, &ids, &lp).expect("record");
             rec.submit().expect("submit");
             let (want_ids, want_lp) = heedful::reference::topk::topk(&logits, v, k);
-            let got_ids: Vec<u32> = ids.to_vec_i64(&gpu).expect("read").iter().map(|&x| x as u32).collect();
+            let got_ids: Vec<u32> = ids
+                .to_vec_i64(&gpu)
+                .expect("read")
+                .iter()
+                .map(|&x| x as u32)
+                .collect();
             assert_eq!(got_ids, want_ids, "{name}: topk ids r={r} v={v} k={k}");
-            common::assert_close(&format!("{name} topk logp"), &lp.to_vec_f32(&gpu).expect("read"), &want_lp, 1e-4, 1e-4);
+            common::assert_close(
+                &format!("{name} topk logp"),
+                &lp.to_vec_f32(&gpu).expect("read"),
+                &want_lp,
+                1e-4,
+                1e-4,
+            );
         }
         // Errors: K > V, mismatched rows, wrong dtype.
         let x = Tensor::from_f32(&gpu, &[0.0; 6], &[2, 3]).expect("x");
         let bad = Tensor::zeros(&gpu, &[2, 4], DType::U32).expect("ids");
         let lp = Tensor::zeros(&gpu, &[2, 4], DType::F32).expect("lp");
         let mut rec = Recorder::new(&gpu);
-        let e = topk::record_topk(&mut rec, &x, &bad, &lp).unwrap_err().to_string();
+        let e = topk::record_topk(&mut rec, &x, &bad, &lp)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("topk"), "{e}");
         let ids_f = Tensor::zeros(&gpu, &[2, 1], DType::F32).expect("ids");
         assert!(topk::record_topk(&mut rec, &x, &ids_f, &lp).is_err());
@@ -258,7 +313,13 @@ fn beam_select_matches_reference() {
     let mut rec = Recorder::new(&gpu);
     beam::record_beam_select(&mut rec, &bufs, b, k, eos, false).expect("record");
     rec.submit().expect("submit");
-    let read = |x: &Tensor| -> Vec<u32> { x.to_vec_i64(&gpu).expect("read").iter().map(|&v| v as u32).collect() };
+    let read = |x: &Tensor| -> Vec<u32> {
+        x.to_vec_i64(&gpu)
+            .expect("read")
+            .iter()
+            .map(|&v| v as u32)
+            .collect()
+    };
     let (g_par, g_tok, g_ctl, g_fin) = (read(&parent), read(&tokens), read(&ctl), read(&fin));
     let g_sc = sc.to_vec_f32(&gpu).expect("read");
     for i in 0..b {
@@ -274,16 +335,27 @@ fn beam_select_matches_reference() {
             0,
         );
         for (j, &(p, tok, s)) in w.rows.iter().enumerate() {
-            assert_eq!(g_par[i * k + j], (i * k) as u32 + p, "item {i} row {j} parent");
+            assert_eq!(
+                g_par[i * k + j],
+                (i * k) as u32 + p,
+                "item {i} row {j} parent"
+            );
             assert_eq!(g_tok[i * k + j], tok, "item {i} row {j} token");
             assert!((g_sc[i * k + j] - s).abs() < 1e-5, "item {i} row {j} score");
         }
         for j in w.rows.len()..k {
-            assert!(g_sc[i * k + j] == f32::NEG_INFINITY, "item {i} row {j} dead");
+            assert!(
+                g_sc[i * k + j] == f32::NEG_INFINITY,
+                "item {i} row {j} dead"
+            );
         }
         assert_eq!(g_ctl[i * 4] != 0, w.done, "item {i} done");
         assert_eq!(g_ctl[i * 4 + 1], 3, "item {i} step");
-        assert_eq!(g_ctl[i * 4 + 2] as usize, w.finished.len(), "item {i} finished");
+        assert_eq!(
+            g_ctl[i * 4 + 2] as usize,
+            w.finished.len(),
+            "item {i} finished"
+        );
         for (f, want) in w.finished.iter().enumerate() {
             let base = (i * 2 * k + f) * 3;
             assert_eq!(g_fin[base], 2);
@@ -293,8 +365,13 @@ fn beam_select_matches_reference() {
     }
     // A too-small finished buffer is an error, not a panic.
     let small = u(&vec![0; b * 3], &[b, 1, 3]);
-    let bufs = beam::BeamBuffers { fin: &small, ..bufs };
-    let e = beam::record_beam_select(&mut rec, &bufs, b, k, eos, false).unwrap_err().to_string();
+    let bufs = beam::BeamBuffers {
+        fin: &small,
+        ..bufs
+    };
+    let e = beam::record_beam_select(&mut rec, &bufs, b, k, eos, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("beam_select"), "{e}");
 }
 
@@ -304,23 +381,47 @@ fn decode_errors() {
     let model = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
     let ok = vec![model.encode_text("cat").expect("ids")];
     for opts in [
-        DecodeOptions { beam: 0, ..Default::default() },
-        DecodeOptions { beam: 99, ..Default::default() },
-        DecodeOptions { steps_per_submit: 0, ..Default::default() },
-        DecodeOptions { max_len: Some(0), ..Default::default() },
+        DecodeOptions {
+            beam: 0,
+            ..Default::default()
+        },
+        DecodeOptions {
+            beam: 99,
+            ..Default::default()
+        },
+        DecodeOptions {
+            steps_per_submit: 0,
+            ..Default::default()
+        },
+        DecodeOptions {
+            max_len: Some(0),
+            ..Default::default()
+        },
     ] {
         assert!(model.decode(&gpu, &ok, &opts).is_err(), "{opts:?}");
     }
     assert!(model.decode(&gpu, &[], &DecodeOptions::default()).is_err());
-    assert!(model.decode(&gpu, &[vec![]], &DecodeOptions::default()).is_err());
-    assert!(model.decode(&gpu, &[vec![9999]], &DecodeOptions::default()).is_err());
+    assert!(model
+        .decode(&gpu, &[vec![]], &DecodeOptions::default())
+        .is_err());
+    assert!(model
+        .decode(&gpu, &[vec![9999]], &DecodeOptions::default())
+        .is_err());
     // max_len cuts decoding.
     let out = model
-        .decode(&gpu, &ok, &DecodeOptions { max_len: Some(2), ..Default::default() })
+        .decode(
+            &gpu,
+            &ok,
+            &DecodeOptions {
+                max_len: Some(2),
+                ..Default::default()
+            },
+        )
         .expect("decode");
     assert!(out[0].tokens.len() <= 2);
     // A file of another architecture is refused with a message naming it.
-    let e = Seq2Seq::load(&gpu, &root().join("weights/fixtures/minilm_reference.json")).unwrap_err();
+    let e =
+        Seq2Seq::load(&gpu, &root().join("weights/fixtures/minilm_reference.json")).unwrap_err();
     assert!(!e.to_string().is_empty());
 }
 
@@ -330,14 +431,30 @@ fn decode_errors() {
 fn g2p_en_matches_package_predict() {
     let fx = fixture("g2p_en.json");
     let gpu = common::gpu();
-    let model = Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
-    let words: Vec<&str> = fx["words"].as_array().expect("words").iter().map(|w| w.as_str().expect("w")).collect();
-    let want: Vec<&str> = fx["predict"].as_array().expect("predict").iter().map(|w| w.as_str().expect("p")).collect();
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let words: Vec<&str> = fx["words"]
+        .as_array()
+        .expect("words")
+        .iter()
+        .map(|w| w.as_str().expect("w"))
+        .collect();
+    let want: Vec<&str> = fx["predict"]
+        .as_array()
+        .expect("predict")
+        .iter()
+        .map(|w| w.as_str().expect("p"))
+        .collect();
     assert!(words.len() >= 500);
-    let ids: Vec<Vec<u32>> = words.iter().map(|w| model.encode_text(w).expect("ids")).collect();
+    let ids: Vec<Vec<u32>> = words
+        .iter()
+        .map(|w| model.encode_text(w).expect("ids"))
+        .collect();
     let mut bad = 0;
     for (c, part) in ids.chunks(100).enumerate() {
-        let out = model.decode(&gpu, part, &DecodeOptions::default()).expect("decode");
+        let out = model
+            .decode(&gpu, part, &DecodeOptions::default())
+            .expect("decode");
         for (j, o) in out.iter().enumerate() {
             let i = c * 100 + j;
             let got = model.target_text(&o.tokens);
@@ -349,5 +466,10 @@ fn g2p_en_matches_package_predict() {
             }
         }
     }
-    assert_eq!(bad, 0, "{bad} of {} words differ from g2p-en's predict", words.len());
+    assert_eq!(
+        bad,
+        0,
+        "{bad} of {} words differ from g2p-en's predict",
+        words.len()
+    );
 }
