@@ -17,6 +17,7 @@ pub mod models;
 pub mod norms;
 pub mod recurrent;
 pub mod roofline;
+pub mod seq2seq;
 pub mod weights;
 
 use std::io::Write;
@@ -107,6 +108,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "weights",
             run: weights::suite,
+        },
+        Suite {
+            name: "seq2seq",
+            run: seq2seq::suite,
         },
     ]
 }

@@ -74,6 +74,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Grapheme-to-phoneme with a seq2seq model: prints each word's phonemes.
+    G2p {
+        /// The exported seq2seq file (default: the bundled weights/g2p_rnn_dot.safetensors).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Beam width (1: greedy).
+        #[arg(long, default_value_t = 1)]
+        beam: usize,
+        /// Write the first word's attention heatmap (PNG) here.
+        #[arg(long)]
+        attention: Option<PathBuf>,
+        /// Words to convert.
+        words: Vec<String>,
+    },
+    /// Run the bundled G2P model on sample words: phonemes, timing, and an attention heatmap.
+    Demo {
+        /// Where to write the heatmap (default: heedful-demo-attention.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List a safetensors file's metadata and tensors (dtype, shape, bytes) with totals.
     Inspect {
         /// The .safetensors file.
@@ -139,6 +159,18 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             f32,
             profile,
         }),
+        Command::G2p {
+            model,
+            beam,
+            attention,
+            words,
+        } => heedful::models::seq2seq::cli::g2p(&heedful::models::seq2seq::cli::G2pArgs {
+            model: model.unwrap_or_else(heedful::models::seq2seq::cli::bundled_model),
+            beam,
+            attention,
+            words,
+        }),
+        Command::Demo { out } => heedful::models::seq2seq::cli::demo(out.as_deref()),
         Command::Inspect { file, json } => {
             let r = heedful::weights::inspect::report(&file)?;
             if json {

@@ -51,3 +51,6 @@ pub(crate) fn grid_1d(gpu: &Gpu, n: usize, per_group: u32) -> Result<[u32; 3]> {
     })?;
     Ok(gpu.grid(groups))
 }
+pub mod beam;
+pub mod concat;
+pub mod topk;

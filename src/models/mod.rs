@@ -1,3 +1,4 @@
-//! Model architectures built on the graph builder.
+//! Model architectures built on the ops and the graph builder.
 
 pub mod bert;
+pub mod seq2seq;

@@ -2,6 +2,7 @@
 //! They are the oracle every GPU kernel is tested against.
 
 pub mod attention;
+pub mod beam;
 pub mod elementwise;
 pub mod embedding;
 pub mod layer_norm;
@@ -9,3 +10,4 @@ pub mod layout;
 pub mod matmul;
 pub mod recurrent;
 pub mod softmax;
+pub mod topk;

@@ -1,0 +1,201 @@
+//! The `heedful g2p` and `heedful demo` subcommands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use super::{heatmap, DecodeOptions, Seq2Seq};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuOptions};
+
+/// The small G2P model bundled in the repository (plain RNN encoder-decoder with dot attention,
+/// trained on cmudict by weights/train_g2p.py, fp16, ~350 KB).
+pub const BUNDLED_MODEL: &str = "weights/g2p_rnn_dot.safetensors";
+
+/// Finds the bundled model from the current directory or the crate's source folder.
+pub fn bundled_model() -> PathBuf {
+    let here = PathBuf::from(BUNDLED_MODEL);
+    if here.exists() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(BUNDLED_MODEL)
+}
+
+/// Arguments of `heedful g2p`.
+#[derive(Clone, Debug)]
+pub struct G2pArgs {
+    /// The exported seq2seq file.
+    pub model: PathBuf,
+    /// Beam width (1: greedy).
+    pub beam: usize,
+    /// Write the first word's attention heatmap here (greedy decoding).
+    pub attention: Option<PathBuf>,
+    /// Words to convert.
+    pub words: Vec<String>,
+}
+
+fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
+    let toks = &model.config().src_tokens;
+    let mut v: Vec<String> = ids
+        .iter()
+        .map(|&i| {
+            toks.get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        })
+        .collect();
+    if let Some(e) = model.config().src_eos_id {
+        v.push(toks.get(e).cloned().unwrap_or_else(|| "</s>".into()));
+    }
+    v
+}
+
+/// Writes the heatmap of one greedy decoding.
+fn write_heatmap(
+    model: &Seq2Seq,
+    word: &str,
+    ids: &[u32],
+    d: &super::Decoded,
+    out: &Path,
+) -> Result<()> {
+    if d.attention.is_empty() {
+        return Err(Error::invalid(
+            "g2p",
+            "this model has no attention weights to draw (attention \"none\")",
+        ));
+    }
+    let inputs = symbols(model, ids);
+    let mut outputs: Vec<String> = d.tokens.iter().map(|&t| model.target_text(&[t])).collect();
+    if d.attention.len() > outputs.len() {
+        outputs.push(model.target_text(&[model.config().eos_id as u32]));
+    }
+    let rows: Vec<Vec<f32>> = d
+        .attention
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.resize(inputs.len(), 0.0);
+            r
+        })
+        .collect();
+    let title = format!("{word} -> {}", model.target_text(&d.tokens));
+    heatmap::write_png(out, &title, &inputs, &outputs, &rows)
+}
+
+/// `heedful g2p --model FILE [--beam K] [--attention OUT.png] WORD...`.
+pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
+    if args.words.is_empty() {
+        return Err(Error::invalid("g2p", "give at least one word"));
+    }
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let model = Seq2Seq::load(&gpu, &args.model)?;
+    let ids = args
+        .words
+        .iter()
+        .map(|w| model.encode_text(w))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = DecodeOptions {
+        beam: args.beam,
+        keep_attention: args.beam <= 1 && args.attention.is_some(),
+        ..Default::default()
+    };
+    let out = model.decode(&gpu, &ids, &opts)?;
+    for (w, d) in args.words.iter().zip(&out) {
+        println!("{w}\t{}", model.target_text(&d.tokens));
+    }
+    if let Some(path) = &args.attention {
+        // Beam search keeps no weights: draw the greedy decoding of the first word.
+        let d = if opts.keep_attention {
+            out[0].clone()
+        } else {
+            let o = DecodeOptions {
+                keep_attention: true,
+                ..Default::default()
+            };
+            model.decode(&gpu, &ids[..1], &o)?.remove(0)
+        };
+        write_heatmap(&model, &args.words[0], &ids[0], &d, path)?;
+        eprintln!(
+            "attention heatmap of {:?}: {}",
+            args.words[0],
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sample words of the demo (not all in cmudict).
+pub const DEMO_WORDS: &[&str] = &[
+    "attention",
+    "heedful",
+    "encoder",
+    "decoder",
+    "phoneme",
+    "shader",
+    "vulkan",
+    "transformer",
+];
+
+/// `heedful demo`: the bundled G2P model on sample words, greedy and beam 4, with timings and an
+/// attention heatmap.
+pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
+    let gpu = Gpu::new(&GpuOptions::from_env())?;
+    let path = bundled_model();
+    let t0 = Instant::now();
+    let model = Seq2Seq::load(&gpu, &path)?;
+    println!(
+        "adapter: {} ({:?})\nmodel: {} ({} encoder, {} attention), loaded in {:.0} ms",
+        gpu.caps().adapter_name,
+        gpu.caps().backend,
+        path.display(),
+        model.config().encoder.cell,
+        model.config().decoder.attention,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let ids = DEMO_WORDS
+        .iter()
+        .map(|w| model.encode_text(w))
+        .collect::<Result<Vec<_>>>()?;
+    // Warm-up (pipeline compilation), then timed runs.
+    model.decode(&gpu, &ids, &DecodeOptions::default())?;
+    let greedy_opts = DecodeOptions {
+        keep_attention: true,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let greedy = model.decode(&gpu, &ids, &greedy_opts)?;
+    let greedy_ms = t.elapsed().as_secs_f64() * 1e3;
+    let beam_opts = DecodeOptions {
+        beam: 4,
+        ..Default::default()
+    };
+    model.decode(&gpu, &ids[..1], &beam_opts)?;
+    let t = Instant::now();
+    let beam = model.decode(&gpu, &ids, &beam_opts)?;
+    let beam_ms = t.elapsed().as_secs_f64() * 1e3;
+    println!("\n{:<14} {:<40} beam 4", "word", "greedy");
+    for ((w, g), b) in DEMO_WORDS.iter().zip(&greedy).zip(&beam) {
+        println!(
+            "{w:<14} {:<40} {}",
+            model.target_text(&g.tokens),
+            model.target_text(&b.tokens)
+        );
+    }
+    let n = DEMO_WORDS.len() as f64;
+    println!(
+        "\n{} words in one batch: greedy {greedy_ms:.1} ms ({:.0} words/s), beam 4 {beam_ms:.1} ms ({:.0} words/s)",
+        DEMO_WORDS.len(),
+        n / greedy_ms * 1e3,
+        n / beam_ms * 1e3
+    );
+    let png = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("heedful-demo-attention.png"));
+    write_heatmap(&model, DEMO_WORDS[0], &ids[0], &greedy[0], &png)?;
+    println!(
+        "attention heatmap of {:?}: {}",
+        DEMO_WORDS[0],
+        png.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

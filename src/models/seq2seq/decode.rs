@@ -1,0 +1,696 @@
+//! Greedy and beam-search decoding with the loop on the GPU.
+//!
+//! One decoder step is recorded once into a [`Recorder`] over fixed buffers: embedding of the
+//! current tokens, (tutorial attention,) the cell stack, attention, output projection, top-k, and
+//! the state update (greedy: the argmax becomes the next input; beam: the selection kernel picks
+//! the new hypotheses and the states are gathered by parent row). A chunk of `steps_per_submit`
+//! steps is that recording repeated, plus copies of each step's tokens (and attention weights)
+//! into history buffers at the step's offset, submitted at once; the CPU reads the tokens (greedy)
+//! or the control words (beam) back once per chunk to stop when every sequence has ended.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::beam::{record_beam_select, BeamBuffers};
+use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
+use crate::kernels::matmul::{record_linear, record_matmul, record_matmul_bt};
+use crate::kernels::memory_attention::{self, Score};
+use crate::kernels::{concat::record_concat, embedding::record_embedding, layout, softmax, topk};
+use crate::tensor::{DType, Tensor};
+
+use super::{AttnParams, Encoded, Linear, Seq2Seq, OP};
+
+/// How to decode.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeOptions {
+    /// Maximum decoded tokens (default: the config's `max_len`).
+    pub max_len: Option<usize>,
+    /// Beam width; 1 is greedy.
+    pub beam: usize,
+    /// Beam: rank finished hypotheses by score / length (length counts the end token).
+    pub length_norm: bool,
+    /// Decoder steps recorded per submission (1: one submission and readback per step).
+    pub steps_per_submit: usize,
+    /// Keep every step's attention weights (greedy only).
+    pub keep_attention: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_len: None,
+            beam: 1,
+            length_norm: false,
+            steps_per_submit: 8,
+            keep_attention: false,
+        }
+    }
+}
+
+/// One decoded sequence.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decoded {
+    /// Output ids, without the end token.
+    pub tokens: Vec<u32>,
+    /// Greedy: log-probability of each chosen token, the end token included when reached.
+    pub logprobs: Vec<f32>,
+    /// Sum of `logprobs` (greedy) or the beam's (normalized) score.
+    pub score: f32,
+    /// With `keep_attention` (greedy): per step, the weights over the input positions (the
+    /// tutorial attention's `max_length` positions are cut to the input length).
+    pub attention: Vec<Vec<f32>>,
+}
+
+fn lin(rec: &mut Recorder, x: &Tensor, l: &Linear, out: &Tensor) -> Result<()> {
+    record_linear(rec, x, &l.w, l.b.as_ref(), out)
+}
+
+fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(gpu, shape, DType::F32)
+}
+
+/// Per-sequence tensors the step reads (after beam replication).
+struct Memory {
+    /// `[R, T, M]`.
+    mem: Tensor,
+    /// Additive: the keys' projection `[R, T, A]`, once per sequence.
+    keys_proj: Option<Tensor>,
+    /// Dot/general/additive: scratch of the fused attention kernel.
+    scratch: Option<Tensor>,
+    /// Dot/general/additive: valid positions `[R, T]` u32.
+    valid: Option<Tensor>,
+    /// Multi-head: additive mask `[R, heads, 1, T]` (0 or -inf).
+    mask: Option<Tensor>,
+    /// Multi-head keys and values `[R, heads, T, d]`.
+    kv: Option<(Tensor, Tensor)>,
+    /// `[R, 1, heads]` of 1 / heads (average of the heads' weights, for display).
+    avg: Option<Tensor>,
+    /// Tutorial: memory zero-padded to `[R, max_length, M]`.
+    padded: Option<Tensor>,
+}
+
+/// The step's buffers.
+struct Step {
+    y: Tensor,
+    h: Vec<Tensor>,
+    c: Vec<Tensor>,
+    h_new: Vec<Tensor>,
+    c_new: Vec<Tensor>,
+    ctx: Option<Tensor>,
+    ctx_new: Option<Tensor>,
+    weights: Option<Tensor>,
+    ids: Tensor,
+    logp: Tensor,
+}
+
+impl Seq2Seq {
+    /// Decodes a batch of input id sequences (without the `src_eos_id`, which is appended).
+    pub fn decode(
+        &self,
+        gpu: &Gpu,
+        inputs: &[Vec<u32>],
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Decoded>> {
+        let k = opts.beam;
+        if k == 0 || k > topk::MAX_K || k > self.cfg.tgt_vocab {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "beam width {k} must be in 1..={}",
+                    topk::MAX_K.min(self.cfg.tgt_vocab)
+                ),
+            ));
+        }
+        if opts.steps_per_submit == 0 {
+            return Err(Error::invalid(OP, "steps_per_submit must be >= 1"));
+        }
+        let max_len = opts.max_len.unwrap_or(self.cfg.max_len);
+        if max_len == 0 {
+            return Err(Error::invalid(OP, "max_len must be >= 1"));
+        }
+        let enc = self.encode(gpu, inputs)?;
+        let b = inputs.len();
+        let beam = k > 1;
+        let r = b * k;
+        let (mem, step) = self.prepare(gpu, &enc, k)?;
+        let mut step_rec = Recorder::new(gpu);
+        self.record_step(&mut step_rec, &mem, &step, r)?;
+        let t_w = step.weights.as_ref().map(|w| w.numel() / r).unwrap_or(0);
+        let keep_attn = opts.keep_attention && !beam && step.weights.is_some();
+        // Beam state.
+        let cap = 2 * k;
+        let beam_bufs = if beam {
+            let mut scores = vec![f32::NEG_INFINITY; r];
+            for i in 0..b {
+                scores[i * k] = 0.0;
+            }
+            let mut ctl = vec![0u32; b * 4];
+            for i in 0..b {
+                ctl[i * 4 + 3] = f32::NEG_INFINITY.to_bits();
+            }
+            Some((
+                Tensor::from_f32(gpu, &scores, &[r])?,
+                Tensor::zeros(gpu, &[r], DType::U32)?,
+                Tensor::from_u32(gpu, &ctl, &[b, 4])?,
+                Tensor::zeros(gpu, &[b, cap, 3], DType::U32)?,
+            ))
+        } else {
+            None
+        };
+        if let Some((scores, parent, ctl, fin)) = &beam_bufs {
+            let bufs = BeamBuffers {
+                cand_ids: &step.ids,
+                cand_lp: &step.logp,
+                scores,
+                parent,
+                tokens: &step.y,
+                ctl,
+                fin,
+            };
+            record_beam_select(
+                &mut step_rec,
+                &bufs,
+                b,
+                k,
+                self.cfg.eos_id as u32,
+                opts.length_norm,
+            )?;
+            for (l, h_new) in step.h_new.iter().enumerate() {
+                record_embedding(&mut step_rec, parent, h_new, &step.h[l])?;
+            }
+            for (l, c_new) in step.c_new.iter().enumerate() {
+                record_embedding(&mut step_rec, parent, c_new, &step.c[l])?;
+            }
+            if let (Some(cn), Some(c)) = (&step.ctx_new, &step.ctx) {
+                record_embedding(&mut step_rec, parent, cn, c)?;
+            }
+        } else {
+            for (h_new, h) in step.h_new.iter().zip(&step.h) {
+                step_rec.copy(h_new.buffer(), 0, h.buffer(), 0, h.byte_len());
+            }
+            for (c_new, c) in step.c_new.iter().zip(&step.c) {
+                step_rec.copy(c_new.buffer(), 0, c.buffer(), 0, c.byte_len());
+            }
+            if let (Some(cn), Some(c)) = (&step.ctx_new, &step.ctx) {
+                step_rec.copy(cn.buffer(), 0, c.buffer(), 0, c.byte_len());
+            }
+            step_rec.copy(step.ids.buffer(), 0, step.y.buffer(), 0, step.y.byte_len());
+        }
+        // Histories: tokens and log-probs (greedy) or tokens and parents (beam), per step.
+        let tok_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
+        let aux_hist = if beam {
+            Tensor::zeros(gpu, &[max_len, r], DType::U32)?
+        } else {
+            zeros(gpu, &[max_len, r])?
+        };
+        let attn_hist = if keep_attn {
+            Some(zeros(gpu, &[max_len, r, t_w])?)
+        } else {
+            None
+        };
+        let row_bytes = (r * 4) as u64;
+        let mut steps_run = 0;
+        while steps_run < max_len {
+            let n = opts.steps_per_submit.min(max_len - steps_run);
+            let mut rec = Recorder::new(gpu);
+            for s in steps_run..steps_run + n {
+                rec.extend(step_rec.clone());
+                let off = s as u64 * row_bytes;
+                if let Some((_, parent, _, _)) = &beam_bufs {
+                    rec.copy(step.y.buffer(), 0, tok_hist.buffer(), off, row_bytes);
+                    rec.copy(parent.buffer(), 0, aux_hist.buffer(), off, row_bytes);
+                } else {
+                    rec.copy(step.ids.buffer(), 0, tok_hist.buffer(), off, row_bytes);
+                    rec.copy(step.logp.buffer(), 0, aux_hist.buffer(), off, row_bytes);
+                    if let (Some(ah), Some(w)) = (&attn_hist, &step.weights) {
+                        let wb = w.byte_len();
+                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
+                    }
+                }
+            }
+            rec.submit()?;
+            steps_run += n;
+            let finished = if let Some((_, _, ctl, _)) = &beam_bufs {
+                let c = read_u32(gpu, ctl)?;
+                (0..b).all(|i| c[i * 4] != 0)
+            } else {
+                let toks = read_u32(gpu, &tok_hist)?;
+                let eos = self.cfg.eos_id as u32;
+                (0..b).all(|i| (0..steps_run).any(|s| toks[s * r + i] == eos))
+            };
+            if finished {
+                break;
+            }
+        }
+        let toks = read_u32(gpu, &tok_hist)?;
+        if let Some((scores, _, ctl, fin)) = &beam_bufs {
+            let parents = read_u32(gpu, &aux_hist)?;
+            let scores = scores.to_vec_f32(gpu)?;
+            let ctl = read_u32(gpu, ctl)?;
+            let fin = read_u32(gpu, fin)?;
+            return Ok(finish_beam(
+                &toks,
+                &parents,
+                &scores,
+                &ctl,
+                &fin,
+                b,
+                k,
+                cap,
+                steps_run,
+                opts.length_norm,
+            ));
+        }
+        let lps = aux_hist.to_vec_f32(gpu)?;
+        let attn = match &attn_hist {
+            Some(a) => a.to_vec_f32(gpu)?,
+            None => Vec::new(),
+        };
+        let eos = self.cfg.eos_id as u32;
+        let mut out = Vec::with_capacity(b);
+        for i in 0..b {
+            let mut d = Decoded::default();
+            let src_len = enc.lengths[i].min(t_w.max(1));
+            for s in 0..steps_run {
+                let t = toks[s * r + i];
+                d.logprobs.push(lps[s * r + i]);
+                if keep_attn {
+                    let base = (s * r + i) * t_w;
+                    d.attention.push(attn[base..base + src_len].to_vec());
+                }
+                if t == eos {
+                    break;
+                }
+                d.tokens.push(t);
+            }
+            d.score = d.logprobs.iter().sum();
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Allocates the per-sequence tensors (replicating each item `k` times for the beam) and the
+    /// step's buffers, and computes the once-per-sequence attention projections.
+    fn prepare(&self, gpu: &Gpu, enc: &Encoded, k: usize) -> Result<(Memory, Step)> {
+        let b = enc.lengths.len();
+        let r = b * k;
+        let (t, m) = (enc.mem.shape()[1], enc.mem.shape()[2]);
+        let d = &self.cfg.decoder;
+        let hid = d.hidden;
+        let mut rec = Recorder::new(gpu);
+        // Replication: row i of the result is item i / k.
+        let rep = |rec: &mut Recorder, x: &Tensor, shape: &[usize]| -> Result<Tensor> {
+            if k == 1 {
+                return Ok(x.clone());
+            }
+            let inner = x.numel() / b;
+            let idx: Vec<u32> = (0..r).map(|i| (i / k) as u32).collect();
+            let idx = Tensor::from_u32(gpu, &idx, &[r])?;
+            let out = zeros(gpu, &[r, inner])?;
+            record_embedding(rec, &idx, &x.reshape(&[b, inner])?, &out)?;
+            out.reshape(shape)
+        };
+        let mem = rep(&mut rec, &enc.mem, &[r, t, m])?;
+        let lengths: Vec<usize> = (0..r).map(|i| enc.lengths[i / k]).collect();
+        let mut h = Vec::new();
+        let mut c = Vec::new();
+        for h0 in &enc.h0 {
+            h.push(rep(&mut rec, h0, &[r, hid])?);
+        }
+        for c0 in &enc.c0 {
+            c.push(rep(&mut rec, c0, &[r, hid])?);
+        }
+        // Own the state buffers (replication with k = 1 shares the encoder's tensors, which is fine:
+        // they are not used elsewhere).
+        let mask_for = |heads: usize| -> Result<Tensor> {
+            let mut v = vec![0f32; r * heads * t];
+            for (i, &len) in lengths.iter().enumerate() {
+                for hh in 0..heads {
+                    for j in len..t {
+                        v[(i * heads + hh) * t + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            if heads == 1 {
+                Tensor::from_f32(gpu, &v, &[r, 1, t])
+            } else {
+                Tensor::from_f32(gpu, &v, &[r, heads, 1, t])
+            }
+        };
+        let valid = || -> Result<Tensor> {
+            let mut v = vec![0u32; r * t];
+            for (i, &len) in lengths.iter().enumerate() {
+                for j in 0..len.min(t) {
+                    v[i * t + j] = 1;
+                }
+            }
+            Tensor::from_u32(gpu, &v, &[r, t])
+        };
+        let mut memory = Memory {
+            mem: mem.clone(),
+            keys_proj: None,
+            scratch: None,
+            valid: None,
+            mask: None,
+            kv: None,
+            avg: None,
+            padded: None,
+        };
+        let mut weights = None;
+        match &self.attn {
+            AttnParams::None => {}
+            AttnParams::Dot | AttnParams::General { .. } => {
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[(r * m).max(4)])?);
+                weights = Some(zeros(gpu, &[r, t])?);
+            }
+            AttnParams::Additive { w_k, .. } => {
+                let a = w_k.w.shape()[0];
+                let kp = zeros(gpu, &[r, t, a])?;
+                memory_attention::record_project(&mut rec, &mem, &w_k.w, &kp)?;
+                memory.keys_proj = Some(kp);
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[r * a])?);
+                weights = Some(zeros(gpu, &[r, t])?);
+            }
+            AttnParams::MultiHead {
+                k: wk,
+                v: wv,
+                heads,
+                ..
+            } => {
+                let a = self.cfg.ctx_dim();
+                let dh = a / heads;
+                let mut proj = |l: &Linear| -> Result<Tensor> {
+                    let p = zeros(gpu, &[r, t, a])?;
+                    lin(&mut rec, &mem, l, &p)?;
+                    let out = zeros(gpu, &[r, *heads, t, dh])?;
+                    layout::record_transpose12(&mut rec, &p.reshape(&[r, t, *heads, dh])?, &out)?;
+                    Ok(out)
+                };
+                let kh = proj(wk)?;
+                let vh = proj(wv)?;
+                memory.kv = Some((kh, vh));
+                memory.mask = Some(mask_for(*heads)?);
+                memory.avg = Some(Tensor::from_f32(
+                    gpu,
+                    &vec![1.0 / *heads as f32; r * heads],
+                    &[r, 1, *heads],
+                )?);
+                weights = Some(zeros(gpu, &[r, 1, t])?);
+            }
+            AttnParams::Tutorial { max_length, .. } => {
+                let ml = *max_length;
+                let padded = zeros(gpu, &[r, ml, m])?;
+                let rows = t.min(ml);
+                for i in 0..r {
+                    rec.copy(
+                        mem.buffer(),
+                        (i * t * m * 4) as u64,
+                        padded.buffer(),
+                        (i * ml * m * 4) as u64,
+                        (rows * m * 4) as u64,
+                    );
+                }
+                memory.padded = Some(padded);
+                weights = Some(zeros(gpu, &[r, ml])?);
+            }
+        }
+        rec.submit()?;
+        let ctx_dim = self.cfg.ctx_dim();
+        let has_ctx = !matches!(self.attn, AttnParams::None | AttnParams::Tutorial { .. });
+        let mut h_new = Vec::new();
+        let mut c_new = Vec::new();
+        for _ in 0..d.layers {
+            h_new.push(zeros(gpu, &[r, hid])?);
+        }
+        for _ in 0..c.len() {
+            c_new.push(zeros(gpu, &[r, hid])?);
+        }
+        let step = Step {
+            y: Tensor::from_u32(gpu, &vec![self.cfg.bos_id as u32; r], &[r])?,
+            h,
+            c,
+            h_new,
+            c_new,
+            ctx: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
+            ctx_new: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
+            weights,
+            ids: Tensor::zeros(gpu, &[r, k], DType::U32)?,
+            logp: zeros(gpu, &[r, k])?,
+        };
+        Ok((memory, step))
+    }
+
+    /// Records one decoder step: inputs `step.y`, `step.h`/`c`/`ctx`; outputs `h_new`/`c_new`/
+    /// `ctx_new`, `weights`, and the top-k `ids`/`logp`.
+    fn record_step(&self, rec: &mut Recorder, mem: &Memory, st: &Step, r: usize) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let d = &self.cfg.decoder;
+        let (hid, e) = (d.hidden, d.emb);
+        let emb = zeros(&gpu, &[r, e])?;
+        record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
+        let top = &st.h_new[d.layers - 1];
+        let x0 = match &self.attn {
+            AttnParams::Tutorial {
+                attn,
+                combine,
+                max_length,
+            } => {
+                let ml = *max_length;
+                let m = self.cfg.mem_dim();
+                let eh = zeros(&gpu, &[r, e + hid])?;
+                record_concat(rec, &emb, &st.h[d.layers - 1], &eh)?;
+                let sc = zeros(&gpu, &[r, ml])?;
+                lin(rec, &eh, attn, &sc)?;
+                let w = st
+                    .weights
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+                softmax::record_softmax(rec, &sc, w)?;
+                let padded = mem
+                    .padded
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no memory"))?;
+                let ctx = zeros(&gpu, &[r, 1, m])?;
+                record_matmul(rec, &w.reshape(&[r, 1, ml])?, padded, &ctx)?;
+                let ec = zeros(&gpu, &[r, e + m])?;
+                record_concat(rec, &emb, &ctx.reshape(&[r, m])?, &ec)?;
+                let cb = zeros(&gpu, &[r, e])?;
+                lin(rec, &ec, combine, &cb)?;
+                let x = zeros(&gpu, &[r, e])?;
+                record_activation(rec, &cb, &x, Activation::Relu)?;
+                x
+            }
+            _ => match (&st.ctx, d.input_feeding) {
+                (Some(ctx), true) => {
+                    let x = zeros(&gpu, &[r, e + ctx.shape()[1]])?;
+                    record_concat(rec, &emb, ctx, &x)?;
+                    x
+                }
+                _ => emb,
+            },
+        };
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
+            cell.record_forward(rec, x, &st.h[l], st.c.get(l), &st.h_new[l], st.c_new.get(l))?;
+        }
+        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
+        match &self.attn {
+            AttnParams::None | AttnParams::Tutorial { .. } => lin(rec, top, &self.out, &logits)?,
+            AttnParams::Dot
+            | AttnParams::General { .. }
+            | AttnParams::Additive { .. }
+            | AttnParams::MultiHead { .. } => {
+                let t = mem.mem.shape()[1];
+                let m = mem.mem.shape()[2];
+                let w = st
+                    .weights
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+                let ctx_new = st
+                    .ctx_new
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+                if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
+                    let a = self.cfg.ctx_dim();
+                    let dh = a / heads;
+                    let (kh, vh) = mem.kv.as_ref().ok_or_else(|| Error::invalid(OP, "no kv"))?;
+                    let qv = zeros(&gpu, &[r, a])?;
+                    lin(rec, top, q, &qv)?;
+                    let sc = zeros(&gpu, &[r, *heads, 1, t])?;
+                    record_matmul_bt(
+                        rec,
+                        &qv.reshape(&[r, *heads, 1, dh])?,
+                        kh,
+                        &sc,
+                        1.0 / (dh as f32).sqrt(),
+                    )?;
+                    let mask = mem
+                        .mask
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no mask"))?;
+                    let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
+                    record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
+                    let wh = zeros(&gpu, &[r, *heads, 1, t])?;
+                    softmax::record_softmax(rec, &sc2, &wh)?;
+                    let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
+                    record_matmul(rec, &wh, vh, &ch)?;
+                    lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
+                    let avg = mem
+                        .avg
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no avg"))?;
+                    record_matmul(
+                        rec,
+                        avg,
+                        &wh.reshape(&[r, *heads, t])?,
+                        &w.reshape(&[r, 1, t])?,
+                    )?;
+                } else {
+                    // One fused dispatch: scores, masked softmax, context.
+                    let score = match &self.attn {
+                        AttnParams::General { w } => Score::General { w: &w.w },
+                        AttnParams::Additive { w_q, w_k, v } => Score::Additive {
+                            w_q,
+                            v,
+                            b: w_k
+                                .b
+                                .as_ref()
+                                .ok_or_else(|| Error::invalid(OP, "no bias"))?,
+                            keys_proj: mem
+                                .keys_proj
+                                .as_ref()
+                                .ok_or_else(|| Error::invalid(OP, "no keys_proj"))?,
+                        },
+                        _ => Score::Dot,
+                    };
+                    let scratch = mem
+                        .scratch
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
+                    memory_attention::record_memory_attention(
+                        rec,
+                        score,
+                        top,
+                        &mem.mem,
+                        &mem.mem,
+                        mem.valid.as_ref(),
+                        ctx_new,
+                        w,
+                        scratch,
+                    )?;
+                    let _ = m;
+                }
+                let c = ctx_new.shape()[1];
+                let oc = zeros(&gpu, &[r, c + hid])?;
+                record_concat(rec, ctx_new, top, &oc)?;
+                match &self.w_c {
+                    Some(w_c) => {
+                        let ol = zeros(&gpu, &[r, hid])?;
+                        lin(rec, &oc, w_c, &ol)?;
+                        let o2 = zeros(&gpu, &[r, hid])?;
+                        record_activation(rec, &ol, &o2, Activation::Tanh)?;
+                        lin(rec, &o2, &self.out, &logits)?;
+                    }
+                    None => lin(rec, &oc, &self.out, &logits)?,
+                }
+            }
+        }
+        topk::record_topk(rec, &logits, &st.ids, &st.logp)?;
+        Ok(())
+    }
+}
+
+fn read_u32(gpu: &Gpu, t: &Tensor) -> Result<Vec<u32>> {
+    Ok(bytemuck::pod_collect_to_vec(&t.to_bytes(gpu)?))
+}
+
+/// Tokens of row `row` after step `step` (inclusive), by following parents back.
+fn backtrack(toks: &[u32], parents: &[u32], r: usize, step: usize, row: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(step + 1);
+    let mut row = row;
+    let mut s = step as isize;
+    while s >= 0 {
+        let i = s as usize * r + row;
+        out.push(toks[i]);
+        row = parents[i] as usize;
+        s -= 1;
+    }
+    out.reverse();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_beam(
+    toks: &[u32],
+    parents: &[u32],
+    scores: &[f32],
+    ctl: &[u32],
+    fin: &[u32],
+    b: usize,
+    k: usize,
+    cap: usize,
+    steps_run: usize,
+    length_norm: bool,
+) -> Vec<Decoded> {
+    let r = b * k;
+    let mut out = Vec::with_capacity(b);
+    for i in 0..b {
+        // (tokens, score) in the order the reference appends them.
+        let mut cands: Vec<(Vec<u32>, f32)> = Vec::new();
+        let count = (ctl[i * 4 + 2] as usize).min(cap);
+        for f in 0..count {
+            let base = (i * cap + f) * 3;
+            let (step, prow, score) = (
+                fin[base] as usize,
+                fin[base + 1] as usize,
+                f32::from_bits(fin[base + 2]),
+            );
+            let toks_f = if step == 0 {
+                Vec::new()
+            } else {
+                backtrack(toks, parents, r, step - 1, prow)
+            };
+            cands.push((toks_f, score));
+        }
+        if ctl[i * 4] == 0 {
+            // Ran out of steps: live hypotheses finish as they are.
+            for j in 0..k {
+                let row = i * k + j;
+                if scores[row].is_finite() {
+                    let t = backtrack(toks, parents, r, steps_run - 1, row);
+                    let s = if length_norm {
+                        scores[row] / t.len() as f32
+                    } else {
+                        scores[row]
+                    };
+                    cands.push((t, s));
+                }
+            }
+        }
+        let mut best: Option<usize> = None;
+        for (j, c) in cands.iter().enumerate() {
+            if best.is_none_or(|bj| c.1 > cands[bj].1) {
+                best = Some(j);
+            }
+        }
+        let d = match best {
+            Some(j) => Decoded {
+                tokens: cands[j].0.clone(),
+                score: cands[j].1,
+                ..Default::default()
+            },
+            None => Decoded::default(),
+        };
+        out.push(d);
+    }
+    out
+}

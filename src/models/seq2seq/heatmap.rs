@@ -1,0 +1,140 @@
+//! Attention heatmaps as PNG: one row per output token, one column per input position, darker =
+//! more weight, with the input symbols along the top and the output symbols down the left side
+//! (8x8 bitmap glyphs drawn at twice their size).
+
+use std::path::Path;
+
+use font8x8::UnicodeFonts;
+
+use crate::error::{Error, Result};
+
+const SCALE: usize = 2;
+const GLYPH: usize = 8 * SCALE;
+const CELL: usize = 28;
+const PAD: usize = 8;
+
+struct Canvas {
+    w: usize,
+    h: usize,
+    px: Vec<u8>,
+}
+
+impl Canvas {
+    fn new(w: usize, h: usize) -> Canvas {
+        Canvas {
+            w,
+            h,
+            px: vec![255; w * h * 3],
+        }
+    }
+
+    fn set(&mut self, x: usize, y: usize, c: [u8; 3]) {
+        if x < self.w && y < self.h {
+            let i = (y * self.w + x) * 3;
+            self.px[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.set(xx, yy, c);
+            }
+        }
+    }
+
+    fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
+        for (i, ch) in s.chars().enumerate() {
+            let glyph = font8x8::BASIC_FONTS.get(ch).unwrap_or([0; 8]);
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..8 {
+                    if bits & (1 << col) != 0 {
+                        self.rect(
+                            x + i * GLYPH + col * SCALE,
+                            y + row * SCALE,
+                            SCALE,
+                            SCALE,
+                            c,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Width in pixels of `s` drawn by the canvas.
+fn text_w(s: &str) -> usize {
+    s.chars().count() * GLYPH
+}
+
+/// White -> deep blue as the weight goes 0 -> 1.
+fn color(w: f32) -> [u8; 3] {
+    let t = w.clamp(0.0, 1.0);
+    let lerp = |a: f32, b: f32| (a + (b - a) * t).round() as u8;
+    [lerp(255.0, 8.0), lerp(255.0, 48.0), lerp(255.0, 107.0)]
+}
+
+/// Writes the heatmap of `weights` (`[outputs][inputs]`) to `path` with `title` on top.
+pub fn write_png(
+    path: &Path,
+    title: &str,
+    inputs: &[String],
+    outputs: &[String],
+    weights: &[Vec<f32>],
+) -> Result<()> {
+    let io = |e: String| Error::invalid("heatmap", format!("{}: {e}", path.display()));
+    if weights.len() != outputs.len() || weights.iter().any(|r| r.len() != inputs.len()) {
+        return Err(Error::invalid(
+            "heatmap",
+            format!(
+                "weights are {} x {:?} for {} outputs and {} inputs",
+                weights.len(),
+                weights.first().map(Vec::len),
+                outputs.len(),
+                inputs.len()
+            ),
+        ));
+    }
+    let left = outputs.iter().map(|s| text_w(s)).max().unwrap_or(0) + 2 * PAD;
+    let top_label = inputs
+        .iter()
+        .map(|s| text_w(s))
+        .max()
+        .unwrap_or(GLYPH)
+        .max(GLYPH);
+    let title_h = GLYPH + 2 * PAD;
+    let top = title_h + top_label + PAD;
+    let grid_w = inputs.len() * CELL;
+    let w = (left + grid_w + PAD).max(text_w(title) + 2 * PAD);
+    let h = top + outputs.len() * CELL + PAD;
+    let mut c = Canvas::new(w, h);
+    let ink = [20, 20, 20];
+    c.text(PAD, PAD, title, ink);
+    for (j, s) in inputs.iter().enumerate() {
+        let x = left + j * CELL + (CELL.saturating_sub(text_w(s))) / 2;
+        c.text(x, title_h, s, ink);
+    }
+    for (i, s) in outputs.iter().enumerate() {
+        let y = top + i * CELL + (CELL - GLYPH) / 2;
+        c.text(left - PAD - text_w(s), y, s, ink);
+        for (j, &v) in weights[i].iter().enumerate() {
+            c.rect(
+                left + j * CELL + 1,
+                top + i * CELL + 1,
+                CELL - 2,
+                CELL - 2,
+                color(v),
+            );
+        }
+    }
+    let file = std::fs::File::create(path).map_err(|e| io(e.to_string()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(|e| io(e.to_string()))?;
+    writer
+        .write_image_data(&c.px)
+        .map_err(|e| io(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! RNN encoder-decoders with attention (the seq2seq family of the attention literature), configured
+//! entirely from an exported file's `heedful.config` (see `weights/seq2seq.py` for the reference
+//! PyTorch modules and the config keys), so a user's own PyTorch model of this family runs without
+//! Rust code.
+//!
+//! - Encoder: embedding, then an LSTM / GRU / RNN stack (layers, bidirectional) over a
+//!   variable-length batch ([`crate::ops::RecurrentLayer`]).
+//! - Decoder: embedding, a stack of LSTM / GRU / RNN cells ([`crate::ops::RecurrentCell`]),
+//!   attention over the encoder states (dot, general, multi-head, or the PyTorch tutorial's
+//!   Linear over `[emb; h]` onto `max_length` positions), input feeding and the Luong attentional
+//!   layer as options, output projection.
+//! - Decoding ([`Seq2Seq::decode`]): greedy or beam search. One decoder step is recorded once;
+//!   a chunk of `steps_per_submit` steps is then one submission, in which each step's top-k feeds
+//!   the next step's embedding lookup on the GPU (and the beam's selection and state reordering
+//!   run there too). The CPU reads the chosen tokens back once per chunk, to stop when every
+//!   sequence has ended. `steps_per_submit = 1` is the classic one-submission-per-step loop.
+//!
+//! ```no_run
+//! use heedful::models::seq2seq::{DecodeOptions, Seq2Seq};
+//! let gpu = heedful::Gpu::shared()?;
+//! let model = Seq2Seq::load(&gpu, "weights/g2p_gru_tutorial.safetensors".as_ref())?;
+//! let out = model.decode(&gpu, &[model.encode_text("hello")?], &DecodeOptions::default())?;
+//! println!("{}", model.target_text(&out[0].tokens));
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+pub mod cli;
+pub mod config;
+mod decode;
+pub mod heatmap;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::{concat, embedding};
+use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec};
+use crate::tensor::{DType, Tensor};
+use crate::weights::{Hold, WeightFile};
+
+pub use config::{AttentionKind, Config};
+pub use decode::{DecodeOptions, Decoded};
+
+const OP: &str = "seq2seq";
+
+/// Linear layer weights on the GPU.
+#[derive(Debug)]
+struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+/// Attention parameters by kind.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum AttnParams {
+    None,
+    Dot,
+    General {
+        w: Linear,
+    },
+    Additive {
+        w_q: Tensor,
+        w_k: Linear,
+        v: Tensor,
+    },
+    MultiHead {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        o: Linear,
+        heads: usize,
+    },
+    Tutorial {
+        attn: Linear,
+        combine: Linear,
+        max_length: usize,
+    },
+}
+
+/// A loaded seq2seq model.
+#[derive(Debug)]
+pub struct Seq2Seq {
+    cfg: Config,
+    kind: AttentionKind,
+    src_emb: Tensor,
+    encoder: RecurrentLayer,
+    dec_emb: Tensor,
+    cells: Vec<RecurrentCell>,
+    dec_kind: CellKind,
+    attn: AttnParams,
+    w_c: Option<Linear>,
+    out: Linear,
+}
+
+fn load_linear(
+    f: &WeightFile,
+    gpu: &Gpu,
+    prefix: &str,
+    shape: [usize; 2],
+    bias: bool,
+) -> Result<Linear> {
+    let wn = format!("{prefix}.weight");
+    f.expect_shape(&wn, &shape)?;
+    let w = f.upload(gpu, &wn, Hold::F16)?;
+    let b = if bias {
+        let bn = format!("{prefix}.bias");
+        f.expect_shape(&bn, &[shape[0]])?;
+        Some(f.upload(gpu, &bn, Hold::F16)?)
+    } else {
+        None
+    };
+    Ok(Linear { w, b })
+}
+
+/// Host f32 copies of `prefix.*` tensors, keyed by the rest of the name.
+fn host_weights(f: &WeightFile, prefix: &str) -> Result<HashMap<String, Vec<f32>>> {
+    let mut m = HashMap::new();
+    let names: Vec<String> = f.names().map(str::to_string).collect();
+    for n in names {
+        if let Some(rest) = n.strip_prefix(prefix) {
+            m.insert(rest.to_string(), f.tensor(&n)?.to_f32_vec()?);
+        }
+    }
+    Ok(m)
+}
+
+impl Seq2Seq {
+    /// Loads an exported seq2seq file (arch "seq2seq"); weights are held in f16.
+    pub fn load(gpu: &Gpu, path: &Path) -> Result<Seq2Seq> {
+        let f = WeightFile::open(path)?;
+        match f.architecture() {
+            Some("seq2seq") => {}
+            other => {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "{}: heedful.arch is {other:?}, not \"seq2seq\" (export with weights/seq2seq.py)",
+                        path.display()
+                    ),
+                ))
+            }
+        }
+        let cfg_json = f.config_json().ok_or_else(|| {
+            Error::invalid(
+                OP,
+                format!("{}: no heedful.config metadata", path.display()),
+            )
+        })?;
+        let cfg = Config::from_json(cfg_json)?;
+        Self::from_file(gpu, &f, cfg)
+    }
+
+    fn from_file(gpu: &Gpu, f: &WeightFile, cfg: Config) -> Result<Seq2Seq> {
+        let kind = cfg.attention()?;
+        let (e, d) = (&cfg.encoder, &cfg.decoder);
+        f.expect_shape("encoder.emb.weight", &[cfg.src_vocab, e.emb])?;
+        let src_emb = f.upload(gpu, "encoder.emb.weight", Hold::F16)?;
+        let spec = RecurrentSpec {
+            kind: config::cell_kind(&e.cell)?,
+            input_size: e.emb,
+            hidden_size: e.hidden,
+            num_layers: e.layers,
+            bidirectional: e.bidirectional,
+        };
+        let encoder =
+            RecurrentLayer::new(gpu, spec, &host_weights(f, "encoder.rnn.")?, DType::F16)?;
+        f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, d.emb])?;
+        let dec_emb = f.upload(gpu, "decoder.emb.weight", Hold::F16)?;
+        let mem = cfg.mem_dim();
+        let ctx = cfg.ctx_dim();
+        let hid = d.hidden;
+        let dec_kind = config::cell_kind(&d.cell)?;
+        let feeding =
+            d.input_feeding && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
+        let rnn_w = host_weights(f, "decoder.rnn.")?;
+        let mut cells = Vec::new();
+        for l in 0..d.layers {
+            let input = if l > 0 {
+                hid
+            } else if feeding {
+                d.emb + ctx
+            } else {
+                d.emb
+            };
+            let mut w = HashMap::new();
+            for n in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+                if let Some(v) = rnn_w.get(&format!("{n}_l{l}")) {
+                    w.insert(n.to_string(), v.clone());
+                }
+            }
+            cells.push(RecurrentCell::new(
+                gpu,
+                dec_kind,
+                input,
+                hid,
+                &w,
+                DType::F16,
+            )?);
+        }
+        let attn = match kind {
+            AttentionKind::None => AttnParams::None,
+            AttentionKind::Dot => AttnParams::Dot,
+            AttentionKind::General => AttnParams::General {
+                w: load_linear(f, gpu, "decoder.attention.w", [hid, mem], false)?,
+            },
+            AttentionKind::Additive => {
+                let a = d.attn_dim.unwrap_or(hid);
+                let w_q = load_linear(f, gpu, "decoder.attention.w_q", [a, hid], false)?.w;
+                let w_k = load_linear(f, gpu, "decoder.attention.w_k", [a, mem], true)?;
+                let v = load_linear(f, gpu, "decoder.attention.v", [1, a], false)?
+                    .w
+                    .reshape(&[a])?;
+                AttnParams::Additive { w_q, w_k, v }
+            }
+            AttentionKind::MultiHead => AttnParams::MultiHead {
+                q: load_linear(f, gpu, "decoder.attention.w_q", [ctx, hid], true)?,
+                k: load_linear(f, gpu, "decoder.attention.w_k", [ctx, mem], true)?,
+                v: load_linear(f, gpu, "decoder.attention.w_v", [ctx, mem], true)?,
+                o: load_linear(f, gpu, "decoder.attention.w_o", [ctx, ctx], true)?,
+                heads: d.heads.unwrap_or(1),
+            },
+            AttentionKind::Tutorial => {
+                let ml = d.max_length.unwrap_or(1);
+                AttnParams::Tutorial {
+                    attn: load_linear(f, gpu, "decoder.attn", [ml, d.emb + hid], true)?,
+                    combine: load_linear(f, gpu, "decoder.combine", [d.emb, d.emb + mem], true)?,
+                    max_length: ml,
+                }
+            }
+        };
+        let attn_layer =
+            d.attn_layer && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
+        let w_c = if attn_layer {
+            Some(load_linear(f, gpu, "decoder.w_c", [hid, ctx + hid], false)?)
+        } else {
+            None
+        };
+        let out_in = if kind == AttentionKind::None || kind == AttentionKind::Tutorial || attn_layer
+        {
+            hid
+        } else {
+            ctx + hid
+        };
+        let out = load_linear(f, gpu, "decoder.out", [cfg.tgt_vocab, out_in], true)?;
+        Ok(Seq2Seq {
+            cfg,
+            kind,
+            src_emb,
+            encoder,
+            dec_emb,
+            cells,
+            dec_kind,
+            attn,
+            w_c,
+            out,
+        })
+    }
+
+    /// The parsed config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The attention kind.
+    pub fn attention(&self) -> AttentionKind {
+        self.kind
+    }
+
+    /// Input ids of `text` by the config's `src_tokens` (one symbol per character; unknown ones
+    /// become `src_unk_id`). Characters are lower-cased when the vocabulary has no upper case.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        let toks = &self.cfg.src_tokens;
+        if toks.is_empty() {
+            return Err(Error::invalid(OP, "the model's config has no src_tokens"));
+        }
+        let lower = !toks.iter().any(|t| t.chars().any(|c| c.is_uppercase()));
+        let mut ids = Vec::new();
+        for ch in text.chars() {
+            let ch = if lower {
+                ch.to_lowercase().next().unwrap_or(ch)
+            } else {
+                ch
+            };
+            let s = ch.to_string();
+            match toks.iter().position(|t| *t == s) {
+                Some(i) => ids.push(i as u32),
+                None => match self.cfg.src_unk_id {
+                    Some(u) => ids.push(u as u32),
+                    None => {
+                        return Err(Error::invalid(
+                            OP,
+                            format!(
+                                "{ch:?} is not in the input vocabulary and there is no src_unk_id"
+                            ),
+                        ))
+                    }
+                },
+            }
+        }
+        if ids.is_empty() {
+            return Err(Error::invalid(OP, "empty input"));
+        }
+        Ok(ids)
+    }
+
+    /// Output symbols of `tokens`, space-separated.
+    pub fn target_text(&self, tokens: &[u32]) -> String {
+        tokens
+            .iter()
+            .map(|&t| {
+                self.cfg
+                    .tgt_tokens
+                    .get(t as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{t}"))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs the encoder on a batch: returns (memory `[B, T, M]`, lengths, initial decoder states
+    /// per layer: h `[B, H]` and c for the LSTM).
+    fn encode(&self, gpu: &Gpu, inputs: &[Vec<u32>]) -> Result<Encoded> {
+        if inputs.is_empty() {
+            return Err(Error::invalid(OP, "empty batch"));
+        }
+        let mut seqs = Vec::with_capacity(inputs.len());
+        for (i, s) in inputs.iter().enumerate() {
+            let mut s = s.clone();
+            if let Some(e) = self.cfg.src_eos_id {
+                s.push(e as u32);
+            }
+            if s.is_empty() {
+                return Err(Error::invalid(OP, format!("input {i} is empty")));
+            }
+            if let Some(&bad) = s.iter().find(|&&t| t as usize >= self.cfg.src_vocab) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "input {i}: id {bad} outside the vocabulary of {}",
+                        self.cfg.src_vocab
+                    ),
+                ));
+            }
+            seqs.push(s);
+        }
+        let b = seqs.len();
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
+        let mut ids = vec![self.cfg.pad_id as u32; b * t];
+        for (i, s) in seqs.iter().enumerate() {
+            ids[i * t..i * t + s.len()].copy_from_slice(s);
+        }
+        let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        let ids = Tensor::from_u32(gpu, &ids, &[b, t])?;
+        let x = Tensor::zeros(gpu, &[b, t, self.cfg.encoder.emb], DType::F32)?;
+        let mut rec = Recorder::new(gpu);
+        embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
+        let prep = self.encoder.prepare(gpu, &x, None, None, Some(&lengths))?;
+        rec.extend(prep.recorder);
+        let out = prep.output;
+        let d = &self.cfg.decoder;
+        let mut h0 = Vec::new();
+        let mut c0 = Vec::new();
+        let lstm = self.dec_kind == CellKind::Lstm;
+        for _ in 0..d.layers {
+            h0.push(Tensor::zeros(gpu, &[b, d.hidden], DType::F32)?);
+            if lstm {
+                c0.push(Tensor::zeros(gpu, &[b, d.hidden], DType::F32)?);
+            }
+        }
+        if self.cfg.bridge == "final" {
+            let (dirs, eh) = (self.cfg.dirs(), self.cfg.encoder.hidden);
+            let bytes = (b * eh * 4) as u64;
+            let bridge = |src: &Tensor, dst: &Tensor, l: usize, rec: &mut Recorder| -> Result<()> {
+                if dirs == 1 {
+                    rec.copy(
+                        src.buffer(),
+                        (l * b * eh * 4) as u64,
+                        dst.buffer(),
+                        0,
+                        bytes,
+                    );
+                    return Ok(());
+                }
+                let f = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
+                let r = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
+                rec.copy(
+                    src.buffer(),
+                    (2 * l * b * eh * 4) as u64,
+                    f.buffer(),
+                    0,
+                    bytes,
+                );
+                rec.copy(
+                    src.buffer(),
+                    ((2 * l + 1) * b * eh * 4) as u64,
+                    r.buffer(),
+                    0,
+                    bytes,
+                );
+                concat::record_concat(rec, &f, &r, dst)
+            };
+            for l in 0..d.layers {
+                bridge(&out.h_n, &h0[l], l, &mut rec)?;
+                if lstm {
+                    if let Some(c_n) = &out.c_n {
+                        bridge(c_n, &c0[l], l, &mut rec)?;
+                    }
+                }
+            }
+        }
+        rec.submit()?;
+        Ok(Encoded {
+            mem: out.output,
+            lengths: seqs.iter().map(Vec::len).collect(),
+            h0,
+            c0,
+        })
+    }
+}
+
+/// Encoder results of a batch.
+#[derive(Debug)]
+struct Encoded {
+    mem: Tensor,
+    lengths: Vec<usize>,
+    h0: Vec<Tensor>,
+    c0: Vec<Tensor>,
+}

@@ -1,0 +1,475 @@
+//! The seq2seq family against PyTorch: the three trained G2P set-ups (fixtures from
+//! weights/make_g2p_fixtures.py) decoded greedily (tokens equal, per-step log-probabilities within
+//! 1e-2) and with beam search (k = 4, equal to weights/seq2seq.py's reference beam search), the
+//! chunked loop against one submission per step, the top-k and beam-select kernels against their
+//! CPU references, and error cases.
+
+mod common;
+
+use std::path::PathBuf;
+
+use heedful::gpu::Recorder;
+use heedful::kernels::{beam, topk};
+use heedful::models::seq2seq::{DecodeOptions, Seq2Seq};
+use heedful::{DType, Tensor};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> Value {
+    let p = root().join("weights/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+        .expect("fixture JSON")
+}
+
+fn ids2(v: &Value) -> Vec<Vec<u32>> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect()
+        })
+        .collect()
+}
+
+fn f2(v: &Value) -> Vec<Vec<f32>> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("f") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Greedy: batched over all fixture words (two chunkings), tokens equal and log-probs within 1e-2.
+fn check_greedy(setup: &str) {
+    let fx = fixture(&format!("g2p_{setup}.json"));
+    let gpu = common::gpu();
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let ids = ids2(&fx["ids"]);
+    let want = ids2(&fx["greedy"]);
+    let want_lp = f2(&fx["logprobs"]);
+    assert!(ids.len() >= 200, "{setup}: {} words", ids.len());
+    for chunk in [1usize, 8] {
+        let opts = DecodeOptions {
+            steps_per_submit: chunk,
+            keep_attention: true,
+            ..Default::default()
+        };
+        // Batches of 64 and a remainder.
+        // One submission per step on the first 64 words (it is the slow path); chunked on all.
+        let n = if chunk == 1 { 64 } else { ids.len() };
+        let mut got = Vec::new();
+        for part in ids[..n].chunks(64) {
+            got.extend(model.decode(&gpu, part, &opts).expect("decode"));
+        }
+        let mut bad = 0;
+        let mut worst = 0f32;
+        for (i, g) in got.iter().enumerate() {
+            if g.tokens != want[i] {
+                bad += 1;
+                if bad <= 5 {
+                    eprintln!(
+                        "{setup} chunk {chunk}: word {} {:?}: got {:?} want {:?}",
+                        i, fx["words"][i], g.tokens, want[i]
+                    );
+                }
+                continue;
+            }
+            assert_eq!(
+                g.logprobs.len(),
+                want_lp[i].len(),
+                "{setup}: word {i} step count"
+            );
+            for (a, b) in g.logprobs.iter().zip(&want_lp[i]) {
+                worst = worst.max((a - b).abs());
+            }
+            assert_eq!(
+                g.attention.len(),
+                g.logprobs.len(),
+                "{setup}: attention per step"
+            );
+            for w in &g.attention {
+                let s: f32 = w.iter().sum();
+                assert!(s <= 1.0 + 1e-3, "{setup}: attention row sums to {s}");
+            }
+        }
+        eprintln!(
+            "{setup} chunk {chunk}: {bad} of {} words differ, max |dlogp| {worst:.2e}",
+            got.len()
+        );
+        assert_eq!(bad, 0, "{setup}: greedy outputs differ from PyTorch");
+        assert!(worst < 1e-2, "{setup}: log-prob error {worst}");
+    }
+}
+
+/// Beam k = 4 on every fixture word (batched), and with length normalization on the first 50.
+fn check_beam(setup: &str) {
+    let fx = fixture(&format!("g2p_{setup}.json"));
+    let gpu = common::gpu();
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let ids = ids2(&fx["ids"]);
+    for (key, ln, n) in [("beam4", false, ids.len()), ("beam4_ln", true, 50)] {
+        let want = ids2(&fx[key]);
+        let want_score: Vec<f32> = fx[format!("{key}_score")]
+            .as_array()
+            .expect("scores")
+            .iter()
+            .map(|x| x.as_f64().expect("f") as f32)
+            .collect();
+        let opts = DecodeOptions {
+            beam: 4,
+            length_norm: ln,
+            steps_per_submit: 8,
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        for part in ids[..n].chunks(32) {
+            got.extend(model.decode(&gpu, part, &opts).expect("beam"));
+        }
+        let mut bad = 0;
+        for (i, g) in got.iter().enumerate() {
+            if g.tokens != want[i] || (g.score - want_score[i]).abs() > 2e-2 {
+                bad += 1;
+                if bad <= 5 {
+                    eprintln!(
+                        "{setup} {key}: word {i} {:?}: got {:?} ({}) want {:?} ({})",
+                        fx["words"][i], g.tokens, g.score, want[i], want_score[i]
+                    );
+                }
+            }
+        }
+        eprintln!("{setup} {key}: {bad} of {n} differ");
+        assert_eq!(
+            bad, 0,
+            "{setup}: {key} differs from the reference beam search"
+        );
+    }
+}
+
+#[test]
+fn greedy_lstm_multihead() {
+    check_greedy("lstm_mha");
+}
+
+#[test]
+fn greedy_gru_tutorial() {
+    check_greedy("gru_tutorial");
+}
+
+#[test]
+fn greedy_rnn_dot() {
+    check_greedy("rnn_dot");
+}
+
+#[test]
+fn beam_lstm_multihead() {
+    check_beam("lstm_mha");
+}
+
+#[test]
+fn beam_gru_tutorial() {
+    check_beam("gru_tutorial");
+}
+
+#[test]
+fn beam_rnn_dot() {
+    check_beam("rnn_dot");
+}
+
+#[test]
+fn greedy_gru_additive_input_feeding() {
+    check_greedy("gru_additive");
+}
+
+#[test]
+fn greedy_lstm_general_stack() {
+    check_greedy("lstm_general");
+}
+
+#[test]
+fn beam_gru_additive_input_feeding() {
+    check_beam("gru_additive");
+}
+
+#[test]
+fn beam_lstm_general_stack() {
+    check_beam("lstm_general");
+}
+
+#[test]
+fn topk_matches_reference() {
+    let mut rng = common::Rng::new(7);
+    for (name, gpu) in common::gpus() {
+        for (r, v, k) in [
+            (1usize, 5usize, 1usize),
+            (3, 74, 4),
+            (7, 33, 16),
+            (64, 1000, 1),
+        ] {
+            let mut logits = rng.vec(r * v, -8.0, 8.0);
+            // A tie: the lower index must win.
+            logits[v - 1] = logits[0];
+            let x = Tensor::from_f32(&gpu, &logits, &[r, v]).expect("x");
+            let ids = Tensor::zeros(&gpu, &[r, k], DType::U32).expect("ids");
+            let lp = Tensor::zeros(&gpu, &[r, k], DType::F32).expect("lp");
+            let mut rec = Recorder::new(&gpu);
+            topk::record_topk(&mut rec, &x, &ids, &lp).expect("record");
+            rec.submit().expect("submit");
+            let (want_ids, want_lp) = heedful::reference::topk::topk(&logits, v, k);
+            let got_ids: Vec<u32> = ids
+                .to_vec_i64(&gpu)
+                .expect("read")
+                .iter()
+                .map(|&x| x as u32)
+                .collect();
+            assert_eq!(got_ids, want_ids, "{name}: topk ids r={r} v={v} k={k}");
+            common::assert_close(
+                &format!("{name} topk logp"),
+                &lp.to_vec_f32(&gpu).expect("read"),
+                &want_lp,
+                1e-4,
+                1e-4,
+            );
+        }
+        // Errors: K > V, mismatched rows, wrong dtype.
+        let x = Tensor::from_f32(&gpu, &[0.0; 6], &[2, 3]).expect("x");
+        let bad = Tensor::zeros(&gpu, &[2, 4], DType::U32).expect("ids");
+        let lp = Tensor::zeros(&gpu, &[2, 4], DType::F32).expect("lp");
+        let mut rec = Recorder::new(&gpu);
+        let e = topk::record_topk(&mut rec, &x, &bad, &lp)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("topk"), "{e}");
+        let ids_f = Tensor::zeros(&gpu, &[2, 1], DType::F32).expect("ids");
+        assert!(topk::record_topk(&mut rec, &x, &ids_f, &lp).is_err());
+    }
+}
+
+#[test]
+fn beam_select_matches_reference() {
+    let gpu = common::gpu();
+    let mut rng = common::Rng::new(11);
+    let (b, k, eos) = (5usize, 4usize, 3u32);
+    let r = b * k;
+    let mut scores = vec![f32::NEG_INFINITY; r];
+    for i in 0..b {
+        for j in 0..=(i % k) {
+            scores[i * k + j] = -(j as f32) * 0.5 - rng.uniform(0.0, 1.0);
+        }
+    }
+    let mut cand_ids = Vec::new();
+    let mut cand_lp = Vec::new();
+    for _ in 0..r {
+        let mut used = Vec::new();
+        let mut lp = -0.1f32;
+        for _ in 0..k {
+            let mut t = rng.below(6) as u32;
+            while used.contains(&t) {
+                t = (t + 1) % 6;
+            }
+            used.push(t);
+            cand_ids.push(t);
+            cand_lp.push(lp);
+            lp -= rng.uniform(0.0, 2.0);
+        }
+    }
+    let t = |d: &[f32], s: &[usize]| Tensor::from_f32(&gpu, d, s).expect("t");
+    let u = |d: &[u32], s: &[usize]| Tensor::from_u32(&gpu, d, s).expect("u");
+    let cid = u(&cand_ids, &[r, k]);
+    let clp = t(&cand_lp, &[r, k]);
+    let sc = t(&scores, &[r]);
+    let parent = u(&vec![0; r], &[r]);
+    let tokens = u(&vec![0; r], &[r]);
+    let mut ctl0 = vec![0u32; b * 4];
+    for i in 0..b {
+        ctl0[i * 4 + 1] = 2; // step
+        ctl0[i * 4 + 3] = f32::NEG_INFINITY.to_bits();
+    }
+    let ctl = u(&ctl0, &[b, 4]);
+    let fin = u(&vec![0; b * 2 * k * 3], &[b, 2 * k, 3]);
+    let bufs = beam::BeamBuffers {
+        cand_ids: &cid,
+        cand_lp: &clp,
+        scores: &sc,
+        parent: &parent,
+        tokens: &tokens,
+        ctl: &ctl,
+        fin: &fin,
+    };
+    let mut rec = Recorder::new(&gpu);
+    beam::record_beam_select(&mut rec, &bufs, b, k, eos, false).expect("record");
+    rec.submit().expect("submit");
+    let read = |x: &Tensor| -> Vec<u32> {
+        x.to_vec_i64(&gpu)
+            .expect("read")
+            .iter()
+            .map(|&v| v as u32)
+            .collect()
+    };
+    let (g_par, g_tok, g_ctl, g_fin) = (read(&parent), read(&tokens), read(&ctl), read(&fin));
+    let g_sc = sc.to_vec_f32(&gpu).expect("read");
+    for i in 0..b {
+        let w = heedful::reference::beam::beam_step(
+            &scores[i * k..i * k + k],
+            &cand_ids[i * k * k..(i + 1) * k * k],
+            &cand_lp[i * k * k..(i + 1) * k * k],
+            k,
+            2,
+            eos,
+            false,
+            None,
+            0,
+        );
+        for (j, &(p, tok, s)) in w.rows.iter().enumerate() {
+            assert_eq!(
+                g_par[i * k + j],
+                (i * k) as u32 + p,
+                "item {i} row {j} parent"
+            );
+            assert_eq!(g_tok[i * k + j], tok, "item {i} row {j} token");
+            assert!((g_sc[i * k + j] - s).abs() < 1e-5, "item {i} row {j} score");
+        }
+        for j in w.rows.len()..k {
+            assert!(
+                g_sc[i * k + j] == f32::NEG_INFINITY,
+                "item {i} row {j} dead"
+            );
+        }
+        assert_eq!(g_ctl[i * 4] != 0, w.done, "item {i} done");
+        assert_eq!(g_ctl[i * 4 + 1], 3, "item {i} step");
+        assert_eq!(
+            g_ctl[i * 4 + 2] as usize,
+            w.finished.len(),
+            "item {i} finished"
+        );
+        for (f, want) in w.finished.iter().enumerate() {
+            let base = (i * 2 * k + f) * 3;
+            assert_eq!(g_fin[base], 2);
+            assert_eq!(g_fin[base + 1], (i * k) as u32 + want.parent);
+            assert!((f32::from_bits(g_fin[base + 2]) - want.score).abs() < 1e-5);
+        }
+    }
+    // A too-small finished buffer is an error, not a panic.
+    let small = u(&vec![0; b * 3], &[b, 1, 3]);
+    let bufs = beam::BeamBuffers {
+        fin: &small,
+        ..bufs
+    };
+    let e = beam::record_beam_select(&mut rec, &bufs, b, k, eos, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("beam_select"), "{e}");
+}
+
+#[test]
+fn decode_errors() {
+    let gpu = common::gpu();
+    let model = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
+    let ok = vec![model.encode_text("cat").expect("ids")];
+    for opts in [
+        DecodeOptions {
+            beam: 0,
+            ..Default::default()
+        },
+        DecodeOptions {
+            beam: 99,
+            ..Default::default()
+        },
+        DecodeOptions {
+            steps_per_submit: 0,
+            ..Default::default()
+        },
+        DecodeOptions {
+            max_len: Some(0),
+            ..Default::default()
+        },
+    ] {
+        assert!(model.decode(&gpu, &ok, &opts).is_err(), "{opts:?}");
+    }
+    assert!(model.decode(&gpu, &[], &DecodeOptions::default()).is_err());
+    assert!(model
+        .decode(&gpu, &[vec![]], &DecodeOptions::default())
+        .is_err());
+    assert!(model
+        .decode(&gpu, &[vec![9999]], &DecodeOptions::default())
+        .is_err());
+    // max_len cuts decoding.
+    let out = model
+        .decode(
+            &gpu,
+            &ok,
+            &DecodeOptions {
+                max_len: Some(2),
+                ..Default::default()
+            },
+        )
+        .expect("decode");
+    assert!(out[0].tokens.len() <= 2);
+    // A file of another architecture is refused with a message naming it.
+    let e =
+        Seq2Seq::load(&gpu, &root().join("weights/fixtures/minilm_reference.json")).unwrap_err();
+    assert!(!e.to_string().is_empty());
+}
+
+/// The pretrained g2p-en network, converted by weights/convert_g2p_en.py: heedful's phonemes
+/// equal the package's own numpy `predict` on every fixture word (>= 500 cmudict words).
+#[test]
+fn g2p_en_matches_package_predict() {
+    let fx = fixture("g2p_en.json");
+    let gpu = common::gpu();
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let words: Vec<&str> = fx["words"]
+        .as_array()
+        .expect("words")
+        .iter()
+        .map(|w| w.as_str().expect("w"))
+        .collect();
+    let want: Vec<&str> = fx["predict"]
+        .as_array()
+        .expect("predict")
+        .iter()
+        .map(|w| w.as_str().expect("p"))
+        .collect();
+    assert!(words.len() >= 500);
+    let ids: Vec<Vec<u32>> = words
+        .iter()
+        .map(|w| model.encode_text(w).expect("ids"))
+        .collect();
+    let mut bad = 0;
+    for (c, part) in ids.chunks(100).enumerate() {
+        let out = model
+            .decode(&gpu, part, &DecodeOptions::default())
+            .expect("decode");
+        for (j, o) in out.iter().enumerate() {
+            let i = c * 100 + j;
+            let got = model.target_text(&o.tokens);
+            if got != want[i] {
+                bad += 1;
+                if bad <= 5 {
+                    eprintln!("{}: got {got:?} want {:?}", words[i], want[i]);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        bad,
+        0,
+        "{bad} of {} words differ from g2p-en's predict",
+        words.len()
+    );
+}
