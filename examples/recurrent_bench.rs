@@ -1,6 +1,8 @@
-//! Runs the recurrent benchmark: `cargo run --release --example recurrent_bench [-- H B T lstm|gru f16|f32 REPS]`
-//! (no arguments: every default shape).
-use heedful::bench::recurrent::{default_shapes, report, run, Shape};
+//! Runs the recurrent benchmark:
+//! `cargo run --release --example recurrent_bench [-- H B T lstm|gru f16|f32 REPS [VARIANTS]]`
+//! (no arguments: every default shape; VARIANTS: comma-separated subset of
+//! persistent,per-step,unfused, default all).
+use heedful::bench::recurrent::{default_shapes, report, run_variants, Shape, VARIANTS};
 use heedful::ops::CellKind;
 use heedful::{DType, Gpu};
 
@@ -32,6 +34,10 @@ fn main() -> heedful::Result<()> {
         gpu.caps().adapter_name,
         gpu.caps().backend
     );
-    print!("{}", report(&run(&gpu, &shapes, reps)?));
+    let variants: Vec<&str> = match a.get(6) {
+        Some(v) => v.split(',').collect(),
+        None => VARIANTS.to_vec(),
+    };
+    print!("{}", report(&run_variants(&gpu, &shapes, reps, &variants)?));
     Ok(())
 }

@@ -2,10 +2,14 @@
 //! - `persistent`: [`RecurrentPath::Persistent`] (one dispatch loops over all steps),
 //! - `per-step`: [`RecurrentPath::PerStep`] (one fused dispatch per step),
 //! - `unfused`: a baseline built from the eager-op kernels, as peers run it: per step one
-//!   `linear` per gate on h, then elementwise add / activation / mul kernels and buffer copies.
+//!   `linear` per gate on h, then elementwise add / activation / mul kernels and buffer copies;
+//! - `projection`: only the input projection GEMM that all three share (not in the default set), to
+//!   separate the recurrence's cost from it.
 //!
 //! All three include the input projection GEMM and are recorded into one submission; times are
-//! wall clock around submit and queue wait (median of `reps`), the same for every variant.
+//! wall clock around submit and queue wait (median of `reps`), the same for every variant. On Linux
+//! the process CPU time of each run is reported too: on a CPU adapter (lavapipe) it measures the
+//! work done even when the cores are shared with other processes, where wall clock does not.
 //!
 //! ```no_run
 //! let gpu = heedful::Gpu::shared()?;
@@ -68,6 +72,19 @@ pub struct Row {
     pub steps_per_s: f64,
     /// Dispatches recorded per timestep.
     pub dispatches_per_step: f64,
+    /// Median process CPU milliseconds (all threads) per run; NaN where unavailable.
+    pub cpu_ms: f64,
+}
+
+/// Process CPU time (user + system, all threads) in seconds, from `/proc/self/stat` (Linux; 100 Hz
+/// ticks). None elsewhere.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn weights(shape: &Shape) -> HashMap<String, Vec<f32>> {
@@ -186,8 +203,33 @@ fn record_unfused(gpu: &Gpu, shape: &Shape, w: &HashMap<String, Vec<f32>>) -> Re
     Ok(rec)
 }
 
+/// The variants [`run`] measures.
+pub const VARIANTS: [&str; 3] = ["persistent", "per-step", "unfused"];
+
+/// Records only the shared input projection `[B*T, I] x [G*H, I]^T`.
+fn record_projection(gpu: &Gpu, shape: &Shape, w: &HashMap<String, Vec<f32>>) -> Result<Recorder> {
+    let (h, b, t, g) = (shape.hidden, shape.batch, shape.steps, shape.kind.gates());
+    let x = Tensor::zeros(gpu, &[b * t, h], DType::F32)?;
+    let wi = Tensor::from_f32_as(gpu, &w["weight_ih_l0"], &[g * h, h], shape.dtype)?;
+    let bi = Tensor::from_f32_as(gpu, &w["bias_ih_l0"], &[g * h], shape.dtype)?;
+    let xp = Tensor::zeros(gpu, &[b * t, g * h], DType::F32)?;
+    let mut rec = Recorder::new(gpu);
+    record_linear(&mut rec, &x, &wi, Some(&bi), &xp)?;
+    Ok(rec)
+}
+
 /// Measures every shape on the three variants, `reps` timed runs each after one warm-up.
 pub fn run(gpu: &Gpu, shapes: &[Shape], reps: usize) -> Result<Vec<Row>> {
+    run_variants(gpu, shapes, reps, &VARIANTS)
+}
+
+/// Like [`run`], measuring only the named `variants` (of [`VARIANTS`], or `projection`).
+pub fn run_variants(
+    gpu: &Gpu,
+    shapes: &[Shape],
+    reps: usize,
+    variants: &[&str],
+) -> Result<Vec<Row>> {
     // Wall clock around submit + wait for every variant: the unfused baseline's copies split it into
     // many compute passes, and Recorder::encode's timestamp writes are invalid for middle passes
     // (no begin and no end index), so GPU timestamps cannot time it yet.
@@ -208,15 +250,30 @@ pub fn run(gpu: &Gpu, shapes: &[Shape], reps: usize) -> Result<Vec<Row>> {
             ("persistent", RecurrentPath::Persistent),
             ("per-step", RecurrentPath::PerStep),
         ] {
+            if !variants.contains(&name) {
+                continue;
+            }
             let layer = RecurrentLayer::new(gpu, spec, &w, shape.dtype)?.with_path(path);
             recs.push((name, layer.prepare(gpu, &x, None, None, None)?.recorder));
         }
-        recs.push(("unfused", record_unfused(gpu, shape, &w)?));
+        if variants.contains(&"unfused") {
+            recs.push(("unfused", record_unfused(gpu, shape, &w)?));
+        }
+        if variants.contains(&"projection") {
+            recs.push(("projection", record_projection(gpu, shape, &w)?));
+        }
         for (variant, rec) in recs {
             timer.time(&rec)?; // warm-up (pipelines, first touch)
-            let times: Vec<f64> = (0..reps.max(1))
-                .map(|_| timer.time(&rec))
-                .collect::<Result<_>>()?;
+            let mut times = Vec::new();
+            let mut cpu = Vec::new();
+            for _ in 0..reps.max(1) {
+                let c0 = process_cpu_s();
+                times.push(timer.time(&rec)?);
+                cpu.push(match (c0, process_cpu_s()) {
+                    (Some(a), Some(b)) => (b - a) * 1e3,
+                    _ => f64::NAN,
+                });
+            }
             let s = median(times);
             rows.push(Row {
                 shape: *shape,
@@ -224,29 +281,31 @@ pub fn run(gpu: &Gpu, shapes: &[Shape], reps: usize) -> Result<Vec<Row>> {
                 ms: s * 1e3,
                 steps_per_s: shape.steps as f64 / s,
                 dispatches_per_step: rec.dispatch_count() as f64 / shape.steps as f64,
+                cpu_ms: median(cpu),
             });
         }
     }
     Ok(rows)
 }
 
-/// A table of the rows with the speedup of each variant over `unfused` of the same shape.
+/// A table of the rows with the speedup of each variant over `unfused` of the same shape, by wall
+/// clock and by process CPU time.
 pub fn report(rows: &[Row]) -> String {
     let mut s = String::from(
-        "kind  H    B   T    dtype variant     ms/seq     steps/s   disp/step  vs unfused\n",
+        "kind  H    B   T    dtype variant     ms/seq     steps/s   disp/step  vs unfused     cpu ms  cpu vs unf\n",
     );
     for r in rows {
-        let base = rows
-            .iter()
-            .find(|u| {
-                u.variant == "unfused"
-                    && u.shape.kind == r.shape.kind
-                    && u.shape.hidden == r.shape.hidden
-                    && u.shape.batch == r.shape.batch
-            })
-            .map_or(f64::NAN, |u| u.ms / r.ms);
+        let unfused = rows.iter().find(|u| {
+            u.variant == "unfused"
+                && u.shape.kind == r.shape.kind
+                && u.shape.hidden == r.shape.hidden
+                && u.shape.batch == r.shape.batch
+                && u.shape.steps == r.shape.steps
+        });
+        let base = unfused.map_or(f64::NAN, |u| u.ms / r.ms);
+        let cpu_base = unfused.map_or(f64::NAN, |u| u.cpu_ms / r.cpu_ms);
         s.push_str(&format!(
-            "{:<5} {:<4} {:<3} {:<4} {:<5} {:<10} {:>10.2} {:>10.0} {:>10.2} {:>9.2}x\n",
+            "{:<5} {:<4} {:<3} {:<4} {:<5} {:<10} {:>10.2} {:>10.0} {:>10.2} {:>9.2}x {:>10.0} {:>9.2}x\n",
             r.shape.kind.name(),
             r.shape.hidden,
             r.shape.batch,
@@ -256,7 +315,9 @@ pub fn report(rows: &[Row]) -> String {
             r.ms,
             r.steps_per_s,
             r.dispatches_per_step,
-            base
+            base,
+            r.cpu_ms,
+            cpu_base
         ));
     }
     s
