@@ -274,7 +274,9 @@ fn cells_match_reference() {
                 let xt = Tensor::from_f32(&gpu, &x, &[batch, input]).unwrap();
                 let ht = Tensor::from_f32(&gpu, &h, &[batch, hidden]).unwrap();
                 let ct = Tensor::from_f32(&gpu, &c, &[batch, hidden]).unwrap();
-                let (gh, gc) = cell.forward(&gpu, &xt, Some(&ht), lstm.then_some(&ct)).unwrap();
+                let (gh, gc) = cell
+                    .forward(&gpu, &xt, Some(&ht), lstm.then_some(&ct))
+                    .unwrap();
                 let what =
                     format!("[{path_name}] {kind:?} cell I={input} H={hidden} B={batch} {dtype}");
                 assert_close(&what, &gh.to_vec_f32(&gpu).unwrap(), &wh, 1e-4, 1e-3);
@@ -350,7 +352,14 @@ fn register_blocks_over_odd_batches() {
                 dtype: [DType::F16, DType::F32][(i + gi) % 2],
             };
             eprintln!("[{gpu_name}] {kind:?} B={batch} H={hidden}");
-            check(&gpu, &case, RecurrentPath::PerStep, 300 + i as u64, 1e-4, 1e-3);
+            check(
+                &gpu,
+                &case,
+                RecurrentPath::PerStep,
+                300 + i as u64,
+                1e-4,
+                1e-3,
+            );
         }
     }
 }
@@ -368,10 +377,21 @@ fn per_step_without_staging_matches() {
         hidden,
         dirs: 2,
     };
-    assert!(stage_buffer(&gpu, big).is_none(), "{big:?} must not be staged");
+    assert!(
+        stage_buffer(&gpu, big).is_none(),
+        "{big:?} must not be staged"
+    );
     if gpu.caps().is_cpu() {
-        let small = StepDims { batch: 32, dirs: 1, hidden: 512, steps: 3 };
-        assert!(stage_buffer(&gpu, small).is_some(), "{small:?} fits the stage");
+        let small = StepDims {
+            batch: 32,
+            dirs: 1,
+            hidden: 512,
+            steps: 3,
+        };
+        assert!(
+            stage_buffer(&gpu, small).is_some(),
+            "{small:?} fits the stage"
+        );
     }
     let case = Case {
         spec: RecurrentSpec {

@@ -17,10 +17,14 @@
 //!
 //! Why k-pairs: on lavapipe every 32-bit storage load costs about as much as several FMAs, whether
 //! or not the lanes' addresses agree (measured: making the weight address uniform or loading vec4s
-//! changed nothing; removing loads did), so a B = 1 step is bound by loads. Holding f16 weights as
-//! pairs makes one u32 load feed two FMAs, and each h pair is loaded once for all gates. Sharing h
-//! across a subgroup with `subgroupBroadcast` was tried and was 2x slower on lavapipe, so it is not
-//! used. On GPUs the layout keeps adjacent units' loads coalesced.
+//! changed nothing; removing loads did), so a step is bound by loads. Holding f16 weights as
+//! pairs makes one u32 load feed two FMAs. Each invocation computes a register block of all gates
+//! of BU units for BB batch rows (`step_block`: 2 x 8 from B = 8), so each weight load feeds BB
+//! rows and each h load G*BU outputs. Sharing h across a subgroup with `subgroupBroadcast` was
+//! tried and was 2x slower on lavapipe, so it is not used. Instead, on CPU adapters, the per-step
+//! kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
+//! turns a uniform load at a workgroup-uniform address into one scalar load, where a storage load
+//! is a per-lane loop. On GPUs the layout keeps adjacent units' loads coalesced.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -275,19 +279,19 @@ fn block(gates: usize, bu: usize, bb: usize) -> String {
 /// The register block `(units, rows)` per invocation of the per-step kernel for a batch of `batch`.
 ///
 /// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA), and
-/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs. B = 1 keeps one unit
-/// per invocation so small H still spreads over several workgroups.
-fn step_block(batch: usize) -> (u32, u32) {
-    if let Some(v) = std::env::var("HEEDFUL_RNN_BLOCK").ok().and_then(|v| {
-        let (a, b) = v.split_once(',')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    }) {
-        return v;
-    }
-    match batch {
-        1 => (1, 1),
-        2..=7 => (2, 4),
-        _ => (2, 8),
+/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks run
+/// out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms including
+/// the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390 with staged h,
+/// staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from storage 390 vs 2x8
+/// 370. B = 1 keeps one unit per invocation so small H still spreads over several workgroups.
+/// GPUs keep the earlier 1 x 4 block (more invocations to fill the device; not yet measured there).
+fn step_block(batch: usize, cpu: bool) -> (u32, u32) {
+    match (batch, cpu) {
+        (1, _) => (1, 1),
+        (2..=3, false) => (1, 1),
+        (_, false) => (1, 4),
+        (2..=7, true) => (2, 4),
+        (_, true) => (2, 8),
     }
 }
 
@@ -432,7 +436,7 @@ fn validate(
     let (bu, bb) = if persistent {
         persistent_block(batch)
     } else {
-        step_block(batch)
+        step_block(batch, rec.gpu().caps().is_cpu())
     };
     let wg = if persistent {
         rec.gpu().caps().max_invocations.clamp(1, 256)
@@ -498,11 +502,7 @@ pub fn record_step(
     let gpu = rec.gpu().clone();
     let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v))?;
     let p = params(dims, step, &v, kp);
-    let grid = [
-        p.nu.div_ceil(v.wg),
-        p.nb,
-        dims.dirs as u32,
-    ];
+    let grid = [p.nu.div_ceil(v.wg), p.nb, dims.dirs as u32];
     let mut buffers = bind(bufs).to_vec();
     if let Some(stage) = bufs.h_stage {
         let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;

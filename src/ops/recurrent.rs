@@ -431,11 +431,19 @@ fn auto_path(
     hidden: usize,
 ) -> RecurrentPath {
     let items = dirs * batch * hidden;
-    // Measured on lavapipe (LSTM, B = 1): persistent 2.1 ms vs per-step 3.2 ms at H = 16, but
-    // slower at H = 128 (one CPU thread, idle lanes, a barrier per step). GPUs: one workgroup per
-    // step is cheap up to a few hundred units (a guess, not yet measured on a GPU).
-    let limit = if gpu.caps().is_cpu() { 64 } else { 512 };
-    if items <= limit {
+    if gpu.caps().is_cpu() {
+        // Measured on lavapipe (LSTM, f16, T = 256, ms per sequence, persistent vs per-step):
+        // B = 1: H = 16 1.4 vs 8.8, H = 64 11.7 vs 34, H = 96 15 vs 20, H = 128 30 vs 26;
+        // H = 32, B = 4: 7.0 vs 14.6; H = 64, B = 2: 14 vs 19. Persistent runs on one CPU thread,
+        // so it loses once one direction's units alone fill a second workgroup.
+        if items <= 128 && dirs * hidden < 128 {
+            RecurrentPath::Persistent
+        } else {
+            RecurrentPath::PerStep
+        }
+    } else if items <= 512 {
+        // GPUs: one workgroup per step is cheap up to a few hundred units (a guess, not yet
+        // measured on a GPU).
         RecurrentPath::Persistent
     } else {
         RecurrentPath::PerStep
