@@ -153,7 +153,7 @@ const STAGE_BYTES: u64 = 65536;
 /// None otherwise (the kernel then reads h from storage).
 pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffer> {
     let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
-    let limit = gpu.device().limits().max_uniform_buffer_binding_size as u64;
+    let limit = gpu.device().limits().max_uniform_buffer_binding_size;
     if !gpu.caps().is_cpu() || bytes > STAGE_BYTES || STAGE_BYTES > limit {
         return None;
     }
