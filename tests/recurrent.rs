@@ -274,7 +274,9 @@ fn cells_match_reference() {
                 let xt = Tensor::from_f32(&gpu, &x, &[batch, input]).unwrap();
                 let ht = Tensor::from_f32(&gpu, &h, &[batch, hidden]).unwrap();
                 let ct = Tensor::from_f32(&gpu, &c, &[batch, hidden]).unwrap();
-                let (gh, gc) = cell.forward(&gpu, &xt, &ht, lstm.then_some(&ct)).unwrap();
+                let (gh, gc) = cell
+                    .forward(&gpu, &xt, Some(&ht), lstm.then_some(&ct))
+                    .unwrap();
                 let what =
                     format!("[{path_name}] {kind:?} cell I={input} H={hidden} B={batch} {dtype}");
                 assert_close(&what, &gh.to_vec_f32(&gpu).unwrap(), &wh, 1e-4, 1e-3);
@@ -315,6 +317,174 @@ fn auto_path_resolves_and_matches() {
         dtype: DType::F32,
     };
     check(&gpu, &case, p, 5, 1e-4, 1e-3);
+}
+
+/// The per-step kernel computes register blocks of units x batch rows (e.g. 2 x 8); batches that
+/// are not multiples of the block, B = 1, odd H, and both directions must all be exact.
+#[test]
+fn register_blocks_over_odd_batches() {
+    for (gi, (gpu_name, gpu)) in gpus().into_iter().enumerate() {
+        for (i, &(kind, batch, hidden, bidir)) in [
+            (CellKind::Lstm, 1usize, 13usize, false),
+            (CellKind::Gru, 7, 13, true),
+            (CellKind::Lstm, 9, 64, true),
+            (CellKind::Gru, 33, 13, false),
+            (CellKind::Lstm, 33, 20, true),
+            (CellKind::RnnTanh, 17, 9, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let steps = 5;
+            let lengths: Vec<usize> = (0..batch).map(|b| 1 + (b * 3) % steps).collect();
+            let case = Case {
+                spec: RecurrentSpec {
+                    kind,
+                    input_size: 6,
+                    hidden_size: hidden,
+                    num_layers: 1,
+                    bidirectional: bidir,
+                },
+                batch,
+                steps,
+                lengths: (batch > 1).then_some(lengths),
+                init_state: i % 2 == 0,
+                dtype: [DType::F16, DType::F32][(i + gi) % 2],
+            };
+            eprintln!("[{gpu_name}] {kind:?} B={batch} H={hidden}");
+            check(
+                &gpu,
+                &case,
+                RecurrentPath::PerStep,
+                300 + i as u64,
+                1e-4,
+                1e-3,
+            );
+        }
+    }
+}
+
+/// Per-step state that does not fit the uniform staging buffer (D*B*H f32 > 64 KiB) reads h from
+/// storage; the same blocked kernel must stay exact there.
+#[test]
+fn per_step_without_staging_matches() {
+    use heedful::kernels::recurrent::{stage_buffer, StepDims};
+    let gpu = gpu();
+    let (batch, hidden) = (33, 260);
+    let big = StepDims {
+        batch,
+        steps: 3,
+        hidden,
+        dirs: 2,
+    };
+    assert!(
+        stage_buffer(&gpu, big).is_none(),
+        "{big:?} must not be staged"
+    );
+    if gpu.caps().is_cpu() {
+        let small = StepDims {
+            batch: 32,
+            dirs: 1,
+            hidden: 512,
+            steps: 3,
+        };
+        assert!(
+            stage_buffer(&gpu, small).is_some(),
+            "{small:?} fits the stage"
+        );
+    }
+    let case = Case {
+        spec: RecurrentSpec {
+            kind: CellKind::Lstm,
+            input_size: 8,
+            hidden_size: hidden,
+            num_layers: 1,
+            bidirectional: true,
+        },
+        batch,
+        steps: 3,
+        lengths: Some((0..batch).map(|b| 1 + b % 3).collect()),
+        init_state: true,
+        dtype: DType::F16,
+    };
+    check(&gpu, &case, RecurrentPath::PerStep, 400, 1e-4, 1e-3);
+}
+
+/// `h` and `c` default to zeros, and the cached per-batch scratch never leaks the previous call's
+/// state into the next one.
+#[test]
+fn cell_states_default_to_zeros_and_scratch_is_reused() {
+    for (path_name, gpu) in gpus() {
+        for kind in [CellKind::Lstm, CellKind::Gru] {
+            let (input, hidden) = (5, 19);
+            let g = kind.gates();
+            let mut rng = Rng::new(77);
+            let mut w = HashMap::new();
+            for (name, n) in [
+                ("weight_ih", g * hidden * input),
+                ("weight_hh", g * hidden * hidden),
+                ("bias_ih", g * hidden),
+                ("bias_hh", g * hidden),
+            ] {
+                w.insert(name.to_string(), f16_round(&rng.vec(n, -0.3, 0.3)));
+            }
+            let cell = RecurrentCell::new(&gpu, kind, input, hidden, &w, DType::F16).unwrap();
+            let lstm = kind == CellKind::Lstm;
+            for batch in [1usize, 33, 1, 33] {
+                let x = rng.vec(batch * input, -2.0, 2.0);
+                let h = rng.vec(batch * hidden, -1.0, 1.0);
+                let c = rng.vec(batch * hidden, -1.0, 1.0);
+                let zeros = vec![0.0f32; batch * hidden];
+                let xt = Tensor::from_f32(&gpu, &x, &[batch, input]).unwrap();
+                let ht = Tensor::from_f32(&gpu, &h, &[batch, hidden]).unwrap();
+                let ct = Tensor::from_f32(&gpu, &c, &[batch, hidden]).unwrap();
+                // With states, then without: the second call must not see the first's state.
+                for (with, hs, cs) in [(true, &h, &c), (false, &zeros, &zeros)] {
+                    let (wh, wc) = reference::cell(
+                        kind,
+                        &w,
+                        input,
+                        hidden,
+                        &x,
+                        hs,
+                        lstm.then_some(&cs[..]),
+                        batch,
+                    );
+                    let (gh, gc) = if with {
+                        cell.forward(&gpu, &xt, Some(&ht), lstm.then_some(&ct))
+                    } else {
+                        cell.forward(&gpu, &xt, None, None)
+                    }
+                    .unwrap();
+                    let what = format!("[{path_name}] {kind:?} cell B={batch} states={with}");
+                    assert_close(&what, &gh.to_vec_f32(&gpu).unwrap(), &wh, 1e-4, 1e-3);
+                    assert_eq!(gc.is_some(), lstm, "{what}: c' presence");
+                    if let (Some(gc), Some(wc)) = (gc, wc) {
+                        assert_close(
+                            &format!("{what} c"),
+                            &gc.to_vec_f32(&gpu).unwrap(),
+                            &wc,
+                            1e-4,
+                            1e-3,
+                        );
+                    }
+                }
+                if lstm {
+                    // h given, c absent: c is zeros.
+                    let (wh, _) =
+                        reference::cell(kind, &w, input, hidden, &x, &h, Some(&zeros), batch);
+                    let (gh, _) = cell.forward(&gpu, &xt, Some(&ht), None).unwrap();
+                    assert_close(
+                        &format!("[{path_name}] lstm cell B={batch} c=None"),
+                        &gh.to_vec_f32(&gpu).unwrap(),
+                        &wh,
+                        1e-4,
+                        1e-3,
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn err<T>(r: heedful::Result<T>) -> String {
@@ -390,7 +560,7 @@ fn bad_inputs_are_errors_naming_op_and_shapes() {
     let cell = RecurrentCell::new(&gpu, CellKind::Gru, 3, 4, &cw, DType::F16).unwrap();
     let cx = Tensor::from_f32(&gpu, &[0.0; 6], &[2, 3]).unwrap();
     let ch = Tensor::from_f32(&gpu, &[0.0; 12], &[3, 4]).unwrap();
-    let e = err(cell.forward(&gpu, &cx, &ch, None));
+    let e = err(cell.forward(&gpu, &cx, Some(&ch), None));
     assert!(
         e.contains("gru_cell") && e.contains("[3, 4]") && e.contains("[2, 4]"),
         "{e}"

@@ -168,7 +168,7 @@ fn recurrent(gpu: &Gpu, case: &Case, opts: &RunOptions) -> Result<Produced> {
 
 fn recurrent_cell(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
     let x = case.input(gpu, "x")?;
-    let h = case.input(gpu, "h")?;
+    let h = input_opt(gpu, case, "h")?;
     let c = input_opt(gpu, case, "c")?;
     let hidden = case.attr_usize("hidden_size")?;
     let input = x.shape().get(1).copied().unwrap_or(0);
@@ -180,7 +180,7 @@ fn recurrent_cell(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
         &state_dict(case),
         case.weights_dtype,
     )?;
-    let (h, c) = cell.forward(gpu, &x, &h, c.as_ref())?;
+    let (h, c) = cell.forward(gpu, &x, h.as_ref(), c.as_ref())?;
     let mut out = read(gpu, &[("h", &h)])?;
     if let Some(c) = &c {
         out.extend(read(gpu, &[("c", c)])?);

@@ -17,10 +17,14 @@
 //!
 //! Why k-pairs: on lavapipe every 32-bit storage load costs about as much as several FMAs, whether
 //! or not the lanes' addresses agree (measured: making the weight address uniform or loading vec4s
-//! changed nothing; removing loads did), so a B = 1 step is bound by loads. Holding f16 weights as
-//! pairs makes one u32 load feed two FMAs, and each h pair is loaded once for all gates. Sharing h
-//! across a subgroup with `subgroupBroadcast` was tried and was 2x slower on lavapipe, so it is not
-//! used. On GPUs the layout keeps adjacent units' loads coalesced.
+//! changed nothing; removing loads did), so a step is bound by loads. Holding f16 weights as
+//! pairs makes one u32 load feed two FMAs. Each invocation computes a register block of all gates
+//! of BU units for BB batch rows (`step_block`: 2 x 8 from B = 8), so each weight load feeds BB
+//! rows and each h load G*BU outputs. Sharing h across a subgroup with `subgroupBroadcast` was
+//! tried and was 2x slower on lavapipe, so it is not used. Instead, on CPU adapters, the per-step
+//! kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
+//! turns a uniform load at a workgroup-uniform address into one scalar load, where a storage load
+//! is a per-lane loop. On GPUs the layout keeps adjacent units' loads coalesced.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -136,6 +140,29 @@ pub struct StepBuffers<'a> {
     pub whh_t: &'a Tensor,
     /// `[D*G*H]` f32|f16.
     pub bhh: &'a Tensor,
+    /// Optional staging buffer from [`stage_buffer`]: when present, [`record_step`] copies
+    /// `h_{t-1}` into it and the kernel reads h through a uniform binding (faster on lavapipe).
+    pub h_stage: Option<&'a wgpu::Buffer>,
+}
+
+/// Bytes of a staging buffer (the uniform array `hu` of the shaders).
+const STAGE_BYTES: u64 = 65536;
+
+/// A uniform staging buffer for `h_{t-1}` when it helps and fits: on CPU adapters, when one
+/// direction-set of state `D*B*H` f32 fits [`STAGE_BYTES`] and the adapter's uniform binding limit.
+/// None otherwise (the kernel then reads h from storage).
+pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffer> {
+    let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
+    let limit = gpu.device().limits().max_uniform_buffer_binding_size;
+    if !gpu.caps().is_cpu() || bytes > STAGE_BYTES || STAGE_BYTES > limit {
+        return None;
+    }
+    Some(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("recurrent h stage"),
+        size: STAGE_BYTES,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    }))
 }
 
 #[repr(C)]
@@ -148,7 +175,7 @@ struct Params {
     step: u32,
     nb: u32,
     kp: u32,
-    _p1: u32,
+    nu: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -156,10 +183,14 @@ struct Variant {
     kind: CellKind,
     whh: Elem,
     bhh: Elem,
-    /// Batch rows per invocation (1 or 4).
+    /// Batch rows per invocation.
     bb: u32,
+    /// Units per invocation.
+    bu: u32,
     wg: u32,
     persistent: bool,
+    /// h_{t-1} from the uniform stage (per-step only).
+    hu: bool,
 }
 
 /// KP: k-pairs per weight row for hidden size `hidden` (`ceil(H/2)`).
@@ -182,51 +213,107 @@ pub fn pack_whh(per_dir: &[Vec<f32>], gates: usize, hidden: usize, kp: usize) ->
     out
 }
 
-/// The generated k loop of `cell_step` (see recurrent_cell.wgsl): k in pairs, one `wpair` load
-/// per gate and pair, h of the pair loaded once for all gates.
-fn k_loop(gates: usize) -> String {
-    let mut s = String::from(
-        "var w = dir * p.kp * GH + j;\n\
-         for (var k = 0u; k < H; k += 2u) {\n\
-         let ko = min(k + 1u, H - 1u);\n\
-         let e = load_h(r0 + k, r1 + k, r2 + k, r3 + k);\n\
-         let o = load_h(r0 + ko, r1 + ko, r2 + ko, r3 + ko);\n",
-    );
-    for (g, acc) in ["a0", "a1", "a2", "a3"].iter().enumerate().take(gates) {
+/// The generated block body of `cell_step` (see recurrent_cell.wgsl) for `gates` gates, `bu` units
+/// and `bb` batch rows per invocation, fully unrolled: accumulator `a{g}_{u}_{r}` holds gate g of
+/// unit j0+u for row b0+r. Per k pair it loads each row's h pair once and each gate's and unit's
+/// weight pair once (`wpair`, one u32 for f16 weights), then ends with a `cell_finish` per valid
+/// (unit, row).
+fn block(gates: usize, bu: usize, bb: usize) -> String {
+    let mut s = String::new();
+    for r in 0..bb {
+        s.push_str(&format!("let h{r} = (hb + min(b0 + {r}u, B - 1u)) * H;\n"));
+    }
+    for u in 0..bu {
         s.push_str(&format!(
-            "let q{g} = wpair(w + {g}u * H);\n{acc} += q{g}.x * e + q{g}.y * o;\n"
+            "let w{u} = dir * p.kp * GH + min(j0 + {u}u, H - 1u);\n"
         ));
     }
-    s.push_str("w += GH;\n}\n");
+    for g in 0..gates {
+        for u in 0..bu {
+            for r in 0..bb {
+                s.push_str(&format!("var a{g}_{u}_{r} = 0.0;\n"));
+            }
+        }
+    }
+    s.push_str(
+        "var wk = 0u;\n\
+         for (var k = 0u; k < H; k += 2u) {\n\
+         let ko = min(k + 1u, H - 1u);\n",
+    );
+    for r in 0..bb {
+        s.push_str(&format!(
+            "let e{r} = load_h(h{r} + k);\nlet o{r} = load_h(h{r} + ko);\n"
+        ));
+    }
+    for g in 0..gates {
+        for u in 0..bu {
+            s.push_str(&format!("let q{g}_{u} = wpair(w{u} + wk + {g}u * H);\n"));
+            for r in 0..bb {
+                s.push_str(&format!(
+                    "a{g}_{u}_{r} = fma(q{g}_{u}.y, o{r}, fma(q{g}_{u}.x, e{r}, a{g}_{u}_{r}));\n"
+                ));
+            }
+        }
+    }
+    s.push_str("wk += GH;\n}\n");
+    for u in 0..bu {
+        for r in 0..bb {
+            let acc: Vec<String> = (0..4)
+                .map(|g| {
+                    if g < gates {
+                        format!("a{g}_{u}_{r}")
+                    } else {
+                        "0.0".to_string()
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                "if (j0 + {u}u < H && b0 + {r}u < B) {{ cell_finish(t, dir, b0 + {r}u, j0 + {u}u, vec4<f32>({})); }}\n",
+                acc.join(", ")
+            ));
+        }
+    }
     s
 }
 
-/// Batch rows per invocation: 4 (one vec4 lane per row: 4x reuse of each weight load) once the
-/// batch fills them, else 1.
-fn batch_block(batch: usize) -> u32 {
+/// The register block `(units, rows)` per invocation of the per-step kernel for a batch of `batch`.
+///
+/// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA), and
+/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks run
+/// out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms including
+/// the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390 with staged h,
+/// staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from storage 390 vs 2x8
+/// 370. B = 1 keeps one unit per invocation so small H still spreads over several workgroups.
+/// GPUs keep the earlier 1 x 4 block (more invocations to fill the device; not yet measured there).
+fn step_block(batch: usize, cpu: bool) -> (u32, u32) {
+    match (batch, cpu) {
+        (1, _) => (1, 1),
+        (2..=3, false) => (1, 1),
+        (_, false) => (1, 4),
+        (2..=7, true) => (2, 4),
+        (_, true) => (2, 8),
+    }
+}
+
+/// The block of the persistent kernel: one unit, 4 rows once the batch fills them.
+fn persistent_block(batch: usize) -> (u32, u32) {
     if batch >= 4 {
-        4
+        (1, 4)
     } else {
-        1
+        (1, 1)
     }
 }
 
 fn source(v: &Variant) -> String {
-    let bv = if v.bb == 4 {
-        "alias BV = vec4<f32>;\n\
-         fn bv_get(v: BV, r: u32) -> f32 { return v[r]; }\n\
-         fn load_h(i0: u32, i1: u32, i2: u32, i3: u32) -> BV { return BV(hs[i0], hs[i1], hs[i2], hs[i3]); }\n"
-    } else {
-        "alias BV = f32;\n\
-         fn bv_get(v: BV, r: u32) -> f32 { return v; }\n\
-         fn load_h(i0: u32, i1: u32, i2: u32, i3: u32) -> BV { return hs[i0]; }\n"
-    };
     let entry = if v.persistent {
         PERSISTENT_SRC
     } else {
         STEP_SRC
     };
-    let body = format!("{CELL_SRC}\n{entry}").replace("K_LOOP", &k_loop(v.kind.gates()));
+    let body = format!("{CELL_SRC}\n{entry}").replace(
+        "BLOCK_BODY",
+        &block(v.kind.gates(), v.bu as usize, v.bb as usize),
+    );
     // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
     let wpair = match v.whh {
         Elem::F32 => {
@@ -238,6 +325,15 @@ fn source(v: &Variant) -> String {
               fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n"
         }
     };
+    let load_h = if v.hu {
+        format!(
+            "@group(0) @binding(8) var<uniform> hu: array<vec4<f32>, {}>;\n\
+             fn load_h(i: u32) -> f32 {{ return hu[i >> 2u][i & 3u]; }}\n",
+            STAGE_BYTES / 16
+        )
+    } else {
+        "fn load_h(i: u32) -> f32 { return hs[i]; }\n".to_string()
+    };
     compose(
         &body,
         v.bhh.needs_f16(),
@@ -245,10 +341,12 @@ fn source(v: &Variant) -> String {
             ("CELL", v.kind.code()),
             ("G", v.kind.gates() as u32),
             ("BB", v.bb),
+            ("BU", v.bu),
+            ("HU", v.hu as u32),
             ("WG", v.wg),
         ],
         &[
-            bv.to_string(),
+            load_h,
             wpair.to_string(),
             declare_input("bhh", 7, v.bhh, false),
         ],
@@ -335,7 +433,11 @@ fn validate(
             format!("{biggest} elements overflow the kernel's u32 indexing"),
         ));
     }
-    let bb = batch_block(batch);
+    let (bu, bb) = if persistent {
+        persistent_block(batch)
+    } else {
+        step_block(batch, rec.gpu().caps().is_cpu())
+    };
     let wg = if persistent {
         rec.gpu().caps().max_invocations.clamp(1, 256)
     } else {
@@ -347,23 +449,25 @@ fn validate(
             whh: elem(rec, op, "whh_t", b.whh_t)?,
             bhh: elem(rec, op, "bhh", b.bhh)?,
             bb,
+            bu,
             wg,
             persistent,
+            hu: !persistent && b.h_stage.is_some(),
         },
         kp,
     ))
 }
 
-fn params(dims: StepDims, step: usize, bb: u32, kp: usize) -> Params {
+fn params(dims: StepDims, step: usize, v: &Variant, kp: usize) -> Params {
     Params {
         b: dims.batch as u32,
         t_len: dims.steps as u32,
         h: dims.hidden as u32,
         d: dims.dirs as u32,
         step: step as u32,
-        nb: dims.batch.div_ceil(bb as usize) as u32,
+        nb: dims.batch.div_ceil(v.bb as usize) as u32,
         kp: kp as u32,
-        _p1: 0,
+        nu: dims.hidden.div_ceil(v.bu as usize) as u32,
     }
 }
 
@@ -397,17 +501,28 @@ pub fn record_step(
     }
     let gpu = rec.gpu().clone();
     let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v))?;
-    let p = params(dims, step, v.bb, kp);
-    let grid = [
-        dims.hidden.div_ceil(v.wg as usize) as u32,
-        p.nb,
-        dims.dirs as u32,
-    ];
+    let p = params(dims, step, &v, kp);
+    let grid = [p.nu.div_ceil(v.wg), p.nb, dims.dirs as u32];
+    let mut buffers = bind(bufs).to_vec();
+    if let Some(stage) = bufs.h_stage {
+        let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
+        if bytes > stage.size() {
+            return Err(Error::shape(
+                kind.name(),
+                format!(
+                    "h_stage holds {} bytes, the state needs {bytes} (see stage_buffer)",
+                    stage.size()
+                ),
+            ));
+        }
+        rec.copy(bufs.hs.buffer(), (step % 2) as u64 * bytes, stage, 0, bytes);
+        buffers.push(stage);
+    }
     let d = gpu.dispatch(
         "recurrent_step",
         &pipeline,
         bytemuck::bytes_of(&p),
-        &bind(bufs),
+        &buffers,
         grid,
     )?;
     rec.push(d);
@@ -425,7 +540,7 @@ pub fn record_persistent(
     let (v, kp) = validate(rec, kind, bufs, dims, true)?;
     let gpu = rec.gpu().clone();
     let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v))?;
-    let p = params(dims, 0, v.bb, kp);
+    let p = params(dims, 0, &v, kp);
     let d = gpu.dispatch(
         "recurrent_persistent",
         &pipeline,

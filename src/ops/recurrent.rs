@@ -31,6 +31,7 @@
 //! adapter.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
@@ -340,6 +341,10 @@ impl RecurrentLayer {
         let state_bytes = (dirs * batch * hidden * 4) as u64;
         let final_half = (steps % 2) as u64 * state_bytes;
         let mut rec = Recorder::new(gpu);
+        let stage = match path {
+            RecurrentPath::PerStep => kr::stage_buffer(gpu, dims),
+            _ => None,
+        };
         for (l, w) in self.layers.iter().enumerate() {
             let hs = Tensor::zeros(gpu, &[2, dirs, batch, hidden], DType::F32)?;
             let cs = if lstm {
@@ -377,6 +382,7 @@ impl RecurrentLayer {
                 out: layer_out,
                 whh_t: &w.whh_t,
                 bhh: &w.b_hh,
+                h_stage: stage.as_ref(),
             };
             match path {
                 RecurrentPath::Persistent => {
@@ -425,11 +431,19 @@ fn auto_path(
     hidden: usize,
 ) -> RecurrentPath {
     let items = dirs * batch * hidden;
-    // Measured on lavapipe (LSTM, B = 1): persistent 2.1 ms vs per-step 3.2 ms at H = 16, but
-    // slower at H = 128 (one CPU thread, idle lanes, a barrier per step). GPUs: one workgroup per
-    // step is cheap up to a few hundred units (a guess, not yet measured on a GPU).
-    let limit = if gpu.caps().is_cpu() { 64 } else { 512 };
-    if items <= limit {
+    if gpu.caps().is_cpu() {
+        // Measured on lavapipe (LSTM, f16, T = 256, ms per sequence, persistent vs per-step):
+        // B = 1: H = 16 1.4 vs 8.8, H = 64 11.7 vs 34, H = 96 15 vs 20, H = 128 30 vs 26;
+        // H = 32, B = 4: 7.0 vs 14.6; H = 64, B = 2: 14 vs 19. Persistent runs on one CPU thread,
+        // so it loses once one direction's units alone fill a second workgroup.
+        if items <= 128 && dirs * hidden < 128 {
+            RecurrentPath::Persistent
+        } else {
+            RecurrentPath::PerStep
+        }
+    } else if items <= 512 {
+        // GPUs: one workgroup per step is cheap up to a few hundred units (a guess, not yet
+        // measured on a GPU).
         RecurrentPath::Persistent
     } else {
         RecurrentPath::PerStep
@@ -461,12 +475,34 @@ fn check_lengths(
 }
 
 /// `nn.LSTMCell` / `nn.GRUCell` / `nn.RNNCell` with weights on the GPU.
+///
+/// Scratch buffers (input projection, state ping-pong) are allocated on the first call for a batch
+/// size and reused by later calls with that batch size.
 #[derive(Debug)]
 pub struct RecurrentCell {
     kind: CellKind,
     input_size: usize,
     hidden_size: usize,
     w: LayerWeights,
+    scratch: Mutex<HashMap<usize, Arc<CellScratch>>>,
+}
+
+/// Per-batch-size scratch of a cell. Calls that share it are ordered by the queue: each recorded
+/// update copies its state in, runs, and copies its results out before the next one starts.
+#[derive(Debug)]
+struct CellScratch {
+    /// `[B, 1, G*H]` input projection.
+    xp: Tensor,
+    /// `[B]` all ones.
+    lengths: Tensor,
+    /// `[2, 1, B, H]` hidden state ping-pong.
+    hs: Tensor,
+    /// `[2, 1, B, H]` (LSTM) or `[4]` cell state.
+    cs: Tensor,
+    /// `[B, H]` zeros: the state when the caller passes none.
+    zeros: Tensor,
+    /// Uniform staging of h ([`kr::stage_buffer`]).
+    stage: Option<wgpu::Buffer>,
 }
 
 impl RecurrentCell {
@@ -502,16 +538,49 @@ impl RecurrentCell {
             input_size,
             hidden_size,
             w,
+            scratch: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Records one cell update: `x [B, I]`, `h [B, H]`, `c [B, H]` (LSTM) into `h_out` and
-    /// `c_out` (LSTM). Two dispatches: the input projection and the fused gate step.
+    /// The scratch for `batch`, allocated on first use.
+    fn scratch(&self, gpu: &Gpu, batch: usize) -> Result<Arc<CellScratch>> {
+        let mut cache = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&batch) {
+            return Ok(s.clone());
+        }
+        let hid = self.hidden_size;
+        let gh = self.kind.gates() * hid;
+        let cs_shape = if self.kind == CellKind::Lstm {
+            vec![2, 1, batch, hid]
+        } else {
+            vec![4]
+        };
+        let dims = StepDims {
+            batch,
+            steps: 1,
+            hidden: hid,
+            dirs: 1,
+        };
+        let s = Arc::new(CellScratch {
+            xp: Tensor::zeros(gpu, &[batch, 1, gh], DType::F32)?,
+            lengths: Tensor::from_u32(gpu, &vec![1u32; batch], &[batch])?,
+            hs: Tensor::zeros(gpu, &[2, 1, batch, hid], DType::F32)?,
+            cs: Tensor::zeros(gpu, &cs_shape, DType::F32)?,
+            zeros: Tensor::zeros(gpu, &[batch, hid], DType::F32)?,
+            stage: kr::stage_buffer(gpu, dims),
+        });
+        cache.insert(batch, s.clone());
+        Ok(s)
+    }
+
+    /// Records one cell update: `x [B, I]`, `h [B, H]` and `c [B, H]` (LSTM; zeros when absent, as
+    /// in PyTorch) into `h_out [B, H]` and, for the LSTM, `c_out [B, H]` (required). Two
+    /// dispatches: the input projection and the fused gate step.
     pub fn record_forward(
         &self,
         rec: &mut Recorder,
         x: &Tensor,
-        h: &Tensor,
+        h: Option<&Tensor>,
         c: Option<&Tensor>,
         h_out: &Tensor,
         c_out: Option<&Tensor>,
@@ -529,17 +598,15 @@ impl RecurrentCell {
                 ))
             }
         };
-        let mut states = vec![("h", Some(h)), ("h_out", Some(h_out))];
-        if lstm {
-            states.push(("c", c));
-            states.push(("c_out", c_out));
-        } else if c.is_some() || c_out.is_some() {
+        if !lstm && (c.is_some() || c_out.is_some()) {
             return Err(Error::invalid(op, "a cell state is only for the LSTM cell"));
         }
+        if lstm && c_out.is_none() {
+            return Err(Error::invalid(op, "c_out [B, H] is required"));
+        }
+        let states = [("h", h), ("c", c), ("h_out", Some(h_out)), ("c_out", c_out)];
         for (name, s) in states {
-            let Some(s) = s else {
-                return Err(Error::invalid(op, format!("{name} [B, H] is required")));
-            };
+            let Some(s) = s else { continue };
             f32_of(op, name, s)?;
             if s.shape() != [batch, hid] {
                 return Err(Error::shape(
@@ -554,35 +621,28 @@ impl RecurrentCell {
         }
         let gpu = rec.gpu().clone();
         let gh = self.kind.gates() * hid;
-        let xp = Tensor::zeros(&gpu, &[batch, 1, gh], DType::F32)?;
-        let lengths = Tensor::from_u32(&gpu, &vec![1u32; batch], &[batch])?;
-        let hs = Tensor::zeros(&gpu, &[2, 1, batch, hid], DType::F32)?;
-        let cs_shape = if lstm {
-            vec![2, 1, batch, hid]
-        } else {
-            vec![4]
-        };
-        let cs = Tensor::zeros(&gpu, &cs_shape, DType::F32)?;
+        let sc = self.scratch(&gpu, batch)?;
         let bytes = (batch * hid * 4) as u64;
-        rec.copy(h.buffer(), 0, hs.buffer(), 0, bytes);
-        if let Some(c) = c {
-            rec.copy(c.buffer(), 0, cs.buffer(), 0, bytes);
+        rec.copy(h.unwrap_or(&sc.zeros).buffer(), 0, sc.hs.buffer(), 0, bytes);
+        if lstm {
+            rec.copy(c.unwrap_or(&sc.zeros).buffer(), 0, sc.cs.buffer(), 0, bytes);
         }
         crate::kernels::matmul::record_linear(
             rec,
             x,
             &self.w.w_ih,
             Some(&self.w.b_ih),
-            &xp.reshape(&[batch, gh])?,
+            &sc.xp.reshape(&[batch, gh])?,
         )?;
         let bufs = StepBuffers {
-            xp: &xp,
-            lengths: &lengths,
-            hs: &hs,
-            cs: &cs,
+            xp: &sc.xp,
+            lengths: &sc.lengths,
+            hs: &sc.hs,
+            cs: &sc.cs,
             out: h_out,
             whh_t: &self.w.whh_t,
             bhh: &self.w.b_hh,
+            h_stage: sc.stage.as_ref(),
         };
         let dims = StepDims {
             batch,
@@ -592,17 +652,18 @@ impl RecurrentCell {
         };
         kr::record_step(rec, self.kind, &bufs, dims, 0)?;
         if let Some(c_out) = c_out {
-            rec.copy(cs.buffer(), bytes, c_out.buffer(), 0, bytes);
+            rec.copy(sc.cs.buffer(), bytes, c_out.buffer(), 0, bytes);
         }
         Ok(())
     }
 
-    /// One cell update: returns `h' [B, H]` and, for the LSTM, `c' [B, H]`.
+    /// One cell update: returns `h' [B, H]` and, for the LSTM, `c' [B, H]`. `h` and `c` default
+    /// to zeros, as in PyTorch.
     pub fn forward(
         &self,
         gpu: &Gpu,
         x: &Tensor,
-        h: &Tensor,
+        h: Option<&Tensor>,
         c: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let hid = self.hidden_size;

@@ -500,7 +500,14 @@ impl Seq2Seq {
         };
         for (l, cell) in self.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
-            cell.record_forward(rec, x, &st.h[l], st.c.get(l), &st.h_new[l], st.c_new.get(l))?;
+            cell.record_forward(
+                rec,
+                x,
+                Some(&st.h[l]),
+                st.c.get(l),
+                &st.h_new[l],
+                st.c_new.get(l),
+            )?;
         }
         let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
         match &self.attn {
