@@ -374,22 +374,50 @@ pub(crate) struct Tuning {
     pub kt: u32,
     /// Workgroups wanted in flight to fill the device.
     pub target_groups: usize,
+    /// Flash kernel stages K/V tiles in workgroup memory.
+    pub shared: bool,
+    /// Query rows per invocation in the flash kernel (register blocking: each k/v load serves R
+    /// rows).
+    pub rows: u32,
 }
 
+/// Per-adapter tuning. On CPU adapters (lavapipe) the flash kernel reads k/v straight from the
+/// storage buffers (uniform loads; staging tiles in workgroup memory behind barriers measured
+/// slower there) with R = 4 query rows per invocation (measured at T = 2048, D = 64: about 2x
+/// R = 1; R = 8 was no better). Discrete GPUs stage K/V tiles in workgroup memory.
+///
+/// Benchmarks may override the CPU choice with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`,
+/// `HEEDFUL_ATTN_WG` and `HEEDFUL_ATTN_SHARED=1`.
 pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
     if gpu.caps().is_cpu() {
         // lavapipe runs one workgroup per core thread; a few per thread balance causal rows.
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let kt = std::env::var("HEEDFUL_ATTN_KT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let wg = std::env::var("HEEDFUL_ATTN_WG")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let shared = std::env::var("HEEDFUL_ATTN_SHARED").is_ok_and(|v| v == "1");
         Tuning {
-            wg: 64,
-            kt: 8,
+            wg,
+            kt,
             target_groups: 4 * threads,
+            shared,
+            rows: std::env::var("HEEDFUL_ATTN_R")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4),
         }
     } else {
         Tuning {
             wg: 64,
             kt: 8,
             target_groups: 1024,
+            shared: true,
+            rows: 1,
         }
     }
 }
@@ -435,7 +463,7 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
             chunk,
         };
     }
-    let groups = dims.b * dims.h * dims.tq.div_ceil(tu.wg as usize);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * tu.rows) as usize);
     let min_chunk = 256;
     if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
         let want = tu.target_groups.div_ceil(groups);
@@ -453,10 +481,19 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
 struct Variant {
     kernel: &'static str,
     wg: u32,
+    rows: u32,
     kt: u32,
+    shared: bool,
     d: usize,
     dv: usize,
     vec: bool,
+}
+
+/// Keys per tile of the workgroup-memory flash variant: as many as fit (4..=32) in the limit.
+fn shared_kt(gpu: &Gpu, dims: &AttnDims) -> u32 {
+    let per_key = 16 * (dims.d.div_ceil(4) + dims.dv.div_ceil(4)) as u32;
+    let fit = gpu.caps().max_workgroup_storage.min(32768) / per_key.max(1);
+    fit.clamp(4, 32) / 4 * 4
 }
 
 /// `fn ld_{name}(base, c) -> vec4<f32>`: elements 4c..4c+3 of the row at `base`, zero past `len`.
@@ -480,10 +517,15 @@ pub(crate) fn qkv_pipeline(
     vec: bool,
     with_v: bool,
 ) -> Result<wgpu::ComputePipeline> {
+    let shared = tu.shared && kernel == "sdpa";
+    let kt = if shared { shared_kt(gpu, dims) } else { tu.kt };
+    let rows = if kernel == "sdpa" { tu.rows } else { 1 };
     let variant = Variant {
         kernel,
         wg: tu.wg,
-        kt: tu.kt,
+        rows,
+        kt,
+        shared,
         d: dims.d,
         dv: if with_v { dims.dv } else { 0 },
         vec,
@@ -506,7 +548,9 @@ pub(crate) fn qkv_pipeline(
             false,
             &[
                 ("WG", tu.wg),
-                ("KT", tu.kt),
+                ("KT", kt),
+                ("R", rows),
+                ("SHARED", shared as u32),
                 ("D", dims.d as u32),
                 ("DV", dims.dv as u32),
                 ("D4", dims.d.div_ceil(4) as u32),
@@ -598,7 +642,7 @@ pub fn record_sdpa(
     let (nsplit, chunk) = match plan {
         Plan::Flash => {
             let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil(tu.wg as usize) as u32;
+            p.row_blocks = tq.div_ceil((tu.wg * tu.rows) as usize) as u32;
             let stats = match lse {
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
@@ -654,7 +698,7 @@ pub fn record_sdpa(
         }
         _ => {
             let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil(tu.wg as usize) as u32;
+            p.row_blocks = tq.div_ceil((tu.wg * tu.rows) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
                 &pipe,
