@@ -422,6 +422,18 @@ pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
     }
 }
 
+/// Query rows per invocation of the flash kernel for `dims`: the tuned R where the query rows fill
+/// R-row invocations and enough workgroups, else 1 (short sequences keep their lanes busy).
+pub(crate) fn flash_rows(tu: &Tuning, dims: &AttnDims) -> u32 {
+    let r = tu.rows.max(1);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
+    if r > 1 && dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
+        r
+    } else {
+        1
+    }
+}
+
 /// Which kernels a call runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -463,7 +475,8 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
             chunk,
         };
     }
-    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * tu.rows) as usize);
+    let rows = flash_rows(&tu, dims);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * rows) as usize);
     let min_chunk = 256;
     if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
         let want = tu.target_groups.div_ceil(groups);
@@ -516,10 +529,11 @@ pub(crate) fn qkv_pipeline(
     dims: &AttnDims,
     vec: bool,
     with_v: bool,
+    rows: u32,
 ) -> Result<wgpu::ComputePipeline> {
     let shared = tu.shared && kernel == "sdpa";
     let kt = if shared { shared_kt(gpu, dims) } else { tu.kt };
-    let rows = if kernel == "sdpa" { tu.rows } else { 1 };
+    let rows = if kernel == "sdpa" { rows } else { 1 };
     let variant = Variant {
         kernel,
         wg: tu.wg,
@@ -573,6 +587,9 @@ pub struct SdpaArgs<'a> {
     pub scale: Option<f32>,
     /// Forces a plan (benchmarks compare plans); `None` = [`plan`].
     pub plan: Option<Plan>,
+    /// Forces the flash kernel's query rows per invocation (1..=8; tests and benchmarks);
+    /// `None` = tuned for the adapter and shape.
+    pub rows: Option<u32>,
 }
 
 /// Records `out = softmax(q k^T * scale + mask) v` (flash attention, see the module docs).
@@ -630,6 +647,13 @@ pub fn record_sdpa(
     p.o = view_params(&out);
     p.flags = lse.is_some() as u32;
     let plan = args.plan.unwrap_or_else(|| plan(&gpu, dims));
+    let rpi = match args.rows {
+        Some(r) if (1..=8).contains(&r) => r,
+        Some(r) => {
+            return Err(Error::invalid(OP, format!("rows per invocation {r} is outside 1..=8")))
+        }
+        None => flash_rows(&tu, dims),
+    };
     let dummy;
     let mask_buf = match &args.mask {
         Some(m) => m.tensor.buffer(),
@@ -641,8 +665,8 @@ pub fn record_sdpa(
     let bh = u32::try_from(b * h).unwrap_or(u32::MAX);
     let (nsplit, chunk) = match plan {
         Plan::Flash => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil((tu.wg * tu.rows) as usize) as u32;
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
+            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             let stats = match lse {
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
@@ -678,7 +702,7 @@ pub fn record_sdpa(
     let stats = Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?;
     let disp = match plan {
         Plan::Decode { .. } => {
-            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &tu, dims, vec, true)?;
+            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &tu, dims, vec, true, 1)?;
             p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
             let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
             gpu.dispatch(
@@ -697,8 +721,8 @@ pub fn record_sdpa(
             )?
         }
         _ => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil((tu.wg * tu.rows) as usize) as u32;
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
+            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
                 &pipe,
