@@ -521,6 +521,7 @@ pub(crate) fn loader(name: &str, len: &str) -> String {
 }
 
 /// Composes and caches a kernel that reads q/k (and v unless `with_v` is false).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn qkv_pipeline(
     gpu: &Gpu,
     kernel: &'static str,
