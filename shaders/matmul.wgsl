@@ -70,15 +70,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 
     if (BT == 1u) {
-        // b: [N, K]. Both operands are contiguous along k: vec4 over k, one vec4 accumulator per
-        // output, reduced at the end.
+        // b: [N, K]. Both operands are contiguous along k: vec4 loads over k, one scalar
+        // accumulator per output (TM * TN independent FMA chains).
         var b_off: array<u32, TN>;
         for (var j = 0u; j < TN; j++) {
             b_off[j] = b_base + min(n0 + j, p.n - 1u) * p.k;
         }
-        var acc: array<array<vec4<f32>, TN>, TM>;
+        var acc: array<array<f32, TN>, TM>;
+        var kk = 0u;
         if (VK == 1u) {
-            for (var kk = 0u; kk < p.k; kk += 4u) {
+            for (; kk < p.k; kk += 4u) {
                 var av: array<vec4<f32>, TM>;
                 for (var i = 0u; i < TM; i++) {
                     av[i] = a_at4(a_off[i] + kk);
@@ -86,28 +87,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 for (var j = 0u; j < TN; j++) {
                     let bv = b_at4(b_off[j] + kk);
                     for (var i = 0u; i < TM; i++) {
-                        acc[i][j] = fma(av[i], bv, acc[i][j]);
+                        var s = acc[i][j];
+                        s = fma(av[i].x, bv.x, s);
+                        s = fma(av[i].y, bv.y, s);
+                        s = fma(av[i].z, bv.z, s);
+                        acc[i][j] = fma(av[i].w, bv.w, s);
                     }
                 }
             }
-        } else {
-            for (var kk = 0u; kk < p.k; kk++) {
-                var av: array<f32, TM>;
+        }
+        for (; kk < p.k; kk++) {
+            var av: array<f32, TM>;
+            for (var i = 0u; i < TM; i++) {
+                av[i] = a_at(a_off[i] + kk);
+            }
+            for (var j = 0u; j < TN; j++) {
+                let bv = b_at(b_off[j] + kk);
                 for (var i = 0u; i < TM; i++) {
-                    av[i] = a_at(a_off[i] + kk);
-                }
-                for (var j = 0u; j < TN; j++) {
-                    let bv = b_at(b_off[j] + kk);
-                    for (var i = 0u; i < TM; i++) {
-                        acc[i][j].x = fma(av[i], bv, acc[i][j].x);
-                    }
+                    acc[i][j] = fma(av[i], bv, acc[i][j]);
                 }
             }
         }
         for (var i = 0u; i < TM; i++) {
             for (var j = 0u; j < TN; j++) {
-                let s = acc[i][j];
-                store(o_base, m0 + i, n0 + j, (s.x + s.y) + (s.z + s.w));
+                store(o_base, m0 + i, n0 + j, acc[i][j]);
             }
         }
     } else if (VN == 1u) {

@@ -19,6 +19,7 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod conformance;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod models;
 pub mod ops;
 pub mod reference;
 pub mod tensor;

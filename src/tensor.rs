@@ -118,7 +118,7 @@ impl Tensor {
         if bytes.is_empty() {
             return;
         }
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             gpu.queue().write_buffer(&self.buffer, offset, bytes);
         } else {
             let mut padded = bytes.to_vec();

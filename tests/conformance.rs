@@ -62,6 +62,17 @@ fn engine_core_ops_pass_every_case() {
 }
 
 #[test]
+fn attention_ops_pass_every_case() {
+    check_ops(&[
+        "sdpa",
+        "mha",
+        "additive_attention",
+        "dot_attention",
+        "general_attention",
+    ]);
+}
+
+#[test]
 fn recurrent_ops_pass_every_case_on_both_paths() {
     for recurrent_path in [RecurrentPath::PerStep, RecurrentPath::Persistent] {
         eprintln!("recurrent path {recurrent_path:?}");

@@ -36,9 +36,12 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
     (t, held)
 }
 
+/// Auto, every forceable kernel that takes this layout, and register tiles off the tuned ones
+/// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
+    v.extend([(1, 1), (3, 5), (2, 8)].map(|(tm, tn)| MatmulKernel::BlockedTile { tm, tn }));
     v
 }
 
@@ -268,6 +271,22 @@ fn bad_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
     assert!(e.contains("matmul") && e.contains("[3]"), "{e}");
     let e = err(ops::matmul_bt(&gpu, &t(&[2, 3]), &t(&[4, 5]), 1.0));
     assert!(e.contains("matmul_bt") && e.contains("[4, 5]"), "{e}");
+    // Register tiles out of range.
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::BlockedTile { tm: 16, tn: 16 },
+    ));
+    assert!(e.contains("matmul") && e.contains("16x16"), "{e}");
+    let e = err(ops::linear_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[4, 3]),
+        None,
+        MatmulKernel::BlockedTile { tm: 0, tn: 4 },
+    ));
+    assert!(e.contains("linear") && e.contains("0x4"), "{e}");
     // GEMV kernels need [N, K] weights.
     let e = err(ops::matmul_with(
         &gpu,
@@ -324,4 +343,25 @@ fn crate_doc_example_values() {
     let w = Tensor::from_f32_as_f16(&gpu, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], &[2, 3]).unwrap();
     let y = ops::linear(&gpu, &x, &w, None).unwrap();
     assert_eq!(y.to_vec_f32(&gpu).unwrap(), vec![1.0, 2.0, 4.0, 5.0]);
+}
+
+#[test]
+fn bench_reports_lines_with_roofline_shares() {
+    // One quick pass: single repetitions, only the f16 GEMV case besides the roofline.
+    let gpu = gpu();
+    let mut ctx = heedful::bench::BenchCtx::new(&gpu, Some("gemv:auto/1x4096"), false).unwrap();
+    ctx.target_s = 0.0;
+    ctx.max_reps = 1;
+    heedful::bench::run_suites(&mut ctx).unwrap();
+    assert!(ctx.roofline.fma_gflops > 0.0 && ctx.roofline.copy_gbps > 0.0);
+    let roof = ctx.lines.iter().filter(|l| l.suite == "roofline").count();
+    assert!(roof >= 4, "roofline lines: {roof}");
+    let cases: Vec<_> = ctx.lines.iter().filter(|l| l.suite != "roofline").collect();
+    assert_eq!(cases.len(), 2, "f16 and f32 gemv:auto only");
+    for l in cases {
+        assert_eq!(l.op, "gemv:auto");
+        assert!(l.median_ms > 0.0 && l.gbps.unwrap() > 0.0, "{l:?}");
+        assert_eq!(l.roofline_of.as_deref(), Some("copy"));
+        assert!(l.roofline_share.unwrap() > 0.0);
+    }
 }

@@ -600,3 +600,31 @@ fn mutations_never_panic() {
         "some mutations (data bytes) leave a valid file"
     );
 }
+
+#[test]
+fn inspect_report_lists_metadata_tensors_and_totals() {
+    let f = WeightFile::from_bytes(sample(), "sample.safetensors").unwrap();
+    let r = heedful::weights::inspect::Report::new(&f);
+    let text = r.to_string();
+    for needle in [
+        "sample.safetensors",
+        "4 tensors",
+        "heedful format 1, architecture toy",
+        "heedful.config = {\"hidden\": 3}",
+        "encoder.layer.0.weight",
+        "[2, 3]",
+        "24 B",
+        "F32: 2 tensors, 9 parameters, 36 B",
+        "F16: 1 tensors, 4 parameters, 8 B",
+        "I64: 1 tensors, 2 parameters, 16 B",
+        "total: 4 tensors, 15 parameters (15), 60 B",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    let j = serde_json::to_value(&r).unwrap();
+    assert_eq!(j["total"]["bytes"], 60);
+    assert_eq!(j["tensors"][0]["name"], "encoder.layer.0.weight");
+    assert_eq!(j["tensors"][0]["offset"], f.data_start());
+    assert_eq!(j["by_dtype"]["F16"]["numel"], 4);
+    assert_eq!(j["metadata"]["heedful.arch"], "toy");
+}

@@ -37,6 +37,65 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sentence embeddings with a BERT-family model folder (e.g. all-MiniLM-L6-v2): one per input, in
+    /// order, mean-pooled and L2-normalized.
+    Embed {
+        /// Hugging Face model folder (config.json, tokenizer.json, model.safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// Texts to embed.
+        texts: Vec<String>,
+        /// A file with one text per line (`-` for standard input), embedded after the TEXT arguments.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print a JSON object whose `embeddings` field holds one array per input.
+        #[arg(long)]
+        json: bool,
+        /// Sentences per GPU run.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Weights file to use instead of the folder's model.safetensors (e.g. from `heedful convert`).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Keep weights in f32 on the GPU (default: f16).
+        #[arg(long)]
+        f32: bool,
+        /// Print a per-node GPU profile of the first batch and write its Chrome trace (Perfetto) here.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
+    /// Benchmark the kernels and models on the chosen adapter: median ms, GFLOP/s or GB/s, and the
+    /// share of the adapter's roofline measured in the same run (same suites as `cargo bench`).
+    Bench {
+        /// Only cases whose `suite/op/shape` contains this (e.g. matmul, gemv, recurrent, sdpa).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print one JSON document instead of text lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a safetensors file's metadata and tensors (dtype, shape, bytes) with totals.
+    Inspect {
+        /// The .safetensors file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a checkpoint's float tensors (F32/BF16/F16/F64) to another dtype, keeping names and
+    /// metadata; other tensors are copied.
+    Convert {
+        /// Input .safetensors file.
+        input: PathBuf,
+        /// Output .safetensors file (written as OUT.partial, renamed when complete).
+        output: PathBuf,
+        /// Target dtype of float tensors: f16, bf16 or f32.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +116,49 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> heedful::Result<ExitCode> {
     match cli.command {
         Command::Info { json } => cli::info(json),
+        Command::Bench { filter, json } => {
+            heedful::bench::run(filter.as_deref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embed {
+            model,
+            texts,
+            input,
+            json,
+            batch,
+            weights,
+            f32,
+            profile,
+        } => cli::embed(&cli::EmbedArgs {
+            model,
+            weights,
+            texts,
+            input,
+            json,
+            batch,
+            f32,
+            profile,
+        }),
+        Command::Inspect { file, json } => {
+            let r = heedful::weights::inspect::report(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert {
+            input,
+            output,
+            dtype,
+            quiet,
+        } => {
+            let target = dtype.parse()?;
+            let stats = heedful::weights::convert::convert(&input, &output, target, !quiet)?;
+            println!("{}: {stats}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Conformance { dir, filter, json } => {
             cli::conformance(&dir, filter.as_deref(), json)
         }

@@ -1,5 +1,9 @@
 //! The implementations of the `heedful` subcommands (the binary parses arguments and calls these).
 
+mod embed;
+
+pub use embed::{embed, EmbedArgs};
+
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use super::{Case, RunOptions};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::{self, CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec};
+use crate::kernels::sdpa::Causal;
+use crate::ops::{
+    self, AttnMask, CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec, SdpaOptions,
+};
 use crate::tensor::Tensor;
 
 /// Outputs by name, read back as f32.
@@ -15,7 +18,10 @@ type Handler = fn(&Gpu, &Case, &RunOptions) -> Result<Produced>;
 
 const HANDLERS: &[(&str, Handler)] = &[
     ("activation", activation),
+    ("additive_attention", additive_attention),
+    ("dot_attention", memory_attention),
     ("embedding", embedding),
+    ("general_attention", memory_attention),
     ("gru", recurrent),
     ("gru_cell", recurrent_cell),
     ("layer_norm", layer_norm),
@@ -23,8 +29,10 @@ const HANDLERS: &[(&str, Handler)] = &[
     ("lstm", recurrent),
     ("lstm_cell", recurrent_cell),
     ("matmul", matmul),
+    ("mha", mha),
     ("rnn", recurrent),
     ("rnn_cell", recurrent_cell),
+    ("sdpa", sdpa),
     ("softmax", softmax),
 ];
 
@@ -178,4 +186,101 @@ fn recurrent_cell(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
         out.extend(read(gpu, &[("c", c)])?);
     }
     Ok(out)
+}
+
+/// A boolean mask input as a u32 tensor (1 = true), or `None` when the case has none.
+fn mask_opt(gpu: &Gpu, case: &Case, name: &str) -> Result<Option<Tensor>> {
+    let full = format!("in.{name}");
+    if !case.has(&full) {
+        return Ok(None);
+    }
+    let (v, s) = case.bools(&full)?;
+    let u: Vec<u32> = v.iter().map(|&b| b as u32).collect();
+    Tensor::from_u32(gpu, &u, s).map(Some)
+}
+
+fn sdpa(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
+    let mask = mask_opt(gpu, case, "mask")?;
+    let opts = SdpaOptions {
+        mask: mask.as_ref().map(AttnMask::keep),
+        causal: if case.attr_bool("is_causal") {
+            Causal::TopLeft
+        } else {
+            Causal::None
+        },
+        scale: case.attr_f64("scale").map(|s| s as f32),
+    };
+    let (q, k, v) = (
+        case.input(gpu, "q")?,
+        case.input(gpu, "k")?,
+        case.input(gpu, "v")?,
+    );
+    read(gpu, &[("y", &ops::sdpa(gpu, &q, &k, &v, &opts)?)])
+}
+
+fn additive_attention(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
+    let (w_q, w_k, v, b) = (
+        case.weight(gpu, "W_q")?,
+        case.weight(gpu, "W_k")?,
+        case.weight(gpu, "v")?,
+        case.weight(gpu, "b")?,
+    );
+    let w = ops::AdditiveWeights {
+        w_q: &w_q,
+        w_k: &w_k,
+        v: &v,
+        b: &b,
+    };
+    let mask = mask_opt(gpu, case, "mask")?;
+    let (q, keys) = (case.input(gpu, "query")?, case.input(gpu, "keys")?);
+    let (ctx, weights) = ops::additive_attention(gpu, &q, &keys, &w, mask.as_ref())?;
+    read(gpu, &[("context", &ctx), ("weights", &weights)])
+}
+
+fn memory_attention(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
+    let mask = mask_opt(gpu, case, "mask")?;
+    let (q, k, v) = (
+        case.input(gpu, "query")?,
+        case.input(gpu, "keys")?,
+        case.input(gpu, "values")?,
+    );
+    let (ctx, weights) = if case.op == "dot_attention" {
+        ops::dot_attention(gpu, &q, &k, &v, mask.as_ref())?
+    } else {
+        ops::general_attention(gpu, &q, &k, &v, &case.weight(gpu, "W")?, mask.as_ref())?
+    };
+    read(gpu, &[("context", &ctx), ("weights", &weights)])
+}
+
+fn mha(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
+    let heads = case.attr_usize("num_heads")?;
+    let kpm = mask_opt(gpu, case, "key_padding_mask")?;
+    let (wi, bi, wo, bo) = (
+        case.weight(gpu, "in_proj_weight")?,
+        case.weight_opt(gpu, "in_proj_bias")?,
+        case.weight(gpu, "out_proj.weight")?,
+        case.weight_opt(gpu, "out_proj.bias")?,
+    );
+    let w = ops::MhaWeights {
+        in_proj_weight: &wi,
+        in_proj_bias: bi.as_ref(),
+        out_proj_weight: &wo,
+        out_proj_bias: bo.as_ref(),
+    };
+    let opts = ops::MhaOptions {
+        key_padding_mask: kpm.as_ref(),
+        need_weights: case.has("out.attn_weights"),
+        ..Default::default()
+    };
+    let (q, k, v) = (
+        case.input(gpu, "query")?,
+        case.input(gpu, "key")?,
+        case.input(gpu, "value")?,
+    );
+    let out = ops::mha(gpu, &q, &k, &v, &w, heads, &opts)?;
+    let mut produced = read(gpu, &[("y", &out.y)])?;
+    if let Some(aw) = &out.attn_weights {
+        produced.extend(read(gpu, &[("attn_weights", aw)])?);
+    }
+    Ok(produced)
 }

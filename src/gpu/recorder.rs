@@ -141,10 +141,15 @@ impl Recorder {
                     i += 1;
                 }
                 Step::Dispatch(_) => {
-                    let tw = timestamps.map(|t| wgpu::ComputePassTimestampWrites {
-                        query_set: t.set,
-                        beginning_of_pass_write_index: (pass_no == 0).then_some(t.begin),
-                        end_of_pass_write_index: (pass_no + 1 == passes).then_some(t.begin + 1),
+                    // Only the first pass writes the beginning and only the last the end; a pass
+                    // in between gets no timestamp writes at all (wgpu rejects writes with neither).
+                    let (first, last) = (pass_no == 0, pass_no + 1 == passes);
+                    let tw = timestamps.filter(|_| first || last).map(|t| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: t.set,
+                            beginning_of_pass_write_index: first.then_some(t.begin),
+                            end_of_pass_write_index: last.then_some(t.begin + 1),
+                        }
                     });
                     pass_no += 1;
                     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

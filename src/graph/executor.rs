@@ -267,6 +267,11 @@ impl Plan {
         &self.memory
     }
 
+    /// The dispatches one run records, in order (benchmarks time them without upload and readback).
+    pub fn recorder(&self) -> &Recorder {
+        &self.steps
+    }
+
     /// Number of dispatches one run records.
     pub fn dispatch_count(&self) -> usize {
         self.steps.dispatch_count()
@@ -494,6 +499,9 @@ fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> E
     )
 }
 
+/// Input name -> shape: the key of a session's plan cache.
+type InputShapes = BTreeMap<String, Vec<usize>>;
+
 /// Runs a graph: builds (and caches) one [`Plan`] per set of input shapes.
 ///
 /// A `Session` can be shared across threads; runs of the same input shapes take turns on that
@@ -502,7 +510,7 @@ fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> E
 pub struct Session {
     gpu: Gpu,
     graph: Arc<Graph>,
-    plans: Mutex<HashMap<BTreeMap<String, Vec<usize>>, Arc<Mutex<Plan>>>>,
+    plans: Mutex<HashMap<InputShapes, Arc<Mutex<Plan>>>>,
 }
 
 impl Session {

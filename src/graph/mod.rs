@@ -195,6 +195,12 @@ impl Graph {
         self.node1(Op::MeanPool(normalize), &[x, mask])
     }
 
+    /// Multi-head self-attention over a packed `[B, T, 3E]` q/k/v projection with a key mask
+    /// `[B, T]` u32 (non-zero = may attend): `[B, T, E]`.
+    pub fn self_attention_packed(&mut self, qkv: Value, mask: Value, heads: usize) -> Value {
+        self.node1(Op::SelfAttentionPacked { heads }, &[qkv, mask])
+    }
+
     /// The same data viewed with another shape (no kernel, no copy).
     pub fn reshape(&mut self, x: Value, shape: &[ReshapeDim]) -> Value {
         self.node1(Op::Reshape(shape.to_vec()), &[x])

@@ -3,6 +3,7 @@
 use super::Value;
 use crate::error::{Error, Result};
 use crate::gpu::Recorder;
+use crate::kernels::sdpa::{self, AttnDims, Heads, MaskKind, MaskView, SdpaArgs};
 use crate::kernels::{elementwise, embedding, layer_norm, layout, matmul, pooling, softmax};
 use crate::ops::{Activation, Binary};
 use crate::tensor::{DType, Tensor};
@@ -43,6 +44,12 @@ pub enum Op {
     Transpose12,
     /// Masked mean over tokens, L2-normalized when set: `[x [B, T, E], mask [B, T] i32] -> [y [B, E]]`.
     MeanPool(bool),
+    /// Multi-head self-attention over a packed projection, heads read in place (no transposes):
+    /// `[qkv [B, T, 3E], mask [B, T] u32 (non-zero = may attend)] -> [y [B, T, E]]`, scale 1/sqrt(E/H).
+    SelfAttentionPacked {
+        /// Number of heads H.
+        heads: usize,
+    },
 }
 
 /// A node: an op over input values, producing output values.
@@ -72,6 +79,7 @@ impl Op {
             Op::Embedding => "embedding",
             Op::Transpose12 => "transpose12",
             Op::MeanPool(_) => "mean_pool",
+            Op::SelfAttentionPacked { .. } => "self_attention",
         }
     }
 
@@ -84,7 +92,12 @@ impl Op {
     pub(crate) fn infer(&self, ins: &[(Vec<usize>, DType)]) -> Result<Vec<(Vec<usize>, DType)>> {
         let arity: &[usize] = match self {
             Op::Activation(_) | Op::Reshape(_) | Op::Softmax | Op::Transpose12 => &[1],
-            Op::Binary(_) | Op::Matmul | Op::MatmulBt(_) | Op::Embedding | Op::MeanPool(_) => &[2],
+            Op::Binary(_)
+            | Op::Matmul
+            | Op::MatmulBt(_)
+            | Op::Embedding
+            | Op::MeanPool(_)
+            | Op::SelfAttentionPacked { .. } => &[2],
             Op::Linear => &[2, 3],
             Op::LayerNorm(_) => &[3],
         };
@@ -149,6 +162,17 @@ impl Op {
                     ))
                 }
             },
+            Op::SelfAttentionPacked { heads } => match x.as_slice() {
+                &[b, t, e3] if *heads > 0 && e3 % (3 * heads) == 0 => f32_out(vec![b, t, e3 / 3]),
+                _ => {
+                    return Err(Error::shape(
+                        "self_attention",
+                        format!(
+                            "qkv {x:?} must be [B, T, 3E] with E a multiple of heads = {heads}"
+                        ),
+                    ))
+                }
+            },
         })
     }
 
@@ -172,8 +196,57 @@ impl Op {
             Op::MeanPool(normalize) => {
                 pooling::record_mean_pool(rec, &ins[0], &ins[1], &outs[0], *normalize)
             }
+            Op::SelfAttentionPacked { heads } => {
+                record_packed_attention(rec, &ins[0], &ins[1], &outs[0], *heads)
+            }
         }
     }
+}
+
+/// Self-attention whose q, k, v heads are column blocks of one `[B, T, 3E]` projection.
+fn record_packed_attention(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    mask: &Tensor,
+    out: &Tensor,
+    heads: usize,
+) -> Result<()> {
+    let [b, t, e3] = *qkv.shape() else {
+        return Err(Error::shape(
+            "self_attention",
+            format!("qkv {:?} must be [B, T, 3E]", qkv.shape()),
+        ));
+    };
+    let e = e3 / 3;
+    let d = e / heads;
+    let dims = AttnDims {
+        b,
+        h: heads,
+        tq: t,
+        tk: t,
+        d,
+        dv: d,
+    };
+    let args = SdpaArgs {
+        mask: Some(MaskView::per_key(
+            "self_attention",
+            mask,
+            MaskKind::Keep,
+            b,
+            t,
+        )?),
+        ..Default::default()
+    };
+    sdpa::record_sdpa(
+        rec,
+        &dims,
+        Heads::interleaved(qkv, t, e3, 0, d),
+        Heads::interleaved(qkv, t, e3, e, d),
+        Heads::interleaved(qkv, t, e3, 2 * e, d),
+        Heads::interleaved(out, t, e, 0, d),
+        &args,
+        None,
+    )
 }
 
 fn reshape_target(shape: &[usize], spec: &[ReshapeDim]) -> Result<Vec<usize>> {
@@ -196,7 +269,7 @@ fn reshape_target(shape: &[usize], spec: &[ReshapeDim]) -> Result<Vec<usize>> {
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(Error::shape(
                 "reshape",
                 format!("cannot view {shape:?} as {spec:?}: {total} elements do not divide"),

@@ -1,5 +1,5 @@
 //! Split-K GEMV (`shaders/gemv.wgsl`): a few rows of `x` against a weight stored `[N, K]`, one
-//! workgroup per weight row with its threads reducing over K in workgroup memory.
+//! workgroup per one or two weight rows with its threads reducing over K in workgroup memory.
 //!
 //! This is [`MatmulKernel::GemvSplitK`](crate::kernels::matmul::MatmulKernel::GemvSplitK), the
 //! decoding-size `linear` on GPUs; it is reached through the `record_*` functions of
@@ -12,12 +12,14 @@ use crate::kernels::matmul::{bias_decl, grid, Problem, GEMV_MAX_M};
 
 const SRC: &str = include_str!("../../shaders/gemv.wgsl");
 
-/// Threads per workgroup (one weight row each workgroup).
+/// Threads per workgroup (a power of two, at least GEMV_MAX_M * 2).
 const WG: u32 = 64;
 
 /// Pipeline key.
 #[derive(Debug, Hash)]
 struct Key {
+    wg: u32,
+    rn: u32,
     gm: u32,
     vk: bool,
     b: Elem,
@@ -28,7 +30,11 @@ struct Key {
 pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
     let gpu = rec.gpu().clone();
     let gm = p.m.min(GEMV_MAX_M);
+    // Two weight rows per workgroup for a single row of x (halves the reductions per weight byte).
+    let rn = if gm == 1 { 2 } else { 1 };
     let key = Key {
+        wg: WG,
+        rn,
         gm: gm as u32,
         vk: p.k.is_multiple_of(4),
         b: p.b_elem(rec)?,
@@ -39,7 +45,12 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
         compose(
             SRC,
             f16,
-            &[("WG", WG), ("GM", key.gm), ("VK", key.vk as u32)],
+            &[
+                ("WG", key.wg),
+                ("RN", key.rn),
+                ("GM", key.gm),
+                ("VK", key.vk as u32),
+            ],
             &[
                 declare_input("a", 1, Elem::F32, key.vk),
                 declare_input("b", 2, key.b, key.vk),
@@ -48,13 +59,14 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
         )
     })?;
     let tiles_m = p.m.div_ceil(gm);
-    let params = p.params(p.n, tiles_m);
+    let tiles_n = p.n.div_ceil(key.rn as usize);
+    let params = p.params(tiles_n, tiles_m);
     let d = gpu.dispatch(
         "gemv",
         &pipeline,
         bytemuck::bytes_of(&params),
         &p.buffers(),
-        grid(rec, p.op, p.n * tiles_m * p.batch)?,
+        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
     )?;
     rec.push(d);
     Ok(())

@@ -28,15 +28,16 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
-use bytemuck::{Pod, Zeroable};
+mod kernels;
+mod problem;
 
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::gpu::{Caps, Recorder};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
-const SRC_BLOCKED: &str = include_str!("../../shaders/matmul.wgsl");
-const SRC_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+use kernels::{blocked_tile, record_blocked, record_tiled};
+pub(crate) use problem::{bias_decl, grid, Problem};
 
 /// Rows of `a` up to which [`MatmulKernel::Auto`] picks a GEMV kernel for `[N, K]` weights.
 pub const GEMV_MAX_M: usize = 4;
@@ -47,11 +48,20 @@ pub enum MatmulKernel {
     /// Chosen from the adapter (CPU or GPU) and the shape.
     #[default]
     Auto,
-    /// Register-blocked, no workgroup memory (CPU adapters).
+    /// Register-blocked, no workgroup memory (CPU adapters), with the tile chosen per shape.
     Blocked,
+    /// Register-blocked with a given tile: `tm` rows x `tn` columns of outputs per thread (each
+    /// 1..=16, at most 128 outputs). For benchmarks and tests of other tiles.
+    BlockedTile {
+        /// Rows of outputs per thread.
+        tm: u8,
+        /// Columns of outputs per thread.
+        tn: u8,
+    },
     /// Workgroup-memory tiles (discrete GPUs).
     Tiled,
-    /// One weight row per thread, all rows of `a` against it (CPU GEMV). `[N, K]` weights only.
+    /// Register-blocked with up to 4 rows of `a` and 8 weight rows per thread, f16 weights read as
+    /// packed u32 on CPU adapters (CPU GEMV). `[N, K]` weights only.
     GemvRows,
     /// One weight row per workgroup, K split and reduced (GPU GEMV). `[N, K]` weights only.
     GemvSplitK,
@@ -69,105 +79,6 @@ impl MatmulKernel {
     /// True for the kernels that need `b` stored `[N, K]`.
     pub fn needs_bt(self) -> bool {
         matches!(self, MatmulKernel::GemvRows | MatmulKernel::GemvSplitK)
-    }
-}
-
-/// Mirrors `Params` in matmul.wgsl, matmul_tiled.wgsl and gemv.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub batch: u32,
-    pub a_bs: u32,
-    pub b_bs: u32,
-    pub o_bs: u32,
-    pub tiles_n: u32,
-    pub tiles_m: u32,
-    pub alpha: f32,
-    pub _pad: [u32; 2],
-}
-
-/// A validated product: `out[b] = alpha * a[b] @ B[b] + bias`.
-pub(crate) struct Problem<'a> {
-    pub op: &'static str,
-    pub a: &'a Tensor,
-    pub b: &'a Tensor,
-    pub bias: Option<&'a Tensor>,
-    pub out: &'a Tensor,
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    /// b is `[N, K]` (transposed) rather than `[K, N]`.
-    pub bt: bool,
-    /// b has no batch dims (shared).
-    pub b_shared: bool,
-    pub alpha: f32,
-}
-
-impl Problem<'_> {
-    pub(crate) fn params(&self, tiles_n: usize, tiles_m: usize) -> Params {
-        Params {
-            m: self.m as u32,
-            n: self.n as u32,
-            k: self.k as u32,
-            batch: self.batch as u32,
-            a_bs: (self.m * self.k) as u32,
-            b_bs: if self.b_shared {
-                0
-            } else {
-                (self.n * self.k) as u32
-            },
-            o_bs: (self.m * self.n) as u32,
-            tiles_n: tiles_n as u32,
-            tiles_m: tiles_m as u32,
-            alpha: self.alpha,
-            _pad: [0; 2],
-        }
-    }
-
-    /// How this device reads b (f32, native f16 or packed f16).
-    pub(crate) fn b_elem(&self, rec: &Recorder) -> Result<Elem> {
-        elem_of(rec, self.op, "b", self.b)
-    }
-
-    /// How this device reads the bias, if any.
-    pub(crate) fn bias_elem(&self, rec: &Recorder) -> Result<Option<Elem>> {
-        self.bias
-            .map(|t| elem_of(rec, self.op, "bias", t))
-            .transpose()
-    }
-
-    /// Buffers in binding order 1.. (a, b, out, bias).
-    pub(crate) fn buffers(&self) -> Vec<&wgpu::Buffer> {
-        let mut v = vec![self.a.buffer(), self.b.buffer(), self.out.buffer()];
-        if let Some(bias) = self.bias {
-            v.push(bias.buffer());
-        }
-        v
-    }
-}
-
-fn elem_of(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> {
-    check_dtype(op, operand, t, &[DType::F32, DType::F16])?;
-    Elem::for_dtype(rec.gpu(), t.dtype()).ok_or_else(|| Error::DType {
-        op: op.into(),
-        operand: operand.into(),
-        got: t.dtype().to_string(),
-        expected: "f32 or f16".into(),
-    })
-}
-
-/// Declaration of the optional bias (binding 4) plus `fn bias_value(n) -> f32`.
-pub(crate) fn bias_decl(bias: Option<Elem>) -> String {
-    match bias {
-        Some(e) => {
-            declare_input("bias", 4, e, false)
-                + "fn bias_value(i: u32) -> f32 { return bias_at(i); }\n"
-        }
-        None => "fn bias_value(i: u32) -> f32 { return 0.0; }\n".to_string(),
     }
 }
 
@@ -362,17 +273,18 @@ fn batched<'a>(
     })
 }
 
-/// The kernel `Auto` resolves to for this problem on this adapter.
-pub(crate) fn choose(rec: &Recorder, p: &Problem, kernel: MatmulKernel) -> MatmulKernel {
-    if kernel != MatmulKernel::Auto {
-        return kernel;
-    }
-    let cpu = rec.gpu().caps().is_cpu();
-    match (cpu, p.bt && p.m <= GEMV_MAX_M) {
+/// The kernel [`MatmulKernel::Auto`] picks on an adapter with `caps` for `m` rows of `a`, with `b`
+/// stored `[N, K]` (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul).
+pub fn auto_kernel(caps: &Caps, m: usize, b_transposed: bool) -> MatmulKernel {
+    // The tiled kernel needs 256 invocations and 8 KiB of workgroup memory (WebGPU's defaults);
+    // an adapter with less gets the register-blocked kernel.
+    let tiled_fits = caps.max_invocations >= 256 && caps.max_workgroup_storage >= 8192;
+    match (caps.is_cpu(), b_transposed && m <= GEMV_MAX_M) {
         (true, true) => MatmulKernel::GemvRows,
         (true, false) => MatmulKernel::Blocked,
         (false, true) => MatmulKernel::GemvSplitK,
-        (false, false) => MatmulKernel::Tiled,
+        (false, false) if tiled_fits => MatmulKernel::Tiled,
+        (false, false) => MatmulKernel::Blocked,
     }
 }
 
@@ -388,7 +300,10 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             });
         }
     }
-    let kernel = choose(rec, p, kernel);
+    let kernel = match kernel {
+        MatmulKernel::Auto => auto_kernel(rec.gpu().caps(), p.m, p.bt),
+        k => k,
+    };
     if kernel.needs_bt() && !p.bt {
         return Err(Error::invalid(
             p.op,
@@ -402,131 +317,17 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         return Ok(());
     }
     match kernel {
-        MatmulKernel::Auto | MatmulKernel::Blocked => record_blocked(rec, p, None),
-        MatmulKernel::GemvRows => record_blocked(rec, p, Some(p.m.min(GEMV_MAX_M))),
+        MatmulKernel::Auto | MatmulKernel::Blocked => {
+            record_blocked(rec, p, blocked_tile(rec, p), false)
+        }
+        MatmulKernel::BlockedTile { tm, tn } => {
+            record_blocked(rec, p, (tm as u32, tn as u32), false)
+        }
+        MatmulKernel::GemvRows => {
+            let cpu = rec.gpu().caps().is_cpu();
+            record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), cpu)
+        }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),
     }
-}
-
-/// Pipeline key of the register-blocked kernel.
-#[derive(Debug, Hash)]
-struct BlockedKey {
-    tm: u32,
-    tn: u32,
-    wg: u32,
-    bt: bool,
-    vk: bool,
-    vn: bool,
-    b: Elem,
-    bias: Option<Elem>,
-}
-
-/// Register-blocked kernel; `gemv_rows` = Some(rows of a per thread) selects the one-weight-row-per-
-/// thread configuration.
-fn record_blocked(rec: &mut Recorder, p: &Problem, gemv_rows: Option<usize>) -> Result<()> {
-    let gpu = rec.gpu().clone();
-    let vk = p.k.is_multiple_of(4);
-    let vn = !p.bt && p.n.is_multiple_of(4);
-    let (tm, tn) = match gemv_rows {
-        Some(rows) => (rows as u32, 1),
-        None => (4, 4),
-    };
-    let key = BlockedKey {
-        tm,
-        tn,
-        wg: 64,
-        bt: p.bt,
-        vk,
-        vn,
-        b: p.b_elem(rec)?,
-        bias: p.bias_elem(rec)?,
-    };
-    let pipeline = gpu.pipeline("matmul", &key, || {
-        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
-        compose(
-            SRC_BLOCKED,
-            f16,
-            &[
-                ("TM", key.tm),
-                ("TN", key.tn),
-                ("TN4", (key.tn / 4).max(1)),
-                ("WG", key.wg),
-                ("BT", key.bt as u32),
-                ("VK", key.vk as u32),
-                ("VN", key.vn as u32),
-            ],
-            &[
-                declare_input("a", 1, Elem::F32, key.vk),
-                declare_input("b", 2, key.b, if key.bt { key.vk } else { key.vn }),
-                bias_decl(key.bias),
-            ],
-        )
-    })?;
-    let tiles_n = p.n.div_ceil((key.wg * key.tn) as usize);
-    let tiles_m = p.m.div_ceil(key.tm as usize);
-    let groups = tiles_n * tiles_m * p.batch;
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &p.buffers(),
-        grid(rec, p.op, groups)?,
-    )?;
-    rec.push(d);
-    Ok(())
-}
-
-/// Pipeline key of the tiled kernel.
-#[derive(Debug, Hash)]
-struct TiledKey {
-    bt: bool,
-    b: Elem,
-    bias: Option<Elem>,
-}
-
-fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
-    let gpu = rec.gpu().clone();
-    let key = TiledKey {
-        bt: p.bt,
-        b: p.b_elem(rec)?,
-        bias: p.bias_elem(rec)?,
-    };
-    let pipeline = gpu.pipeline("matmul_tiled", &key, || {
-        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
-        compose(
-            SRC_TILED,
-            f16,
-            &[("BT", key.bt as u32)],
-            &[
-                declare_input("a", 1, Elem::F32, false),
-                declare_input("b", 2, key.b, false),
-                bias_decl(key.bias),
-            ],
-        )
-    })?;
-    let tiles_n = p.n.div_ceil(64);
-    let tiles_m = p.m.div_ceil(64);
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul_tiled",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &p.buffers(),
-        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
-    )?;
-    rec.push(d);
-    Ok(())
-}
-
-/// A grid of `groups` workgroups split to fit the per-dimension limit.
-pub(crate) fn grid(rec: &Recorder, op: &str, groups: usize) -> Result<[u32; 3]> {
-    let g = u32::try_from(groups).map_err(|_| Error::Limit {
-        what: format!("{op}: dispatch of {groups} workgroups"),
-        needed: groups as u64,
-        limit_name: "u32 workgroup count",
-        limit: u32::MAX as u64,
-    })?;
-    Ok(rec.gpu().grid(g))
 }

@@ -14,9 +14,9 @@ pub mod layout;
 pub mod matmul;
 pub mod memory_attention;
 pub mod pooling;
-pub mod softmax;
 pub mod recurrent;
 pub mod sdpa;
+pub mod softmax;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

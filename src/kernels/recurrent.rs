@@ -2,7 +2,7 @@
 //! `shaders/recurrent_step.wgsl` or `shaders/recurrent_persistent.wgsl`).
 //!
 //! A layer runs as: one GEMM for the input projections of all timesteps and both directions
-//! (`xp = x W_ih^T + b_ih`, `[B, T, D*G*H]`), then either
+//! (`xp = x W_ih^T + b_ih`, `[B, T, D*G*H]`, [`crate::kernels::matmul::record_linear`]), then either
 //! - [`record_step`] once per timestep: one dispatch computes `W_hh h_{t-1}`, the gates and the new
 //!   state for every unit, batch row and direction; all steps go in one submission and the state
 //!   stays on the GPU in a ping-pong buffer; or
@@ -12,7 +12,15 @@
 //! Dimension legend: B batch, T steps, H hidden, D directions, G gates (4 LSTM, 3 GRU, 1 RNN).
 //! Buffer layouts ([`StepBuffers`]): `xp [B, T, D*G*H]` f32, `lengths [B]` u32, `hs`/`cs
 //! [2, D, B, H]` f32 (ping-pong halves; step t reads half `t & 1`), `out [B, T, D*H]` f32,
-//! `whh_t [D, H, G*H]` f32|f16 (weight_hh transposed to k-major), `bhh [D*G*H]` f32|f16.
+//! `whh_t [D, KP, G*H, 2]` f32|f16 (weight_hh in k-pairs, k-major; see [`pack_whh`]),
+//! `bhh [D*G*H]` f32|f16.
+//!
+//! Why k-pairs: on lavapipe every 32-bit storage load costs about as much as several FMAs, whether
+//! or not the lanes' addresses agree (measured: making the weight address uniform or loading vec4s
+//! changed nothing; removing loads did), so a B = 1 step is bound by loads. Holding f16 weights as
+//! pairs makes one u32 load feed two FMAs, and each h pair is loaded once for all gates. Sharing h
+//! across a subgroup with `subgroupBroadcast` was tried and was 2x slower on lavapipe, so it is not
+//! used. On GPUs the layout keeps adjacent units' loads coalesced.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -124,7 +132,7 @@ pub struct StepBuffers<'a> {
     pub cs: &'a Tensor,
     /// `[B, T, D*H]` f32.
     pub out: &'a Tensor,
-    /// `[D, H, G*H]` f32|f16: `weight_hh` transposed (`whh_t[d][k][r] = weight_hh[r][k]`).
+    /// `[D, KP, G*H, 2]` f32|f16: `weight_hh` in k-pairs, built by [`pack_whh`].
     pub whh_t: &'a Tensor,
     /// `[D*G*H]` f32|f16.
     pub bhh: &'a Tensor,
@@ -139,7 +147,7 @@ struct Params {
     d: u32,
     step: u32,
     nb: u32,
-    _p0: u32,
+    kp: u32,
     _p1: u32,
 }
 
@@ -152,6 +160,45 @@ struct Variant {
     bb: u32,
     wg: u32,
     persistent: bool,
+}
+
+/// KP: k-pairs per weight row for hidden size `hidden` (`ceil(H/2)`).
+pub fn pair_rows(hidden: usize) -> usize {
+    hidden.div_ceil(2)
+}
+
+/// Lays out `weight_hh` of each direction (`[G*H, H]` row-major, PyTorch layout) as the kernels'
+/// `[D, KP, G*H, 2]`: `out[d][k2][r][e] = weight_hh_d[r][2*k2 + e]`, zero for `2*k2 + e >= H`.
+pub fn pack_whh(per_dir: &[Vec<f32>], gates: usize, hidden: usize, kp: usize) -> Vec<f32> {
+    let gh = gates * hidden;
+    let mut out = vec![0.0f32; per_dir.len() * kp * gh * 2];
+    for (d, w) in per_dir.iter().enumerate() {
+        for r in 0..gh {
+            for k in 0..hidden {
+                out[((d * kp + k / 2) * gh + r) * 2 + k % 2] = w[r * hidden + k];
+            }
+        }
+    }
+    out
+}
+
+/// The generated k loop of `cell_step` (see recurrent_cell.wgsl): k in pairs, one `wpair` load
+/// per gate and pair, h of the pair loaded once for all gates.
+fn k_loop(gates: usize) -> String {
+    let mut s = String::from(
+        "var w = dir * p.kp * GH + j;\n\
+         for (var k = 0u; k < H; k += 2u) {\n\
+         let ko = min(k + 1u, H - 1u);\n\
+         let e = load_h(r0 + k, r1 + k, r2 + k, r3 + k);\n\
+         let o = load_h(r0 + ko, r1 + ko, r2 + ko, r3 + ko);\n",
+    );
+    for (g, acc) in ["a0", "a1", "a2", "a3"].iter().enumerate().take(gates) {
+        s.push_str(&format!(
+            "let q{g} = wpair(w + {g}u * H);\n{acc} += q{g}.x * e + q{g}.y * o;\n"
+        ));
+    }
+    s.push_str("w += GH;\n}\n");
+    s
 }
 
 /// Batch rows per invocation: 4 (one vec4 lane per row: 4x reuse of each weight load) once the
@@ -179,10 +226,21 @@ fn source(v: &Variant) -> String {
     } else {
         STEP_SRC
     };
-    let body = format!("{CELL_SRC}\n{entry}");
+    let body = format!("{CELL_SRC}\n{entry}").replace("K_LOOP", &k_loop(v.kind.gates()));
+    // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
+    let wpair = match v.whh {
+        Elem::F32 => {
+            "@group(0) @binding(6) var<storage, read> whh: array<vec2<f32>>;\n\
+                      fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n"
+        }
+        _ => {
+            "@group(0) @binding(6) var<storage, read> whh: array<u32>;\n\
+              fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n"
+        }
+    };
     compose(
         &body,
-        v.whh.needs_f16() || v.bhh.needs_f16(),
+        v.bhh.needs_f16(),
         &[
             ("CELL", v.kind.code()),
             ("G", v.kind.gates() as u32),
@@ -191,7 +249,7 @@ fn source(v: &Variant) -> String {
         ],
         &[
             bv.to_string(),
-            declare_input("whh", 6, v.whh, false),
+            wpair.to_string(),
             declare_input("bhh", 7, v.bhh, false),
         ],
     )
@@ -228,7 +286,7 @@ fn validate(
     b: &StepBuffers<'_>,
     dims: StepDims,
     persistent: bool,
-) -> Result<Variant> {
+) -> Result<(Variant, usize)> {
     let op = kind.name();
     let StepDims {
         batch,
@@ -257,7 +315,17 @@ fn validate(
         return Err(Error::shape(op, "cs must hold at least one element"));
     }
     expect_numel(op, "out", b.out, &[batch, steps, dirs * hidden])?;
-    expect_numel(op, "whh_t", b.whh_t, &[dirs, hidden, gh])?;
+    let kp = b.whh_t.numel() / (dirs * gh * 2);
+    if kp < hidden.div_ceil(2) || b.whh_t.numel() != dirs * kp * gh * 2 {
+        return Err(Error::shape(
+            op,
+            format!(
+                "whh_t {:?} must be [D, KP, G*H, 2] = [{dirs}, >= {}, {gh}, 2] (see pack_whh)",
+                b.whh_t.shape(),
+                hidden.div_ceil(2)
+            ),
+        ));
+    }
     expect_numel(op, "bhh", b.bhh, &[dirs * gh])?;
     // u32 index arithmetic in the shaders.
     let biggest = (batch * steps * dirs * gh).max(dirs * hidden * gh);
@@ -273,17 +341,20 @@ fn validate(
     } else {
         STEP_WG
     };
-    Ok(Variant {
-        kind,
-        whh: elem(rec, op, "whh_t", b.whh_t)?,
-        bhh: elem(rec, op, "bhh", b.bhh)?,
-        bb,
-        wg,
-        persistent,
-    })
+    Ok((
+        Variant {
+            kind,
+            whh: elem(rec, op, "whh_t", b.whh_t)?,
+            bhh: elem(rec, op, "bhh", b.bhh)?,
+            bb,
+            wg,
+            persistent,
+        },
+        kp,
+    ))
 }
 
-fn params(dims: StepDims, step: usize, bb: u32) -> Params {
+fn params(dims: StepDims, step: usize, bb: u32, kp: usize) -> Params {
     Params {
         b: dims.batch as u32,
         t_len: dims.steps as u32,
@@ -291,7 +362,7 @@ fn params(dims: StepDims, step: usize, bb: u32) -> Params {
         d: dims.dirs as u32,
         step: step as u32,
         nb: dims.batch.div_ceil(bb as usize) as u32,
-        _p0: 0,
+        kp: kp as u32,
         _p1: 0,
     }
 }
@@ -317,7 +388,7 @@ pub fn record_step(
     dims: StepDims,
     step: usize,
 ) -> Result<()> {
-    let v = validate(rec, kind, bufs, dims, false)?;
+    let (v, kp) = validate(rec, kind, bufs, dims, false)?;
     if step >= dims.steps {
         return Err(Error::invalid(
             kind.name(),
@@ -326,7 +397,7 @@ pub fn record_step(
     }
     let gpu = rec.gpu().clone();
     let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v))?;
-    let p = params(dims, step, v.bb);
+    let p = params(dims, step, v.bb, kp);
     let grid = [
         dims.hidden.div_ceil(v.wg as usize) as u32,
         p.nb,
@@ -351,89 +422,16 @@ pub fn record_persistent(
     bufs: &StepBuffers<'_>,
     dims: StepDims,
 ) -> Result<()> {
-    let v = validate(rec, kind, bufs, dims, true)?;
+    let (v, kp) = validate(rec, kind, bufs, dims, true)?;
     let gpu = rec.gpu().clone();
     let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v))?;
-    let p = params(dims, 0, v.bb);
+    let p = params(dims, 0, v.bb, kp);
     let d = gpu.dispatch(
         "recurrent_persistent",
         &pipeline,
         bytemuck::bytes_of(&p),
         &bind(bufs),
         [1, 1, 1],
-    )?;
-    rec.push(d);
-    Ok(())
-}
-
-const PROJ_TMP_SRC: &str = include_str!("../../shaders/recurrent_proj_tmp.wgsl");
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ProjParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    _p: u32,
-}
-
-/// TEMPORARY: `y [M, N] = x [M, K] w [N, K]^T + bias [N]` until `kernels::matmul::record_linear`
-/// is merged; then this and `shaders/recurrent_proj_tmp.wgsl` go.
-pub(crate) fn record_projection_tmp(
-    rec: &mut Recorder,
-    x: &Tensor,
-    w: &Tensor,
-    bias: &Tensor,
-    y: &Tensor,
-) -> Result<()> {
-    let (n, k) = match w.shape() {
-        [n, k] => (*n, *k),
-        s => {
-            return Err(Error::shape(
-                "projection",
-                format!("w {s:?} must be [N, K]"),
-            ))
-        }
-    };
-    let m = x.numel() / k.max(1);
-    if x.numel() != m * k || y.numel() != m * n || bias.numel() != n {
-        return Err(Error::shape(
-            "projection",
-            format!(
-                "x {:?}, w {:?}, bias {:?}, y {:?} do not fit",
-                x.shape(),
-                w.shape(),
-                bias.shape(),
-                y.shape()
-            ),
-        ));
-    }
-    let we = elem(rec, "projection", "w", w)?;
-    let be = elem(rec, "projection", "bias", bias)?;
-    let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline("recurrent_proj_tmp", &(we, be), || {
-        compose(
-            PROJ_TMP_SRC,
-            we.needs_f16() || be.needs_f16(),
-            &[],
-            &[
-                declare_input("w", 3, we, false),
-                declare_input("bias", 4, be, false),
-            ],
-        )
-    })?;
-    let p = ProjParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        _p: 0,
-    };
-    let d = gpu.dispatch(
-        "recurrent_proj_tmp",
-        &pipeline,
-        bytemuck::bytes_of(&p),
-        &[x.buffer(), y.buffer(), w.buffer(), bias.buffer()],
-        crate::kernels::grid_1d(&gpu, m * n, 64)?,
     )?;
     rec.push(d);
     Ok(())

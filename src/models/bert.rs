@@ -108,10 +108,17 @@ impl BertEncoder {
     /// sentence-transformers `sentence_bert_config.json` when present).
     pub fn load(gpu: &Gpu, dir: &Path, opts: &LoadOptions) -> Result<BertEncoder> {
         if !dir.is_dir() {
-            return Err(Error::file(dir, "not a model folder (expected config.json, tokenizer.json, model.safetensors)"));
+            return Err(Error::file(
+                dir,
+                "not a model folder (expected config.json, tokenizer.json, model.safetensors)",
+            ));
         }
         let config: BertConfig = read_json(&dir.join("config.json"))?;
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(Error::file(
                 dir.join("config.json"),
                 format!(
@@ -143,7 +150,10 @@ impl BertEncoder {
             .map_err(|e| Error::file(&tok_path, format!("cannot set truncation: {e}")))?;
         tokenizer.with_padding(None);
 
-        let weights_path = opts.weights.clone().unwrap_or_else(|| dir.join("model.safetensors"));
+        let weights_path = opts
+            .weights
+            .clone()
+            .unwrap_or_else(|| dir.join("model.safetensors"));
         let file = WeightFile::open(&weights_path)?;
         let graph = build_graph(gpu, &config, &file, opts.hold)?;
         Ok(BertEncoder {
@@ -173,7 +183,12 @@ impl BertEncoder {
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::invalid("tokenize", e.to_string()))?;
         let b = texts.len();
-        let t = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
+        let t = enc
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut ids = vec![0i32; b * t];
         let mut types = vec![0i32; b * t];
         let mut mask = vec![0u32; b * t];
@@ -228,7 +243,7 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
         other => return Err(Error::Unsupported(format!("BERT hidden_act {other:?}"))),
     };
     let mut g = Graph::new();
-    let mut w = |g: &mut Graph, name: &str, shape: &[usize]| -> Result<Value> {
+    let w = |g: &mut Graph, name: &str, shape: &[usize]| -> Result<Value> {
         let full = format!("{p}{name}");
         file.expect_shape(&full, shape)?;
         Ok(g.weight(file.upload(gpu, &full, hold)?))
@@ -240,8 +255,16 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
     let mask = g.input("mask", &[bd, td], DType::U32);
 
     let word = w(&mut g, "embeddings.word_embeddings.weight", &[v, e])?;
-    let pos = w(&mut g, "embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, e])?;
-    let typ = w(&mut g, "embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, e])?;
+    let pos = w(
+        &mut g,
+        "embeddings.position_embeddings.weight",
+        &[cfg.max_position_embeddings, e],
+    )?;
+    let typ = w(
+        &mut g,
+        "embeddings.token_type_embeddings.weight",
+        &[cfg.type_vocab_size, e],
+    )?;
     let ln_w = w(&mut g, "embeddings.LayerNorm.weight", &[e])?;
     let ln_b = w(&mut g, "embeddings.LayerNorm.bias", &[e])?;
     let x = g.embedding(ids, word);
@@ -277,7 +300,11 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
         x = g.layer_norm(a, lw, lb, eps);
 
         let lay = format!("encoder.layer.{l}");
-        let w1 = w(&mut g, &format!("{lay}.intermediate.dense.weight"), &[ff, e])?;
+        let w1 = w(
+            &mut g,
+            &format!("{lay}.intermediate.dense.weight"),
+            &[ff, e],
+        )?;
         let b1 = w(&mut g, &format!("{lay}.intermediate.dense.bias"), &[ff])?;
         let w2 = w(&mut g, &format!("{lay}.output.dense.weight"), &[e, ff])?;
         let b2 = w(&mut g, &format!("{lay}.output.dense.bias"), &[e])?;
@@ -296,7 +323,9 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
 
 /// Stacks tensors of equal dtype along their first dim on the GPU (`[n_i, *] -> [sum n_i, *]`).
 fn concat_rows(gpu: &Gpu, parts: &[Tensor]) -> Result<Tensor> {
-    let first = parts.first().ok_or_else(|| Error::invalid("concat_rows", "no parts"))?;
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::invalid("concat_rows", "no parts"))?;
     let dtype = first.dtype();
     let tail = &first.shape()[1..];
     let mut rows = 0;
@@ -304,7 +333,13 @@ fn concat_rows(gpu: &Gpu, parts: &[Tensor]) -> Result<Tensor> {
         if t.dtype() != dtype || &t.shape()[1..] != tail {
             return Err(Error::shape(
                 "concat_rows",
-                format!("{}{:?} does not stack with {}{:?}", t.dtype(), t.shape(), dtype, first.shape()),
+                format!(
+                    "{}{:?} does not stack with {}{:?}",
+                    t.dtype(),
+                    t.shape(),
+                    dtype,
+                    first.shape()
+                ),
             ));
         }
         rows += t.shape()[0];

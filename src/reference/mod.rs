@@ -7,5 +7,5 @@ pub mod embedding;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
-pub mod softmax;
 pub mod recurrent;
+pub mod softmax;

@@ -1,1 +1,264 @@
-//! `heedful convert`: rewrites a checkpoint with float tensors in another dtype.
+//! `heedful convert IN OUT --dtype f16`: rewrites a checkpoint with its float tensors (F32, BF16,
+//! F16, F64) in another dtype, keeping the names, their order and the metadata; other tensors are
+//! copied as they are. The input is validated first, the output is streamed block by block (memory
+//! stays flat whatever the file size) into `OUT.partial` and renamed into place when complete.
+//!
+//! ```no_run
+//! use heedful::weights::convert::{convert, Target};
+//! let stats = convert("model.safetensors", "model-f16.safetensors", Target::F16, true)?;
+//! println!("{} of {} tensors converted", stats.converted, stats.tensors);
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
+
+use super::file::{FileDType, WeightFile};
+use crate::error::{Error, Result};
+
+/// Elements converted per block.
+const BLOCK: usize = 64 * 1024;
+
+/// The dtype float tensors are converted to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// IEEE half precision (what heedful holds weights in).
+    F16,
+    /// bfloat16.
+    BF16,
+    /// IEEE single precision.
+    F32,
+}
+
+impl Target {
+    /// The file dtype written.
+    pub fn dtype(self) -> FileDType {
+        match self {
+            Target::F16 => FileDType::F16,
+            Target::BF16 => FileDType::BF16,
+            Target::F32 => FileDType::F32,
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Target> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" | "fp16" | "float16" | "half" => Ok(Target::F16),
+            "bf16" | "bfloat16" => Ok(Target::BF16),
+            "f32" | "fp32" | "float32" | "float" => Ok(Target::F32),
+            _ => Err(Error::invalid(
+                "convert",
+                format!("unknown dtype {s:?}; use f16, bf16 or f32"),
+            )),
+        }
+    }
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Tensors written.
+    pub tensors: usize,
+    /// Tensors whose dtype changed.
+    pub converted: usize,
+    /// Size of the input file.
+    pub bytes_in: u64,
+    /// Size of the output file.
+    pub bytes_out: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::inspect::human_bytes;
+        write!(
+            f,
+            "{} tensors ({} converted), {} -> {} in {:.2} s",
+            self.tensors,
+            self.converted,
+            human_bytes(self.bytes_in),
+            human_bytes(self.bytes_out),
+            self.seconds
+        )
+    }
+}
+
+/// Converts `input` to `output` (see the module docs). `progress` shows a progress bar on stderr
+/// for files over 16 MiB (hidden when stderr is not a terminal).
+pub fn convert(
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    target: Target,
+    progress: bool,
+) -> Result<Stats> {
+    let (input, output) = (input.as_ref(), output.as_ref());
+    let start = Instant::now();
+    let same = match (input.canonicalize(), output.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::invalid(
+            "convert",
+            format!(
+                "input and output are the same file ({}); write to a new file",
+                input.display()
+            ),
+        ));
+    }
+    let f = WeightFile::open(input)?;
+    let to = target.dtype();
+    let out_dtype = |d: FileDType| if d.is_float() { to } else { d };
+
+    // Header: metadata first, then tensors in data order with packed offsets.
+    let mut entries = Vec::with_capacity(f.len() + 1);
+    if !f.metadata().is_empty() {
+        entries.push(format!(
+            "\"__metadata__\":{}",
+            serde_json::to_string(f.metadata())
+                .map_err(|e| Error::invalid("convert", e.to_string()))?
+        ));
+    }
+    let mut offset = 0usize;
+    let mut converted = 0;
+    for t in f.tensors() {
+        let d = out_dtype(t.dtype);
+        converted += usize::from(d != t.dtype);
+        let len = t.numel() * d.size();
+        let name =
+            serde_json::to_string(t.name).map_err(|e| Error::invalid("convert", e.to_string()))?;
+        entries.push(format!(
+            "{name}:{{\"dtype\":\"{}\",\"shape\":{:?},\"data_offsets\":[{offset},{}]}}",
+            d.name(),
+            t.shape,
+            offset + len
+        ));
+        offset += len;
+    }
+    let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+
+    let partial = partial_path(output);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let file = File::create(&partial).map_err(io(&partial))?;
+    let mut w = BufWriter::with_capacity(4 << 20, file);
+    let bar = progress_bar(progress, f.data_len() as u64);
+    let result = (|| -> std::io::Result<()> {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(&header)?;
+        let mut buf = Vec::with_capacity(BLOCK * 4);
+        let mut f32s = vec![0f32; BLOCK];
+        for t in f.tensors() {
+            let d = out_dtype(t.dtype);
+            let step = BLOCK * t.dtype.size();
+            for block in t.data.chunks(step) {
+                if d == t.dtype {
+                    w.write_all(block)?;
+                } else {
+                    cast(block, t.dtype, d, &mut f32s, &mut buf);
+                    w.write_all(&buf)?;
+                }
+                if let Some(b) = &bar {
+                    b.inc(block.len() as u64);
+                }
+            }
+        }
+        w.flush()
+    })();
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(io(&partial)(e));
+    }
+    drop(w);
+    std::fs::rename(&partial, output).map_err(io(output))?;
+    Ok(Stats {
+        tensors: f.len(),
+        converted,
+        bytes_in: f.file_len() as u64,
+        bytes_out: (8 + header.len() + offset) as u64,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    output.with_file_name(name)
+}
+
+fn progress_bar(progress: bool, total: u64) -> Option<indicatif::ProgressBar> {
+    if !progress || total < 16 << 20 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+/// Converts little-endian float elements `src` of `from` to `to` into `out` (through f32, except
+/// F64 -> F16, which rounds once).
+fn cast(src: &[u8], from: FileDType, to: FileDType, f32s: &mut [f32], out: &mut Vec<u8>) {
+    out.clear();
+    let n = src.len() / from.size();
+    let x = &mut f32s[..n];
+    match from {
+        FileDType::F64 => {
+            let d = src.chunks_exact(8).map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                f64::from_le_bytes(a)
+            });
+            match to {
+                FileDType::F16 => out.extend(d.flat_map(|v| f16::from_f64(v).to_le_bytes())),
+                FileDType::BF16 => out.extend(d.flat_map(|v| bf16::from_f64(v).to_le_bytes())),
+                _ => out.extend(d.flat_map(|v| (v as f32).to_le_bytes())),
+            }
+            return;
+        }
+        FileDType::F32 => {
+            for (d, c) in x.iter_mut().zip(src.chunks_exact(4)) {
+                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        FileDType::F16 => {
+            let h: Vec<f16> = src
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            h.convert_to_f32_slice(x);
+        }
+        _ => {
+            for (d, c) in x.iter_mut().zip(src.chunks_exact(2)) {
+                *d = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+    }
+    match to {
+        FileDType::F16 => {
+            let mut h = vec![f16::ZERO; n];
+            h.convert_from_f32_slice(x);
+            out.extend(h.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        FileDType::BF16 => out.extend(x.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes())),
+        _ => out.extend(x.iter().flat_map(|v| v.to_le_bytes())),
+    }
+}

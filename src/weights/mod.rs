@@ -20,13 +20,15 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 //!
-//! Submodules: [`file`] (mapping and validation), [`upload`] (chunked upload and dtype
-//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`).
+//! Submodules: [`file`](mod@file) (mapping and validation), [`upload`] (chunked upload and dtype
+//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`). The load
+//! benchmark is [`crate::bench::weights`].
 
 pub mod convert;
 pub mod file;
 pub mod inspect;
 pub mod upload;
+mod validate;
 
 pub use file::{FileDType, TensorView, WeightFile, FORMAT_VERSION, MAX_HEADER_BYTES};
 pub use upload::{Hold, UploadOptions, DEFAULT_CHUNK_BYTES};

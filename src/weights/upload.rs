@@ -1,11 +1,13 @@
 //! Uploading tensors from a mapped file to GPU buffers in bounded chunks, converting dtypes on the
 //! way.
 //!
-//! Each chunk (32 MiB by default) is written straight into wgpu's staging memory with
-//! `Queue::write_buffer_with` (a raw copy from the mapping, or F32/BF16/F64 -> f16 conversion through
-//! a small cache-sized scratch block), then submitted. Before the next chunk is submitted the one
-//! before it is waited on, so at most two chunks of staging memory are alive at once, whatever the
-//! file size, while the driver copies one chunk as the CPU fills the next.
+//! Each chunk (32 MiB by default) is written into one of two reusable staging buffers
+//! (`MAP_WRITE | COPY_SRC`): a raw copy from the mapping, or F32/BF16/F64 -> f16 conversion through
+//! a small cache-sized scratch block. The chunk's copy into the tensor is submitted at once and the
+//! buffer remapped when it completes; before a staging buffer is refilled, its previous copy is
+//! waited on. So staging memory is two chunks whatever the file size, the queue copies one chunk
+//! while the CPU fills the next, and (on CPU adapters, where buffers are host memory) the staging
+//! pages are faulted in once instead of per chunk.
 //!
 //! ```no_run
 //! use heedful::weights::{Hold, UploadOptions, WeightFile};
@@ -18,7 +20,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU64;
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -77,6 +78,11 @@ impl UploadOptions {
         }
     }
 
+    /// Staging chunk bytes for uploads of at most `largest` bytes.
+    fn chunk_len(&self, largest: u64) -> u64 {
+        (self.chunk_bytes.max(64 << 10) as u64).min(largest.div_ceil(4) * 4)
+    }
+
     fn limit(&self, gpu: &Gpu) -> u64 {
         let dev = gpu.caps().max_storage_binding;
         self.max_binding.map_or(dev, |m| m.min(dev))
@@ -121,6 +127,7 @@ impl WeightFile {
         }
         self.will_need(view_offset(self, &view), view.data.len());
         let src_row = row_elems * view.dtype.size();
+        let mut stager = Stager::new(gpu, opts.chunk_len((per as u64) * row_bytes));
         let mut parts = Vec::with_capacity(rows.div_ceil(per));
         let mut r = 0;
         while r < rows {
@@ -133,21 +140,33 @@ impl WeightFile {
                 ..view
             };
             let t = Tensor::zeros(gpu, &shape, target)?;
-            write_converted(gpu, &t, &part, opts.chunk_bytes)?;
+            write_converted(gpu, &t, &part, &mut stager)?;
             parts.push(t);
             r += n;
         }
+        finish(gpu, &mut stager, &view)?;
         Ok(parts)
     }
 
     /// Uploads every tensor, in file order.
     pub fn upload_all(&self, gpu: &Gpu, opts: &UploadOptions) -> Result<BTreeMap<String, Tensor>> {
-        self.tensors()
-            .map(|v| {
-                self.will_need(view_offset(self, &v), v.data.len());
-                Ok((v.name.to_string(), v.upload(gpu, opts)?))
-            })
-            .collect()
+        let largest = self
+            .tensors()
+            .map(|v| v.numel() as u64 * 4)
+            .max()
+            .unwrap_or(0);
+        let mut stager = Stager::new(gpu, opts.chunk_len(largest));
+        let mut out = BTreeMap::new();
+        let mut last = None;
+        for v in self.tensors() {
+            self.will_need(view_offset(self, &v), v.data.len());
+            out.insert(v.name.to_string(), v.upload_staged(gpu, opts, &mut stager)?);
+            last = Some(v);
+        }
+        if let Some(v) = last {
+            finish(gpu, &mut stager, &v)?;
+        }
+        Ok(out)
     }
 }
 
@@ -171,10 +190,34 @@ impl TensorView<'_> {
         if bytes > limit {
             return Err(too_large(self, target, bytes, limit, "it"));
         }
-        let t = Tensor::zeros(gpu, self.shape, target)?;
-        write_converted(gpu, &t, self, opts.chunk_bytes)?;
+        let mut stager = Stager::new(gpu, opts.chunk_len(bytes));
+        let t = self.upload_staged(gpu, opts, &mut stager)?;
+        finish(gpu, &mut stager, self)?;
         Ok(t)
     }
+
+    fn upload_staged(
+        &self,
+        gpu: &Gpu,
+        opts: &UploadOptions,
+        stager: &mut Stager,
+    ) -> Result<Tensor> {
+        let target = target_dtype(self, opts.hold)?;
+        let bytes = (self.numel() as u64) * target.size() as u64;
+        let limit = opts.limit(gpu);
+        if bytes > limit {
+            return Err(too_large(self, target, bytes, limit, "it"));
+        }
+        let t = Tensor::zeros(gpu, self.shape, target)?;
+        write_converted(gpu, &t, self, stager)?;
+        Ok(t)
+    }
+}
+
+fn finish(gpu: &Gpu, stager: &mut Stager, v: &TensorView<'_>) -> Result<()> {
+    let during = || format!("uploading tensor {:?} of {}", v.name, v.path.display());
+    stager.finish(gpu, &during)?;
+    gpu.check_errors(&during())
 }
 
 fn too_large(v: &TensorView<'_>, target: DType, needed: u64, limit: u64, what: &str) -> Error {
@@ -315,8 +358,88 @@ fn gpu_err(during: String, message: impl Into<String>) -> Error {
     }
 }
 
-/// Writes `v` into `dst` (same element count) chunk by chunk, converting to `dst`'s dtype.
-fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, chunk_bytes: usize) -> Result<()> {
+/// Two staging buffers (`MAP_WRITE | COPY_SRC`) used in turn: the CPU fills one while the queue
+/// copies the other into its tensor. Reusing them keeps staging memory at two chunks and, on CPU
+/// adapters where buffers are host memory, spares the page faults of fresh allocations per chunk.
+pub(crate) struct Stager {
+    chunk: u64,
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+struct Slot {
+    buf: wgpu::Buffer,
+    /// The submission that copies out of this slot; the slot is remapped once it completes.
+    in_flight: Option<wgpu::SubmissionIndex>,
+    mapped_tx: std::sync::mpsc::Sender<std::result::Result<(), wgpu::BufferAsyncError>>,
+    mapped_rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl Stager {
+    /// A stager whose chunks hold `chunk` bytes (rounded up to 4; at least 4).
+    pub(crate) fn new(gpu: &Gpu, chunk: u64) -> Stager {
+        let chunk = chunk.max(4).div_ceil(4) * 4;
+        let slots = (0..2)
+            .map(|i| {
+                let (mapped_tx, mapped_rx) = std::sync::mpsc::channel();
+                gpu.counters()
+                    .buffers
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("weights staging {i}")),
+                    size: chunk,
+                    usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: true,
+                });
+                Slot {
+                    buf,
+                    in_flight: None,
+                    mapped_tx,
+                    mapped_rx,
+                }
+            })
+            .collect();
+        Stager {
+            chunk,
+            slots,
+            next: 0,
+        }
+    }
+
+    /// Waits until every copy out of the staging buffers has completed.
+    pub(crate) fn finish(&mut self, gpu: &Gpu, during: &dyn Fn() -> String) -> Result<()> {
+        for i in 0..self.slots.len() {
+            if let Some(idx) = self.slots[i].in_flight.take() {
+                wait(gpu, idx, during)?;
+                let slot = &self.slots[i];
+                recv_mapped(gpu, slot, during)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()> {
+    use std::sync::mpsc::TryRecvError;
+    for attempt in 0..2 {
+        match slot.mapped_rx.try_recv() {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(gpu_err(during(), format!("mapping staging: {e}"))),
+            Err(TryRecvError::Empty) if attempt == 0 => {
+                gpu.device()
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| gpu_err(during(), e.to_string()))?;
+            }
+            Err(_) => break,
+        }
+    }
+    gpu.check_errors(&during())?;
+    Err(gpu_err(during(), "a staging buffer was not remapped"))
+}
+
+/// Writes `v` into `dst` (same element count) chunk by chunk through `stager`, converting to
+/// `dst`'s dtype. Returns once the copies are submitted; [`Stager::finish`] waits for them.
+fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, stager: &mut Stager) -> Result<()> {
     let from = v.dtype;
     let to = dst.dtype();
     let (ss, ds) = (from.size(), to.size());
@@ -332,48 +455,61 @@ fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, chunk_bytes: usi
             | (FileDType::U32, DType::U32)
     );
     // Elements per chunk: even, so f16 chunks are whole 4-byte words and offsets stay aligned.
-    let per = (chunk_bytes.max(64 << 10) / ss.max(ds)) & !1;
+    let per = ((stager.chunk as usize / ds) & !1).max(2);
     let during = || format!("uploading tensor {:?} of {}", v.name, v.path.display());
     let mut scratch = (!raw).then(Scratch::new);
-    let queue = gpu.queue();
-    let mut pending: Option<wgpu::SubmissionIndex> = None;
     let mut i = 0;
     while i < n {
         let m = per.min(n - i);
         let out_bytes = m * ds;
         let padded = out_bytes.div_ceil(4) * 4;
-        let size =
-            NonZeroU64::new(padded as u64).ok_or_else(|| gpu_err(during(), "empty chunk"))?;
-        let Some(mut view) = queue.write_buffer_with(dst.buffer(), (i * ds) as u64, size) else {
-            gpu.check_errors(&during())?;
-            return Err(gpu_err(during(), "the queue refused the staging write"));
-        };
-        let src = &v.data[i * ss..(i + m) * ss];
-        match scratch.as_mut() {
-            None => view.slice(..out_bytes).copy_from_slice(src),
-            Some(sc) => {
-                for (b, block) in src.chunks(BLOCK * ss).enumerate() {
-                    let out = convert_block(v, block, from, to, sc)?;
-                    let at = b * BLOCK * ds;
-                    view.slice(at..at + out.len()).copy_from_slice(out);
+        let slot_index = stager.next;
+        stager.next = (stager.next + 1) % stager.slots.len();
+        let slot = &mut stager.slots[slot_index];
+        if let Some(idx) = slot.in_flight.take() {
+            wait(gpu, idx, &during)?;
+            recv_mapped(gpu, slot, &during)?;
+        }
+        {
+            let mut view = slot
+                .buf
+                .slice(..padded as u64)
+                .get_mapped_range_mut()
+                .map_err(|e| gpu_err(during(), e.to_string()))?;
+            let src = &v.data[i * ss..(i + m) * ss];
+            match scratch.as_mut() {
+                None => view.slice(..out_bytes).copy_from_slice(src),
+                Some(sc) => {
+                    for (b, block) in src.chunks(BLOCK * ss).enumerate() {
+                        let out = convert_block(v, block, from, to, sc)?;
+                        let at = b * BLOCK * ds;
+                        view.slice(at..at + out.len()).copy_from_slice(out);
+                    }
                 }
             }
+            if padded > out_bytes {
+                view.slice(out_bytes..).fill(0);
+            }
         }
-        if padded > out_bytes {
-            view.slice(out_bytes..).fill(0);
-        }
-        drop(view);
-        let idx = queue.submit([]);
-        // Wait for the chunk before this one: at most two chunks of staging memory are alive.
-        if let Some(prev) = pending.replace(idx) {
-            wait(gpu, prev, &during)?;
-        }
+        slot.buf.unmap();
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("weights upload"),
+            });
+        enc.copy_buffer_to_buffer(&slot.buf, 0, dst.buffer(), (i * ds) as u64, padded as u64);
+        let idx = gpu.queue().submit([enc.finish()]);
+        gpu.counters()
+            .submits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tx = slot.mapped_tx.clone();
+        slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
+            let _ = tx.send(r);
+        });
+        slot.in_flight = Some(idx);
         i += m;
     }
-    if let Some(last) = pending {
-        wait(gpu, last, &during)?;
-    }
-    gpu.check_errors(&during())
+    Ok(())
 }
 
 fn wait(gpu: &Gpu, idx: wgpu::SubmissionIndex, during: &dyn Fn() -> String) -> Result<()> {

@@ -1,0 +1,185 @@
+//! The `matmul` and `gemv` suites.
+//!
+//! - `matmul`: square f32 products (256 to 2048), the register-blocked and tiled kernels side by side
+//!   at 1024, and the `linear` shapes of a 384- and a 512-wide Transformer layer at 128 tokens (QKV,
+//!   attention out, FFN up, FFN down) with f16 weights and bias. Compute-bound: share of the FMA peak.
+//! - `gemv`: one row against a 4096 x 4096 weight (decoding), f16 and f32 weights, each GEMV kernel.
+//!   Memory-bound: GB/s counting the weight bytes, share of the copy bandwidth.
+
+use crate::bench::{BenchCtx, Bound};
+use crate::error::Result;
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::matmul::{self as mm, MatmulKernel};
+use crate::tensor::{DType, Tensor};
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn kernel_name(k: MatmulKernel) -> String {
+    match k {
+        MatmulKernel::Auto => "auto".into(),
+        MatmulKernel::Blocked => "blocked".into(),
+        MatmulKernel::BlockedTile { tm, tn } => format!("blocked{tm}x{tn}"),
+        MatmulKernel::Tiled => "tiled".into(),
+        MatmulKernel::GemvRows => "gemv_rows".into(),
+        MatmulKernel::GemvSplitK => "gemv_splitk".into(),
+    }
+}
+
+/// The kernel `Auto` picks, by name, for the `extra` column.
+fn auto_choice(gpu: &Gpu, bt: bool, m: usize) -> String {
+    kernel_name(mm::auto_kernel(gpu.caps(), m, bt))
+}
+
+/// Times `a [M, K] @ b [K, N]` (f32) with `kernel`.
+fn bench_matmul(
+    ctx: &mut BenchCtx,
+    m: usize,
+    k: usize,
+    n: usize,
+    kernel: MatmulKernel,
+) -> Result<()> {
+    let op = format!("matmul:{}", kernel_name(kernel));
+    let shape = format!("{m}x{k}x{n}");
+    if !ctx.wants(&op, &shape) {
+        return Ok(());
+    }
+    let gpu = ctx.gpu.clone();
+    let a = Tensor::from_f32(&gpu, &values(m * k, 1), &[m, k])?;
+    let b = Tensor::from_f32(&gpu, &values(k * n, 2), &[k, n])?;
+    let out = Tensor::zeros(&gpu, &[m, n], DType::F32)?;
+    let mut rec = Recorder::new(&gpu);
+    mm::record_matmul_with(&mut rec, &a, &b, &out, kernel)?;
+    let t = ctx.time_against(&rec, Bound::Compute)?;
+    let chosen = if kernel == MatmulKernel::Auto {
+        auto_choice(&gpu, false, m)
+    } else {
+        kernel_name(kernel)
+    };
+    ctx.push_compute(
+        &op,
+        &shape,
+        "f32",
+        t,
+        2.0 * (m * k * n) as f64,
+        vec![("kernel".into(), chosen)],
+    );
+    Ok(())
+}
+
+/// Times `linear(x [M, K], w [N, K] wdtype, bias)` with `kernel`; compute-bound or memory-bound line.
+#[allow(clippy::too_many_arguments)]
+fn bench_linear(
+    ctx: &mut BenchCtx,
+    name: &str,
+    m: usize,
+    k: usize,
+    n: usize,
+    wdtype: DType,
+    bias: bool,
+    kernel: MatmulKernel,
+    memory_bound: bool,
+) -> Result<()> {
+    let op = format!("{name}:{}", kernel_name(kernel));
+    let shape = format!("{m}x{k}->{n}");
+    if !ctx.wants(&op, &shape) {
+        return Ok(());
+    }
+    let gpu = ctx.gpu.clone();
+    let x = Tensor::from_f32(&gpu, &values(m * k, 3), &[m, k])?;
+    let w = Tensor::from_f32_as(&gpu, &values(n * k, 4), &[n, k], wdtype)?;
+    let b = Tensor::from_f32_as(&gpu, &values(n, 5), &[n], wdtype)?;
+    let out = Tensor::zeros(&gpu, &[m, n], DType::F32)?;
+    let mut rec = Recorder::new(&gpu);
+    mm::record_linear_with(&mut rec, &x, &w, bias.then_some(&b), &out, kernel)?;
+    let bound = if memory_bound {
+        Bound::Memory
+    } else {
+        Bound::Compute
+    };
+    let t = ctx.time_against(&rec, bound)?;
+    let chosen = if kernel == MatmulKernel::Auto {
+        auto_choice(&gpu, true, m)
+    } else {
+        kernel_name(kernel)
+    };
+    let dtype = format!("f32 x {wdtype}");
+    let mut extra = vec![("kernel".to_string(), chosen)];
+    if memory_bound {
+        let bytes = (n * k * wdtype.size()) as f64;
+        extra.push(("bytes".into(), "weights only".into()));
+        ctx.push_memory(&op, &shape, &dtype, t, bytes, extra);
+    } else {
+        ctx.push_compute(&op, &shape, &dtype, t, 2.0 * (m * k * n) as f64, extra);
+    }
+    Ok(())
+}
+
+/// The `matmul` suite.
+pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
+    let cpu = ctx.gpu.caps().is_cpu();
+    for s in [256usize, 512, 1024, 2048] {
+        // 2048^3 takes over a second per run on a CPU adapter: fewer repetitions there.
+        let saved = ctx.max_reps;
+        if cpu && s >= 2048 {
+            ctx.max_reps = 2;
+        }
+        bench_matmul(ctx, s, s, s, MatmulKernel::Auto)?;
+        ctx.max_reps = saved;
+    }
+    // Kernel shapes side by side: the tuned register tile, the 4x4 baseline, workgroup tiles.
+    for kernel in [
+        MatmulKernel::Blocked,
+        MatmulKernel::BlockedTile { tm: 4, tn: 4 },
+        MatmulKernel::Tiled,
+    ] {
+        bench_matmul(ctx, 1024, 1024, 1024, kernel)?;
+    }
+    // Transformer layer linears at 128 tokens, f16 weights with bias.
+    for d in [384usize, 512] {
+        let t = 128;
+        for (name, k, n) in [
+            ("linear_qkv", d, 3 * d),
+            ("linear_out", d, d),
+            ("linear_ffn_up", d, 4 * d),
+            ("linear_ffn_down", 4 * d, d),
+        ] {
+            bench_linear(
+                ctx,
+                name,
+                t,
+                k,
+                n,
+                DType::F16,
+                true,
+                MatmulKernel::Auto,
+                false,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The `gemv` suite.
+pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
+    for wdtype in [DType::F16, DType::F32] {
+        for kernel in [
+            MatmulKernel::Auto,
+            MatmulKernel::GemvRows,
+            MatmulKernel::GemvSplitK,
+        ] {
+            bench_linear(ctx, "gemv", 1, 4096, 4096, wdtype, false, kernel, true)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Dispatch of the register-blocked (`shaders/matmul.wgsl`) and workgroup-tiled
+//! (`shaders/matmul_tiled.wgsl`) kernels for a validated [`Problem`].
+
+use super::problem::{bias_decl, grid, Problem};
+use crate::error::{Error, Result};
+use crate::gpu::{compose, declare_input, Elem, Recorder};
+
+const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
+const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+
+/// Pipeline key of the register-blocked kernel.
+#[derive(Debug, Hash)]
+struct BlockedKey {
+    tm: u32,
+    tn: u32,
+    wg: u32,
+    bt: bool,
+    vk: bool,
+    vn: bool,
+    b: Elem,
+    bias: Option<Elem>,
+}
+
+/// The register tile (rows x columns of outputs per thread) for a problem.
+///
+/// Measured on lavapipe (llvmpipe, 8 lanes), 1024^3 f32 as a share of the FMA peak shader (CPU time
+/// of both, so other load on the machine cancels out): with `b [K, N]` and N % 4 == 0 an 8 x 16
+/// tile ran at about 40% (4 x 4: 19%, 8 x 8: 32%; over 128 outputs per thread falls off a cliff to
+/// about 12%); with `b [N, K]` 8 x 4 and 4 x 8 tie at about 31%; the scalar path (N % 4 != 0) is
+/// best at 4 x 8 (about 16%). Other adapters only get this kernel when it is forced: 4 x 4.
+pub(super) fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
+    if !rec.gpu().caps().is_cpu() {
+        return (4, 4);
+    }
+    match (p.bt, p.n.is_multiple_of(4)) {
+        (true, _) => (8, 4),
+        (false, true) => (8, 16),
+        (false, false) => (4, 8),
+    }
+}
+
+/// Register-blocked kernel with a `tm x tn` tile per thread. `prefer_packed` reads f16 `b` as packed
+/// u32 even where the device reads f16 natively (faster for the CPU GEMV: 32-bit gathers).
+pub(super) fn record_blocked(
+    rec: &mut Recorder,
+    p: &Problem,
+    (tm, tn): (u32, u32),
+    prefer_packed: bool,
+) -> Result<()> {
+    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
+        return Err(Error::invalid(
+            p.op,
+            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
+        ));
+    }
+    let gpu = rec.gpu().clone();
+    let vk = p.k.is_multiple_of(4);
+    let vn = !p.bt && p.n.is_multiple_of(4) && tn.is_multiple_of(4);
+    let mut b = p.b_elem(rec)?;
+    if prefer_packed && b == Elem::F16 {
+        b = Elem::F16Packed;
+    }
+    // Threads per workgroup, all along N: a power of two from 8 (one SIMD batch on lavapipe) to 64
+    // that covers N without a mostly idle second workgroup.
+    let wg = (p.n.div_ceil(tn as usize).next_power_of_two() as u32).clamp(8, 64);
+    let key = BlockedKey {
+        tm,
+        tn,
+        wg,
+        bt: p.bt,
+        vk,
+        vn,
+        b,
+        bias: p.bias_elem(rec)?,
+    };
+    let pipeline = gpu.pipeline("matmul", &key, || {
+        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
+        compose(
+            SRC_BLOCKED,
+            f16,
+            &[
+                ("TM", key.tm),
+                ("TN", key.tn),
+                ("TN4", (key.tn / 4).max(1)),
+                ("WG", key.wg),
+                ("BT", key.bt as u32),
+                ("VK", key.vk as u32),
+                ("VN", key.vn as u32),
+            ],
+            &[
+                declare_input("a", 1, Elem::F32, key.vk),
+                declare_input("b", 2, key.b, if key.bt { key.vk } else { key.vn }),
+                bias_decl(key.bias),
+            ],
+        )
+    })?;
+    let tiles_n = p.n.div_ceil((key.wg * key.tn) as usize);
+    let tiles_m = p.m.div_ceil(key.tm as usize);
+    let groups = tiles_n * tiles_m * p.batch;
+    let params = p.params(tiles_n, tiles_m);
+    let d = gpu.dispatch(
+        "matmul",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &p.buffers(),
+        grid(rec, p.op, groups)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}
+
+/// Pipeline key of the tiled kernel.
+#[derive(Debug, Hash)]
+struct TiledKey {
+    bt: bool,
+    b: Elem,
+    bias: Option<Elem>,
+}
+
+pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
+    let gpu = rec.gpu().clone();
+    let key = TiledKey {
+        bt: p.bt,
+        b: p.b_elem(rec)?,
+        bias: p.bias_elem(rec)?,
+    };
+    let pipeline = gpu.pipeline("matmul_tiled", &key, || {
+        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
+        compose(
+            SRC_TILED,
+            f16,
+            &[("BT", key.bt as u32)],
+            &[
+                declare_input("a", 1, Elem::F32, false),
+                declare_input("b", 2, key.b, false),
+                bias_decl(key.bias),
+            ],
+        )
+    })?;
+    let tiles_n = p.n.div_ceil(64);
+    let tiles_m = p.m.div_ceil(64);
+    let params = p.params(tiles_n, tiles_m);
+    let d = gpu.dispatch(
+        "matmul_tiled",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &p.buffers(),
+        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}

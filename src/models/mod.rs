@@ -1,0 +1,3 @@
+//! Model architectures built on the graph builder.
+
+pub mod bert;
