@@ -263,9 +263,13 @@ fn sdpa_flash_rows_per_invocation() {
     // Tq not a multiple of WG*R, causal (rows of one invocation see different key counts), a mask,
     // and the key-split plan.
     let gpu = gpu();
-    for (n, &(r, causal)) in [(4u32, Causal::TopLeft), (2, Causal::BottomRight), (4, Causal::None)]
-        .iter()
-        .enumerate()
+    for (n, &(r, causal)) in [
+        (4u32, Causal::TopLeft),
+        (2, Causal::BottomRight),
+        (4, Causal::None),
+    ]
+    .iter()
+    .enumerate()
     {
         let c = Case {
             dims: dims(1, 2, 300, 290, 40, 24),
@@ -274,7 +278,13 @@ fn sdpa_flash_rows_per_invocation() {
             scale: None,
             mag: 1.0,
         };
-        let plans = [Plan::Flash, Plan::FlashSplit { nsplit: 3, chunk: 100 }];
+        let plans = [
+            Plan::Flash,
+            Plan::FlashSplit {
+                nsplit: 3,
+                chunk: 100,
+            },
+        ];
         check_case_rows(&gpu, &c, 600 + n as u64, false, &plans, Some(r));
     }
 }

@@ -40,7 +40,9 @@ fn plan_name(p: Plan) -> String {
 fn partial_bytes(p: Plan, rows: usize) -> usize {
     match p {
         Plan::Flash => 0,
-        Plan::FlashSplit { nsplit, .. } | Plan::Decode { nsplit, .. } => rows * nsplit * (D + 2) * 4,
+        Plan::FlashSplit { nsplit, .. } | Plan::Decode { nsplit, .. } => {
+            rows * nsplit * (D + 2) * 4
+        }
     }
 }
 
@@ -89,7 +91,11 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         let k = Tensor::from_f32(&gpu, &values(B * H * tk * D, 2), &[B, H, tk, D])?;
         let v = Tensor::from_f32(&gpu, &values(B * H * tk * D, 3), &[B, H, tk, D])?;
         let y = Tensor::zeros(&gpu, &[B, H, tq, D], DType::F32)?;
-        let causal_mode = if causal { Causal::TopLeft } else { Causal::None };
+        let causal_mode = if causal {
+            Causal::TopLeft
+        } else {
+            Causal::None
+        };
         if wants_flash {
             let auto = sdpa::plan(&gpu, &dims);
             let mut plans = vec![auto];
@@ -118,7 +124,11 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                 )?;
                 let t = ctx.time_against(&rec, Bound::Compute)?;
                 let g = flops / t.median_s * 1e-9;
-                let op = if plan == auto { "sdpa" } else { "sdpa:one_wg_per_head" };
+                let op = if plan == auto {
+                    "sdpa"
+                } else {
+                    "sdpa:one_wg_per_head"
+                };
                 ctx.push_compute(
                     op,
                     &shape,
@@ -142,7 +152,13 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
             let p = Tensor::zeros(&gpu, &[B, H, tq, tk], DType::F32)?;
             let mask = if causal {
                 let m: Vec<f32> = (0..tq * tk)
-                    .map(|x| if x % tk > x / tk { f32::NEG_INFINITY } else { 0.0 })
+                    .map(|x| {
+                        if x % tk > x / tk {
+                            f32::NEG_INFINITY
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect();
                 Some(Tensor::from_f32(&gpu, &m, &[tq, tk])?)
             } else {

@@ -651,7 +651,10 @@ pub fn record_sdpa(
     let rpi = match args.rows {
         Some(r) if (1..=8).contains(&r) => r,
         Some(r) => {
-            return Err(Error::invalid(OP, format!("rows per invocation {r} is outside 1..=8")))
+            return Err(Error::invalid(
+                OP,
+                format!("rows per invocation {r} is outside 1..=8"),
+            ))
         }
         None => flash_rows(&tu, dims),
     };
