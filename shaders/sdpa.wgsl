@@ -13,13 +13,14 @@
 //   stats: [B*H*Tq] log-sum-exp per row (when flags bit 0; for attention_probs.wgsl), or partial
 //          (max, sum) pairs [B*H*Tq, nsplit, 2] when nsplit > 1
 //
-// Compile-time constants: WG (query rows per workgroup), D, DV, D4 = ceil(D/4), DV4 = ceil(DV/4),
-// KT (keys per tile), VEC (1 when every row start is 4-aligned so rows load as vec4).
+// Compile-time constants: WG (invocations per workgroup), R (query rows per invocation), D, DV, D4 = ceil(D/4), DV4 = ceil(DV/4),
+// KT (keys per tile), VEC (1 when every row start is 4-aligned so rows load as vec4), SHARED (1:
+// stage each K/V tile in workgroup memory, the usual design on discrete GPUs).
 //
 // Grid: x = row_blocks * nsplit (row block fastest), y = B*H.
 //
 // Design (chosen for lavapipe, where a workgroup runs on one CPU core with SIMD across invocations
-// and barriers are costly): each invocation owns one query row and walks the keys of its split in
+// and barriers are costly): each invocation owns R query rows and walks the keys of its split in
 // tiles of KT. All invocations of a workgroup share (b, h) and visit the same key at the same time,
 // so the k/v loads are uniform (one scalar load broadcast to the SIMD lanes) and no workgroup memory
 // or barrier is needed. Per tile, q is read once per 4 dims for all KT keys (scores in KT
@@ -30,6 +31,9 @@
 // lavapipe turns loop-indexed private arrays into per-lane scratch memory (gathers/scatters). Extra memory: none (or O(B*H*Tq*Dv*nsplit) partials when the keys are split).
 
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// K/V tile staging (SHARED == 1; KT is then sized so both fit the workgroup memory limit).
+var<workgroup> k_tile: array<vec4<f32>, KT * D4>;
+var<workgroup> v_tile: array<vec4<f32>, KT * DV4>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 
 @compute @workgroup_size(WG)
@@ -39,95 +43,144 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let bh = wid.y;
     let b = bh / p.heads;
     let h = bh % p.heads;
-    let i0 = rb * WG;
-    let live = i0 + lid < p.tq;
-    // Inactive invocations shadow the last row so every load stays in bounds; they never write.
-    let i = min(i0 + lid, p.tq - 1u);
+    // This invocation owns rows i0 + lid + r*WG, r < R (strided so that each of the R passes
+    // covers WG consecutive rows).
+    let i0 = rb * WG * R;
 
     // Keys of this split, cut by the causal limit: per row (my_end) and for the workgroup (wg_end,
     // the limit of its last row, which sees the most keys).
     let ks = split * p.chunk;
     let ke = min(p.tk, ks + p.chunk);
-    let my_end = causal_end(i, ke);
-    let wg_end = causal_end(min(i0 + WG - 1u, p.tq - 1u), ke);
+    let wg_end = causal_end(min(i0 + WG * R - 1u, p.tq - 1u), ke);
 
-    var qv: array<vec4<f32>, D4>;
-    let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
-    for (var c = 0u; c < D4; c++) {
-        qv[c] = ld_q(qb, c) * p.scale;
+    var qv: array<vec4<f32>, D4 * R>;
+    var my_end: array<u32, R>;
+    var mb: array<u32, R>;
+    for (var r = 0u; r < R; r++) {
+        // Rows past Tq shadow the last row so every load stays in bounds; they never write.
+        let i = min(i0 + lid + r * WG, p.tq - 1u);
+        my_end[r] = causal_end(i, ke);
+        mb[r] = p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si;
+        let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
+        for (var c = 0u; c < D4; c++) {
+            qv[r * D4 + c] = ld_q(qb, c) * p.scale;
+        }
     }
     let kb = p.k_off + b * p.k_sb + h * p.k_sh;
     let vb = p.v_off + b * p.v_sb + h * p.v_sh;
-    let mb = p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si;
 
-    var m = NEG;
-    var l = 0.0;
-    var acc: array<vec4<f32>, DV4>;
+    var m: array<f32, R>;
+    var l: array<f32, R>;
+    var corr: array<f32, R>;
+    for (var r = 0u; r < R; r++) {
+        m[r] = NEG;
+    }
+    var acc: array<vec4<f32>, DV4 * R>;
     for (var j0 = ks; j0 < wg_end; j0 += KT) {
-        // Scores of KT keys: q chunk loaded once, reused for every key of the tile.
-        var s: array<f32, KT>;
+        if (SHARED == 1u) {
+            // Stage the tile's keys and values in workgroup memory (each invocation loads a
+            // share), so the compute below reads them at addresses uniform across invocations.
+            for (var x = lid; x < KT * D4; x += WG) {
+                let j = min(j0 + x / D4, p.tk - 1u);
+                k_tile[x] = ld_k(kb + j * p.k_st, x % D4);
+            }
+            for (var x = lid; x < KT * DV4; x += WG) {
+                let j = min(j0 + x / DV4, p.tk - 1u);
+                v_tile[x] = ld_v(vb + j * p.v_st, x % DV4);
+            }
+            workgroupBarrier();
+        }
+        // Scores of KT keys for R rows: every k chunk loaded once serves R rows.
+        var s: array<f32, KT * R>;
         for (var c = 0u; c < D4; c++) {
-            let qc = qv[c];
             for (var t = 0u; t < KT; t++) {
-                let j = min(j0 + t, p.tk - 1u);
-                s[t] += dot(qc, ld_k(kb + j * p.k_st, c));
-            }
-        }
-        var tmax = NEG;
-        for (var t = 0u; t < KT; t++) {
-            let j = j0 + t;
-            var sc = NEG;
-            if (j < my_end) {
-                sc = apply_mask(mb, j, s[t]);
-            }
-            s[t] = sc;
-            tmax = max(tmax, sc);
-        }
-        // Online softmax: rescale what was summed under the old max (exp(NEG - x) == 0).
-        let mn = max(m, tmax);
-        let corr = exp(m - mn);
-        m = mn;
-        l *= corr;
-        for (var t = 0u; t < KT; t++) {
-            let pt = select(0.0, exp(s[t] - mn), s[t] > NEG);
-            s[t] = pt;
-            l += pt;
-        }
-        for (var c = 0u; c < DV4; c++) {
-            var a = acc[c] * corr;
-            for (var t = 0u; t < KT; t++) {
-                let j = min(j0 + t, p.tk - 1u);
-                a += s[t] * ld_v(vb + j * p.v_st, c);
-            }
-            acc[c] = a;
-        }
-    }
-    if (!live) {
-        return;
-    }
-
-    let r = bh * p.tq + i;
-    if (p.nsplit > 1u) {
-        // Partial result for sdpa_merge.wgsl: unnormalized accumulator, max and sum.
-        let pr = r * p.nsplit + split;
-        for (var c = 0u; c < DV4; c++) {
-            let a = acc[c] * 1.0;
-            for (var e = 0u; e < 4u; e++) {
-                let d = 4u * c + e;
-                if (d < DV) {
-                    out[pr * DV + d] = a[e];
+                var kc: vec4<f32>;
+                if (SHARED == 1u) {
+                    kc = k_tile[t * D4 + c];
+                } else {
+                    kc = ld_k(kb + min(j0 + t, p.tk - 1u) * p.k_st, c);
+                }
+                for (var r = 0u; r < R; r++) {
+                    s[r * KT + t] += dot(qv[r * D4 + c], kc);
                 }
             }
         }
-        stats[2u * pr] = m;
-        stats[2u * pr + 1u] = l;
-        return;
-    }
-    // A row with no visible key (fully masked) gives zeros.
-    let inv = select(0.0, 1.0 / l, l > 0.0);
-    let ob = p.o_off + b * p.o_sb + h * p.o_sh + i * p.o_st;
+        for (var r = 0u; r < R; r++) {
+            var tmax = NEG;
+            for (var t = 0u; t < KT; t++) {
+                let j = j0 + t;
+                var sc = NEG;
+                if (j < my_end[r]) {
+                    sc = apply_mask(mb[r], j, s[r * KT + t]);
+                }
+                s[r * KT + t] = sc;
+                tmax = max(tmax, sc);
+            }
+            // Online softmax: rescale what was summed under the old max (exp(NEG - x) == 0).
+            let mn = max(m[r], tmax);
+            corr[r] = exp(m[r] - mn);
+            m[r] = mn;
+            var lr = l[r] * corr[r];
+            for (var t = 0u; t < KT; t++) {
+                let sc = s[r * KT + t];
+                let pt = select(0.0, exp(sc - mn), sc > NEG);
+                s[r * KT + t] = pt;
+                lr += pt;
+            }
+            l[r] = lr;
+        }
         for (var c = 0u; c < DV4; c++) {
-            let a = acc[c] * inv;
+            var a: array<vec4<f32>, R>;
+            for (var r = 0u; r < R; r++) {
+                a[r] = acc[r * DV4 + c] * corr[r];
+            }
+            for (var t = 0u; t < KT; t++) {
+                var vc: vec4<f32>;
+                if (SHARED == 1u) {
+                    vc = v_tile[t * DV4 + c];
+                } else {
+                    vc = ld_v(vb + min(j0 + t, p.tk - 1u) * p.v_st, c);
+                }
+                for (var r = 0u; r < R; r++) {
+                    a[r] += s[r * KT + t] * vc;
+                }
+            }
+            for (var r = 0u; r < R; r++) {
+                acc[r * DV4 + c] = a[r];
+            }
+        }
+        if (SHARED == 1u) {
+            workgroupBarrier();
+        }
+    }
+
+    for (var r = 0u; r < R; r++) {
+        let ii = i0 + lid + r * WG;
+        if (ii >= p.tq) {
+            break;
+        }
+        let row = bh * p.tq + ii;
+        if (p.nsplit > 1u) {
+            // Partial result for sdpa_merge.wgsl: unnormalized accumulator, max and sum.
+            let pr = row * p.nsplit + split;
+            for (var c = 0u; c < DV4; c++) {
+                let a = acc[r * DV4 + c];
+                for (var e = 0u; e < 4u; e++) {
+                    let d = 4u * c + e;
+                    if (d < DV) {
+                        out[pr * DV + d] = a[e];
+                    }
+                }
+            }
+            stats[2u * pr] = m[r];
+            stats[2u * pr + 1u] = l[r];
+            continue;
+        }
+        // A row with no visible key (fully masked) gives zeros.
+        let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
+        let ob = p.o_off + b * p.o_sb + h * p.o_sh + ii * p.o_st;
+        for (var c = 0u; c < DV4; c++) {
+            let a = acc[r * DV4 + c] * inv;
             for (var e = 0u; e < 4u; e++) {
                 let d = 4u * c + e;
                 if (d < DV) {
@@ -135,7 +188,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
         }
-    if ((p.flags & 1u) != 0u) {
-        stats[r] = select(NEG, m + log(l), l > 0.0);
+        if ((p.flags & 1u) != 0u) {
+            stats[row] = select(NEG, m[r] + log(l[r]), l[r] > 0.0);
+        }
     }
 }

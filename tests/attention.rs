@@ -78,6 +78,17 @@ fn upload_mask(gpu: &Gpu, values: &[f32], shape: &[usize], kind: MaskKind) -> Te
 /// Runs one case through `ops::sdpa` (and `sdpa_with_weights` when `weights`), and through every
 /// plan given, comparing with the reference.
 fn check_case(gpu: &Gpu, c: &Case, seed: u64, weights: bool, plans: &[Plan]) {
+    check_case_rows(gpu, c, seed, weights, plans, None)
+}
+
+fn check_case_rows(
+    gpu: &Gpu,
+    c: &Case,
+    seed: u64,
+    weights: bool,
+    plans: &[Plan],
+    rows: Option<u32>,
+) {
     let d = c.dims;
     let mut rng = Rng::new(seed);
     let q = rng.vec(d.b * d.h * d.tq * d.d, -c.mag, c.mag);
@@ -162,6 +173,7 @@ fn check_case(gpu: &Gpu, c: &Case, seed: u64, weights: bool, plans: &[Plan]) {
             causal: c.causal,
             scale: c.scale,
             plan: Some(plan),
+            rows,
         };
         let mut rec = heedful::gpu::Recorder::new(gpu);
         ksdpa::record_sdpa(
@@ -242,6 +254,38 @@ fn sdpa_head_dims_up_to_256_and_every_plan() {
             },
         ];
         check_case(&gpu, &c, 300 + n as u64, n == 0, &plans);
+    }
+}
+
+#[test]
+fn sdpa_flash_rows_per_invocation() {
+    // The register-blocked flash kernel (R query rows per invocation), forced on any adapter:
+    // Tq not a multiple of WG*R, causal (rows of one invocation see different key counts), a mask,
+    // and the key-split plan.
+    let gpu = gpu();
+    for (n, &(r, causal)) in [
+        (4u32, Causal::TopLeft),
+        (2, Causal::BottomRight),
+        (4, Causal::None),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let c = Case {
+            dims: dims(1, 2, 300, 290, 40, 24),
+            mask: Some((vec![300, 290], MaskKind::Keep)),
+            causal,
+            scale: None,
+            mag: 1.0,
+        };
+        let plans = [
+            Plan::Flash,
+            Plan::FlashSplit {
+                nsplit: 3,
+                chunk: 100,
+            },
+        ];
+        check_case_rows(&gpu, &c, 600 + n as u64, false, &plans, Some(r));
     }
 }
 

@@ -12,6 +12,7 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+pub mod attention;
 pub mod matmul;
 pub mod models;
 pub mod norms;
@@ -92,6 +93,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "norms",
             run: norms::suite,
+        },
+        Suite {
+            name: "attention",
+            run: attention::suite,
         },
         Suite {
             name: "recurrent",

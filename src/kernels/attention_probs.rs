@@ -76,7 +76,7 @@ pub fn record_attention_probs(
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut p = base_params(&dims, &q, &k, mask, causal, scale);
     p.flags = average_heads as u32;
-    let pipe = qkv_pipeline(&gpu, "attention_probs", SRC, &tu, &dims, vec, false)?;
+    let pipe = qkv_pipeline(&gpu, "attention_probs", SRC, &tu, &dims, vec, false, 1)?;
     let dummy;
     let mask_buf = match mask {
         Some(m) => m.tensor.buffer(),

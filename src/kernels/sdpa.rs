@@ -374,23 +374,63 @@ pub(crate) struct Tuning {
     pub kt: u32,
     /// Workgroups wanted in flight to fill the device.
     pub target_groups: usize,
+    /// Flash kernel stages K/V tiles in workgroup memory.
+    pub shared: bool,
+    /// Query rows per invocation in the flash kernel (register blocking: each k/v load serves R
+    /// rows).
+    pub rows: u32,
 }
 
+/// Per-adapter tuning. On CPU adapters (lavapipe) the flash kernel reads k/v straight from the
+/// storage buffers (uniform loads; staging tiles in workgroup memory behind barriers measured
+/// slower there) with R = 4 query rows per invocation (measured at T = 2048, D = 64: about 2x
+/// R = 1; R = 8 was no better). Discrete GPUs stage K/V tiles in workgroup memory.
+///
+/// Benchmarks may override the CPU choice with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`,
+/// `HEEDFUL_ATTN_WG` and `HEEDFUL_ATTN_SHARED=1`.
 pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
     if gpu.caps().is_cpu() {
         // lavapipe runs one workgroup per core thread; a few per thread balance causal rows.
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let kt = std::env::var("HEEDFUL_ATTN_KT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let wg = std::env::var("HEEDFUL_ATTN_WG")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let shared = std::env::var("HEEDFUL_ATTN_SHARED").is_ok_and(|v| v == "1");
         Tuning {
-            wg: 64,
-            kt: 8,
+            wg,
+            kt,
             target_groups: 4 * threads,
+            shared,
+            rows: std::env::var("HEEDFUL_ATTN_R")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4),
         }
     } else {
         Tuning {
             wg: 64,
             kt: 8,
             target_groups: 1024,
+            shared: true,
+            rows: 1,
         }
+    }
+}
+
+/// Query rows per invocation of the flash kernel for `dims`: the tuned R where the query rows fill
+/// R-row invocations and enough workgroups, else 1 (short sequences keep their lanes busy).
+pub(crate) fn flash_rows(tu: &Tuning, dims: &AttnDims) -> u32 {
+    let r = tu.rows.max(1);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
+    if r > 1 && dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
+        r
+    } else {
+        1
     }
 }
 
@@ -435,7 +475,8 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
             chunk,
         };
     }
-    let groups = dims.b * dims.h * dims.tq.div_ceil(tu.wg as usize);
+    let rows = flash_rows(&tu, dims);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * rows) as usize);
     let min_chunk = 256;
     if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
         let want = tu.target_groups.div_ceil(groups);
@@ -453,10 +494,19 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
 struct Variant {
     kernel: &'static str,
     wg: u32,
+    rows: u32,
     kt: u32,
+    shared: bool,
     d: usize,
     dv: usize,
     vec: bool,
+}
+
+/// Keys per tile of the workgroup-memory flash variant: as many as fit (4..=32) in the limit.
+fn shared_kt(gpu: &Gpu, dims: &AttnDims) -> u32 {
+    let per_key = 16 * (dims.d.div_ceil(4) + dims.dv.div_ceil(4)) as u32;
+    let fit = gpu.caps().max_workgroup_storage.min(32768) / per_key.max(1);
+    fit.clamp(4, 32) / 4 * 4
 }
 
 /// `fn ld_{name}(base, c) -> vec4<f32>`: elements 4c..4c+3 of the row at `base`, zero past `len`.
@@ -471,6 +521,7 @@ pub(crate) fn loader(name: &str, len: &str) -> String {
 }
 
 /// Composes and caches a kernel that reads q/k (and v unless `with_v` is false).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn qkv_pipeline(
     gpu: &Gpu,
     kernel: &'static str,
@@ -479,11 +530,17 @@ pub(crate) fn qkv_pipeline(
     dims: &AttnDims,
     vec: bool,
     with_v: bool,
+    rows: u32,
 ) -> Result<wgpu::ComputePipeline> {
+    let shared = tu.shared && kernel == "sdpa";
+    let kt = if shared { shared_kt(gpu, dims) } else { tu.kt };
+    let rows = if kernel == "sdpa" { rows } else { 1 };
     let variant = Variant {
         kernel,
         wg: tu.wg,
-        kt: tu.kt,
+        rows,
+        kt,
+        shared,
         d: dims.d,
         dv: if with_v { dims.dv } else { 0 },
         vec,
@@ -506,7 +563,9 @@ pub(crate) fn qkv_pipeline(
             false,
             &[
                 ("WG", tu.wg),
-                ("KT", tu.kt),
+                ("KT", kt),
+                ("R", rows),
+                ("SHARED", shared as u32),
                 ("D", dims.d as u32),
                 ("DV", dims.dv as u32),
                 ("D4", dims.d.div_ceil(4) as u32),
@@ -529,6 +588,9 @@ pub struct SdpaArgs<'a> {
     pub scale: Option<f32>,
     /// Forces a plan (benchmarks compare plans); `None` = [`plan`].
     pub plan: Option<Plan>,
+    /// Forces the flash kernel's query rows per invocation (1..=8; tests and benchmarks);
+    /// `None` = tuned for the adapter and shape.
+    pub rows: Option<u32>,
 }
 
 /// Records `out = softmax(q k^T * scale + mask) v` (flash attention, see the module docs).
@@ -586,6 +648,16 @@ pub fn record_sdpa(
     p.o = view_params(&out);
     p.flags = lse.is_some() as u32;
     let plan = args.plan.unwrap_or_else(|| plan(&gpu, dims));
+    let rpi = match args.rows {
+        Some(r) if (1..=8).contains(&r) => r,
+        Some(r) => {
+            return Err(Error::invalid(
+                OP,
+                format!("rows per invocation {r} is outside 1..=8"),
+            ))
+        }
+        None => flash_rows(&tu, dims),
+    };
     let dummy;
     let mask_buf = match &args.mask {
         Some(m) => m.tensor.buffer(),
@@ -597,8 +669,8 @@ pub fn record_sdpa(
     let bh = u32::try_from(b * h).unwrap_or(u32::MAX);
     let (nsplit, chunk) = match plan {
         Plan::Flash => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil(tu.wg as usize) as u32;
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
+            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             let stats = match lse {
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
@@ -634,7 +706,7 @@ pub fn record_sdpa(
     let stats = Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?;
     let disp = match plan {
         Plan::Decode { .. } => {
-            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &tu, dims, vec, true)?;
+            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &tu, dims, vec, true, 1)?;
             p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
             let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
             gpu.dispatch(
@@ -653,8 +725,8 @@ pub fn record_sdpa(
             )?
         }
         _ => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true)?;
-            p.row_blocks = tq.div_ceil(tu.wg as usize) as u32;
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
+            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
                 &pipe,

@@ -113,6 +113,7 @@ pub fn sdpa(gpu: &Gpu, q: &Tensor, k: &Tensor, v: &Tensor, opts: &SdpaOptions) -
         causal: opts.causal,
         scale: opts.scale,
         plan: None,
+        rows: None,
     };
     run(gpu, |rec| {
         record_sdpa(
@@ -151,6 +152,7 @@ pub fn sdpa_with_weights(
         causal: opts.causal,
         scale: opts.scale,
         plan: None,
+        rows: None,
     };
     run(gpu, |rec| {
         let (qh, kh) = (Heads::dense(q), Heads::dense(k));

@@ -196,6 +196,7 @@ pub fn mha(
             causal: opts.causal,
             scale: None,
             plan: None,
+            rows: None,
         };
         let oh = Heads::interleaved(&ctx, tq, e, 0, dh);
         record_sdpa(
