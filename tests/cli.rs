@@ -44,6 +44,19 @@ fn bad_backend_is_a_clear_error() {
 }
 
 #[test]
+fn no_adapter_is_one_clear_error_with_the_lavapipe_hint() {
+    // No DX12 on Linux: wgpu sees no adapter at all for this backend.
+    if cfg!(windows) {
+        return;
+    }
+    let out = heedful().arg("info").env("HEEDFUL_BACKEND", "dx12").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn conformance_exits_nonzero_on_failure_and_zero_on_pass() {
     let tmp = std::env::temp_dir().join(format!("heedful-cli-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
