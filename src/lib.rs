@@ -5,10 +5,14 @@
 //! browser WebGPU.
 //!
 //! Layout: [`gpu`] (device, caps, pipelines, recording), [`tensor`] (GPU tensors), [`kernels`] (one
-//! module per WGSL file), [`ops`] (eager op API), [`reference`] (CPU oracle), [`conformance`]
-//! (PyTorch-reference case runner), [`bench`] (benchmark suites).
+//! module per WGSL file), [`ops`] (eager op API), [`graph`] (graph IR, memory planner, sessions),
+//! [`models`] (BERT, seq2seq with attention), [`weights`] (safetensors loading and conversion),
+//! [`reference`] (CPU oracle), [`conformance`] (PyTorch-reference case runner), [`bench`]
+//! (benchmark suites), [`cli`] (the `heedful` subcommands).
 //!
-//! ```no_run
+//! The doctest below runs on whatever adapter the test machine has (lavapipe in CI):
+//!
+//! ```
 //! use heedful::{ops, Gpu, Tensor};
 //!
 //! let gpu = Gpu::shared()?;
