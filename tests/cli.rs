@@ -49,10 +49,17 @@ fn no_adapter_is_one_clear_error_with_the_lavapipe_hint() {
     if cfg!(windows) {
         return;
     }
-    let out = heedful().arg("info").env("HEEDFUL_BACKEND", "dx12").output().unwrap();
+    let out = heedful()
+        .arg("info")
+        .env("HEEDFUL_BACKEND", "dx12")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"), "{err}");
+    assert!(
+        err.contains("no GPU adapter found") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
