@@ -512,6 +512,13 @@ fn warm_decodes_create_no_gpu_objects() {
             assert_eq!(rev, cold[i], "beam {k}, {steps} steps, reversed rows");
             let again = model.decode(&gpu, &x, &opts(k, steps)).unwrap();
             assert_eq!(again, cold[i], "beam {k}, {steps} steps, repeated");
+            // Input-sized first submission: same results.
+            let sized = DecodeOptions {
+                first_steps_per_input: 0.5,
+                ..opts(k, steps)
+            };
+            let again = model.decode(&gpu, &x, &sized).unwrap();
+            assert_eq!(again, cold[i], "beam {k}, {steps} steps, input-sized first");
         }
     }
     assert_eq!(

@@ -32,6 +32,12 @@ pub struct DecodeOptions {
     pub steps_per_submit: usize,
     /// Keep every step's attention weights (greedy only).
     pub keep_attention: bool,
+    /// Input-sized first submission: when > 0, the first submission runs
+    /// `max(steps_per_submit, floor(first_steps_per_input * longest input))` steps (input length
+    /// without the appended end id), later ones `steps_per_submit`. For models whose output length
+    /// tracks the input's (G2P: phonemes vs letters) a ratio below the usual output/input ratio
+    /// skips the readbacks of steps that cannot be the last without running past the end.
+    pub first_steps_per_input: f32,
 }
 
 impl Default for DecodeOptions {
@@ -42,6 +48,7 @@ impl Default for DecodeOptions {
             length_norm: false,
             steps_per_submit: 8,
             keep_attention: false,
+            first_steps_per_input: 0.0,
         }
     }
 }
@@ -216,8 +223,19 @@ impl Seq2Seq {
         let row_bytes = (r * 4) as u64;
         let mut steps_run = 0;
         let mut bytes = Vec::new();
+        let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let first = if opts.first_steps_per_input > 0.0 {
+            ((opts.first_steps_per_input * longest as f32) as usize).max(opts.steps_per_submit)
+        } else {
+            opts.steps_per_submit
+        };
         while steps_run < max_len {
-            let n = opts.steps_per_submit.min(max_len - steps_run);
+            let chunk = if steps_run == 0 {
+                first
+            } else {
+                opts.steps_per_submit
+            };
+            let n = chunk.min(max_len - steps_run);
             let mut rec = if steps_run == 0 {
                 plan.init.clone()
             } else {
