@@ -473,3 +473,60 @@ fn g2p_en_matches_package_predict() {
         words.len()
     );
 }
+
+#[test]
+fn warm_decodes_create_no_gpu_objects() {
+    use std::sync::atomic::Ordering;
+    // A private device: tests running in parallel on the shared one would move its counters.
+    let gpu = heedful::Gpu::new(&heedful::GpuOptions::from_env()).unwrap();
+    let model = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
+    let ids = ids2(&fixture("g2p_rnn_dot.json")["ids"]);
+    let x: Vec<Vec<u32>> = ids[..5].to_vec();
+    let mut x_rev = x.clone();
+    x_rev.reverse();
+    let opts = |beam: usize, steps: usize| DecodeOptions {
+        beam,
+        steps_per_submit: steps,
+        keep_attention: beam == 1,
+        ..Default::default()
+    };
+    // Cold: one decode per option set (the plan depends on the beam, not on the chunking).
+    let cold: Vec<_> = [1, 4]
+        .iter()
+        .map(|&k| model.decode(&gpu, &x, &opts(k, 8)).unwrap())
+        .collect();
+    let c = gpu.counters();
+    let count = || {
+        (
+            c.buffers.load(Ordering::SeqCst),
+            c.bind_groups.load(Ordering::SeqCst),
+            c.pipelines.load(Ordering::SeqCst),
+        )
+    };
+    let before = count();
+    for (i, &k) in [1usize, 4].iter().enumerate() {
+        for steps in [1, 3, 8] {
+            // Same shape, rows permuted: the lengths-dependent buffers are rewritten.
+            let mut rev = model.decode(&gpu, &x_rev, &opts(k, steps)).unwrap();
+            rev.reverse();
+            assert_eq!(rev, cold[i], "beam {k}, {steps} steps, reversed rows");
+            let again = model.decode(&gpu, &x, &opts(k, steps)).unwrap();
+            assert_eq!(again, cold[i], "beam {k}, {steps} steps, repeated");
+            // Input-sized first submission: same results.
+            let sized = DecodeOptions {
+                first_steps_per_input: 0.5,
+                ..opts(k, steps)
+            };
+            let again = model.decode(&gpu, &x, &sized).unwrap();
+            assert_eq!(again, cold[i], "beam {k}, {steps} steps, input-sized first");
+        }
+    }
+    assert_eq!(
+        before,
+        count(),
+        "(buffers, bind groups, pipelines) created by warm decodes"
+    );
+    // A fresh model (fresh buffers) agrees with the replayed plans.
+    let fresh = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).unwrap();
+    assert_eq!(fresh.decode(&gpu, &x, &opts(4, 8)).unwrap(), cold[1]);
+}

@@ -1,7 +1,8 @@
 //! The `seq2seq` suite: words per second of the bundled G2P model (weights/g2p_rnn_dot.safetensors)
 //! on held-out cmudict words (weights/fixtures/g2p_rnn_dot.json), at batch 1 and 64, greedy and
 //! beam 4, with 1 decoding step per submission (a readback after every step, the classic host
-//! loop) next to the GPU-resident chunked loop (4 and 8 steps per submission), side by side.
+//! loop) next to the GPU-resident chunked loop (4 and 8 steps per submission, and an input-sized
+//! first submission followed by 1 or 2 steps per submission), side by side.
 //! Wall-clock timing of whole `decode` calls (encoder included), median of repeated runs.
 //! `weights/bench_g2p_torch.py` times PyTorch on the CPU on the same words for the ratio.
 
@@ -12,8 +13,9 @@ use super::{BenchCtx, BenchLine};
 use crate::error::{Error, Result};
 use crate::models::seq2seq::{cli::bundled_model, DecodeOptions, Seq2Seq};
 
-/// Steps per submission compared: 1 is the baseline.
-pub const STEPS_PER_SUBMIT: [usize; 3] = [1, 4, 8];
+/// (steps per submission, first submission's steps per input symbol) compared: (1, 0) is the
+/// baseline (one submission and one readback per step).
+pub const SCHEDULES: [(usize, f32); 5] = [(1, 0.0), (4, 0.0), (8, 0.0), (1, 0.5), (2, 0.5)];
 
 fn words() -> Result<Vec<Vec<u32>>> {
     let path = bundled_model().with_file_name("fixtures/g2p_rnn_dot.json");
@@ -50,14 +52,19 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
             let mode = if beam == 1 { "greedy" } else { "beam4" };
             let shape = format!("B{batch} words{}", set.len());
             let mut base_wps = None;
-            for spp in STEPS_PER_SUBMIT {
-                let op = format!("g2p:{mode}:steps{spp}");
+            for (spp, first) in SCHEDULES {
+                let op = if first > 0.0 {
+                    format!("g2p:{mode}:steps{spp}+first{first}L")
+                } else {
+                    format!("g2p:{mode}:steps{spp}")
+                };
                 if !ctx.wants(&op, &shape) {
                     continue;
                 }
                 let opts = DecodeOptions {
                     beam,
                     steps_per_submit: spp,
+                    first_steps_per_input: first,
                     ..Default::default()
                 };
                 let run = || -> Result<f64> {
@@ -89,7 +96,7 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                     ("reps".to_string(), samples.len().to_string()),
                 ];
                 match base_wps {
-                    None if spp == 1 => base_wps = Some(wps),
+                    None if spp == 1 && first == 0.0 => base_wps = Some(wps),
                     Some(b) => {
                         extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps / b)))
                     }

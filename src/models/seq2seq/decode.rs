@@ -32,6 +32,12 @@ pub struct DecodeOptions {
     pub steps_per_submit: usize,
     /// Keep every step's attention weights (greedy only).
     pub keep_attention: bool,
+    /// Input-sized first submission: when > 0, the first submission runs
+    /// `max(steps_per_submit, floor(first_steps_per_input * longest input))` steps (input length
+    /// without the appended end id), later ones `steps_per_submit`. For models whose output length
+    /// tracks the input's (G2P: phonemes vs letters) a ratio below the usual output/input ratio
+    /// skips the readbacks of steps that cannot be the last without running past the end.
+    pub first_steps_per_input: f32,
 }
 
 impl Default for DecodeOptions {
@@ -42,6 +48,7 @@ impl Default for DecodeOptions {
             length_norm: false,
             steps_per_submit: 8,
             keep_attention: false,
+            first_steps_per_input: 0.0,
         }
     }
 }
@@ -69,6 +76,7 @@ fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
 }
 
 /// Per-sequence tensors the step reads (after beam replication).
+#[derive(Debug)]
 struct Memory {
     /// `[R, T, M]`.
     mem: Tensor,
@@ -89,6 +97,7 @@ struct Memory {
 }
 
 /// The step's buffers.
+#[derive(Debug)]
 struct Step {
     y: Tensor,
     h: Vec<Tensor>,
@@ -102,8 +111,59 @@ struct Step {
     logp: Tensor,
 }
 
+/// What a prepared decoder is specialized to: the device, the batch shape and the loop's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct PlanKey {
+    gpu: usize,
+    batch: usize,
+    src_len: usize,
+    beam: usize,
+    max_len: usize,
+    keep_attn: bool,
+    length_norm: bool,
+}
+
+/// Prepared decoders kept per model (each holds its buffers; dropped beyond this count).
+const MAX_PLANS: usize = 64;
+
+/// Beam buffers: scores `[R]`, parents `[R]`, control words `[B, 4]`, finished `[B, 2k, 3]`.
+#[derive(Debug)]
+struct BeamState {
+    scores: Tensor,
+    parent: Tensor,
+    ctl: Tensor,
+    fin: Tensor,
+}
+
+/// Everything a `decode` call of one [`PlanKey`] needs, allocated and recorded once: the encoder,
+/// the per-sequence tensors, the step's buffers and recording, the histories and a readback
+/// buffer. A call writes its inputs and replays the recordings.
+#[derive(Debug)]
+pub(super) struct Plan {
+    enc: Encoded,
+    mem: Memory,
+    step: Step,
+    /// Encoder, replication and once-per-sequence projections: runs at the start of the first chunk.
+    init: Recorder,
+    /// One decoder step, state update included.
+    step_rec: Recorder,
+    beam: Option<BeamState>,
+    tok_hist: Tensor,
+    aux_hist: Tensor,
+    attn_hist: Option<Tensor>,
+    /// Readback: every result buffer copied at the end of each chunk, mapped once per chunk.
+    staging: wgpu::Buffer,
+    /// (buffer, byte offset in `staging`, bytes) of the results.
+    results: Vec<(wgpu::Buffer, u64, u64)>,
+    t_w: usize,
+}
+
 impl Seq2Seq {
     /// Decodes a batch of input id sequences (without the `src_eos_id`, which is appended).
+    ///
+    /// The first call for a batch shape (batch size, longest input, beam, `max_len`, attention
+    /// keeping) allocates and records the decoder; later calls of that shape reuse it and create
+    /// no GPU objects.
     pub fn decode(
         &self,
         gpu: &Gpu,
@@ -127,44 +187,191 @@ impl Seq2Seq {
         if max_len == 0 {
             return Err(Error::invalid(OP, "max_len must be >= 1"));
         }
-        let enc = self.encode(gpu, inputs)?;
-        let b = inputs.len();
+        let seqs = self.source_seqs(inputs)?;
+        let b = seqs.len();
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
         let beam = k > 1;
+        let key = PlanKey {
+            gpu: std::sync::Arc::as_ptr(&gpu.inner) as usize,
+            batch: b,
+            src_len: t,
+            beam: k,
+            max_len,
+            keep_attn: opts.keep_attention && !beam,
+            length_norm: opts.length_norm,
+        };
+        let mut plans = self
+            .plans
+            .lock()
+            .map_err(|_| Error::invalid(OP, "a decode panicked"))?;
+        if !plans.contains_key(&key) {
+            if plans.len() >= MAX_PLANS {
+                plans.clear();
+            }
+            let plan = self.plan(gpu, key)?;
+            plans.insert(key, plan);
+        }
+        let plan = plans
+            .get(&key)
+            .ok_or_else(|| Error::invalid(OP, "no plan"))?;
+        let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        self.write_inputs(gpu, plan, &seqs, &lengths, k);
+        let step = &plan.step;
         let r = b * k;
-        let (mem, step) = self.prepare(gpu, &enc, k)?;
+        let t_w = plan.t_w;
+        let keep_attn = key.keep_attn && step.weights.is_some();
+        let row_bytes = (r * 4) as u64;
+        let mut steps_run = 0;
+        let mut bytes = Vec::new();
+        let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let first = if opts.first_steps_per_input > 0.0 {
+            ((opts.first_steps_per_input * longest as f32) as usize).max(opts.steps_per_submit)
+        } else {
+            opts.steps_per_submit
+        };
+        while steps_run < max_len {
+            let chunk = if steps_run == 0 {
+                first
+            } else {
+                opts.steps_per_submit
+            };
+            let n = chunk.min(max_len - steps_run);
+            let mut rec = if steps_run == 0 {
+                plan.init.clone()
+            } else {
+                Recorder::new(gpu)
+            };
+            for s in steps_run..steps_run + n {
+                rec.extend(plan.step_rec.clone());
+                let off = s as u64 * row_bytes;
+                if let Some(bs) = &plan.beam {
+                    rec.copy(step.y.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
+                    rec.copy(
+                        bs.parent.buffer(),
+                        0,
+                        plan.aux_hist.buffer(),
+                        off,
+                        row_bytes,
+                    );
+                } else {
+                    rec.copy(step.ids.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
+                    rec.copy(
+                        step.logp.buffer(),
+                        0,
+                        plan.aux_hist.buffer(),
+                        off,
+                        row_bytes,
+                    );
+                    if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
+                        let wb = w.byte_len();
+                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
+                    }
+                }
+            }
+            for (buf, off, len) in &plan.results {
+                rec.copy(buf, 0, &plan.staging, *off, *len);
+            }
+            rec.submit()?;
+            steps_run += n;
+            bytes = read_staging(gpu, &plan.staging)?;
+            let finished = if let Some(bs) = &plan.beam {
+                let c = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
+                (0..b).all(|i| c[i * 4] != 0)
+            } else {
+                let toks = u32s(&bytes, 0, steps_run * r);
+                let eos = self.cfg.eos_id as u32;
+                (0..b).all(|i| (0..steps_run).any(|s| toks[s * r + i] == eos))
+            };
+            if finished {
+                break;
+            }
+        }
+        let toks = u32s(&bytes, 0, plan.tok_hist.numel());
+        let aux_at = plan.results[1].1;
+        if let Some(bs) = &plan.beam {
+            let parents = u32s(&bytes, aux_at, plan.aux_hist.numel());
+            let scores: Vec<f32> = u32s(&bytes, plan.results[2].1, r)
+                .into_iter()
+                .map(f32::from_bits)
+                .collect();
+            let ctl = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
+            let fin = u32s(&bytes, plan.results[4].1, bs.fin.numel());
+            return Ok(finish_beam(
+                &toks,
+                &parents,
+                &scores,
+                &ctl,
+                &fin,
+                b,
+                k,
+                2 * k,
+                steps_run,
+                opts.length_norm,
+            ));
+        }
+        let lps: Vec<f32> = u32s(&bytes, aux_at, plan.aux_hist.numel())
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let attn: Vec<f32> = match (&plan.attn_hist, plan.results.get(2)) {
+            (Some(a), Some((_, off, _))) => u32s(&bytes, *off, a.numel())
+                .into_iter()
+                .map(f32::from_bits)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let eos = self.cfg.eos_id as u32;
+        let mut out = Vec::with_capacity(b);
+        for (i, &len) in lengths.iter().enumerate() {
+            let mut d = Decoded::default();
+            let src_len = len.min(t_w.max(1));
+            for s in 0..steps_run {
+                let t = toks[s * r + i];
+                d.logprobs.push(lps[s * r + i]);
+                if keep_attn {
+                    let base = (s * r + i) * t_w;
+                    d.attention.push(attn[base..base + src_len].to_vec());
+                }
+                if t == eos {
+                    break;
+                }
+                d.tokens.push(t);
+            }
+            d.score = d.logprobs.iter().sum();
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Allocates and records everything a decode of `key`'s shape needs.
+    fn plan(&self, gpu: &Gpu, key: PlanKey) -> Result<Plan> {
+        let (b, k, max_len) = (key.batch, key.beam, key.max_len);
+        let r = b * k;
+        let enc = self.record_encoder(gpu, b, key.src_len)?;
+        let (mem, step, mut init) = self.prepare(gpu, &enc, k)?;
         let mut step_rec = Recorder::new(gpu);
         self.record_step(&mut step_rec, &mem, &step, r)?;
         let t_w = step.weights.as_ref().map(|w| w.numel() / r).unwrap_or(0);
-        let keep_attn = opts.keep_attention && !beam && step.weights.is_some();
-        // Beam state.
-        let cap = 2 * k;
-        let beam_bufs = if beam {
-            let mut scores = vec![f32::NEG_INFINITY; r];
-            for i in 0..b {
-                scores[i * k] = 0.0;
-            }
-            let mut ctl = vec![0u32; b * 4];
-            for i in 0..b {
-                ctl[i * 4 + 3] = f32::NEG_INFINITY.to_bits();
-            }
-            Some((
-                Tensor::from_f32(gpu, &scores, &[r])?,
-                Tensor::zeros(gpu, &[r], DType::U32)?,
-                Tensor::from_u32(gpu, &ctl, &[b, 4])?,
-                Tensor::zeros(gpu, &[b, cap, 3], DType::U32)?,
-            ))
+        let keep_attn = key.keep_attn && step.weights.is_some();
+        let beam = if k > 1 {
+            Some(BeamState {
+                scores: zeros(gpu, &[r])?,
+                parent: Tensor::zeros(gpu, &[r], DType::U32)?,
+                ctl: Tensor::zeros(gpu, &[b, 4], DType::U32)?,
+                fin: Tensor::zeros(gpu, &[b, 2 * k, 3], DType::U32)?,
+            })
         } else {
             None
         };
-        if let Some((scores, parent, ctl, fin)) = &beam_bufs {
+        if let Some(bs) = &beam {
             let bufs = BeamBuffers {
                 cand_ids: &step.ids,
                 cand_lp: &step.logp,
-                scores,
-                parent,
+                scores: &bs.scores,
+                parent: &bs.parent,
                 tokens: &step.y,
-                ctl,
-                fin,
+                ctl: &bs.ctl,
+                fin: &bs.fin,
             };
             record_beam_select(
                 &mut step_rec,
@@ -172,8 +379,9 @@ impl Seq2Seq {
                 b,
                 k,
                 self.cfg.eos_id as u32,
-                opts.length_norm,
+                key.length_norm,
             )?;
+            let parent = &bs.parent;
             for (l, h_new) in step.h_new.iter().enumerate() {
                 record_embedding(&mut step_rec, parent, h_new, &step.h[l])?;
             }
@@ -197,101 +405,112 @@ impl Seq2Seq {
         }
         // Histories: tokens and log-probs (greedy) or tokens and parents (beam), per step.
         let tok_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
-        let aux_hist = if beam {
-            Tensor::zeros(gpu, &[max_len, r], DType::U32)?
-        } else {
-            zeros(gpu, &[max_len, r])?
-        };
+        let aux_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
         let attn_hist = if keep_attn {
             Some(zeros(gpu, &[max_len, r, t_w])?)
         } else {
             None
         };
-        let row_bytes = (r * 4) as u64;
-        let mut steps_run = 0;
-        while steps_run < max_len {
-            let n = opts.steps_per_submit.min(max_len - steps_run);
-            let mut rec = Recorder::new(gpu);
-            for s in steps_run..steps_run + n {
-                rec.extend(step_rec.clone());
-                let off = s as u64 * row_bytes;
-                if let Some((_, parent, _, _)) = &beam_bufs {
-                    rec.copy(step.y.buffer(), 0, tok_hist.buffer(), off, row_bytes);
-                    rec.copy(parent.buffer(), 0, aux_hist.buffer(), off, row_bytes);
-                } else {
-                    rec.copy(step.ids.buffer(), 0, tok_hist.buffer(), off, row_bytes);
-                    rec.copy(step.logp.buffer(), 0, aux_hist.buffer(), off, row_bytes);
-                    if let (Some(ah), Some(w)) = (&attn_hist, &step.weights) {
-                        let wb = w.byte_len();
-                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
+        let mut results: Vec<&Tensor> = vec![&tok_hist, &aux_hist];
+        if let Some(bs) = &beam {
+            results.extend([&bs.scores, &bs.ctl, &bs.fin]);
+        } else if let Some(a) = &attn_hist {
+            results.push(a);
+        }
+        let mut at = 0u64;
+        let results: Vec<(wgpu::Buffer, u64, u64)> = results
+            .into_iter()
+            .map(|t| {
+                let len = t.byte_len();
+                let e = (t.buffer().clone(), at, len);
+                at += len;
+                e
+            })
+            .collect();
+        let staging = gpu.create_buffer(
+            "decode readback",
+            at.max(4),
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        )?;
+        // Nothing of the first chunk may run before the inputs are written: the init recording
+        // is submitted with it.
+        init = {
+            let mut all = enc.rec.clone();
+            all.extend(init);
+            all
+        };
+        Ok(Plan {
+            enc,
+            mem,
+            step,
+            init,
+            step_rec,
+            beam,
+            tok_hist,
+            aux_hist,
+            attn_hist,
+            staging,
+            results,
+            t_w,
+        })
+    }
+
+    /// Writes a call's inputs into a plan's buffers and resets the decoder's starting state.
+    fn write_inputs(&self, gpu: &Gpu, plan: &Plan, seqs: &[Vec<u32>], lengths: &[usize], k: usize) {
+        plan.enc.write(gpu, seqs);
+        let b = seqs.len();
+        let r = b * k;
+        let st = &plan.step;
+        let mem = &plan.mem;
+        let t = mem.mem.shape()[1];
+        let row_len = |i: usize| lengths[i / k];
+        if let Some(v) = &mem.valid {
+            let mut x = vec![0u32; r * t];
+            for i in 0..r {
+                for j in 0..row_len(i).min(t) {
+                    x[i * t + j] = 1;
+                }
+            }
+            v.write_bytes(gpu, 0, bytemuck::cast_slice(&x));
+        }
+        if let Some(mask) = &mem.mask {
+            let heads = mask.numel() / (r * t);
+            let mut x = vec![0f32; r * heads * t];
+            for i in 0..r {
+                for hh in 0..heads {
+                    for j in row_len(i)..t {
+                        x[(i * heads + hh) * t + j] = f32::NEG_INFINITY;
                     }
                 }
             }
-            rec.submit()?;
-            steps_run += n;
-            let finished = if let Some((_, _, ctl, _)) = &beam_bufs {
-                let c = read_u32(gpu, ctl)?;
-                (0..b).all(|i| c[i * 4] != 0)
-            } else {
-                let toks = read_u32(gpu, &tok_hist)?;
-                let eos = self.cfg.eos_id as u32;
-                (0..b).all(|i| (0..steps_run).any(|s| toks[s * r + i] == eos))
-            };
-            if finished {
-                break;
+            mask.write_bytes(gpu, 0, bytemuck::cast_slice(&x));
+        }
+        let bos = vec![self.cfg.bos_id as u32; r];
+        st.y.write_bytes(gpu, 0, bytemuck::cast_slice(&bos));
+        let zero = |x: &Tensor| x.write_bytes(gpu, 0, &vec![0u8; x.byte_len() as usize]);
+        if let Some(c) = &st.ctx {
+            zero(c);
+        }
+        if self.cfg.bridge != "final" {
+            st.h.iter().chain(&st.c).for_each(zero);
+        }
+        if let Some(bs) = &plan.beam {
+            let mut scores = vec![f32::NEG_INFINITY; r];
+            let mut ctl = vec![0u32; b * 4];
+            for i in 0..b {
+                scores[i * k] = 0.0;
+                ctl[i * 4 + 3] = f32::NEG_INFINITY.to_bits();
             }
+            bs.scores.write_bytes(gpu, 0, bytemuck::cast_slice(&scores));
+            bs.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
+            zero(&bs.fin);
         }
-        let toks = read_u32(gpu, &tok_hist)?;
-        if let Some((scores, _, ctl, fin)) = &beam_bufs {
-            let parents = read_u32(gpu, &aux_hist)?;
-            let scores = scores.to_vec_f32(gpu)?;
-            let ctl = read_u32(gpu, ctl)?;
-            let fin = read_u32(gpu, fin)?;
-            return Ok(finish_beam(
-                &toks,
-                &parents,
-                &scores,
-                &ctl,
-                &fin,
-                b,
-                k,
-                cap,
-                steps_run,
-                opts.length_norm,
-            ));
-        }
-        let lps = aux_hist.to_vec_f32(gpu)?;
-        let attn = match &attn_hist {
-            Some(a) => a.to_vec_f32(gpu)?,
-            None => Vec::new(),
-        };
-        let eos = self.cfg.eos_id as u32;
-        let mut out = Vec::with_capacity(b);
-        for i in 0..b {
-            let mut d = Decoded::default();
-            let src_len = enc.lengths[i].min(t_w.max(1));
-            for s in 0..steps_run {
-                let t = toks[s * r + i];
-                d.logprobs.push(lps[s * r + i]);
-                if keep_attn {
-                    let base = (s * r + i) * t_w;
-                    d.attention.push(attn[base..base + src_len].to_vec());
-                }
-                if t == eos {
-                    break;
-                }
-                d.tokens.push(t);
-            }
-            d.score = d.logprobs.iter().sum();
-            out.push(d);
-        }
-        Ok(out)
     }
 
     /// Allocates the per-sequence tensors (replicating each item `k` times for the beam) and the
     /// step's buffers, and computes the once-per-sequence attention projections.
-    fn prepare(&self, gpu: &Gpu, enc: &Encoded, k: usize) -> Result<(Memory, Step)> {
-        let b = enc.lengths.len();
+    fn prepare(&self, gpu: &Gpu, enc: &Encoded, k: usize) -> Result<(Memory, Step, Recorder)> {
+        let b = enc.ids.shape()[0];
         let r = b * k;
         let (t, m) = (enc.mem.shape()[1], enc.mem.shape()[2]);
         let d = &self.cfg.decoder;
@@ -310,7 +529,6 @@ impl Seq2Seq {
             out.reshape(shape)
         };
         let mem = rep(&mut rec, &enc.mem, &[r, t, m])?;
-        let lengths: Vec<usize> = (0..r).map(|i| enc.lengths[i / k]).collect();
         let mut h = Vec::new();
         let mut c = Vec::new();
         for h0 in &enc.h0 {
@@ -321,30 +539,15 @@ impl Seq2Seq {
         }
         // Own the state buffers (replication with k = 1 shares the encoder's tensors, which is fine:
         // they are not used elsewhere).
+        // Written per call from the lengths (`write_inputs`).
         let mask_for = |heads: usize| -> Result<Tensor> {
-            let mut v = vec![0f32; r * heads * t];
-            for (i, &len) in lengths.iter().enumerate() {
-                for hh in 0..heads {
-                    for j in len..t {
-                        v[(i * heads + hh) * t + j] = f32::NEG_INFINITY;
-                    }
-                }
-            }
             if heads == 1 {
-                Tensor::from_f32(gpu, &v, &[r, 1, t])
+                zeros(gpu, &[r, 1, t])
             } else {
-                Tensor::from_f32(gpu, &v, &[r, heads, 1, t])
+                zeros(gpu, &[r, heads, 1, t])
             }
         };
-        let valid = || -> Result<Tensor> {
-            let mut v = vec![0u32; r * t];
-            for (i, &len) in lengths.iter().enumerate() {
-                for j in 0..len.min(t) {
-                    v[i * t + j] = 1;
-                }
-            }
-            Tensor::from_u32(gpu, &v, &[r, t])
-        };
+        let valid = || Tensor::zeros(gpu, &[r, t], DType::U32);
         let mut memory = Memory {
             mem: mem.clone(),
             keys_proj: None,
@@ -415,7 +618,6 @@ impl Seq2Seq {
                 weights = Some(zeros(gpu, &[r, ml])?);
             }
         }
-        rec.submit()?;
         let ctx_dim = self.cfg.ctx_dim();
         let has_ctx = !matches!(self.attn, AttnParams::None | AttnParams::Tutorial { .. });
         let mut h_new = Vec::new();
@@ -446,7 +648,7 @@ impl Seq2Seq {
             ids: Tensor::zeros(gpu, &[r, k], DType::U32)?,
             logp: zeros(gpu, &[r, k])?,
         };
-        Ok((memory, step))
+        Ok((memory, step, rec))
     }
 
     /// Records one decoder step: inputs `step.y`, `step.h`/`c`/`ctx`; outputs `h_new`/`c_new`/
@@ -616,8 +818,33 @@ impl Seq2Seq {
     }
 }
 
-fn read_u32(gpu: &Gpu, t: &Tensor) -> Result<Vec<u32>> {
-    Ok(bytemuck::pod_collect_to_vec(&t.to_bytes(gpu)?))
+/// `n` u32 words at byte offset `at` of `bytes`.
+fn u32s(bytes: &[u8], at: u64, n: usize) -> Vec<u32> {
+    let at = at as usize;
+    bytemuck::pod_collect_to_vec(&bytes[at..at + 4 * n])
+}
+
+/// Maps the readback buffer (after the submitted work) and copies it out.
+fn read_staging(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+    let slice = staging.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.wait()?;
+    let err = |m: String| Error::Gpu {
+        during: "decode readback".into(),
+        message: m,
+    };
+    rx.recv()
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.to_string()))?;
+    let out = slice
+        .get_mapped_range()
+        .map_err(|e| err(e.to_string()))?
+        .to_vec();
+    staging.unmap();
+    Ok(out)
 }
 
 /// Tokens of row `row` after step `step` (inclusive), by following parents back.

@@ -31,6 +31,7 @@ pub mod heatmap;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
@@ -92,6 +93,8 @@ pub struct Seq2Seq {
     attn: AttnParams,
     w_c: Option<Linear>,
     out: Linear,
+    /// Prepared decoders by batch shape, replayed by later `decode` calls.
+    plans: Mutex<HashMap<decode::PlanKey, decode::Plan>>,
 }
 
 fn load_linear(
@@ -255,6 +258,7 @@ impl Seq2Seq {
             attn,
             w_c,
             out,
+            plans: Mutex::new(HashMap::new()),
         })
     }
 
@@ -320,9 +324,8 @@ impl Seq2Seq {
             .join(" ")
     }
 
-    /// Runs the encoder on a batch: returns (memory `[B, T, M]`, lengths, initial decoder states
-    /// per layer: h `[B, H]` and c for the LSTM).
-    fn encode(&self, gpu: &Gpu, inputs: &[Vec<u32>]) -> Result<Encoded> {
+    /// Checks a batch of inputs and appends `src_eos_id`: the sequences the encoder reads.
+    fn source_seqs(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
         if inputs.is_empty() {
             return Err(Error::invalid(OP, "empty batch"));
         }
@@ -346,18 +349,29 @@ impl Seq2Seq {
             }
             seqs.push(s);
         }
-        let b = seqs.len();
-        let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
-        let mut ids = vec![self.cfg.pad_id as u32; b * t];
-        for (i, s) in seqs.iter().enumerate() {
-            ids[i * t..i * t + s.len()].copy_from_slice(s);
-        }
-        let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-        let ids = Tensor::from_u32(gpu, &ids, &[b, t])?;
+        Ok(seqs)
+    }
+
+    /// Allocates and records the encoder for `b` sequences padded to `t` ids: the recording reads
+    /// `ids [B, T]` and `lengths [B]` (written per call by [`Encoded::write`]) and leaves the memory
+    /// `[B, T, M]` and the initial decoder states per layer (h `[B, H]`, and c for the LSTM). It
+    /// starts from zero encoder states of its own, so it can be replayed.
+    fn record_encoder(&self, gpu: &Gpu, b: usize, t: usize) -> Result<Encoded> {
+        let ids = Tensor::zeros(gpu, &[b, t], DType::U32)?;
         let x = Tensor::zeros(gpu, &[b, t, self.cfg.encoder.emb], DType::F32)?;
         let mut rec = Recorder::new(gpu);
         embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
-        let prep = self.encoder.prepare(gpu, &x, None, None, Some(&lengths))?;
+        let spec = self.encoder.spec();
+        let state = [spec.num_layers * spec.directions(), b, spec.hidden_size];
+        let z_h = Tensor::zeros(gpu, &state, DType::F32)?;
+        let z_c = if spec.kind == CellKind::Lstm {
+            Some(Tensor::zeros(gpu, &state, DType::F32)?)
+        } else {
+            None
+        };
+        let prep = self
+            .encoder
+            .prepare(gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
         rec.extend(prep.recorder);
         let out = prep.output;
         let d = &self.cfg.decoder;
@@ -411,21 +425,48 @@ impl Seq2Seq {
                 }
             }
         }
-        rec.submit()?;
         Ok(Encoded {
             mem: out.output,
-            lengths: seqs.iter().map(Vec::len).collect(),
             h0,
             c0,
+            ids,
+            lengths: prep.lengths,
+            rec,
+            t,
+            pad: self.cfg.pad_id as u32,
         })
     }
 }
 
-/// Encoder results of a batch.
+/// The recorded encoder of a batch shape and where its inputs and results live.
 #[derive(Debug)]
 struct Encoded {
+    /// `[B, T, M]`.
     mem: Tensor,
-    lengths: Vec<usize>,
+    /// Initial decoder states per layer `[B, H]` (all zeros unless the bridge is "final").
     h0: Vec<Tensor>,
     c0: Vec<Tensor>,
+    /// Input ids `[B, T]` u32.
+    ids: Tensor,
+    /// Lengths `[B]` u32.
+    lengths: Tensor,
+    /// Embedding, encoder stack and bridge.
+    rec: Recorder,
+    t: usize,
+    pad: u32,
+}
+
+impl Encoded {
+    /// Writes the inputs of a batch (`seqs.len()` == B, each at most T long).
+    fn write(&self, gpu: &Gpu, seqs: &[Vec<u32>]) {
+        let t = self.t;
+        let mut ids = vec![self.pad; seqs.len() * t];
+        for (i, s) in seqs.iter().enumerate() {
+            ids[i * t..i * t + s.len()].copy_from_slice(s);
+        }
+        let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
+        self.ids.write_bytes(gpu, 0, bytemuck::cast_slice(&ids));
+        self.lengths
+            .write_bytes(gpu, 0, bytemuck::cast_slice(&lens));
+    }
 }

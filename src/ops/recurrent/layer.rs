@@ -250,6 +250,7 @@ impl RecurrentLayer {
             recorder: rec,
             output: out,
             path,
+            lengths: lengths_t,
         })
     }
 

@@ -77,6 +77,9 @@ pub struct PreparedForward {
     pub output: RecurrentOutput,
     /// The path that was recorded (never `Auto`).
     pub path: RecurrentPath,
+    /// The sequence lengths `[B]` u32 the recording reads: rewrite it (same batch) to replay the
+    /// recording on other lengths.
+    pub lengths: Tensor,
 }
 
 /// One layer's weights on the GPU, both directions concatenated.
