@@ -383,6 +383,10 @@ pub(crate) struct Tuning {
     /// Flash kernel with straight-line code over named registers (`shaders/sdpa_cpu.wgsl`) for
     /// head dims up to [`UNROLLED_MAX_D`].
     pub unrolled: bool,
+    /// Query rows per invocation of the unrolled variant.
+    pub unrolled_rows: u32,
+    /// Keys per tile of the unrolled variant.
+    pub unrolled_kt: u32,
 }
 
 /// Largest head dim (of q/k and of v) the unrolled CPU flash variant is generated for (its code
@@ -409,16 +413,23 @@ pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
             .and_then(|v| v.parse().ok())
             .unwrap_or(64);
         let shared = std::env::var("HEEDFUL_ATTN_SHARED").is_ok_and(|v| v == "1");
+        let env_r = std::env::var("HEEDFUL_ATTN_R")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let env_kt = std::env::var("HEEDFUL_ATTN_KT")
+            .ok()
+            .and_then(|v| v.parse().ok());
         Tuning {
             wg,
             kt,
             target_groups: 4 * threads,
             shared,
-            rows: std::env::var("HEEDFUL_ATTN_R")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(4),
+            rows: env_r.unwrap_or(4),
             unrolled: !std::env::var("HEEDFUL_ATTN_UNROLL").is_ok_and(|v| v == "0"),
+            // Measured at T = 2048, D = 64: R = 8 about 1.5x R = 4; KT = 4 as fast as KT = 8 with
+            // half the code (KT = 16 much slower: spills).
+            unrolled_rows: env_r.unwrap_or(8),
+            unrolled_kt: env_kt.unwrap_or(4),
         }
     } else {
         Tuning {
@@ -428,20 +439,35 @@ pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
             shared: true,
             rows: 1,
             unrolled: false,
+            unrolled_rows: 1,
+            unrolled_kt: 8,
         }
     }
 }
 
 /// Query rows per invocation of the flash kernel for `dims`: the tuned R where the query rows fill
 /// R-row invocations and enough workgroups, else 1 (short sequences keep their lanes busy).
+/// Falls back to fewer rows (halving) where the tuned R would leave the device underfilled.
 pub(crate) fn flash_rows(tu: &Tuning, dims: &AttnDims) -> u32 {
-    let r = tu.rows.max(1);
-    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
-    if r > 1 && dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
-        r
+    let mut r = if unrolled_applies(tu, dims) {
+        tu.unrolled_rows
     } else {
-        1
+        tu.rows
     }
+    .max(1);
+    while r > 1 {
+        let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
+        if dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
+            return r;
+        }
+        r /= 2;
+    }
+    1
+}
+
+/// Whether the flash kernel for `dims` is the unrolled CPU variant (`shaders/sdpa_cpu.wgsl`).
+fn unrolled_applies(tu: &Tuning, dims: &AttnDims) -> bool {
+    tu.unrolled && !tu.shared && dims.d <= UNROLLED_MAX_D && dims.dv <= UNROLLED_MAX_D
 }
 
 /// Which kernels a call runs.
@@ -544,13 +570,15 @@ pub(crate) fn qkv_pipeline(
     rows: u32,
 ) -> Result<wgpu::ComputePipeline> {
     let shared = tu.shared && kernel == "sdpa";
-    let kt = if shared { shared_kt(gpu, dims) } else { tu.kt };
     let rows = if kernel == "sdpa" { rows } else { 1 };
-    let unrolled = tu.unrolled
-        && kernel == "sdpa"
-        && !shared
-        && dims.d <= UNROLLED_MAX_D
-        && dims.dv <= UNROLLED_MAX_D;
+    let unrolled = kernel == "sdpa" && unrolled_applies(tu, dims);
+    let kt = if shared {
+        shared_kt(gpu, dims)
+    } else if unrolled {
+        tu.unrolled_kt
+    } else {
+        tu.kt
+    };
     let variant = Variant {
         kernel,
         wg: tu.wg,
