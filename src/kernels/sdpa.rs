@@ -640,7 +640,10 @@ fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
     use std::fmt::Write;
     let mut init = String::new();
     for i in 0..r {
-        let _ = writeln!(init, "    let qi{i} = min(i0 + lid + {i}u * WG, p.tq - 1u);");
+        let _ = writeln!(
+            init,
+            "    let qi{i} = min(i0 + lid + {i}u * WG, p.tq - 1u);"
+        );
         let _ = writeln!(init, "    let e{i} = causal_end(qi{i}, ke);");
         let _ = writeln!(
             init,
@@ -720,8 +723,14 @@ fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
     }
     let mut store = String::new();
     for i in 0..r {
-        let _ = writeln!(store, "    {{ let ii = i0 + lid + {i}u * WG;\n    if (ii < p.tq) {{");
-        let _ = writeln!(store, "        let row = bh * p.tq + ii;\n        if (p.nsplit > 1u) {{");
+        let _ = writeln!(
+            store,
+            "    {{ let ii = i0 + lid + {i}u * WG;\n    if (ii < p.tq) {{"
+        );
+        let _ = writeln!(
+            store,
+            "        let row = bh * p.tq + ii;\n        if (p.nsplit > 1u) {{"
+        );
         let _ = writeln!(store, "            let pr = row * p.nsplit + split;");
         for c in 0..dv4 {
             let _ = writeln!(store, "            st4(pr * DV, {c}u, a{i}_{c});");
