@@ -396,10 +396,13 @@ pub const UNROLLED_MAX_D: usize = 64;
 /// Per-adapter tuning. On CPU adapters (lavapipe) the flash kernel reads k/v straight from the
 /// storage buffers (uniform loads; staging tiles in workgroup memory behind barriers measured
 /// slower there) with R = 4 query rows per invocation (measured at T = 2048, D = 64: about 2x
-/// R = 1; R = 8 was no better). Discrete GPUs stage K/V tiles in workgroup memory.
+/// R = 1; R = 8 was no better). For head dims up to [`UNROLLED_MAX_D`] the unrolled variant
+/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4) runs instead: at T = 2048, D = 64 about 2.3x the loop
+/// kernel and 1.4x the materialized path (2.8x causal). Discrete GPUs stage K/V tiles in workgroup
+/// memory.
 ///
 /// Benchmarks may override the CPU choice with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`,
-/// `HEEDFUL_ATTN_WG` and `HEEDFUL_ATTN_SHARED=1`.
+/// `HEEDFUL_ATTN_WG`, `HEEDFUL_ATTN_SHARED=1` and `HEEDFUL_ATTN_UNROLL=0` (loop kernel only).
 pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
     if gpu.caps().is_cpu() {
         // lavapipe runs one workgroup per core thread; a few per thread balance causal rows.
