@@ -25,10 +25,10 @@
 // so the k/v loads are uniform (one scalar load broadcast to the SIMD lanes) and no workgroup memory
 // or barrier is needed. Per tile, q is read once per 4 dims for all KT keys (scores in KT
 // registers), the running max is updated once, the accumulator rescaled once and then updated with
-// KT probabilities per loaded accumulator chunk. q (pre-multiplied by the scale) and the Dv
-// accumulator live in named registers q0.., a0.. (vec4 chunks of the exact head dims): the
-// `{{NAME}}` markers are filled with straight-line code by src/kernels/sdpa_gen.rs, because
-// lavapipe turns loop-indexed private arrays into per-lane scratch memory (gathers/scatters). Extra memory: none (or O(B*H*Tq*Dv*nsplit) partials when the keys are split).
+// KT probabilities per loaded accumulator chunk. On CPU adapters with head dims <= 64 the
+// straight-line variant shaders/sdpa_cpu.wgsl (named registers instead of the loop-indexed private
+// arrays below, which lavapipe keeps in per-lane scratch memory) runs instead. Extra memory: none
+// (or O(B*H*Tq*Dv*nsplit) partials when the keys are split).
 
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // K/V tile staging (SHARED == 1; KT is then sized so both fit the workgroup memory limit).

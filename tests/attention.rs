@@ -267,6 +267,7 @@ fn sdpa_flash_rows_per_invocation() {
         (4u32, Causal::TopLeft),
         (2, Causal::BottomRight),
         (4, Causal::None),
+        (8, Causal::TopLeft),
     ]
     .iter()
     .enumerate()
