@@ -236,23 +236,35 @@ pub fn additive_attention_step(
     w: &AdditiveWeights,
     mask: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let dk = keys.shape().last().copied().unwrap_or(0);
-    let (ctx, weights) = memory_outputs(gpu, keys, dk)?;
-    let a = w.w_q.shape().first().copied().unwrap_or(0);
-    let scratch = Tensor::zeros(
-        gpu,
-        &[query.shape().first().copied().unwrap_or(0), a],
-        DType::F32,
-    )?;
     let score = Score::Additive {
         w_q: w.w_q,
         v: w.v,
         b: w.b,
         keys_proj,
     };
+    let a = w.w_q.shape().first().copied().unwrap_or(0);
+    memory_attention(gpu, score, query, keys, keys, mask, a)
+}
+
+/// Allocates the context, weights and `[B, scratch_cols]` scratch of a memory-attention step and
+/// runs it: the shared body of the additive, dot and general ops.
+#[allow(clippy::too_many_arguments)]
+fn memory_attention(
+    gpu: &Gpu,
+    score: Score,
+    query: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    mask: Option<&Tensor>,
+    scratch_cols: usize,
+) -> Result<(Tensor, Tensor)> {
+    let dv = values.shape().last().copied().unwrap_or(0);
+    let (ctx, weights) = memory_outputs(gpu, keys, dv)?;
+    let rows = query.shape().first().copied().unwrap_or(0);
+    let scratch = Tensor::zeros(gpu, &[rows.max(1), scratch_cols.max(4)], DType::F32)?;
     run(gpu, |rec| {
         record_memory_attention(
-            rec, score, query, keys, keys, mask, &ctx, &weights, &scratch,
+            rec, score, query, keys, values, mask, &ctx, &weights, &scratch,
         )
     })?;
     Ok((ctx, weights))
@@ -283,23 +295,7 @@ pub fn dot_attention(
     values: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let dv = values.shape().last().copied().unwrap_or(0);
-    let (ctx, weights) = memory_outputs(gpu, keys, dv)?;
-    let scratch = Tensor::zeros(gpu, &[4], DType::F32)?;
-    run(gpu, |rec| {
-        record_memory_attention(
-            rec,
-            Score::Dot,
-            query,
-            keys,
-            values,
-            mask,
-            &ctx,
-            &weights,
-            &scratch,
-        )
-    })?;
-    Ok((ctx, weights))
+    memory_attention(gpu, Score::Dot, query, keys, values, mask, 0)
 }
 
 /// Luong general attention: `score_t = q . (W k_t)` with `W [Dq, Dk]` (f32 or f16), computed as
@@ -313,26 +309,6 @@ pub fn general_attention(
     w: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    let dv = values.shape().last().copied().unwrap_or(0);
     let dk = keys.shape().last().copied().unwrap_or(0);
-    let (ctx, weights) = memory_outputs(gpu, keys, dv)?;
-    let scratch = Tensor::zeros(
-        gpu,
-        &[query.shape().first().copied().unwrap_or(0), dk],
-        DType::F32,
-    )?;
-    run(gpu, |rec| {
-        record_memory_attention(
-            rec,
-            Score::General { w },
-            query,
-            keys,
-            values,
-            mask,
-            &ctx,
-            &weights,
-            &scratch,
-        )
-    })?;
-    Ok((ctx, weights))
+    memory_attention(gpu, Score::General { w }, query, keys, values, mask, dk)
 }
