@@ -421,3 +421,40 @@ fn convert_then_load_round_trips() {
     let _ = std::fs::remove_file(&inp);
     let _ = std::fs::remove_file(&out);
 }
+
+/// Uploads from several threads sharing one device: a staging buffer's map callback may run in
+/// another thread's poll, and every upload must still complete with the right bytes.
+#[test]
+fn concurrent_uploads_on_a_shared_device() {
+    let gpu = common::gpu();
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/g2p_lstm_mha.safetensors");
+    let file = heedful::weights::WeightFile::open(&path).unwrap();
+    let names: Vec<String> = file.names().map(str::to_string).collect();
+    let want: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            file.upload(&gpu, n, heedful::weights::Hold::F16)
+                .unwrap()
+                .to_bytes(&gpu)
+                .unwrap()
+        })
+        .collect();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (gpu, path, names, want) = (gpu.clone(), path.clone(), names.clone(), want.clone());
+            std::thread::spawn(move || {
+                let file = heedful::weights::WeightFile::open(&path).unwrap();
+                for _ in 0..5 {
+                    for (n, w) in names.iter().zip(&want) {
+                        let t = file.upload(&gpu, n, heedful::weights::Hold::F16).unwrap();
+                        assert_eq!(&t.to_bytes(&gpu).unwrap(), w, "{n}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

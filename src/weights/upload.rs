@@ -420,17 +420,27 @@ impl Stager {
 }
 
 fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()> {
-    use std::sync::mpsc::TryRecvError;
-    for attempt in 0..2 {
+    use std::sync::mpsc::RecvTimeoutError;
+    use std::time::{Duration, Instant};
+    // The map callback runs inside whichever thread's `device.poll` sees the copy complete: with
+    // several threads sharing the device it may be another thread, still about to call it when our
+    // own poll returns. So poll, then wait briefly on the channel, until a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
         match slot.mapped_rx.try_recv() {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => return Err(gpu_err(during(), format!("mapping staging: {e}"))),
-            Err(TryRecvError::Empty) if attempt == 0 => {
-                gpu.device()
-                    .poll(wgpu::PollType::wait_indefinitely())
-                    .map_err(|e| gpu_err(during(), e.to_string()))?;
-            }
-            Err(_) => break,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+        }
+        gpu.device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err(during(), e.to_string()))?;
+        match slot.mapped_rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(gpu_err(during(), format!("mapping staging: {e}"))),
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     gpu.check_errors(&during())?;
