@@ -73,8 +73,20 @@ impl Timer {
                 enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
                 self.gpu.queue().submit(Some(enc.finish()));
                 let slice = read.slice(0..16);
-                slice.map_async(wgpu::MapMode::Read, |_| {});
+                let (tx, rx) = std::sync::mpsc::channel();
+                slice.map_async(wgpu::MapMode::Read, move |r| {
+                    let _ = tx.send(r);
+                });
                 self.gpu.wait()?;
+                // The callback may run in another thread's poll: wait for it, not just our poll.
+                let mapped = rx.recv().map_err(|e| Error::Gpu {
+                    during: "reading timestamps".into(),
+                    message: e.to_string(),
+                })?;
+                mapped.map_err(|e| Error::Gpu {
+                    during: "reading timestamps".into(),
+                    message: e.to_string(),
+                })?;
                 let ticks: [u64; 2] = {
                     let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
                         during: "reading timestamps".into(),

@@ -140,8 +140,21 @@ impl Plan {
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
             self.encode_readback(&mut enc);
             gpu.queue().submit(Some(enc.finish()));
-            read.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+            let (tx, rx) = std::sync::mpsc::channel();
+            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
             let outputs = self.read_outputs(gpu)?;
+            // The callback may run in another thread's poll: wait for it, not just our poll.
+            rx.recv()
+                .map_err(|e| Error::Gpu {
+                    during: "reading profile timestamps".into(),
+                    message: e.to_string(),
+                })?
+                .map_err(|e| Error::Gpu {
+                    during: "reading profile timestamps".into(),
+                    message: e.to_string(),
+                })?;
             let ticks: Vec<u64> = {
                 let view = read.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
                     during: "reading profile timestamps".into(),
