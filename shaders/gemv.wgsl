@@ -18,23 +18,7 @@
 // Grid: tiles_n * tiles_m * batch workgroups (tiles_n = ceil(N / RN)), split into (x, y) when over
 // the per-dim limit.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_bs: u32,
-    b_bs: u32,
-    o_bs: u32,
-    tiles_n: u32,
-    tiles_m: u32,
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
 
 var<workgroup> red: array<f32, GM * RN * WG>;
 

@@ -20,23 +20,7 @@
 // Grid: tiles_n * tiles_m * batch workgroups, split into (x, y) when over the per-dim limit.
 // Threads past the edge of M or N read clamped (valid) rows and columns and skip their stores.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_bs: u32,    // batch stride of a, elements
-    b_bs: u32,    // batch stride of b, elements (0 = shared)
-    o_bs: u32,    // batch stride of out, elements
-    tiles_n: u32, // workgroups along N
-    tiles_m: u32, // workgroups along M
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
 
 fn store(base: u32, row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {

@@ -21,23 +21,7 @@ const BN: u32 = 64u;
 const BK: u32 = 16u;
 const THREADS: u32 = 256u;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_bs: u32,
-    b_bs: u32,
-    o_bs: u32,
-    tiles_n: u32,
-    tiles_m: u32,
-    alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
 
 var<workgroup> a_tile: array<f32, 1024>; // [BK, BM]
 var<workgroup> b_tile: array<f32, 1024>; // [BK, BN]

@@ -11,6 +11,7 @@ use crate::gpu::{compose, declare_input, Elem, Recorder};
 use crate::kernels::matmul::{bias_decl, grid, Problem, GEMV_MAX_M};
 
 const SRC: &str = include_str!("../../shaders/gemv.wgsl");
+use crate::kernels::matmul::PARAMS_SRC;
 
 /// Threads per workgroup (a power of two, at least GEMV_MAX_M * 2).
 const WG: u32 = 64;
@@ -55,6 +56,7 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
                 declare_input("a", 1, Elem::F32, key.vk),
                 declare_input("b", 2, key.b, key.vk),
                 bias_decl(key.bias),
+                PARAMS_SRC.to_string(),
             ],
         )
     })?;

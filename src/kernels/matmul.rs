@@ -36,6 +36,7 @@ use crate::gpu::{Caps, Recorder};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
+pub(crate) use kernels::PARAMS_SRC;
 use kernels::{blocked_tile, record_blocked, record_tiled};
 pub(crate) use problem::{bias_decl, grid, Problem};
 

@@ -7,6 +7,8 @@ use crate::gpu::{compose, declare_input, Elem, Recorder};
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
 const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+/// The uniform and output binding shared by the matmul, tiled and GEMV kernels.
+pub(crate) const PARAMS_SRC: &str = include_str!("../../../shaders/matmul_params.wgsl");
 
 /// Pipeline key of the register-blocked kernel.
 #[derive(Debug, Hash)]
@@ -91,6 +93,7 @@ pub(super) fn record_blocked(
                 declare_input("a", 1, Elem::F32, key.vk),
                 declare_input("b", 2, key.b, if key.bt { key.vk } else { key.vn }),
                 bias_decl(key.bias),
+                PARAMS_SRC.to_string(),
             ],
         )
     })?;
@@ -134,6 +137,7 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
                 declare_input("a", 1, Elem::F32, false),
                 declare_input("b", 2, key.b, false),
                 bias_decl(key.bias),
+                PARAMS_SRC.to_string(),
             ],
         )
     })?;
