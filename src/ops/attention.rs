@@ -101,20 +101,7 @@ fn mask_view<'a>(m: &AttnMask<'a>, dims: &AttnDims) -> Result<MaskView<'a>> {
 /// Flash kernel: memory beyond q, k, v and y is O(B·H·Tq·Dv) at most (key-split partials), never
 /// O(Tq·Tk). Fully masked rows give zeros.
 pub fn sdpa(gpu: &Gpu, q: &Tensor, k: &Tensor, v: &Tensor, opts: &SdpaOptions) -> Result<Tensor> {
-    let dims = sdpa_dims(q, k, v)?;
-    let mask = opts
-        .mask
-        .as_ref()
-        .map(|m| mask_view(m, &dims))
-        .transpose()?;
-    let out = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.dv], DType::F32)?;
-    let args = SdpaArgs {
-        mask,
-        causal: opts.causal,
-        scale: opts.scale,
-        plan: None,
-        rows: None,
-    };
+    let (dims, args, out) = sdpa_setup(gpu, q, k, v, opts)?;
     run(gpu, |rec| {
         record_sdpa(
             rec,
@@ -130,6 +117,31 @@ pub fn sdpa(gpu: &Gpu, q: &Tensor, k: &Tensor, v: &Tensor, opts: &SdpaOptions) -
     Ok(out)
 }
 
+/// Dims, kernel arguments and the output `[B, H, Tq, Dv]` of an eager sdpa call.
+fn sdpa_setup<'a>(
+    gpu: &Gpu,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &'a SdpaOptions,
+) -> Result<(AttnDims, SdpaArgs<'a>, Tensor)> {
+    let dims = sdpa_dims(q, k, v)?;
+    let mask = opts
+        .mask
+        .as_ref()
+        .map(|m| mask_view(m, &dims))
+        .transpose()?;
+    let out = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.dv], DType::F32)?;
+    let args = SdpaArgs {
+        mask,
+        causal: opts.causal,
+        scale: opts.scale,
+        plan: None,
+        rows: None,
+    };
+    Ok((dims, args, out))
+}
+
 /// [`sdpa`] plus the attention weights `[B, H, Tq, Tk]` (`need_weights`), from a separate pass.
 pub fn sdpa_with_weights(
     gpu: &Gpu,
@@ -138,22 +150,9 @@ pub fn sdpa_with_weights(
     v: &Tensor,
     opts: &SdpaOptions,
 ) -> Result<(Tensor, Tensor)> {
-    let dims = sdpa_dims(q, k, v)?;
-    let mask = opts
-        .mask
-        .as_ref()
-        .map(|m| mask_view(m, &dims))
-        .transpose()?;
-    let out = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.dv], DType::F32)?;
+    let (dims, args, out) = sdpa_setup(gpu, q, k, v, opts)?;
     let probs = Tensor::zeros(gpu, &[dims.b, dims.h, dims.tq, dims.tk], DType::F32)?;
     let lse = Tensor::zeros(gpu, &[dims.b * dims.h * dims.tq], DType::F32)?;
-    let args = SdpaArgs {
-        mask,
-        causal: opts.causal,
-        scale: opts.scale,
-        plan: None,
-        rows: None,
-    };
     run(gpu, |rec| {
         let (qh, kh) = (Heads::dense(q), Heads::dense(k));
         record_sdpa(
@@ -172,7 +171,7 @@ pub fn sdpa_with_weights(
             qh,
             kh,
             &lse,
-            mask.as_ref(),
+            args.mask.as_ref(),
             opts.causal,
             opts.scale,
             &probs,
