@@ -306,7 +306,7 @@ fn auto_path_resolves_and_matches() {
     };
     let w = layer_weights(&spec, &mut Rng::new(5), DType::F32);
     let layer = RecurrentLayer::new(&gpu, spec, &w, DType::F32).unwrap();
-    let p = layer.resolve_path(&gpu, 1);
+    let p = layer.resolve_path(&gpu, 1, 9);
     assert_ne!(p, RecurrentPath::Auto);
     let case = Case {
         spec,

@@ -86,19 +86,20 @@ impl RecurrentLayer {
         self.dtype
     }
 
-    /// The path a forward pass over `batch` sequences takes on `gpu` (never `Auto`).
+    /// The path a forward pass over `batch` sequences of `steps` timesteps takes on `gpu` (never
+    /// `Auto`).
     ///
     /// Auto takes the persistent kernel when one workgroup can hold a step's work: it runs all
     /// timesteps in one dispatch, but on one compute unit. That pays when the per-dispatch cost of
-    /// the per-step kernel dominates, i.e. for few units per step.
-    pub fn resolve_path(&self, gpu: &Gpu, batch: usize) -> RecurrentPath {
+    /// the per-step kernel dominates, i.e. for few units per step or few steps.
+    pub fn resolve_path(&self, gpu: &Gpu, batch: usize, steps: usize) -> RecurrentPath {
         match self.path {
             RecurrentPath::Auto => auto_path(
                 gpu,
-                self.spec.kind,
                 self.spec.directions(),
                 batch,
                 self.spec.hidden_size,
+                steps,
             ),
             p => p,
         }
@@ -156,7 +157,7 @@ impl RecurrentLayer {
         let lens = check_lengths(op, lengths, batch, steps)?;
         let lengths_t = Tensor::from_u32(gpu, &lens, &[batch])?;
 
-        let path = self.resolve_path(gpu, batch);
+        let path = self.resolve_path(gpu, batch, steps);
         let out = RecurrentOutput {
             output: Tensor::zeros(gpu, &[batch, steps, dirs * hidden], DType::F32)?,
             h_n: Tensor::zeros(gpu, &state_shape, DType::F32)?,
@@ -271,20 +272,16 @@ impl RecurrentLayer {
 }
 
 /// The Auto rule (see [`RecurrentLayer::resolve_path`]).
-fn auto_path(
-    gpu: &Gpu,
-    _kind: CellKind,
-    dirs: usize,
-    batch: usize,
-    hidden: usize,
-) -> RecurrentPath {
+fn auto_path(gpu: &Gpu, dirs: usize, batch: usize, hidden: usize, steps: usize) -> RecurrentPath {
     let items = dirs * batch * hidden;
     if gpu.caps().is_cpu() {
         // Measured on lavapipe (LSTM, f16, T = 256, ms per sequence, persistent vs per-step):
         // B = 1: H = 16 1.4 vs 8.8, H = 64 11.7 vs 34, H = 96 15 vs 20, H = 128 30 vs 26;
         // H = 32, B = 4: 7.0 vs 14.6; H = 64, B = 2: 14 vs 19. Persistent runs on one CPU thread,
-        // so it loses once one direction's units alone fill a second workgroup.
-        if items <= 128 && dirs * hidden < 128 {
+        // so it loses once one direction's units alone fill a second workgroup. Short sequences
+        // (the bundled G2P encoder: bidirectional RNN, H = 96, B = 1, T ~ 10) pay ~30 us per
+        // per-step dispatch, more than a step's work: persistent was 0.25 ms per word faster.
+        if (items <= 128 && dirs * hidden < 128) || (steps <= 32 && items <= 512) {
             RecurrentPath::Persistent
         } else {
             RecurrentPath::PerStep
