@@ -64,7 +64,7 @@ impl CellKind {
     }
 
     /// The `CELL` constant of the shaders.
-    fn code(self) -> u32 {
+    pub(crate) fn code(self) -> u32 {
         match self {
             CellKind::Lstm => 0,
             CellKind::Gru => 1,

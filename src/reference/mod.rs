@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod beam;
+pub mod decoder_loop;
 pub mod elementwise;
 pub mod embedding;
 pub mod layer_norm;

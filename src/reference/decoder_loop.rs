@@ -1,0 +1,185 @@
+//! Reference greedy decoding of one sequence by an RNN decoder with Luong-ordered attention (the
+//! model of `kernels::decoder_loop`), in f64 per step with f32 states between steps.
+//!
+//! A step: x = [emb(y); ctx_prev if input feeding]; the cell stack; attention with the top hidden
+//! state h as query over the first `len` memory rows (dot `h . m_t`, general `h . (W m_t)`,
+//! additive `v . tanh(W_q h + b + kp_t)`); o = tanh(W_c [ctx; h]) with the attentional layer,
+//! else [ctx; h] (h alone without attention); logits = W_out o + b; the argmax (lowest id on ties)
+//! is the next input; its log-softmax is recorded. Stops after the end token or `max_len` steps.
+
+use std::collections::HashMap;
+
+use crate::kernels::decoder_loop::{DecoderLoopDims, DecoderWeights, LoopAttention};
+use crate::kernels::recurrent::CellKind;
+use crate::reference::recurrent::cell;
+
+/// One sequence's decode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoopResult {
+    /// Chosen ids, the end token included when reached.
+    pub tokens: Vec<u32>,
+    /// Log-probability of each chosen id.
+    pub logps: Vec<f32>,
+    /// Attention weights of each step over the `t` memory rows (empty without attention).
+    pub attention: Vec<Vec<f32>>,
+}
+
+/// Where decoding starts and ends.
+#[derive(Clone, Debug)]
+pub struct LoopStart<'a> {
+    /// Memory `[T, M]` of this sequence.
+    pub mem: &'a [f32],
+    /// Additive: `mem W_k^T` `[T, A]`.
+    pub keys_proj: &'a [f32],
+    /// Memory rows T.
+    pub t: usize,
+    /// Valid rows (1..=T).
+    pub len: usize,
+    /// Initial hidden states per layer `[H]`.
+    pub h0: Vec<Vec<f32>>,
+    /// Initial LSTM cell states per layer `[H]`.
+    pub c0: Vec<Vec<f32>>,
+    /// First input id.
+    pub bos: u32,
+    /// End id.
+    pub eos: u32,
+    /// Maximum steps.
+    pub max_len: usize,
+}
+
+fn matvec(w: &[f32], rows: usize, cols: usize, x: &[f64]) -> Vec<f64> {
+    (0..rows)
+        .map(|r| {
+            (0..cols)
+                .map(|c| w[r * cols + c] as f64 * x[c])
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+/// Greedy decoding of one sequence.
+pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> LoopResult {
+    let d = dims;
+    let (h, m, a, v, e) = (d.hidden, d.mem, d.attn_dim, d.vocab, d.emb);
+    let ctx_w = d.ctx();
+    let mut hs = s.h0.clone();
+    let mut cs = s.c0.clone();
+    if cs.len() < d.layers {
+        cs = vec![vec![0.0; h]; d.layers];
+    }
+    let mut ctx = vec![0f32; ctx_w];
+    let mut y = s.bos;
+    let mut out = LoopResult::default();
+    for _ in 0..s.max_len {
+        let mut x: Vec<f32> = w.emb[y as usize * e..(y as usize + 1) * e].to_vec();
+        if d.input_feeding && d.attention != LoopAttention::None {
+            x.extend_from_slice(&ctx);
+        }
+        for l in 0..d.layers {
+            let input = if l == 0 { d.input0() } else { h };
+            let mut wm = HashMap::new();
+            for (i, n) in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+                .iter()
+                .enumerate()
+            {
+                if !w.cells[l][i].is_empty() {
+                    wm.insert(n.to_string(), w.cells[l][i].to_vec());
+                }
+            }
+            let lstm = d.cell == CellKind::Lstm;
+            let (hn, cn) = cell(
+                d.cell,
+                &wm,
+                input,
+                h,
+                &x,
+                &hs[l],
+                lstm.then_some(cs[l].as_slice()),
+                1,
+            );
+            hs[l] = hn.clone();
+            if let Some(cn) = cn {
+                cs[l] = cn;
+            }
+            x = hn;
+        }
+        let top: Vec<f64> = hs[d.layers - 1].iter().map(|&q| q as f64).collect();
+        let o: Vec<f64> = if d.attention == LoopAttention::None {
+            top.clone()
+        } else {
+            let scores: Vec<f64> = match d.attention {
+                LoopAttention::Additive => {
+                    let mut qp = matvec(w.additive[0], a, h, &top);
+                    for (i, q) in qp.iter_mut().enumerate() {
+                        *q += w.additive[1].get(i).copied().unwrap_or(0.0) as f64;
+                    }
+                    (0..s.len)
+                        .map(|t| {
+                            (0..a)
+                                .map(|i| {
+                                    w.additive[2][i] as f64
+                                        * (qp[i] + s.keys_proj[t * a + i] as f64).tanh()
+                                })
+                                .sum()
+                        })
+                        .collect()
+                }
+                att => {
+                    // general: W^T h, then a dot product with every memory row.
+                    let q = if att == LoopAttention::General {
+                        (0..m)
+                            .map(|k| (0..h).map(|i| w.general[i * m + k] as f64 * top[i]).sum())
+                            .collect()
+                    } else {
+                        top.clone()
+                    };
+                    (0..s.len)
+                        .map(|t| (0..m).map(|k| q[k] * s.mem[t * m + k] as f64).sum())
+                        .collect()
+                }
+            };
+            let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let ex: Vec<f64> = scores.iter().map(|&z| (z - mx).exp()).collect();
+            let sum: f64 = ex.iter().sum();
+            let wts: Vec<f64> = ex.iter().map(|&z| z / sum).collect();
+            let mut row = vec![0f32; s.t];
+            for (t, &wt) in wts.iter().enumerate() {
+                row[t] = wt as f32;
+            }
+            out.attention.push(row);
+            let c: Vec<f64> = (0..m)
+                .map(|k| (0..s.len).map(|t| wts[t] * s.mem[t * m + k] as f64).sum())
+                .collect();
+            ctx = c.iter().map(|&q| q as f32).collect();
+            let mut ch = c;
+            ch.extend_from_slice(&top);
+            if d.attn_layer {
+                matvec(w.w_c, h, ctx_w + h, &ch)
+                    .into_iter()
+                    .map(f64::tanh)
+                    .collect()
+            } else {
+                ch
+            }
+        };
+        let mut logits = matvec(w.out[0], v, d.out_in(), &o);
+        for (i, z) in logits.iter_mut().enumerate() {
+            *z += w.out[1].get(i).copied().unwrap_or(0.0) as f64;
+        }
+        let mut best = 0;
+        for (i, &z) in logits.iter().enumerate() {
+            if z > logits[best] {
+                best = i;
+            }
+        }
+        let mx = logits[best];
+        let lse = mx + logits.iter().map(|&z| (z - mx).exp()).sum::<f64>().ln();
+        out.tokens.push(best as u32);
+        out.logps.push((logits[best] - lse) as f32);
+        y = best as u32;
+        if y == s.eos {
+            break;
+        }
+    }
+    out
+}

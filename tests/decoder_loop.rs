@@ -1,0 +1,378 @@
+//! The fused greedy decoder kernel (`kernels::decoder_loop`) against the CPU reference
+//! (`reference::decoder_loop`) on random f16-representable weights and awkward sizes: every cell,
+//! every attention, stacks, input feeding, the attentional layer, vocabularies larger than a
+//! workgroup, one-row memories and ragged lengths; chunked dispatches must give the same result
+//! as one long dispatch.
+
+mod common;
+
+use common::{assert_close, f16_round, Rng};
+use heedful::gpu::{Gpu, Recorder};
+use heedful::kernels::decoder_loop::{
+    dispatch, state_layout, write_stop, DecoderBlob, DecoderLoopDims, DecoderWeights,
+    LoopAttention, LoopBuffers,
+};
+use heedful::kernels::recurrent::CellKind;
+use heedful::reference::decoder_loop::{greedy, LoopResult, LoopStart};
+use heedful::tensor::{DType, Tensor};
+
+/// Host weights owned by a test.
+struct Owned {
+    emb: Vec<f32>,
+    cells: Vec<[Vec<f32>; 4]>,
+    general: Vec<f32>,
+    additive: [Vec<f32>; 3],
+    w_c: Vec<f32>,
+    out: [Vec<f32>; 2],
+}
+
+fn random_weights(d: &DecoderLoopDims, rng: &mut Rng) -> Owned {
+    let mut r = |n: usize, s: f32| f16_round(&rng.vec(n, -s, s));
+    let (g, h, m, a) = (d.cell.gates(), d.hidden, d.mem, d.attn_dim);
+    let cells = (0..d.layers)
+        .map(|l| {
+            let n_in = if l == 0 { d.input0() } else { h };
+            let s = 1.0 / (n_in.max(h) as f32).sqrt();
+            [
+                r(g * h * n_in, 2.0 * s),
+                r(g * h * h, 2.0 * s),
+                r(g * h, 0.3),
+                r(g * h, 0.3),
+            ]
+        })
+        .collect();
+    Owned {
+        emb: r(d.vocab * d.emb, 1.0),
+        cells,
+        general: r(h * m, 0.5),
+        additive: [r(a * h, 0.5), r(a, 0.3), r(a, 1.0)],
+        w_c: r(h * (d.ctx() + h), 0.5),
+        out: [r(d.vocab * d.out_in(), 1.5), r(d.vocab, 0.5)],
+    }
+}
+
+fn view<'a>(o: &'a Owned, cells: &'a [[&'a [f32]; 4]]) -> DecoderWeights<'a> {
+    DecoderWeights {
+        emb: &o.emb,
+        cells,
+        general: &o.general,
+        additive: [&o.additive[0], &o.additive[1], &o.additive[2]],
+        w_c: &o.w_c,
+        out: [&o.out[0], &o.out[1]],
+    }
+}
+
+struct Case {
+    dims: DecoderLoopDims,
+    t: usize,
+    lens: Vec<usize>,
+    max_len: usize,
+}
+
+/// Runs `case` on the GPU in dispatches of `chunk` steps and returns each row's result.
+#[allow(clippy::too_many_arguments)]
+fn run_gpu(
+    gpu: &Gpu,
+    case: &Case,
+    w: &DecoderWeights,
+    mem: &[f32],
+    kp: &[f32],
+    h0: &[Vec<Vec<f32>>],
+    c0: &[Vec<Vec<f32>>],
+    chunk: usize,
+    bos: u32,
+    eos: u32,
+) -> Vec<LoopResult> {
+    let d = &case.dims;
+    let (r, t) = (case.lens.len(), case.t);
+    let blob = DecoderBlob::new(gpu, *d, w).unwrap();
+    let mem_t = Tensor::from_f32(gpu, mem, &[r, t, d.mem.max(1)]).unwrap();
+    let kp_t = Tensor::from_f32(gpu, kp, &[r, t, d.attn_dim.max(1)]).unwrap();
+    let layout = state_layout(d, r);
+    let mut state = vec![0f32; layout[2].end.max(1)];
+    for (row, (hr, cr)) in h0.iter().zip(c0).enumerate() {
+        for l in 0..d.layers {
+            let at = (l * r + row) * d.hidden;
+            state[at..at + d.hidden].copy_from_slice(&hr[l]);
+            if !layout[1].is_empty() {
+                let at = layout[1].start + at;
+                state[at..at + d.hidden].copy_from_slice(&cr[l]);
+            }
+        }
+    }
+    let state_t = Tensor::from_f32(gpu, &state, &[state.len()]).unwrap();
+    let mut ctl: Vec<u32> = case
+        .lens
+        .iter()
+        .flat_map(|&len| [bos, 0, len as u32, 0])
+        .collect();
+    ctl.extend([0; 4]);
+    let ctl_t = Tensor::from_u32(gpu, &ctl, &[r + 1, 4]).unwrap();
+    let toks = Tensor::zeros(gpu, &[case.max_len, r], DType::U32).unwrap();
+    let logps = Tensor::zeros(gpu, &[case.max_len, r], DType::F32).unwrap();
+    let attn = Tensor::zeros(gpu, &[case.max_len, r, t], DType::F32).unwrap();
+    let bufs = LoopBuffers {
+        mem: &mem_t,
+        keys_proj: &kp_t,
+        state: &state_t,
+        ctl: &ctl_t,
+        tokens: &toks,
+        logps: &logps,
+        attn: &attn,
+    };
+    let disp = dispatch(gpu, &blob, &bufs, case.max_len, eos, true).unwrap();
+    // Runs stopping at chunk, 2 chunk, ... (the last one past max_len: the kernel caps it).
+    for stop in (1..=case.max_len.div_ceil(chunk)).map(|i| i * chunk) {
+        write_stop(gpu, &ctl_t, stop).unwrap();
+        let mut rec = Recorder::new(gpu);
+        rec.push(disp.clone());
+        rec.submit().unwrap();
+    }
+    let tk: Vec<u32> = bytemuck::pod_collect_to_vec(&toks.to_bytes(gpu).unwrap());
+    let lp = logps.to_vec_f32(gpu).unwrap();
+    let at = attn.to_vec_f32(gpu).unwrap();
+    let ctl_after: Vec<u32> = bytemuck::pod_collect_to_vec(&ctl_t.to_bytes(gpu).unwrap());
+    (0..r)
+        .map(|row| {
+            let steps = ctl_after[row * 4 + 3] as usize;
+            let mut res = LoopResult::default();
+            for s in 0..steps {
+                res.tokens.push(tk[s * r + row]);
+                res.logps.push(lp[s * r + row]);
+                if d.attention != LoopAttention::None {
+                    let base = (s * r + row) * t;
+                    res.attention.push(at[base..base + t].to_vec());
+                }
+            }
+            res
+        })
+        .collect()
+}
+
+fn check(case: Case, seed: u64) {
+    let gpu = common::gpu();
+    let d = case.dims;
+    let mut rng = Rng::new(seed);
+    let o = random_weights(&d, &mut rng);
+    let cells: Vec<[&[f32]; 4]> = o
+        .cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect();
+    let w = view(&o, &cells);
+    let r = case.lens.len();
+    let (t, m, a) = (case.t, d.mem.max(1), d.attn_dim.max(1));
+    let mem = rng.vec(r * t * m, -1.0, 1.0);
+    let kp = rng.vec(r * t * a, -1.0, 1.0);
+    let lstm = d.cell == CellKind::Lstm;
+    let h0: Vec<Vec<Vec<f32>>> = (0..r)
+        .map(|_| {
+            (0..d.layers)
+                .map(|_| rng.vec(d.hidden, -0.5, 0.5))
+                .collect()
+        })
+        .collect();
+    let c0: Vec<Vec<Vec<f32>>> = (0..r)
+        .map(|_| {
+            (0..d.layers)
+                .map(|_| {
+                    if lstm {
+                        rng.vec(d.hidden, -0.5, 0.5)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let (bos, eos) = (1u32, 0u32);
+    let want: Vec<LoopResult> = (0..r)
+        .map(|row| {
+            greedy(
+                &d,
+                &w,
+                &LoopStart {
+                    mem: &mem[row * t * m..(row + 1) * t * m],
+                    keys_proj: &kp[row * t * a..(row + 1) * t * a],
+                    t,
+                    len: case.lens[row],
+                    h0: h0[row].clone(),
+                    c0: if lstm { c0[row].clone() } else { Vec::new() },
+                    bos,
+                    eos,
+                    max_len: case.max_len,
+                },
+            )
+        })
+        .collect();
+    assert!(
+        want.iter().any(|x| x.tokens.len() > 2),
+        "the case should decode more than two steps somewhere"
+    );
+    for chunk in [case.max_len, 1, 3] {
+        let got = run_gpu(&gpu, &case, &w, &mem, &kp, &h0, &c0, chunk, bos, eos);
+        for (row, (g, x)) in got.iter().zip(&want).enumerate() {
+            let what = format!("{:?} row {row} chunk {chunk}", d);
+            assert_eq!(g.tokens, x.tokens, "{what}: tokens");
+            assert_close(&format!("{what}: logps"), &g.logps, &x.logps, 2e-4, 1e-3);
+            for (s, (ga, xa)) in g.attention.iter().zip(&x.attention).enumerate() {
+                assert_close(&format!("{what}: attention step {s}"), ga, xa, 2e-5, 1e-3);
+            }
+            assert_eq!(
+                g.attention.len(),
+                x.attention.len(),
+                "{what}: attention steps"
+            );
+        }
+    }
+}
+
+fn dims(cell: CellKind, attention: LoopAttention) -> DecoderLoopDims {
+    DecoderLoopDims {
+        cell,
+        layers: 1,
+        emb: 5,
+        hidden: 37,
+        mem: 37,
+        attn_dim: 0,
+        vocab: 71,
+        attention,
+        input_feeding: false,
+        attn_layer: false,
+    }
+}
+
+#[test]
+fn lstm_stack_dot_input_feeding_attn_layer() {
+    let d = DecoderLoopDims {
+        layers: 2,
+        input_feeding: true,
+        attn_layer: true,
+        ..dims(CellKind::Lstm, LoopAttention::Dot)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 9,
+            lens: vec![9, 3, 1],
+            max_len: 13,
+        },
+        1,
+    );
+}
+
+#[test]
+fn gru_general_one_position() {
+    let d = DecoderLoopDims {
+        emb: 8,
+        hidden: 16,
+        mem: 24,
+        vocab: 5,
+        ..dims(CellKind::Gru, LoopAttention::General)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 1,
+            lens: vec![1, 1],
+            max_len: 9,
+        },
+        2,
+    );
+}
+
+#[test]
+fn rnn_stack_additive_wide_vocab() {
+    let d = DecoderLoopDims {
+        layers: 3,
+        hidden: 19,
+        mem: 13,
+        attn_dim: 11,
+        vocab: 300,
+        input_feeding: true,
+        ..dims(CellKind::RnnTanh, LoopAttention::Additive)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 17,
+            lens: vec![17, 5, 12, 2],
+            max_len: 11,
+        },
+        3,
+    );
+}
+
+#[test]
+fn relu_rnn_without_attention() {
+    let d = DecoderLoopDims {
+        hidden: 6,
+        mem: 0,
+        vocab: 3,
+        ..dims(CellKind::RnnRelu, LoopAttention::None)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 4,
+            lens: vec![4],
+            max_len: 7,
+        },
+        4,
+    );
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let gpu = common::gpu();
+    let d = dims(CellKind::Gru, LoopAttention::Dot);
+    let mut rng = Rng::new(5);
+    let o = random_weights(&d, &mut rng);
+    let cells: Vec<[&[f32]; 4]> = o
+        .cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect();
+    let w = view(&o, &cells);
+    // Wrong weight sizes name the tensor.
+    let mut bad = w;
+    bad.out = [&o.out[0][1..], &o.out[1]];
+    let e = DecoderBlob::new(&gpu, d, &bad).unwrap_err();
+    assert!(e.to_string().contains("output weight"), "{e}");
+    let two_layers = DecoderLoopDims { layers: 2, ..d };
+    let e = DecoderBlob::new(&gpu, two_layers, &w).unwrap_err();
+    assert!(e.to_string().contains("2 layers"), "{e}");
+    // Dot attention with hidden != memory width.
+    let e = DecoderLoopDims { mem: 36, ..d }.check(&gpu, 4).unwrap_err();
+    assert!(e.to_string().contains("dot attention"), "{e}");
+    // A state that does not fit workgroup memory is a limit error, not a failed compile.
+    let huge = DecoderLoopDims {
+        hidden: 1 << 16,
+        mem: 1 << 16,
+        ..d
+    };
+    let e = huge.check(&gpu, 4).unwrap_err();
+    assert!(e.to_string().contains("workgroup"), "{e}");
+    // Buffers of the wrong shape.
+    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let mem = Tensor::zeros(&gpu, &[2, 4, 37], DType::F32).unwrap();
+    let state = Tensor::zeros(&gpu, &[2 * 37 + 2 * 37], DType::F32).unwrap();
+    let ctl = Tensor::zeros(&gpu, &[2, 4], DType::U32).unwrap();
+    let toks = Tensor::zeros(&gpu, &[5, 2], DType::U32).unwrap();
+    let bufs = LoopBuffers {
+        mem: &mem,
+        keys_proj: &mem,
+        state: &state,
+        ctl: &ctl,
+        tokens: &toks,
+        logps: &toks,
+        attn: &mem,
+    };
+    // ctl lacks the stop row.
+    let e = dispatch(&gpu, &blob, &bufs, 5, 0, false).unwrap_err();
+    assert!(e.to_string().contains("ctl"), "{e}");
+    let e = dispatch(&gpu, &blob, &bufs, 0, 0, false).unwrap_err();
+    assert!(e.to_string().contains("max_len 0"), "{e}");
+    let e = write_stop(&gpu, &mem, 3).unwrap_err();
+    assert!(e.to_string().contains("[R + 1, 4]"), "{e}");
+}
