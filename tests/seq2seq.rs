@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use heedful::gpu::Recorder;
 use heedful::kernels::{beam, topk};
-use heedful::models::seq2seq::{DecodeOptions, Seq2Seq};
+use heedful::models::seq2seq::{AttentionKind, DecodeKernel, DecodeOptions, Seq2Seq};
 use heedful::{DType, Tensor};
 use serde_json::Value;
 
@@ -62,15 +62,31 @@ fn check_greedy(setup: &str) {
     let want = ids2(&fx["greedy"]);
     let want_lp = f2(&fx["logprobs"]);
     assert!(ids.len() >= 200, "{setup}: {} words", ids.len());
-    for chunk in [1usize, 8] {
+    // The fused kernel where it runs the architecture, and the per-op decoder always: one
+    // submission per step on the first 64 words (the slow path), chunked on all.
+    let fused = !matches!(
+        model.attention(),
+        AttentionKind::MultiHead | AttentionKind::Tutorial
+    );
+    let mut runs = vec![(DecodeKernel::PerOp, 8usize, ids.len())];
+    if fused {
+        runs.extend([
+            (DecodeKernel::Fused, 1, 64),
+            (DecodeKernel::Fused, 8, ids.len()),
+        ]);
+    } else {
+        runs.push((DecodeKernel::PerOp, 1, 64));
+    }
+    let mut attention_of: Vec<Vec<Vec<Vec<f32>>>> = Vec::new();
+    for (kernel, chunk, n) in runs {
         let opts = DecodeOptions {
             steps_per_submit: chunk,
             keep_attention: true,
+            kernel,
             ..Default::default()
         };
+        let chunk = format!("{kernel:?}, {chunk} steps per submission");
         // Batches of 64 and a remainder.
-        // One submission per step on the first 64 words (it is the slow path); chunked on all.
-        let n = if chunk == 1 { 64 } else { ids.len() };
         let mut got = Vec::new();
         for part in ids[..n].chunks(64) {
             got.extend(model.decode(&gpu, part, &opts).expect("decode"));
@@ -82,7 +98,7 @@ fn check_greedy(setup: &str) {
                 bad += 1;
                 if bad <= 5 {
                     eprintln!(
-                        "{setup} chunk {chunk}: word {} {:?}: got {:?} want {:?}",
+                        "{setup} {chunk}: word {} {:?}: got {:?} want {:?}",
                         i, fx["words"][i], g.tokens, want[i]
                     );
                 }
@@ -107,11 +123,19 @@ fn check_greedy(setup: &str) {
             }
         }
         eprintln!(
-            "{setup} chunk {chunk}: {bad} of {} words differ, max |dlogp| {worst:.2e}",
+            "{setup} {chunk}: {bad} of {} words differ, max |dlogp| {worst:.2e}",
             got.len()
         );
         assert_eq!(bad, 0, "{setup}: greedy outputs differ from PyTorch");
         assert!(worst < 1e-2, "{setup}: log-prob error {worst}");
+        attention_of.push(got.into_iter().map(|g| g.attention).collect());
+    }
+    // The fused kernel's attention weights equal the per-op decoder's.
+    for other in &attention_of[1..] {
+        for (i, (a, b)) in attention_of[0].iter().zip(other).enumerate() {
+            let (a, b): (Vec<f32>, Vec<f32>) = (a.concat(), b.concat());
+            common::assert_close(&format!("{setup} word {i} attention"), &b, &a, 1e-4, 1e-3);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use crate::kernels::memory_attention::{self, Score};
 use crate::kernels::{concat::record_concat, embedding::record_embedding, layout, softmax, topk};
 use crate::tensor::{DType, Tensor};
 
+use super::fused::{self, FusedLoop};
 use super::{AttnParams, Encoded, Linear, Seq2Seq, OP};
 
 /// How to decode.
@@ -38,6 +39,21 @@ pub struct DecodeOptions {
     /// tracks the input's (G2P: phonemes vs letters) a ratio below the usual output/input ratio
     /// skips the readbacks of steps that cannot be the last without running past the end.
     pub first_steps_per_input: f32,
+    /// Which greedy decoder runs (beam search always uses the per-op decoder).
+    pub kernel: DecodeKernel,
+}
+
+/// The greedy decoder's implementation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DecodeKernel {
+    /// The fused kernel when the model and device allow it, else per-op.
+    #[default]
+    Auto,
+    /// One dispatch per chunk of steps ([`crate::kernels::decoder_loop`]); an error when the
+    /// model (multi-head or tutorial attention) or the device's workgroup memory does not allow it.
+    Fused,
+    /// About ten dispatches per step (embedding, cells, attention, projections, top-k).
+    PerOp,
 }
 
 impl Default for DecodeOptions {
@@ -49,6 +65,7 @@ impl Default for DecodeOptions {
             steps_per_submit: 8,
             keep_attention: false,
             first_steps_per_input: 0.0,
+            kernel: DecodeKernel::Auto,
         }
     }
 }
@@ -121,6 +138,7 @@ pub(super) struct PlanKey {
     max_len: usize,
     keep_attn: bool,
     length_norm: bool,
+    fused: bool,
 }
 
 /// Prepared decoders kept per model (each holds its buffers; dropped beyond this count).
@@ -145,8 +163,10 @@ pub(super) struct Plan {
     step: Step,
     /// Encoder, replication and once-per-sequence projections: runs at the start of the first chunk.
     init: Recorder,
-    /// One decoder step, state update included.
+    /// One decoder step, state update included (per-op decoder).
     step_rec: Recorder,
+    /// The fused greedy decoder's buffers and dispatches (instead of `step_rec`).
+    fused: Option<FusedLoop>,
     beam: Option<BeamState>,
     tok_hist: Tensor,
     aux_hist: Tensor,
@@ -191,6 +211,7 @@ impl Seq2Seq {
         let b = seqs.len();
         let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
         let beam = k > 1;
+        let fused = self.use_fused(gpu, opts, t)?;
         let key = PlanKey {
             gpu: std::sync::Arc::as_ptr(&gpu.inner) as usize,
             batch: b,
@@ -199,6 +220,7 @@ impl Seq2Seq {
             max_len,
             keep_attn: opts.keep_attention && !beam,
             length_norm: opts.length_norm,
+            fused,
         };
         let mut plans = self
             .plans
@@ -241,7 +263,12 @@ impl Seq2Seq {
             } else {
                 Recorder::new(gpu)
             };
-            for s in steps_run..steps_run + n {
+            if let Some(fl) = &plan.fused {
+                // One dispatch runs the chunk; it writes the histories itself.
+                fl.record_run(gpu, &mut rec, steps_run + n)?;
+            }
+            let per_op_steps = if plan.fused.is_some() { 0 } else { n };
+            for s in steps_run..steps_run + per_op_steps {
                 rec.extend(plan.step_rec.clone());
                 let off = s as u64 * row_bytes;
                 if let Some(bs) = &plan.beam {
@@ -349,10 +376,37 @@ impl Seq2Seq {
         let r = b * k;
         let enc = self.record_encoder(gpu, b, key.src_len)?;
         let (mem, step, mut init) = self.prepare(gpu, &enc, k)?;
-        let mut step_rec = Recorder::new(gpu);
-        self.record_step(&mut step_rec, &mem, &step, r)?;
         let t_w = step.weights.as_ref().map(|w| w.numel() / r).unwrap_or(0);
         let keep_attn = key.keep_attn && step.weights.is_some();
+        // Histories: tokens and log-probs (greedy) or tokens and parents (beam), per step.
+        let tok_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
+        let aux_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
+        let attn_hist = if keep_attn {
+            Some(zeros(gpu, &[max_len, r, t_w])?)
+        } else {
+            None
+        };
+        let mut step_rec = Recorder::new(gpu);
+        let fused = match (&self.fused_blob, key.fused) {
+            (Some(blob), true) => {
+                let fl = FusedLoop::new(
+                    gpu,
+                    blob,
+                    &mem.mem,
+                    mem.keys_proj.as_ref(),
+                    &tok_hist,
+                    &aux_hist,
+                    attn_hist.as_ref(),
+                    self.cfg.eos_id as u32,
+                )?;
+                fl.record_start(&mut init, blob, &step.h, &step.c);
+                Some(fl)
+            }
+            _ => {
+                self.record_step(&mut step_rec, &mem, &step, r)?;
+                None
+            }
+        };
         let beam = if k > 1 {
             Some(BeamState {
                 scores: zeros(gpu, &[r])?,
@@ -391,7 +445,7 @@ impl Seq2Seq {
             if let (Some(cn), Some(c)) = (&step.ctx_new, &step.ctx) {
                 record_embedding(&mut step_rec, parent, cn, c)?;
             }
-        } else {
+        } else if fused.is_none() {
             for (h_new, h) in step.h_new.iter().zip(&step.h) {
                 step_rec.copy(h_new.buffer(), 0, h.buffer(), 0, h.byte_len());
             }
@@ -403,14 +457,6 @@ impl Seq2Seq {
             }
             step_rec.copy(step.ids.buffer(), 0, step.y.buffer(), 0, step.y.byte_len());
         }
-        // Histories: tokens and log-probs (greedy) or tokens and parents (beam), per step.
-        let tok_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
-        let aux_hist = Tensor::zeros(gpu, &[max_len, r], DType::U32)?;
-        let attn_hist = if keep_attn {
-            Some(zeros(gpu, &[max_len, r, t_w])?)
-        } else {
-            None
-        };
         let mut results: Vec<&Tensor> = vec![&tok_hist, &aux_hist];
         if let Some(bs) = &beam {
             results.extend([&bs.scores, &bs.ctl, &bs.fin]);
@@ -445,6 +491,7 @@ impl Seq2Seq {
             step,
             init,
             step_rec,
+            fused,
             beam,
             tok_hist,
             aux_hist,
@@ -494,6 +541,9 @@ impl Seq2Seq {
         if self.cfg.bridge != "final" {
             st.h.iter().chain(&st.c).for_each(zero);
         }
+        if let (Some(fl), Some(blob)) = (&plan.fused, &self.fused_blob) {
+            fl.write_inputs(gpu, blob, self.cfg.bos_id as u32, lengths);
+        }
         if let Some(bs) = &plan.beam {
             let mut scores = vec![f32::NEG_INFINITY; r];
             let mut ctl = vec![0u32; b * 4];
@@ -504,6 +554,31 @@ impl Seq2Seq {
             bs.scores.write_bytes(gpu, 0, bytemuck::cast_slice(&scores));
             bs.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
             zero(&bs.fin);
+        }
+    }
+
+    /// Whether a greedy decode with `opts` over inputs padded to `t` runs the fused kernel.
+    fn use_fused(&self, gpu: &Gpu, opts: &DecodeOptions, t: usize) -> Result<bool> {
+        let why_not = if opts.beam > 1 {
+            Some("beam search runs per-op".to_string())
+        } else if opts.kernel == DecodeKernel::PerOp {
+            return Ok(false);
+        } else {
+            match (&self.fused_blob, fused::loop_dims(&self.cfg)?) {
+                (Some(_), Some(dims)) => dims.check(gpu, t).err().map(|e| e.to_string()),
+                _ => Some(format!(
+                    "the fused decoder does not run {} attention",
+                    self.cfg.decoder.attention
+                )),
+            }
+        };
+        match (why_not, opts.kernel) {
+            (None, _) => Ok(true),
+            (Some(why), DecodeKernel::Fused) => Err(Error::invalid(
+                OP,
+                format!("DecodeKernel::Fused was asked for, but {why}"),
+            )),
+            (Some(_), _) => Ok(false),
         }
     }
 

@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod config;
 mod decode;
+mod fused;
 pub mod heatmap;
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ use crate::tensor::{DType, Tensor};
 use crate::weights::{Hold, WeightFile};
 
 pub use config::{AttentionKind, Config};
-pub use decode::{DecodeOptions, Decoded};
+pub use decode::{DecodeKernel, DecodeOptions, Decoded};
 
 const OP: &str = "seq2seq";
 
@@ -93,6 +94,8 @@ pub struct Seq2Seq {
     attn: AttnParams,
     w_c: Option<Linear>,
     out: Linear,
+    /// The decoder's weights for the fused greedy kernel, when it runs this architecture.
+    fused_blob: Option<crate::kernels::decoder_loop::DecoderBlob>,
     /// Prepared decoders by batch shape, replayed by later `decode` calls.
     plans: Mutex<HashMap<decode::PlanKey, decode::Plan>>,
 }
@@ -247,6 +250,7 @@ impl Seq2Seq {
             ctx + hid
         };
         let out = load_linear(f, gpu, "decoder.out", [cfg.tgt_vocab, out_in], true)?;
+        let fused_blob = fused::load_blob(gpu, f, &cfg)?;
         Ok(Seq2Seq {
             cfg,
             kind,
@@ -258,6 +262,7 @@ impl Seq2Seq {
             attn,
             w_c,
             out,
+            fused_blob,
             plans: Mutex::new(HashMap::new()),
         })
     }

@@ -1,0 +1,187 @@
+//! The fused greedy decoder ([`crate::kernels::decoder_loop`]) for seq2seq models it fits: the
+//! weight blob built at load, and a plan's state, control words and dispatches.
+//!
+//! It runs decoders with LSTM / GRU / RNN cells (any number of layers), no / dot / general /
+//! additive attention in Luong order, input feeding and the attentional layer. Multi-head and the
+//! tutorial's attention, and beam search, use the per-op decoder.
+
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Recorder};
+use crate::kernels::decoder_loop::{
+    self as dl, DecoderBlob, DecoderLoopDims, DecoderWeights, LoopAttention, LoopBuffers,
+};
+use crate::tensor::{DType, Tensor};
+use crate::weights::WeightFile;
+
+use super::{config, AttentionKind, Config};
+
+/// The fused kernel's sizes for `cfg`, or `None` when it does not run this architecture.
+pub(super) fn loop_dims(cfg: &Config) -> Result<Option<DecoderLoopDims>> {
+    let d = &cfg.decoder;
+    let attention = match cfg.attention()? {
+        AttentionKind::None => LoopAttention::None,
+        AttentionKind::Dot => LoopAttention::Dot,
+        AttentionKind::General => LoopAttention::General,
+        AttentionKind::Additive => LoopAttention::Additive,
+        AttentionKind::MultiHead | AttentionKind::Tutorial => return Ok(None),
+    };
+    let with_attn = attention != LoopAttention::None;
+    Ok(Some(DecoderLoopDims {
+        cell: config::cell_kind(&d.cell)?,
+        layers: d.layers,
+        emb: d.emb,
+        hidden: d.hidden,
+        mem: if with_attn { cfg.mem_dim() } else { 0 },
+        attn_dim: if attention == LoopAttention::Additive {
+            d.attn_dim.unwrap_or(d.hidden)
+        } else {
+            0
+        },
+        vocab: cfg.tgt_vocab,
+        attention,
+        input_feeding: d.input_feeding && with_attn,
+        attn_layer: d.attn_layer && with_attn,
+    }))
+}
+
+/// Packs the decoder's weights of `f` for the fused kernel (f16), or `None` when the architecture
+/// is not one it runs. Shapes were checked by the per-op loader before.
+pub(super) fn load_blob(gpu: &Gpu, f: &WeightFile, cfg: &Config) -> Result<Option<DecoderBlob>> {
+    let Some(dims) = loop_dims(cfg)? else {
+        return Ok(None);
+    };
+    let get = |name: &str| -> Result<Vec<f32>> {
+        if f.names().any(|n| n == name) {
+            f.tensor(name)?.to_f32_vec()
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let mut cells = Vec::new();
+    for l in 0..dims.layers {
+        let mut c: [Vec<f32>; 4] = Default::default();
+        for (i, n) in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            .iter()
+            .enumerate()
+        {
+            c[i] = get(&format!("decoder.rnn.{n}_l{l}"))?;
+        }
+        cells.push(c);
+    }
+    let cell_refs: Vec<[&[f32]; 4]> = cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect();
+    let emb = get("decoder.emb.weight")?;
+    let general = get("decoder.attention.w.weight")?;
+    let w_q = get("decoder.attention.w_q.weight")?;
+    let b_k = get("decoder.attention.w_k.bias")?;
+    let v = get("decoder.attention.v.weight")?;
+    let w_c = get("decoder.w_c.weight")?;
+    let out_w = get("decoder.out.weight")?;
+    let out_b = get("decoder.out.bias")?;
+    let w = DecoderWeights {
+        emb: &emb,
+        cells: &cell_refs,
+        general: &general,
+        additive: [&w_q, &b_k, &v],
+        w_c: &w_c,
+        out: [&out_w, &out_b],
+    };
+    DecoderBlob::new(gpu, dims, &w).map(Some)
+}
+
+/// A plan's buffers for the fused loop, and its dispatches by steps per dispatch.
+#[derive(Debug)]
+pub(super) struct FusedLoop {
+    /// Decoder state ([`dl::state_layout`]).
+    state: Tensor,
+    /// `[R + 1, 4]` u32 control words.
+    ctl: Tensor,
+    /// The loop's dispatch (one for every chunk size: the stop step is in `ctl`).
+    dispatch: Dispatch,
+}
+
+impl FusedLoop {
+    /// Buffers and the dispatch for `r` rows over `mem [R, T, M]` (with `keys_proj` for additive
+    /// attention), writing the histories `tokens`/`logps` `[max_len, R]` and, when given,
+    /// `attn [max_len, R, T]`. The initial states are copied in by [`FusedLoop::record_start`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        gpu: &Gpu,
+        blob: &DecoderBlob,
+        mem: &Tensor,
+        keys_proj: Option<&Tensor>,
+        tokens: &Tensor,
+        logps: &Tensor,
+        attn: Option<&Tensor>,
+        eos: u32,
+    ) -> Result<FusedLoop> {
+        let (r, max_len) = (tokens.shape()[1], tokens.shape()[0]);
+        let layout = dl::state_layout(blob.dims(), r);
+        let state = Tensor::zeros(gpu, &[layout[2].end.max(1)], DType::F32)?;
+        let ctl = Tensor::zeros(gpu, &[r + 1, 4], DType::U32)?;
+        // Stand-ins for unused bindings (one each: a read-only and a read-write binding may not
+        // share a buffer).
+        let no_keys = Tensor::zeros(gpu, &[1], DType::F32)?;
+        let no_attn = Tensor::zeros(gpu, &[1], DType::F32)?;
+        let bufs = LoopBuffers {
+            mem,
+            keys_proj: keys_proj.unwrap_or(&no_keys),
+            state: &state,
+            ctl: &ctl,
+            tokens,
+            logps,
+            attn: attn.unwrap_or(&no_attn),
+        };
+        let dispatch = dl::dispatch(gpu, blob, &bufs, max_len, eos, attn.is_some())?;
+        Ok(FusedLoop {
+            state,
+            ctl,
+            dispatch,
+        })
+    }
+
+    /// Records the copies of the initial states (per layer `[R, H]`) into the state buffer.
+    pub(super) fn record_start(
+        &self,
+        rec: &mut Recorder,
+        blob: &DecoderBlob,
+        h0: &[Tensor],
+        c0: &[Tensor],
+    ) {
+        let r = self.ctl.shape()[0] - 1;
+        let layout = dl::state_layout(blob.dims(), r);
+        let row = (r * blob.dims().hidden * 4) as u64;
+        for (l, h) in h0.iter().enumerate() {
+            rec.copy(h.buffer(), 0, self.state.buffer(), l as u64 * row, row);
+        }
+        for (l, c) in c0.iter().enumerate() {
+            let at = (layout[1].start * 4) as u64 + l as u64 * row;
+            rec.copy(c.buffer(), 0, self.state.buffer(), at, row);
+        }
+    }
+
+    /// Writes a call's control words (first input `bos`, input lengths) and zeroes the context.
+    pub(super) fn write_inputs(&self, gpu: &Gpu, blob: &DecoderBlob, bos: u32, lengths: &[usize]) {
+        let ctl: Vec<u32> = lengths
+            .iter()
+            .flat_map(|&len| [bos, 0, len as u32, 0])
+            .collect();
+        self.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
+        let layout = dl::state_layout(blob.dims(), lengths.len());
+        if !layout[2].is_empty() {
+            let zeros = vec![0u8; layout[2].len() * 4];
+            self.state
+                .write_bytes(gpu, (layout[2].start * 4) as u64, &zeros);
+        }
+    }
+
+    /// Records a run of the loop that stops at step `stop` (exclusive; the host writes it now,
+    /// so the recording must be submitted before the next call).
+    pub(super) fn record_run(&self, gpu: &Gpu, rec: &mut Recorder, stop: usize) -> Result<()> {
+        dl::write_stop(gpu, &self.ctl, stop)?;
+        rec.push(self.dispatch.clone());
+        Ok(())
+    }
+}
