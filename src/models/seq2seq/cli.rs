@@ -28,7 +28,7 @@ pub struct G2pArgs {
     pub model: PathBuf,
     /// Beam width (1: greedy).
     pub beam: usize,
-    /// Write the first word's attention heatmap here (greedy decoding).
+    /// Write the first word's attention heatmap here (of the decoding printed: greedy or beam).
     pub attention: Option<PathBuf>,
     /// Words to convert.
     pub words: Vec<String>,
@@ -50,7 +50,7 @@ fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
     v
 }
 
-/// Writes the heatmap of one greedy decoding.
+/// Writes the heatmap of one decoding (greedy or beam) kept with `keep_attention`.
 fn write_heatmap(
     model: &Seq2Seq,
     word: &str,
@@ -96,7 +96,7 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let opts = DecodeOptions {
         beam: args.beam,
-        keep_attention: args.beam <= 1 && args.attention.is_some(),
+        keep_attention: args.attention.is_some(),
         ..Default::default()
     };
     let out = model.decode(&gpu, &ids, &opts)?;
@@ -104,17 +104,7 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         println!("{w}\t{}", model.target_text(&d.tokens));
     }
     if let Some(path) = &args.attention {
-        // Beam search keeps no weights: draw the greedy decoding of the first word.
-        let d = if opts.keep_attention {
-            out[0].clone()
-        } else {
-            let o = DecodeOptions {
-                keep_attention: true,
-                ..Default::default()
-            };
-            model.decode(&gpu, &ids[..1], &o)?.remove(0)
-        };
-        write_heatmap(&model, &args.words[0], &ids[0], &d, path)?;
+        write_heatmap(&model, &args.words[0], &ids[0], &out[0], path)?;
         eprintln!(
             "attention heatmap of {:?}: {}",
             args.words[0],

@@ -31,7 +31,7 @@ pub struct DecodeOptions {
     pub length_norm: bool,
     /// Decoder steps recorded per submission (1: one submission and readback per step).
     pub steps_per_submit: usize,
-    /// Keep every step's attention weights (greedy only).
+    /// Keep every step's attention weights (greedy and beam; see [`Decoded::attention`]).
     pub keep_attention: bool,
     /// Input-sized first submission: when > 0, the first submission runs
     /// `max(steps_per_submit, floor(first_steps_per_input * longest input))` steps (input length
@@ -79,8 +79,13 @@ pub struct Decoded {
     pub logprobs: Vec<f32>,
     /// Sum of `logprobs` (greedy) or the beam's (normalized) score.
     pub score: f32,
-    /// With `keep_attention` (greedy): per step, the weights over the input positions (the
-    /// tutorial attention's `max_length` positions are cut to the input length).
+    /// With `keep_attention`: per decoder step that produced this output, the weights over the
+    /// input positions (the tutorial attention's `max_length` positions are cut to the input
+    /// length, the appended `src_eos_id` included). One row per output token, plus one for the
+    /// end token's step when the sequence ended with it (so `tokens.len()` or
+    /// `tokens.len() + 1` rows). Beam: the rows of the returned hypothesis, each step's weights
+    /// taken from the beam row that hypothesis's prefix occupied at that step. Empty without
+    /// `keep_attention` or for attention "none".
     pub attention: Vec<Vec<f32>>,
 }
 
@@ -210,7 +215,6 @@ impl Seq2Seq {
         let seqs = self.source_seqs(inputs)?;
         let b = seqs.len();
         let t = seqs.iter().map(Vec::len).max().unwrap_or(1);
-        let beam = k > 1;
         let fused = self.use_fused(gpu, opts, t)?;
         let key = PlanKey {
             gpu: std::sync::Arc::as_ptr(&gpu.inner) as usize,
@@ -218,7 +222,7 @@ impl Seq2Seq {
             src_len: t,
             beam: k,
             max_len,
-            keep_attn: opts.keep_attention && !beam,
+            keep_attn: opts.keep_attention,
             length_norm: opts.length_norm,
             fused,
         };
@@ -280,6 +284,12 @@ impl Seq2Seq {
                         off,
                         row_bytes,
                     );
+                    // The weights of step s are those of the rows before the selection of step
+                    // s (row q of step s is row q of step s - 1's tokens and parents).
+                    if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
+                        let wb = w.byte_len();
+                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
+                    }
                 } else {
                     rec.copy(step.ids.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
                     rec.copy(
@@ -315,6 +325,14 @@ impl Seq2Seq {
         }
         let toks = u32s(&bytes, 0, plan.tok_hist.numel());
         let aux_at = plan.results[1].1;
+        // The attention history is the last result when kept.
+        let attn: Vec<f32> = match (&plan.attn_hist, plan.results.last()) {
+            (Some(a), Some((_, off, _))) if keep_attn => u32s(&bytes, *off, a.numel())
+                .into_iter()
+                .map(f32::from_bits)
+                .collect(),
+            _ => Vec::new(),
+        };
         if let Some(bs) = &plan.beam {
             let parents = u32s(&bytes, aux_at, plan.aux_hist.numel());
             let scores: Vec<f32> = u32s(&bytes, plan.results[2].1, r)
@@ -323,7 +341,7 @@ impl Seq2Seq {
                 .collect();
             let ctl = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
             let fin = u32s(&bytes, plan.results[4].1, bs.fin.numel());
-            return Ok(finish_beam(
+            let (mut out, attn_rows) = finish_beam(
                 &toks,
                 &parents,
                 &scores,
@@ -334,19 +352,22 @@ impl Seq2Seq {
                 2 * k,
                 steps_run,
                 opts.length_norm,
-            ));
+            );
+            if keep_attn {
+                for (i, (d, rows)) in out.iter_mut().zip(attn_rows).enumerate() {
+                    let src_len = lengths[i].min(t_w.max(1));
+                    d.attention = rows
+                        .into_iter()
+                        .map(|h| attn[h * t_w..h * t_w + src_len].to_vec())
+                        .collect();
+                }
+            }
+            return Ok(out);
         }
         let lps: Vec<f32> = u32s(&bytes, aux_at, plan.aux_hist.numel())
             .into_iter()
             .map(f32::from_bits)
             .collect();
-        let attn: Vec<f32> = match (&plan.attn_hist, plan.results.get(2)) {
-            (Some(a), Some((_, off, _))) => u32s(&bytes, *off, a.numel())
-                .into_iter()
-                .map(f32::from_bits)
-                .collect(),
-            _ => Vec::new(),
-        };
         let eos = self.cfg.eos_id as u32;
         let mut out = Vec::with_capacity(b);
         for (i, &len) in lengths.iter().enumerate() {
@@ -460,7 +481,8 @@ impl Seq2Seq {
         let mut results: Vec<&Tensor> = vec![&tok_hist, &aux_hist];
         if let Some(bs) = &beam {
             results.extend([&bs.scores, &bs.ctl, &bs.fin]);
-        } else if let Some(a) = &attn_hist {
+        }
+        if let Some(a) = &attn_hist {
             results.push(a);
         }
         let mut at = 0u64;
@@ -937,6 +959,24 @@ fn backtrack(toks: &[u32], parents: &[u32], r: usize, step: usize, row: usize) -
     out
 }
 
+/// Attention history rows (`step * r + row`) of steps `0..=step` of the hypothesis whose step
+/// `step` was computed in beam row `row` (the row before that step's selection), by following
+/// parents back: row q of step s was row `parents[(s - 1) * r + q]` at step s - 1.
+fn attention_rows(parents: &[u32], r: usize, step: usize, row: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(step + 1);
+    let mut row = row;
+    for s in (0..=step).rev() {
+        out.push(s * r + row);
+        if s > 0 {
+            row = parents[(s - 1) * r + row] as usize;
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// The best hypothesis per item, and per item the attention history rows of its steps (see
+/// [`attention_rows`]; the end token's step included when it finished with one).
 #[allow(clippy::too_many_arguments)]
 fn finish_beam(
     toks: &[u32],
@@ -949,12 +989,13 @@ fn finish_beam(
     cap: usize,
     steps_run: usize,
     length_norm: bool,
-) -> Vec<Decoded> {
+) -> (Vec<Decoded>, Vec<Vec<usize>>) {
     let r = b * k;
     let mut out = Vec::with_capacity(b);
+    let mut attn = Vec::with_capacity(b);
     for i in 0..b {
-        // (tokens, score) in the order the reference appends them.
-        let mut cands: Vec<(Vec<u32>, f32)> = Vec::new();
+        // (tokens, score, attention rows) in the order the reference appends them.
+        let mut cands: Vec<(Vec<u32>, f32, Vec<usize>)> = Vec::new();
         let count = (ctl[i * 4 + 2] as usize).min(cap);
         for f in 0..count {
             let base = (i * cap + f) * 3;
@@ -968,7 +1009,7 @@ fn finish_beam(
             } else {
                 backtrack(toks, parents, r, step - 1, prow)
             };
-            cands.push((toks_f, score));
+            cands.push((toks_f, score, attention_rows(parents, r, step, prow)));
         }
         if ctl[i * 4] == 0 {
             // Ran out of steps: live hypotheses finish as they are.
@@ -981,7 +1022,9 @@ fn finish_beam(
                     } else {
                         scores[row]
                     };
-                    cands.push((t, s));
+                    let last = steps_run - 1;
+                    let q = parents[last * r + row] as usize;
+                    cands.push((t, s, attention_rows(parents, r, last, q)));
                 }
             }
         }
@@ -992,14 +1035,20 @@ fn finish_beam(
             }
         }
         let d = match best {
-            Some(j) => Decoded {
-                tokens: cands[j].0.clone(),
-                score: cands[j].1,
-                ..Default::default()
-            },
-            None => Decoded::default(),
+            Some(j) => {
+                attn.push(std::mem::take(&mut cands[j].2));
+                Decoded {
+                    tokens: cands[j].0.clone(),
+                    score: cands[j].1,
+                    ..Default::default()
+                }
+            }
+            None => {
+                attn.push(Vec::new());
+                Decoded::default()
+            }
         };
         out.push(d);
     }
-    out
+    (out, attn)
 }
