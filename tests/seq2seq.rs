@@ -1,5 +1,5 @@
-//! The seq2seq family against PyTorch: the three trained G2P set-ups (fixtures from
-//! weights/make_g2p_fixtures.py) decoded greedily (tokens equal, per-step log-probabilities within
+//! The seq2seq family against PyTorch: the trained G2P set-ups (fixtures from
+//! weights/make_g2p_fixtures.py; Luong and Bahdanau step orders) decoded greedily (tokens equal, per-step log-probabilities within
 //! 1e-2) and with beam search (k = 4, equal to weights/seq2seq.py's reference beam search), the
 //! chunked loop against one submission per step, the top-k and beam-select kernels against their
 //! CPU references, and error cases.
@@ -208,6 +208,85 @@ fn beam_gru_additive_input_feeding() {
 #[test]
 fn beam_lstm_general_stack() {
     check_beam("lstm_general");
+}
+
+#[test]
+fn greedy_gru_bahdanau() {
+    check_greedy("gru_bahdanau");
+}
+
+#[test]
+fn beam_gru_bahdanau() {
+    check_beam("gru_bahdanau");
+}
+
+/// An edit of a config's `decoder` object.
+type Edit = fn(&mut Value);
+
+/// The Bahdanau order's config checks: errors name the key and the value at fault.
+#[test]
+fn bahdanau_config_errors() {
+    use heedful::models::seq2seq::{AttentionOrder, Config};
+    let fx = fixture("g2p_gru_bahdanau.json");
+    let model_path = root().join(fx["model"].as_str().expect("model"));
+    let file = heedful::weights::WeightFile::open(&model_path).expect("open");
+    let base = file.config_json().expect("config").clone();
+    let cfg = Config::from_json(&base).expect("the exported config parses");
+    assert_eq!(
+        cfg.attention_order().expect("order"),
+        AttentionOrder::Bahdanau
+    );
+    let with = |edit: Edit| {
+        let mut v = base.clone();
+        edit(&mut v["decoder"]);
+        Config::from_json(&v)
+    };
+    // The default is the Luong order.
+    let luong = with(|d| {
+        d.as_object_mut()
+            .expect("decoder")
+            .remove("attention_order");
+    })
+    .expect("no attention_order");
+    assert_eq!(
+        luong.attention_order().expect("order"),
+        AttentionOrder::Luong
+    );
+    let cases: [(Edit, &[&str]); 5] = [
+        (
+            |d| {
+                d["attention"] = "tutorial".into();
+                d["max_length"] = 21.into();
+            },
+            &["decoder.attention_order", "bahdanau", "tutorial"],
+        ),
+        (
+            |d| d["attention"] = "none".into(),
+            &["decoder.attention_order", "bahdanau", "none"],
+        ),
+        (
+            |d| d["input_feeding"] = true.into(),
+            &[
+                "decoder.input_feeding",
+                "decoder.attention_order",
+                "bahdanau",
+            ],
+        ),
+        (
+            |d| d["attn_layer"] = true.into(),
+            &["decoder.attn_layer", "decoder.attention_order", "bahdanau"],
+        ),
+        (
+            |d| d["attention_order"] = "sideways".into(),
+            &["decoder.attention_order", "sideways"],
+        ),
+    ];
+    for (i, (edit, words)) in cases.iter().enumerate() {
+        let e = with(*edit).expect_err("must be refused").to_string();
+        for w in *words {
+            assert!(e.contains(w), "case {i}: {e:?} does not name {w:?}");
+        }
+    }
 }
 
 #[test]
