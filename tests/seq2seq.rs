@@ -1,9 +1,9 @@
-//! The seq2seq family against PyTorch: the three trained G2P set-ups (fixtures from
-//! weights/make_g2p_fixtures.py) decoded greedily (tokens equal, per-step log-probabilities within
-//! 1e-2) and with beam search (k = 4, equal to weights/seq2seq.py's reference beam search, and the
-//! best hypothesis's attention weights per step within 5e-3 of the reference's), the chunked loop
-//! against one submission per step, the top-k and beam-select kernels against their CPU
-//! references, and error cases.
+//! The seq2seq family against PyTorch: the trained G2P set-ups (fixtures from
+//! weights/make_g2p_fixtures.py; Luong and Bahdanau step orders) decoded greedily by the fused and
+//! the per-op decoders (tokens equal, per-step log-probabilities within 1e-2) and with beam search
+//! (k = 4, equal to weights/seq2seq.py's reference beam search, and the best hypothesis's attention
+//! weights per step within 5e-3 of the reference's), the chunked loop against one submission per
+//! step, the top-k and beam-select kernels against their CPU references, and error cases.
 
 mod common;
 
@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use heedful::gpu::Recorder;
 use heedful::kernels::{beam, topk};
-use heedful::models::seq2seq::{AttentionKind, DecodeKernel, DecodeOptions, Seq2Seq};
+use heedful::models::seq2seq::{
+    AttentionKind, AttentionOrder, DecodeKernel, DecodeOptions, Seq2Seq,
+};
 use heedful::{DType, Tensor};
 use serde_json::Value;
 
@@ -68,7 +70,7 @@ fn check_greedy(setup: &str) {
     let fused = !matches!(
         model.attention(),
         AttentionKind::MultiHead | AttentionKind::Tutorial
-    );
+    ) && model.config().attention_order().expect("order") == AttentionOrder::Luong;
     let mut runs = vec![(DecodeKernel::PerOp, 8usize, ids.len())];
     if fused {
         runs.extend([
@@ -372,6 +374,85 @@ fn beam_gru_additive_input_feeding() {
 #[test]
 fn beam_lstm_general_stack() {
     check_beam("lstm_general");
+}
+
+#[test]
+fn greedy_gru_bahdanau() {
+    check_greedy("gru_bahdanau");
+}
+
+#[test]
+fn beam_gru_bahdanau() {
+    check_beam("gru_bahdanau");
+}
+
+/// An edit of a config's `decoder` object.
+type Edit = fn(&mut Value);
+
+/// The Bahdanau order's config checks: errors name the key and the value at fault.
+#[test]
+fn bahdanau_config_errors() {
+    use heedful::models::seq2seq::{AttentionOrder, Config};
+    let fx = fixture("g2p_gru_bahdanau.json");
+    let model_path = root().join(fx["model"].as_str().expect("model"));
+    let file = heedful::weights::WeightFile::open(&model_path).expect("open");
+    let base = file.config_json().expect("config").clone();
+    let cfg = Config::from_json(&base).expect("the exported config parses");
+    assert_eq!(
+        cfg.attention_order().expect("order"),
+        AttentionOrder::Bahdanau
+    );
+    let with = |edit: Edit| {
+        let mut v = base.clone();
+        edit(&mut v["decoder"]);
+        Config::from_json(&v)
+    };
+    // The default is the Luong order.
+    let luong = with(|d| {
+        d.as_object_mut()
+            .expect("decoder")
+            .remove("attention_order");
+    })
+    .expect("no attention_order");
+    assert_eq!(
+        luong.attention_order().expect("order"),
+        AttentionOrder::Luong
+    );
+    let cases: [(Edit, &[&str]); 5] = [
+        (
+            |d| {
+                d["attention"] = "tutorial".into();
+                d["max_length"] = 21.into();
+            },
+            &["decoder.attention_order", "bahdanau", "tutorial"],
+        ),
+        (
+            |d| d["attention"] = "none".into(),
+            &["decoder.attention_order", "bahdanau", "none"],
+        ),
+        (
+            |d| d["input_feeding"] = true.into(),
+            &[
+                "decoder.input_feeding",
+                "decoder.attention_order",
+                "bahdanau",
+            ],
+        ),
+        (
+            |d| d["attn_layer"] = true.into(),
+            &["decoder.attn_layer", "decoder.attention_order", "bahdanau"],
+        ),
+        (
+            |d| d["attention_order"] = "sideways".into(),
+            &["decoder.attention_order", "sideways"],
+        ),
+    ];
+    for (i, (edit, words)) in cases.iter().enumerate() {
+        let e = with(*edit).expect_err("must be refused").to_string();
+        for w in *words {
+            assert!(e.contains(w), "case {i}: {e:?} does not name {w:?}");
+        }
+    }
 }
 
 #[test]
@@ -693,4 +774,31 @@ fn warm_decodes_create_no_gpu_objects() {
     // A fresh model (fresh buffers) agrees with the replayed plans.
     let fresh = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).unwrap();
     assert_eq!(fresh.decode(&gpu, &x, &opts(4, 8)).unwrap(), cold[1]);
+}
+
+#[test]
+fn fused_kernel_refuses_what_it_does_not_run() {
+    let gpu = common::gpu();
+    let word = |m: &Seq2Seq| vec![m.encode_text("kernel").expect("encode")];
+    let fused = |beam: usize| DecodeOptions {
+        kernel: DecodeKernel::Fused,
+        beam,
+        ..Default::default()
+    };
+    for (model, what) in [
+        ("g2p_lstm_mha", "multihead"),
+        ("g2p_gru_tutorial", "tutorial"),
+        ("g2p_gru_bahdanau", "bahdanau"),
+    ] {
+        let m = Seq2Seq::load(&gpu, &root().join(format!("weights/{model}.safetensors")))
+            .expect("load");
+        let e = m.decode(&gpu, &word(&m), &fused(1)).unwrap_err();
+        assert!(e.to_string().contains(what), "{model}: {e}");
+        // Auto falls back to the per-op decoder.
+        assert!(m.decode(&gpu, &word(&m), &DecodeOptions::default()).is_ok());
+    }
+    let m = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
+    let e = m.decode(&gpu, &word(&m), &fused(4)).unwrap_err();
+    assert!(e.to_string().contains("beam"), "{e}");
+    assert!(m.decode(&gpu, &word(&m), &fused(1)).is_ok());
 }

@@ -24,18 +24,34 @@ Config keys (all sizes are ints):
       input_feeding previous context concatenated to the embedded input (bool)
       attn_layer    Luong attentional layer: out = tanh(W_c [context; h]) (bool)
       max_length    tutorial: number of encoder positions the attention Linear scores
+      attention_order "luong" (default) or "bahdanau": see the two step orders below
     }
     bridge        "final": decoder layer l starts from encoder layer l's final state (the
                   directions concatenated; needs decoder hidden = D * encoder hidden and equal
                   layer counts); "zeros": decoder starts from zeros
 
-One decoder step (Luong order, every attention but "tutorial"):
+One decoder step, Luong order (decoder.attention_order "luong", the default; every attention but
+"tutorial"): the cell runs first, attention is scored with its NEW top hidden state h:
 
     x   = emb(y_prev)            (+ [x; ctx_prev] with input_feeding)
     h   = rnn_stack(x, state)    (top layer output h)
     ctx, w = attention(h, memory, mask)
     o   = tanh(W_c [ctx; h])     if attn_layer else ([ctx; h] if attention else h)
     logits = out(o)
+
+One decoder step, Bahdanau order (decoder.attention_order "bahdanau", Bahdanau et al. 2015):
+attention is scored with the PREVIOUS top-layer hidden state h_prev (the decoder's initial state
+at the first step) and its context is both the cell's input and a direct input of the output
+projection:
+
+    e   = emb(y_prev)
+    ctx, w = attention(h_prev, memory, mask)     (dot, general, additive or multihead)
+    h   = rnn_stack([e; ctx], state)             (layer 0 input width emb + ctx)
+    logits = out([h; ctx; e])                    (out: Linear(hidden + ctx + emb -> tgt_vocab))
+
+The weights w kept for display are that step's. The context is recomputed each step, so
+input_feeding and attn_layer have no meaning there and are rejected when true, as are the
+attentions "none" and "tutorial".
 
 "tutorial" (the PyTorch seq2seq tutorial's AttnDecoderRNN): scores come from a Linear over
 [emb; h_prev] onto max_length positions (softmax over all of them; encoder outputs are zero past
@@ -54,6 +70,7 @@ import torch.nn.functional as F
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn_relu": nn.RNN}
 ATTENTIONS = ("none", "dot", "general", "additive", "multihead", "tutorial")
+ORDERS = ("luong", "bahdanau")
 
 
 def _rnn(cell, inp, hidden, layers, bidirectional=False):
@@ -145,7 +162,24 @@ class Decoder(nn.Module):
         self.cell, self.kind = d["cell"], d.get("attention", "none")
         assert self.kind in ATTENTIONS, self.kind
         hid = d["hidden"]
+        self.order = d.get("attention_order", "luong")
+        if self.order not in ORDERS:
+            raise ValueError(f"decoder.attention_order {self.order!r}: expected one of {ORDERS}")
         self.emb = nn.Embedding(cfg["tgt_vocab"], d["emb"])
+        if self.order == "bahdanau":
+            if self.kind in ("none", "tutorial"):
+                raise ValueError(f"decoder.attention_order \"bahdanau\" needs dot, general, "
+                                 f"additive or multihead attention, not {self.kind!r}")
+            for key in ("input_feeding", "attn_layer"):
+                if d.get(key):
+                    raise ValueError(f"decoder.{key} must be false with decoder.attention_order "
+                                     f"\"bahdanau\" (the context is recomputed each step)")
+            self.attention = Attention(self.kind, hid, mem_dim, d.get("attn_dim"), d.get("heads", 1))
+            self.ctx_dim = self.attention.ctx_dim
+            self.input_feeding = self.attn_layer = False
+            self.rnn = _rnn(self.cell, d["emb"] + self.ctx_dim, hid, d["layers"])
+            self.out = nn.Linear(hid + self.ctx_dim + d["emb"], cfg["tgt_vocab"])
+            return
         if self.kind == "tutorial":
             self.max_length = d["max_length"]
             self.attn = nn.Linear(d["emb"] + hid, self.max_length)
@@ -190,6 +224,12 @@ class Decoder(nn.Module):
     def step(self, y, state, ctx_prev, mem, mask):
         """y [B] ids -> logits [B, V], new state, ctx [B, C], attention weights [B, T or max_length]."""
         x = self.emb(y)
+        if self.order == "bahdanau":
+            h_prev = (state[0] if self.cell == "lstm" else state)[-1]
+            ctx, w = self.attention(h_prev, mem, mask)
+            out, state = self.rnn(torch.cat([x, ctx], -1)[:, None, :], state)
+            h = out[:, 0]
+            return self.out(torch.cat([h, ctx, x], -1)), state, ctx, w
         if self.kind == "tutorial":
             h_prev = (state[0] if self.cell == "lstm" else state)[-1]
             w = torch.softmax(self.attn(torch.cat([x, h_prev], -1)), -1)

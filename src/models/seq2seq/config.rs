@@ -53,6 +53,14 @@ pub struct DecoderConfig {
     /// Tutorial attention: positions scored.
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// When attention is computed in a step (key `decoder.attention_order`): "luong" (default)
+    /// or "bahdanau"; see [`AttentionOrder`].
+    #[serde(default = "luong")]
+    pub attention_order: String,
+}
+
+fn luong() -> String {
+    "luong".into()
 }
 
 fn none() -> String {
@@ -122,6 +130,23 @@ pub enum AttentionKind {
     Tutorial,
 }
 
+/// The order of one decoder step (key `decoder.attention_order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionOrder {
+    /// "luong" (the default): the cell stack runs first on the embedded input (with
+    /// `input_feeding`, `[emb; ctx_prev]`); attention is then scored with the NEW top hidden
+    /// state `h_t`, and the output projection reads `[ctx_t; h_t]` (or `tanh(W_c [ctx_t; h_t])`
+    /// with `attn_layer`, or `h_t` without attention).
+    Luong,
+    /// "bahdanau" (Bahdanau et al. 2015): attention is scored first, with the PREVIOUS top-layer
+    /// hidden state `h_{t-1}` (the decoder's initial state at step 0) as the query; the cell
+    /// input is `[emb; ctx_t]`; the cell stack runs; the output projection reads
+    /// `[h_t; ctx_t; emb]` (`decoder.out.weight` `[tgt_vocab, hidden + ctx + emb]`). The kept
+    /// attention weights are that step's. Needs dot, general, additive or multihead attention;
+    /// `input_feeding` and `attn_layer` must be false.
+    Bahdanau,
+}
+
 /// Parses a cell name.
 pub fn cell_kind(name: &str) -> Result<CellKind> {
     Ok(match name {
@@ -162,6 +187,20 @@ impl Config {
                     format!(
                         "attention {other:?}: expected none, dot, general, additive, multihead or tutorial"
                     ),
+                ))
+            }
+        })
+    }
+
+    /// The decoder step order (key `decoder.attention_order`).
+    pub fn attention_order(&self) -> Result<AttentionOrder> {
+        Ok(match self.decoder.attention_order.as_str() {
+            "luong" => AttentionOrder::Luong,
+            "bahdanau" => AttentionOrder::Bahdanau,
+            other => {
+                return Err(Error::invalid(
+                    OP,
+                    format!("decoder.attention_order {other:?}: expected luong or bahdanau"),
                 ))
             }
         })
@@ -279,6 +318,33 @@ impl Config {
                 ))
             }
             _ => {}
+        }
+        if self.attention_order()? == AttentionOrder::Bahdanau {
+            if matches!(att, AttentionKind::None | AttentionKind::Tutorial) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "decoder.attention_order \"bahdanau\" needs dot, general, additive or \
+                         multihead attention, not decoder.attention {:?}",
+                        d.attention
+                    ),
+                ));
+            }
+            for (key, on) in [
+                ("input_feeding", d.input_feeding),
+                ("attn_layer", d.attn_layer),
+            ] {
+                if on {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "decoder.{key} true is not allowed with decoder.attention_order \
+                             \"bahdanau\" (its context is recomputed each step and feeds the \
+                             cell and the output projection directly)"
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

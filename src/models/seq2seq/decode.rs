@@ -18,7 +18,7 @@ use crate::kernels::{concat::record_concat, embedding::record_embedding, layout,
 use crate::tensor::{DType, Tensor};
 
 use super::fused::{self, FusedLoop};
-use super::{AttnParams, Encoded, Linear, Seq2Seq, OP};
+use super::{AttentionOrder, AttnParams, Encoded, Linear, Seq2Seq, OP};
 
 /// How to decode.
 #[derive(Clone, Copy, Debug)]
@@ -589,8 +589,8 @@ impl Seq2Seq {
             match (&self.fused_blob, fused::loop_dims(&self.cfg)?) {
                 (Some(_), Some(dims)) => dims.check(gpu, t).err().map(|e| e.to_string()),
                 _ => Some(format!(
-                    "the fused decoder does not run {} attention",
-                    self.cfg.decoder.attention
+                    "the fused decoder does not run {} attention in {} order",
+                    self.cfg.decoder.attention, self.cfg.decoder.attention_order
                 )),
             }
         };
@@ -756,6 +756,9 @@ impl Seq2Seq {
         let (hid, e) = (d.hidden, d.emb);
         let emb = zeros(&gpu, &[r, e])?;
         record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
+        if self.order == AttentionOrder::Bahdanau {
+            return self.record_bahdanau_step(rec, mem, st, &emb, r);
+        }
         let top = &st.h_new[d.layers - 1];
         let x0 = match &self.attn {
             AttnParams::Tutorial {
@@ -815,86 +818,11 @@ impl Seq2Seq {
             | AttnParams::General { .. }
             | AttnParams::Additive { .. }
             | AttnParams::MultiHead { .. } => {
-                let t = mem.mem.shape()[1];
-                let m = mem.mem.shape()[2];
-                let w = st
-                    .weights
-                    .as_ref()
-                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
                 let ctx_new = st
                     .ctx_new
                     .as_ref()
                     .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
-                if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
-                    let a = self.cfg.ctx_dim();
-                    let dh = a / heads;
-                    let (kh, vh) = mem.kv.as_ref().ok_or_else(|| Error::invalid(OP, "no kv"))?;
-                    let qv = zeros(&gpu, &[r, a])?;
-                    lin(rec, top, q, &qv)?;
-                    let sc = zeros(&gpu, &[r, *heads, 1, t])?;
-                    record_matmul_bt(
-                        rec,
-                        &qv.reshape(&[r, *heads, 1, dh])?,
-                        kh,
-                        &sc,
-                        1.0 / (dh as f32).sqrt(),
-                    )?;
-                    let mask = mem
-                        .mask
-                        .as_ref()
-                        .ok_or_else(|| Error::invalid(OP, "no mask"))?;
-                    let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
-                    record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
-                    let wh = zeros(&gpu, &[r, *heads, 1, t])?;
-                    softmax::record_softmax(rec, &sc2, &wh)?;
-                    let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
-                    record_matmul(rec, &wh, vh, &ch)?;
-                    lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
-                    let avg = mem
-                        .avg
-                        .as_ref()
-                        .ok_or_else(|| Error::invalid(OP, "no avg"))?;
-                    record_matmul(
-                        rec,
-                        avg,
-                        &wh.reshape(&[r, *heads, t])?,
-                        &w.reshape(&[r, 1, t])?,
-                    )?;
-                } else {
-                    // One fused dispatch: scores, masked softmax, context.
-                    let score = match &self.attn {
-                        AttnParams::General { w } => Score::General { w: &w.w },
-                        AttnParams::Additive { w_q, w_k, v } => Score::Additive {
-                            w_q,
-                            v,
-                            b: w_k
-                                .b
-                                .as_ref()
-                                .ok_or_else(|| Error::invalid(OP, "no bias"))?,
-                            keys_proj: mem
-                                .keys_proj
-                                .as_ref()
-                                .ok_or_else(|| Error::invalid(OP, "no keys_proj"))?,
-                        },
-                        _ => Score::Dot,
-                    };
-                    let scratch = mem
-                        .scratch
-                        .as_ref()
-                        .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
-                    memory_attention::record_memory_attention(
-                        rec,
-                        score,
-                        top,
-                        &mem.mem,
-                        &mem.mem,
-                        mem.valid.as_ref(),
-                        ctx_new,
-                        w,
-                        scratch,
-                    )?;
-                    let _ = m;
-                }
+                self.record_attention(rec, mem, st, top, r)?;
                 let c = ctx_new.shape()[1];
                 let oc = zeros(&gpu, &[r, c + hid])?;
                 record_concat(rec, ctx_new, top, &oc)?;
@@ -912,6 +840,142 @@ impl Seq2Seq {
         }
         topk::record_topk(rec, &logits, &st.ids, &st.logp)?;
         Ok(())
+    }
+
+    /// Records the attention of one step (dot, general, additive or multi-head) with `query`
+    /// `[R, hidden]`: writes `st.ctx_new` `[R, C]` and `st.weights`.
+    fn record_attention(
+        &self,
+        rec: &mut Recorder,
+        mem: &Memory,
+        st: &Step,
+        query: &Tensor,
+        r: usize,
+    ) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let t = mem.mem.shape()[1];
+        let w = st
+            .weights
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+        let ctx_new = st
+            .ctx_new
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+        if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
+            let a = self.cfg.ctx_dim();
+            let dh = a / heads;
+            let (kh, vh) = mem.kv.as_ref().ok_or_else(|| Error::invalid(OP, "no kv"))?;
+            let qv = zeros(&gpu, &[r, a])?;
+            lin(rec, query, q, &qv)?;
+            let sc = zeros(&gpu, &[r, *heads, 1, t])?;
+            record_matmul_bt(
+                rec,
+                &qv.reshape(&[r, *heads, 1, dh])?,
+                kh,
+                &sc,
+                1.0 / (dh as f32).sqrt(),
+            )?;
+            let mask = mem
+                .mask
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no mask"))?;
+            let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
+            record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
+            let wh = zeros(&gpu, &[r, *heads, 1, t])?;
+            softmax::record_softmax(rec, &sc2, &wh)?;
+            let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
+            record_matmul(rec, &wh, vh, &ch)?;
+            lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
+            let avg = mem
+                .avg
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no avg"))?;
+            record_matmul(
+                rec,
+                avg,
+                &wh.reshape(&[r, *heads, t])?,
+                &w.reshape(&[r, 1, t])?,
+            )?;
+        } else {
+            // One fused dispatch: scores, masked softmax, context.
+            let score = match &self.attn {
+                AttnParams::General { w } => Score::General { w: &w.w },
+                AttnParams::Additive { w_q, w_k, v } => Score::Additive {
+                    w_q,
+                    v,
+                    b: w_k
+                        .b
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no bias"))?,
+                    keys_proj: mem
+                        .keys_proj
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no keys_proj"))?,
+                },
+                _ => Score::Dot,
+            };
+            let scratch = mem
+                .scratch
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
+            memory_attention::record_memory_attention(
+                rec,
+                score,
+                query,
+                &mem.mem,
+                &mem.mem,
+                mem.valid.as_ref(),
+                ctx_new,
+                w,
+                scratch,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records one decoder step in the Bahdanau order (`decoder.attention_order` "bahdanau"):
+    /// attention scored with the previous top-layer state `st.h[L-1]` writes `ctx_new` and
+    /// `weights`; the cell stack runs on `[emb; ctx_new]`; logits = out(`[h_new; ctx_new; emb]`);
+    /// then the top-k. `emb` is the step's embedded input `[R, emb]`.
+    fn record_bahdanau_step(
+        &self,
+        rec: &mut Recorder,
+        mem: &Memory,
+        st: &Step,
+        emb: &Tensor,
+        r: usize,
+    ) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let d = &self.cfg.decoder;
+        let (hid, e) = (d.hidden, d.emb);
+        let h_prev = &st.h[d.layers - 1];
+        self.record_attention(rec, mem, st, h_prev, r)?;
+        let ctx = st
+            .ctx_new
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+        let c = ctx.shape()[1];
+        let x0 = zeros(&gpu, &[r, e + c])?;
+        record_concat(rec, emb, ctx, &x0)?;
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
+            cell.record_forward(
+                rec,
+                x,
+                Some(&st.h[l]),
+                st.c.get(l),
+                &st.h_new[l],
+                st.c_new.get(l),
+            )?;
+        }
+        let hc = zeros(&gpu, &[r, hid + c])?;
+        record_concat(rec, &st.h_new[d.layers - 1], ctx, &hc)?;
+        let hce = zeros(&gpu, &[r, hid + c + e])?;
+        record_concat(rec, &hc, emb, &hce)?;
+        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
+        lin(rec, &hce, &self.out, &logits)?;
+        topk::record_topk(rec, &logits, &st.ids, &st.logp)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! It runs decoders with LSTM / GRU / RNN cells (any number of layers), no / dot / general /
 //! additive attention in Luong order, input feeding and the attentional layer. Multi-head and the
-//! tutorial's attention, and beam search, use the per-op decoder.
+//! tutorial's attention, the Bahdanau step order, and beam search use the per-op decoder.
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Recorder};
@@ -13,11 +13,14 @@ use crate::kernels::decoder_loop::{
 use crate::tensor::{DType, Tensor};
 use crate::weights::WeightFile;
 
-use super::{config, AttentionKind, Config};
+use super::{config, AttentionKind, AttentionOrder, Config};
 
 /// The fused kernel's sizes for `cfg`, or `None` when it does not run this architecture.
 pub(super) fn loop_dims(cfg: &Config) -> Result<Option<DecoderLoopDims>> {
     let d = &cfg.decoder;
+    if cfg.attention_order()? != AttentionOrder::Luong {
+        return Ok(None);
+    }
     let attention = match cfg.attention()? {
         AttentionKind::None => LoopAttention::None,
         AttentionKind::Dot => LoopAttention::Dot,

@@ -8,7 +8,10 @@
 //! - Decoder: embedding, a stack of LSTM / GRU / RNN cells ([`crate::ops::RecurrentCell`]),
 //!   attention over the encoder states (dot, general, multi-head, or the PyTorch tutorial's
 //!   Linear over `[emb; h]` onto `max_length` positions), input feeding and the Luong attentional
-//!   layer as options, output projection.
+//!   layer as options, output projection. Two step orders (`decoder.attention_order`, see
+//!   [`AttentionOrder`]): Luong (cell, then attention with the new state) and Bahdanau
+//!   (attention with the previous state, then the cell on `[emb; ctx]`, output from
+//!   `[h; ctx; emb]`).
 //! - Decoding ([`Seq2Seq::decode`]): greedy or beam search. One decoder step is recorded once;
 //!   a chunk of `steps_per_submit` steps is then one submission, in which each step's top-k feeds
 //!   the next step's embedding lookup on the GPU (and the beam's selection and state reordering
@@ -41,7 +44,7 @@ use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec};
 use crate::tensor::{DType, Tensor};
 use crate::weights::{Hold, WeightFile};
 
-pub use config::{AttentionKind, Config};
+pub use config::{AttentionKind, AttentionOrder, Config};
 pub use decode::{DecodeKernel, DecodeOptions, Decoded};
 
 const OP: &str = "seq2seq";
@@ -86,6 +89,7 @@ enum AttnParams {
 pub struct Seq2Seq {
     cfg: Config,
     kind: AttentionKind,
+    order: AttentionOrder,
     src_emb: Tensor,
     encoder: RecurrentLayer,
     dec_emb: Tensor,
@@ -160,6 +164,8 @@ impl Seq2Seq {
 
     fn from_file(gpu: &Gpu, f: &WeightFile, cfg: Config) -> Result<Seq2Seq> {
         let kind = cfg.attention()?;
+        let order = cfg.attention_order()?;
+        let bahdanau = order == AttentionOrder::Bahdanau;
         let (e, d) = (&cfg.encoder, &cfg.decoder);
         f.expect_shape("encoder.emb.weight", &[cfg.src_vocab, e.emb])?;
         let src_emb = f.upload(gpu, "encoder.emb.weight", Hold::F16)?;
@@ -185,7 +191,7 @@ impl Seq2Seq {
         for l in 0..d.layers {
             let input = if l > 0 {
                 hid
-            } else if feeding {
+            } else if feeding || bahdanau {
                 d.emb + ctx
             } else {
                 d.emb
@@ -243,8 +249,9 @@ impl Seq2Seq {
         } else {
             None
         };
-        let out_in = if kind == AttentionKind::None || kind == AttentionKind::Tutorial || attn_layer
-        {
+        let out_in = if bahdanau {
+            hid + ctx + d.emb
+        } else if kind == AttentionKind::None || kind == AttentionKind::Tutorial || attn_layer {
             hid
         } else {
             ctx + hid
@@ -254,6 +261,7 @@ impl Seq2Seq {
         Ok(Seq2Seq {
             cfg,
             kind,
+            order,
             src_emb,
             encoder,
             dec_emb,
@@ -275,6 +283,11 @@ impl Seq2Seq {
     /// The attention kind.
     pub fn attention(&self) -> AttentionKind {
         self.kind
+    }
+
+    /// The decoder step order.
+    pub fn attention_order(&self) -> AttentionOrder {
+        self.order
     }
 
     /// Input ids of `text` by the config's `src_tokens` (one symbol per character; unknown ones
