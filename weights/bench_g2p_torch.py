@@ -68,10 +68,9 @@ def main():
             wps = len(words) / s
             shape = f"B{batch} words{len(words)}"
             line = f"{mode:<7} {shape:<14} torch {wps:8.1f} words/s"
-            for spp in (1, 4, 8):
-                key = (f"g2p:{mode}:steps{spp}", shape)
-                if key in hf:
-                    line += f"  heedful steps{spp} {hf[key]:.1f} ({hf[key] / wps:.2f}x)"
+            for (op, sh), h in sorted(hf.items()):
+                if sh == shape and op.startswith(f"g2p:{mode}:"):
+                    line += f"\n    heedful {op[len('g2p:'):]:<34} {h:8.1f} words/s ({h / wps:.2f}x)"
             print(line, flush=True)
 
 

@@ -1,21 +1,30 @@
 //! The `seq2seq` suite: words per second of the bundled G2P model (weights/g2p_rnn_dot.safetensors)
 //! on held-out cmudict words (weights/fixtures/g2p_rnn_dot.json), at batch 1 and 64, greedy and
 //! beam 4, with 1 decoding step per submission (a readback after every step, the classic host
-//! loop) next to the GPU-resident chunked loop (4 and 8 steps per submission, and an input-sized
-//! first submission followed by 1 or 2 steps per submission), side by side.
-//! Wall-clock timing of whole `decode` calls (encoder included), median of repeated runs.
-//! `weights/bench_g2p_torch.py` times PyTorch on the CPU on the same words for the ratio.
+//! loop) next to the GPU-resident chunked loop (4 and 8 steps per submission, all steps in one
+//! submission, and an input-sized first submission followed by 2 steps per submission), for both
+//! greedy decoders: the fused kernel (one dispatch per chunk) and the per-op one (~10 dispatches
+//! per step). Beam search runs per-op.
+//!
+//! Wall-clock timing of whole `decode` calls (encoder included). The cases of one batch size and
+//! mode are timed in interleaved rounds (one run of each per round, medians over the rounds), so a
+//! change of machine load or driver state during the run moves every case alike and the ratios
+//! between them hold. `weights/bench_g2p_torch.py` times PyTorch on the CPU on the same words.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{BenchCtx, BenchLine};
 use crate::error::{Error, Result};
-use crate::models::seq2seq::{cli::bundled_model, DecodeOptions, Seq2Seq};
+use crate::models::seq2seq::{cli::bundled_model, DecodeKernel, DecodeOptions, Seq2Seq};
 
-/// (steps per submission, first submission's steps per input symbol) compared: (1, 0) is the
-/// baseline (one submission and one readback per step).
-pub const SCHEDULES: [(usize, f32); 5] = [(1, 0.0), (4, 0.0), (8, 0.0), (1, 0.5), (2, 0.5)];
+/// (steps per submission, first submission's steps per input symbol) compared; `usize::MAX` steps
+/// is one submission for the whole decode. (1, 0) is the baseline: one submission and one readback
+/// per step.
+pub const SCHEDULES: [(usize, f32); 5] = [(1, 0.0), (4, 0.0), (8, 0.0), (usize::MAX, 0.0), (2, 0.5)];
+
+/// Rounds of the interleaved timing.
+const ROUNDS: usize = 7;
 
 fn words() -> Result<Vec<Vec<u32>>> {
     let path = bundled_model().with_file_name("fixtures/g2p_rnn_dot.json");
@@ -41,6 +50,19 @@ fn words() -> Result<Vec<Vec<u32>>> {
     Ok(ids)
 }
 
+fn schedule_name(spp: usize, first: f32) -> String {
+    let steps = if spp == usize::MAX {
+        "all".to_string()
+    } else {
+        spp.to_string()
+    };
+    if first > 0.0 {
+        format!("steps{steps}+first{first}L")
+    } else {
+        format!("steps{steps}")
+    }
+}
+
 /// Runs the suite.
 pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
     let gpu = ctx.gpu.clone();
@@ -48,66 +70,93 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
     let all = words()?;
     for (batch, n_words) in [(1usize, 16usize), (64, 64)] {
         let set = &all[..n_words.min(all.len())];
+        let shape = format!("B{batch} words{}", set.len());
         for beam in [1usize, 4] {
+            let kernels: &[(DecodeKernel, &str)] = if beam == 1 {
+                &[(DecodeKernel::Fused, "fused"), (DecodeKernel::PerOp, "perop")]
+            } else {
+                &[(DecodeKernel::PerOp, "perop")]
+            };
             let mode = if beam == 1 { "greedy" } else { "beam4" };
-            let shape = format!("B{batch} words{}", set.len());
-            let mut base_wps = None;
-            for (spp, first) in SCHEDULES {
-                let op = if first > 0.0 {
-                    format!("g2p:{mode}:steps{spp}+first{first}L")
-                } else {
-                    format!("g2p:{mode}:steps{spp}")
-                };
-                if !ctx.wants(&op, &shape) {
-                    continue;
-                }
-                let opts = DecodeOptions {
-                    beam,
-                    steps_per_submit: spp,
-                    first_steps_per_input: first,
-                    ..Default::default()
-                };
-                let run = || -> Result<f64> {
-                    let t = Instant::now();
-                    for part in set.chunks(batch) {
-                        model.decode(&gpu, part, &opts)?;
+            // (op name, options) of every case of this batch size and mode.
+            let mut cases = Vec::new();
+            for &(kernel, kname) in kernels {
+                for (spp, first) in SCHEDULES {
+                    let op = format!("g2p:{mode}:{kname}:{}", schedule_name(spp, first));
+                    if ctx.wants(&op, &shape) {
+                        let opts = DecodeOptions {
+                            beam,
+                            steps_per_submit: spp.min(model.config().max_len),
+                            first_steps_per_input: first,
+                            kernel,
+                            ..Default::default()
+                        };
+                        cases.push((op, kname, spp == 1 && first == 0.0, opts));
                     }
-                    Ok(t.elapsed().as_secs_f64())
-                };
-                run()?; // warm-up: pipelines
-                let s0 = gpu.counters().submits.load(Ordering::Relaxed);
-                let mut samples = Vec::new();
-                let mut total = 0.0;
-                while samples.len() < 3 || (total < ctx.target_s && samples.len() < 10) {
-                    let s = run()?;
-                    total += s;
-                    samples.push(s);
                 }
-                let subs = gpu.counters().submits.load(Ordering::Relaxed) - s0;
-                samples.sort_by(f64::total_cmp);
-                let med = samples[samples.len() / 2];
-                let wps = set.len() as f64 / med;
+            }
+            if cases.is_empty() {
+                continue;
+            }
+            let run = |opts: &DecodeOptions| -> Result<f64> {
+                let t = Instant::now();
+                for part in set.chunks(batch) {
+                    model.decode(&gpu, part, opts)?;
+                }
+                Ok(t.elapsed().as_secs_f64())
+            };
+            let mut samples = vec![Vec::new(); cases.len()];
+            let mut submits = vec![0u64; cases.len()];
+            for (_, _, _, opts) in &cases {
+                run(opts)?; // warm-up: pipelines and plans
+            }
+            for _ in 0..ROUNDS {
+                for (i, (_, _, _, opts)) in cases.iter().enumerate() {
+                    let s0 = gpu.counters().submits.load(Ordering::Relaxed);
+                    samples[i].push(run(opts)?);
+                    submits[i] += gpu.counters().submits.load(Ordering::Relaxed) - s0;
+                }
+            }
+            let wps: Vec<f64> = samples
+                .iter_mut()
+                .map(|v| {
+                    v.sort_by(f64::total_cmp);
+                    set.len() as f64 / v[v.len() / 2]
+                })
+                .collect();
+            // Baselines: each kernel's one-step-per-submission case, and the per-op one.
+            let base_of = |kname: &str| {
+                cases
+                    .iter()
+                    .position(|c| c.1 == kname && c.2)
+                    .map(|i| wps[i])
+            };
+            for (i, (op, kname, _, _)) in cases.iter().enumerate() {
                 let mut extra = vec![
-                    ("words_per_s".to_string(), format!("{wps:.1}")),
+                    ("words_per_s".to_string(), format!("{:.1}", wps[i])),
                     (
                         "submits_per_word".to_string(),
-                        format!("{:.1}", subs as f64 / (samples.len() * set.len()) as f64),
+                        format!("{:.1}", submits[i] as f64 / (ROUNDS * set.len()) as f64),
                     ),
-                    ("reps".to_string(), samples.len().to_string()),
+                    ("rounds".to_string(), ROUNDS.to_string()),
                 ];
-                match base_wps {
-                    None if spp == 1 && first == 0.0 => base_wps = Some(wps),
-                    Some(b) => {
-                        extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps / b)))
+                if let Some(b) = base_of(kname) {
+                    extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps[i] / b)));
+                }
+                if *kname != "perop" {
+                    if let Some(b) = base_of("perop") {
+                        extra.push((
+                            "speedup_vs_perop_steps1".to_string(),
+                            format!("{:.2}", wps[i] / b),
+                        ));
                     }
-                    None => {}
                 }
                 ctx.push(BenchLine {
                     suite: "seq2seq".into(),
-                    op,
+                    op: op.clone(),
                     shape: shape.clone(),
                     dtype: "f32 x f16".into(),
-                    median_ms: med * 1e3,
+                    median_ms: set.len() as f64 / wps[i] * 1e3,
                     gflops: None,
                     gbps: None,
                     roofline_share: None,
