@@ -47,7 +47,7 @@ struct Params {
     r: u32,          // R
     t: u32,          // T
     max_len: u32,    // steps a sequence may take in all
-    _pad0: u32,
+    gates: u32,      // G
     eos: u32,        // end token
     keep_attn: u32,  // 1: write attention weights to `attn`
     c_base: u32,
@@ -55,19 +55,18 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> blob: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> mem: array<f32>;
-@group(0) @binding(3) var<storage, read> kp: array<f32>;
+// mem (binding 2) and kp (binding 3) are declared by Rust (vec4 arrays when M, resp. A, is a
+// multiple of 4) with the accessors mem_at / mem_at4 and kp_at / kp_at4.
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ctl: array<u32>;
 @group(0) @binding(6) var<storage, read_write> toks: array<u32>;
 @group(0) @binding(7) var<storage, read_write> logps: array<f32>;
 @group(0) @binding(8) var<storage, read_write> attn: array<f32>;
 
-// The vectors every invocation reads (float offsets SV_*, multiples of 8, padding zero): input
-// [emb | ctx] (IN0), h per layer (L x H8), LSTM c per layer (L x H8), the new hidden state (H8),
-// [context | top h] (C8 + H8), query projection (P8(max(M, A))), attentional-layer output (H8).
-var<workgroup> sv: array<vec4<f32>, NV4>;
+// sv (rnn_fused.wgsl) holds the vectors every invocation reads (float offsets SV_*, multiples of
+// 8, padding zero): input [emb | ctx] (IN0), h per layer (L x H8), LSTM c per layer (L x H8), the
+// gate pre-activations (2 G H8), [context | top h] (C8 + H8), query projection (P8(max(M, A))),
+// attentional-layer output (H8).
 // Attention weights of the current step.
 var<workgroup> wsh: array<f32, TMAX>;
 var<workgroup> red_m: array<f32, WG>;
@@ -77,75 +76,6 @@ var<workgroup> w_tok: u32;
 var<workgroup> w_run: u32;
 
 const NEG: f32 = -3.0e38;
-
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-fn tanh_s(x: f32) -> f32 {
-    // Some drivers return NaN from tanh for large |x|; tanh is +-1 in f32 beyond 15.
-    return tanh(clamp(x, -15.0, 15.0));
-}
-
-fn sv_get(i: u32) -> f32 {
-    return sv[i >> 2u][i & 3u];
-}
-
-fn sv_set(i: u32, v: f32) {
-    sv[i >> 2u][i & 3u] = v;
-}
-
-fn blob_at(i: u32) -> f32 {
-    return unpack2x16float(blob[i >> 3u][(i >> 1u) & 3u])[i & 1u];
-}
-
-fn hsum(a: vec4<f32>) -> f32 {
-    return (a.x + a.y) + (a.z + a.w);
-}
-
-// 8 weights from blob[i..i + 8] (i a multiple of 8) times xa (first 4) and xb (last 4).
-fn dot8(i: u32, xa: vec4<f32>, xb: vec4<f32>) -> vec4<f32> {
-    let q = blob[i >> 3u];
-    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)) * xa
-        + vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)) * xb;
-}
-
-// Four dot products sum_i blob[w[r] + i] * sv[x + i] for i < n; every w[r], x and n are multiples
-// of 8. Four rows share each load of x, and every load is a whole vec4: on CPU drivers the count
-// of per-lane loads, not arithmetic, bounds this loop.
-fn dot4(w: vec4<u32>, x: u32, n: u32) -> vec4<f32> {
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    let xv = x >> 2u;
-    for (var i = 0u; i < n; i += 8u) {
-        let xa = sv[xv + (i >> 2u)];
-        let xb = sv[xv + (i >> 2u) + 1u];
-        a0 += dot8(w.x + i, xa, xb);
-        a1 += dot8(w.y + i, xa, xb);
-        a2 += dot8(w.z + i, xa, xb);
-        a3 += dot8(w.w + i, xa, xb);
-    }
-    return vec4<f32>(hsum(a0), hsum(a1), hsum(a2), hsum(a3));
-}
-
-// The rows base, base + WG, base + 2 WG, base + 3 WG of a `count`-row matrix, clamped to the last
-// row (every lane runs the same loop; results of rows >= count are dropped by the caller).
-fn rows4(base: u32, count: u32) -> vec4<u32> {
-    return min(vec4<u32>(base) + vec4<u32>(0u, WG, 2u * WG, 3u * WG), vec4<u32>(count - 1u));
-}
-
-// The products of W [count, n] (offset w, row stride ld; n and ld multiples of 8) with sv[x..x + n]
-// for the rows
-// rows4(base, count).
-fn gemv4(w: u32, ld: u32, base: u32, count: u32, x: u32, n: u32) -> vec4<f32> {
-    return dot4(vec4<u32>(w) + rows4(base, count) * ld, x, n);
-}
 
 // Workgroup max (is_max) or sum; every invocation gets the result.
 fn reduce(x: f32, lid: u32, is_max: bool) -> f32 {
@@ -163,74 +93,11 @@ fn reduce(x: f32, lid: u32, is_max: bool) -> f32 {
     return r;
 }
 
-fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(sigmoid(x.x), sigmoid(x.y), sigmoid(x.z), sigmoid(x.w));
-}
-
-fn tanh4(x: vec4<f32>) -> vec4<f32> {
-    return tanh(clamp(x, vec4<f32>(-15.0), vec4<f32>(15.0)));
-}
-
-// sv[at + row] = v[i] for the rows rows4(base, count) that exist.
-fn store4(at: u32, base: u32, count: u32, v: vec4<f32>) {
-    for (var i = 0u; i < 4u; i++) {
-        let row = base + i * WG;
-        if (row < count) {
-            sv_set(at + row, v[i]);
-        }
-    }
-}
-
-// sv[at + row] for the rows rows4(base, count) (clamped).
-fn load4(at: u32, base: u32, count: u32) -> vec4<f32> {
-    let r = vec4<u32>(at) + rows4(base, count);
-    return vec4<f32>(sv_get(r.x), sv_get(r.y), sv_get(r.z), sv_get(r.w));
-}
-
-// Layer l of the cell stack, input at sv[x_off..x_off + n_in] (n_in padded): new h into SV_NEW,
-// LSTM c in place.
-// Each invocation advances units base + {0, 1, 2, 3} WG: gate g of unit j is row g H + j of
-// W_ih and W_hh.
+// Layer l of the cell stack, input at sv[x_off..x_off + n_in] (n_in padded): h of layer l and
+// LSTM c updated in place.
 fn cell_layer(l: u32, x_off: u32, n_in: u32, lid: u32) {
-    let w_ih = O_WIH + l * S_WIH;
-    let w_hh = O_WHH + l * S_WHH;
-    let b_ih = O_BIH + l * S_B;
-    let b_hh = O_BHH + l * S_B;
-    let h_off = SV_H + l * H8;
-    for (var base = lid; base < H; base += 4u * WG) {
-        var xi: array<vec4<f32>, 4>;
-        var hh: array<vec4<f32>, 4>;
-        for (var g = 0u; g < G; g++) {
-            let rows = vec4<u32>(g * H) + rows4(base, H);
-            xi[g] = dot4(vec4<u32>(w_ih) + rows * LD_WIH, x_off, n_in)
-                + vec4<f32>(blob_at(b_ih + rows.x), blob_at(b_ih + rows.y), blob_at(b_ih + rows.z), blob_at(b_ih + rows.w));
-            hh[g] = dot4(vec4<u32>(w_hh) + rows * H8, h_off, H8)
-                + vec4<f32>(blob_at(b_hh + rows.x), blob_at(b_hh + rows.y), blob_at(b_hh + rows.z), blob_at(b_hh + rows.w));
-        }
-        var h_new: vec4<f32>;
-        if (CELL == 0u) {
-            let c_new = sigmoid4(xi[1] + hh[1]) * load4(SV_C + l * H8, base, H)
-                + sigmoid4(xi[0] + hh[0]) * tanh4(xi[2] + hh[2]);
-            store4(SV_C + l * H8, base, H, c_new);
-            h_new = sigmoid4(xi[3] + hh[3]) * tanh4(c_new);
-        } else if (CELL == 1u) {
-            let r_g = sigmoid4(xi[0] + hh[0]);
-            let z_g = sigmoid4(xi[1] + hh[1]);
-            // b_hn stays inside the reset product, as in PyTorch.
-            let n_g = tanh4(xi[2] + r_g * hh[2]);
-            h_new = (1.0 - z_g) * n_g + z_g * load4(h_off, base, H);
-        } else if (CELL == 2u) {
-            h_new = tanh4(xi[0] + hh[0]);
-        } else {
-            h_new = max(xi[0] + hh[0], vec4<f32>(0.0));
-        }
-        store4(SV_NEW, base, H, h_new);
-    }
-    workgroupBarrier();
-    for (var j = lid; j < H; j += WG) {
-        sv_set(h_off + j, sv_get(SV_NEW + j));
-    }
-    workgroupBarrier();
+    cell_update(O_WIH + l * S_WIH, LD_WIH, O_WHH + l * S_WHH, O_BIH + l * S_B, O_BHH + l * S_B,
+        x_off, n_in, SV_H + l * H8, SV_C + l * H8, SV_GATES, lid);
 }
 
 // Attention of row r with the top hidden state as query: weights into wsh, context into SV_CTX.
@@ -256,14 +123,25 @@ fn attend(r: u32, len: u32, lid: u32) {
         if (t < len) {
             s = 0.0;
             let row = (r * p.t + t);
-            if (ATTN == 3u) {
+            // Whole vec4 loads where the widths allow (a constant condition).
+            if (ATTN == 3u && A % 4u == 0u) {
+                for (var a = 0u; a < A; a += 4u) {
+                    let e = tanh4(sv[(SV_QP + a) >> 2u] + kp_at4(row * A + a));
+                    s += dot(blob4(O_V + a), e);
+                }
+            } else if (ATTN == 3u) {
                 for (var a = 0u; a < A; a++) {
-                    s += blob_at(O_V + a) * tanh_s(sv_get(SV_QP + a) + kp[row * A + a]);
+                    s += blob_at(O_V + a) * tanh_s(sv_get(SV_QP + a) + kp_at(row * A + a));
+                }
+            } else if (M % 4u == 0u) {
+                let src = select(q, SV_QP, ATTN == 2u);
+                for (var d = 0u; d < M; d += 4u) {
+                    s += dot(sv[(src + d) >> 2u], mem_at4(row * M + d));
                 }
             } else {
                 let src = select(q, SV_QP, ATTN == 2u);
                 for (var d = 0u; d < M; d++) {
-                    s += sv_get(src + d) * mem[row * M + d];
+                    s += sv_get(src + d) * mem_at(row * M + d);
                 }
             }
         }
@@ -283,12 +161,22 @@ fn attend(r: u32, len: u32, lid: u32) {
         wsh[t] *= inv;
     }
     workgroupBarrier();
-    for (var c = lid; c < M; c += WG) {
-        var acc = 0.0;
-        for (var t = 0u; t < len; t++) {
-            acc += wsh[t] * mem[(r * p.t + t) * M + c];
+    if (M % 4u == 0u) {
+        for (var c = 4u * lid; c < M; c += 4u * WG) {
+            var acc = vec4<f32>(0.0);
+            for (var t = 0u; t < len; t++) {
+                acc += wsh[t] * mem_at4((r * p.t + t) * M + c);
+            }
+            sv[(SV_CTX + c) >> 2u] = acc;
         }
-        sv_set(SV_CTX + c, acc);
+    } else {
+        for (var c = lid; c < M; c += WG) {
+            var acc = 0.0;
+            for (var t = 0u; t < len; t++) {
+                acc += wsh[t] * mem_at((r * p.t + t) * M + c);
+            }
+            sv_set(SV_CTX + c, acc);
+        }
     }
     // [context | h] for the output layers.
     for (var j = lid; j < H; j += WG) {

@@ -21,7 +21,8 @@ use crate::models::seq2seq::{cli::bundled_model, DecodeKernel, DecodeOptions, Se
 /// (steps per submission, first submission's steps per input symbol) compared; `usize::MAX` steps
 /// is one submission for the whole decode. (1, 0) is the baseline: one submission and one readback
 /// per step.
-pub const SCHEDULES: [(usize, f32); 5] = [(1, 0.0), (4, 0.0), (8, 0.0), (usize::MAX, 0.0), (2, 0.5)];
+pub const SCHEDULES: [(usize, f32); 5] =
+    [(1, 0.0), (4, 0.0), (8, 0.0), (usize::MAX, 0.0), (2, 0.5)];
 
 /// Rounds of the interleaved timing.
 const ROUNDS: usize = 7;
@@ -73,7 +74,10 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         let shape = format!("B{batch} words{}", set.len());
         for beam in [1usize, 4] {
             let kernels: &[(DecodeKernel, &str)] = if beam == 1 {
-                &[(DecodeKernel::Fused, "fused"), (DecodeKernel::PerOp, "perop")]
+                &[
+                    (DecodeKernel::Fused, "fused"),
+                    (DecodeKernel::PerOp, "perop"),
+                ]
             } else {
                 &[(DecodeKernel::PerOp, "perop")]
             };
@@ -141,7 +145,10 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                     ("rounds".to_string(), ROUNDS.to_string()),
                 ];
                 if let Some(b) = base_of(kname) {
-                    extra.push(("speedup_vs_steps1".to_string(), format!("{:.2}", wps[i] / b)));
+                    extra.push((
+                        "speedup_vs_steps1".to_string(),
+                        format!("{:.2}", wps[i] / b),
+                    ));
                 }
                 if *kname != "perop" {
                     if let Some(b) = base_of("perop") {

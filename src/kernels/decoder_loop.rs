@@ -19,8 +19,9 @@ use std::ops::Range;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{compose, Dispatch, Gpu};
+use crate::gpu::{compose, declare_input, Dispatch, Elem, Gpu};
 use crate::kernels::recurrent::CellKind;
+use crate::kernels::rnn_fused::{p8, padded, wg, Packer, RNN_FUSED_SRC};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/decoder_loop.wgsl");
@@ -105,19 +106,19 @@ impl DecoderLoopDims {
         }
     }
 
-    /// Float offsets in the shared vector (all multiples of 8): x, h per layer, c per layer, new
-    /// h, [ctx | h], query projection, attentional-layer output, and the end.
+    /// Float offsets in the shared vector (all multiples of 8): x, h per layer, c per layer, gate
+    /// pre-activations, [ctx | h], query projection, attentional-layer output, and the end.
     fn shared_layout(&self) -> [usize; 8] {
         let h8 = p8(self.hidden);
         let lh = self.layers * h8;
         let x = 0;
         let h = x + padded(&self.input0_segments());
         let c = h + lh;
-        let new = c + if self.cell == CellKind::Lstm { lh } else { 0 };
-        let ctx = new + h8;
+        let gates = c + if self.cell == CellKind::Lstm { lh } else { 0 };
+        let ctx = gates + 2 * self.cell.gates() * h8;
         let qp = ctx + p8(self.ctx()) + h8;
         let o = qp + p8(self.mem.max(self.attn_dim));
-        [x, h, c, new, ctx, qp, o, o + h8]
+        [x, h, c, gates, ctx, qp, o, o + h8]
     }
 
     /// Checks the sizes against each other and the device for encoder length `t`; the error says
@@ -171,28 +172,6 @@ impl DecoderLoopDims {
     }
 }
 
-/// Invocations per workgroup. CPU drivers run a workgroup's lanes as one SIMD vector per 8 and
-/// switch between vectors at every barrier: one vector (8) was fastest on lavapipe (G2P rnn_dot
-/// step: 105 us at 8, 115 at 16, 154 at 32, 244 at 64). GPUs: 64, so that hidden sizes of a few
-/// hundred fill the lanes with the 4-row blocks (not yet measured on a GPU).
-fn wg(gpu: &Gpu) -> u32 {
-    if gpu.caps().is_cpu() {
-        8
-    } else {
-        64
-    }
-}
-
-/// `x` rounded up to a multiple of 8.
-fn p8(x: usize) -> usize {
-    x.div_ceil(8) * 8
-}
-
-/// Width of segments each padded to 8.
-fn padded(segments: &[usize]) -> usize {
-    segments.iter().map(|&s| p8(s)).sum()
-}
-
 /// Encoder length rounded up for the shared weights row (few pipeline variants).
 fn tmax(t: usize) -> usize {
     t.next_power_of_two().max(16)
@@ -231,53 +210,6 @@ pub struct DecoderBlob {
     layout: Layout,
 }
 
-/// Appends matrices to the blob.
-struct Packer {
-    data: Vec<f32>,
-}
-
-impl Packer {
-    /// Appends `[rows, sum(segments)]` (`src` empty: zeros) with each column segment padded to a
-    /// multiple of 8 (as the shared vector it multiplies) and rows to at least `min_ld`; returns
-    /// (offset, row stride).
-    fn matrix_segments(
-        &mut self,
-        what: &str,
-        src: &[f32],
-        rows: usize,
-        segments: &[usize],
-        min_ld: usize,
-    ) -> Result<(u32, u32)> {
-        let cols: usize = segments.iter().sum();
-        if !src.is_empty() && src.len() != rows * cols {
-            return Err(Error::shape(
-                OP,
-                format!("{what}: {} values, expected [{rows}, {cols}]", src.len()),
-            ));
-        }
-        let ld = padded(segments).max(min_ld);
-        let at = self.data.len();
-        self.data.resize(at + rows * ld, 0.0);
-        if !src.is_empty() {
-            for r in 0..rows {
-                let (mut from, mut to) = (r * cols, at + r * ld);
-                for &seg in segments {
-                    self.data[to..to + seg].copy_from_slice(&src[from..from + seg]);
-                    from += seg;
-                    to += p8(seg);
-                }
-            }
-        }
-        let off = u32::try_from(at).map_err(|_| Error::invalid(OP, "decoder weights too large"))?;
-        Ok((off, ld as u32))
-    }
-
-    /// Appends `[rows, cols]` with rows padded to a multiple of 8.
-    fn matrix(&mut self, what: &str, src: &[f32], rows: usize, cols: usize) -> Result<(u32, u32)> {
-        self.matrix_segments(what, src, rows, &[cols], 0)
-    }
-}
-
 fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; src.len()];
     for r in 0..rows {
@@ -299,7 +231,7 @@ impl DecoderBlob {
                 format!("{} cell weight sets for {} layers", w.cells.len(), d.layers),
             ));
         }
-        let mut p = Packer { data: Vec::new() };
+        let mut p = Packer::new(OP);
         let mut c: Vec<(&'static str, u32)> = Vec::new();
         let (o, ld) = p.matrix("embedding", w.emb, v, e)?;
         if w.emb.is_empty() {
@@ -405,7 +337,7 @@ struct Params {
     r: u32,
     t: u32,
     max_len: u32,
-    _pad0: u32,
+    gates: u32,
     eos: u32,
     keep_attn: u32,
     c_base: u32,
@@ -557,7 +489,7 @@ pub fn dispatch(
         ("SV_X", sv[0]),
         ("SV_H", sv[1]),
         ("SV_C", sv[2]),
-        ("SV_NEW", sv[3]),
+        ("SV_GATES", sv[3]),
         ("SV_CTX", sv[4]),
         ("SV_QP", sv[5]),
         ("SV_O", sv[6]),
@@ -565,12 +497,23 @@ pub fn dispatch(
     ];
     consts.extend(blob.layout.consts.iter().copied());
     let key = (d, wg, tm, &blob.layout);
-    let pipeline = gpu.pipeline(OP, &key, || compose(SRC, false, &consts, &[]))?;
+    let pipeline = gpu.pipeline(OP, &key, || {
+        let decls = [
+            declare_input("mem", 2, Elem::F32, d.mem.is_multiple_of(4)),
+            declare_input(
+                "kp",
+                3,
+                Elem::F32,
+                d.attention == LoopAttention::Additive && d.attn_dim.is_multiple_of(4),
+            ),
+        ];
+        compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &decls)
+    })?;
     let params = Params {
         r: u(r),
         t: u(t),
         max_len: u(max_len),
-        _pad0: 0,
+        gates: d.cell.gates() as u32,
         eos,
         keep_attn: u32::from(keep_attn && d.attention != LoopAttention::None),
         c_base: u(layout[1].start),

@@ -54,4 +54,6 @@ pub(crate) fn grid_1d(gpu: &Gpu, n: usize, per_group: u32) -> Result<[u32; 3]> {
 pub mod beam;
 pub mod concat;
 pub mod decoder_loop;
+pub mod encoder_loop;
+pub(crate) mod rnn_fused;
 pub mod topk;

@@ -39,20 +39,24 @@ pub struct DecodeOptions {
     /// tracks the input's (G2P: phonemes vs letters) a ratio below the usual output/input ratio
     /// skips the readbacks of steps that cannot be the last without running past the end.
     pub first_steps_per_input: f32,
-    /// Which greedy decoder runs (beam search always uses the per-op decoder).
+    /// Which kernels run the encoder and the greedy decoder.
     pub kernel: DecodeKernel,
 }
 
-/// The greedy decoder's implementation.
+/// Which kernels run the encoder and the greedy decoder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DecodeKernel {
-    /// The fused kernel when the model and device allow it, else per-op.
+    /// The fused kernels where the model and device allow them, else per-op.
     #[default]
     Auto,
-    /// One dispatch per chunk of steps ([`crate::kernels::decoder_loop`]); an error when the
-    /// model (multi-head or tutorial attention) or the device's workgroup memory does not allow it.
+    /// The fused greedy decoder ([`crate::kernels::decoder_loop`], one dispatch per chunk of steps);
+    /// an error when the model (multi-head or tutorial attention, Bahdanau order), beam search or
+    /// the device's workgroup memory does not allow it. The encoder as with `Auto`.
     Fused,
-    /// About ten dispatches per step (embedding, cells, attention, projections, top-k).
+    /// Per-op kernels: the encoder's embedding, input projection and recurrence
+    /// ([`crate::ops::RecurrentLayer`]), and about ten dispatches per decoder step (embedding,
+    /// cells, attention, projections, top-k). Beam search always decodes per-op; its encoder is
+    /// the fused one ([`crate::kernels::encoder_loop`]) unless this is chosen.
     PerOp,
 }
 
@@ -144,6 +148,7 @@ pub(super) struct PlanKey {
     keep_attn: bool,
     length_norm: bool,
     fused: bool,
+    fused_encoder: bool,
 }
 
 /// Prepared decoders kept per model (each holds its buffers; dropped beyond this count).
@@ -225,6 +230,8 @@ impl Seq2Seq {
             keep_attn: opts.keep_attention,
             length_norm: opts.length_norm,
             fused,
+            fused_encoder: opts.kernel != DecodeKernel::PerOp
+                && self.enc_blob.as_ref().is_some_and(|e| e.check(gpu).is_ok()),
         };
         let mut plans = self
             .plans
@@ -395,7 +402,7 @@ impl Seq2Seq {
     fn plan(&self, gpu: &Gpu, key: PlanKey) -> Result<Plan> {
         let (b, k, max_len) = (key.batch, key.beam, key.max_len);
         let r = b * k;
-        let enc = self.record_encoder(gpu, b, key.src_len)?;
+        let enc = self.record_encoder(gpu, b, key.src_len, key.fused_encoder)?;
         let (mem, step, mut init) = self.prepare(gpu, &enc, k)?;
         let t_w = step.weights.as_ref().map(|w| w.numel() / r).unwrap_or(0);
         let keep_attn = key.keep_attn && step.weights.is_some();

@@ -126,8 +126,8 @@ impl FusedLoop {
         let ctl = Tensor::zeros(gpu, &[r + 1, 4], DType::U32)?;
         // Stand-ins for unused bindings (one each: a read-only and a read-write binding may not
         // share a buffer).
-        let no_keys = Tensor::zeros(gpu, &[1], DType::F32)?;
-        let no_attn = Tensor::zeros(gpu, &[1], DType::F32)?;
+        let no_keys = Tensor::zeros(gpu, &[4], DType::F32)?;
+        let no_attn = Tensor::zeros(gpu, &[4], DType::F32)?;
         let bufs = LoopBuffers {
             mem,
             keys_proj: keys_proj.unwrap_or(&no_keys),

@@ -39,8 +39,8 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
-use crate::kernels::{concat, embedding};
-use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec};
+use crate::kernels::{concat, embedding, encoder_loop};
+use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentOutput, RecurrentSpec};
 use crate::tensor::{DType, Tensor};
 use crate::weights::{Hold, WeightFile};
 
@@ -100,6 +100,8 @@ pub struct Seq2Seq {
     out: Linear,
     /// The decoder's weights for the fused greedy kernel, when it runs this architecture.
     fused_blob: Option<crate::kernels::decoder_loop::DecoderBlob>,
+    /// The encoder's weights for the fused encoder kernel.
+    enc_blob: Option<encoder_loop::EncoderBlob>,
     /// Prepared decoders by batch shape, replayed by later `decode` calls.
     plans: Mutex<HashMap<decode::PlanKey, decode::Plan>>,
 }
@@ -176,8 +178,16 @@ impl Seq2Seq {
             num_layers: e.layers,
             bidirectional: e.bidirectional,
         };
-        let encoder =
-            RecurrentLayer::new(gpu, spec, &host_weights(f, "encoder.rnn.")?, DType::F16)?;
+        let enc_w = host_weights(f, "encoder.rnn.")?;
+        let encoder = RecurrentLayer::new(gpu, spec, &enc_w, DType::F16)?;
+        let enc_emb = f.tensor("encoder.emb.weight")?.to_f32_vec()?;
+        let enc_blob = Some(encoder_loop::EncoderBlob::new(
+            gpu,
+            spec,
+            cfg.src_vocab,
+            &enc_emb,
+            &enc_w,
+        )?);
         f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, d.emb])?;
         let dec_emb = f.upload(gpu, "decoder.emb.weight", Hold::F16)?;
         let mem = cfg.mem_dim();
@@ -271,6 +281,7 @@ impl Seq2Seq {
             w_c,
             out,
             fused_blob,
+            enc_blob,
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -374,24 +385,61 @@ impl Seq2Seq {
     /// `ids [B, T]` and `lengths [B]` (written per call by [`Encoded::write`]) and leaves the memory
     /// `[B, T, M]` and the initial decoder states per layer (h `[B, H]`, and c for the LSTM). It
     /// starts from zero encoder states of its own, so it can be replayed.
-    fn record_encoder(&self, gpu: &Gpu, b: usize, t: usize) -> Result<Encoded> {
+    ///
+    /// With `fused`, the fused encoder kernel runs (one dispatch per layer, embedding included)
+    /// instead of the embedding, input-projection and recurrence kernels.
+    fn record_encoder(&self, gpu: &Gpu, b: usize, t: usize, fused: bool) -> Result<Encoded> {
         let ids = Tensor::zeros(gpu, &[b, t], DType::U32)?;
-        let x = Tensor::zeros(gpu, &[b, t, self.cfg.encoder.emb], DType::F32)?;
         let mut rec = Recorder::new(gpu);
-        embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
         let spec = self.encoder.spec();
         let state = [spec.num_layers * spec.directions(), b, spec.hidden_size];
-        let z_h = Tensor::zeros(gpu, &state, DType::F32)?;
-        let z_c = if spec.kind == CellKind::Lstm {
-            Some(Tensor::zeros(gpu, &state, DType::F32)?)
-        } else {
-            None
+        let lstm_encoder = spec.kind == CellKind::Lstm;
+        let (out, lengths) = match (&self.enc_blob, fused) {
+            (Some(blob), true) => {
+                let lengths = Tensor::zeros(gpu, &[b], DType::U32)?;
+                let mut outputs = Vec::new();
+                for _ in 0..spec.num_layers {
+                    outputs.push(Tensor::zeros(
+                        gpu,
+                        &[b, t, spec.directions() * spec.hidden_size],
+                        DType::F32,
+                    )?);
+                }
+                let h_n = Tensor::zeros(gpu, &state, DType::F32)?;
+                let c_n = if lstm_encoder {
+                    Some(Tensor::zeros(gpu, &state, DType::F32)?)
+                } else {
+                    None
+                };
+                let bufs = encoder_loop::EncoderBuffers {
+                    ids: &ids,
+                    lengths: &lengths,
+                    outputs: &outputs,
+                    h_n: &h_n,
+                    c_n: c_n.as_ref(),
+                };
+                encoder_loop::record(&mut rec, blob, &bufs)?;
+                let output = outputs
+                    .pop()
+                    .ok_or_else(|| Error::invalid(OP, "no encoder layers"))?;
+                (RecurrentOutput { output, h_n, c_n }, lengths)
+            }
+            _ => {
+                let x = Tensor::zeros(gpu, &[b, t, self.cfg.encoder.emb], DType::F32)?;
+                embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
+                let z_h = Tensor::zeros(gpu, &state, DType::F32)?;
+                let z_c = if lstm_encoder {
+                    Some(Tensor::zeros(gpu, &state, DType::F32)?)
+                } else {
+                    None
+                };
+                let prep =
+                    self.encoder
+                        .prepare(gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
+                rec.extend(prep.recorder);
+                (prep.output, prep.lengths)
+            }
         };
-        let prep = self
-            .encoder
-            .prepare(gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
-        rec.extend(prep.recorder);
-        let out = prep.output;
         let d = &self.cfg.decoder;
         let mut h0 = Vec::new();
         let mut c0 = Vec::new();
@@ -448,7 +496,7 @@ impl Seq2Seq {
             h0,
             c0,
             ids,
-            lengths: prep.lengths,
+            lengths,
             rec,
             t,
             pad: self.cfg.pad_id as u32,

@@ -1,0 +1,287 @@
+//! Fused LSTM / GRU / RNN encoder layers (`shaders/encoder_loop.wgsl`): one dispatch per layer, one
+//! workgroup per (sequence, direction) running all of its timesteps, the embedding lookup of layer
+//! 0 included. Replaces, per layer, the input-projection GEMM and the recurrence kernel (one
+//! dispatch per timestep, or one workgroup for the whole batch) of [`crate::ops::RecurrentLayer`]
+//! for encoders whose step fits one workgroup, with the same results (PyTorch semantics, variable
+//! lengths as `pack_padded_sequence`, zero initial state).
+//!
+//! Shapes: ids `[R, T]` u32, lengths `[R]` u32 (1..=T), each layer's output `[R, T, D*H]`, final
+//! states `[L*D, R, H]` (as `nn.LSTM`'s `h_n`, `c_n`).
+
+use std::collections::HashMap;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{compose, Gpu, Recorder};
+use crate::kernels::recurrent::{CellKind, RecurrentSpec};
+use crate::kernels::rnn_fused::{p8, wg, Packer, RNN_FUSED_SRC};
+use crate::tensor::{DType, Tensor};
+
+const SRC: &str = include_str!("../../shaders/encoder_loop.wgsl");
+const OP: &str = "encoder_loop";
+
+/// An encoder's embedding and recurrent weights packed for the fused kernel (f16), with each
+/// layer's offsets.
+#[derive(Debug)]
+pub struct EncoderBlob {
+    blob: Tensor,
+    spec: RecurrentSpec,
+    vocab: usize,
+    /// Per layer: the kernel's constants (offsets into the blob and widths).
+    layers: Vec<Vec<(&'static str, u32)>>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    r: u32,
+    t: u32,
+    layer: u32,
+    gates: u32,
+}
+
+/// Buffers of one encoder run over `R` sequences of up to `T` ids.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderBuffers<'a> {
+    /// `[R, T]` u32 input ids (below the vocabulary size; positions past a length are not read).
+    pub ids: &'a Tensor,
+    /// `[R]` u32 valid positions per sequence, 1..=T.
+    pub lengths: &'a Tensor,
+    /// Per layer `[R, T, D*H]` f32: each layer's output (the last one is the encoder's).
+    pub outputs: &'a [Tensor],
+    /// `[L*D, R, H]` f32 final hidden states.
+    pub h_n: &'a Tensor,
+    /// `[L*D, R, H]` f32 final cell states (LSTM only).
+    pub c_n: Option<&'a Tensor>,
+}
+
+impl EncoderBlob {
+    /// Packs the embedding `[vocab, spec.input_size]` and the layers' weights, named as in a
+    /// PyTorch `state_dict` without prefix (`weight_ih_l0`, `weight_hh_l0_reverse`, `bias_ih_l1`,
+    /// ...; missing biases are zeros), and uploads them in f16.
+    pub fn new(
+        gpu: &Gpu,
+        spec: RecurrentSpec,
+        vocab: usize,
+        emb: &[f32],
+        weights: &HashMap<String, Vec<f32>>,
+    ) -> Result<EncoderBlob> {
+        let (e, h, dirs, g) = (
+            spec.input_size,
+            spec.hidden_size,
+            spec.directions(),
+            spec.kind.gates(),
+        );
+        if vocab == 0 || e == 0 || h == 0 || spec.num_layers == 0 {
+            return Err(Error::invalid(
+                OP,
+                format!("vocab {vocab} and {spec:?} must have non-zero sizes"),
+            ));
+        }
+        if emb.len() != vocab * e {
+            return Err(Error::shape(
+                OP,
+                format!("embedding: {} values, expected [{vocab}, {e}]", emb.len()),
+            ));
+        }
+        let mut p = Packer::new(OP);
+        let (o_emb, ld_emb) = p.matrix("embedding", emb, vocab, e)?;
+        let empty = Vec::new();
+        let mut layers = Vec::new();
+        for l in 0..spec.num_layers {
+            let n_in = if l == 0 { e } else { dirs * h };
+            let mut offs = Vec::new();
+            for d in 0..dirs {
+                let sfx = format!("l{l}{}", if d == 1 { "_reverse" } else { "" });
+                let get = |n: &str, required: bool| -> Result<&Vec<f32>> {
+                    match weights.get(&format!("{n}_{sfx}")) {
+                        Some(v) => Ok(v),
+                        None if !required => Ok(&empty),
+                        None => Err(Error::invalid(OP, format!("weight {n}_{sfx} is missing"))),
+                    }
+                };
+                let w_ih = p.matrix(
+                    &format!("weight_ih_{sfx}"),
+                    get("weight_ih", true)?,
+                    g * h,
+                    n_in,
+                )?;
+                let w_hh = p.matrix(
+                    &format!("weight_hh_{sfx}"),
+                    get("weight_hh", true)?,
+                    g * h,
+                    h,
+                )?;
+                let b_ih = p.matrix(&format!("bias_ih_{sfx}"), get("bias_ih", false)?, 1, g * h)?;
+                let b_hh = p.matrix(&format!("bias_hh_{sfx}"), get("bias_hh", false)?, 1, g * h)?;
+                offs.push([w_ih.0, w_hh.0, b_ih.0, b_hh.0]);
+            }
+            // Both directions' blocks have the same size: direction 1 is at direction 0 + S_DIR.
+            let s_dir = if dirs == 2 {
+                offs[1][0] - offs[0][0]
+            } else {
+                0
+            };
+            let n8 = p8(n_in) as u32;
+            let h8 = p8(h) as u32;
+            layers.push(vec![
+                ("D", dirs as u32),
+                ("IN", n_in as u32),
+                ("IN8", n8),
+                ("FIRST", u32::from(l == 0)),
+                ("O_EMB", o_emb),
+                ("LD_EMB", ld_emb),
+                ("O_WIH", offs[0][0]),
+                ("O_WHH", offs[0][1]),
+                ("O_BIH", offs[0][2]),
+                ("O_BHH", offs[0][3]),
+                ("S_DIR", s_dir),
+                ("SV_X", 0),
+                ("SV_H", n8),
+                ("SV_C", n8 + h8),
+                ("SV_GATES", n8 + 2 * h8),
+                ("NV4", (n8 + 2 * h8 + 2 * g as u32 * h8) / 4),
+            ]);
+        }
+        let blob = Tensor::from_f32_as(gpu, &p.data, &[p.data.len()], DType::F16)?;
+        Ok(EncoderBlob {
+            blob,
+            spec,
+            vocab,
+            layers,
+        })
+    }
+
+    /// The encoder's hyper-parameters.
+    pub fn spec(&self) -> &RecurrentSpec {
+        &self.spec
+    }
+
+    /// Checks that a sequence's layer state fits the device's workgroup memory.
+    pub fn check(&self, gpu: &Gpu) -> Result<()> {
+        let widest = self
+            .layers
+            .iter()
+            .map(|c| c.iter().find(|x| x.0 == "NV4").map_or(0, |x| x.1))
+            .max()
+            .unwrap_or(0) as u64
+            * 16
+            + 4;
+        let limit = gpu.caps().max_workgroup_storage as u64;
+        if widest > limit {
+            return Err(Error::Limit {
+                what: format!(
+                    "{OP}: one sequence's layer state in workgroup memory ({:?})",
+                    self.spec
+                ),
+                needed: widest,
+                limit_name: "max_compute_workgroup_storage_size",
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Records the encoder: one dispatch per layer.
+pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> Result<()> {
+    let gpu = rec.gpu().clone();
+    blob.check(&gpu)?;
+    let spec = &blob.spec;
+    let (dirs, h, layers) = (spec.directions(), spec.hidden_size, spec.num_layers);
+    let (r, t) = match bufs.ids.shape() {
+        &[r, t] if r > 0 && t > 0 && bufs.ids.dtype() == DType::U32 => (r, t),
+        s => {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "ids {s:?} {} must be [R, T] u32 with R, T >= 1",
+                    bufs.ids.dtype()
+                ),
+            ))
+        }
+    };
+    let want = |what: &str, x: &Tensor, shape: &[usize], dtype: DType| -> Result<()> {
+        if x.shape() != shape || x.dtype() != dtype {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{what} {:?} {} must be {shape:?} {dtype}",
+                    x.shape(),
+                    x.dtype()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    want("lengths", bufs.lengths, &[r], DType::U32)?;
+    want("h_n", bufs.h_n, &[layers * dirs, r, h], DType::F32)?;
+    let lstm = spec.kind == CellKind::Lstm;
+    match (lstm, bufs.c_n) {
+        (true, Some(c)) => want("c_n", c, &[layers * dirs, r, h], DType::F32)?,
+        (true, None) => return Err(Error::invalid(OP, "the LSTM needs c_n")),
+        (false, Some(_)) => return Err(Error::invalid(OP, "c_n is only for the LSTM")),
+        (false, None) => {}
+    }
+    if bufs.outputs.len() != layers {
+        return Err(Error::invalid(
+            OP,
+            format!("{} layer outputs for {layers} layers", bufs.outputs.len()),
+        ));
+    }
+    for (l, o) in bufs.outputs.iter().enumerate() {
+        want(
+            &format!("output of layer {l}"),
+            o,
+            &[r, t, dirs * h],
+            DType::F32,
+        )?;
+    }
+    // Stand-ins for unused bindings: read-only ones may share a buffer, the read-write one not.
+    let no_input = Tensor::zeros(&gpu, &[4], DType::U32)?;
+    let no_c = Tensor::zeros(&gpu, &[1], DType::F32)?;
+    let wg = wg(&gpu);
+    for (l, layer_consts) in blob.layers.iter().enumerate() {
+        let mut consts: Vec<(&str, u32)> = vec![
+            ("CELL", spec.kind.code()),
+            ("G", spec.kind.gates() as u32),
+            ("H", h as u32),
+            ("H8", p8(h) as u32),
+            ("WG", wg),
+        ];
+        consts.extend(layer_consts.iter().copied());
+        let key = (spec, blob.vocab, l, wg, layer_consts);
+        let pipeline = gpu.pipeline(OP, &key, || {
+            compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &[])
+        })?;
+        let params = Params {
+            r: r as u32,
+            t: t as u32,
+            layer: l as u32,
+            gates: spec.kind.gates() as u32,
+        };
+        let input = if l == 0 {
+            &no_input
+        } else {
+            &bufs.outputs[l - 1]
+        };
+        let d = gpu.dispatch(
+            OP,
+            &pipeline,
+            bytemuck::bytes_of(&params),
+            &[
+                blob.blob.buffer(),
+                bufs.ids.buffer(),
+                bufs.lengths.buffer(),
+                input.buffer(),
+                bufs.outputs[l].buffer(),
+                bufs.h_n.buffer(),
+                bufs.c_n.unwrap_or(&no_c).buffer(),
+            ],
+            gpu.grid((r * dirs) as u32),
+        )?;
+        rec.push(d);
+    }
+    Ok(())
+}
