@@ -10,7 +10,9 @@
 //
 // Constants prepended by Rust (decoder_loop.rs):
 //   CELL (0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu), G, L, E, H, C, M, A, V, FEED (input feeding),
-//   ATTN (0 none, 1 dot, 2 general, 3 additive), ATTN_LAYER (Luong tanh(W_c [ctx; h])), WG, TMAX
+//   ATTN (0 none, 1 dot, 2 general, 3 additive), ATTN_LAYER (Luong tanh(W_c [ctx; h])), BAHDANAU
+//   (1: Bahdanau order: attention with the previous top h before the cells, cell input
+//   [emb | ctx], output layer on [h | ctx | emb]; else Luong order), WG, TMAX
 //   (T rounded up; shared weights row), P8(x) = x rounded up to 8 as E8, C8, H8, the padded input
 //   widths IN0 (P8(E) + P8(C) with feeding, else P8(E)) and OUT_IN, the shared-vector offsets SV_*
 //   and size NV4 (vec4s), and the blob offsets O_* with leading dimensions LD_* (below).
@@ -66,7 +68,8 @@ struct Params {
 // sv (rnn_fused.wgsl) holds the vectors every invocation reads (float offsets SV_*, multiples of
 // 8, padding zero): input [emb | ctx] (IN0), h per layer (L x H8), LSTM c per layer (L x H8), the
 // gate pre-activations (2 G H8), [context | top h] (C8 + H8), query projection (P8(max(M, A))),
-// attentional-layer output (H8).
+// attentional-layer output (H8), or in Bahdanau order the output layer's input
+// [h | ctx | emb] (H8 + C8 + E8).
 // Attention weights of the current step.
 var<workgroup> wsh: array<f32, TMAX>;
 var<workgroup> red_m: array<f32, WG>;
@@ -228,12 +231,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             break;
         }
         let step = step0 + s;
-        // Input: embedding of the current token (+ the previous context with input feeding).
+        // Input: embedding of the current token (+ the previous context with input feeding, or
+        // this step's context in Bahdanau order).
         let y = w_tok;
         for (var i = lid; i < E; i += WG) {
             sv_set(SV_X + i, blob_at(O_EMB + y * LD_EMB + i));
         }
-        if (FEED == 1u) {
+        if (BAHDANAU == 1u) {
+            // Attention with the previous top hidden state as query, before the cells.
+            attend(r, len, lid);
+            for (var i = lid; i < C; i += WG) {
+                sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
+            }
+        } else if (FEED == 1u) {
             for (var i = lid; i < C; i += WG) {
                 sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
             }
@@ -245,7 +255,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             cell_layer(l, x_off, n_in, lid);
         }
         var out_in = SV_H + (L - 1u) * H8;
-        if (ATTN != 0u) {
+        if (BAHDANAU == 1u) {
+            // The output layer reads [h | context | embedding].
+            for (var j = lid; j < H; j += WG) {
+                sv_set(SV_O + j, sv_get(out_in + j));
+            }
+            for (var i = lid; i < C; i += WG) {
+                sv_set(SV_O + H8 + i, sv_get(SV_CTX + i));
+            }
+            for (var i = lid; i < E; i += WG) {
+                sv_set(SV_O + H8 + C8 + i, sv_get(SV_X + i));
+            }
+            workgroupBarrier();
+            out_in = SV_O;
+        } else if (ATTN != 0u) {
             attend(r, len, lid);
             out_in = SV_CTX;
             if (ATTN_LAYER == 1u) {
@@ -255,10 +278,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 workgroupBarrier();
                 out_in = SV_O;
             }
-            if (p.keep_attn == 1u) {
-                for (var t = lid; t < p.t; t += WG) {
-                    attn[(step * p.r + r) * p.t + t] = wsh[t];
-                }
+        }
+        if (ATTN != 0u && p.keep_attn == 1u) {
+            for (var t = lid; t < p.t; t += WG) {
+                attn[(step * p.r + r) * p.t + t] = wsh[t];
             }
         }
         // Output projection with a running (max, sum of exp, argmax) per invocation.

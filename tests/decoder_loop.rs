@@ -1,6 +1,6 @@
 //! The fused greedy decoder kernel (`kernels::decoder_loop`) against the CPU reference
 //! (`reference::decoder_loop`) on random f16-representable weights and awkward sizes: every cell,
-//! every attention, stacks, input feeding, the attentional layer, vocabularies larger than a
+//! every attention, both step orders, stacks, input feeding, the attentional layer, vocabularies larger than a
 //! workgroup, one-row memories and ragged lengths; chunked dispatches must give the same result
 //! as one long dispatch.
 
@@ -239,6 +239,7 @@ fn dims(cell: CellKind, attention: LoopAttention) -> DecoderLoopDims {
         attention,
         input_feeding: false,
         attn_layer: false,
+        bahdanau: false,
     }
 }
 
@@ -323,6 +324,46 @@ fn relu_rnn_without_attention() {
 }
 
 #[test]
+fn bahdanau_order_additive_stack() {
+    let d = DecoderLoopDims {
+        layers: 2,
+        emb: 7,
+        hidden: 21,
+        mem: 10,
+        attn_dim: 9,
+        vocab: 90,
+        bahdanau: true,
+        ..dims(CellKind::Gru, LoopAttention::Additive)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 6,
+            lens: vec![6, 2, 5],
+            max_len: 10,
+        },
+        6,
+    );
+}
+
+#[test]
+fn bahdanau_order_lstm_dot() {
+    let d = DecoderLoopDims {
+        bahdanau: true,
+        ..dims(CellKind::Lstm, LoopAttention::Dot)
+    };
+    check(
+        Case {
+            dims: d,
+            t: 3,
+            lens: vec![3, 1],
+            max_len: 8,
+        },
+        7,
+    );
+}
+
+#[test]
 fn bad_inputs_are_errors() {
     let gpu = common::gpu();
     let d = dims(CellKind::Gru, LoopAttention::Dot);
@@ -342,6 +383,15 @@ fn bad_inputs_are_errors() {
     let two_layers = DecoderLoopDims { layers: 2, ..d };
     let e = DecoderBlob::new(&gpu, two_layers, &w).unwrap_err();
     assert!(e.to_string().contains("2 layers"), "{e}");
+    // The Bahdanau order with the attentional layer.
+    let e = DecoderLoopDims {
+        bahdanau: true,
+        attn_layer: true,
+        ..d
+    }
+    .check(&gpu, 4)
+    .unwrap_err();
+    assert!(e.to_string().contains("Bahdanau"), "{e}");
     // Dot attention with hidden != memory width.
     let e = DecoderLoopDims { mem: 36, ..d }.check(&gpu, 4).unwrap_err();
     assert!(e.to_string().contains("dot attention"), "{e}");

@@ -11,9 +11,7 @@ use std::path::PathBuf;
 
 use heedful::gpu::Recorder;
 use heedful::kernels::{beam, topk};
-use heedful::models::seq2seq::{
-    AttentionKind, AttentionOrder, DecodeKernel, DecodeOptions, Seq2Seq,
-};
+use heedful::models::seq2seq::{AttentionKind, DecodeKernel, DecodeOptions, Seq2Seq};
 use heedful::{DType, Tensor};
 use serde_json::Value;
 
@@ -70,7 +68,7 @@ fn check_greedy(setup: &str) {
     let fused = !matches!(
         model.attention(),
         AttentionKind::MultiHead | AttentionKind::Tutorial
-    ) && model.config().attention_order().expect("order") == AttentionOrder::Luong;
+    );
     let mut runs = vec![(DecodeKernel::PerOp, 8usize, ids.len())];
     if fused {
         runs.extend([
@@ -788,7 +786,6 @@ fn fused_kernel_refuses_what_it_does_not_run() {
     for (model, what) in [
         ("g2p_lstm_mha", "multihead"),
         ("g2p_gru_tutorial", "tutorial"),
-        ("g2p_gru_bahdanau", "bahdanau"),
     ] {
         let m = Seq2Seq::load(&gpu, &root().join(format!("weights/{model}.safetensors")))
             .expect("load");

@@ -40,8 +40,9 @@ pub enum LoopAttention {
     Additive,
 }
 
-/// Sizes and options of a decoder the fused kernel runs. Attention is Luong-ordered: the cell
-/// stack runs first and its top hidden state is the query.
+/// Sizes and options of a decoder the fused kernel runs. In Luong order the cell stack runs first
+/// and its new top hidden state is the query; in Bahdanau order the previous top hidden state is
+/// the query, the cell input is `[emb; ctx]` and the output layer reads `[h; ctx; emb]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DecoderLoopDims {
     /// Cell of every layer.
@@ -64,6 +65,8 @@ pub struct DecoderLoopDims {
     pub input_feeding: bool,
     /// Luong attentional layer `tanh(W_c [ctx; h])` before the output projection.
     pub attn_layer: bool,
+    /// Bahdanau step order (needs attention; excludes input feeding and the attentional layer).
+    pub bahdanau: bool,
 }
 
 impl DecoderLoopDims {
@@ -76,30 +79,31 @@ impl DecoderLoopDims {
         }
     }
 
-    /// Width of layer 0's input: E, plus C with input feeding.
+    /// Width of layer 0's input: E, plus C with input feeding or in Bahdanau order.
     pub fn input0(&self) -> usize {
-        self.emb + if self.input_feeding { self.ctx() } else { 0 }
+        self.input0_segments().iter().sum()
     }
 
     /// Width of the output projection's input.
     pub fn out_in(&self) -> usize {
-        match (self.attention, self.attn_layer) {
-            (LoopAttention::None, _) | (_, true) => self.hidden,
-            _ => self.ctx() + self.hidden,
-        }
+        self.out_segments().iter().sum()
     }
 
     /// Segments of layer 0's input ([emb | ctx] or [emb]), each padded to 8 in the shared vector.
     fn input0_segments(&self) -> Vec<usize> {
-        if self.input_feeding && self.attention != LoopAttention::None {
+        if (self.input_feeding || self.bahdanau) && self.attention != LoopAttention::None {
             vec![self.emb, self.ctx()]
         } else {
             vec![self.emb]
         }
     }
 
-    /// Segments of the output projection's input ([ctx | h] or [h]).
+    /// Segments of the output projection's input ([ctx | h], [h], or [h | ctx | emb] in Bahdanau
+    /// order).
     fn out_segments(&self) -> Vec<usize> {
+        if self.bahdanau {
+            return vec![self.hidden, self.ctx(), self.emb];
+        }
         match (self.attention, self.attn_layer) {
             (LoopAttention::None, _) | (_, true) => vec![self.hidden],
             _ => vec![self.ctx(), self.hidden],
@@ -118,7 +122,12 @@ impl DecoderLoopDims {
         let ctx = gates + 2 * self.cell.gates() * h8;
         let qp = ctx + p8(self.ctx()) + h8;
         let o = qp + p8(self.mem.max(self.attn_dim));
-        [x, h, c, gates, ctx, qp, o, o + h8]
+        let o_len = if self.bahdanau {
+            padded(&self.out_segments())
+        } else {
+            h8
+        };
+        [x, h, c, gates, ctx, qp, o, o + o_len]
     }
 
     /// Checks the sizes against each other and the device for encoder length `t`; the error says
@@ -143,6 +152,12 @@ impl DecoderLoopDims {
             return Err(Error::shape(
                 OP,
                 format!("dot attention needs hidden {} = memory {}", d.hidden, d.mem),
+            ));
+        }
+        if d.bahdanau && (d.attention == LoopAttention::None || d.input_feeding || d.attn_layer) {
+            return Err(Error::invalid(
+                OP,
+                "the Bahdanau order needs attention, without input feeding or the attentional layer",
             ));
         }
         if d.attention == LoopAttention::Additive && d.attn_dim == 0 {
@@ -484,6 +499,7 @@ pub fn dispatch(
         ),
         ("ATTN", attn_code),
         ("ATTN_LAYER", u32::from(attn_layer)),
+        ("BAHDANAU", u32::from(d.bahdanau)),
         ("WG", wg),
         ("TMAX", tm),
         ("SV_X", sv[0]),

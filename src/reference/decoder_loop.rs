@@ -1,11 +1,13 @@
-//! Reference greedy decoding of one sequence by an RNN decoder with Luong-ordered attention (the
-//! model of `kernels::decoder_loop`), in f64 per step with f32 states between steps.
+//! Reference greedy decoding of one sequence by an RNN decoder with attention (the model of
+//! `kernels::decoder_loop`), in f64 per step with f32 states between steps.
 //!
-//! A step: x = [emb(y); ctx_prev if input feeding]; the cell stack; attention with the top hidden
-//! state h as query over the first `len` memory rows (dot `h . m_t`, general `h . (W m_t)`,
-//! additive `v . tanh(W_q h + b + kp_t)`); o = tanh(W_c [ctx; h]) with the attentional layer,
-//! else [ctx; h] (h alone without attention); logits = W_out o + b; the argmax (lowest id on ties)
-//! is the next input; its log-softmax is recorded. Stops after the end token or `max_len` steps.
+//! A Luong step: x = [emb(y); ctx_prev if input feeding]; the cell stack; attention with the new
+//! top hidden state h as query over the first `len` memory rows (dot `h . m_t`, general
+//! `h . (W m_t)`, additive `v . tanh(W_q h + b + kp_t)`); o = tanh(W_c [ctx; h]) with the
+//! attentional layer, else [ctx; h] (h alone without attention). A Bahdanau step: attention with
+//! the previous top hidden state; x = [emb(y); ctx]; the cell stack; o = [h; ctx; emb(y)]. Then
+//! logits = W_out o + b; the argmax (lowest id on ties) is the next input; its log-softmax is
+//! recorded. Stops after the end token or `max_len` steps.
 
 use std::collections::HashMap;
 
@@ -60,7 +62,7 @@ fn matvec(w: &[f32], rows: usize, cols: usize, x: &[f64]) -> Vec<f64> {
 /// Greedy decoding of one sequence.
 pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> LoopResult {
     let d = dims;
-    let (h, m, a, v, e) = (d.hidden, d.mem, d.attn_dim, d.vocab, d.emb);
+    let (h, v, e) = (d.hidden, d.vocab, d.emb);
     let ctx_w = d.ctx();
     let mut hs = s.h0.clone();
     let mut cs = s.c0.clone();
@@ -71,8 +73,15 @@ pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> Loop
     let mut y = s.bos;
     let mut out = LoopResult::default();
     for _ in 0..s.max_len {
-        let mut x: Vec<f32> = w.emb[y as usize * e..(y as usize + 1) * e].to_vec();
-        if d.input_feeding && d.attention != LoopAttention::None {
+        let emb_y: Vec<f32> = w.emb[y as usize * e..(y as usize + 1) * e].to_vec();
+        let mut x = emb_y.clone();
+        if d.bahdanau {
+            let q: Vec<f64> = hs[d.layers - 1].iter().map(|&v| v as f64).collect();
+            let (c, row) = attend(d, w, s, &q);
+            out.attention.push(row);
+            ctx = c.iter().map(|&v| v as f32).collect();
+            x.extend_from_slice(&ctx);
+        } else if d.input_feeding && d.attention != LoopAttention::None {
             x.extend_from_slice(&ctx);
         }
         for l in 0..d.layers {
@@ -104,52 +113,16 @@ pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> Loop
             x = hn;
         }
         let top: Vec<f64> = hs[d.layers - 1].iter().map(|&q| q as f64).collect();
-        let o: Vec<f64> = if d.attention == LoopAttention::None {
+        let o: Vec<f64> = if d.bahdanau {
+            let mut o = top.clone();
+            o.extend(ctx.iter().map(|&v| v as f64));
+            o.extend(emb_y.iter().map(|&v| v as f64));
+            o
+        } else if d.attention == LoopAttention::None {
             top.clone()
         } else {
-            let scores: Vec<f64> = match d.attention {
-                LoopAttention::Additive => {
-                    let mut qp = matvec(w.additive[0], a, h, &top);
-                    for (i, q) in qp.iter_mut().enumerate() {
-                        *q += w.additive[1].get(i).copied().unwrap_or(0.0) as f64;
-                    }
-                    (0..s.len)
-                        .map(|t| {
-                            (0..a)
-                                .map(|i| {
-                                    w.additive[2][i] as f64
-                                        * (qp[i] + s.keys_proj[t * a + i] as f64).tanh()
-                                })
-                                .sum()
-                        })
-                        .collect()
-                }
-                att => {
-                    // general: W^T h, then a dot product with every memory row.
-                    let q = if att == LoopAttention::General {
-                        (0..m)
-                            .map(|k| (0..h).map(|i| w.general[i * m + k] as f64 * top[i]).sum())
-                            .collect()
-                    } else {
-                        top.clone()
-                    };
-                    (0..s.len)
-                        .map(|t| (0..m).map(|k| q[k] * s.mem[t * m + k] as f64).sum())
-                        .collect()
-                }
-            };
-            let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let ex: Vec<f64> = scores.iter().map(|&z| (z - mx).exp()).collect();
-            let sum: f64 = ex.iter().sum();
-            let wts: Vec<f64> = ex.iter().map(|&z| z / sum).collect();
-            let mut row = vec![0f32; s.t];
-            for (t, &wt) in wts.iter().enumerate() {
-                row[t] = wt as f32;
-            }
+            let (c, row) = attend(d, w, s, &top);
             out.attention.push(row);
-            let c: Vec<f64> = (0..m)
-                .map(|k| (0..s.len).map(|t| wts[t] * s.mem[t * m + k] as f64).sum())
-                .collect();
             ctx = c.iter().map(|&q| q as f32).collect();
             let mut ch = c;
             ch.extend_from_slice(&top);
@@ -182,4 +155,56 @@ pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> Loop
         }
     }
     out
+}
+
+/// Attention of query `q` over the first `s.len` memory rows: (context [M], weights [T]).
+fn attend(
+    d: &DecoderLoopDims,
+    w: &DecoderWeights,
+    s: &LoopStart,
+    q: &[f64],
+) -> (Vec<f64>, Vec<f32>) {
+    let (h, m, a) = (d.hidden, d.mem, d.attn_dim);
+    let scores: Vec<f64> = match d.attention {
+        LoopAttention::Additive => {
+            let mut qp = matvec(w.additive[0], a, h, q);
+            for (i, v) in qp.iter_mut().enumerate() {
+                *v += w.additive[1].get(i).copied().unwrap_or(0.0) as f64;
+            }
+            (0..s.len)
+                .map(|t| {
+                    (0..a)
+                        .map(|i| {
+                            w.additive[2][i] as f64 * (qp[i] + s.keys_proj[t * a + i] as f64).tanh()
+                        })
+                        .sum()
+                })
+                .collect()
+        }
+        att => {
+            // General: W^T q, then a dot product with every memory row.
+            let qk: Vec<f64> = if att == LoopAttention::General {
+                (0..m)
+                    .map(|k| (0..h).map(|i| w.general[i * m + k] as f64 * q[i]).sum())
+                    .collect()
+            } else {
+                q.to_vec()
+            };
+            (0..s.len)
+                .map(|t| (0..m).map(|k| qk[k] * s.mem[t * m + k] as f64).sum())
+                .collect()
+        }
+    };
+    let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let ex: Vec<f64> = scores.iter().map(|&z| (z - mx).exp()).collect();
+    let sum: f64 = ex.iter().sum();
+    let wts: Vec<f64> = ex.iter().map(|&z| z / sum).collect();
+    let mut row = vec![0f32; s.t];
+    for (t, &wt) in wts.iter().enumerate() {
+        row[t] = wt as f32;
+    }
+    let c = (0..m)
+        .map(|k| (0..s.len).map(|t| wts[t] * s.mem[t * m + k] as f64).sum())
+        .collect();
+    (c, row)
 }

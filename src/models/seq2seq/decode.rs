@@ -50,7 +50,7 @@ pub enum DecodeKernel {
     #[default]
     Auto,
     /// The fused greedy decoder ([`crate::kernels::decoder_loop`], one dispatch per chunk of steps);
-    /// an error when the model (multi-head or tutorial attention, Bahdanau order), beam search or
+    /// an error when the model (multi-head or tutorial attention), beam search or
     /// the device's workgroup memory does not allow it. The encoder as with `Auto`.
     Fused,
     /// Per-op kernels: the encoder's embedding, input projection and recurrence
@@ -596,8 +596,8 @@ impl Seq2Seq {
             match (&self.fused_blob, fused::loop_dims(&self.cfg)?) {
                 (Some(_), Some(dims)) => dims.check(gpu, t).err().map(|e| e.to_string()),
                 _ => Some(format!(
-                    "the fused decoder does not run {} attention in {} order",
-                    self.cfg.decoder.attention, self.cfg.decoder.attention_order
+                    "the fused decoder does not run {} attention",
+                    self.cfg.decoder.attention
                 )),
             }
         };

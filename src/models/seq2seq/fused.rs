@@ -2,8 +2,8 @@
 //! weight blob built at load, and a plan's state, control words and dispatches.
 //!
 //! It runs decoders with LSTM / GRU / RNN cells (any number of layers), no / dot / general /
-//! additive attention in Luong order, input feeding and the attentional layer. Multi-head and the
-//! tutorial's attention, the Bahdanau step order, and beam search use the per-op decoder.
+//! additive attention in Luong or Bahdanau order, input feeding and the attentional layer.
+//! Multi-head and the tutorial's attention, and beam search, use the per-op decoder.
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Recorder};
@@ -18,9 +18,6 @@ use super::{config, AttentionKind, AttentionOrder, Config};
 /// The fused kernel's sizes for `cfg`, or `None` when it does not run this architecture.
 pub(super) fn loop_dims(cfg: &Config) -> Result<Option<DecoderLoopDims>> {
     let d = &cfg.decoder;
-    if cfg.attention_order()? != AttentionOrder::Luong {
-        return Ok(None);
-    }
     let attention = match cfg.attention()? {
         AttentionKind::None => LoopAttention::None,
         AttentionKind::Dot => LoopAttention::Dot,
@@ -44,6 +41,7 @@ pub(super) fn loop_dims(cfg: &Config) -> Result<Option<DecoderLoopDims>> {
         attention,
         input_feeding: d.input_feeding && with_attn,
         attn_layer: d.attn_layer && with_attn,
+        bahdanau: cfg.attention_order()? == AttentionOrder::Bahdanau,
     }))
 }
 
