@@ -534,6 +534,12 @@ impl Seq2Seq {
     /// Writes a call's inputs into a plan's buffers and resets the decoder's starting state.
     fn write_inputs(&self, gpu: &Gpu, plan: &Plan, seqs: &[Vec<u32>], lengths: &[usize], k: usize) {
         plan.enc.write(gpu, seqs);
+        if let (Some(fl), Some(blob)) = (&plan.fused, &self.fused_blob) {
+            // The fused loop reads only the encoder's results and its own control words and state
+            // (the initial states it copies are never written in a fused plan).
+            fl.write_inputs(gpu, blob, self.cfg.bos_id as u32, lengths);
+            return;
+        }
         let b = seqs.len();
         let r = b * k;
         let st = &plan.step;
@@ -569,9 +575,6 @@ impl Seq2Seq {
         }
         if self.cfg.bridge != "final" {
             st.h.iter().chain(&st.c).for_each(zero);
-        }
-        if let (Some(fl), Some(blob)) = (&plan.fused, &self.fused_blob) {
-            fl.write_inputs(gpu, blob, self.cfg.bos_id as u32, lengths);
         }
         if let Some(bs) = &plan.beam {
             let mut scores = vec![f32::NEG_INFINITY; r];
