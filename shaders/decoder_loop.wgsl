@@ -12,7 +12,8 @@
 //   CELL (0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu), G, L, E, H, C, M, A, V, FEED (input feeding),
 //   ATTN (0 none, 1 dot, 2 general, 3 additive), ATTN_LAYER (Luong tanh(W_c [ctx; h])), BAHDANAU
 //   (1: Bahdanau order: attention with the previous top h before the cells, cell input
-//   [emb | ctx], output layer on [h | ctx | emb]; else Luong order), WG, TMAX
+//   [emb | ctx], output layer on [h | ctx | emb]; else Luong order), BEAM (1: one beam-search step
+//   per dispatch, below), WG, TMAX
 //   (T rounded up; shared weights row), P8(x) = x rounded up to 8 as E8, C8, H8, the padded input
 //   widths IN0 (P8(E) + P8(C) with feeding, else P8(E)) and OUT_IN, the shared-vector offsets SV_*
 //   and size NV4 (vec4s), and the blob offsets O_* with leading dimensions LD_* (below).
@@ -44,6 +45,11 @@
 //   logps: [max_len, R] f32  its log-probability                              (binding 7)
 //   attn:  [max_len, R, T] f32 attention weights of each step when p.keep_attn, else a dummy
 //                          (binding 8)
+//
+// Beam mode (BEAM == 1, one step per dispatch; see beam_step): state holds two halves of the
+// layout above (ping-pong, at p.in_half and p.out_half) and the rows' input lengths [R] (u32 bits,
+// at p.len_base); ctl is the beam's parent rows [R], toks its tokens [R], logps the logits [R, V],
+// attn the step's attention weights [R, T].
 
 struct Params {
     r: u32,          // R
@@ -54,6 +60,12 @@ struct Params {
     keep_attn: u32,  // 1: write attention weights to `attn`
     c_base: u32,
     ctx_base: u32,
+    // Beam mode: float offsets of the input and output state halves, and of the lengths [R]
+    // (u32 bits) in `state`.
+    in_half: u32,
+    out_half: u32,
+    len_base: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,6 +89,7 @@ var<workgroup> red_s: array<f32, WG>;
 var<workgroup> red_i: array<u32, WG>;
 var<workgroup> w_tok: u32;
 var<workgroup> w_run: u32;
+var<workgroup> w_len: u32;
 
 const NEG: f32 = -3.0e38;
 
@@ -188,12 +201,134 @@ fn attend(r: u32, len: u32, lid: u32) {
     workgroupBarrier();
 }
 
+// One decoder step of row r (input token w_tok, state in sv) up to the output layer's input:
+// returns its offset in sv (OUT_IN floats). Attention weights go to attn[attn_at..] when kept.
+fn step_body(r: u32, len: u32, lid: u32, attn_at: u32) -> u32 {
+    // Input: embedding of the current token (+ the previous context with input feeding, or
+    // this step's context in Bahdanau order).
+    let y = w_tok;
+    for (var i = lid; i < E; i += WG) {
+        sv_set(SV_X + i, blob_at(O_EMB + y * LD_EMB + i));
+    }
+    if (BAHDANAU == 1u) {
+        // Attention with the previous top hidden state as query, before the cells.
+        attend(r, len, lid);
+        for (var i = lid; i < C; i += WG) {
+            sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
+        }
+    } else if (FEED == 1u) {
+        for (var i = lid; i < C; i += WG) {
+            sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
+        }
+    }
+    workgroupBarrier();
+    for (var l = 0u; l < L; l++) {
+        let x_off = select(SV_H + (l - 1u) * H8, SV_X, l == 0u);
+        let n_in = select(H8, IN0, l == 0u);
+        cell_layer(l, x_off, n_in, lid);
+    }
+    var out_in = SV_H + (L - 1u) * H8;
+    if (BAHDANAU == 1u) {
+        // The output layer reads [h | context | embedding].
+        for (var j = lid; j < H; j += WG) {
+            sv_set(SV_O + j, sv_get(out_in + j));
+        }
+        for (var i = lid; i < C; i += WG) {
+            sv_set(SV_O + H8 + i, sv_get(SV_CTX + i));
+        }
+        for (var i = lid; i < E; i += WG) {
+            sv_set(SV_O + H8 + C8 + i, sv_get(SV_X + i));
+        }
+        workgroupBarrier();
+        out_in = SV_O;
+    } else if (ATTN != 0u) {
+        attend(r, len, lid);
+        out_in = SV_CTX;
+        if (ATTN_LAYER == 1u) {
+            for (var base = lid; base < H; base += 4u * WG) {
+                store4(SV_O, base, H, tanh4(gemv4(O_WC, C8 + H8, base, H, SV_CTX, C8 + H8)));
+            }
+            workgroupBarrier();
+            out_in = SV_O;
+        }
+    }
+    if (ATTN != 0u && p.keep_attn == 1u) {
+        for (var t = lid; t < p.t; t += WG) {
+            attn[attn_at + t] = wsh[t];
+        }
+    }
+    return out_in;
+}
+
+// The state of row `row` of the state half at `base` into sv (after zeroing sv's padding).
+fn load_state(base: u32, row: u32, lid: u32) {
+    for (var i = lid; i < NV4; i += WG) {
+        sv[i] = vec4<f32>(0.0);
+    }
+    workgroupBarrier();
+    for (var i = lid; i < L * H; i += WG) {
+        let l = i / H;
+        let j = i % H;
+        sv_set(SV_H + l * H8 + j, state[base + (l * p.r + row) * H + j]);
+        if (CELL == 0u) {
+            sv_set(SV_C + l * H8 + j, state[base + p.c_base + (l * p.r + row) * H + j]);
+        }
+    }
+    for (var i = lid; i < C; i += WG) {
+        sv_set(SV_CTX + i, state[base + p.ctx_base + row * C + i]);
+    }
+}
+
+// sv's state into row `row` of the state half at `base`.
+fn store_state(base: u32, row: u32, lid: u32) {
+    workgroupBarrier();
+    for (var i = lid; i < L * H; i += WG) {
+        let l = i / H;
+        let j = i % H;
+        state[base + (l * p.r + row) * H + j] = sv_get(SV_H + l * H8 + j);
+        if (CELL == 0u) {
+            state[base + p.c_base + (l * p.r + row) * H + j] = sv_get(SV_C + l * H8 + j);
+        }
+    }
+    for (var i = lid; i < C; i += WG) {
+        state[base + p.ctx_base + row * C + i] = sv_get(SV_CTX + i);
+    }
+}
+
+// Beam search step (BEAM == 1): row r continues hypothesis parent[r] (ctl) with token tokens[r]
+// (toks): its state is read from the input half at row parent[r], the step's logits [V] go to
+// logits[r] (logps), the new state to the output half at row r. Top-k and the beam's selection run
+// as separate kernels (topk.wgsl, beam_select.wgsl).
+fn beam_step(r: u32, lid: u32) {
+    if (lid == 0u) {
+        w_tok = toks[r];
+        w_len = bitcast<u32>(state[p.len_base + r]);
+    }
+    load_state(p.in_half, ctl[r], lid);
+    let len = workgroupUniformLoad(&w_len);
+    let out_in = step_body(r, len, lid, r * p.t);
+    for (var base = lid; base < V; base += 4u * WG) {
+        let zs = gemv4(O_OUT, OUT_IN, base, V, out_in, OUT_IN);
+        for (var i = 0u; i < 4u; i++) {
+            let v = base + i * WG;
+            if (v < V) {
+                logps[r * V + v] = blob_at(O_BOUT + v) + zs[i];
+            }
+        }
+    }
+    store_state(p.out_half, r, lid);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * nwg.x;
     // Uniform per workgroup: r does not depend on the invocation.
     if (r >= p.r) {
+        return;
+    }
+    if (BEAM == 1u) {
+        beam_step(r, lid);
         return;
     }
     let len = ctl[r * 4u + 2u];
@@ -205,22 +340,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         w_tok = ctl[r * 4u];
         w_run = select(1u, 0u, ctl[r * 4u + 1u] != 0u || step0 >= stop);
     }
-    // Zero padding, then the state into shared memory.
-    for (var i = lid; i < NV4; i += WG) {
-        sv[i] = vec4<f32>(0.0);
-    }
-    workgroupBarrier();
-    for (var i = lid; i < L * H; i += WG) {
-        let l = i / H;
-        let j = i % H;
-        sv_set(SV_H + l * H8 + j, state[(l * p.r + r) * H + j]);
-        if (CELL == 0u) {
-            sv_set(SV_C + l * H8 + j, state[p.c_base + (l * p.r + r) * H + j]);
-        }
-    }
-    for (var i = lid; i < C; i += WG) {
-        sv_set(SV_CTX + i, state[p.ctx_base + r * C + i]);
-    }
+    load_state(0u, r, lid);
     if (workgroupUniformLoad(&w_run) == 0u) {
         return;
     }
@@ -231,59 +351,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             break;
         }
         let step = step0 + s;
-        // Input: embedding of the current token (+ the previous context with input feeding, or
-        // this step's context in Bahdanau order).
-        let y = w_tok;
-        for (var i = lid; i < E; i += WG) {
-            sv_set(SV_X + i, blob_at(O_EMB + y * LD_EMB + i));
-        }
-        if (BAHDANAU == 1u) {
-            // Attention with the previous top hidden state as query, before the cells.
-            attend(r, len, lid);
-            for (var i = lid; i < C; i += WG) {
-                sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
-            }
-        } else if (FEED == 1u) {
-            for (var i = lid; i < C; i += WG) {
-                sv_set(SV_X + E8 + i, sv_get(SV_CTX + i));
-            }
-        }
-        workgroupBarrier();
-        for (var l = 0u; l < L; l++) {
-            let x_off = select(SV_H + (l - 1u) * H8, SV_X, l == 0u);
-            let n_in = select(H8, IN0, l == 0u);
-            cell_layer(l, x_off, n_in, lid);
-        }
-        var out_in = SV_H + (L - 1u) * H8;
-        if (BAHDANAU == 1u) {
-            // The output layer reads [h | context | embedding].
-            for (var j = lid; j < H; j += WG) {
-                sv_set(SV_O + j, sv_get(out_in + j));
-            }
-            for (var i = lid; i < C; i += WG) {
-                sv_set(SV_O + H8 + i, sv_get(SV_CTX + i));
-            }
-            for (var i = lid; i < E; i += WG) {
-                sv_set(SV_O + H8 + C8 + i, sv_get(SV_X + i));
-            }
-            workgroupBarrier();
-            out_in = SV_O;
-        } else if (ATTN != 0u) {
-            attend(r, len, lid);
-            out_in = SV_CTX;
-            if (ATTN_LAYER == 1u) {
-                for (var base = lid; base < H; base += 4u * WG) {
-                    store4(SV_O, base, H, tanh4(gemv4(O_WC, C8 + H8, base, H, SV_CTX, C8 + H8)));
-                }
-                workgroupBarrier();
-                out_in = SV_O;
-            }
-        }
-        if (ATTN != 0u && p.keep_attn == 1u) {
-            for (var t = lid; t < p.t; t += WG) {
-                attn[(step * p.r + r) * p.t + t] = wsh[t];
-            }
-        }
+        let out_in = step_body(r, len, lid, (step * p.r + r) * p.t);
         // Output projection with a running (max, sum of exp, argmax) per invocation.
         var m = NEG;
         var se = 0.0;
@@ -332,18 +400,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     // State back to storage for the next dispatch.
-    workgroupBarrier();
-    for (var i = lid; i < L * H; i += WG) {
-        let l = i / H;
-        let j = i % H;
-        state[(l * p.r + r) * H + j] = sv_get(SV_H + l * H8 + j);
-        if (CELL == 0u) {
-            state[p.c_base + (l * p.r + r) * H + j] = sv_get(SV_C + l * H8 + j);
-        }
-    }
-    for (var i = lid; i < C; i += WG) {
-        state[p.ctx_base + r * C + i] = sv_get(SV_CTX + i);
-    }
+    store_state(0u, r, lid);
     if (lid == 0u) {
         ctl[r * 4u] = w_tok;
         ctl[r * 4u + 1u] = select(1u, 0u, w_tok != p.eos);

@@ -9,11 +9,11 @@ mod common;
 use common::{assert_close, f16_round, Rng};
 use heedful::gpu::{Gpu, Recorder};
 use heedful::kernels::decoder_loop::{
-    dispatch, state_layout, write_stop, DecoderBlob, DecoderLoopDims, DecoderWeights,
-    LoopAttention, LoopBuffers,
+    beam_state_len, beam_step_dispatches, dispatch, state_layout, write_beam_lengths, write_stop,
+    BeamStepBuffers, DecoderBlob, DecoderLoopDims, DecoderWeights, LoopAttention, LoopBuffers,
 };
 use heedful::kernels::recurrent::CellKind;
-use heedful::reference::decoder_loop::{greedy, LoopResult, LoopStart};
+use heedful::reference::decoder_loop::{greedy, step, LoopResult, LoopStart, StepState};
 use heedful::tensor::{DType, Tensor};
 
 /// Host weights owned by a test.
@@ -422,7 +422,168 @@ fn bad_inputs_are_errors() {
     let e = dispatch(&gpu, &blob, &bufs, 5, 0, false).unwrap_err();
     assert!(e.to_string().contains("ctl"), "{e}");
     let e = dispatch(&gpu, &blob, &bufs, 0, 0, false).unwrap_err();
-    assert!(e.to_string().contains("max_len 0"), "{e}");
+    assert!(e.to_string().contains("max_len"), "{e}");
     let e = write_stop(&gpu, &mem, 3).unwrap_err();
     assert!(e.to_string().contains("[R + 1, 4]"), "{e}");
+}
+
+/// Two beam steps (even: state half 0 -> 1, odd: 1 -> 0) with permuted parents: logits, new states
+/// and attention weights against the reference step applied to each row's parent state.
+fn check_beam_steps(d: DecoderLoopDims, t: usize, lens: &[usize], seed: u64) {
+    let gpu = common::gpu();
+    let mut rng = Rng::new(seed);
+    let o = random_weights(&d, &mut rng);
+    let cells: Vec<[&[f32]; 4]> = o
+        .cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect();
+    let w = view(&o, &cells);
+    let r = lens.len();
+    let (m, a) = (d.mem.max(1), d.attn_dim.max(1));
+    let mem = rng.vec(r * t * m, -1.0, 1.0);
+    let kp = rng.vec(r * t * a, -1.0, 1.0);
+    let lstm = d.cell == CellKind::Lstm;
+    let mut states: Vec<StepState> = (0..r)
+        .map(|_| StepState {
+            h: (0..d.layers)
+                .map(|_| rng.vec(d.hidden, -0.5, 0.5))
+                .collect(),
+            c: (0..d.layers)
+                .map(|_| {
+                    if lstm {
+                        rng.vec(d.hidden, -0.5, 0.5)
+                    } else {
+                        vec![0.0; d.hidden]
+                    }
+                })
+                .collect(),
+            ctx: rng.vec(d.ctx(), -0.5, 0.5),
+        })
+        .collect();
+    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let layout = state_layout(&d, r);
+    let half = layout[2].end;
+    let pack = |states: &[StepState], at: usize, buf: &mut Vec<f32>| {
+        for (row, s) in states.iter().enumerate() {
+            for l in 0..d.layers {
+                let i = at + (l * r + row) * d.hidden;
+                buf[i..i + d.hidden].copy_from_slice(&s.h[l]);
+                if lstm {
+                    let i = at + layout[1].start + (l * r + row) * d.hidden;
+                    buf[i..i + d.hidden].copy_from_slice(&s.c[l]);
+                }
+            }
+            let i = at + layout[2].start + row * d.ctx();
+            buf[i..i + d.ctx()].copy_from_slice(&s.ctx);
+        }
+    };
+    let mut init = vec![0f32; beam_state_len(&d, r)];
+    pack(&states, 0, &mut init);
+    let state_t = Tensor::from_f32(&gpu, &init, &[init.len()]).unwrap();
+    let lens_u: Vec<u32> = lens.iter().map(|&l| l as u32).collect();
+    write_beam_lengths(&gpu, &d, &state_t, &lens_u);
+    let mem_t = Tensor::from_f32(&gpu, &mem, &[r, t, m]).unwrap();
+    let kp_t = Tensor::from_f32(&gpu, &kp, &[r, t, a]).unwrap();
+    let parent_t = Tensor::zeros(&gpu, &[r], DType::U32).unwrap();
+    let tokens_t = Tensor::zeros(&gpu, &[r], DType::U32).unwrap();
+    let logits_t = Tensor::zeros(&gpu, &[r, d.vocab], DType::F32).unwrap();
+    let weights_t = Tensor::zeros(&gpu, &[r, t], DType::F32).unwrap();
+    let bufs = BeamStepBuffers {
+        mem: &mem_t,
+        keys_proj: &kp_t,
+        state: &state_t,
+        parent: &parent_t,
+        tokens: &tokens_t,
+        logits: &logits_t,
+        weights: &weights_t,
+    };
+    let steps = beam_step_dispatches(&gpu, &blob, &bufs, true).unwrap();
+    for (n, disp) in steps.iter().enumerate() {
+        // Rows continue a permutation (with repeats) of the previous rows.
+        let parent: Vec<u32> = (0..r).map(|i| ((i * 7 + n * 3 + 1) % r) as u32).collect();
+        let tokens: Vec<u32> = (0..r).map(|_| rng.below(d.vocab) as u32).collect();
+        gpu.queue()
+            .write_buffer(parent_t.buffer(), 0, bytemuck::cast_slice(&parent));
+        gpu.queue()
+            .write_buffer(tokens_t.buffer(), 0, bytemuck::cast_slice(&tokens));
+        let mut rec = Recorder::new(&gpu);
+        rec.push(disp.clone());
+        rec.submit().unwrap();
+        let logits = logits_t.to_vec_f32(&gpu).unwrap();
+        let weights = weights_t.to_vec_f32(&gpu).unwrap();
+        let mut next = Vec::new();
+        for row in 0..r {
+            let mut st = states[parent[row] as usize].clone();
+            let start = LoopStart {
+                mem: &mem[row * t * m..(row + 1) * t * m],
+                keys_proj: &kp[row * t * a..(row + 1) * t * a],
+                t,
+                len: lens[row],
+                h0: Vec::new(),
+                c0: Vec::new(),
+                bos: 0,
+                eos: 0,
+                max_len: 1,
+            };
+            let (want, want_w) = step(&d, &w, &start, &mut st, tokens[row]);
+            let want: Vec<f32> = want.iter().map(|&z| z as f32).collect();
+            let what = format!("{d:?} step {n} row {row}");
+            assert_close(
+                &format!("{what}: logits"),
+                &logits[row * d.vocab..(row + 1) * d.vocab],
+                &want,
+                2e-4,
+                1e-3,
+            );
+            if let Some(ww) = want_w {
+                assert_close(
+                    &format!("{what}: weights"),
+                    &weights[row * t..(row + 1) * t],
+                    &ww,
+                    2e-5,
+                    1e-3,
+                );
+            }
+            next.push(st);
+        }
+        // The new states are in the other half.
+        let got = state_t.to_vec_f32(&gpu).unwrap();
+        let mut want = vec![0f32; init.len()];
+        let at = if n == 0 { half } else { 0 };
+        pack(&next, at, &mut want);
+        assert_close(
+            &format!("{d:?} step {n}: new states"),
+            &got[at..at + half],
+            &want[at..at + half],
+            2e-5,
+            1e-3,
+        );
+        states = next;
+    }
+}
+
+#[test]
+fn beam_steps_lstm_stack_general_feeding() {
+    let d = DecoderLoopDims {
+        layers: 2,
+        mem: 11,
+        input_feeding: true,
+        attn_layer: true,
+        ..dims(CellKind::Lstm, LoopAttention::General)
+    };
+    check_beam_steps(d, 5, &[5, 2, 5, 1, 3], 8);
+}
+
+#[test]
+fn beam_steps_gru_bahdanau_additive() {
+    let d = DecoderLoopDims {
+        hidden: 12,
+        mem: 9,
+        attn_dim: 6,
+        vocab: 17,
+        bahdanau: true,
+        ..dims(CellKind::Gru, LoopAttention::Additive)
+    };
+    check_beam_steps(d, 4, &[4, 4, 1, 3], 9);
 }

@@ -357,6 +357,10 @@ struct Params {
     keep_attn: u32,
     c_base: u32,
     ctx_base: u32,
+    in_half: u32,
+    out_half: u32,
+    len_base: u32,
+    _pad: u32,
 }
 
 /// Buffers of a fused decode over `R` sequences and `T` encoder positions.
@@ -431,33 +435,14 @@ pub fn dispatch(
     eos: u32,
     keep_attn: bool,
 ) -> Result<Dispatch> {
-    let d = &blob.dims;
-    let [r, t, m] = match bufs.mem.shape() {
-        &[r, t, m] => [r, t, m],
-        s => return Err(Error::shape(OP, format!("mem {s:?} must be [R, T, M]"))),
-    };
-    d.check(gpu, t)?;
-    if d.attention != LoopAttention::None && m != d.mem {
-        return Err(Error::shape(
-            OP,
-            format!("mem {:?}: width must be {}", bufs.mem.shape(), d.mem),
-        ));
+    let (r, t) = mem_rows(gpu, blob, bufs.mem)?;
+    if max_len == 0 {
+        return Err(Error::invalid(OP, "max_len must be >= 1"));
     }
-    if r == 0 || max_len == 0 {
-        return Err(Error::invalid(
-            OP,
-            format!("rows {r} and max_len {max_len} must be >= 1"),
-        ));
-    }
-    let f32_ = [DType::F32];
-    let u32_ = [DType::U32];
-    if d.attention == LoopAttention::Additive {
-        want("keys_proj", bufs.keys_proj, &[r, t, d.attn_dim], &f32_)?;
-    }
-    let layout = state_layout(d, r);
-    want("state", bufs.state, &[layout[2].end.max(1)], &f32_)?;
-    want("ctl", bufs.ctl, &[r + 1, 4], &u32_)?;
-    want("tokens", bufs.tokens, &[max_len, r], &u32_)?;
+    let layout = state_layout(&blob.dims, r);
+    want("state", bufs.state, &[layout[2].end.max(1)], &[DType::F32])?;
+    want("ctl", bufs.ctl, &[r + 1, 4], &[DType::U32])?;
+    want("tokens", bufs.tokens, &[max_len, r], &[DType::U32])?;
     want(
         "logps",
         bufs.logps,
@@ -465,7 +450,149 @@ pub fn dispatch(
         &[DType::F32, DType::U32],
     )?;
     if keep_attn {
-        want("attn", bufs.attn, &[max_len, r, t], &f32_)?;
+        want("attn", bufs.attn, &[max_len, r, t], &[DType::F32])?;
+    }
+    let extra = Params {
+        max_len: max_len as u32,
+        eos,
+        ..Params::zeroed()
+    };
+    let io = [bufs.state, bufs.ctl, bufs.tokens, bufs.logps, bufs.attn];
+    build(
+        gpu,
+        blob,
+        bufs.mem,
+        bufs.keys_proj,
+        io,
+        extra,
+        keep_attn,
+        false,
+    )
+}
+
+/// Buffers of beam-search steps over `R` rows (hypotheses) and `T` encoder positions.
+#[derive(Clone, Copy, Debug)]
+pub struct BeamStepBuffers<'a> {
+    /// Encoder states `[R, T, M]` f32.
+    pub mem: &'a Tensor,
+    /// Additive: `mem W_k^T` `[R, T, A]` f32; otherwise any f32 tensor of 4 or more elements.
+    pub keys_proj: &'a Tensor,
+    /// `[beam_state_len(R)]` f32: two halves laid out by [`state_layout`] (ping-pong), then the
+    /// rows' input lengths `[R]` (u32 bits, written by [`write_beam_lengths`]).
+    pub state: &'a Tensor,
+    /// `[R]` u32: the row each row continues (identity before the first step).
+    pub parent: &'a Tensor,
+    /// `[R]` u32: each row's input token.
+    pub tokens: &'a Tensor,
+    /// `[R, V]` f32: the step's logits.
+    pub logits: &'a Tensor,
+    /// `[R, T]` f32: the step's attention weights (when kept; otherwise any f32 tensor).
+    pub weights: &'a Tensor,
+}
+
+/// Floats of a beam state tensor for `r` rows.
+pub fn beam_state_len(dims: &DecoderLoopDims, r: usize) -> usize {
+    2 * state_layout(dims, r)[2].end + r
+}
+
+/// Writes the rows' input lengths into a beam state tensor.
+pub fn write_beam_lengths(gpu: &Gpu, dims: &DecoderLoopDims, state: &Tensor, lengths: &[u32]) {
+    let at = 2 * state_layout(dims, lengths.len())[2].end;
+    state.write_bytes(gpu, (at * 4) as u64, bytemuck::cast_slice(lengths));
+}
+
+/// Builds the two dispatches of one beam-search step (reading state half 0 and writing half 1,
+/// and the reverse): each row continues its parent's state with its token and writes the step's
+/// logits (and attention weights when `keep_attn`); top-k and the selection run after it.
+pub fn beam_step_dispatches(
+    gpu: &Gpu,
+    blob: &DecoderBlob,
+    bufs: &BeamStepBuffers,
+    keep_attn: bool,
+) -> Result<[Dispatch; 2]> {
+    let (r, t) = mem_rows(gpu, blob, bufs.mem)?;
+    let d = &blob.dims;
+    want("state", bufs.state, &[beam_state_len(d, r)], &[DType::F32])?;
+    want("parent", bufs.parent, &[r], &[DType::U32])?;
+    want("tokens", bufs.tokens, &[r], &[DType::U32])?;
+    want("logits", bufs.logits, &[r, d.vocab], &[DType::F32])?;
+    if keep_attn {
+        want("weights", bufs.weights, &[r, t], &[DType::F32])?;
+    }
+    let half = state_layout(d, r)[2].end as u32;
+    let io = [
+        bufs.state,
+        bufs.parent,
+        bufs.tokens,
+        bufs.logits,
+        bufs.weights,
+    ];
+    let mut out = Vec::new();
+    for (in_half, out_half) in [(0, half), (half, 0)] {
+        let extra = Params {
+            in_half,
+            out_half,
+            len_base: 2 * half,
+            ..Params::zeroed()
+        };
+        out.push(build(
+            gpu,
+            blob,
+            bufs.mem,
+            bufs.keys_proj,
+            io,
+            extra,
+            keep_attn,
+            true,
+        )?);
+    }
+    let odd = out.pop().ok_or_else(|| Error::invalid(OP, "no dispatch"))?;
+    let even = out.pop().ok_or_else(|| Error::invalid(OP, "no dispatch"))?;
+    Ok([even, odd])
+}
+
+/// Rows and positions of `mem [R, T, M]`, checked against the decoder and the device.
+fn mem_rows(gpu: &Gpu, blob: &DecoderBlob, mem: &Tensor) -> Result<(usize, usize)> {
+    let d = &blob.dims;
+    let [r, t, m] = match mem.shape() {
+        &[r, t, m] if mem.dtype() == DType::F32 => [r, t, m],
+        s => {
+            return Err(Error::shape(
+                OP,
+                format!("mem {s:?} {} must be [R, T, M] f32", mem.dtype()),
+            ))
+        }
+    };
+    d.check(gpu, t)?;
+    if d.attention != LoopAttention::None && m != d.mem {
+        return Err(Error::shape(
+            OP,
+            format!("mem {:?}: width must be {}", mem.shape(), d.mem),
+        ));
+    }
+    if r == 0 {
+        return Err(Error::invalid(OP, "mem has no rows"));
+    }
+    Ok((r, t))
+}
+
+/// The pipeline (greedy loop or beam step) and its dispatch over `io` = (state, ctl or parent,
+/// tokens, logps or logits, attention) with `extra`'s mode-specific parameters.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    gpu: &Gpu,
+    blob: &DecoderBlob,
+    mem: &Tensor,
+    keys_proj: &Tensor,
+    io: [&Tensor; 5],
+    extra: Params,
+    keep_attn: bool,
+    beam: bool,
+) -> Result<Dispatch> {
+    let d = &blob.dims;
+    let (r, t) = mem_rows(gpu, blob, mem)?;
+    if d.attention == LoopAttention::Additive {
+        want("keys_proj", keys_proj, &[r, t, d.attn_dim], &[DType::F32])?;
     }
     let wg = wg(gpu);
     let tm = tmax(t) as u32;
@@ -500,6 +627,7 @@ pub fn dispatch(
         ("ATTN", attn_code),
         ("ATTN_LAYER", u32::from(attn_layer)),
         ("BAHDANAU", u32::from(d.bahdanau)),
+        ("BEAM", u32::from(beam)),
         ("WG", wg),
         ("TMAX", tm),
         ("SV_X", sv[0]),
@@ -512,7 +640,7 @@ pub fn dispatch(
         ("NV4", sv[7] / 4),
     ];
     consts.extend(blob.layout.consts.iter().copied());
-    let key = (d, wg, tm, &blob.layout);
+    let key = (d, beam, wg, tm, &blob.layout);
     let pipeline = gpu.pipeline(OP, &key, || {
         let decls = [
             declare_input("mem", 2, Elem::F32, d.mem.is_multiple_of(4)),
@@ -525,29 +653,30 @@ pub fn dispatch(
         ];
         compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &decls)
     })?;
+    let layout = state_layout(d, r);
     let params = Params {
         r: u(r),
         t: u(t),
-        max_len: u(max_len),
-        gates: d.cell.gates() as u32,
-        eos,
+        gates: u(d.cell.gates()),
         keep_attn: u32::from(keep_attn && d.attention != LoopAttention::None),
         c_base: u(layout[1].start),
         ctx_base: u(layout[2].start),
+        ..extra
     };
+    let [state, ctl, tokens, logps, attn] = io;
     gpu.dispatch(
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
         &[
             blob.blob.buffer(),
-            bufs.mem.buffer(),
-            bufs.keys_proj.buffer(),
-            bufs.state.buffer(),
-            bufs.ctl.buffer(),
-            bufs.tokens.buffer(),
-            bufs.logps.buffer(),
-            bufs.attn.buffer(),
+            mem.buffer(),
+            keys_proj.buffer(),
+            state.buffer(),
+            ctl.buffer(),
+            tokens.buffer(),
+            logps.buffer(),
+            attn.buffer(),
         ],
         gpu.grid(u(r)),
     )

@@ -59,86 +59,121 @@ fn matvec(w: &[f32], rows: usize, cols: usize, x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// A decoder's recurrent state: h and (LSTM) c per layer `[H]`, and the context `[C]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepState {
+    /// Hidden state per layer.
+    pub h: Vec<Vec<f32>>,
+    /// LSTM cell state per layer (zeros otherwise).
+    pub c: Vec<Vec<f32>>,
+    /// The previous step's context (input feeding).
+    pub ctx: Vec<f32>,
+}
+
+/// One decoder step with input token `y` over `s`'s memory: updates `st` and returns the logits
+/// `[V]` and, with attention, the step's weights over the `s.t` memory rows.
+pub fn step(
+    d: &DecoderLoopDims,
+    w: &DecoderWeights,
+    s: &LoopStart,
+    st: &mut StepState,
+    y: u32,
+) -> (Vec<f64>, Option<Vec<f32>>) {
+    let (h, v, e) = (d.hidden, d.vocab, d.emb);
+    let ctx_w = d.ctx();
+    let (hs, cs, ctx) = (&mut st.h, &mut st.c, &mut st.ctx);
+    let mut weights = None;
+    let emb_y: Vec<f32> = w.emb[y as usize * e..(y as usize + 1) * e].to_vec();
+    let mut x = emb_y.clone();
+    if d.bahdanau {
+        let q: Vec<f64> = hs[d.layers - 1].iter().map(|&v| v as f64).collect();
+        let (c, row) = attend(d, w, s, &q);
+        weights = Some(row);
+        *ctx = c.iter().map(|&v| v as f32).collect();
+        x.extend_from_slice(ctx);
+    } else if d.input_feeding && d.attention != LoopAttention::None {
+        x.extend_from_slice(ctx);
+    }
+    for l in 0..d.layers {
+        let input = if l == 0 { d.input0() } else { h };
+        let mut wm = HashMap::new();
+        for (i, n) in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            .iter()
+            .enumerate()
+        {
+            if !w.cells[l][i].is_empty() {
+                wm.insert(n.to_string(), w.cells[l][i].to_vec());
+            }
+        }
+        let lstm = d.cell == CellKind::Lstm;
+        let (hn, cn) = cell(
+            d.cell,
+            &wm,
+            input,
+            h,
+            &x,
+            &hs[l],
+            lstm.then_some(cs[l].as_slice()),
+            1,
+        );
+        hs[l] = hn.clone();
+        if let Some(cn) = cn {
+            cs[l] = cn;
+        }
+        x = hn;
+    }
+    let top: Vec<f64> = hs[d.layers - 1].iter().map(|&q| q as f64).collect();
+    let o: Vec<f64> = if d.bahdanau {
+        let mut o = top.clone();
+        o.extend(ctx.iter().map(|&v| v as f64));
+        o.extend(emb_y.iter().map(|&v| v as f64));
+        o
+    } else if d.attention == LoopAttention::None {
+        top.clone()
+    } else {
+        let (c, row) = attend(d, w, s, &top);
+        weights = Some(row);
+        *ctx = c.iter().map(|&q| q as f32).collect();
+        let mut ch = c;
+        ch.extend_from_slice(&top);
+        if d.attn_layer {
+            matvec(w.w_c, h, ctx_w + h, &ch)
+                .into_iter()
+                .map(f64::tanh)
+                .collect()
+        } else {
+            ch
+        }
+    };
+    let mut logits = matvec(w.out[0], v, d.out_in(), &o);
+    for (i, z) in logits.iter_mut().enumerate() {
+        *z += w.out[1].get(i).copied().unwrap_or(0.0) as f64;
+    }
+    let mut logits = matvec(w.out[0], v, d.out_in(), &o);
+    for (i, z) in logits.iter_mut().enumerate() {
+        *z += w.out[1].get(i).copied().unwrap_or(0.0) as f64;
+    }
+    (logits, weights)
+}
+
 /// Greedy decoding of one sequence.
 pub fn greedy(dims: &DecoderLoopDims, w: &DecoderWeights, s: &LoopStart) -> LoopResult {
     let d = dims;
-    let (h, v, e) = (d.hidden, d.vocab, d.emb);
-    let ctx_w = d.ctx();
-    let mut hs = s.h0.clone();
-    let mut cs = s.c0.clone();
-    if cs.len() < d.layers {
-        cs = vec![vec![0.0; h]; d.layers];
-    }
-    let mut ctx = vec![0f32; ctx_w];
+    let h = d.hidden;
+    let mut st = StepState {
+        h: s.h0.clone(),
+        c: if s.c0.len() < d.layers {
+            vec![vec![0.0; h]; d.layers]
+        } else {
+            s.c0.clone()
+        },
+        ctx: vec![0f32; d.ctx()],
+    };
     let mut y = s.bos;
     let mut out = LoopResult::default();
     for _ in 0..s.max_len {
-        let emb_y: Vec<f32> = w.emb[y as usize * e..(y as usize + 1) * e].to_vec();
-        let mut x = emb_y.clone();
-        if d.bahdanau {
-            let q: Vec<f64> = hs[d.layers - 1].iter().map(|&v| v as f64).collect();
-            let (c, row) = attend(d, w, s, &q);
-            out.attention.push(row);
-            ctx = c.iter().map(|&v| v as f32).collect();
-            x.extend_from_slice(&ctx);
-        } else if d.input_feeding && d.attention != LoopAttention::None {
-            x.extend_from_slice(&ctx);
-        }
-        for l in 0..d.layers {
-            let input = if l == 0 { d.input0() } else { h };
-            let mut wm = HashMap::new();
-            for (i, n) in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
-                .iter()
-                .enumerate()
-            {
-                if !w.cells[l][i].is_empty() {
-                    wm.insert(n.to_string(), w.cells[l][i].to_vec());
-                }
-            }
-            let lstm = d.cell == CellKind::Lstm;
-            let (hn, cn) = cell(
-                d.cell,
-                &wm,
-                input,
-                h,
-                &x,
-                &hs[l],
-                lstm.then_some(cs[l].as_slice()),
-                1,
-            );
-            hs[l] = hn.clone();
-            if let Some(cn) = cn {
-                cs[l] = cn;
-            }
-            x = hn;
-        }
-        let top: Vec<f64> = hs[d.layers - 1].iter().map(|&q| q as f64).collect();
-        let o: Vec<f64> = if d.bahdanau {
-            let mut o = top.clone();
-            o.extend(ctx.iter().map(|&v| v as f64));
-            o.extend(emb_y.iter().map(|&v| v as f64));
-            o
-        } else if d.attention == LoopAttention::None {
-            top.clone()
-        } else {
-            let (c, row) = attend(d, w, s, &top);
-            out.attention.push(row);
-            ctx = c.iter().map(|&q| q as f32).collect();
-            let mut ch = c;
-            ch.extend_from_slice(&top);
-            if d.attn_layer {
-                matvec(w.w_c, h, ctx_w + h, &ch)
-                    .into_iter()
-                    .map(f64::tanh)
-                    .collect()
-            } else {
-                ch
-            }
-        };
-        let mut logits = matvec(w.out[0], v, d.out_in(), &o);
-        for (i, z) in logits.iter_mut().enumerate() {
-            *z += w.out[1].get(i).copied().unwrap_or(0.0) as f64;
-        }
+        let (logits, weights) = step(d, w, s, &mut st, y);
+        out.attention.extend(weights);
         let mut best = 0;
         for (i, &z) in logits.iter().enumerate() {
             if z > logits[best] {

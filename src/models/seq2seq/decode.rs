@@ -17,7 +17,7 @@ use crate::kernels::memory_attention::{self, Score};
 use crate::kernels::{concat::record_concat, embedding::record_embedding, layout, softmax, topk};
 use crate::tensor::{DType, Tensor};
 
-use super::fused::{self, FusedLoop};
+use super::fused::{self, FusedBeam, FusedLoop};
 use super::{AttentionOrder, AttnParams, Encoded, Linear, Seq2Seq, OP};
 
 /// How to decode.
@@ -177,6 +177,11 @@ pub(super) struct Plan {
     step_rec: Recorder,
     /// The fused greedy decoder's buffers and dispatches (instead of `step_rec`).
     fused: Option<FusedLoop>,
+    /// Fused beam search: `step_rec` records the even steps, this the odd ones (the state halves
+    /// alternate).
+    step_rec_odd: Option<Recorder>,
+    /// Fused beam search's buffers.
+    fused_beam: Option<FusedBeam>,
     beam: Option<BeamState>,
     tok_hist: Tensor,
     aux_hist: Tensor,
@@ -280,7 +285,10 @@ impl Seq2Seq {
             }
             let per_op_steps = if plan.fused.is_some() { 0 } else { n };
             for s in steps_run..steps_run + per_op_steps {
-                rec.extend(plan.step_rec.clone());
+                match (&plan.step_rec_odd, s % 2) {
+                    (Some(odd), 1) => rec.extend(odd.clone()),
+                    _ => rec.extend(plan.step_rec.clone()),
+                }
                 let off = s as u64 * row_bytes;
                 if let Some(bs) = &plan.beam {
                     rec.copy(step.y.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
@@ -415,8 +423,46 @@ impl Seq2Seq {
             None
         };
         let mut step_rec = Recorder::new(gpu);
-        let fused = match (&self.fused_blob, key.fused) {
-            (Some(blob), true) => {
+        let beam = if k > 1 {
+            Some(BeamState {
+                scores: zeros(gpu, &[r])?,
+                parent: Tensor::zeros(gpu, &[r], DType::U32)?,
+                ctl: Tensor::zeros(gpu, &[b, 4], DType::U32)?,
+                fin: Tensor::zeros(gpu, &[b, 2 * k, 3], DType::U32)?,
+            })
+        } else {
+            None
+        };
+        let mut fused_beam = None;
+        let mut step_rec_odd = None;
+        let fused = match (&self.fused_blob, key.fused, &beam) {
+            (Some(blob), true, Some(bs)) => {
+                // The fused step then top-k; the selection is appended below. Even and odd steps
+                // alternate the state halves.
+                let fb = FusedBeam::new(
+                    gpu,
+                    blob,
+                    &mem.mem,
+                    mem.keys_proj.as_ref(),
+                    &bs.parent,
+                    &step.y,
+                    if keep_attn {
+                        step.weights.as_ref()
+                    } else {
+                        None
+                    },
+                )?;
+                fb.record_start(&mut init, blob, &step.h, &step.c);
+                let mut odd = Recorder::new(gpu);
+                for (rec, d) in [(&mut step_rec, &fb.steps[0]), (&mut odd, &fb.steps[1])] {
+                    rec.push(d.clone());
+                    topk::record_topk(rec, &fb.logits, &step.ids, &step.logp)?;
+                }
+                step_rec_odd = Some(odd);
+                fused_beam = Some(fb);
+                None
+            }
+            (Some(blob), true, None) => {
                 let fl = FusedLoop::new(
                     gpu,
                     blob,
@@ -435,16 +481,6 @@ impl Seq2Seq {
                 None
             }
         };
-        let beam = if k > 1 {
-            Some(BeamState {
-                scores: zeros(gpu, &[r])?,
-                parent: Tensor::zeros(gpu, &[r], DType::U32)?,
-                ctl: Tensor::zeros(gpu, &[b, 4], DType::U32)?,
-                fin: Tensor::zeros(gpu, &[b, 2 * k, 3], DType::U32)?,
-            })
-        } else {
-            None
-        };
         if let Some(bs) = &beam {
             let bufs = BeamBuffers {
                 cand_ids: &step.ids,
@@ -455,14 +491,14 @@ impl Seq2Seq {
                 ctl: &bs.ctl,
                 fin: &bs.fin,
             };
-            record_beam_select(
-                &mut step_rec,
-                &bufs,
-                b,
-                k,
-                self.cfg.eos_id as u32,
-                key.length_norm,
-            )?;
+            let eos = self.cfg.eos_id as u32;
+            record_beam_select(&mut step_rec, &bufs, b, k, eos, key.length_norm)?;
+            if let Some(odd) = step_rec_odd.as_mut() {
+                // The fused step reads each row's state from its parent row itself.
+                record_beam_select(odd, &bufs, b, k, eos, key.length_norm)?;
+            }
+        }
+        if let (Some(bs), None) = (&beam, &step_rec_odd) {
             let parent = &bs.parent;
             for (l, h_new) in step.h_new.iter().enumerate() {
                 record_embedding(&mut step_rec, parent, h_new, &step.h[l])?;
@@ -473,7 +509,7 @@ impl Seq2Seq {
             if let (Some(cn), Some(c)) = (&step.ctx_new, &step.ctx) {
                 record_embedding(&mut step_rec, parent, cn, c)?;
             }
-        } else if fused.is_none() {
+        } else if beam.is_none() && fused.is_none() {
             for (h_new, h) in step.h_new.iter().zip(&step.h) {
                 step_rec.copy(h_new.buffer(), 0, h.buffer(), 0, h.byte_len());
             }
@@ -520,7 +556,9 @@ impl Seq2Seq {
             step,
             init,
             step_rec,
+            step_rec_odd,
             fused,
+            fused_beam,
             beam,
             tok_hist,
             aux_hist,
@@ -586,14 +624,20 @@ impl Seq2Seq {
             bs.scores.write_bytes(gpu, 0, bytemuck::cast_slice(&scores));
             bs.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
             zero(&bs.fin);
+            if let (Some(fb), Some(blob)) = (&plan.fused_beam, &self.fused_blob) {
+                // Before the first selection every row continues itself.
+                let identity: Vec<u32> = (0..r as u32).collect();
+                bs.parent
+                    .write_bytes(gpu, 0, bytemuck::cast_slice(&identity));
+                let lens: Vec<u32> = (0..r).map(|i| row_len(i) as u32).collect();
+                fb.write_inputs(gpu, blob, &lens);
+            }
         }
     }
 
-    /// Whether a greedy decode with `opts` over inputs padded to `t` runs the fused kernel.
+    /// Whether a decode with `opts` over inputs padded to `t` runs the fused decoder kernel.
     fn use_fused(&self, gpu: &Gpu, opts: &DecodeOptions, t: usize) -> Result<bool> {
-        let why_not = if opts.beam > 1 {
-            Some("beam search runs per-op".to_string())
-        } else if opts.kernel == DecodeKernel::PerOp {
+        let why_not = if opts.kernel == DecodeKernel::PerOp {
             return Ok(false);
         } else {
             match (&self.fused_blob, fused::loop_dims(&self.cfg)?) {

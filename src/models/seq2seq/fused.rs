@@ -152,15 +152,7 @@ impl FusedLoop {
         c0: &[Tensor],
     ) {
         let r = self.ctl.shape()[0] - 1;
-        let layout = dl::state_layout(blob.dims(), r);
-        let row = (r * blob.dims().hidden * 4) as u64;
-        for (l, h) in h0.iter().enumerate() {
-            rec.copy(h.buffer(), 0, self.state.buffer(), l as u64 * row, row);
-        }
-        for (l, c) in c0.iter().enumerate() {
-            let at = (layout[1].start * 4) as u64 + l as u64 * row;
-            rec.copy(c.buffer(), 0, self.state.buffer(), at, row);
-        }
+        record_state_copies(rec, blob, &self.state, r, h0, c0);
     }
 
     /// Writes a call's control words (first input `bos`, input lengths) and zeroes the context.
@@ -170,12 +162,7 @@ impl FusedLoop {
             .flat_map(|&len| [bos, 0, len as u32, 0])
             .collect();
         self.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
-        let layout = dl::state_layout(blob.dims(), lengths.len());
-        if !layout[2].is_empty() {
-            let zeros = vec![0u8; layout[2].len() * 4];
-            self.state
-                .write_bytes(gpu, (layout[2].start * 4) as u64, &zeros);
-        }
+        zero_context(gpu, blob, &self.state, lengths.len());
     }
 
     /// Records a run of the loop that stops at step `stop` (exclusive; the host writes it now,
@@ -184,5 +171,101 @@ impl FusedLoop {
         dl::write_stop(gpu, &self.ctl, stop)?;
         rec.push(self.dispatch.clone());
         Ok(())
+    }
+}
+
+/// A beam plan's buffers for the fused beam step: the ping-pong state with the rows' lengths, the
+/// logits, and the even / odd step dispatches.
+#[derive(Debug)]
+pub(super) struct FusedBeam {
+    state: Tensor,
+    /// `[R, V]` logits of the step (read by top-k).
+    pub(super) logits: Tensor,
+    /// Steps 0, 2, 4, ... read state half 0 and write half 1; odd steps the reverse.
+    pub(super) steps: [Dispatch; 2],
+}
+
+impl FusedBeam {
+    /// Buffers and dispatches for rows continuing `parent [R]` with `tokens [R]` over `mem
+    /// [R, T, M]` (with `keys_proj` for additive attention), writing the step's attention weights to
+    /// `weights [R, T]` when given.
+    pub(super) fn new(
+        gpu: &Gpu,
+        blob: &DecoderBlob,
+        mem: &Tensor,
+        keys_proj: Option<&Tensor>,
+        parent: &Tensor,
+        tokens: &Tensor,
+        weights: Option<&Tensor>,
+    ) -> Result<FusedBeam> {
+        let r = mem.shape()[0];
+        let d = blob.dims();
+        let state = Tensor::zeros(gpu, &[dl::beam_state_len(d, r)], DType::F32)?;
+        let logits = Tensor::zeros(gpu, &[r, d.vocab], DType::F32)?;
+        let no_keys = Tensor::zeros(gpu, &[4], DType::F32)?;
+        let no_weights = Tensor::zeros(gpu, &[4], DType::F32)?;
+        let bufs = dl::BeamStepBuffers {
+            mem,
+            keys_proj: keys_proj.unwrap_or(&no_keys),
+            state: &state,
+            parent,
+            tokens,
+            logits: &logits,
+            weights: weights.unwrap_or(&no_weights),
+        };
+        let steps = dl::beam_step_dispatches(gpu, blob, &bufs, weights.is_some())?;
+        Ok(FusedBeam {
+            state,
+            logits,
+            steps,
+        })
+    }
+
+    /// Records the copies of the initial states (per layer `[R, H]`) into state half 0.
+    pub(super) fn record_start(
+        &self,
+        rec: &mut Recorder,
+        blob: &DecoderBlob,
+        h0: &[Tensor],
+        c0: &[Tensor],
+    ) {
+        let r = self.logits.shape()[0];
+        record_state_copies(rec, blob, &self.state, r, h0, c0);
+    }
+
+    /// Writes a call's per-row input lengths and zeroes the context of state half 0.
+    pub(super) fn write_inputs(&self, gpu: &Gpu, blob: &DecoderBlob, lengths: &[u32]) {
+        dl::write_beam_lengths(gpu, blob.dims(), &self.state, lengths);
+        zero_context(gpu, blob, &self.state, lengths.len());
+    }
+}
+
+/// Copies per-layer `[R, H]` states into the h and c sections of `state` (laid out by
+/// [`dl::state_layout`] from offset 0).
+fn record_state_copies(
+    rec: &mut Recorder,
+    blob: &DecoderBlob,
+    state: &Tensor,
+    r: usize,
+    h0: &[Tensor],
+    c0: &[Tensor],
+) {
+    let layout = dl::state_layout(blob.dims(), r);
+    let row = (r * blob.dims().hidden * 4) as u64;
+    for (l, h) in h0.iter().enumerate() {
+        rec.copy(h.buffer(), 0, state.buffer(), l as u64 * row, row);
+    }
+    for (l, c) in c0.iter().enumerate() {
+        let at = (layout[1].start * 4) as u64 + l as u64 * row;
+        rec.copy(c.buffer(), 0, state.buffer(), at, row);
+    }
+}
+
+/// Zeroes the context section of `state` (laid out from offset 0) for `r` rows.
+fn zero_context(gpu: &Gpu, blob: &DecoderBlob, state: &Tensor, r: usize) {
+    let layout = dl::state_layout(blob.dims(), r);
+    if !layout[2].is_empty() {
+        let zeros = vec![0u8; layout[2].len() * 4];
+        state.write_bytes(gpu, (layout[2].start * 4) as u64, &zeros);
     }
 }
