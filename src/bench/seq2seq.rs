@@ -2,9 +2,9 @@
 //! on held-out cmudict words (weights/fixtures/g2p_rnn_dot.json), at batch 1 and 64, greedy and
 //! beam 4, with 1 decoding step per submission (a readback after every step, the classic host
 //! loop) next to the GPU-resident chunked loop (4 and 8 steps per submission, all steps in one
-//! submission, and an input-sized first submission followed by 2 steps per submission), for both
-//! greedy decoders: the fused kernel (one dispatch per chunk) and the per-op one (~10 dispatches
-//! per step). Beam search runs per-op.
+//! submission, and an input-sized first submission followed by 2 steps per submission), for the
+//! fused kernels (greedy: one dispatch per chunk of steps; beam: three per step) and the per-op
+//! ones (~10 dispatches per step).
 //!
 //! Wall-clock timing of whole `decode` calls (encoder included). The cases of one batch size and
 //! mode are timed in interleaved rounds (one run of each per round, medians over the rounds), so a
@@ -73,18 +73,11 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         let set = &all[..n_words.min(all.len())];
         let shape = format!("B{batch} words{}", set.len());
         for beam in [1usize, 4] {
-            let kernels: &[(DecodeKernel, &str)] = if beam == 1 {
-                &[
-                    (DecodeKernel::Fused, "fused"),
-                    (DecodeKernel::PerOp, "perop"),
-                ]
-            } else {
-                &[(DecodeKernel::PerOp, "perop")]
-            };
+            let kernels = [(DecodeKernel::Fused, "fused"), (DecodeKernel::PerOp, "perop")];
             let mode = if beam == 1 { "greedy" } else { "beam4" };
             // (op name, options) of every case of this batch size and mode.
             let mut cases = Vec::new();
-            for &(kernel, kname) in kernels {
+            for (kernel, kname) in kernels {
                 for (spp, first) in SCHEDULES {
                     let op = format!("g2p:{mode}:{kname}:{}", schedule_name(spp, first));
                     if ctx.wants(&op, &shape) {
