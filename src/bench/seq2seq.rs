@@ -73,7 +73,10 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         let set = &all[..n_words.min(all.len())];
         let shape = format!("B{batch} words{}", set.len());
         for beam in [1usize, 4] {
-            let kernels = [(DecodeKernel::Fused, "fused"), (DecodeKernel::PerOp, "perop")];
+            let kernels = [
+                (DecodeKernel::Fused, "fused"),
+                (DecodeKernel::PerOp, "perop"),
+            ];
             let mode = if beam == 1 { "greedy" } else { "beam4" };
             // (op name, options) of every case of this batch size and mode.
             let mut cases = Vec::new();
