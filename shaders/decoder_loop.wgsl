@@ -1,8 +1,9 @@
-// Greedy decoding of an RNN decoder with attention, fused: one workgroup per sequence runs whole
-// decoder steps (embedding, cell stack, attention, attentional layer, output projection, argmax
-// and log-softmax) until the chunk's stop step in one dispatch, feeding each step's argmax to the
-// next step's embedding lookup. A sequence stops at its end token or at `max_len` steps; its
-// workgroup then returns, so steps past the end cost nothing.
+// Decoding of an RNN decoder with attention, fused: one workgroup per sequence runs whole decoder
+// steps (embedding, cell stack, attention, attentional layer, output projection, argmax and
+// log-softmax) until the chunk's stop step in one dispatch, feeding each step's argmax to the next
+// step's embedding lookup. A sequence stops at its end token or at `max_len` steps; its workgroup
+// then returns, so steps past the end cost nothing. In beam mode (below) a dispatch runs one step
+// of every hypothesis row instead.
 //
 // Dimension legend: R rows (sequences), T encoder positions (padded), M memory width, E embedding,
 // H hidden, L layers, G gates (4 LSTM i,f,g,o; 3 GRU r,z,n; 1 RNN), C context width (M, or 0 without
@@ -65,7 +66,8 @@ struct Params {
     in_half: u32,
     out_half: u32,
     len_base: u32,
-    _pad: u32,
+    // Beam mode: 1 when rows fed `eos` skip the step (the end token is not the first input).
+    skip_eos: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -303,6 +305,11 @@ fn beam_step(r: u32, lid: u32) {
     if (lid == 0u) {
         w_tok = toks[r];
         w_len = bitcast<u32>(state[p.len_base + r]);
+    }
+    // beam_select.wgsl feeds the end token to the rows of finished items and to dead rows; nothing
+    // reads their results, so they skip the step (steps past the end of a batch cost nothing).
+    if (p.skip_eos == 1u && workgroupUniformLoad(&w_tok) == p.eos) {
+        return;
     }
     load_state(p.in_half, ctl[r], lid);
     let len = workgroupUniformLoad(&w_len);

@@ -498,7 +498,7 @@ fn check_beam_steps(d: DecoderLoopDims, t: usize, lens: &[usize], seed: u64) {
         logits: &logits_t,
         weights: &weights_t,
     };
-    let steps = beam_step_dispatches(&gpu, &blob, &bufs, true).unwrap();
+    let steps = beam_step_dispatches(&gpu, &blob, &bufs, true, None).unwrap();
     for (n, disp) in steps.iter().enumerate() {
         // Rows continue a permutation (with repeats) of the previous rows.
         let parent: Vec<u32> = (0..r).map(|i| ((i * 7 + n * 3 + 1) % r) as u32).collect();
@@ -586,4 +586,94 @@ fn beam_steps_gru_bahdanau_additive() {
         ..dims(CellKind::Gru, LoopAttention::Additive)
     };
     check_beam_steps(d, 4, &[4, 4, 1, 3], 9);
+}
+
+#[test]
+fn beam_step_skips_rows_fed_the_end_token() {
+    let gpu = common::gpu();
+    let d = DecoderLoopDims {
+        hidden: 16,
+        mem: 16,
+        vocab: 9,
+        ..dims(CellKind::Gru, LoopAttention::Dot)
+    };
+    let mut rng = Rng::new(10);
+    let o = random_weights(&d, &mut rng);
+    let cells: Vec<[&[f32]; 4]> = o
+        .cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect();
+    let w = view(&o, &cells);
+    let (r, t, eos) = (3usize, 4usize, 7u32);
+    let mem = rng.vec(r * t * d.mem, -1.0, 1.0);
+    let h0 = rng.vec(d.hidden, -0.5, 0.5);
+    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let mut init = vec![0f32; beam_state_len(&d, r)];
+    // Every row starts from h0 (state half 0, layer 0).
+    for row in 0..r {
+        init[row * d.hidden..(row + 1) * d.hidden].copy_from_slice(&h0);
+    }
+    let state_t = Tensor::from_f32(&gpu, &init, &[init.len()]).unwrap();
+    write_beam_lengths(&gpu, &d, &state_t, &[4, 4, 4]);
+    let mem_t = Tensor::from_f32(&gpu, &mem, &[r, t, d.mem]).unwrap();
+    let parent_t = Tensor::from_u32(&gpu, &[0, 1, 2], &[r]).unwrap();
+    let tokens_t = Tensor::from_u32(&gpu, &[eos, 5, eos], &[r]).unwrap();
+    let logits_t = Tensor::from_f32(&gpu, &vec![123.0; r * d.vocab], &[r, d.vocab]).unwrap();
+    // Stand-ins: a read-only and a read-write binding may not share a buffer.
+    let no_kp = Tensor::zeros(&gpu, &[4], DType::F32).unwrap();
+    let no_weights = Tensor::zeros(&gpu, &[4], DType::F32).unwrap();
+    let bufs = BeamStepBuffers {
+        mem: &mem_t,
+        keys_proj: &no_kp,
+        state: &state_t,
+        parent: &parent_t,
+        tokens: &tokens_t,
+        logits: &logits_t,
+        weights: &no_weights,
+    };
+    let steps = beam_step_dispatches(&gpu, &blob, &bufs, false, Some(eos)).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    rec.push(steps[0].clone());
+    rec.submit().unwrap();
+    let logits = logits_t.to_vec_f32(&gpu).unwrap();
+    let start = LoopStart {
+        mem: &mem[t * d.mem..2 * t * d.mem],
+        keys_proj: &[],
+        t,
+        len: 4,
+        h0: Vec::new(),
+        c0: Vec::new(),
+        bos: 0,
+        eos,
+        max_len: 1,
+    };
+    let mut st = StepState {
+        h: vec![h0.clone()],
+        c: vec![vec![0.0; d.hidden]],
+        ctx: vec![0.0; d.ctx()],
+    };
+    let (want, _) = step(&d, &w, &start, &mut st, 5);
+    let want: Vec<f32> = want.iter().map(|&z| z as f32).collect();
+    assert_close(
+        "row 1 logits",
+        &logits[d.vocab..2 * d.vocab],
+        &want,
+        2e-4,
+        1e-3,
+    );
+    for row in [0, 2] {
+        let untouched = &logits[row * d.vocab..(row + 1) * d.vocab];
+        assert!(
+            untouched.iter().all(|&z| z == 123.0),
+            "row {row} ran: {untouched:?}"
+        );
+    }
+    // Without skipping, every row runs.
+    let steps = beam_step_dispatches(&gpu, &blob, &bufs, false, None).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    rec.push(steps[0].clone());
+    rec.submit().unwrap();
+    let logits = logits_t.to_vec_f32(&gpu).unwrap();
+    assert!(logits.iter().all(|&z| z != 123.0));
 }

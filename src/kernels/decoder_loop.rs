@@ -1,9 +1,13 @@
-//! Fused greedy decoding of RNN decoders with attention (`shaders/decoder_loop.wgsl`): one
-//! workgroup per sequence runs whole decoder steps (embedding, cell stack, dot / general / additive
-//! attention, Luong attentional layer, output projection, argmax and log-softmax) up to a stop
-//! step per dispatch, each step's argmax feeding the next step's embedding lookup. A sequence's
-//! workgroup stops at its end token or at `max_len` steps, so chunks of many steps cost nothing
-//! past the end.
+//! Fused decoding of RNN decoders with attention (`shaders/decoder_loop.wgsl`).
+//!
+//! - Greedy ([`dispatch`]): one workgroup per sequence runs whole decoder steps (embedding, cell
+//!   stack, dot / general / additive attention in Luong or Bahdanau order, Luong attentional layer,
+//!   output projection, argmax and log-softmax) up to a stop step per dispatch, each step's argmax
+//!   feeding the next step's embedding lookup. A sequence's workgroup stops at its end token or at
+//!   `max_len` steps, so chunks of many steps cost nothing past the end.
+//! - Beam search ([`beam_step_dispatches`]): one step of every hypothesis per dispatch, each row
+//!   continuing its parent row's state (ping-pong state halves) and writing its logits, for the
+//!   top-k and beam-select kernels that follow.
 //!
 //! One dispatch per chunk of steps instead of about ten per step: on drivers where a dispatch is
 //! expensive (lavapipe: ~30 us each) this is what makes a step cheap next to a submission. It
@@ -360,7 +364,7 @@ struct Params {
     in_half: u32,
     out_half: u32,
     len_base: u32,
-    _pad: u32,
+    skip_eos: u32,
 }
 
 /// Buffers of a fused decode over `R` sequences and `T` encoder positions.
@@ -503,12 +507,16 @@ pub fn write_beam_lengths(gpu: &Gpu, dims: &DecoderLoopDims, state: &Tensor, len
 
 /// Builds the two dispatches of one beam-search step (reading state half 0 and writing half 1,
 /// and the reverse): each row continues its parent's state with its token and writes the step's
-/// logits (and attention weights when `keep_attn`); top-k and the selection run after it.
+/// logits (and attention weights when `keep_attn`); top-k and the selection run after it. With
+/// `skip_eos`, rows whose token is that id skip the step (the selection feeds the end token to
+/// finished items and dead rows, whose results nothing reads); pass it only when the first input
+/// is not the end token.
 pub fn beam_step_dispatches(
     gpu: &Gpu,
     blob: &DecoderBlob,
     bufs: &BeamStepBuffers,
     keep_attn: bool,
+    skip_eos: Option<u32>,
 ) -> Result<[Dispatch; 2]> {
     let (r, t) = mem_rows(gpu, blob, bufs.mem)?;
     let d = &blob.dims;
@@ -533,6 +541,8 @@ pub fn beam_step_dispatches(
             in_half,
             out_half,
             len_base: 2 * half,
+            eos: skip_eos.unwrap_or(0),
+            skip_eos: u32::from(skip_eos.is_some()),
             ..Params::zeroed()
         };
         out.push(build(

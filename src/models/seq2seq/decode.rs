@@ -451,6 +451,7 @@ impl Seq2Seq {
                     } else {
                         None
                     },
+                    (self.cfg.bos_id != self.cfg.eos_id).then_some(self.cfg.eos_id as u32),
                 )?;
                 fb.record_start(&mut init, blob, &step.h, &step.c);
                 let mut odd = Recorder::new(gpu);

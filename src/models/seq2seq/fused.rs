@@ -188,7 +188,8 @@ pub(super) struct FusedBeam {
 impl FusedBeam {
     /// Buffers and dispatches for rows continuing `parent [R]` with `tokens [R]` over `mem
     /// [R, T, M]` (with `keys_proj` for additive attention), writing the step's attention weights to
-    /// `weights [R, T]` when given.
+    /// `weights [R, T]` when given; rows fed `skip_eos` skip the step.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         gpu: &Gpu,
         blob: &DecoderBlob,
@@ -197,6 +198,7 @@ impl FusedBeam {
         parent: &Tensor,
         tokens: &Tensor,
         weights: Option<&Tensor>,
+        skip_eos: Option<u32>,
     ) -> Result<FusedBeam> {
         let r = mem.shape()[0];
         let d = blob.dims();
@@ -213,7 +215,7 @@ impl FusedBeam {
             logits: &logits,
             weights: weights.unwrap_or(&no_weights),
         };
-        let steps = dl::beam_step_dispatches(gpu, blob, &bufs, weights.is_some())?;
+        let steps = dl::beam_step_dispatches(gpu, blob, &bufs, weights.is_some(), skip_eos)?;
         Ok(FusedBeam {
             state,
             logits,
