@@ -27,11 +27,13 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod beam;
 pub mod cli;
 pub mod config;
 mod decode;
 mod fused;
 pub mod heatmap;
+mod step;
 
 use std::collections::HashMap;
 use std::path::Path;

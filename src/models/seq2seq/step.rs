@@ -1,0 +1,446 @@
+//! The per-op decoder step: the per-sequence tensors and step buffers of a plan, and one decoder
+//! step recorded as separate kernels (embedding, tutorial attention, the cell stack, dot / general /
+//! additive / multi-head attention in Luong or Bahdanau order, attentional layer, output
+//! projection, top-k). The fused kernels ([`super::fused`]) replace it where they run the model;
+//! [`super::decode`] replays either in its loop.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
+use crate::kernels::matmul::{record_linear, record_matmul, record_matmul_bt};
+use crate::kernels::memory_attention::{self, Score};
+use crate::kernels::{concat::record_concat, embedding::record_embedding, layout, softmax, topk};
+use crate::tensor::{DType, Tensor};
+
+use super::{AttentionOrder, AttnParams, Encoded, Linear, Seq2Seq, OP};
+
+fn lin(rec: &mut Recorder, x: &Tensor, l: &Linear, out: &Tensor) -> Result<()> {
+    record_linear(rec, x, &l.w, l.b.as_ref(), out)
+}
+
+pub(super) fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(gpu, shape, DType::F32)
+}
+
+/// Per-sequence tensors the step reads (after beam replication).
+#[derive(Debug)]
+pub(super) struct Memory {
+    /// `[R, T, M]`.
+    pub(super) mem: Tensor,
+    /// Additive: the keys' projection `[R, T, A]`, once per sequence.
+    pub(super) keys_proj: Option<Tensor>,
+    /// Dot/general/additive: scratch of the fused attention kernel.
+    pub(super) scratch: Option<Tensor>,
+    /// Dot/general/additive: valid positions `[R, T]` u32.
+    pub(super) valid: Option<Tensor>,
+    /// Multi-head: additive mask `[R, heads, 1, T]` (0 or -inf).
+    pub(super) mask: Option<Tensor>,
+    /// Multi-head keys and values `[R, heads, T, d]`.
+    pub(super) kv: Option<(Tensor, Tensor)>,
+    /// `[R, 1, heads]` of 1 / heads (average of the heads' weights, for display).
+    pub(super) avg: Option<Tensor>,
+    /// Tutorial: memory zero-padded to `[R, max_length, M]`.
+    pub(super) padded: Option<Tensor>,
+}
+
+/// The step's buffers.
+#[derive(Debug)]
+pub(super) struct Step {
+    pub(super) y: Tensor,
+    pub(super) h: Vec<Tensor>,
+    pub(super) c: Vec<Tensor>,
+    pub(super) h_new: Vec<Tensor>,
+    pub(super) c_new: Vec<Tensor>,
+    pub(super) ctx: Option<Tensor>,
+    pub(super) ctx_new: Option<Tensor>,
+    pub(super) weights: Option<Tensor>,
+    pub(super) ids: Tensor,
+    pub(super) logp: Tensor,
+}
+
+impl Seq2Seq {
+    /// Allocates the per-sequence tensors (replicating each item `k` times for the beam) and the
+    /// step's buffers, and computes the once-per-sequence attention projections.
+    pub(super) fn prepare(
+        &self,
+        gpu: &Gpu,
+        enc: &Encoded,
+        k: usize,
+    ) -> Result<(Memory, Step, Recorder)> {
+        let b = enc.ids.shape()[0];
+        let r = b * k;
+        let (t, m) = (enc.mem.shape()[1], enc.mem.shape()[2]);
+        let d = &self.cfg.decoder;
+        let hid = d.hidden;
+        let mut rec = Recorder::new(gpu);
+        // Replication: row i of the result is item i / k.
+        let rep = |rec: &mut Recorder, x: &Tensor, shape: &[usize]| -> Result<Tensor> {
+            if k == 1 {
+                return Ok(x.clone());
+            }
+            let inner = x.numel() / b;
+            let idx: Vec<u32> = (0..r).map(|i| (i / k) as u32).collect();
+            let idx = Tensor::from_u32(gpu, &idx, &[r])?;
+            let out = zeros(gpu, &[r, inner])?;
+            record_embedding(rec, &idx, &x.reshape(&[b, inner])?, &out)?;
+            out.reshape(shape)
+        };
+        let mem = rep(&mut rec, &enc.mem, &[r, t, m])?;
+        let mut h = Vec::new();
+        let mut c = Vec::new();
+        for h0 in &enc.h0 {
+            h.push(rep(&mut rec, h0, &[r, hid])?);
+        }
+        for c0 in &enc.c0 {
+            c.push(rep(&mut rec, c0, &[r, hid])?);
+        }
+        // Own the state buffers (replication with k = 1 shares the encoder's tensors, which is fine:
+        // they are not used elsewhere).
+        // Written per call from the lengths (`write_inputs`).
+        let mask_for = |heads: usize| -> Result<Tensor> {
+            if heads == 1 {
+                zeros(gpu, &[r, 1, t])
+            } else {
+                zeros(gpu, &[r, heads, 1, t])
+            }
+        };
+        let valid = || Tensor::zeros(gpu, &[r, t], DType::U32);
+        let mut memory = Memory {
+            mem: mem.clone(),
+            keys_proj: None,
+            scratch: None,
+            valid: None,
+            mask: None,
+            kv: None,
+            avg: None,
+            padded: None,
+        };
+        let mut weights = None;
+        match &self.attn {
+            AttnParams::None => {}
+            AttnParams::Dot | AttnParams::General { .. } => {
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[(r * m).max(4)])?);
+                weights = Some(zeros(gpu, &[r, t])?);
+            }
+            AttnParams::Additive { w_k, .. } => {
+                let a = w_k.w.shape()[0];
+                let kp = zeros(gpu, &[r, t, a])?;
+                memory_attention::record_project(&mut rec, &mem, &w_k.w, &kp)?;
+                memory.keys_proj = Some(kp);
+                memory.valid = Some(valid()?);
+                memory.scratch = Some(zeros(gpu, &[r * a])?);
+                weights = Some(zeros(gpu, &[r, t])?);
+            }
+            AttnParams::MultiHead {
+                k: wk,
+                v: wv,
+                heads,
+                ..
+            } => {
+                let a = self.cfg.ctx_dim();
+                let dh = a / heads;
+                let mut proj = |l: &Linear| -> Result<Tensor> {
+                    let p = zeros(gpu, &[r, t, a])?;
+                    lin(&mut rec, &mem, l, &p)?;
+                    let out = zeros(gpu, &[r, *heads, t, dh])?;
+                    layout::record_transpose12(&mut rec, &p.reshape(&[r, t, *heads, dh])?, &out)?;
+                    Ok(out)
+                };
+                let kh = proj(wk)?;
+                let vh = proj(wv)?;
+                memory.kv = Some((kh, vh));
+                memory.mask = Some(mask_for(*heads)?);
+                memory.avg = Some(Tensor::from_f32(
+                    gpu,
+                    &vec![1.0 / *heads as f32; r * heads],
+                    &[r, 1, *heads],
+                )?);
+                weights = Some(zeros(gpu, &[r, 1, t])?);
+            }
+            AttnParams::Tutorial { max_length, .. } => {
+                let ml = *max_length;
+                let padded = zeros(gpu, &[r, ml, m])?;
+                let rows = t.min(ml);
+                for i in 0..r {
+                    rec.copy(
+                        mem.buffer(),
+                        (i * t * m * 4) as u64,
+                        padded.buffer(),
+                        (i * ml * m * 4) as u64,
+                        (rows * m * 4) as u64,
+                    );
+                }
+                memory.padded = Some(padded);
+                weights = Some(zeros(gpu, &[r, ml])?);
+            }
+        }
+        let ctx_dim = self.cfg.ctx_dim();
+        let has_ctx = !matches!(self.attn, AttnParams::None | AttnParams::Tutorial { .. });
+        let mut h_new = Vec::new();
+        let mut c_new = Vec::new();
+        for _ in 0..d.layers {
+            h_new.push(zeros(gpu, &[r, hid])?);
+        }
+        for _ in 0..c.len() {
+            c_new.push(zeros(gpu, &[r, hid])?);
+        }
+        let step = Step {
+            y: Tensor::from_u32(gpu, &vec![self.cfg.bos_id as u32; r], &[r])?,
+            h,
+            c,
+            h_new,
+            c_new,
+            ctx: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
+            ctx_new: if has_ctx {
+                Some(zeros(gpu, &[r, ctx_dim])?)
+            } else {
+                None
+            },
+            weights,
+            ids: Tensor::zeros(gpu, &[r, k], DType::U32)?,
+            logp: zeros(gpu, &[r, k])?,
+        };
+        Ok((memory, step, rec))
+    }
+
+    /// Records one decoder step: inputs `step.y`, `step.h`/`c`/`ctx`; outputs `h_new`/`c_new`/
+    /// `ctx_new`, `weights`, and the top-k `ids`/`logp`.
+    pub(super) fn record_step(
+        &self,
+        rec: &mut Recorder,
+        mem: &Memory,
+        st: &Step,
+        r: usize,
+    ) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let d = &self.cfg.decoder;
+        let (hid, e) = (d.hidden, d.emb);
+        let emb = zeros(&gpu, &[r, e])?;
+        record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
+        if self.order == AttentionOrder::Bahdanau {
+            return self.record_bahdanau_step(rec, mem, st, &emb, r);
+        }
+        let top = &st.h_new[d.layers - 1];
+        let x0 = match &self.attn {
+            AttnParams::Tutorial {
+                attn,
+                combine,
+                max_length,
+            } => {
+                let ml = *max_length;
+                let m = self.cfg.mem_dim();
+                let eh = zeros(&gpu, &[r, e + hid])?;
+                record_concat(rec, &emb, &st.h[d.layers - 1], &eh)?;
+                let sc = zeros(&gpu, &[r, ml])?;
+                lin(rec, &eh, attn, &sc)?;
+                let w = st
+                    .weights
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+                softmax::record_softmax(rec, &sc, w)?;
+                let padded = mem
+                    .padded
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no memory"))?;
+                let ctx = zeros(&gpu, &[r, 1, m])?;
+                record_matmul(rec, &w.reshape(&[r, 1, ml])?, padded, &ctx)?;
+                let ec = zeros(&gpu, &[r, e + m])?;
+                record_concat(rec, &emb, &ctx.reshape(&[r, m])?, &ec)?;
+                let cb = zeros(&gpu, &[r, e])?;
+                lin(rec, &ec, combine, &cb)?;
+                let x = zeros(&gpu, &[r, e])?;
+                record_activation(rec, &cb, &x, Activation::Relu)?;
+                x
+            }
+            _ => match (&st.ctx, d.input_feeding) {
+                (Some(ctx), true) => {
+                    let x = zeros(&gpu, &[r, e + ctx.shape()[1]])?;
+                    record_concat(rec, &emb, ctx, &x)?;
+                    x
+                }
+                _ => emb,
+            },
+        };
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
+            cell.record_forward(
+                rec,
+                x,
+                Some(&st.h[l]),
+                st.c.get(l),
+                &st.h_new[l],
+                st.c_new.get(l),
+            )?;
+        }
+        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
+        match &self.attn {
+            AttnParams::None | AttnParams::Tutorial { .. } => lin(rec, top, &self.out, &logits)?,
+            AttnParams::Dot
+            | AttnParams::General { .. }
+            | AttnParams::Additive { .. }
+            | AttnParams::MultiHead { .. } => {
+                let ctx_new = st
+                    .ctx_new
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+                self.record_attention(rec, mem, st, top, r)?;
+                let c = ctx_new.shape()[1];
+                let oc = zeros(&gpu, &[r, c + hid])?;
+                record_concat(rec, ctx_new, top, &oc)?;
+                match &self.w_c {
+                    Some(w_c) => {
+                        let ol = zeros(&gpu, &[r, hid])?;
+                        lin(rec, &oc, w_c, &ol)?;
+                        let o2 = zeros(&gpu, &[r, hid])?;
+                        record_activation(rec, &ol, &o2, Activation::Tanh)?;
+                        lin(rec, &o2, &self.out, &logits)?;
+                    }
+                    None => lin(rec, &oc, &self.out, &logits)?,
+                }
+            }
+        }
+        topk::record_topk(rec, &logits, &st.ids, &st.logp)?;
+        Ok(())
+    }
+
+    /// Records the attention of one step (dot, general, additive or multi-head) with `query`
+    /// `[R, hidden]`: writes `st.ctx_new` `[R, C]` and `st.weights`.
+    fn record_attention(
+        &self,
+        rec: &mut Recorder,
+        mem: &Memory,
+        st: &Step,
+        query: &Tensor,
+        r: usize,
+    ) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let t = mem.mem.shape()[1];
+        let w = st
+            .weights
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no weights"))?;
+        let ctx_new = st
+            .ctx_new
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+        if let AttnParams::MultiHead { q, o, heads, .. } = &self.attn {
+            let a = self.cfg.ctx_dim();
+            let dh = a / heads;
+            let (kh, vh) = mem.kv.as_ref().ok_or_else(|| Error::invalid(OP, "no kv"))?;
+            let qv = zeros(&gpu, &[r, a])?;
+            lin(rec, query, q, &qv)?;
+            let sc = zeros(&gpu, &[r, *heads, 1, t])?;
+            record_matmul_bt(
+                rec,
+                &qv.reshape(&[r, *heads, 1, dh])?,
+                kh,
+                &sc,
+                1.0 / (dh as f32).sqrt(),
+            )?;
+            let mask = mem
+                .mask
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no mask"))?;
+            let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
+            record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
+            let wh = zeros(&gpu, &[r, *heads, 1, t])?;
+            softmax::record_softmax(rec, &sc2, &wh)?;
+            let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
+            record_matmul(rec, &wh, vh, &ch)?;
+            lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
+            let avg = mem
+                .avg
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no avg"))?;
+            record_matmul(
+                rec,
+                avg,
+                &wh.reshape(&[r, *heads, t])?,
+                &w.reshape(&[r, 1, t])?,
+            )?;
+        } else {
+            // One fused dispatch: scores, masked softmax, context.
+            let score = match &self.attn {
+                AttnParams::General { w } => Score::General { w: &w.w },
+                AttnParams::Additive { w_q, w_k, v } => Score::Additive {
+                    w_q,
+                    v,
+                    b: w_k
+                        .b
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no bias"))?,
+                    keys_proj: mem
+                        .keys_proj
+                        .as_ref()
+                        .ok_or_else(|| Error::invalid(OP, "no keys_proj"))?,
+                },
+                _ => Score::Dot,
+            };
+            let scratch = mem
+                .scratch
+                .as_ref()
+                .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
+            memory_attention::record_memory_attention(
+                rec,
+                score,
+                query,
+                &mem.mem,
+                &mem.mem,
+                mem.valid.as_ref(),
+                ctx_new,
+                w,
+                scratch,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records one decoder step in the Bahdanau order (`decoder.attention_order` "bahdanau"):
+    /// attention scored with the previous top-layer state `st.h[L-1]` writes `ctx_new` and
+    /// `weights`; the cell stack runs on `[emb; ctx_new]`; logits = out(`[h_new; ctx_new; emb]`);
+    /// then the top-k. `emb` is the step's embedded input `[R, emb]`.
+    fn record_bahdanau_step(
+        &self,
+        rec: &mut Recorder,
+        mem: &Memory,
+        st: &Step,
+        emb: &Tensor,
+        r: usize,
+    ) -> Result<()> {
+        let gpu = rec.gpu().clone();
+        let d = &self.cfg.decoder;
+        let (hid, e) = (d.hidden, d.emb);
+        let h_prev = &st.h[d.layers - 1];
+        self.record_attention(rec, mem, st, h_prev, r)?;
+        let ctx = st
+            .ctx_new
+            .as_ref()
+            .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
+        let c = ctx.shape()[1];
+        let x0 = zeros(&gpu, &[r, e + c])?;
+        record_concat(rec, emb, ctx, &x0)?;
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
+            cell.record_forward(
+                rec,
+                x,
+                Some(&st.h[l]),
+                st.c.get(l),
+                &st.h_new[l],
+                st.c_new.get(l),
+            )?;
+        }
+        let hc = zeros(&gpu, &[r, hid + c])?;
+        record_concat(rec, &st.h_new[d.layers - 1], ctx, &hc)?;
+        let hce = zeros(&gpu, &[r, hid + c + e])?;
+        record_concat(rec, &hc, emb, &hce)?;
+        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
+        lin(rec, &hce, &self.out, &logits)?;
+        topk::record_topk(rec, &logits, &st.ids, &st.logp)
+    }
+}
