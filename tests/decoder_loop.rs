@@ -51,6 +51,14 @@ fn random_weights(d: &DecoderLoopDims, rng: &mut Rng) -> Owned {
     }
 }
 
+/// Per layer the four cell weight slices of `o`, as [`DecoderWeights::cells`] takes them.
+fn cell_refs(o: &Owned) -> Vec<[&[f32]; 4]> {
+    o.cells
+        .iter()
+        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
+        .collect()
+}
+
 fn view<'a>(o: &'a Owned, cells: &'a [[&'a [f32]; 4]]) -> DecoderWeights<'a> {
     DecoderWeights {
         emb: &o.emb,
@@ -154,11 +162,7 @@ fn check(case: Case, seed: u64) {
     let d = case.dims;
     let mut rng = Rng::new(seed);
     let o = random_weights(&d, &mut rng);
-    let cells: Vec<[&[f32]; 4]> = o
-        .cells
-        .iter()
-        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
-        .collect();
+    let cells = cell_refs(&o);
     let w = view(&o, &cells);
     let r = case.lens.len();
     let (t, m, a) = (case.t, d.mem.max(1), d.attn_dim.max(1));
@@ -369,11 +373,7 @@ fn bad_inputs_are_errors() {
     let d = dims(CellKind::Gru, LoopAttention::Dot);
     let mut rng = Rng::new(5);
     let o = random_weights(&d, &mut rng);
-    let cells: Vec<[&[f32]; 4]> = o
-        .cells
-        .iter()
-        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
-        .collect();
+    let cells = cell_refs(&o);
     let w = view(&o, &cells);
     // Wrong weight sizes name the tensor.
     let mut bad = w;
@@ -433,11 +433,7 @@ fn check_beam_steps(d: DecoderLoopDims, t: usize, lens: &[usize], seed: u64) {
     let gpu = common::gpu();
     let mut rng = Rng::new(seed);
     let o = random_weights(&d, &mut rng);
-    let cells: Vec<[&[f32]; 4]> = o
-        .cells
-        .iter()
-        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
-        .collect();
+    let cells = cell_refs(&o);
     let w = view(&o, &cells);
     let r = lens.len();
     let (m, a) = (d.mem.max(1), d.attn_dim.max(1));
@@ -599,11 +595,7 @@ fn beam_step_skips_rows_fed_the_end_token() {
     };
     let mut rng = Rng::new(10);
     let o = random_weights(&d, &mut rng);
-    let cells: Vec<[&[f32]; 4]> = o
-        .cells
-        .iter()
-        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
-        .collect();
+    let cells = cell_refs(&o);
     let w = view(&o, &cells);
     let (r, t, eos) = (3usize, 4usize, 7u32);
     let mem = rng.vec(r * t * d.mem, -1.0, 1.0);
