@@ -478,7 +478,7 @@ fn check_beam_steps(d: DecoderLoopDims, t: usize, lens: &[usize], seed: u64) {
     pack(&states, 0, &mut init);
     let state_t = Tensor::from_f32(&gpu, &init, &[init.len()]).unwrap();
     let lens_u: Vec<u32> = lens.iter().map(|&l| l as u32).collect();
-    write_beam_lengths(&gpu, &d, &state_t, &lens_u);
+    write_beam_lengths(&gpu, &d, &state_t, &lens_u).unwrap();
     let mem_t = Tensor::from_f32(&gpu, &mem, &[r, t, m]).unwrap();
     let kp_t = Tensor::from_f32(&gpu, &kp, &[r, t, a]).unwrap();
     let parent_t = Tensor::zeros(&gpu, &[r], DType::U32).unwrap();
@@ -607,7 +607,10 @@ fn beam_step_skips_rows_fed_the_end_token() {
         init[row * d.hidden..(row + 1) * d.hidden].copy_from_slice(&h0);
     }
     let state_t = Tensor::from_f32(&gpu, &init, &[init.len()]).unwrap();
-    write_beam_lengths(&gpu, &d, &state_t, &[4, 4, 4]);
+    write_beam_lengths(&gpu, &d, &state_t, &[4, 4, 4]).unwrap();
+    // Lengths for another row count do not fit the state: an error naming it.
+    let e = write_beam_lengths(&gpu, &d, &state_t, &[4, 4]).unwrap_err();
+    assert!(e.to_string().contains("state"), "{e}");
     let mem_t = Tensor::from_f32(&gpu, &mem, &[r, t, d.mem]).unwrap();
     let parent_t = Tensor::from_u32(&gpu, &[0, 1, 2], &[r]).unwrap();
     let tokens_t = Tensor::from_u32(&gpu, &[eos, 5, eos], &[r]).unwrap();

@@ -499,10 +499,18 @@ pub fn beam_state_len(dims: &DecoderLoopDims, r: usize) -> usize {
     2 * state_layout(dims, r)[2].end + r
 }
 
-/// Writes the rows' input lengths into a beam state tensor.
-pub fn write_beam_lengths(gpu: &Gpu, dims: &DecoderLoopDims, state: &Tensor, lengths: &[u32]) {
-    let at = 2 * state_layout(dims, lengths.len())[2].end;
+/// Writes the rows' input lengths into a beam state tensor of `lengths.len()` rows.
+pub fn write_beam_lengths(
+    gpu: &Gpu,
+    dims: &DecoderLoopDims,
+    state: &Tensor,
+    lengths: &[u32],
+) -> Result<()> {
+    let r = lengths.len();
+    want("state", state, &[beam_state_len(dims, r)], &[DType::F32])?;
+    let at = 2 * state_layout(dims, r)[2].end;
     state.write_bytes(gpu, (at * 4) as u64, bytemuck::cast_slice(lengths));
+    Ok(())
 }
 
 /// Builds the two dispatches of one beam-search step (reading state half 0 and writing half 1,

@@ -211,7 +211,7 @@ impl Seq2Seq {
             .get(&key)
             .ok_or_else(|| Error::invalid(OP, "no plan"))?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-        self.write_inputs(gpu, plan, &seqs, &lengths, k);
+        self.write_inputs(gpu, plan, &seqs, &lengths, k)?;
         let step = &plan.step;
         let r = b * k;
         let t_w = plan.t_w;
@@ -529,13 +529,20 @@ impl Seq2Seq {
     }
 
     /// Writes a call's inputs into a plan's buffers and resets the decoder's starting state.
-    fn write_inputs(&self, gpu: &Gpu, plan: &Plan, seqs: &[Vec<u32>], lengths: &[usize], k: usize) {
+    fn write_inputs(
+        &self,
+        gpu: &Gpu,
+        plan: &Plan,
+        seqs: &[Vec<u32>],
+        lengths: &[usize],
+        k: usize,
+    ) -> Result<()> {
         plan.enc.write(gpu, seqs);
         if let (Some(fl), Some(blob)) = (&plan.fused, &self.fused_blob) {
             // The fused loop reads only the encoder's results and its own control words and state
             // (the initial states it copies are never written in a fused plan).
             fl.write_inputs(gpu, blob, self.cfg.bos_id as u32, lengths);
-            return;
+            return Ok(());
         }
         let b = seqs.len();
         let r = b * k;
@@ -589,9 +596,10 @@ impl Seq2Seq {
                 bs.parent
                     .write_bytes(gpu, 0, bytemuck::cast_slice(&identity));
                 let lens: Vec<u32> = (0..r).map(|i| row_len(i) as u32).collect();
-                fb.write_inputs(gpu, blob, &lens);
+                fb.write_inputs(gpu, blob, &lens)?;
             }
         }
+        Ok(())
     }
 
     /// Whether a decode with `opts` over inputs padded to `t` runs the fused decoder kernel.

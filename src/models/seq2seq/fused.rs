@@ -236,9 +236,15 @@ impl FusedBeam {
     }
 
     /// Writes a call's per-row input lengths and zeroes the context of state half 0.
-    pub(super) fn write_inputs(&self, gpu: &Gpu, blob: &DecoderBlob, lengths: &[u32]) {
-        dl::write_beam_lengths(gpu, blob.dims(), &self.state, lengths);
+    pub(super) fn write_inputs(
+        &self,
+        gpu: &Gpu,
+        blob: &DecoderBlob,
+        lengths: &[u32],
+    ) -> Result<()> {
+        dl::write_beam_lengths(gpu, blob.dims(), &self.state, lengths)?;
         zero_context(gpu, blob, &self.state, lengths.len());
+        Ok(())
     }
 }
 
