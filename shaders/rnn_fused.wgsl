@@ -121,9 +121,10 @@ fn load4(at: u32, base: u32, count: u32) -> vec4<f32> {
 // at w_ih (row stride ld_ih), W_hh [G*H, H8] at w_hh, biases [G*H] at b_ih and b_hh; gate g of
 // unit j is row g H + j. Starts and ends with a barrier-separated phase.
 //
-// The products run first (one copy of each in the compiled code: a uniform loop bound p.gates ==
-// G keeps the compiler from unrolling them; unrolled LSTM kernels took seconds to compile on
-// lavapipe), then the gates, unit by unit, once every read of the old h is done.
+// The products run first (one copy of each in the compiled code: the uniform loop bound p.gates
+// == G keeps the compiler from unrolling the gate loop; this bounds code size, it did not change
+// lavapipe's compile time, which stays several seconds for LSTM kernels), then the gates, unit by
+// unit, once every read of the old h is done.
 fn cell_update(w_ih: u32, ld_ih: u32, w_hh: u32, b_ih: u32, b_hh: u32, x_off: u32, n_in: u32,
                h_off: u32, c_off: u32, gates_off: u32, lid: u32) {
     for (var base = lid; base < H; base += 4u * WG) {

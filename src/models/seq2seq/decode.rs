@@ -18,7 +18,7 @@ use crate::kernels::{embedding::record_embedding, topk};
 use crate::tensor::{DType, Tensor};
 
 use super::beam::finish_beam;
-use super::fused::{self, FusedBeam, FusedLoop};
+use super::fused::{FusedBeam, FusedLoop};
 use super::step::{zeros, Memory, Step};
 use super::{Encoded, Seq2Seq, OP};
 
@@ -247,35 +247,20 @@ impl Seq2Seq {
                     (Some(odd), 1) => rec.extend(odd.clone()),
                     _ => rec.extend(plan.step_rec.clone()),
                 }
+                // Histories of step s: tokens and parents (beam) or tokens and log-probs
+                // (greedy), and the attention weights. Beam: the weights of step s are those of
+                // the rows before the selection of step s (row q of step s is row q of step
+                // s - 1's tokens and parents).
                 let off = s as u64 * row_bytes;
-                if let Some(bs) = &plan.beam {
-                    rec.copy(step.y.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
-                    rec.copy(
-                        bs.parent.buffer(),
-                        0,
-                        plan.aux_hist.buffer(),
-                        off,
-                        row_bytes,
-                    );
-                    // The weights of step s are those of the rows before the selection of step
-                    // s (row q of step s is row q of step s - 1's tokens and parents).
-                    if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
-                        let wb = w.byte_len();
-                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
-                    }
-                } else {
-                    rec.copy(step.ids.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
-                    rec.copy(
-                        step.logp.buffer(),
-                        0,
-                        plan.aux_hist.buffer(),
-                        off,
-                        row_bytes,
-                    );
-                    if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
-                        let wb = w.byte_len();
-                        rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
-                    }
+                let (tok, aux) = match &plan.beam {
+                    Some(bs) => (&step.y, &bs.parent),
+                    None => (&step.ids, &step.logp),
+                };
+                rec.copy(tok.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
+                rec.copy(aux.buffer(), 0, plan.aux_hist.buffer(), off, row_bytes);
+                if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
+                    let wb = w.byte_len();
+                    rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
                 }
             }
             for (buf, off, len) in &plan.results {
@@ -604,16 +589,16 @@ impl Seq2Seq {
 
     /// Whether a decode with `opts` over inputs padded to `t` runs the fused decoder kernel.
     fn use_fused(&self, gpu: &Gpu, opts: &DecodeOptions, t: usize) -> Result<bool> {
-        let why_not = if opts.kernel == DecodeKernel::PerOp {
+        if opts.kernel == DecodeKernel::PerOp {
             return Ok(false);
-        } else {
-            match (&self.fused_blob, fused::loop_dims(&self.cfg)?) {
-                (Some(_), Some(dims)) => dims.check(gpu, t).err().map(|e| e.to_string()),
-                _ => Some(format!(
-                    "the fused decoder does not run {} attention",
-                    self.cfg.decoder.attention
-                )),
-            }
+        }
+        // The blob exists exactly when the fused kernel runs the architecture.
+        let why_not = match &self.fused_blob {
+            Some(blob) => blob.dims().check(gpu, t).err().map(|e| e.to_string()),
+            None => Some(format!(
+                "the fused decoder does not run {} attention",
+                self.cfg.decoder.attention
+            )),
         };
         match (why_not, opts.kernel) {
             (None, _) => Ok(true),
