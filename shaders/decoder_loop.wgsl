@@ -27,7 +27,10 @@
 //   8 weights; on CPU drivers the count of per-lane loads bounds the matrix products), each matrix
 //   [rows, cols] row-major with rows padded to LD = cols rounded up to 8 (zeros), every tensor
 //   starting at a multiple of 8:
-//   O_EMB [V, E]; per layer l: O_WIH + l*S_WIH [G*H, IN_l] (LD_WIH), O_WHH + l*S_WHH [G*H, H]
+//   O_EMB [V, E] (absent when TABLE == 1, except in Bahdanau order); TABLE == 1: the embedding
+//   folded into layer 0's input projection, O_TAB [V, G*H] f32 (two slots each, row stride LD_TAB
+//   slots) = W_ih[:, :E] emb[v] + b_ih, and layer 0's W_ih holds only the context columns;
+//   per layer l: O_WIH + l*S_WIH [G*H, IN_l] (LD_WIH), O_WHH + l*S_WHH [G*H, H]
 //   (LD_WHH = H8), O_BIH + l*S_B and O_BHH + l*S_B [G*H]; general: O_WG [M, H] = W^T (H8);
 //   additive: O_WQ [A, H] (H8), O_BK [A] (bias of W_k), O_V [A]; attentional layer: O_WC
 //   [H, C | H] (C8 + H8); output: O_OUT [V, OUT_IN] (OUT_IN), O_BOUT [V].
@@ -111,11 +114,11 @@ fn reduce(x: f32, lid: u32, is_max: bool) -> f32 {
     return r;
 }
 
-// Layer l of the cell stack, input at sv[x_off..x_off + n_in] (n_in padded): h of layer l and
-// LSTM c updated in place.
-fn cell_layer(l: u32, x_off: u32, n_in: u32, lid: u32) {
+// Layer l of the cell stack, input at sv[x_off..x_off + n_in] (n_in padded) and the folded
+// embedding's table row at slot tab (or NO_TABLE): h of layer l and LSTM c updated in place.
+fn cell_layer(l: u32, tab: u32, x_off: u32, n_in: u32, lid: u32) {
     cell_update(O_WIH + l * S_WIH, LD_WIH, O_WHH + l * S_WHH, O_BIH + l * S_B, O_BHH + l * S_B,
-        x_off, n_in, SV_H + l * H8, SV_C + l * H8, SV_GATES, lid);
+        tab, x_off, n_in, SV_H + l * H8, SV_C + l * H8, SV_GATES, lid);
 }
 
 // Attention of row r with the top hidden state as query: weights into wsh, context into SV_CTX.
@@ -209,8 +212,10 @@ fn step_body(r: u32, len: u32, lid: u32, attn_at: u32) -> u32 {
     // Input: embedding of the current token (+ the previous context with input feeding, or
     // this step's context in Bahdanau order).
     let y = w_tok;
-    for (var i = lid; i < E; i += WG) {
-        sv_set(SV_X + i, blob_at(O_EMB + y * LD_EMB + i));
+    if (TABLE == 0u || BAHDANAU == 1u) {
+        for (var i = lid; i < E; i += WG) {
+            sv_set(SV_X + i, blob_at(O_EMB + y * LD_EMB + i));
+        }
     }
     if (BAHDANAU == 1u) {
         // Attention with the previous top hidden state as query, before the cells.
@@ -224,10 +229,15 @@ fn step_body(r: u32, len: u32, lid: u32, attn_at: u32) -> u32 {
         }
     }
     workgroupBarrier();
-    for (var l = 0u; l < L; l++) {
-        let x_off = select(SV_H + (l - 1u) * H8, SV_X, l == 0u);
-        let n_in = select(H8, IN0, l == 0u);
-        cell_layer(l, x_off, n_in, lid);
+    if (TABLE == 1u) {
+        // The embedding's part of layer 0's input comes from the table; the context's part
+        // (input feeding, Bahdanau) stays a product.
+        cell_layer(0u, O_TAB + y * LD_TAB, SV_X + E8, IN0 - E8, lid);
+    } else {
+        cell_layer(0u, NO_TABLE, SV_X, IN0, lid);
+    }
+    for (var l = 1u; l < L; l++) {
+        cell_layer(l, NO_TABLE, SV_H + (l - 1u) * H8, H8, lid);
     }
     var out_in = SV_H + (L - 1u) * H8;
     if (BAHDANAU == 1u) {

@@ -12,7 +12,9 @@
 // IN8, FIRST (1: the input is the embedding of ids), O_EMB and LD_EMB (embedding [V, E] in the
 // blob), per direction d the weights at O_WIH + d*S_DIR (W_ih [G*H, IN], row stride IN8), O_WHH +
 // d*S_DIR (W_hh [G*H, H], H8), O_BIH + d*S_DIR and O_BHH + d*S_DIR ([G*H]), and the shared-vector
-// offsets SV_X (IN8), SV_H, SV_C (H8 each), SV_GATES (2 G H8).
+// offsets SV_X (IN8), SV_H, SV_C (H8 each), SV_GATES (2 G H8). TABLE (layer 0 only): 1 when the
+// embedding is folded into the input projection: the f32 table [V, G*H] of W_ih emb + b_ih at
+// O_TAB + d*S_DIR (row stride LD_TAB slots) replaces W_ih, b_ih and the embedding lookup.
 //
 // Bindings:
 //   blob:    f16 weights (rnn_fused.wgsl)                            (binding 1)
@@ -60,7 +62,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let w_off = dir * S_DIR;
     for (var t = 0u; t < len; t++) {
         let pos = select(t, len - 1u - t, dir == 1u);
-        if (FIRST == 1u) {
+        var tab = NO_TABLE;
+        if (TABLE == 1u) {
+            tab = O_TAB + w_off + ids[r * p.t + pos] * LD_TAB;
+        } else if (FIRST == 1u) {
             let id = ids[r * p.t + pos];
             for (var i = lid; i < IN; i += WG) {
                 sv_set(SV_X + i, blob_at(O_EMB + id * LD_EMB + i));
@@ -71,8 +76,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
         workgroupBarrier();
-        cell_update(O_WIH + w_off, IN8, O_WHH + w_off, O_BIH + w_off, O_BHH + w_off, SV_X, IN8,
-            SV_H, SV_C, SV_GATES, lid);
+        cell_update(O_WIH + w_off, IN8, O_WHH + w_off, O_BIH + w_off, O_BHH + w_off, tab, SV_X,
+            select(IN8, 0u, TABLE == 1u), SV_H, SV_C, SV_GATES, lid);
         for (var j = lid; j < H; j += WG) {
             out[(r * p.t + pos) * (D * H) + dir * H + j] = sv_get(SV_H + j);
         }

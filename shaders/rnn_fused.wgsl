@@ -40,6 +40,20 @@ fn blob_at(i: u32) -> f32 {
     return unpack2x16float(blob[i >> 3u][(i >> 1u) & 3u])[i & 1u];
 }
 
+// The f32 stored in slots i, i + 1 (i even) by Packer::table_f32.
+fn blob_f32(i: u32) -> f32 {
+    return bitcast<f32>(blob[i >> 3u][(i >> 1u) & 3u]);
+}
+
+// The f32 table values at slots tab + 2 rows.
+fn table4(tab: u32, rows: vec4<u32>) -> vec4<f32> {
+    let s = vec4<u32>(tab) + 2u * rows;
+    return vec4<f32>(blob_f32(s.x), blob_f32(s.y), blob_f32(s.z), blob_f32(s.w));
+}
+
+// tab argument of cell_update: no folded embedding table.
+const NO_TABLE: u32 = 0xffffffffu;
+
 // blob[i..i + 4] for i a multiple of 4.
 fn blob4(i: u32) -> vec4<f32> {
     let q = blob[i >> 3u];
@@ -119,18 +133,25 @@ fn load4(at: u32, base: u32, count: u32) -> vec4<f32> {
 // sv[h_off..] and (LSTM) c at sv[c_off..], both updated in place; sv[gates_off..] ([2, G, H8]) is
 // scratch for the gate pre-activations W_ih x + b_ih and W_hh h + b_hh. Weights: W_ih [G*H, n_in]
 // at w_ih (row stride ld_ih), W_hh [G*H, H8] at w_hh, biases [G*H] at b_ih and b_hh; gate g of
-// unit j is row g H + j. Starts and ends with a barrier-separated phase.
+// unit j is row g H + j. With a folded embedding (tab != NO_TABLE) the f32 row at slot tab
+// ([G*H]: W_ih[:, :E] emb + b_ih) replaces b_ih and the embedding's columns: x and W_ih then hold
+// only the rest of the input (n_in may be 0). Starts and ends with a barrier-separated phase.
 //
 // The products run first (one copy of each in the compiled code: the uniform loop bound p.gates
 // == G keeps the compiler from unrolling the gate loop; this bounds code size, it did not change
 // lavapipe's compile time, which stays several seconds for LSTM kernels), then the gates, unit by
 // unit, once every read of the old h is done.
-fn cell_update(w_ih: u32, ld_ih: u32, w_hh: u32, b_ih: u32, b_hh: u32, x_off: u32, n_in: u32,
-               h_off: u32, c_off: u32, gates_off: u32, lid: u32) {
+fn cell_update(w_ih: u32, ld_ih: u32, w_hh: u32, b_ih: u32, b_hh: u32, tab: u32, x_off: u32,
+               n_in: u32, h_off: u32, c_off: u32, gates_off: u32, lid: u32) {
     for (var base = lid; base < H; base += 4u * WG) {
         for (var g = 0u; g < p.gates; g++) {
             let rows = vec4<u32>(g * H) + rows4(base, H);
-            let bx = vec4<f32>(blob_at(b_ih + rows.x), blob_at(b_ih + rows.y), blob_at(b_ih + rows.z), blob_at(b_ih + rows.w));
+            var bx: vec4<f32>;
+            if (tab == NO_TABLE) {
+                bx = vec4<f32>(blob_at(b_ih + rows.x), blob_at(b_ih + rows.y), blob_at(b_ih + rows.z), blob_at(b_ih + rows.w));
+            } else {
+                bx = table4(tab, rows);
+            }
             let bh = vec4<f32>(blob_at(b_hh + rows.x), blob_at(b_hh + rows.y), blob_at(b_hh + rows.z), blob_at(b_hh + rows.w));
             store4(gates_off + g * H8, base, H, dot4(vec4<u32>(w_ih) + rows * ld_ih, x_off, n_in) + bx);
             store4(gates_off + (G + g) * H8, base, H, dot4(vec4<u32>(w_hh) + rows * H8, h_off, H8) + bh);

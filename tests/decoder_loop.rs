@@ -88,12 +88,13 @@ fn run_gpu(
     h0: &[Vec<Vec<f32>>],
     c0: &[Vec<Vec<f32>>],
     chunk: usize,
+    fold: bool,
     bos: u32,
     eos: u32,
 ) -> Vec<LoopResult> {
     let d = &case.dims;
     let (r, t) = (case.lens.len(), case.t);
-    let blob = DecoderBlob::new(gpu, *d, w).unwrap();
+    let blob = DecoderBlob::with_fold(gpu, *d, w, fold).unwrap();
     let mem_t = Tensor::from_f32(gpu, mem, &[r, t, d.mem.max(1)]).unwrap();
     let kp_t = Tensor::from_f32(gpu, kp, &[r, t, d.attn_dim.max(1)]).unwrap();
     let layout = state_layout(d, r);
@@ -213,10 +214,18 @@ fn check(case: Case, seed: u64) {
         want.iter().any(|x| x.tokens.len() > 2),
         "the case should decode more than two steps somewhere"
     );
-    for chunk in [case.max_len, 1, 3] {
-        let got = run_gpu(&gpu, &case, &w, &mem, &kp, &h0, &c0, chunk, bos, eos);
+    // Chunks with the embedding folded into layer 0 where `DecoderBlob::new` would fold it, and
+    // one run with the other choice (the folded table vs the embedding lookup).
+    let auto = d.vocab <= 2 * d.emb;
+    for (chunk, fold) in [
+        (case.max_len, auto),
+        (1, auto),
+        (3, auto),
+        (case.max_len, !auto),
+    ] {
+        let got = run_gpu(&gpu, &case, &w, &mem, &kp, &h0, &c0, chunk, fold, bos, eos);
         for (row, (g, x)) in got.iter().zip(&want).enumerate() {
-            let what = format!("{:?} row {row} chunk {chunk}", d);
+            let what = format!("{:?} row {row} chunk {chunk} fold {fold}", d);
             assert_eq!(g.tokens, x.tokens, "{what}: tokens");
             assert_close(&format!("{what}: logps"), &g.logps, &x.logps, 2e-4, 1e-3);
             for (s, (ga, xa)) in g.attention.iter().zip(&x.attention).enumerate() {
@@ -380,6 +389,24 @@ fn bad_inputs_are_errors() {
     bad.out = [&o.out[0][1..], &o.out[1]];
     let e = DecoderBlob::new(&gpu, d, &bad).unwrap_err();
     assert!(e.to_string().contains("output weight"), "{e}");
+    // ... with and without the embedding folded into layer 0.
+    let c = &o.cells[0];
+    let short_ih = [[&c[0][1..], &c[1][..], &c[2][..], &c[3][..]]];
+    let short_b = [[&c[0][..], &c[1][..], &c[2][1..], &c[3][..]]];
+    for fold in [true, false] {
+        let mut bad = w;
+        bad.emb = &o.emb[1..];
+        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        assert!(e.to_string().contains("embedding"), "{e}");
+        let mut bad = w;
+        bad.cells = &short_ih;
+        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        assert!(e.to_string().contains("layer 0 weight_ih"), "{e}");
+        let mut bad = w;
+        bad.cells = &short_b;
+        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        assert!(e.to_string().contains("bias_ih"), "{e}");
+    }
     let two_layers = DecoderLoopDims { layers: 2, ..d };
     let e = DecoderBlob::new(&gpu, two_layers, &w).unwrap_err();
     assert!(e.to_string().contains("2 layers"), "{e}");
@@ -574,6 +601,8 @@ fn beam_steps_lstm_stack_general_feeding() {
 #[test]
 fn beam_steps_gru_bahdanau_additive() {
     let d = DecoderLoopDims {
+        // V <= 2 E: the embedding is folded into layer 0's input projection.
+        emb: 9,
         hidden: 12,
         mem: 9,
         attn_dim: 6,

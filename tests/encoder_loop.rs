@@ -49,38 +49,41 @@ fn check(spec: RecurrentSpec, vocab: usize, t: usize, lengths: &[usize], bias: b
         .collect();
     let want = forward(&spec, &w, &x, r, t, None, None, Some(lengths));
 
-    let blob = EncoderBlob::new(&gpu, spec, vocab, &emb, &w).unwrap();
-    let (dirs, h, layers) = (spec.directions(), spec.hidden_size, spec.num_layers);
-    let ids_t = Tensor::from_u32(&gpu, &ids, &[r, t]).unwrap();
-    let lens: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
-    let lens_t = Tensor::from_u32(&gpu, &lens, &[r]).unwrap();
-    // Poisoned outputs: every element must be written.
-    let poison = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        Tensor::from_f32(&gpu, &vec![f32::NAN; n], shape).unwrap()
-    };
-    let outputs: Vec<Tensor> = (0..layers).map(|_| poison(&[r, t, dirs * h])).collect();
-    let h_n = poison(&[layers * dirs, r, h]);
-    let lstm = spec.kind == CellKind::Lstm;
-    let c_n = lstm.then(|| poison(&[layers * dirs, r, h]));
-    let mut rec = Recorder::new(&gpu);
-    let bufs = EncoderBuffers {
-        ids: &ids_t,
-        lengths: &lens_t,
-        outputs: &outputs,
-        h_n: &h_n,
-        c_n: c_n.as_ref(),
-    };
-    record(&mut rec, &blob, &bufs).unwrap();
-    rec.submit().unwrap();
-    let what = format!("{spec:?} lengths {lengths:?}");
-    let got = outputs[layers - 1].to_vec_f32(&gpu).unwrap();
-    assert_close(&format!("{what}: output"), &got, &want.output, 1e-4, 1e-3);
-    let got = h_n.to_vec_f32(&gpu).unwrap();
-    assert_close(&format!("{what}: h_n"), &got, &want.h_n, 1e-4, 1e-3);
-    if let (Some(c), Some(wc)) = (&c_n, &want.c_n) {
-        let got = c.to_vec_f32(&gpu).unwrap();
-        assert_close(&format!("{what}: c_n"), &got, wc, 1e-4, 1e-3);
+    // Both ways of reading layer 0's input: the folded table and the embedding lookup.
+    for fold in [true, false] {
+        let blob = EncoderBlob::with_fold(&gpu, spec, vocab, &emb, &w, fold).unwrap();
+        let (dirs, h, layers) = (spec.directions(), spec.hidden_size, spec.num_layers);
+        let ids_t = Tensor::from_u32(&gpu, &ids, &[r, t]).unwrap();
+        let lens: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
+        let lens_t = Tensor::from_u32(&gpu, &lens, &[r]).unwrap();
+        // Poisoned outputs: every element must be written.
+        let poison = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            Tensor::from_f32(&gpu, &vec![f32::NAN; n], shape).unwrap()
+        };
+        let outputs: Vec<Tensor> = (0..layers).map(|_| poison(&[r, t, dirs * h])).collect();
+        let h_n = poison(&[layers * dirs, r, h]);
+        let lstm = spec.kind == CellKind::Lstm;
+        let c_n = lstm.then(|| poison(&[layers * dirs, r, h]));
+        let mut rec = Recorder::new(&gpu);
+        let bufs = EncoderBuffers {
+            ids: &ids_t,
+            lengths: &lens_t,
+            outputs: &outputs,
+            h_n: &h_n,
+            c_n: c_n.as_ref(),
+        };
+        record(&mut rec, &blob, &bufs).unwrap();
+        rec.submit().unwrap();
+        let what = format!("{spec:?} lengths {lengths:?} fold {fold}");
+        let got = outputs[layers - 1].to_vec_f32(&gpu).unwrap();
+        assert_close(&format!("{what}: output"), &got, &want.output, 1e-4, 1e-3);
+        let got = h_n.to_vec_f32(&gpu).unwrap();
+        assert_close(&format!("{what}: h_n"), &got, &want.h_n, 1e-4, 1e-3);
+        if let (Some(c), Some(wc)) = (&c_n, &want.c_n) {
+            let got = c.to_vec_f32(&gpu).unwrap();
+            assert_close(&format!("{what}: c_n"), &got, wc, 1e-4, 1e-3);
+        }
     }
 }
 

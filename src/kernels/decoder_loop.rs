@@ -25,7 +25,9 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::{compose, declare_input, Dispatch, Elem, Gpu};
 use crate::kernels::recurrent::CellKind;
-use crate::kernels::rnn_fused::{p8, padded, wg, Packer, RNN_FUSED_SRC};
+use crate::kernels::rnn_fused::{
+    drop_columns, fold_embedding, fold_pays, p8, padded, wg, Packer, RNN_FUSED_SRC,
+};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/decoder_loop.wgsl");
@@ -240,8 +242,22 @@ fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl DecoderBlob {
-    /// Packs `w` (shapes checked against `dims`) and uploads it in f16.
+    /// Packs `w` (shapes checked against `dims`) and uploads it in f16, folding the embedding
+    /// into layer 0's input projection where that pays (see [`DecoderBlob::with_fold`]).
     pub fn new(gpu: &Gpu, dims: DecoderLoopDims, w: &DecoderWeights) -> Result<Self> {
+        Self::with_fold(gpu, dims, w, fold_pays(dims.vocab, dims.emb))
+    }
+
+    /// [`DecoderBlob::new`] with the choice made by the caller. `fold`: layer 0 reads the f32 table
+    /// `[V, G*H]` of `W_ih[:, :E] emb[v] + b_ih` (one row read per step instead of a `G*H x E`
+    /// product; the kernel then skips the embedding lookup except in Bahdanau order, whose output
+    /// layer reads the embedding).
+    pub fn with_fold(
+        gpu: &Gpu,
+        dims: DecoderLoopDims,
+        w: &DecoderWeights,
+        fold: bool,
+    ) -> Result<Self> {
         let d = &dims;
         let (g, h, e, m, a, v) = (d.cell.gates(), d.hidden, d.emb, d.mem, d.attn_dim, d.vocab);
         if w.cells.len() != d.layers {
@@ -252,26 +268,58 @@ impl DecoderBlob {
         }
         let mut p = Packer::new(OP);
         let mut c: Vec<(&'static str, u32)> = Vec::new();
-        let (o, ld) = p.matrix("embedding", w.emb, v, e)?;
-        if w.emb.is_empty() {
-            return Err(Error::invalid(OP, "embedding weights are required"));
+        if w.emb.len() != v * e {
+            return Err(Error::shape(
+                OP,
+                format!("embedding: {} values, expected [{v}, {e}]", w.emb.len()),
+            ));
         }
+        let (o, ld) = if fold && !d.bahdanau {
+            (0, 0)
+        } else {
+            p.matrix("embedding", w.emb, v, e)?
+        };
         c.extend([("O_EMB", o), ("LD_EMB", ld)]);
         // Every layer's block (w_ih, w_hh, b_ih, b_hh) has the same size: w_ih rows get the stride
         // of the wider of layer 0's padded input and H, so layer l starts at l * block.
         let ld_ih = padded(&d.input0_segments()).max(p8(h));
         let gh = g * h;
         let mut first = [0u32; 4];
+        let (mut o_tab, mut ld_tab) = (0, 0);
         for (l, cw) in w.cells.iter().enumerate() {
             let segs = if l == 0 { d.input0_segments() } else { vec![h] };
-            if cw[0].is_empty() {
-                return Err(Error::invalid(
+            let n_in: usize = segs.iter().sum();
+            if cw[0].len() != gh * n_in {
+                return Err(Error::shape(
                     OP,
-                    format!("layer {l} weight_ih is required"),
+                    format!(
+                        "layer {l} weight_ih: {} values, expected [{gh}, {n_in}]",
+                        cw[0].len()
+                    ),
                 ));
             }
-            let (o_ih, _) =
-                p.matrix_segments(&format!("layer {l} weight_ih"), cw[0], gh, &segs, ld_ih)?;
+            let o_ih = if l == 0 && fold {
+                if !cw[2].is_empty() && cw[2].len() != gh {
+                    return Err(Error::shape(
+                        OP,
+                        format!("layer 0 bias_ih: {} values, expected {gh}", cw[2].len()),
+                    ));
+                }
+                let table = fold_embedding(w.emb, v, e, cw[0], gh, n_in, cw[2]);
+                (o_tab, ld_tab) = p.table_f32("embedding x layer 0 weight_ih", &table, v, gh)?;
+                // The rest of the input (the context) keeps its product; nothing is left of a
+                // single layer without one.
+                let rest = drop_columns(cw[0], gh, n_in, e);
+                if rest.is_empty() && d.layers == 1 {
+                    o_tab
+                } else {
+                    p.matrix_segments("layer 0 weight_ih", &rest, gh, &segs[1..], ld_ih)?
+                        .0
+                }
+            } else {
+                p.matrix_segments(&format!("layer {l} weight_ih"), cw[0], gh, &segs, ld_ih)?
+                    .0
+            };
             let (o_hh, _) = p.matrix(&format!("layer {l} weight_hh"), cw[1], gh, h)?;
             let (o_bih, _) = p.matrix("bias_ih", cw[2], 1, gh)?;
             let (o_bhh, _) = p.matrix("bias_hh", cw[3], 1, gh)?;
@@ -285,6 +333,11 @@ impl DecoderBlob {
                 ]);
             }
         }
+        c.extend([
+            ("TABLE", u32::from(fold)),
+            ("O_TAB", o_tab),
+            ("LD_TAB", ld_tab),
+        ]);
         let block = |k: &str| c.iter().find(|(n, _)| *n == k).map(|x| x.1);
         if block("S_WIH").is_none() {
             c.extend([("S_WIH", 0), ("S_WHH", 0), ("S_B", 0)]);
@@ -336,7 +389,7 @@ impl DecoderBlob {
             .0;
         let (o_bout, _) = p.matrix("output bias", w.out[1], 1, v)?;
         c.extend([("O_OUT", o_out), ("O_BOUT", o_bout)]);
-        let blob = Tensor::from_f32_as(gpu, &p.data, &[p.data.len()], DType::F16)?;
+        let blob = p.upload(gpu)?;
         Ok(DecoderBlob {
             blob,
             dims,

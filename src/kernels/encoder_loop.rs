@@ -15,7 +15,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::{Error, Result};
 use crate::gpu::{compose, Gpu, Recorder};
 use crate::kernels::recurrent::{CellKind, RecurrentSpec};
-use crate::kernels::rnn_fused::{p8, wg, Packer, RNN_FUSED_SRC};
+use crate::kernels::rnn_fused::{fold_embedding, fold_pays, p8, wg, Packer, RNN_FUSED_SRC};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/encoder_loop.wgsl");
@@ -59,13 +59,29 @@ pub struct EncoderBuffers<'a> {
 impl EncoderBlob {
     /// Packs the embedding `[vocab, spec.input_size]` and the layers' weights, named as in a
     /// PyTorch `state_dict` without prefix (`weight_ih_l0`, `weight_hh_l0_reverse`, `bias_ih_l1`,
-    /// ...; missing biases are zeros), and uploads them in f16.
+    /// ...; missing biases are zeros), and uploads them in f16, folding the embedding into layer
+    /// 0's input projection where that pays (see [`EncoderBlob::with_fold`]).
     pub fn new(
         gpu: &Gpu,
         spec: RecurrentSpec,
         vocab: usize,
         emb: &[f32],
         weights: &HashMap<String, Vec<f32>>,
+    ) -> Result<EncoderBlob> {
+        let fold = fold_pays(vocab, spec.input_size);
+        Self::with_fold(gpu, spec, vocab, emb, weights, fold)
+    }
+
+    /// [`EncoderBlob::new`] with the choice made by the caller. `fold`: layer 0 reads, per
+    /// direction, an f32 table `[vocab, G*H]` of `W_ih emb[v] + b_ih` (one row read per step instead
+    /// of the embedding lookup and a `G*H x E` product).
+    pub fn with_fold(
+        gpu: &Gpu,
+        spec: RecurrentSpec,
+        vocab: usize,
+        emb: &[f32],
+        weights: &HashMap<String, Vec<f32>>,
+        fold: bool,
     ) -> Result<EncoderBlob> {
         let (e, h, dirs, g) = (
             spec.input_size,
@@ -86,12 +102,19 @@ impl EncoderBlob {
             ));
         }
         let mut p = Packer::new(OP);
-        let (o_emb, ld_emb) = p.matrix("embedding", emb, vocab, e)?;
+        let (o_emb, ld_emb) = if fold {
+            (0, 0)
+        } else {
+            p.matrix("embedding", emb, vocab, e)?
+        };
         let empty = Vec::new();
         let mut layers = Vec::new();
         for l in 0..spec.num_layers {
             let n_in = if l == 0 { e } else { dirs * h };
+            let table = fold && l == 0;
+            // Per direction: W_ih (or the folded table), W_hh, b_ih, b_hh.
             let mut offs = Vec::new();
+            let mut ld_tab = 0;
             for d in 0..dirs {
                 let sfx = format!("l{l}{}", if d == 1 { "_reverse" } else { "" });
                 let get = |n: &str, required: bool| -> Result<&Vec<f32>> {
@@ -101,25 +124,51 @@ impl EncoderBlob {
                         None => Err(Error::invalid(OP, format!("weight {n}_{sfx} is missing"))),
                     }
                 };
-                let w_ih = p.matrix(
-                    &format!("weight_ih_{sfx}"),
-                    get("weight_ih", true)?,
-                    g * h,
-                    n_in,
-                )?;
+                let (w_ih, b_ih_src) = (get("weight_ih", true)?, get("bias_ih", false)?);
+                let first = if table {
+                    let b = if b_ih_src.is_empty() || b_ih_src.len() == g * h {
+                        b_ih_src
+                    } else {
+                        return Err(Error::shape(
+                            OP,
+                            format!(
+                                "bias_ih_{sfx}: {} values, expected {}",
+                                b_ih_src.len(),
+                                g * h
+                            ),
+                        ));
+                    };
+                    if w_ih.len() != g * h * e {
+                        return Err(Error::shape(
+                            OP,
+                            format!(
+                                "weight_ih_{sfx}: {} values, expected [{}, {e}]",
+                                w_ih.len(),
+                                g * h
+                            ),
+                        ));
+                    }
+                    let t = fold_embedding(emb, vocab, e, w_ih, g * h, e, b);
+                    let (o, ld) =
+                        p.table_f32(&format!("embedding x weight_ih_{sfx}"), &t, vocab, g * h)?;
+                    ld_tab = ld;
+                    o
+                } else {
+                    p.matrix(&format!("weight_ih_{sfx}"), w_ih, g * h, n_in)?.0
+                };
                 let w_hh = p.matrix(
                     &format!("weight_hh_{sfx}"),
                     get("weight_hh", true)?,
                     g * h,
                     h,
                 )?;
-                let b_ih = p.matrix(&format!("bias_ih_{sfx}"), get("bias_ih", false)?, 1, g * h)?;
+                let b_ih = p.matrix(&format!("bias_ih_{sfx}"), b_ih_src, 1, g * h)?;
                 let b_hh = p.matrix(&format!("bias_hh_{sfx}"), get("bias_hh", false)?, 1, g * h)?;
-                offs.push([w_ih.0, w_hh.0, b_ih.0, b_hh.0]);
+                offs.push([first, w_hh.0, b_ih.0, b_hh.0]);
             }
             // Both directions' blocks have the same size: direction 1 is at direction 0 + S_DIR.
             let s_dir = if dirs == 2 {
-                offs[1][0] - offs[0][0]
+                offs[1][1] - offs[0][1]
             } else {
                 0
             };
@@ -130,9 +179,12 @@ impl EncoderBlob {
                 ("IN", n_in as u32),
                 ("IN8", n8),
                 ("FIRST", u32::from(l == 0)),
+                ("TABLE", u32::from(table)),
                 ("O_EMB", o_emb),
                 ("LD_EMB", ld_emb),
                 ("O_WIH", offs[0][0]),
+                ("O_TAB", offs[0][0]),
+                ("LD_TAB", ld_tab),
                 ("O_WHH", offs[0][1]),
                 ("O_BIH", offs[0][2]),
                 ("O_BHH", offs[0][3]),
@@ -144,7 +196,7 @@ impl EncoderBlob {
                 ("NV4", (n8 + 2 * h8 + 2 * g as u32 * h8) / 4),
             ]);
         }
-        let blob = Tensor::from_f32_as(gpu, &p.data, &[p.data.len()], DType::F16)?;
+        let blob = p.upload(gpu)?;
         Ok(EncoderBlob {
             blob,
             spec,
