@@ -216,7 +216,7 @@ fn check(case: Case, seed: u64) {
     );
     // Chunks with the embedding folded into layer 0 where `DecoderBlob::new` would fold it, and
     // one run with the other choice (the folded table vs the embedding lookup).
-    let auto = d.vocab <= 2 * d.emb;
+    let auto = d.folds_embedding();
     for (chunk, fold) in [
         (case.max_len, auto),
         (1, auto),

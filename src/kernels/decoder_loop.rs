@@ -90,6 +90,13 @@ impl DecoderLoopDims {
         self.input0_segments().iter().sum()
     }
 
+    /// Whether [`DecoderBlob::new`] folds the embedding into layer 0's input projection (a table
+    /// `[V, G*H]` of `W_ih[:, :E] emb[v] + b_ih`): when the table costs at most 4x the weights it
+    /// replaces.
+    pub fn folds_embedding(&self) -> bool {
+        fold_pays(self.vocab, self.emb)
+    }
+
     /// Width of the output projection's input.
     pub fn out_in(&self) -> usize {
         self.out_segments().iter().sum()
@@ -245,7 +252,7 @@ impl DecoderBlob {
     /// Packs `w` (shapes checked against `dims`) and uploads it in f16, folding the embedding
     /// into layer 0's input projection where that pays (see [`DecoderBlob::with_fold`]).
     pub fn new(gpu: &Gpu, dims: DecoderLoopDims, w: &DecoderWeights) -> Result<Self> {
-        Self::with_fold(gpu, dims, w, fold_pays(dims.vocab, dims.emb))
+        Self::with_fold(gpu, dims, w, dims.folds_embedding())
     }
 
     /// [`DecoderBlob::new`] with the choice made by the caller. `fold`: layer 0 reads the f32 table

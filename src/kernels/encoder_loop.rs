@@ -162,7 +162,12 @@ impl EncoderBlob {
                     g * h,
                     h,
                 )?;
-                let b_ih = p.matrix(&format!("bias_ih_{sfx}"), b_ih_src, 1, g * h)?;
+                // A folded table holds b_ih already.
+                let b_ih = if table {
+                    (0, 0)
+                } else {
+                    p.matrix(&format!("bias_ih_{sfx}"), b_ih_src, 1, g * h)?
+                };
                 let b_hh = p.matrix(&format!("bias_hh_{sfx}"), get("bias_hh", false)?, 1, g * h)?;
                 offs.push([first, w_hh.0, b_ih.0, b_hh.0]);
             }
