@@ -7,7 +7,7 @@
 //! Layout: [`gpu`] (device, caps, pipelines, recording), [`tensor`] (GPU tensors), [`kernels`] (one
 //! module per WGSL file), [`ops`] (eager op API), [`graph`] (graph IR, memory planner, sessions),
 //! [`models`] (BERT, seq2seq with attention), [`weights`] (safetensors loading and conversion),
-//! [`reference`] (CPU oracle), [`conformance`] (PyTorch-reference case runner), [`bench`]
+//! [`reference`](mod@reference) (CPU oracle), [`conformance`] (PyTorch-reference case runner), [`bench`](mod@bench)
 //! (benchmark suites), [`cli`] (the `heedful` subcommands).
 //!
 //! The doctest below runs on whatever adapter the test machine has (lavapipe in CI):

@@ -149,7 +149,7 @@ pub struct StepBuffers<'a> {
 const STAGE_BYTES: u64 = 65536;
 
 /// A uniform staging buffer for `h_{t-1}` when it helps and fits: on CPU adapters, when one
-/// direction-set of state `D*B*H` f32 fits [`STAGE_BYTES`] and the adapter's uniform binding limit.
+/// direction-set of state `D*B*H` f32 fits `STAGE_BYTES` (64 KiB) and the adapter's uniform binding limit.
 /// None otherwise (the kernel then reads h from storage).
 pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffer> {
     let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;

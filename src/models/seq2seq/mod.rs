@@ -33,6 +33,7 @@ pub mod config;
 mod decode;
 mod fused;
 pub mod heatmap;
+mod plan;
 mod step;
 
 use std::collections::HashMap;
@@ -105,7 +106,7 @@ pub struct Seq2Seq {
     /// The encoder's weights for the fused encoder kernel.
     enc_blob: Option<encoder_loop::EncoderBlob>,
     /// Prepared decoders by batch shape, replayed by later `decode` calls.
-    plans: Mutex<HashMap<decode::PlanKey, decode::Plan>>,
+    plans: Mutex<HashMap<plan::PlanKey, plan::Plan>>,
 }
 
 fn load_linear(
