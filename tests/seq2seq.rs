@@ -110,6 +110,12 @@ fn check_greedy(setup: &str) {
                 want_lp[i].len(),
                 "{setup}: word {i} step count"
             );
+            // PyTorch's log-probs include the end token's exactly when it was reached.
+            assert_eq!(
+                g.ended,
+                want_lp[i].len() == want[i].len() + 1,
+                "{setup}: word {i} ended"
+            );
             for (a, b) in g.logprobs.iter().zip(&want_lp[i]) {
                 worst = worst.max((a - b).abs());
             }
@@ -658,18 +664,37 @@ fn decode_errors() {
     assert!(model
         .decode(&gpu, &[vec![9999]], &DecodeOptions::default())
         .is_err());
-    // max_len cuts decoding.
-    let out = model
-        .decode(
-            &gpu,
-            &ok,
-            &DecodeOptions {
-                max_len: Some(2),
-                ..Default::default()
-            },
-        )
-        .expect("decode");
-    assert!(out[0].tokens.len() <= 2);
+    // max_len cuts decoding ("cat" is K AE1 T and the end token), and the output says so, for
+    // greedy (fused and per-op) and beam.
+    for (beam, kernel) in [
+        (1, DecodeKernel::Fused),
+        (1, DecodeKernel::PerOp),
+        (4, DecodeKernel::Auto),
+    ] {
+        let opts = DecodeOptions {
+            beam,
+            kernel,
+            ..Default::default()
+        };
+        let full = model.decode(&gpu, &ok, &opts).expect("decode");
+        assert_eq!(model.target_text(&full[0].tokens), "K AE1 T", "{opts:?}");
+        assert!(full[0].ended, "{opts:?}");
+        let cut = DecodeOptions {
+            max_len: Some(2),
+            ..opts
+        };
+        let out = model.decode(&gpu, &ok, &cut).expect("decode");
+        assert_eq!(out[0].tokens, full[0].tokens[..2], "{cut:?}");
+        assert!(!out[0].ended, "{cut:?}");
+    }
+    // Characters outside the vocabulary read as the unknown id, and are listed.
+    assert_eq!(model.unknown_chars("Cat's 4a"), vec!['\'', ' ', '4']);
+    assert!(model.unknown_chars("CAT").is_empty());
+    let unk = model.config().src_unk_id.expect("unk id") as u32;
+    let cat = model.encode_text("cat").expect("ids");
+    let with_unk = model.encode_text("c'at").expect("ids");
+    assert_eq!(with_unk, vec![cat[0], unk, cat[1], cat[2]]);
+    assert!(model.encode_text("").is_err());
     // A file of another architecture is refused with a message naming it.
     let e =
         Seq2Seq::load(&gpu, &root().join("weights/fixtures/minilm_reference.json")).unwrap_err();

@@ -53,8 +53,8 @@ pub(super) fn finish_beam(
     let mut out = Vec::with_capacity(b);
     let mut attn = Vec::with_capacity(b);
     for i in 0..b {
-        // (tokens, score, attention rows) in the order the reference appends them.
-        let mut cands: Vec<(Vec<u32>, f32, Vec<usize>)> = Vec::new();
+        // (tokens, score, attention rows, ended) in the order the reference appends them.
+        let mut cands: Vec<(Vec<u32>, f32, Vec<usize>, bool)> = Vec::new();
         let count = (ctl[i * 4 + 2] as usize).min(cap);
         for f in 0..count {
             let base = (i * cap + f) * 3;
@@ -68,7 +68,7 @@ pub(super) fn finish_beam(
             } else {
                 backtrack(toks, parents, r, step - 1, prow)
             };
-            cands.push((toks_f, score, attention_rows(parents, r, step, prow)));
+            cands.push((toks_f, score, attention_rows(parents, r, step, prow), true));
         }
         if ctl[i * 4] == 0 {
             // Ran out of steps: live hypotheses finish as they are.
@@ -83,7 +83,7 @@ pub(super) fn finish_beam(
                     };
                     let last = steps_run - 1;
                     let q = parents[last * r + row] as usize;
-                    cands.push((t, s, attention_rows(parents, r, last, q)));
+                    cands.push((t, s, attention_rows(parents, r, last, q), false));
                 }
             }
         }
@@ -99,6 +99,7 @@ pub(super) fn finish_beam(
                 Decoded {
                     tokens: cands[j].0.clone(),
                     score: cands[j].1,
+                    ended: cands[j].3,
                     ..Default::default()
                 }
             }

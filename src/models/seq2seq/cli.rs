@@ -89,11 +89,26 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
     }
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let model = Seq2Seq::load(&gpu, &args.model)?;
-    let ids = args
-        .words
-        .iter()
-        .map(|w| model.encode_text(w))
-        .collect::<Result<Vec<_>>>()?;
+    let mut ids = Vec::with_capacity(args.words.len());
+    for (i, w) in args.words.iter().enumerate() {
+        if w.is_empty() {
+            return Err(Error::invalid(
+                "g2p",
+                format!("word {} of {} is empty", i + 1, args.words.len()),
+            ));
+        }
+        let unknown: String = model.unknown_chars(w).into_iter().collect();
+        if !unknown.is_empty() {
+            eprintln!(
+                "note: {w:?}: characters {unknown:?} are not in the model's input vocabulary; read as unknown"
+            );
+        }
+        ids.push(
+            model
+                .encode_text(w)
+                .map_err(|e| Error::invalid("g2p", format!("word {w:?}: {e}")))?,
+        );
+    }
     let opts = DecodeOptions {
         beam: args.beam,
         keep_attention: args.attention.is_some(),
@@ -102,6 +117,12 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
     let out = model.decode(&gpu, &ids, &opts)?;
     for (w, d) in args.words.iter().zip(&out) {
         println!("{w}\t{}", model.target_text(&d.tokens));
+        if !d.ended {
+            eprintln!(
+                "note: {w:?}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
+                model.config().max_len
+            );
+        }
     }
     if let Some(path) = &args.attention {
         write_heatmap(&model, &args.words[0], &ids[0], &out[0], path)?;

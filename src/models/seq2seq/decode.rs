@@ -82,6 +82,9 @@ pub struct Decoded {
     pub logprobs: Vec<f32>,
     /// Sum of `logprobs` (greedy) or the beam's (normalized) score.
     pub score: f32,
+    /// Whether the sequence ended with the end token; false when decoding stopped at `max_len`
+    /// steps first (the output may then be cut short).
+    pub ended: bool,
     /// With `keep_attention`: per decoder step that produced this output, the weights over the
     /// input positions (the tutorial attention's `max_length` positions are cut to the input
     /// length, the appended `src_eos_id` included). One row per output token, plus one for the
@@ -280,6 +283,7 @@ impl Seq2Seq {
                     d.attention.push(attn[base..base + src_len].to_vec());
                 }
                 if t == eos {
+                    d.ended = true;
                     break;
                 }
                 d.tokens.push(t);

@@ -305,40 +305,54 @@ impl Seq2Seq {
     }
 
     /// Input ids of `text` by the config's `src_tokens` (one symbol per character; unknown ones
-    /// become `src_unk_id`). Characters are lower-cased when the vocabulary has no upper case.
+    /// become `src_unk_id`, see [`Seq2Seq::unknown_chars`]). Characters are lower-cased when the
+    /// vocabulary has no upper case.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
-        let toks = &self.cfg.src_tokens;
-        if toks.is_empty() {
+        if self.cfg.src_tokens.is_empty() {
             return Err(Error::invalid(OP, "the model's config has no src_tokens"));
         }
-        let lower = !toks.iter().any(|t| t.chars().any(|c| c.is_uppercase()));
         let mut ids = Vec::new();
         for ch in text.chars() {
-            let ch = if lower {
-                ch.to_lowercase().next().unwrap_or(ch)
-            } else {
-                ch
-            };
-            let s = ch.to_string();
-            match toks.iter().position(|t| *t == s) {
-                Some(i) => ids.push(i as u32),
-                None => match self.cfg.src_unk_id {
-                    Some(u) => ids.push(u as u32),
-                    None => {
-                        return Err(Error::invalid(
-                            OP,
-                            format!(
-                                "{ch:?} is not in the input vocabulary and there is no src_unk_id"
-                            ),
-                        ))
-                    }
-                },
+            match (self.symbol_id(ch), self.cfg.src_unk_id) {
+                (Some(i), _) => ids.push(i as u32),
+                (None, Some(u)) => ids.push(u as u32),
+                (None, None) => {
+                    return Err(Error::invalid(
+                        OP,
+                        format!("{ch:?} is not in the input vocabulary and there is no src_unk_id"),
+                    ))
+                }
             }
         }
         if ids.is_empty() {
             return Err(Error::invalid(OP, "empty input"));
         }
         Ok(ids)
+    }
+
+    /// The characters of `text` that are not in the input vocabulary (in order, each once):
+    /// [`Seq2Seq::encode_text`] reads them as `src_unk_id`.
+    pub fn unknown_chars(&self, text: &str) -> Vec<char> {
+        let mut out: Vec<char> = Vec::new();
+        for ch in text.chars() {
+            if self.symbol_id(ch).is_none() && !out.contains(&ch) {
+                out.push(ch);
+            }
+        }
+        out
+    }
+
+    /// Index of `ch` in `src_tokens`, lower-cased first when the vocabulary has no upper case.
+    fn symbol_id(&self, ch: char) -> Option<usize> {
+        let toks = &self.cfg.src_tokens;
+        let lower = !toks.iter().any(|t| t.chars().any(|c| c.is_uppercase()));
+        let ch = if lower {
+            ch.to_lowercase().next().unwrap_or(ch)
+        } else {
+            ch
+        };
+        let s = ch.to_string();
+        toks.iter().position(|t| *t == s)
     }
 
     /// Output symbols of `tokens`, space-separated.
