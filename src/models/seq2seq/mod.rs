@@ -6,9 +6,9 @@
 //! - Encoder: embedding, then an LSTM / GRU / RNN stack (layers, bidirectional) over a
 //!   variable-length batch ([`crate::ops::RecurrentLayer`]).
 //! - Decoder: embedding, a stack of LSTM / GRU / RNN cells ([`crate::ops::RecurrentCell`]),
-//!   attention over the encoder states (dot, general, multi-head, or the PyTorch tutorial's
-//!   Linear over `[emb; h]` onto `max_length` positions), input feeding and the Luong attentional
-//!   layer as options, output projection. Two step orders (`decoder.attention_order`, see
+//!   attention over the encoder states (dot, general, additive, multi-head, or the PyTorch
+//!   tutorial's Linear over `[emb; h]` onto `max_length` positions), input feeding and the Luong
+//!   attentional layer as options, output projection. Two step orders (`decoder.attention_order`, see
 //!   [`AttentionOrder`]): Luong (cell, then attention with the new state) and Bahdanau
 //!   (attention with the previous state, then the cell on `[emb; ctx]`, output from
 //!   `[h; ctx; emb]`).
