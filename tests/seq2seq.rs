@@ -25,7 +25,8 @@ fn fixture(name: &str) -> Value {
         .expect("fixture JSON")
 }
 
-fn ids2(v: &Value) -> Vec<Vec<u32>> {
+/// A JSON array of arrays, each element read by `elem`.
+fn rows<T>(v: &Value, elem: impl Fn(&Value) -> Option<T>) -> Vec<Vec<T>> {
     v.as_array()
         .expect("array")
         .iter()
@@ -33,24 +34,18 @@ fn ids2(v: &Value) -> Vec<Vec<u32>> {
             r.as_array()
                 .expect("row")
                 .iter()
-                .map(|x| x.as_u64().expect("id") as u32)
+                .map(|x| elem(x).expect("element"))
                 .collect()
         })
         .collect()
 }
 
+fn ids2(v: &Value) -> Vec<Vec<u32>> {
+    rows(v, |x| x.as_u64().map(|i| i as u32))
+}
+
 fn f2(v: &Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .expect("row")
-                .iter()
-                .map(|x| x.as_f64().expect("f") as f32)
-                .collect()
-        })
-        .collect()
+    rows(v, |x| x.as_f64().map(|f| f as f32))
 }
 
 /// Greedy: batched over all fixture words (two chunkings), tokens equal and log-probs within 1e-2.

@@ -46,15 +46,25 @@ pub(super) struct Memory {
 /// The step's buffers.
 #[derive(Debug)]
 pub(super) struct Step {
+    /// `[R]` u32: the input token of the step.
     pub(super) y: Tensor,
+    /// Per layer `[R, H]`: the hidden state the step reads.
     pub(super) h: Vec<Tensor>,
+    /// LSTM: per layer `[R, H]`: the cell state the step reads.
     pub(super) c: Vec<Tensor>,
+    /// Per layer `[R, H]`: the hidden state the step writes.
     pub(super) h_new: Vec<Tensor>,
+    /// LSTM: per layer `[R, H]`: the cell state the step writes.
     pub(super) c_new: Vec<Tensor>,
+    /// `[R, C]` the context the step reads (attention other than none and the tutorial's).
     pub(super) ctx: Option<Tensor>,
+    /// `[R, C]` the context the step writes (as `ctx`).
     pub(super) ctx_new: Option<Tensor>,
+    /// `[R, T_w]` the step's attention weights (any attention but none).
     pub(super) weights: Option<Tensor>,
+    /// `[R, k]` u32: the step's top-k token ids per row (k: the beam width, 1 greedy).
     pub(super) ids: Tensor,
+    /// `[R, k]`: their log-probabilities.
     pub(super) logp: Tensor,
 }
 
