@@ -250,29 +250,7 @@ impl Tensor {
             });
         enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, padded);
         gpu.queue().submit(Some(enc.finish()));
-        let slice = staging.slice(0..padded);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait()?;
-        let mapped = rx.recv().map_err(|e| Error::Gpu {
-            during: "readback".into(),
-            message: e.to_string(),
-        })?;
-        mapped.map_err(|e| Error::Gpu {
-            during: "readback".into(),
-            message: e.to_string(),
-        })?;
-        let out = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
-                during: "readback".into(),
-                message: e.to_string(),
-            })?;
-            view[..len as usize].to_vec()
-        };
-        staging.unmap();
-        Ok(out)
+        gpu.read_mapped(&staging, len, "readback")
     }
 
     /// Reads the tensor back as f32 (f16 widened, integers converted).

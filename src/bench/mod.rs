@@ -16,6 +16,7 @@ pub mod attention;
 pub mod matmul;
 pub mod models;
 pub mod norms;
+pub mod overhead;
 pub mod recurrent;
 pub mod roofline;
 pub mod seq2seq;
@@ -117,6 +118,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "seq2seq",
             run: seq2seq::suite,
+        },
+        Suite {
+            name: "overhead",
+            run: overhead::suite,
         },
     ]
 }

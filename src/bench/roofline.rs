@@ -84,7 +84,13 @@ fn fma_run(gpu: &Gpu, out: &Tensor, groups: u32, chains: u32, iters: u32) -> Res
 }
 
 /// One dispatch of the copy shader over `n` vec4 elements with `per` elements per thread.
-fn copy_run(gpu: &Gpu, src: &Tensor, dst: &Tensor, n: usize, per: u32) -> Result<Recorder> {
+pub(super) fn copy_run(
+    gpu: &Gpu,
+    src: &Tensor,
+    dst: &Tensor,
+    n: usize,
+    per: u32,
+) -> Result<Recorder> {
     let pipeline = gpu.pipeline("roofline_copy", &per, || {
         compose(SRC_COPY, false, &[("WG", COPY_WG), ("PER", per)], &[])
     })?;

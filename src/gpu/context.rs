@@ -302,6 +302,36 @@ impl Gpu {
         self.check_errors("waiting for the queue")
     }
 
+    /// Maps `buffer` (`MAP_READ`) once the submitted work is done and returns its first `len`
+    /// bytes, then unmaps it; errors name `during`. It waits for the map callback itself, not only
+    /// for its own poll: with several threads on one device the callback may run in another
+    /// thread's poll.
+    pub fn read_mapped(&self, buffer: &wgpu::Buffer, len: u64, during: &str) -> Result<Vec<u8>> {
+        let err = |m: String| Error::Gpu {
+            during: during.into(),
+            message: m,
+        };
+        if len > buffer.size() {
+            return Err(err(format!(
+                "reading {len} bytes of a {}-byte buffer",
+                buffer.size()
+            )));
+        }
+        let slice = buffer.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?;
+        let out =
+            slice.get_mapped_range().map_err(|e| err(e.to_string()))?[..len as usize].to_vec();
+        buffer.unmap();
+        Ok(out)
+    }
+
     /// Returns the first GPU error reported since the last check, naming `during`.
     pub fn check_errors(&self, during: &str) -> Result<()> {
         let mut errs = self.inner.errors.lock().map_err(|_| Error::Gpu {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::context::Gpu;
 use super::recorder::{PassTimestamps, Recorder};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Times a [`Recorder`]'s execution on the GPU.
 pub struct Timer {
@@ -72,31 +72,8 @@ impl Timer {
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
                 self.gpu.queue().submit(Some(enc.finish()));
-                let slice = read.slice(0..16);
-                let (tx, rx) = std::sync::mpsc::channel();
-                slice.map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.gpu.wait()?;
-                // The callback may run in another thread's poll: wait for it, not just our poll.
-                let mapped = rx.recv().map_err(|e| Error::Gpu {
-                    during: "reading timestamps".into(),
-                    message: e.to_string(),
-                })?;
-                mapped.map_err(|e| Error::Gpu {
-                    during: "reading timestamps".into(),
-                    message: e.to_string(),
-                })?;
-                let ticks: [u64; 2] = {
-                    let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
-                        during: "reading timestamps".into(),
-                        message: e.to_string(),
-                    })?;
-                    let mut t = [0u64; 2];
-                    t.copy_from_slice(bytemuck::cast_slice(&view[..16]));
-                    t
-                };
-                read.unmap();
+                let bytes = self.gpu.read_mapped(read, 16, "reading timestamps")?;
+                let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
                 let ns = ticks[1].wrapping_sub(ticks[0]) as f64
                     * self.gpu.caps().timestamp_period_ns as f64;
                 Ok(ns * 1e-9)

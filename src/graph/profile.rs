@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use super::executor::{HostInput, HostOutput, Plan};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::{Gpu, PassTimestamps};
 
 /// One node's timing.
@@ -140,29 +140,9 @@ impl Plan {
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
             self.encode_readback(&mut enc);
             gpu.queue().submit(Some(enc.finish()));
-            let (tx, rx) = std::sync::mpsc::channel();
-            read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
             let outputs = self.read_outputs(gpu)?;
-            // The callback may run in another thread's poll: wait for it, not just our poll.
-            rx.recv()
-                .map_err(|e| Error::Gpu {
-                    during: "reading profile timestamps".into(),
-                    message: e.to_string(),
-                })?
-                .map_err(|e| Error::Gpu {
-                    during: "reading profile timestamps".into(),
-                    message: e.to_string(),
-                })?;
-            let ticks: Vec<u64> = {
-                let view = read.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
-                    during: "reading profile timestamps".into(),
-                    message: e.to_string(),
-                })?;
-                bytemuck::pod_collect_to_vec(&view[..16 * n])
-            };
-            read.unmap();
+            let bytes = gpu.read_mapped(read, 16 * n as u64, "reading profile timestamps")?;
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
             let period = gpu.caps().timestamp_period_ns as f64;
             let t0 = ticks[0];
             for (k, (ni, op, shapes, _)) in self.node_steps.iter().enumerate() {

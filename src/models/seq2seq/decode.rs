@@ -212,7 +212,7 @@ impl Seq2Seq {
             }
             rec.submit()?;
             steps_run += n;
-            bytes = read_staging(gpu, &plan.staging)?;
+            bytes = gpu.read_mapped(&plan.staging, plan.staging.size(), "decode readback")?;
             let finished = if let Some(bs) = &plan.beam {
                 let c = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
                 (0..b).all(|i| c[i * 4] != 0)
@@ -322,27 +322,4 @@ impl Seq2Seq {
 fn u32s(bytes: &[u8], at: u64, n: usize) -> Vec<u32> {
     let at = at as usize;
     bytemuck::pod_collect_to_vec(&bytes[at..at + 4 * n])
-}
-
-/// Maps the readback buffer (after the submitted work) and copies it out.
-fn read_staging(gpu: &Gpu, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-    let slice = staging.slice(..);
-    let (tx, rx) = std::sync::mpsc::channel();
-    slice.map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.wait()?;
-    let err = |m: String| Error::Gpu {
-        during: "decode readback".into(),
-        message: m,
-    };
-    rx.recv()
-        .map_err(|e| err(e.to_string()))?
-        .map_err(|e| err(e.to_string()))?;
-    let out = slice
-        .get_mapped_range()
-        .map_err(|e| err(e.to_string()))?
-        .to_vec();
-    staging.unmap();
-    Ok(out)
 }

@@ -1,0 +1,42 @@
+//! The GPU context's mapped readback ([`heedful::Gpu::read_mapped`]), which the tensor readback,
+//! the timer, the graph profiler and the seq2seq decoder share.
+
+mod common;
+use common::gpu;
+use heedful::gpu::Recorder;
+use heedful::{DType, Tensor};
+
+#[test]
+fn read_mapped_returns_the_copied_bytes_and_refuses_overlong_reads() {
+    let gpu = gpu();
+    let src = Tensor::from_u32(&gpu, &[7, 8, 9, 10], &[4]).expect("upload");
+    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test readback"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut rec = Recorder::new(&gpu);
+    rec.copy(src.buffer(), 0, &staging, 0, 16);
+    rec.submit().expect("submit");
+    let bytes = gpu.read_mapped(&staging, 12, "test read").expect("read");
+    assert_eq!(bytemuck::cast_slice::<u8, u32>(&bytes), &[7, 8, 9]);
+    // Too many bytes: an error naming the caller's context and both sizes, nothing mapped.
+    let e = gpu
+        .read_mapped(&staging, 17, "test read")
+        .expect_err("17 of 16 bytes");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("test read") && msg.contains("17") && msg.contains("16"),
+        "{msg}"
+    );
+    // The buffer was left unmapped both times: it can be written and read again.
+    let zero = Tensor::zeros(&gpu, &[4], DType::U32).expect("zeros");
+    let mut rec = Recorder::new(&gpu);
+    rec.copy(zero.buffer(), 0, &staging, 0, 16);
+    rec.submit().expect("submit");
+    assert_eq!(
+        gpu.read_mapped(&staging, 16, "test read").expect("read"),
+        vec![0u8; 16]
+    );
+}
