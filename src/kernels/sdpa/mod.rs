@@ -14,8 +14,10 @@
 //!   the device, the keys are split as well and the merge kernel combines the splits.
 //!
 //! Extra memory: none on the flash path; `B*H*Tq*nsplit*(Dv+2)` floats of partials when split.
-
-use bytemuck::{Pod, Zeroable};
+//!
+//! Here: pipelines and dispatches; `params.rs`: the parameters every attention kernel shares and
+//! the checks of dims and masks; `tuning.rs`: per-adapter tuning and the plan; `views.rs`: the
+//! head views and masks; `cpu_source.rs`: the generated unrolled flash kernel for CPU adapters.
 
 use crate::error::{Error, Result};
 use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
@@ -23,9 +25,16 @@ use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
 
 mod cpu_source;
+mod params;
+mod tuning;
 mod views;
 
 use cpu_source::unrolled_flash_source;
+use params::view_params;
+pub(crate) use params::{base_params, check_dims, check_mask, Params};
+use tuning::unrolled_applies;
+pub(crate) use tuning::{flash_rows, tuning, Tuning};
+pub use tuning::{plan, Plan, UNROLLED_MAX_D};
 pub use views::{AttnDims, Causal, Heads, MaskKind, MaskView};
 
 const PARAMS_SRC: &str = include_str!("../../../shaders/sdpa_params.wgsl");
@@ -39,290 +48,6 @@ const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_merge.wgsl");
 pub const MAX_HEAD_DIM: usize = 256;
 /// Query rows up to which the split-key decode kernel is used.
 pub const DECODE_MAX_TQ: usize = 4;
-
-/// Mirrors `Params` in `shaders/sdpa_params.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-pub(crate) struct Params {
-    pub tq: u32,
-    pub tk: u32,
-    pub heads: u32,
-    pub flags: u32,
-    pub q: [u32; 4],
-    pub k: [u32; 4],
-    pub v: [u32; 4],
-    pub o: [u32; 4],
-    pub m: [u32; 4],
-    pub m_sj: u32,
-    pub mask_kind: u32,
-    pub causal: u32,
-    pub causal_off: i32,
-    pub scale: f32,
-    pub nsplit: u32,
-    pub chunk: u32,
-    pub row_blocks: u32,
-}
-
-fn view_params(v: &Heads) -> [u32; 4] {
-    [
-        v.offset as u32,
-        v.strides[0] as u32,
-        v.strides[1] as u32,
-        v.strides[2] as u32,
-    ]
-}
-
-/// Fills the parts of [`Params`] every attention kernel shares: sizes, q/k views, mask, causal, scale.
-pub(crate) fn base_params(
-    dims: &AttnDims,
-    q: &Heads,
-    k: &Heads,
-    mask: Option<&MaskView>,
-    causal: Causal,
-    scale: f32,
-) -> Params {
-    let mut p = Params {
-        tq: dims.tq as u32,
-        tk: dims.tk as u32,
-        heads: dims.h as u32,
-        q: view_params(q),
-        k: view_params(k),
-        scale,
-        nsplit: 1,
-        chunk: dims.tk.max(1) as u32,
-        row_blocks: 1,
-        ..Params::default()
-    };
-    if let Some(m) = mask {
-        p.m = [
-            m.offset as u32,
-            m.strides[0] as u32,
-            m.strides[1] as u32,
-            m.strides[2] as u32,
-        ];
-        p.m_sj = m.strides[3] as u32;
-        p.mask_kind = m.kind.code();
-    }
-    match causal {
-        Causal::None => {}
-        Causal::TopLeft => p.causal = 1,
-        Causal::BottomRight => {
-            p.causal = 1;
-            p.causal_off = dims.tk as i32 - dims.tq as i32;
-        }
-    }
-    p
-}
-
-/// Validates a mask view against the dims: dtype for its kind, every index in bounds.
-pub(crate) fn check_mask(op: &str, m: &MaskView, dims: &AttnDims) -> Result<()> {
-    let want = match m.kind {
-        MaskKind::Additive => DType::F32,
-        MaskKind::Keep | MaskKind::Ignore => DType::U32,
-    };
-    check_dtype(op, "mask", m.tensor, &[want])?;
-    let ext = [dims.b, dims.h, dims.tq, dims.tk];
-    if ext.contains(&0) {
-        return Ok(());
-    }
-    let last = m.offset
-        + ext
-            .iter()
-            .zip(m.strides)
-            .map(|(&n, s)| (n - 1) * s)
-            .sum::<usize>();
-    if last >= m.tensor.numel() || last > u32::MAX as usize {
-        return Err(Error::shape(
-            op,
-            format!(
-                "mask {:?} (offset {}, strides {:?}) does not cover [B, H, Tq, Tk] = {ext:?}",
-                m.tensor.shape(),
-                m.offset,
-                m.strides
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks head dims and the sizes the 32-bit kernels index.
-pub(crate) fn check_dims(op: &str, dims: &AttnDims) -> Result<()> {
-    for (name, d) in [("D", dims.d), ("Dv", dims.dv)] {
-        if d == 0 || d > MAX_HEAD_DIM {
-            return Err(Error::shape(
-                op,
-                format!("head dim {name} = {d} is outside 1..={MAX_HEAD_DIM} ({dims:?})"),
-            ));
-        }
-    }
-    let rows = dims.b * dims.h * dims.tq;
-    if rows > u32::MAX as usize / 2 || dims.tk > u32::MAX as usize / 2 {
-        return Err(Error::shape(op, format!("{dims:?} is too large")));
-    }
-    Ok(())
-}
-
-/// Tuning of the attention kernels for one adapter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Tuning {
-    /// Invocations (query rows, or key chunks when decoding) per workgroup.
-    pub wg: u32,
-    /// Keys per tile.
-    pub kt: u32,
-    /// Workgroups wanted in flight to fill the device.
-    pub target_groups: usize,
-    /// Flash kernel stages K/V tiles in workgroup memory.
-    pub shared: bool,
-    /// Query rows per invocation in the flash kernel (register blocking: each k/v load serves R
-    /// rows).
-    pub rows: u32,
-    /// Flash kernel with straight-line code over named registers (`shaders/sdpa_cpu.wgsl`) for
-    /// head dims up to [`UNROLLED_MAX_D`].
-    pub unrolled: bool,
-    /// Query rows per invocation of the unrolled variant.
-    pub unrolled_rows: u32,
-    /// Keys per tile of the unrolled variant.
-    pub unrolled_kt: u32,
-}
-
-/// Largest head dim (of q/k and of v) the unrolled CPU flash variant is generated for (its code
-/// grows with R * KT * D / 4).
-pub const UNROLLED_MAX_D: usize = 64;
-
-/// Per-adapter tuning. On CPU adapters (lavapipe) the flash kernel reads k/v straight from the
-/// storage buffers (uniform loads; staging tiles in workgroup memory behind barriers measured
-/// slower there) with R = 4 query rows per invocation (measured at T = 2048, D = 64: about 2x
-/// R = 1; R = 8 was no better). For head dims up to [`UNROLLED_MAX_D`] the unrolled variant
-/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4) runs instead: at T = 2048, D = 64 about 2.3x the loop
-/// kernel and 1.4x the materialized path (2.8x causal). Discrete GPUs stage K/V tiles in workgroup
-/// memory.
-///
-/// Benchmarks may override the CPU choice with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`,
-/// `HEEDFUL_ATTN_WG`, `HEEDFUL_ATTN_SHARED=1` and `HEEDFUL_ATTN_UNROLL=0` (loop kernel only).
-pub(crate) fn tuning(gpu: &Gpu) -> Tuning {
-    if gpu.caps().is_cpu() {
-        // lavapipe runs one workgroup per core thread; a few per thread balance causal rows.
-        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let kt = std::env::var("HEEDFUL_ATTN_KT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(8);
-        let wg = std::env::var("HEEDFUL_ATTN_WG")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64);
-        let shared = std::env::var("HEEDFUL_ATTN_SHARED").is_ok_and(|v| v == "1");
-        let env_r = std::env::var("HEEDFUL_ATTN_R")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        let env_kt = std::env::var("HEEDFUL_ATTN_KT")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        Tuning {
-            wg,
-            kt,
-            target_groups: 4 * threads,
-            shared,
-            rows: env_r.unwrap_or(4),
-            unrolled: !std::env::var("HEEDFUL_ATTN_UNROLL").is_ok_and(|v| v == "0"),
-            // Measured at T = 2048, D = 64: R = 8 about 1.5x R = 4; KT = 4 as fast as KT = 8 with
-            // half the code (KT = 16 much slower: spills).
-            unrolled_rows: env_r.unwrap_or(8),
-            unrolled_kt: env_kt.unwrap_or(4),
-        }
-    } else {
-        Tuning {
-            wg: 64,
-            kt: 8,
-            target_groups: 1024,
-            shared: true,
-            rows: 1,
-            unrolled: false,
-            unrolled_rows: 1,
-            unrolled_kt: 8,
-        }
-    }
-}
-
-/// Query rows per invocation of the flash kernel for `dims`: the tuned R where the query rows fill
-/// R-row invocations and enough workgroups, else 1 (short sequences keep their lanes busy).
-/// Falls back to fewer rows (halving) where the tuned R would leave the device underfilled.
-pub(crate) fn flash_rows(tu: &Tuning, dims: &AttnDims) -> u32 {
-    let mut r = if unrolled_applies(tu, dims) {
-        tu.unrolled_rows
-    } else {
-        tu.rows
-    }
-    .max(1);
-    while r > 1 {
-        let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
-        if dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
-            return r;
-        }
-        r /= 2;
-    }
-    1
-}
-
-/// Whether the flash kernel for `dims` is the unrolled CPU variant (`shaders/sdpa_cpu.wgsl`).
-fn unrolled_applies(tu: &Tuning, dims: &AttnDims) -> bool {
-    tu.unrolled && !tu.shared && dims.d <= UNROLLED_MAX_D && dims.dv <= UNROLLED_MAX_D
-}
-
-/// Which kernels a call runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// One flash dispatch writing the output.
-    Flash,
-    /// Flash over `nsplit` key splits of `chunk` keys, then the merge kernel.
-    FlashSplit {
-        /// Key splits per row.
-        nsplit: usize,
-        /// Keys per split.
-        chunk: usize,
-    },
-    /// The decode kernel over `nsplit` key chunks per row, then the merge kernel.
-    Decode {
-        /// Key chunks per row.
-        nsplit: usize,
-        /// Keys per chunk.
-        chunk: usize,
-    },
-}
-
-/// The plan [`record_sdpa`] uses for `dims` on `gpu` (exposed for benchmarks and tests).
-pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
-    let tu = tuning(gpu);
-    let kt = tu.kt as usize;
-    let rows = dims.b * dims.h * dims.tq;
-    if dims.tk == 0 || rows == 0 {
-        return Plan::Flash;
-    }
-    if dims.tq <= DECODE_MAX_TQ && dims.tk >= 2 * kt {
-        // Enough chunks for every lane of target_groups workgroups, at least 2 tiles per chunk.
-        let lanes = tu.target_groups * tu.wg as usize;
-        let chunk = (dims.tk * rows)
-            .div_ceil(lanes)
-            .max(2 * kt)
-            .next_multiple_of(kt);
-        return Plan::Decode {
-            nsplit: dims.tk.div_ceil(chunk),
-            chunk,
-        };
-    }
-    let rows = flash_rows(&tu, dims);
-    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * rows) as usize);
-    let min_chunk = 256;
-    if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
-        let want = tu.target_groups.div_ceil(groups);
-        let chunk = dims.tk.div_ceil(want).max(min_chunk).next_multiple_of(kt);
-        let nsplit = dims.tk.div_ceil(chunk);
-        if nsplit > 1 {
-            return Plan::FlashSplit { nsplit, chunk };
-        }
-    }
-    Plan::Flash
-}
 
 /// Pipeline variant of the q/k/v-reading kernels.
 #[derive(Debug, Hash)]
