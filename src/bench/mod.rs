@@ -321,6 +321,29 @@ impl BenchCtx {
         });
     }
 
+    /// Adds a line with no rate columns (the suite's own figures go in `extra`).
+    pub fn push_plain(
+        &mut self,
+        op: &str,
+        shape: &str,
+        dtype: &str,
+        median_ms: f64,
+        extra: Vec<(String, String)>,
+    ) {
+        self.push(BenchLine {
+            suite: self.suite.clone(),
+            op: op.into(),
+            shape: shape.into(),
+            dtype: dtype.into(),
+            median_ms,
+            gflops: None,
+            gbps: None,
+            roofline_share: None,
+            roofline_of: None,
+            extra,
+        });
+    }
+
     /// Adds a finished line (printing it when `print` is set).
     pub fn push(&mut self, line: BenchLine) {
         if self.print {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bench::{BenchCtx, BenchLine};
+use crate::bench::BenchCtx;
 use crate::error::Result;
 use crate::graph::{Dim, Graph, HostInput, Session};
 use crate::models::bert::{BertEncoder, LoadOptions};
@@ -40,22 +40,6 @@ fn wall_median(target_s: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64,
     }
     v.sort_by(f64::total_cmp);
     Ok((v[v.len() / 2], v.len()))
-}
-
-/// A line with no rate columns: the suite's own figures go in `extra`.
-fn line(ctx: &BenchCtx, op: &str, shape: &str, ms: f64, extra: Vec<(String, String)>) -> BenchLine {
-    BenchLine {
-        suite: ctx.current_suite().to_string(),
-        op: op.into(),
-        shape: shape.into(),
-        dtype: String::new(),
-        median_ms: ms,
-        gflops: None,
-        gbps: None,
-        roofline_share: None,
-        roofline_of: None,
-        extra,
-    }
 }
 
 /// The `minilm` suite.
@@ -133,8 +117,7 @@ pub fn suite_minilm(ctx: &mut BenchCtx) -> Result<()> {
             ("dispatches".into(), dispatches.to_string()),
             ("reps".into(), reps.to_string()),
         ];
-        let l = line(ctx, "embed", &shape, e2e * 1e3, extra);
-        ctx.push(l);
+        ctx.push_plain("embed", &shape, "", e2e * 1e3, extra);
     }
     Ok(())
 }
@@ -181,8 +164,7 @@ pub fn suite_executor(ctx: &mut BenchCtx) -> Result<()> {
         ("dispatches".into(), p.dispatch_count().to_string()),
         ("reps".into(), reps.to_string()),
     ];
-    let l = line(ctx, "overhead", &shape, run_s * 1e3, extra);
     drop(p);
-    ctx.push(l);
+    ctx.push_plain("overhead", &shape, "", run_s * 1e3, extra);
     Ok(())
 }

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use super::roofline::copy_run;
-use super::{BenchCtx, BenchLine};
+use super::BenchCtx;
 use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::tensor::{DType, Tensor};
@@ -100,18 +100,7 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                 format!("{:.1}", d * 1e6),
             ));
         }
-        ctx.push(BenchLine {
-            suite: "overhead".into(),
-            op: op.clone(),
-            shape: "tiny".into(),
-            dtype: "-".into(),
-            median_ms: medians[i] * 1e3,
-            gflops: None,
-            gbps: None,
-            roofline_share: None,
-            roofline_of: None,
-            extra,
-        });
+        ctx.push_plain(op, "tiny", "-", medians[i] * 1e3, extra);
     }
     Ok(())
 }

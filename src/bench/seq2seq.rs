@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{BenchCtx, BenchLine};
+use super::BenchCtx;
 use crate::error::{Error, Result};
 use crate::models::seq2seq::{cli::bundled_model, DecodeKernel, DecodeOptions, Seq2Seq};
 
@@ -154,18 +154,13 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                         ));
                     }
                 }
-                ctx.push(BenchLine {
-                    suite: "seq2seq".into(),
-                    op: op.clone(),
-                    shape: shape.clone(),
-                    dtype: "f32 x f16".into(),
-                    median_ms: set.len() as f64 / wps[i] * 1e3,
-                    gflops: None,
-                    gbps: None,
-                    roofline_share: None,
-                    roofline_of: None,
+                ctx.push_plain(
+                    op,
+                    &shape,
+                    "f32 x f16",
+                    set.len() as f64 / wps[i] * 1e3,
                     extra,
-                });
+                );
             }
         }
     }
