@@ -1,4 +1,5 @@
-//! The `heedful` binary as a user runs it: info, conformance exit status, embed output order.
+//! The `heedful` binary as a user runs it: info, conformance exit status, embed output order,
+//! g2p output and notes.
 
 mod common;
 use std::process::Command;
@@ -168,4 +169,43 @@ fn embed_prints_one_embedding_per_input_in_order() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no input"));
+}
+
+#[test]
+fn g2p_prints_the_models_phonemes_and_notes_what_it_could_not_read() {
+    // The library's greedy decode (checked against PyTorch in tests/seq2seq.rs) is the reference.
+    let gpu = common::gpu();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = heedful::models::seq2seq::Seq2Seq::load(
+        &gpu,
+        &root.join("weights/g2p_rnn_dot.safetensors"),
+    )
+    .unwrap();
+    let words = ["attention", "it's", "Hello"];
+    let ids: Vec<Vec<u32>> = words
+        .iter()
+        .map(|w| model.encode_text(w).unwrap())
+        .collect();
+    let want = model.decode(&gpu, &ids, &Default::default()).unwrap();
+    let out = heedful().arg("g2p").args(words).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), words.len(), "{stdout}");
+    for ((line, w), d) in lines.iter().zip(words).zip(&want) {
+        assert_eq!(*line, format!("{w}\t{}", model.target_text(&d.tokens)));
+    }
+    assert!(
+        stderr.contains("\"it's\": characters \"'\" are not in the model's input vocabulary"),
+        "{stderr}"
+    );
+    // An empty word is an error naming its position, and nothing is printed.
+    let out = heedful().args(["g2p", "cat", ""]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("word 2 of 2 is empty"), "{stderr}");
 }

@@ -100,7 +100,8 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         let unknown: String = model.unknown_chars(w).into_iter().collect();
         if !unknown.is_empty() {
             eprintln!(
-                "note: {w:?}: characters {unknown:?} are not in the model's input vocabulary; read as unknown"
+                "note: {}: characters {unknown:?} are not in the model's input vocabulary; read as unknown",
+                short(w)
             );
         }
         ids.push(
@@ -119,7 +120,8 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         println!("{w}\t{}", model.target_text(&d.tokens));
         if !d.ended {
             eprintln!(
-                "note: {w:?}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
+                "note: {}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
+                short(w),
                 model.config().max_len
             );
         }
@@ -133,6 +135,21 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `word` quoted for a note, its middle elided when it is long.
+fn short(word: &str) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() <= 40 {
+        return format!("{word:?}");
+    }
+    let head: String = chars[..20].iter().collect();
+    let tail: String = chars[chars.len() - 12..].iter().collect();
+    format!(
+        "{:?} ({} characters)",
+        format!("{head}...{tail}"),
+        chars.len()
+    )
 }
 
 /// Sample words of the demo (not all in cmudict).
