@@ -1,5 +1,5 @@
-//! The GPU context's mapped readback ([`heedful::Gpu::read_mapped`]), which the tensor readback,
-//! the timer, the graph profiler and the seq2seq decoder share.
+//! The GPU context: its mapped readback ([`heedful::Gpu::read_mapped`], shared by the tensor
+//! readback, the timer, the graph profiler and the seq2seq decoder) and its binding-size check.
 
 mod common;
 use common::gpu;
@@ -38,5 +38,29 @@ fn read_mapped_returns_the_copied_bytes_and_refuses_overlong_reads() {
     assert_eq!(
         gpu.read_mapped(&staging, 16, "test read").expect("read"),
         vec![0u8; 16]
+    );
+}
+
+#[test]
+fn a_buffer_over_the_storage_binding_limit_is_an_error_naming_op_and_binding() {
+    let gpu = gpu();
+    let caps = gpu.caps();
+    // One f32 more than a storage binding may hold, where the device can allocate it.
+    let n = (caps.max_storage_binding / 4 + 1) as usize;
+    if (n * 4) as u64 > caps.max_buffer_size {
+        eprintln!("skipped: max_buffer_size does not exceed max_storage_buffer_binding_size");
+        return;
+    }
+    let x = Tensor::zeros(&gpu, &[n], DType::F32).expect("allocate");
+    let e = heedful::ops::activation(&gpu, &x, heedful::ops::Activation::Gelu)
+        .expect_err("too large to bind");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("elementwise: the buffer at storage binding 1: needs ")
+            && msg.contains(&format!(
+                "max_storage_buffer_binding_size) is {}",
+                caps.max_storage_binding
+            )),
+        "{msg}"
     );
 }

@@ -194,10 +194,11 @@ impl Gpu {
                 limit: max as u64,
             });
         }
-        for b in buffers {
+        for (i, b) in buffers.iter().enumerate() {
             if b.size() > self.caps().max_storage_binding {
                 return Err(Error::Limit {
-                    what: format!("{label}: storage binding {:?}", b),
+                    // Binding 0 is the parameters; the buffers follow from binding 1.
+                    what: format!("{label}: the buffer at storage binding {}", i + 1),
                     needed: b.size(),
                     limit_name: "max_storage_buffer_binding_size",
                     limit: self.caps().max_storage_binding,
