@@ -172,7 +172,7 @@ fn embed_prints_one_embedding_per_input_in_order() {
 }
 
 #[test]
-fn g2p_prints_the_models_phonemes_and_notes_what_it_could_not_read() {
+fn g2p_reads_args_file_and_stdin_prints_the_models_phonemes_and_notes() {
     // The library's greedy decode (checked against PyTorch in tests/seq2seq.rs) is the reference.
     let gpu = common::gpu();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -202,7 +202,38 @@ fn g2p_prints_the_models_phonemes_and_notes_what_it_could_not_read() {
         stderr.contains("\"it's\": characters \"'\" are not in the model's input vocabulary"),
         "{stderr}"
     );
-    // An empty word is an error naming its position, and nothing is printed.
+    // The same words from a file (blank lines skipped, lines trimmed) and from standard input, in
+    // batches of 2: the same lines in the same order.
+    let dir = std::env::temp_dir().join(format!("heedful-g2p-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("words.txt");
+    std::fs::write(&list, "attention\n\n  it's \nHello\n").unwrap();
+    let from_file = heedful()
+        .args(["g2p", "--batch", "2", "--input"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(from_file.status.success());
+    assert_eq!(String::from_utf8_lossy(&from_file.stdout), stdout);
+    let mut child = heedful()
+        .args(["g2p", "--batch", "2", "--input", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"attention\nit's\nHello\n").unwrap();
+    }
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(from_stdin.status.success());
+    assert_eq!(String::from_utf8_lossy(&from_stdin.stdout), stdout);
+    std::fs::remove_dir_all(&dir).ok();
+    // No words at all, and an empty word: errors, and nothing is printed.
+    let out = heedful().arg("g2p").output().unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no input"));
     let out = heedful().args(["g2p", "cat", ""]).output().unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());

@@ -87,6 +87,12 @@ enum Command {
         attention: Option<PathBuf>,
         /// Words to convert.
         words: Vec<String>,
+        /// A file with one word per line (`-` for standard input), read after the WORDS.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Words per decode call.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
     },
     /// Run the bundled G2P model on sample words: phonemes, timing, and an attention heatmap.
     Demo {
@@ -164,11 +170,15 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             beam,
             attention,
             words,
+            input,
+            batch,
         } => heedful::models::seq2seq::cli::g2p(&heedful::models::seq2seq::cli::G2pArgs {
             model: model.unwrap_or_else(heedful::models::seq2seq::cli::bundled_model),
             beam,
             attention,
             words,
+            input,
+            batch,
         }),
         Command::Demo { out } => heedful::models::seq2seq::cli::demo(out.as_deref()),
         Command::Inspect { file, json } => {

@@ -1,9 +1,10 @@
 //! `heedful embed`: sentence embeddings with a BERT-family model folder.
 
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::read_lines;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::models::bert::{BertEncoder, LoadOptions};
@@ -28,27 +29,6 @@ pub struct EmbedArgs {
     pub f32: bool,
     /// Print a per-node profile of the first batch and write its Chrome trace here.
     pub profile: Option<PathBuf>,
-}
-
-fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let lines: Vec<String> = if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(io)?
-    } else {
-        let f = std::fs::File::open(path).map_err(io)?;
-        std::io::BufReader::new(f)
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(io)?
-    };
-    Ok(lines)
 }
 
 /// Embeds every text (arguments first, then the lines of `--input`), one vector per text, in order.

@@ -4,11 +4,12 @@ mod embed;
 
 pub use embed::{embed, EmbedArgs};
 
+use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::conformance;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{list_adapters, Gpu, GpuOptions};
 
 /// `heedful conformance DIR [--filter F] [--json]`: one line per case, the summary, exit status 1 when
@@ -159,4 +160,26 @@ pub fn info(json: bool) -> Result<ExitCode> {
         c.max_storage_buffers
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines of `path` (`-`: standard input), as read: the caller trims and skips what it must.
+pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let lines: Vec<String> = if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(io)?
+    } else {
+        let f = std::fs::File::open(path).map_err(io)?;
+        std::io::BufReader::new(f)
+            .lines()
+            .collect::<std::io::Result<_>>()
+            .map_err(io)?
+    };
+    Ok(lines)
 }

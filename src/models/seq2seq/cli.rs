@@ -32,6 +32,11 @@ pub struct G2pArgs {
     pub attention: Option<PathBuf>,
     /// Words to convert.
     pub words: Vec<String>,
+    /// A file with one word per line (`-` for standard input), read after `words`; blank lines
+    /// are skipped and each line is trimmed.
+    pub input: Option<PathBuf>,
+    /// Words per decode call (0 counts as 1).
+    pub batch: usize,
 }
 
 fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
@@ -84,55 +89,74 @@ fn write_heatmap(
 
 /// `heedful g2p --model FILE [--beam K] [--attention OUT.png] WORD...`.
 pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
-    if args.words.is_empty() {
-        return Err(Error::invalid("g2p", "give at least one word"));
+    let mut words = args.words.clone();
+    if let Some(p) = &args.input {
+        words.extend(
+            crate::cli::read_lines(p)?
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    if words.is_empty() {
+        return Err(Error::invalid(
+            "g2p",
+            "no input: give WORD arguments or --input FILE (- for stdin)",
+        ));
+    }
+    if let Some(i) = words.iter().position(String::is_empty) {
+        return Err(Error::invalid(
+            "g2p",
+            format!("word {} of {} is empty", i + 1, words.len()),
+        ));
     }
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let model = Seq2Seq::load(&gpu, &args.model)?;
-    let mut ids = Vec::with_capacity(args.words.len());
-    for (i, w) in args.words.iter().enumerate() {
-        if w.is_empty() {
-            return Err(Error::invalid(
-                "g2p",
-                format!("word {} of {} is empty", i + 1, args.words.len()),
-            ));
-        }
-        let unknown: String = model.unknown_chars(w).into_iter().collect();
-        if !unknown.is_empty() {
-            eprintln!(
-                "note: {}: characters {unknown:?} are not in the model's input vocabulary; read as unknown",
-                short(w)
+    // Batches decode and print in order, so a long word list streams and no batch outgrows the
+    // device's buffer limits.
+    for (b, chunk) in words.chunks(args.batch.max(1)).enumerate() {
+        let mut ids = Vec::with_capacity(chunk.len());
+        for w in chunk {
+            let unknown: String = model.unknown_chars(w).into_iter().collect();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "note: {}: characters {unknown:?} are not in the model's input vocabulary; read as unknown",
+                    short(w)
+                );
+            }
+            ids.push(
+                model
+                    .encode_text(w)
+                    .map_err(|e| Error::invalid("g2p", format!("word {}: {e}", short(w))))?,
             );
         }
-        ids.push(
-            model
-                .encode_text(w)
-                .map_err(|e| Error::invalid("g2p", format!("word {w:?}: {e}")))?,
-        );
-    }
-    let opts = DecodeOptions {
-        beam: args.beam,
-        keep_attention: args.attention.is_some(),
-        ..Default::default()
-    };
-    let out = model.decode(&gpu, &ids, &opts)?;
-    for (w, d) in args.words.iter().zip(&out) {
-        println!("{w}\t{}", model.target_text(&d.tokens));
-        if !d.ended {
+        // The heatmap is of the first word: only the first batch keeps attention weights.
+        let heatmap = args.attention.as_ref().filter(|_| b == 0);
+        let opts = DecodeOptions {
+            beam: args.beam,
+            keep_attention: heatmap.is_some(),
+            ..Default::default()
+        };
+        let out = model.decode(&gpu, &ids, &opts)?;
+        for (w, d) in chunk.iter().zip(&out) {
+            println!("{w}\t{}", model.target_text(&d.tokens));
+            if !d.ended {
+                eprintln!(
+                    "note: {}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
+                    short(w),
+                    model.config().max_len
+                );
+            }
+        }
+        if let Some(path) = heatmap {
+            write_heatmap(&model, &chunk[0], &ids[0], &out[0], path)?;
             eprintln!(
-                "note: {}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
-                short(w),
-                model.config().max_len
+                "attention heatmap of {}: {}",
+                short(&chunk[0]),
+                path.display()
             );
         }
-    }
-    if let Some(path) = &args.attention {
-        write_heatmap(&model, &args.words[0], &ids[0], &out[0], path)?;
-        eprintln!(
-            "attention heatmap of {:?}: {}",
-            args.words[0],
-            path.display()
-        );
     }
     Ok(ExitCode::SUCCESS)
 }
