@@ -25,17 +25,25 @@
 //! kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
 //! turns a uniform load at a workgroup-uniform address into one scalar load, where a storage load
 //! is a per-lane loop. On GPUs the layout keeps adjacent units' loads coalesced.
+//!
+//! Here: the types, weight packing, checks and dispatches; `source.rs`: the WGSL of each pipeline
+//! variant (the generated register block). CPU reference: `crate::reference::recurrent`; tests:
+//! `tests/recurrent.rs`.
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::gpu::{Elem, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
 
-const CELL_SRC: &str = include_str!("../../shaders/recurrent_cell.wgsl");
-const STEP_SRC: &str = include_str!("../../shaders/recurrent_step.wgsl");
-const PERSISTENT_SRC: &str = include_str!("../../shaders/recurrent_persistent.wgsl");
+mod source;
+
+use source::{persistent_block, source, step_block, Variant};
+
+const CELL_SRC: &str = include_str!("../../../shaders/recurrent_cell.wgsl");
+const STEP_SRC: &str = include_str!("../../../shaders/recurrent_step.wgsl");
+const PERSISTENT_SRC: &str = include_str!("../../../shaders/recurrent_persistent.wgsl");
 
 /// Workgroup width of the per-step kernel (units per workgroup).
 const STEP_WG: u32 = 64;
@@ -178,21 +186,6 @@ struct Params {
     nu: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Variant {
-    kind: CellKind,
-    whh: Elem,
-    bhh: Elem,
-    /// Batch rows per invocation.
-    bb: u32,
-    /// Units per invocation.
-    bu: u32,
-    wg: u32,
-    persistent: bool,
-    /// h_{t-1} from the uniform stage (per-step only).
-    hu: bool,
-}
-
 /// KP: k-pairs per weight row for hidden size `hidden` (`ceil(H/2)`).
 pub fn pair_rows(hidden: usize) -> usize {
     hidden.div_ceil(2)
@@ -211,146 +204,6 @@ pub fn pack_whh(per_dir: &[Vec<f32>], gates: usize, hidden: usize, kp: usize) ->
         }
     }
     out
-}
-
-/// The generated block body of `cell_step` (see recurrent_cell.wgsl) for `gates` gates, `bu` units
-/// and `bb` batch rows per invocation, fully unrolled: accumulator `a{g}_{u}_{r}` holds gate g of
-/// unit j0+u for row b0+r. Per k pair it loads each row's h pair once and each gate's and unit's
-/// weight pair once (`wpair`, one u32 for f16 weights), then ends with a `cell_finish` per valid
-/// (unit, row).
-fn block(gates: usize, bu: usize, bb: usize) -> String {
-    let mut s = String::new();
-    for r in 0..bb {
-        s.push_str(&format!("let h{r} = (hb + min(b0 + {r}u, B - 1u)) * H;\n"));
-    }
-    for u in 0..bu {
-        s.push_str(&format!(
-            "let w{u} = dir * p.kp * GH + min(j0 + {u}u, H - 1u);\n"
-        ));
-    }
-    for g in 0..gates {
-        for u in 0..bu {
-            for r in 0..bb {
-                s.push_str(&format!("var a{g}_{u}_{r} = 0.0;\n"));
-            }
-        }
-    }
-    s.push_str(
-        "var wk = 0u;\n\
-         for (var k = 0u; k < H; k += 2u) {\n\
-         let ko = min(k + 1u, H - 1u);\n",
-    );
-    for r in 0..bb {
-        s.push_str(&format!(
-            "let e{r} = load_h(h{r} + k);\nlet o{r} = load_h(h{r} + ko);\n"
-        ));
-    }
-    for g in 0..gates {
-        for u in 0..bu {
-            s.push_str(&format!("let q{g}_{u} = wpair(w{u} + wk + {g}u * H);\n"));
-            for r in 0..bb {
-                s.push_str(&format!(
-                    "a{g}_{u}_{r} = fma(q{g}_{u}.y, o{r}, fma(q{g}_{u}.x, e{r}, a{g}_{u}_{r}));\n"
-                ));
-            }
-        }
-    }
-    s.push_str("wk += GH;\n}\n");
-    for u in 0..bu {
-        for r in 0..bb {
-            let acc: Vec<String> = (0..4)
-                .map(|g| {
-                    if g < gates {
-                        format!("a{g}_{u}_{r}")
-                    } else {
-                        "0.0".to_string()
-                    }
-                })
-                .collect();
-            s.push_str(&format!(
-                "if (j0 + {u}u < H && b0 + {r}u < B) {{ cell_finish(t, dir, b0 + {r}u, j0 + {u}u, vec4<f32>({})); }}\n",
-                acc.join(", ")
-            ));
-        }
-    }
-    s
-}
-
-/// The register block `(units, rows)` per invocation of the per-step kernel for a batch of `batch`.
-///
-/// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA), and
-/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks run
-/// out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms including
-/// the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390 with staged h,
-/// staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from storage 390 vs 2x8
-/// 370. B = 1 keeps one unit per invocation so small H still spreads over several workgroups.
-/// GPUs keep the earlier 1 x 4 block (more invocations to fill the device; not yet measured there).
-fn step_block(batch: usize, cpu: bool) -> (u32, u32) {
-    match (batch, cpu) {
-        (1, _) => (1, 1),
-        (2..=3, false) => (1, 1),
-        (_, false) => (1, 4),
-        (2..=7, true) => (2, 4),
-        (_, true) => (2, 8),
-    }
-}
-
-/// The block of the persistent kernel: one unit, 4 rows once the batch fills them.
-fn persistent_block(batch: usize) -> (u32, u32) {
-    if batch >= 4 {
-        (1, 4)
-    } else {
-        (1, 1)
-    }
-}
-
-fn source(v: &Variant) -> String {
-    let entry = if v.persistent {
-        PERSISTENT_SRC
-    } else {
-        STEP_SRC
-    };
-    let body = format!("{CELL_SRC}\n{entry}").replace(
-        "BLOCK_BODY",
-        &block(v.kind.gates(), v.bu as usize, v.bb as usize),
-    );
-    // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
-    let wpair = match v.whh {
-        Elem::F32 => {
-            "@group(0) @binding(6) var<storage, read> whh: array<vec2<f32>>;\n\
-                      fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n"
-        }
-        _ => {
-            "@group(0) @binding(6) var<storage, read> whh: array<u32>;\n\
-              fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n"
-        }
-    };
-    let load_h = if v.hu {
-        format!(
-            "@group(0) @binding(8) var<uniform> hu: array<vec4<f32>, {}>;\n\
-             fn load_h(i: u32) -> f32 {{ return hu[i >> 2u][i & 3u]; }}\n",
-            STAGE_BYTES / 16
-        )
-    } else {
-        "fn load_h(i: u32) -> f32 { return hs[i]; }\n".to_string()
-    };
-    compose(
-        &body,
-        v.bhh.needs_f16(),
-        &[
-            ("CELL", v.kind.code()),
-            ("G", v.kind.gates() as u32),
-            ("BB", v.bb),
-            ("BU", v.bu),
-            ("HU", v.hu as u32),
-            ("WG", v.wg),
-        ],
-        &[
-            load_h,
-            wpair.to_string(),
-            declare_input("bhh", 7, v.bhh, false),
-        ],
-    )
 }
 
 fn elem(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> {

@@ -1,0 +1,168 @@
+//! WGSL source of the recurrent kernels' pipeline variants: the cell body composed with the
+//! per-step or persistent entry point, and the unrolled register block generated per variant.
+
+use super::{CellKind, CELL_SRC, PERSISTENT_SRC, STAGE_BYTES, STEP_SRC};
+use crate::gpu::{compose, declare_input, Elem};
+
+/// One pipeline variant (the pipeline cache key): cell, weight element types, register block,
+/// workgroup width and entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Variant {
+    /// The recurrence.
+    pub(super) kind: CellKind,
+    /// Element type of `weight_hh` (f32, or f16 read as u32 pairs).
+    pub(super) whh: Elem,
+    /// Element type of `bias_hh`.
+    pub(super) bhh: Elem,
+    /// Batch rows per invocation.
+    pub(super) bb: u32,
+    /// Units per invocation.
+    pub(super) bu: u32,
+    /// Invocations per workgroup.
+    pub(super) wg: u32,
+    /// The persistent kernel (all timesteps in one dispatch) rather than the per-step one.
+    pub(super) persistent: bool,
+    /// h_{t-1} from the uniform stage (per-step only).
+    pub(super) hu: bool,
+}
+
+/// The generated block body of `cell_step` (see recurrent_cell.wgsl) for `gates` gates, `bu` units
+/// and `bb` batch rows per invocation, fully unrolled: accumulator `a{g}_{u}_{r}` holds gate g of
+/// unit j0+u for row b0+r. Per k pair it loads each row's h pair once and each gate's and unit's
+/// weight pair once (`wpair`, one u32 for f16 weights), then ends with a `cell_finish` per valid
+/// (unit, row).
+fn block(gates: usize, bu: usize, bb: usize) -> String {
+    let mut s = String::new();
+    for r in 0..bb {
+        s.push_str(&format!("let h{r} = (hb + min(b0 + {r}u, B - 1u)) * H;\n"));
+    }
+    for u in 0..bu {
+        s.push_str(&format!(
+            "let w{u} = dir * p.kp * GH + min(j0 + {u}u, H - 1u);\n"
+        ));
+    }
+    for g in 0..gates {
+        for u in 0..bu {
+            for r in 0..bb {
+                s.push_str(&format!("var a{g}_{u}_{r} = 0.0;\n"));
+            }
+        }
+    }
+    s.push_str(
+        "var wk = 0u;\n\
+         for (var k = 0u; k < H; k += 2u) {\n\
+         let ko = min(k + 1u, H - 1u);\n",
+    );
+    for r in 0..bb {
+        s.push_str(&format!(
+            "let e{r} = load_h(h{r} + k);\nlet o{r} = load_h(h{r} + ko);\n"
+        ));
+    }
+    for g in 0..gates {
+        for u in 0..bu {
+            s.push_str(&format!("let q{g}_{u} = wpair(w{u} + wk + {g}u * H);\n"));
+            for r in 0..bb {
+                s.push_str(&format!(
+                    "a{g}_{u}_{r} = fma(q{g}_{u}.y, o{r}, fma(q{g}_{u}.x, e{r}, a{g}_{u}_{r}));\n"
+                ));
+            }
+        }
+    }
+    s.push_str("wk += GH;\n}\n");
+    for u in 0..bu {
+        for r in 0..bb {
+            let acc: Vec<String> = (0..4)
+                .map(|g| {
+                    if g < gates {
+                        format!("a{g}_{u}_{r}")
+                    } else {
+                        "0.0".to_string()
+                    }
+                })
+                .collect();
+            s.push_str(&format!(
+                "if (j0 + {u}u < H && b0 + {r}u < B) {{ cell_finish(t, dir, b0 + {r}u, j0 + {u}u, vec4<f32>({})); }}\n",
+                acc.join(", ")
+            ));
+        }
+    }
+    s
+}
+
+/// The register block `(units, rows)` per invocation of the per-step kernel for a batch of `batch`.
+///
+/// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA), and
+/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks run
+/// out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms including
+/// the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390 with staged h,
+/// staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from storage 390 vs 2x8
+/// 370. B = 1 keeps one unit per invocation so small H still spreads over several workgroups.
+/// GPUs keep the earlier 1 x 4 block (more invocations to fill the device; not yet measured there).
+pub(super) fn step_block(batch: usize, cpu: bool) -> (u32, u32) {
+    match (batch, cpu) {
+        (1, _) => (1, 1),
+        (2..=3, false) => (1, 1),
+        (_, false) => (1, 4),
+        (2..=7, true) => (2, 4),
+        (_, true) => (2, 8),
+    }
+}
+
+/// The block of the persistent kernel: one unit, 4 rows once the batch fills them.
+pub(super) fn persistent_block(batch: usize) -> (u32, u32) {
+    if batch >= 4 {
+        (1, 4)
+    } else {
+        (1, 1)
+    }
+}
+
+/// The composed WGSL of variant `v`.
+pub(super) fn source(v: &Variant) -> String {
+    let entry = if v.persistent {
+        PERSISTENT_SRC
+    } else {
+        STEP_SRC
+    };
+    let body = format!("{CELL_SRC}\n{entry}").replace(
+        "BLOCK_BODY",
+        &block(v.kind.gates(), v.bu as usize, v.bb as usize),
+    );
+    // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
+    let wpair = match v.whh {
+        Elem::F32 => {
+            "@group(0) @binding(6) var<storage, read> whh: array<vec2<f32>>;\n\
+                      fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n"
+        }
+        _ => {
+            "@group(0) @binding(6) var<storage, read> whh: array<u32>;\n\
+              fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n"
+        }
+    };
+    let load_h = if v.hu {
+        format!(
+            "@group(0) @binding(8) var<uniform> hu: array<vec4<f32>, {}>;\n\
+             fn load_h(i: u32) -> f32 {{ return hu[i >> 2u][i & 3u]; }}\n",
+            STAGE_BYTES / 16
+        )
+    } else {
+        "fn load_h(i: u32) -> f32 { return hs[i]; }\n".to_string()
+    };
+    compose(
+        &body,
+        v.bhh.needs_f16(),
+        &[
+            ("CELL", v.kind.code()),
+            ("G", v.kind.gates() as u32),
+            ("BB", v.bb),
+            ("BU", v.bu),
+            ("HU", v.hu as u32),
+            ("WG", v.wg),
+        ],
+        &[
+            load_h,
+            wpair.to_string(),
+            declare_input("bhh", 7, v.bhh, false),
+        ],
+    )
+}
