@@ -649,8 +649,42 @@ fn decode_errors() {
             max_len: Some(0),
             ..Default::default()
         },
+        // Histories too large to allocate: an error, not a panic or an overflow.
+        DecodeOptions {
+            max_len: Some(usize::MAX),
+            ..Default::default()
+        },
+        DecodeOptions {
+            max_len: Some(1_000_000_000),
+            ..Default::default()
+        },
     ] {
         assert!(model.decode(&gpu, &ok, &opts).is_err(), "{opts:?}");
+    }
+    // Odd schedules still decode the same tokens as the default one.
+    let default = model
+        .decode(&gpu, &ok, &DecodeOptions::default())
+        .expect("decode");
+    for opts in [
+        DecodeOptions {
+            steps_per_submit: usize::MAX,
+            ..Default::default()
+        },
+        DecodeOptions {
+            first_steps_per_input: f32::NAN,
+            ..Default::default()
+        },
+        DecodeOptions {
+            first_steps_per_input: -5.0,
+            ..Default::default()
+        },
+        DecodeOptions {
+            first_steps_per_input: 1e30,
+            ..Default::default()
+        },
+    ] {
+        let got = model.decode(&gpu, &ok, &opts).expect("decode");
+        assert_eq!(got[0].tokens, default[0].tokens, "{opts:?}");
     }
     assert!(model.decode(&gpu, &[], &DecodeOptions::default()).is_err());
     assert!(model
