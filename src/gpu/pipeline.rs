@@ -8,8 +8,10 @@
 //! Binding convention for every kernel: `@binding(0)` is the `Params` uniform, storage buffers follow
 //! at 1, 2, ... in the order the dispatch function passes them.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
@@ -105,10 +107,56 @@ pub fn compose(body: &str, f16: bool, consts: &[(&str, u32)], decls: &[String]) 
     s
 }
 
-/// Compiled pipelines keyed by kernel name and variant.
+/// What a kernel's compiled WGSL depends on (tile sizes, element types, flags): the pipeline cache's
+/// key, compared and hashed by value (never through a `Debug` string). Any
+/// `Hash + Eq + Clone + Debug` type qualifies; kernels define a small struct or use a tuple.
+pub trait VariantKey: Hash + Eq + Clone + Debug + Send + Sync + 'static {}
+impl<T: Hash + Eq + Clone + Debug + Send + Sync + 'static> VariantKey for T {}
+
+/// Object-safe view of a [`VariantKey`], so variants of different types share one map.
+trait DynVariant: Debug + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn eq_dyn(&self, other: &dyn DynVariant) -> bool;
+    fn hash_dyn(&self, state: &mut dyn Hasher);
+}
+
+impl<T: VariantKey> DynVariant for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn eq_dyn(&self, other: &dyn DynVariant) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+    fn hash_dyn(&self, mut state: &mut dyn Hasher) {
+        TypeId::of::<T>().hash(&mut state);
+        self.hash(&mut state);
+    }
+}
+
+/// `(kernel name, variant)`: one compiled pipeline.
+#[derive(Debug)]
+struct PipelineKey {
+    kernel: &'static str,
+    variant: Box<dyn DynVariant>,
+}
+
+impl PartialEq for PipelineKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.kernel == other.kernel && self.variant.eq_dyn(other.variant.as_ref())
+    }
+}
+impl Eq for PipelineKey {}
+impl Hash for PipelineKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kernel.hash(state);
+        self.variant.hash_dyn(state);
+    }
+}
+
+/// Compiled pipelines keyed by kernel name and variant value.
 #[derive(Default)]
 pub struct PipelineCache {
-    map: Mutex<HashMap<(&'static str, String), wgpu::ComputePipeline>>,
+    map: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 /// A dispatch ready to record: pipeline, bound resources and grid. Built once, recordable many times.
@@ -128,10 +176,13 @@ impl Gpu {
     pub fn pipeline(
         &self,
         kernel: &'static str,
-        variant: &impl Debug,
+        variant: &impl VariantKey,
         source: impl FnOnce() -> String,
     ) -> Result<wgpu::ComputePipeline> {
-        let key = (kernel, format!("{variant:?}"));
+        let key = PipelineKey {
+            kernel,
+            variant: Box::new(variant.clone()),
+        };
         if let Some(p) = self
             .inner
             .pipelines
@@ -159,7 +210,7 @@ impl Gpu {
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
-                during: format!("compiling kernel {kernel} variant {:?}", key.1),
+                during: format!("compiling kernel {kernel} variant {variant:?}"),
                 message: err.to_string(),
             });
         }

@@ -28,7 +28,7 @@ struct Params {
     _pad: u32,
 }
 
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Variant {
     weight: Elem,
     vec4: bool,

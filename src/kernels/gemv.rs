@@ -17,7 +17,7 @@ use crate::kernels::matmul::PARAMS_SRC;
 const WG: u32 = 64;
 
 /// Pipeline key.
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     wg: u32,
     rn: u32,

@@ -26,7 +26,7 @@ struct Params {
     _pad: u32,
 }
 
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Variant {
     schedule: RowSchedule,
     vec4: bool,

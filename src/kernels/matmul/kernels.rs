@@ -11,7 +11,7 @@ const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
 pub(crate) const PARAMS_SRC: &str = include_str!("../../../shaders/matmul_params.wgsl");
 
 /// Pipeline key of the register-blocked kernel.
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BlockedKey {
     tm: u32,
     tn: u32,
@@ -113,7 +113,7 @@ pub(super) fn record_blocked(
 }
 
 /// Pipeline key of the tiled kernel.
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TiledKey {
     bt: bool,
     b: Elem,

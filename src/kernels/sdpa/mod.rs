@@ -50,7 +50,7 @@ pub const MAX_HEAD_DIM: usize = 256;
 pub const DECODE_MAX_TQ: usize = 4;
 
 /// Pipeline variant of the q/k/v-reading kernels.
-#[derive(Debug, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Variant {
     kernel: &'static str,
     wg: u32,
