@@ -23,22 +23,6 @@
 // Constants from the Rust side: WG, K (beam width), KK (= K * K).
 // Grid: 1-D over B batch items, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-struct Params {
-    batch: u32,
-    eos: u32,
-    length_norm: u32,
-    cap: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> cand_ids: array<u32>;
-@group(0) @binding(2) var<storage, read> cand_lp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(4) var<storage, read_write> parent: array<u32>;
-@group(0) @binding(5) var<storage, read_write> tokens: array<u32>;
-@group(0) @binding(6) var<storage, read_write> ctl: array<u32>;
-@group(0) @binding(7) var<storage, read_write> fin: array<u32>;
-
 fn finite(x: f32) -> bool {
     return x == x && abs(x) <= 3.4e38;
 }

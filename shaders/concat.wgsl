@@ -10,18 +10,6 @@
 // Constants from the Rust side: WG.
 // Grid: 1-D over R * (DA + DB) elements, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-struct Params {
-    n: u32,
-    da: u32,
-    db: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {

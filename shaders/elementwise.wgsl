@@ -9,17 +9,6 @@
 //
 // Grid: 1-D over N in workgroups of WG, split into (x, y) when N/WG exceeds the per-dim limit.
 
-struct Params {
-    n: u32,
-    n_b: u32,
-    op: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
 const OP_RELU: u32 = 0u;
 const OP_TANH: u32 = 1u;
 const OP_SIGMOID: u32 = 2u;

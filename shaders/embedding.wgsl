@@ -13,17 +13,6 @@
 //
 // Grid: 1-D over the T * D / (VEC4 ? 4 : 1) output units, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-struct Params {
-    // Output units (elements, or vec4s when VEC4 == 1).
-    units: u32,
-    v: u32,
-    d: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {

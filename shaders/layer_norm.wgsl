@@ -1,8 +1,8 @@
 // Layer norm over the last dim, as F.layer_norm:
 //   y[r, i] = (x[r, i] - mean_r) / sqrt(var_r + eps) * weight[i] + bias[i],  var_r biased (divide by D).
 //
-// Bindings (all declared by the Rust side, in scalar or vec4 units):
-//   p       uniform Params
+// Generated prologue (src/kernels/layer_norm.rs: `Params`, `LayerNormBindings`), scalar or vec4 units:
+//   p       uniform Params { rows, d, eps }
 //   x:      [R, D] f32       binding 1, x_at / x_at4
 //   weight: [D]    f32|f16   binding 2, weight_at / weight_at4
 //   bias:   [D]    f32|f16   binding 3, bias_at / bias_at4
@@ -19,15 +19,6 @@
 // again and writes y = ((x - k) - mean_k) * rstd * weight + bias.
 //
 // Grid: as softmax.wgsl (one workgroup per row, or ceil(R / WG) workgroups of rows).
-
-struct Params {
-    rows: u32,
-    d: u32,
-    eps: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 
 // Welford state: count n, mean, and M2 = sum of squared deviations from the mean.
 struct Wf {

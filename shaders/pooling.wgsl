@@ -10,18 +10,6 @@
 // Grid: one workgroup of WG invocations per batch row; each invocation owns E/WG columns and the
 // workgroup reduces the squared norm through workgroup memory.
 
-struct Params {
-    b: u32,
-    t: u32,
-    e: u32,
-    normalize: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> mask: array<i32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)

@@ -20,15 +20,6 @@
 // Grid: PER_ROW = 1: one workgroup per row, linear index wid.x + wid.y * nwg.x.
 //       PER_ROW = 0: ceil(R / WG) workgroups, the same linearisation.
 
-struct Params {
-    rows: u32,
-    n: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-
 const NEG_BIG: f32 = -3.4028234663852886e38;
 
 // Running softmax state: max m and sum s of exp(x - m) over the elements seen.

@@ -16,18 +16,6 @@
 //
 // Grid: 1-D over R rows, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-struct Params {
-    rows: u32,
-    v: u32,
-    _a: u32,
-    _b: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> logp: array<f32>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {

@@ -7,17 +7,6 @@
 //   out: [A, C, B, D] f32
 // Grid: 1-D over output elements in workgroups of WG (split into x/y past the per-dim limit).
 
-struct Params {
-    a: u32,
-    b: u32,
-    c: u32,
-    d: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {

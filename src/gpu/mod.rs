@@ -6,6 +6,7 @@ pub mod caps;
 pub mod context;
 pub mod pipeline;
 pub mod recorder;
+pub mod spec;
 pub mod timer;
 
 pub use caps::Caps;

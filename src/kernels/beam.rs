@@ -8,9 +8,8 @@
 //! `weights/seq2seq.py::beam_search`, checked by `tests/seq2seq.rs`; [`crate::reference::beam`]
 //! is the CPU reference of this kernel.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
@@ -37,13 +36,18 @@ pub struct BeamBuffers<'a> {
     pub fin: &'a Tensor,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    batch: u32,
-    eos: u32,
-    length_norm: u32,
-    cap: u32,
+crate::wgsl_params! {
+    struct Params {
+        batch: u32,
+        eos: u32,
+        length_norm: u32,
+        cap: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// The beam buffers (see [`BeamBuffers`]) in binding order.
+    struct BeamSelectBindings { cand_ids, cand_lp, scores, parent, tokens, ctl, fin }
 }
 
 /// Records one selection step for `batch` items of beam width `k`.
@@ -98,12 +102,21 @@ pub fn record_beam_select(
         return Ok(());
     }
     let gpu = rec.gpu().clone();
+    let binds = BeamSelectBindings {
+        cand_ids: Bind::read(bufs.cand_ids, "u32"),
+        cand_lp: Bind::read(bufs.cand_lp, "f32"),
+        scores: Bind::read_write(bufs.scores, "f32"),
+        parent: Bind::read_write(bufs.parent, "u32"),
+        tokens: Bind::read_write(bufs.tokens, "u32"),
+        ctl: Bind::read_write(bufs.ctl, "u32"),
+        fin: Bind::read_write(bufs.fin, "u32"),
+    };
     let pipeline = gpu.pipeline(OP, &k, || {
         compose(
             SRC,
             false,
             &[("WG", WG), ("K", k as u32), ("KK", (k * k) as u32)],
-            &[],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let params = Params {
@@ -116,15 +129,7 @@ pub fn record_beam_select(
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[
-            bufs.cand_ids.buffer(),
-            bufs.cand_lp.buffer(),
-            bufs.scores.buffer(),
-            bufs.parent.buffer(),
-            bufs.tokens.buffer(),
-            bufs.ctl.buffer(),
-            bufs.fin.buffer(),
-        ],
+        &binds.buffers(),
         grid_1d(&gpu, batch, WG)?,
     )?);
     Ok(())

@@ -1,9 +1,8 @@
 //! Concatenation along the last dim (`shaders/concat.wgsl`): `out [R, DA + DB] = [a; b]` for
 //! `a [R, DA]`, `b [R, DB]`, all f32 (a decoder's `[emb; context]` input, `[context; h]`).
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
@@ -11,13 +10,18 @@ use crate::tensor::{DType, Tensor};
 const SRC: &str = include_str!("../../shaders/concat.wgsl");
 const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    da: u32,
-    db: u32,
-    _pad: u32,
+crate::wgsl_params! {
+    struct Params {
+        n: u32,
+        da: u32,
+        db: u32,
+        _pad: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// a `[N, Da]`, b `[N, Db]`, out `[N, Da + Db]`, all f32.
+    struct ConcatBindings { a, b, out }
 }
 
 /// Records `out = cat([a, b], -1)` for `a [R, DA]`, `b [R, DB]`, `out [R, DA + DB]` (f32).
@@ -48,7 +52,19 @@ pub fn record_concat(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -
         return Ok(());
     }
     let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline(OP, &(), || compose(SRC, false, &[("WG", WG)], &[]))?;
+    let binds = ConcatBindings {
+        a: Bind::read(a, "f32"),
+        b: Bind::read(b, "f32"),
+        out: Bind::read_write(out, "f32"),
+    };
+    let pipeline = gpu.pipeline(OP, &(), || {
+        compose(
+            SRC,
+            false,
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
     let params = Params {
         n: n as u32,
         da: da as u32,
@@ -59,7 +75,7 @@ pub fn record_concat(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[a.buffer(), b.buffer(), out.buffer()],
+        &binds.buffers(),
         grid_1d(&gpu, n, WG)?,
     )?);
     Ok(())

@@ -3,10 +3,9 @@
 //!
 //! Shapes: a `[*, N]` f32, b `[N]`, `[..., N]` or the same shape as a (f32 or f16), out like a.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -65,13 +64,18 @@ pub enum Binary {
     Mul,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    n_b: u32,
-    op: u32,
-    _pad: u32,
+crate::wgsl_params! {
+    struct Params {
+        n: u32,
+        n_b: u32,
+        op: u32,
+        _pad: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// a `[N]` f32, out `[N]` f32, b `[N_b]` f32 or f16 (repeating over a).
+    struct ElementwiseBindings { a, out, b }
 }
 
 fn record(
@@ -100,12 +104,17 @@ fn record(
         got: b.dtype().to_string(),
         expected: "f32 or f16".into(),
     })?;
+    let binds = ElementwiseBindings {
+        a: Bind::read(a, "f32"),
+        out: Bind::read_write(out, "f32"),
+        b: Bind::input(b, elem, false),
+    };
     let pipeline = gpu.pipeline("elementwise", &elem, || {
         compose(
             SRC,
-            elem.needs_f16(),
+            binds.needs_f16(),
             &[("WG", WG)],
-            &[declare_input("b", 3, elem, false)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let params = Params {
@@ -118,7 +127,7 @@ fn record(
         "elementwise",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[a.buffer(), out.buffer(), b.buffer()],
+        &binds.buffers(),
         grid_1d(&gpu, a.numel(), WG)?,
     )?;
     rec.push(d);

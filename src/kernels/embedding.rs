@@ -8,24 +8,28 @@
 //! Design: a pure gather, one thread per output element or per 4 outputs (vec4 loads and stores of
 //! the weight row when `D % 4 == 0`); consecutive threads read consecutive weight elements of one row.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
-use crate::kernels::softmax::{check_u32_index, declare_output};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem, Recorder};
+use crate::kernels::softmax::check_u32_index;
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/embedding.wgsl");
 const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    units: u32,
-    v: u32,
-    d: u32,
-    _pad: u32,
+crate::wgsl_params! {
+    struct Params {
+        units: u32,
+        v: u32,
+        d: u32,
+        _pad: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// ids `[N]` u32, weight `[V, D]` f32 or f16, out `[N, D]` f32.
+    struct EmbeddingBindings { ids, weight, out }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -76,15 +80,17 @@ pub fn record_embedding(
         weight: Elem::for_dtype(&gpu, weight.dtype()).unwrap_or(Elem::F32),
         vec4: d % 4 == 0,
     };
+    let binds = EmbeddingBindings {
+        ids: Bind::read(ids, "u32"),
+        weight: Bind::input(weight, variant.weight, variant.vec4),
+        out: Bind::output(out, variant.vec4),
+    };
     let pipeline = gpu.pipeline(OP, &variant, || {
         compose(
             SRC,
-            variant.weight.needs_f16(),
+            binds.needs_f16(),
             &[("WG", WG), ("VEC4", variant.vec4 as u32)],
-            &[
-                declare_input("weight", 2, variant.weight, variant.vec4),
-                declare_output("out", 3, variant.vec4),
-            ],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let units = if variant.vec4 {
@@ -102,7 +108,7 @@ pub fn record_embedding(
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[ids.buffer(), weight.buffer(), out.buffer()],
+        &binds.buffers(),
         grid_1d(&gpu, units, WG)?,
     )?;
     rec.push(dispatch);

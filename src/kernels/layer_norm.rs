@@ -7,23 +7,24 @@
 //! [`RowSchedule`] as softmax (a workgroup per row on GPUs, a thread per row on CPU adapters with
 //! many rows).
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem, Recorder};
 use crate::kernels::check_dtype;
-use crate::kernels::softmax::{check_u32_index, declare_output, RowSchedule};
+use crate::kernels::softmax::{check_u32_index, RowSchedule};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/layer_norm.wgsl");
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    d: u32,
-    eps: f32,
-    _pad: u32,
+crate::wgsl_params! {
+    /// Uniform parameters: `rows` rows of `d` elements, `eps` added to the variance.
+    struct Params { rows: u32, d: u32, eps: f32, _pad: u32 }
+}
+
+crate::wgsl_bindings! {
+    /// Storage bindings in `@binding` order: x `[R, D]` f32, weight `[D]`, bias `[D]` (f32 or f16),
+    /// out `[R, D]` f32.
+    struct LayerNormBindings { x, weight, bias, out }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -104,21 +105,22 @@ pub fn record_layer_norm_with(
         weight: elem(weight),
         bias: elem(bias),
     };
+    let binds = LayerNormBindings {
+        x: Bind::input(x, Elem::F32, variant.vec4),
+        weight: Bind::input(weight, variant.weight, variant.vec4),
+        bias: Bind::input(bias, variant.bias, variant.vec4),
+        out: Bind::output(out, variant.vec4),
+    };
     let pipeline = gpu.pipeline(OP, &variant, || {
         compose(
             SRC,
-            variant.weight.needs_f16() || variant.bias.needs_f16(),
+            binds.needs_f16(),
             &[
                 ("WG", variant.schedule.wg()),
                 ("VEC4", variant.vec4 as u32),
                 ("PER_ROW", variant.schedule.per_row() as u32),
             ],
-            &[
-                declare_input("x", 1, Elem::F32, variant.vec4),
-                declare_input("weight", 2, variant.weight, variant.vec4),
-                declare_input("bias", 3, variant.bias, variant.vec4),
-                declare_output("out", 4, variant.vec4),
-            ],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let params = Params {
@@ -131,7 +133,7 @@ pub fn record_layer_norm_with(
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[x.buffer(), weight.buffer(), bias.buffer(), out.buffer()],
+        &binds.buffers(),
         variant.schedule.grid(&gpu, rows)?,
     )?;
     rec.push(dispatch);

@@ -1,9 +1,8 @@
 //! Layout kernel (`shaders/transpose.wgsl`): swaps dims 1 and 2 of a 4-D tensor, the head split
 //! `[B, T, H, Dh] -> [B, H, T, Dh]` and merge of multi-head attention.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
@@ -11,13 +10,18 @@ use crate::tensor::{DType, Tensor};
 const SRC: &str = include_str!("../../shaders/transpose.wgsl");
 const WG: u32 = 256;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    a: u32,
-    b: u32,
-    c: u32,
-    d: u32,
+crate::wgsl_params! {
+    struct Params {
+        a: u32,
+        b: u32,
+        c: u32,
+        d: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// x `[A, B, C, D]` f32, out `[A, C, B, D]` f32.
+    struct TransposeBindings { x, out }
 }
 
 /// Records `out = x.transpose(1, 2)` for x `[A, B, C, D]`, out `[A, C, B, D]`, both f32.
@@ -45,8 +49,17 @@ pub fn record_transpose12(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Resul
         return Ok(());
     }
     let gpu = rec.gpu().clone();
+    let binds = TransposeBindings {
+        x: Bind::read(x, "f32"),
+        out: Bind::read_write(out, "f32"),
+    };
     let pipeline = gpu.pipeline("transpose12", &(), || {
-        compose(SRC, false, &[("WG", WG)], &[])
+        compose(
+            SRC,
+            false,
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
     })?;
     let params = Params {
         a: a as u32,
@@ -59,7 +72,7 @@ pub fn record_transpose12(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Resul
         "transpose12",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[x.buffer(), out.buffer()],
+        &binds.buffers(),
         grid,
     )?);
     Ok(())

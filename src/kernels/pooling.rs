@@ -1,9 +1,8 @@
 //! Pooling kernel (`shaders/pooling.wgsl`): masked mean over tokens and optional L2 normalization,
 //! the sentence-embedding head of sentence-transformers models.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
@@ -11,13 +10,18 @@ use crate::tensor::{DType, Tensor};
 const SRC: &str = include_str!("../../shaders/pooling.wgsl");
 const WG: u32 = 64;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    b: u32,
-    t: u32,
-    e: u32,
-    normalize: u32,
+crate::wgsl_params! {
+    struct Params {
+        b: u32,
+        t: u32,
+        e: u32,
+        normalize: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// x `[B, T, E]` f32, mask `[B, T]` i32, out `[B, E]` f32.
+    struct PoolBindings { x, mask, out }
 }
 
 /// Records `out[b] = mean over t with mask[b, t] != 0 of x[b, t]`, then L2-normalized when
@@ -54,7 +58,19 @@ pub fn record_mean_pool(
         return Ok(());
     }
     let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline("mean_pool", &(), || compose(SRC, false, &[("WG", WG)], &[]))?;
+    let binds = PoolBindings {
+        x: Bind::read(x, "f32"),
+        mask: Bind::read(mask, "i32"),
+        out: Bind::read_write(out, "f32"),
+    };
+    let pipeline = gpu.pipeline("mean_pool", &(), || {
+        compose(
+            SRC,
+            false,
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
     let params = Params {
         b: b as u32,
         t: t as u32,
@@ -65,7 +81,7 @@ pub fn record_mean_pool(
         "mean_pool",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[x.buffer(), mask.buffer(), out.buffer()],
+        &binds.buffers(),
         [b as u32, 1, 1],
     )?);
     Ok(())

@@ -13,10 +13,9 @@
 //! Not yet used: subgroup reductions (one barrier instead of log2(WG)); the tree runs once per row,
 //! so it matters only for many short rows on GPUs.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Caps, Elem, Gpu, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Caps, Elem, Gpu, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -149,12 +148,17 @@ pub(crate) fn check_u32_index(op: &str, name: &str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    n: u32,
-    _pad: [u32; 2],
+crate::wgsl_params! {
+    struct Params {
+        rows: u32,
+        n: u32,
+        _pad: [u32; 2],
+    }
+}
+
+crate::wgsl_bindings! {
+    /// x `[R, N]` f32, out `[R, N]` f32.
+    struct SoftmaxBindings { x, out }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -198,6 +202,10 @@ pub fn record_softmax_with(
         schedule,
         vec4: n % 4 == 0,
     };
+    let binds = SoftmaxBindings {
+        x: Bind::input(x, Elem::F32, variant.vec4),
+        out: Bind::output(out, variant.vec4),
+    };
     let pipeline = gpu.pipeline("softmax", &variant, || {
         compose(
             SRC,
@@ -207,10 +215,7 @@ pub fn record_softmax_with(
                 ("VEC4", variant.vec4 as u32),
                 ("PER_ROW", schedule.per_row() as u32),
             ],
-            &[
-                declare_input("x", 1, Elem::F32, variant.vec4),
-                declare_output("out", 2, variant.vec4),
-            ],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let params = Params {
@@ -222,7 +227,7 @@ pub fn record_softmax_with(
         "softmax",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[x.buffer(), out.buffer()],
+        &binds.buffers(),
         schedule.grid(&gpu, rows)?,
     )?;
     rec.push(d);

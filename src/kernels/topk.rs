@@ -5,9 +5,8 @@
 //! Shapes: logits `[R, V]` f32 -> ids `[R, K]` u32 (best first, ties to the lower index),
 //! logp `[R, K]` f32 (`log_softmax(logits)` at those ids). K is 1..=16.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
@@ -18,12 +17,17 @@ const WG: u32 = 64;
 /// The largest K the kernel keeps per row.
 pub const MAX_K: usize = 16;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    rows: u32,
-    v: u32,
-    _pad: [u32; 2],
+crate::wgsl_params! {
+    struct Params {
+        rows: u32,
+        v: u32,
+        _pad: [u32; 2],
+    }
+}
+
+crate::wgsl_bindings! {
+    /// logits `[R, V]` f32, ids `[R, K]` u32, logp `[R, K]` f32.
+    struct TopkBindings { logits, ids, logp }
 }
 
 /// Records the top-k of each row of `logits [R, V]` into `ids [R, K]` (u32) and `logp [R, K]`
@@ -61,8 +65,18 @@ pub fn record_topk(rec: &mut Recorder, logits: &Tensor, ids: &Tensor, logp: &Ten
         return Ok(());
     }
     let gpu = rec.gpu().clone();
+    let binds = TopkBindings {
+        logits: Bind::read(logits, "f32"),
+        ids: Bind::read_write(ids, "u32"),
+        logp: Bind::read_write(logp, "f32"),
+    };
     let pipeline = gpu.pipeline(OP, &k, || {
-        compose(SRC, false, &[("WG", WG), ("K", k as u32)], &[])
+        compose(
+            SRC,
+            false,
+            &[("WG", WG), ("K", k as u32)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
     })?;
     let params = Params {
         rows: r as u32,
@@ -73,7 +87,7 @@ pub fn record_topk(rec: &mut Recorder, logits: &Tensor, ids: &Tensor, logp: &Ten
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[logits.buffer(), ids.buffer(), logp.buffer()],
+        &binds.buffers(),
         grid_1d(&gpu, r, WG)?,
     )?);
     Ok(())
