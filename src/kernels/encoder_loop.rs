@@ -308,7 +308,7 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
             ("WG", wg),
         ];
         consts.extend(layer_consts.iter().copied());
-        let key = (spec.clone(), blob.vocab, l, wg, layer_consts.clone());
+        let key = (*spec, blob.vocab, l, wg, layer_consts.clone());
         let pipeline = gpu.pipeline(OP, &key, || {
             compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &[])
         })?;

@@ -350,7 +350,7 @@ fn build(
         ("NV4", sv[7] / 4),
     ];
     consts.extend(blob.layout.consts.iter().copied());
-    let key = (d.clone(), beam, wg, tm, blob.layout.clone());
+    let key = (*d, beam, wg, tm, blob.layout.clone());
     let pipeline = gpu.pipeline(OP, &key, || {
         let decls = [
             declare_input("mem", 2, Elem::F32, d.mem.is_multiple_of(4)),
