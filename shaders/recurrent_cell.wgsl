@@ -127,5 +127,5 @@ fn cell_step(t: u32, dir: u32, b0: u32, j0: u32) {
     // loads) and each gate's and unit's weight pair once (G*BU loads; one u32 for f16 weights), for
     // 2*G*BU*BB FMAs. For odd H the last pair's second weight is zero and its h index is clamped.
     // It ends with one cell_finish call per valid (unit, row).
-    BLOCK_BODY
+    {{BLOCK_BODY}}
 }

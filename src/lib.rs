@@ -35,6 +35,8 @@ pub mod models;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
+#[doc(hidden)]
+pub mod testing;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,12 +1,19 @@
-//! One handler per conformance op: uploads the case's inputs and weights, runs heedful's op and
-//! returns the outputs by the names the case file uses (`y`, `attn_weights`, `h_n`, ...).
+//! Conformance handlers: upload the case's inputs and weights, run heedful's op and return the
+//! outputs by the names the case file uses (`y`, `attn_weights`, `h_n`, ...).
+//!
+//! Ops registered in [`crate::kernels::REGISTRY`] need no handler here: [`registered`] runs them
+//! from their [`OpEntry`] (operand names, attributes, outputs). The handlers below are for the
+//! composite ops (recurrent layers, attention modules) and for ops whose inputs need host-side
+//! checks (embedding ids).
 
 use std::collections::HashMap;
 
 use super::{Case, RunOptions};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::kernels::op::{eager, OpEntry, Operand};
 use crate::kernels::sdpa::Causal;
+use crate::kernels::REGISTRY;
 use crate::ops::{
     self, AttnMask, CellKind, RecurrentCell, RecurrentLayer, RecurrentSpec, SdpaOptions,
 };
@@ -17,36 +24,74 @@ pub(super) type Produced = Vec<(String, Vec<f32>)>;
 type Handler = fn(&Gpu, &Case, &RunOptions) -> Result<Produced>;
 
 const HANDLERS: &[(&str, Handler)] = &[
-    ("activation", activation),
     ("additive_attention", additive_attention),
     ("dot_attention", memory_attention),
     ("embedding", embedding),
     ("general_attention", memory_attention),
     ("gru", recurrent),
     ("gru_cell", recurrent_cell),
-    ("layer_norm", layer_norm),
-    ("linear", linear),
     ("lstm", recurrent),
     ("lstm_cell", recurrent_cell),
-    ("matmul", matmul),
     ("mha", mha),
     ("rnn", recurrent),
     ("rnn_cell", recurrent_cell),
     ("sdpa", sdpa),
-    ("softmax", softmax),
 ];
 
-/// The handler for `op`, or `None` when heedful does not implement it yet.
-pub(super) fn handler(op: &str) -> Option<Handler> {
+/// How a case of `op` runs: a registered op from its entry, or a handler; `None` when heedful does
+/// not implement `op` yet.
+pub(super) fn runner(op: &str) -> Option<Runner> {
+    if let Some(entry) = OpEntry::find(op) {
+        return Some(Runner::Registered(entry));
+    }
     HANDLERS
         .iter()
         .find(|(name, _)| *name == op)
-        .map(|(_, h)| *h)
+        .map(|(_, h)| Runner::Handler(*h))
+}
+
+/// A way to run a case.
+pub(super) enum Runner {
+    /// A registered op: operands, attributes and outputs from its [`OpEntry`].
+    Registered(&'static OpEntry),
+    /// A hand-written handler.
+    Handler(Handler),
+}
+
+impl Runner {
+    /// Runs `case` and returns its outputs by name.
+    pub(super) fn run(&self, gpu: &Gpu, case: &Case, opts: &RunOptions) -> Result<Produced> {
+        match self {
+            Runner::Registered(entry) => registered(gpu, case, entry),
+            Runner::Handler(h) => h(gpu, case, opts),
+        }
+    }
 }
 
 /// The conformance ops heedful implements.
 pub fn implemented_ops() -> Vec<&'static str> {
-    HANDLERS.iter().map(|(n, _)| *n).collect()
+    let mut ops: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
+    ops.extend(HANDLERS.iter().map(|(n, _)| *n));
+    ops.sort_unstable();
+    ops
+}
+
+/// Runs a registered op: its operands from the case (`in.*` as f32, `w.*` in the case's
+/// `weights_dtype`), the op from the case's attributes, its outputs by the entry's names.
+fn registered(gpu: &Gpu, case: &Case, entry: &OpEntry) -> Result<Produced> {
+    let op = (entry.from_attrs)(&case.attrs)?;
+    let mut operands = Vec::new();
+    for operand in entry.operands {
+        match *operand {
+            Operand::Input(name) => operands.push(case.input(gpu, name)?),
+            Operand::Weight(name) => operands.push(case.weight(gpu, name)?),
+            Operand::OptionalWeight(name) => operands.extend(case.weight_opt(gpu, name)?),
+        }
+    }
+    let refs: Vec<&Tensor> = operands.iter().collect();
+    let outs = eager(gpu, op.as_ref(), &refs)?;
+    let named: Vec<(&str, &Tensor)> = entry.outputs.iter().copied().zip(outs.iter()).collect();
+    read(gpu, &named)
 }
 
 fn read(gpu: &Gpu, outputs: &[(&str, &Tensor)]) -> Result<Produced> {
@@ -54,48 +99,6 @@ fn read(gpu: &Gpu, outputs: &[(&str, &Tensor)]) -> Result<Produced> {
         .iter()
         .map(|(n, t)| Ok((n.to_string(), t.to_vec_f32(gpu)?)))
         .collect()
-}
-
-fn activation(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
-    let name = case.attr_str("fn").unwrap_or_default();
-    let f = ops::Activation::parse(name)
-        .ok_or_else(|| Error::invalid("activation", format!("unknown fn {name:?}")))?;
-    let x = case.input(gpu, "x")?;
-    read(gpu, &[("y", &ops::activation(gpu, &x, f)?)])
-}
-
-fn linear(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
-    let x = case.input(gpu, "x")?;
-    let w = case.weight(gpu, "weight")?;
-    let b = case.weight_opt(gpu, "bias")?;
-    read(gpu, &[("y", &ops::linear(gpu, &x, &w, b.as_ref())?)])
-}
-
-fn matmul(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
-    let a = case.input(gpu, "a")?;
-    // matmul cases have no weights; `b` is an input held in f32.
-    let b = case.input(gpu, "b")?;
-    read(gpu, &[("y", &ops::matmul(gpu, &a, &b)?)])
-}
-
-fn softmax(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
-    let dim = case.attrs.get("dim").and_then(|d| d.as_i64()).unwrap_or(-1);
-    let x = case.input(gpu, "x")?;
-    if dim != -1 && dim != x.shape().len() as i64 - 1 {
-        return Err(Error::invalid(
-            "softmax",
-            format!("only the last dim is supported, case has dim={dim}"),
-        ));
-    }
-    read(gpu, &[("y", &ops::softmax(gpu, &x)?)])
-}
-
-fn layer_norm(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {
-    let eps = case.attr_f64("eps").unwrap_or(1e-5) as f32;
-    let x = case.input(gpu, "x")?;
-    let w = case.weight(gpu, "weight")?;
-    let b = case.weight(gpu, "bias")?;
-    read(gpu, &[("y", &ops::layer_norm(gpu, &x, &w, &b, eps)?)])
 }
 
 fn embedding(gpu: &Gpu, case: &Case, _: &RunOptions) -> Result<Produced> {

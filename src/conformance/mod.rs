@@ -323,12 +323,12 @@ pub fn run_case_with(gpu: &Gpu, case: &Case, opts: &RunOptions) -> Outcome {
         max_rel: 0.0,
         detail: String::new(),
     };
-    let Some(handler) = handlers::handler(&case.op) else {
+    let Some(handler) = handlers::runner(&case.op) else {
         out.status = "skip";
         out.detail = format!("op {:?} not implemented yet", case.op);
         return out;
     };
-    let produced = match handler(gpu, case, opts) {
+    let produced = match handler.run(gpu, case, opts) {
         Ok(p) => p,
         Err(e) => {
             out.status = "error";

@@ -153,6 +153,18 @@ impl Hash for PipelineKey {
     }
 }
 
+/// Fills a WGSL template's generated blocks: each `{{NAME}}` marker (the one marker syntax of
+/// `shaders/`, used only where a kernel's unrolled register block is generated in Rust) is
+/// replaced by its text. Sizes and flags are `const`s from [`compose`], never markers.
+pub fn fill_template(template: &str, fills: &[(&str, &str)]) -> String {
+    let mut s = template.to_string();
+    for (name, text) in fills {
+        s = s.replace(&format!("{{{{{name}}}}}"), text);
+    }
+    debug_assert!(!s.contains("{{"), "unfilled marker in a WGSL template");
+    s
+}
+
 /// Compiled pipelines keyed by kernel name and variant value.
 #[derive(Default)]
 pub struct PipelineCache {

@@ -151,9 +151,7 @@ impl Plan {
                 .iter()
                 .map(|i| shapes[i.0].clone().expect("operands precede their nodes"))
                 .collect::<Vec<_>>();
-            let outs = node
-                .op
-                .infer(&ins)
+            let outs = crate::kernels::op::infer_checked(node.op.as_ref(), &ins)
                 .map_err(|e| node_error(ni, node.op.name(), &ins, e))?;
             for (o, s) in node.outputs.iter().zip(outs) {
                 shapes[o.0] = Some(s);
@@ -224,8 +222,10 @@ impl Plan {
             let start = steps.steps().len();
             let in_shapes: Vec<(Vec<usize>, DType)> =
                 node.inputs.iter().map(|i| shapes[i.0].clone()).collect();
+            let in_refs: Vec<&Tensor> = ins.iter().collect();
+            let out_refs: Vec<&Tensor> = outs.iter().collect();
             node.op
-                .record(&mut steps, &ins, &outs)
+                .record(&mut steps, &in_refs, &out_refs)
                 .map_err(|e| node_error(ni, node.op.name(), &in_shapes, e))?;
             let desc = in_shapes
                 .iter()

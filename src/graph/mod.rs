@@ -34,11 +34,13 @@ pub mod profile;
 mod session;
 
 pub use executor::{HostInput, HostOutput, Plan};
-pub use node::{Node, Op, ReshapeDim};
+pub use node::{Node, Op, Reshape, ReshapeDim};
 pub use profile::Profile;
 pub use session::Session;
 
-use crate::ops::{Activation, Binary};
+use std::sync::Arc;
+
+use crate::kernels::op::KernelOp;
 use crate::tensor::{DType, Tensor};
 
 /// A dimension of a graph input: fixed, or a named symbol bound when a plan is built.
@@ -109,7 +111,8 @@ impl Graph {
         self.push_value(Source::Weight(t))
     }
 
-    /// Adds a node with `n_out` outputs and returns them.
+    /// Adds a node running `op` (any kernel unit's [`KernelOp`]) with `n_out` outputs and returns
+    /// them. Operand counts and shapes are checked when a plan is built.
     pub fn node(&mut self, op: Op, inputs: &[Value], n_out: usize) -> Vec<Value> {
         let outputs: Vec<Value> = (0..n_out).map(|_| self.push_value(Source::Node)).collect();
         self.nodes.push(Node {
@@ -120,8 +123,10 @@ impl Graph {
         outputs
     }
 
-    fn node1(&mut self, op: Op, inputs: &[Value]) -> Value {
-        self.node(op, inputs, 1)[0]
+    /// Adds a one-output node running `op` and returns its output. Kernel units add named
+    /// builders on top (`g.softmax(..)` is defined beside the softmax kernel).
+    pub fn op(&mut self, op: impl KernelOp, inputs: &[Value]) -> Value {
+        self.node(Arc::new(op), inputs, 1)[0]
     }
 
     /// Marks `v` as an output named `name`.
@@ -139,72 +144,8 @@ impl Graph {
         self.nodes.is_empty()
     }
 
-    /// `f(x)` elementwise.
-    pub fn activation(&mut self, x: Value, f: Activation) -> Value {
-        self.node1(Op::Activation(f), &[x])
-    }
-
-    /// `a + b`, b broadcast over a's leading dims.
-    pub fn add(&mut self, a: Value, b: Value) -> Value {
-        self.node1(Op::Binary(Binary::Add), &[a, b])
-    }
-
-    /// `a * b`, b broadcast over a's leading dims.
-    pub fn mul(&mut self, a: Value, b: Value) -> Value {
-        self.node1(Op::Binary(Binary::Mul), &[a, b])
-    }
-
-    /// `nn.Linear`: `x [*, K] W^T + b`, w `[N, K]`.
-    pub fn linear(&mut self, x: Value, w: Value, b: Option<Value>) -> Value {
-        match b {
-            Some(b) => self.node1(Op::Linear, &[x, w, b]),
-            None => self.node1(Op::Linear, &[x, w]),
-        }
-    }
-
-    /// `torch.matmul(a, b)`.
-    pub fn matmul(&mut self, a: Value, b: Value) -> Value {
-        self.node1(Op::Matmul, &[a, b])
-    }
-
-    /// `a @ b^T * alpha`.
-    pub fn matmul_bt(&mut self, a: Value, b: Value, alpha: f32) -> Value {
-        self.node1(Op::MatmulBt(alpha), &[a, b])
-    }
-
-    /// Softmax over the last dim.
-    pub fn softmax(&mut self, x: Value) -> Value {
-        self.node1(Op::Softmax, &[x])
-    }
-
-    /// Layer norm over the last dim.
-    pub fn layer_norm(&mut self, x: Value, weight: Value, bias: Value, eps: f32) -> Value {
-        self.node1(Op::LayerNorm(eps), &[x, weight, bias])
-    }
-
-    /// Embedding lookup of i32 ids.
-    pub fn embedding(&mut self, ids: Value, weight: Value) -> Value {
-        self.node1(Op::Embedding, &[ids, weight])
-    }
-
-    /// `x.transpose(1, 2)` of a 4-D value.
-    pub fn transpose12(&mut self, x: Value) -> Value {
-        self.node1(Op::Transpose12, &[x])
-    }
-
-    /// Masked mean over tokens (mask `[B, T]` i32), L2-normalized when `normalize`.
-    pub fn mean_pool(&mut self, x: Value, mask: Value, normalize: bool) -> Value {
-        self.node1(Op::MeanPool(normalize), &[x, mask])
-    }
-
-    /// Multi-head self-attention over a packed `[B, T, 3E]` q/k/v projection with a key mask
-    /// `[B, T]` u32 (non-zero = may attend): `[B, T, E]`.
-    pub fn self_attention_packed(&mut self, qkv: Value, mask: Value, heads: usize) -> Value {
-        self.node1(Op::SelfAttentionPacked { heads }, &[qkv, mask])
-    }
-
     /// The same data viewed with another shape (no kernel, no copy).
     pub fn reshape(&mut self, x: Value, shape: &[ReshapeDim]) -> Value {
-        self.node1(Op::Reshape(shape.to_vec()), &[x])
+        self.op(Reshape(shape.to_vec()), &[x])
     }
 }

@@ -6,6 +6,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Elem, Recorder};
+use crate::graph::{Graph, Value};
+use crate::kernels::op::{KernelOp, ShapeDType};
+use crate::kernels::op::{OpEntry, Operand};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -178,3 +181,69 @@ pub fn record_binary(
     };
     record(rec, name, a, b, out, code)
 }
+
+impl KernelOp for Activation {
+    fn name(&self) -> &'static str {
+        "activation"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[1]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        Ok(vec![(ins[0].0.clone(), DType::F32)])
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_activation(rec, ins[0], outs[0], *self)
+    }
+}
+
+impl KernelOp for Binary {
+    fn name(&self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Mul => "mul",
+        }
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        Ok(vec![(ins[0].0.clone(), DType::F32)])
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_binary(rec, ins[0], ins[1], outs[0], *self)
+    }
+}
+
+impl Graph {
+    /// `f(x)` elementwise.
+    pub fn activation(&mut self, x: Value, f: Activation) -> Value {
+        self.op(f, &[x])
+    }
+
+    /// `a + b`, b broadcast over a's leading dims.
+    pub fn add(&mut self, a: Value, b: Value) -> Value {
+        self.op(Binary::Add, &[a, b])
+    }
+
+    /// `a * b`, b broadcast over a's leading dims.
+    pub fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.op(Binary::Mul, &[a, b])
+    }
+}
+
+/// Registration of `activation`: conformance `in.x` -> `out.y`, attribute `fn` (gelu, gelu_tanh,
+/// relu, tanh, sigmoid, silu).
+pub const ACTIVATION_ENTRY: OpEntry = OpEntry {
+    name: "activation",
+    suite: "norms",
+    operands: &[Operand::Input("x")],
+    outputs: &["y"],
+    from_attrs: |attrs| {
+        let name = attrs.get("fn").and_then(|f| f.as_str()).unwrap_or_default();
+        let f = Activation::parse(name)
+            .ok_or_else(|| Error::invalid("activation", format!("unknown fn {name:?}")))?;
+        Ok(Box::new(f))
+    },
+    bench_cases: Vec::new,
+};

@@ -11,6 +11,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Elem, Recorder};
+use crate::graph::{Graph, Value};
+use crate::kernels::op::{KernelOp, ShapeDType};
 use crate::kernels::softmax::check_u32_index;
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
@@ -113,4 +115,42 @@ pub fn record_embedding(
     )?;
     rec.push(dispatch);
     Ok(())
+}
+
+/// The op: embedding lookup, `[ids [*] i32|u32, weight [V, D]] -> [y [*, D]]` f32. Ids outside
+/// `[0, V)` read zeros on the GPU: host ids are checked before upload by
+/// [`crate::ops::embedding_ids`] and by the models' input paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedding;
+
+impl KernelOp for Embedding {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        let mut s = ins[0].0.clone();
+        match ins[1].0.as_slice() {
+            &[_, d] => s.push(d),
+            w => {
+                return Err(Error::shape(
+                    "embedding",
+                    format!("weight {w:?} must be [V, D]"),
+                ))
+            }
+        }
+        Ok(vec![(s, DType::F32)])
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_embedding(rec, ins[0], ins[1], outs[0])
+    }
+}
+
+impl Graph {
+    /// Embedding lookup of i32 ids.
+    pub fn embedding(&mut self, ids: Value, weight: Value) -> Value {
+        self.op(Embedding, &[ids, weight])
+    }
 }

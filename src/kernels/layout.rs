@@ -4,6 +4,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
+use crate::graph::{Graph, Value};
+use crate::kernels::op::{KernelOp, ShapeDType};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -76,4 +78,36 @@ pub fn record_transpose12(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Resul
         grid,
     )?);
     Ok(())
+}
+
+/// The op: `x.transpose(1, 2)`, `[x [A, B, C, D]] -> [y [A, C, B, D]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transpose12;
+
+impl KernelOp for Transpose12 {
+    fn name(&self) -> &'static str {
+        "transpose12"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[1]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        match ins[0].0.as_slice() {
+            &[a, b, c, d] => Ok(vec![(vec![a, c, b, d], DType::F32)]),
+            x => Err(Error::shape(
+                "transpose12",
+                format!("x must be 4-D, got {x:?}"),
+            )),
+        }
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_transpose12(rec, ins[0], outs[0])
+    }
+}
+
+impl Graph {
+    /// `x.transpose(1, 2)` of a 4-D value.
+    pub fn transpose12(&mut self, x: Value) -> Value {
+        self.op(Transpose12, &[x])
+    }
 }

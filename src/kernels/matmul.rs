@@ -33,6 +33,8 @@ mod problem;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Caps, Recorder};
+use crate::graph::{Graph, Value};
+use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
@@ -330,5 +332,129 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),
+    }
+}
+
+/// `[*, M]`-shaped output of a product whose left operand is `[*, M, K]`-like: its leading dims
+/// and `n` columns.
+fn product_shape(op: &str, a: &[usize], b: &[usize], n: usize) -> Result<Vec<ShapeDType>> {
+    if a.len() < 2 || b.len() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("a {a:?} and b {b:?} must be at least 2-D"),
+        ));
+    }
+    let mut s = a[..a.len() - 1].to_vec();
+    s.push(n);
+    Ok(vec![(s, DType::F32)])
+}
+
+/// The op: `nn.Linear`, `[x [*, K], w [N, K]] -> [y [*, N]]`, or with a bias `[x, w, b [N]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linear;
+
+impl KernelOp for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2, 3]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        let (x, w) = (&ins[0].0, &ins[1].0);
+        let mut s = x[..x.len().saturating_sub(1)].to_vec();
+        s.push(w.first().copied().unwrap_or(0));
+        Ok(vec![(s, DType::F32)])
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_linear(rec, ins[0], ins[1], ins.get(2).copied(), outs[0])
+    }
+}
+
+/// The op: `torch.matmul`, `[a [*, M, K], b [*, K, N]] -> [y [*, M, N]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matmul;
+
+impl KernelOp for Matmul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        let (a, b) = (&ins[0].0, &ins[1].0);
+        product_shape("matmul", a, b, b.last().copied().unwrap_or(1))
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_matmul(rec, ins[0], ins[1], outs[0])
+    }
+}
+
+/// The op: `a @ b^T * alpha`, `[a [*, M, K], b [*, N, K]] -> [y [*, M, N]]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MatmulBt {
+    /// Scale of the product.
+    pub alpha: f32,
+}
+
+impl KernelOp for MatmulBt {
+    fn name(&self) -> &'static str {
+        "matmul_bt"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        let (a, b) = (&ins[0].0, &ins[1].0);
+        let n = if b.len() >= 2 { b[b.len() - 2] } else { 0 };
+        product_shape("matmul_bt", a, b, n)
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_matmul_bt(rec, ins[0], ins[1], outs[0], self.alpha)
+    }
+}
+
+/// Registration of `linear`: conformance `in.x`, `w.weight`, optional `w.bias` -> `out.y`.
+pub const LINEAR_ENTRY: OpEntry = OpEntry {
+    name: "linear",
+    suite: "matmul",
+    operands: &[
+        Operand::Input("x"),
+        Operand::Weight("weight"),
+        Operand::OptionalWeight("bias"),
+    ],
+    outputs: &["y"],
+    from_attrs: |_| Ok(Box::new(Linear)),
+    bench_cases: Vec::new,
+};
+
+/// Registration of `matmul`: conformance `in.a`, `in.b` -> `out.y` (b is an input, held in f32).
+pub const MATMUL_ENTRY: OpEntry = OpEntry {
+    name: "matmul",
+    suite: "matmul",
+    operands: &[Operand::Input("a"), Operand::Input("b")],
+    outputs: &["y"],
+    from_attrs: |_| Ok(Box::new(Matmul)),
+    bench_cases: Vec::new,
+};
+
+impl Graph {
+    /// `nn.Linear`: `x [*, K] W^T + b`, w `[N, K]`.
+    pub fn linear(&mut self, x: Value, w: Value, b: Option<Value>) -> Value {
+        match b {
+            Some(b) => self.op(Linear, &[x, w, b]),
+            None => self.op(Linear, &[x, w]),
+        }
+    }
+
+    /// `torch.matmul(a, b)`.
+    pub fn matmul(&mut self, a: Value, b: Value) -> Value {
+        self.op(Matmul, &[a, b])
+    }
+
+    /// `a @ b^T * alpha`.
+    pub fn matmul_bt(&mut self, a: Value, b: Value, alpha: f32) -> Value {
+        self.op(MatmulBt { alpha }, &[a, b])
     }
 }

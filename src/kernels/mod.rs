@@ -1,4 +1,4 @@
-//! GPU kernels: one module per WGSL file in `shaders/`.
+//! GPU kernels: one unit per kernel (its WGSL in `shaders/`, everything Rust of it here).
 //!
 //! Each module defines the `Params` struct that mirrors its WGSL uniform, the variants it compiles,
 //! and `record_*` functions that validate shapes and dtypes and append a [`crate::gpu::Dispatch`]
@@ -13,12 +13,24 @@ pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod memory_attention;
+pub mod op;
 pub mod pooling;
 pub mod recurrent;
 pub mod sdpa;
 pub mod softmax;
 
 use crate::error::{Error, Result};
+use crate::kernels::op::OpEntry;
+
+/// The op registry: one line per op that the conformance runner and the bench suites derive from
+/// its kernel unit (see [`op`]). A new op adds its unit's `ENTRY` here.
+pub const REGISTRY: &[OpEntry] = &[
+    elementwise::ACTIVATION_ENTRY,
+    layer_norm::ENTRY,
+    matmul::LINEAR_ENTRY,
+    matmul::MATMUL_ENTRY,
+    softmax::ENTRY,
+];
 use crate::gpu::Gpu;
 use crate::tensor::{DType, Tensor};
 

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Recorder};
+use crate::graph::{Graph, Value};
 use crate::kernels::check_dtype;
+use crate::kernels::op::{KernelOp, ShapeDType};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/pooling.wgsl");
@@ -85,4 +87,40 @@ pub fn record_mean_pool(
         [b as u32, 1, 1],
     )?);
     Ok(())
+}
+
+/// The op: masked mean over tokens, L2-normalized when `normalize`:
+/// `[x [B, T, E], mask [B, T] i32] -> [y [B, E]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeanPool {
+    /// L2-normalize each pooled row.
+    pub normalize: bool,
+}
+
+impl KernelOp for MeanPool {
+    fn name(&self) -> &'static str {
+        "mean_pool"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        match ins[0].0.as_slice() {
+            &[b, _, e] => Ok(vec![(vec![b, e], DType::F32)]),
+            x => Err(Error::shape(
+                "mean_pool",
+                format!("x must be [B, T, E], got {x:?}"),
+            )),
+        }
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_mean_pool(rec, ins[0], ins[1], outs[0], self.normalize)
+    }
+}
+
+impl Graph {
+    /// Masked mean over tokens (mask `[B, T]` i32), L2-normalized when `normalize`.
+    pub fn mean_pool(&mut self, x: Value, mask: Value, normalize: bool) -> Value {
+        self.op(MeanPool { normalize }, &[x, mask])
+    }
 }

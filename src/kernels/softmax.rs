@@ -1,5 +1,5 @@
 //! Softmax over the last dim (`shaders/softmax.wgsl`), plus the row-schedule choice and output
-//! declaration shared by the other row-wise kernels ([`crate::kernels::layer_norm`]).
+//! declaration shared by the other row-wise kernels.
 //!
 //! Shapes: x `[*, N]` f32 -> out `[*, N]` f32 (R = product of the leading dims, rows).
 //!
@@ -16,6 +16,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Caps, Elem, Gpu, Recorder};
+use crate::graph::{Graph, Value};
+use crate::kernels::op::{BenchBound, BenchCase, KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -232,4 +234,69 @@ pub fn record_softmax_with(
     )?;
     rec.push(d);
     Ok(())
+}
+
+/// The op: softmax over the last dim, `[x] -> [y]` f32 (see [`crate::ops::softmax`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Softmax;
+
+impl KernelOp for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[1]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        Ok(vec![(ins[0].0.clone(), DType::F32)])
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_softmax(rec, ins[0], outs[0])
+    }
+}
+
+/// The registration line's entry: conformance `in.x` -> `out.y`, attribute `dim` (only the last
+/// dim, -1); bench cases in the `norms` suite.
+pub const ENTRY: OpEntry = OpEntry {
+    name: "softmax",
+    suite: "norms",
+    operands: &[Operand::Input("x")],
+    outputs: &["y"],
+    from_attrs: |attrs| match attrs.get("dim").map(|d| d.as_i64()) {
+        None | Some(Some(-1)) => Ok(Box::new(Softmax)),
+        Some(d) => Err(Error::invalid(
+            "softmax",
+            format!("only the last dim (-1) is supported, case has dim={d:?}"),
+        )),
+    },
+    bench_cases,
+};
+
+/// Rows x N: attention scores (8 heads x 512 queries over 512 keys), a long row, a vocabulary.
+/// Bytes: x read and y written once.
+fn bench_cases() -> Vec<BenchCase> {
+    [
+        (4096usize, 128usize),
+        (4096, 512),
+        (1024, 4096),
+        (64, 30522),
+    ]
+    .into_iter()
+    .map(|(rows, n)| BenchCase {
+        label: format!("{rows}x{n}"),
+        op: std::sync::Arc::new(Softmax),
+        operands: vec![(vec![rows, n], DType::F32)],
+        dtype: "f32",
+        work: 2.0 * (rows * n * 4) as f64,
+        bound: BenchBound::Memory,
+        note: "x read + y written once",
+    })
+    .collect()
+}
+
+impl Graph {
+    /// Softmax over the last dim.
+    pub fn softmax(&mut self, x: Value) -> Value {
+        self.op(Softmax, &[x])
+    }
 }

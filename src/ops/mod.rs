@@ -26,10 +26,11 @@ pub use self::mha::*;
 
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
-use crate::kernels::elementwise;
-use crate::tensor::{DType, Tensor};
+use crate::kernels::op::eager1;
+use crate::tensor::Tensor;
 
 pub use crate::kernels::elementwise::{Activation, Binary};
+pub use crate::kernels::layer_norm::layer_norm;
 
 mod recurrent;
 pub use self::recurrent::*;
@@ -44,25 +45,15 @@ pub(crate) fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) -> Res
 
 /// `f(x)` elementwise.
 pub fn activation(gpu: &Gpu, x: &Tensor, f: Activation) -> Result<Tensor> {
-    let out = Tensor::zeros(gpu, x.shape(), DType::F32)?;
-    run(gpu, |rec| elementwise::record_activation(rec, x, &out, f))?;
-    Ok(out)
+    eager1(gpu, &f, &[x])
 }
 
 /// `a + b`, b broadcast over a's leading dims.
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let out = Tensor::zeros(gpu, a.shape(), DType::F32)?;
-    run(gpu, |rec| {
-        elementwise::record_binary(rec, a, b, &out, Binary::Add)
-    })?;
-    Ok(out)
+    eager1(gpu, &Binary::Add, &[a, b])
 }
 
 /// `a * b`, b broadcast over a's leading dims.
 pub fn mul(gpu: &Gpu, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let out = Tensor::zeros(gpu, a.shape(), DType::F32)?;
-    run(gpu, |rec| {
-        elementwise::record_binary(rec, a, b, &out, Binary::Mul)
-    })?;
-    Ok(out)
+    eager1(gpu, &Binary::Mul, &[a, b])
 }

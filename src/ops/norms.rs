@@ -1,4 +1,4 @@
-//! Row-wise and lookup ops: softmax, layer norm, embedding.
+//! Row-wise and lookup ops: softmax, embedding (layer norm's eager op lives in its kernel unit).
 //!
 //! ```no_run
 //! use heedful::{ops, Gpu, Tensor};
@@ -13,7 +13,8 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{embedding, layer_norm, softmax};
+use crate::kernels::op::eager1;
+use crate::kernels::{embedding, softmax};
 use crate::ops::run;
 use crate::tensor::{numel, DType, Tensor};
 
@@ -25,25 +26,7 @@ pub use crate::kernels::softmax::RowSchedule;
 /// entries get probability 0, and a row that is entirely `-inf` yields **all zeros** (PyTorch gives
 /// NaN there; zeros are what a fully masked attention row should contribute).
 pub fn softmax(gpu: &Gpu, x: &Tensor) -> Result<Tensor> {
-    let out = Tensor::zeros(gpu, x.shape(), DType::F32)?;
-    run(gpu, |rec| softmax::record_softmax(rec, x, &out))?;
-    Ok(out)
-}
-
-/// Layer norm over the last dim, as `F.layer_norm(x, (D,), weight, bias, eps)`: biased variance,
-/// statistics in f32 with Welford merges. x `[*, D]` f32; weight and bias `[D]`, each f32 or f16.
-pub fn layer_norm(
-    gpu: &Gpu,
-    x: &Tensor,
-    weight: &Tensor,
-    bias: &Tensor,
-    eps: f32,
-) -> Result<Tensor> {
-    let out = Tensor::zeros(gpu, x.shape(), DType::F32)?;
-    run(gpu, |rec| {
-        layer_norm::record_layer_norm(rec, x, weight, bias, &out, eps)
-    })?;
-    Ok(out)
+    eager1(gpu, &softmax::Softmax, &[x])
 }
 
 /// Embedding lookup of GPU ids `[*]` (i32 or u32) in weight `[V, D]` (f32 or f16): out `[*, D]` f32.

@@ -6,7 +6,6 @@ pub mod beam;
 pub mod decoder_loop;
 pub mod elementwise;
 pub mod embedding;
-pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod recurrent;

@@ -2,6 +2,7 @@
 //! per-step or persistent entry point, and the unrolled register block generated per variant.
 
 use super::{CellKind, CELL_SRC, PERSISTENT_SRC, STAGE_BYTES, STEP_SRC};
+use crate::gpu::pipeline::fill_template;
 use crate::gpu::{compose, declare_input, Elem};
 
 /// One pipeline variant (the pipeline cache key): cell, weight element types, register block,
@@ -124,10 +125,8 @@ pub(super) fn source(v: &Variant) -> String {
     } else {
         STEP_SRC
     };
-    let body = format!("{CELL_SRC}\n{entry}").replace(
-        "BLOCK_BODY",
-        &block(v.kind.gates(), v.bu as usize, v.bb as usize),
-    );
+    let block = block(v.kind.gates(), v.bu as usize, v.bb as usize);
+    let body = fill_template(&format!("{CELL_SRC}\n{entry}"), &[("BLOCK_BODY", &block)]);
     // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
     let wpair = match v.whh {
         Elem::F32 => {

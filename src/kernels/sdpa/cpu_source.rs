@@ -2,6 +2,7 @@
 //! filled): named registers instead of indexed private arrays, which lavapipe keeps in scratch.
 
 use super::FLASH_CPU_SRC;
+use crate::gpu::pipeline::fill_template;
 
 /// `shaders/sdpa_cpu.wgsl` with its markers filled by straight-line code for `r` query rows per
 /// invocation, `kt` keys per tile, `d4` / `dv4` vec4 chunks of the q/k and v head dims.
@@ -124,8 +125,8 @@ pub(super) fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) 
         );
         let _ = writeln!(store, "        }}\n    }} }}");
     }
-    FLASH_CPU_SRC
-        .replace("{{INIT}}", &init)
-        .replace("{{TILE}}", &tile)
-        .replace("{{STORE}}", &store)
+    fill_template(
+        FLASH_CPU_SRC,
+        &[("INIT", &init), ("TILE", &tile), ("STORE", &store)],
+    )
 }

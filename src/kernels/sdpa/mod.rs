@@ -21,7 +21,9 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
+use crate::graph::{Graph, Value};
 use crate::kernels::check_dtype;
+use crate::kernels::op::{KernelOp, ShapeDType};
 use crate::tensor::{DType, Tensor};
 
 mod cpu_source;
@@ -368,4 +370,91 @@ fn record_merge(
     )?;
     rec.push(disp);
     Ok(())
+}
+
+/// The op: multi-head self-attention whose q, k, v heads are column blocks of one packed
+/// projection, read in place (no transposes): `[qkv [B, T, 3E], mask [B, T] u32 (non-zero = may
+/// attend)] -> [y [B, T, E]]`, scale `1/sqrt(E/H)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelfAttentionPacked {
+    /// Number of heads H.
+    pub heads: usize,
+}
+
+impl KernelOp for SelfAttentionPacked {
+    fn name(&self) -> &'static str {
+        "self_attention"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        let heads = self.heads;
+        match ins[0].0.as_slice() {
+            &[b, t, e3] if heads > 0 && e3 % (3 * heads) == 0 => {
+                Ok(vec![(vec![b, t, e3 / 3], DType::F32)])
+            }
+            x => Err(Error::shape(
+                "self_attention",
+                format!("qkv {x:?} must be [B, T, 3E] with E a multiple of heads = {heads}"),
+            )),
+        }
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_packed_attention(rec, ins[0], ins[1], outs[0], self.heads)
+    }
+}
+
+impl Graph {
+    /// Multi-head self-attention over a packed `[B, T, 3E]` q/k/v projection with a key mask
+    /// `[B, T]` u32 (non-zero = may attend): `[B, T, E]`.
+    pub fn self_attention_packed(&mut self, qkv: Value, mask: Value, heads: usize) -> Value {
+        self.op(SelfAttentionPacked { heads }, &[qkv, mask])
+    }
+}
+
+/// Self-attention whose q, k, v heads are column blocks of one `[B, T, 3E]` projection.
+fn record_packed_attention(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    mask: &Tensor,
+    out: &Tensor,
+    heads: usize,
+) -> Result<()> {
+    let [b, t, e3] = *qkv.shape() else {
+        return Err(Error::shape(
+            "self_attention",
+            format!("qkv {:?} must be [B, T, 3E]", qkv.shape()),
+        ));
+    };
+    let e = e3 / 3;
+    let d = e / heads;
+    let dims = AttnDims {
+        b,
+        h: heads,
+        tq: t,
+        tk: t,
+        d,
+        dv: d,
+    };
+    let args = SdpaArgs {
+        mask: Some(MaskView::per_key(
+            "self_attention",
+            mask,
+            MaskKind::Keep,
+            b,
+            t,
+        )?),
+        ..Default::default()
+    };
+    record_sdpa(
+        rec,
+        &dims,
+        Heads::interleaved(qkv, t, e3, 0, d),
+        Heads::interleaved(qkv, t, e3, e, d),
+        Heads::interleaved(qkv, t, e3, 2 * e, d),
+        Heads::interleaved(out, t, e, 0, d),
+        &args,
+        None,
+    )
 }
