@@ -4,11 +4,17 @@
 //! kernels for matmul, softmax, attention and recurrent gates, run on Vulkan, Metal, DX12, GL or
 //! browser WebGPU.
 //!
-//! Layout: [`gpu`] (device, caps, pipelines, recording), [`tensor`] (GPU tensors), [`kernels`] (one
-//! module per WGSL file), [`ops`] (eager op API), [`graph`] (graph IR, memory planner, sessions),
-//! [`models`] (BERT, seq2seq with attention), [`weights`] (safetensors loading and conversion),
-//! [`reference`](mod@reference) (CPU oracle), [`conformance`] (PyTorch-reference case runner), [`bench`](mod@bench)
-//! (benchmark suites), [`cli`] (the `heedful` subcommands).
+//! The embedding API: [`gpu`] (device, caps, pipelines, recording), [`tensor`] (GPU tensors),
+//! [`kernels`] (one module per WGSL file), [`ops`] (eager op API), [`graph`] (graph IR, memory
+//! planner, sessions), [`models`] (BERT, seq2seq with attention), [`weights`] (safetensors loading
+//! and conversion), [`reference`](mod@reference) (CPU oracle), [`compare`] (tolerance checks),
+//! [`error`].
+//!
+//! Tools, behind the `tools` feature (on by default), not the embedding API: `cli` (the `heedful`
+//! subcommands, the binary's engine), `bench` (the benchmark suites of `heedful bench` and
+//! `cargo bench`), `conformance` (the PyTorch-reference case runner of `heedful conformance`). An
+//! embedder depends on heedful with `default-features = false` and gets none of them, nor their
+//! dependencies (clap, indicatif, png, font8x8).
 //!
 //! The doctest below runs on whatever adapter the test machine has (lavapipe in CI):
 //!
@@ -23,9 +29,12 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+#[cfg(feature = "tools")]
 pub mod bench;
+#[cfg(feature = "tools")]
 pub mod cli;
 pub mod compare;
+#[cfg(feature = "tools")]
 pub mod conformance;
 pub mod error;
 pub mod gpu;

@@ -345,6 +345,7 @@ fn crate_doc_example_values() {
     assert_eq!(y.to_vec_f32(&gpu).unwrap(), vec![1.0, 2.0, 4.0, 5.0]);
 }
 
+#[cfg(feature = "tools")]
 #[test]
 fn bench_reports_lines_with_roofline_shares() {
     // One quick pass: single repetitions, only the f16 GEMV case besides the roofline.

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Timer};
 
 pub use roofline::Roofline;
@@ -147,6 +147,9 @@ pub struct BenchCtx {
     /// ...or this many repetitions.
     pub max_reps: usize,
     suite: String,
+    /// The first error printing a line met (a full disk, a closed pipe): printing stops, and
+    /// [`run_suites`] returns it after the suite that met it.
+    print_error: Option<std::io::Error>,
 }
 
 /// Timing of one case: median and how many repetitions made it.
@@ -190,6 +193,7 @@ impl BenchCtx {
             target_s: 0.4,
             max_reps: 30,
             suite: String::new(),
+            print_error: None,
         })
     }
 
@@ -347,8 +351,11 @@ impl BenchCtx {
     /// Adds a finished line (printing it when `print` is set).
     pub fn push(&mut self, line: BenchLine) {
         if self.print {
-            println!("{}", format_line(&line));
-            let _ = std::io::stdout().flush();
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = writeln!(out, "{}", format_line(&line)).and_then(|_| out.flush()) {
+                self.print = false;
+                self.print_error = Some(e);
+            }
         }
         self.lines.push(line);
     }
@@ -422,6 +429,9 @@ pub fn run_suites(ctx: &mut BenchCtx) -> Result<()> {
         }
         ctx.suite = s.name.to_string();
         (s.run)(ctx)?;
+        if let Some(source) = ctx.print_error.take() {
+            return Err(stdout_error(source));
+        }
     }
     Ok(())
 }
@@ -438,17 +448,22 @@ pub fn run(filter: Option<&str>, json: bool) -> Result<Vec<BenchLine>> {
 pub fn run_on(gpu: &Gpu, filter: Option<&str>, json: bool) -> Result<Vec<BenchLine>> {
     let mut ctx = BenchCtx::new(gpu, filter, !json)?;
     let caps = gpu.caps().clone();
+    let mut out = std::io::stdout().lock();
     if !json {
-        println!(
+        writeln!(
+            out,
             "heedful bench: adapter {:?} ({:?}, {:?}), driver {:?}, timing: {}",
             caps.adapter_name,
             caps.backend,
             caps.device_type,
             caps.driver,
             ctx.timing_method()
-        );
-        println!("{}", header_columns());
+        )
+        .and_then(|_| writeln!(out, "{}", header_columns()))
+        .and_then(|_| out.flush())
+        .map_err(stdout_error)?;
     }
+    drop(out);
     run_suites(&mut ctx)?;
     if json {
         let doc = serde_json::json!({
@@ -460,13 +475,25 @@ pub fn run_on(gpu: &Gpu, filter: Option<&str>, json: bool) -> Result<Vec<BenchLi
             "roofline": { "fma_gflops": ctx.roofline.fma_gflops, "copy_gbps": ctx.roofline.copy_gbps },
             "lines": ctx.lines,
         });
-        println!(
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&doc)
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-        );
+        )
+        .and_then(|_| out.flush())
+        .map_err(stdout_error)?;
     }
     Ok(ctx.lines)
+}
+
+/// A failed write of results to standard output, as the CLI reports it.
+fn stdout_error(source: std::io::Error) -> Error {
+    Error::Io {
+        path: crate::cli::STDOUT.into(),
+        source,
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::BenchCtx;
+use crate::cli::g2p::bundled_model;
 use crate::error::{Error, Result};
-use crate::models::seq2seq::{cli::bundled_model, DecodeKernel, DecodeOptions, Seq2Seq};
+use crate::models::seq2seq::{DecodeKernel, DecodeOptions, Seq2Seq};
 
 /// (steps per submission, first submission's steps per input symbol) compared; `usize::MAX` steps
 /// is one submission for the whole decode. (1, 0) is the baseline: one submission and one readback

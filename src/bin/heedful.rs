@@ -1,4 +1,5 @@
-//! The `heedful` command line: adapter info, the conformance runner and benchmarks.
+//! The `heedful` command line: parses arguments and calls the subcommands in `heedful::cli` (built
+//! with the `tools` feature, on by default).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,13 +46,14 @@ enum Command {
         model: PathBuf,
         /// Texts to embed.
         texts: Vec<String>,
-        /// A file with one text per line (`-` for standard input), embedded after the TEXT arguments.
+        /// A file with one text per line (`-` for standard input), embedded after the TEXT arguments,
+        /// a batch at a time as lines arrive (a line may hold at most 64 KiB).
         #[arg(long)]
         input: Option<PathBuf>,
         /// Print a JSON object whose `embeddings` field holds one array per input.
         #[arg(long)]
         json: bool,
-        /// Sentences per GPU run.
+        /// Sentences per GPU run (at most: a batch also ends when the input has no more lines ready).
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Weights file to use instead of the folder's model.safetensors (e.g. from `heedful convert`).
@@ -87,10 +89,11 @@ enum Command {
         attention: Option<PathBuf>,
         /// Words to convert.
         words: Vec<String>,
-        /// A file with one word per line (`-` for standard input), read after the WORDS.
+        /// A file with one word per line (`-` for standard input), read after the WORDS a batch at a
+        /// time as lines arrive (a line may hold at most 64 KiB).
         #[arg(long)]
         input: Option<PathBuf>,
-        /// Words per decode call.
+        /// Words per decode call (at most: a batch also ends when the input has no more lines ready).
         #[arg(long, default_value_t = 64)]
         batch: usize,
     },
@@ -125,15 +128,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, so printing to a closed pipe would panic; die quietly like other tools.
-    #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Rust ignores SIGPIPE, so a write to a closed pipe (`heedful ... | head`) fails with EPIPE
+    // instead of killing the process: the subcommands return it as an error, and here it is a quiet
+    // exit 0 (the reader wanted no more). Any other error, a full disk on stdout included, is a
+    // message on stderr and exit status 1.
     match run(Cli::parse()) {
         Ok(code) => code,
+        Err(e) if cli::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            cli::note(format_args!("error: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -142,10 +145,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> heedful::Result<ExitCode> {
     match cli.command {
         Command::Info { json } => cli::info(json),
-        Command::Bench { filter, json } => {
-            heedful::bench::run(filter.as_deref(), json)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench { filter, json } => cli::bench(filter.as_deref(), json),
         Command::Embed {
             model,
             texts,
@@ -172,35 +172,22 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             words,
             input,
             batch,
-        } => heedful::models::seq2seq::cli::g2p(&heedful::models::seq2seq::cli::G2pArgs {
-            model: model.unwrap_or_else(heedful::models::seq2seq::cli::bundled_model),
+        } => cli::g2p::g2p(&cli::g2p::G2pArgs {
+            model: model.unwrap_or_else(cli::g2p::bundled_model),
             beam,
             attention,
             words,
             input,
             batch,
         }),
-        Command::Demo { out } => heedful::models::seq2seq::cli::demo(out.as_deref()),
-        Command::Inspect { file, json } => {
-            let r = heedful::weights::inspect::report(&file)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                println!("{r}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Demo { out } => cli::g2p::demo(out.as_deref()),
+        Command::Inspect { file, json } => cli::inspect(&file, json),
         Command::Convert {
             input,
             output,
             dtype,
             quiet,
-        } => {
-            let target = dtype.parse()?;
-            let stats = heedful::weights::convert::convert(&input, &output, target, !quiet)?;
-            println!("{}: {stats}", output.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cli::convert(&input, &output, &dtype, quiet),
         Command::Conformance { dir, filter, json } => {
             cli::conformance(&dir, filter.as_deref(), json)
         }

@@ -1,10 +1,11 @@
 //! `heedful embed`: sentence embeddings with a BERT-family model folder.
 
-use std::io::Write;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::read_lines;
+use super::input::LineReader;
+use super::Out;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::models::bert::{BertEncoder, LoadOptions};
@@ -19,7 +20,8 @@ pub struct EmbedArgs {
     pub weights: Option<PathBuf>,
     /// Texts from the command line.
     pub texts: Vec<String>,
-    /// A file with one text per line (`-` for standard input).
+    /// A file with one text per line (`-` for standard input), read a batch at a time as it comes
+    /// (lines of at most [`super::input::MAX_LINE`] bytes).
     pub input: Option<PathBuf>,
     /// Print JSON.
     pub json: bool,
@@ -31,13 +33,28 @@ pub struct EmbedArgs {
     pub profile: Option<PathBuf>,
 }
 
-/// Embeds every text (arguments first, then the lines of `--input`), one vector per text, in order.
+/// Embeds every text (arguments first, then the lines of `--input` as they come), one vector per
+/// text, in order. Batches are read, embedded and printed in turn (stdout flushed after each), so a
+/// long input streams in flat memory; `--json` writes the same one-object document, its
+/// `embeddings` array growing a batch at a time.
 pub fn embed(args: &EmbedArgs) -> Result<ExitCode> {
-    let mut texts = args.texts.clone();
-    if let Some(p) = &args.input {
-        texts.extend(read_lines(p)?);
-    }
-    if texts.is_empty() {
+    let batch = args.batch.max(1);
+    let mut texts: VecDeque<String> = args.texts.iter().cloned().collect();
+    let mut input = args.input.as_deref().map(LineReader::open).transpose()?;
+    // Arguments first, then input lines (as given: an empty line is an empty text).
+    let mut next_batch = move || -> Result<Vec<String>> {
+        if !texts.is_empty() {
+            let n = batch.min(texts.len());
+            return Ok(texts.drain(..n).collect());
+        }
+        match &mut input {
+            Some(r) => r.next_batch(batch, Some),
+            None => Ok(Vec::new()),
+        }
+    };
+    // The first batch is read before the model loads, so no input is an error before any GPU work.
+    let mut chunk = next_batch()?;
+    if chunk.is_empty() {
         return Err(Error::invalid(
             "embed",
             "no input: give TEXT arguments or --input FILE (- for stdin)",
@@ -50,47 +67,55 @@ pub fn embed(args: &EmbedArgs) -> Result<ExitCode> {
     };
     let model = BertEncoder::load(&gpu, &args.model, &opts)?;
     let session = model.session();
-    let batch = args.batch.max(1);
-    let mut all = Vec::with_capacity(texts.len());
-    for (i, chunk) in texts.chunks(batch).enumerate() {
+    let mut out = Out::new();
+    if args.json {
+        // The keys in the order serde_json's map writes them (sorted), as `{"dim":..,"embeddings":
+        // [..],"model":..}` printed whole would be.
+        write!(
+            out,
+            "{{\"dim\":{},\"embeddings\":[",
+            model.config.hidden_size
+        )?;
+    }
+    let mut first = true;
+    while !chunk.is_empty() {
         let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        if i == 0 {
+        if first {
             if let Some(trace) = &args.profile {
                 let inputs = model.encode_batch(&refs)?;
                 let (_, profile) = session.run_profiled(&inputs)?;
-                eprintln!("{profile}");
+                note!("{profile}");
                 let json = serde_json::to_string(&profile.chrome_trace()).unwrap_or_default();
                 std::fs::write(trace, json).map_err(|source| Error::Io {
                     path: trace.clone(),
                     source,
                 })?;
-                eprintln!(
+                note!(
                     "chrome trace written to {} (open in ui.perfetto.dev)",
                     trace.display()
                 );
             }
         }
-        all.extend(model.embed(&session, &refs)?);
-    }
-    let mut out = std::io::stdout().lock();
-    let w = |r: std::io::Result<()>| {
-        r.map_err(|source| Error::Io {
-            path: "<stdout>".into(),
-            source,
-        })
-    };
-    if args.json {
-        let v = serde_json::json!({
-            "model": args.model.display().to_string(),
-            "dim": model.config.hidden_size,
-            "embeddings": all,
-        });
-        w(writeln!(out, "{v}"))?;
-    } else {
-        for e in &all {
-            let line: Vec<String> = e.iter().map(|x| format!("{x:.6}")).collect();
-            w(writeln!(out, "{}", line.join(" ")))?;
+        for e in model.embed(&session, &refs)? {
+            if args.json {
+                // Through a JSON value, as the whole document built at once would write it.
+                let v = serde_json::to_value(&e)
+                    .map_err(|e| Error::invalid("embed", format!("JSON of an embedding: {e}")))?;
+                write!(out, "{}{v}", if first { "" } else { "," })?;
+            } else {
+                let line: Vec<String> = e.iter().map(|x| format!("{x:.6}")).collect();
+                writeln!(out, "{}", line.join(" "))?;
+            }
+            first = false;
         }
+        out.flush()?;
+        chunk = next_batch()?;
+    }
+    if args.json {
+        let model_path = serde_json::to_string(&args.model.display().to_string())
+            .map_err(|e| Error::invalid("embed", format!("JSON of the model path: {e}")))?;
+        writeln!(out, "],\"model\":{model_path}}}")?;
+        out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }

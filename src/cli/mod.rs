@@ -1,10 +1,26 @@
 //! The implementations of the `heedful` subcommands (the binary parses arguments and calls these).
+//!
+//! A tool behind the `tools` feature, not the embedding API. Results go to standard output through
+//! [`Out`] (a full disk is an error, a closed pipe a quiet exit: see [`output`]); notes go to
+//! standard error through [`note`]; `--input` files are read a batch at a time by
+//! [`input::LineReader`].
+
+/// `eprintln!` that cannot panic (see [`note`]).
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::cli::note(format_args!($($arg)*))
+    };
+}
 
 mod embed;
+pub mod g2p;
+mod heatmap;
+pub mod input;
+pub mod output;
 
 pub use embed::{embed, EmbedArgs};
+pub use output::{is_closed_stdout, note, Out, STDOUT};
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,6 +34,7 @@ pub fn conformance(dir: &Path, filter: Option<&str>, json: bool) -> Result<ExitC
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let outcomes = conformance::run_dir(&gpu, dir, filter)?;
     let failed = outcomes.iter().any(|o| o.failed());
+    let mut out = Out::new();
     if json {
         let v = serde_json::json!({
             "adapter": gpu.caps().adapter_name,
@@ -26,26 +43,32 @@ pub fn conformance(dir: &Path, filter: Option<&str>, json: bool) -> Result<ExitC
             "failed": outcomes.iter().filter(|o| o.failed()).count(),
             "skipped": outcomes.iter().filter(|o| o.status == "skip").count(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "adapter: {} ({:?})",
             gpu.caps().adapter_name,
             gpu.caps().backend
-        );
+        )?;
         for o in &outcomes {
             let errs = if o.status == "skip" {
                 String::new()
             } else {
                 format!("max_abs {:.2e}  max_rel {:.2e}", o.max_abs, o.max_rel)
             };
-            println!("{:<32} {:<20} {:<5} {errs}", o.name, o.op, o.status);
+            writeln!(out, "{:<32} {:<20} {:<5} {errs}", o.name, o.op, o.status)?;
             if o.failed() {
-                println!("    {}", o.detail);
+                writeln!(out, "    {}", o.detail)?;
             }
         }
-        println!("{}", conformance::summary(&outcomes));
+        writeln!(out, "{}", conformance::summary(&outcomes))?;
     }
+    out.flush()?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -58,6 +81,7 @@ pub fn info(json: bool) -> Result<ExitCode> {
     let opts = GpuOptions::from_env();
     let adapters = list_adapters(opts.backends.as_deref())?;
     let chosen = Gpu::new(&opts);
+    let mut out = Out::new();
     if json {
         let list: Vec<_> = adapters
             .iter()
@@ -90,96 +114,122 @@ pub fn info(json: bool) -> Result<ExitCode> {
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
         let v = serde_json::json!({ "adapters": list, "chosen": chosen_json });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )?;
+        out.flush()?;
         return Ok(if chosen.is_ok() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
         });
     }
-    println!("adapters wgpu sees:");
+    writeln!(out, "adapters wgpu sees:")?;
     if adapters.is_empty() {
-        println!("  (none)");
+        writeln!(out, "  (none)")?;
     }
     for a in &adapters {
-        println!(
+        writeln!(
+            out,
             "  {:<40} {:<8} {:<14} {} {}",
             a.name,
             format!("{:?}", a.backend),
             format!("{:?}", a.device_type),
             a.driver,
             a.driver_info
-        );
+        )?;
     }
+    out.flush()?;
     let gpu = chosen?;
     let c = gpu.caps();
-    println!(
+    writeln!(
+        out,
         "\nchosen: {} ({:?}, {:?})",
         c.adapter_name, c.backend, c.device_type
-    );
-    println!("  driver:    {}", c.driver);
-    println!("  features:  {}", c.feature_names().join(" "));
-    println!(
+    )?;
+    writeln!(out, "  driver:    {}", c.driver)?;
+    writeln!(out, "  features:  {}", c.feature_names().join(" "))?;
+    writeln!(
+        out,
         "  f16 reads: {}",
         if c.native_f16 {
             "native (SHADER_F16)"
         } else {
             "packed u32 + unpack2x16float"
         }
-    );
+    )?;
     if c.subgroups {
-        println!(
+        writeln!(
+            out,
             "  subgroups: {}..{}",
             c.subgroup_min_size, c.subgroup_max_size
-        );
+        )?;
     }
     let mib = |b: u64| format!("{} MiB", b >> 20);
-    println!("  limits:");
-    println!(
+    writeln!(out, "  limits:")?;
+    writeln!(
+        out,
         "    max_storage_buffer_binding_size      {}",
         mib(c.max_storage_binding)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "    max_buffer_size                      {}",
         mib(c.max_buffer_size)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "    max_compute_workgroup_storage_size   {} B",
         c.max_workgroup_storage
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "    max_compute_invocations_per_workgroup {}",
         c.max_invocations
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "    max_compute_workgroups_per_dimension {}",
         c.max_workgroups_per_dim
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "    max_storage_buffers_per_shader_stage {}",
         c.max_storage_buffers
-    );
+    )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lines of `path` (`-`: standard input), as read: the caller trims and skips what it must.
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let lines: Vec<String> = if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(io)?
+/// `heedful inspect FILE [--json]`: the file's metadata and tensors with totals.
+pub fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
+    let r = crate::weights::inspect::report(file)?;
+    let mut out = Out::new();
+    if json {
+        let text = serde_json::to_string_pretty(&r)
+            .map_err(|e| Error::invalid("inspect", format!("JSON of the report: {e}")))?;
+        writeln!(out, "{text}")?;
     } else {
-        let f = std::fs::File::open(path).map_err(io)?;
-        std::io::BufReader::new(f)
-            .lines()
-            .collect::<std::io::Result<_>>()
-            .map_err(io)?
-    };
-    Ok(lines)
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `heedful convert IN OUT [--dtype D] [--quiet]`: converts, then prints the output path and stats.
+pub fn convert(input: &Path, output: &Path, dtype: &str, quiet: bool) -> Result<ExitCode> {
+    let target = dtype.parse()?;
+    let stats = crate::weights::convert::convert(input, output, target, !quiet)?;
+    let mut out = Out::new();
+    writeln!(out, "{}: {stats}", output.display())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `heedful bench [--filter F] [--json]`: the benchmark suites (the same code as `cargo bench`).
+pub fn bench(filter: Option<&str>, json: bool) -> Result<ExitCode> {
+    crate::bench::run(filter, json)?;
+    Ok(ExitCode::SUCCESS)
 }

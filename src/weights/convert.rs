@@ -93,7 +93,8 @@ impl std::fmt::Display for Stats {
 }
 
 /// Converts `input` to `output` (see the module docs). `progress` shows a progress bar on stderr
-/// for files over 16 MiB (hidden when stderr is not a terminal).
+/// for files over 16 MiB (hidden when stderr is not a terminal; only with the `tools` feature, which
+/// brings the progress-bar crate).
 pub fn convert(
     input: impl AsRef<Path>,
     output: impl AsRef<Path>,
@@ -201,6 +202,7 @@ fn partial_path(output: &Path) -> PathBuf {
     output.with_file_name(name)
 }
 
+#[cfg(feature = "tools")]
 fn progress_bar(progress: bool, total: u64) -> Option<indicatif::ProgressBar> {
     if !progress || total < 16 << 20 {
         return None;
@@ -212,6 +214,22 @@ fn progress_bar(progress: bool, total: u64) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
+}
+
+/// Without the `tools` feature there is no progress bar: the same calls, doing nothing.
+#[cfg(not(feature = "tools"))]
+fn progress_bar(_progress: bool, _total: u64) -> Option<NoBar> {
+    None
+}
+
+/// The stand-in for the progress bar without the `tools` feature.
+#[cfg(not(feature = "tools"))]
+struct NoBar;
+
+#[cfg(not(feature = "tools"))]
+impl NoBar {
+    fn inc(&self, _bytes: u64) {}
+    fn finish_and_clear(&self) {}
 }
 
 /// Converts little-endian float elements `src` of `from` to `to` into `out` (through f32, except

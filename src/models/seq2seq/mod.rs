@@ -28,11 +28,9 @@
 //! ```
 
 mod beam;
-pub mod cli;
 pub mod config;
 mod decode;
 mod fused;
-pub mod heatmap;
 mod plan;
 mod step;
 

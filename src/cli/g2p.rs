@@ -1,12 +1,16 @@
-//! The `heedful g2p` and `heedful demo` subcommands.
+//! The `heedful g2p` and `heedful demo` subcommands (the seq2seq model's command line; the model
+//! itself is [`crate::models::seq2seq`]).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::{heatmap, DecodeOptions, Seq2Seq};
+use super::input::LineReader;
+use super::{heatmap, Out};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuOptions};
+use crate::models::seq2seq::{DecodeOptions, Decoded, Seq2Seq};
 
 /// The small G2P model bundled in the repository (plain RNN encoder-decoder with dot attention,
 /// trained on cmudict by weights/train_g2p.py, fp16, ~350 KB).
@@ -32,8 +36,9 @@ pub struct G2pArgs {
     pub attention: Option<PathBuf>,
     /// Words to convert.
     pub words: Vec<String>,
-    /// A file with one word per line (`-` for standard input), read after `words`; blank lines
-    /// are skipped and each line is trimmed.
+    /// A file with one word per line (`-` for standard input), read after `words` a batch at a
+    /// time as it comes (lines of at most [`super::input::MAX_LINE`] bytes); blank lines are
+    /// skipped and each line is trimmed.
     pub input: Option<PathBuf>,
     /// Words per decode call (0 counts as 1).
     pub batch: usize,
@@ -56,13 +61,7 @@ fn symbols(model: &Seq2Seq, ids: &[u32]) -> Vec<String> {
 }
 
 /// Writes the heatmap of one decoding (greedy or beam) kept with `keep_attention`.
-fn write_heatmap(
-    model: &Seq2Seq,
-    word: &str,
-    ids: &[u32],
-    d: &super::Decoded,
-    out: &Path,
-) -> Result<()> {
+fn write_heatmap(model: &Seq2Seq, word: &str, ids: &[u32], d: &Decoded, out: &Path) -> Result<()> {
     if d.attention.is_empty() {
         return Err(Error::invalid(
             "g2p",
@@ -87,40 +86,64 @@ fn write_heatmap(
     heatmap::write_png(out, &title, &inputs, &outputs, &rows)
 }
 
-/// `heedful g2p --model FILE [--beam K] [--attention OUT.png] WORD...`.
-pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
-    let mut words = args.words.clone();
-    if let Some(p) = &args.input {
-        words.extend(
-            crate::cli::read_lines(p)?
-                .iter()
-                .map(|l| l.trim())
-                .filter(|l| !l.is_empty())
-                .map(str::to_string),
-        );
+/// The words of `heedful g2p`: the WORD arguments, then the lines of `--input`, a batch at a time.
+struct Words {
+    args: VecDeque<String>,
+    input: Option<LineReader>,
+}
+
+impl Words {
+    /// The next batch of at most `max` words (empty at the end): arguments first, then input lines
+    /// (trimmed, blank ones skipped) as they arrive.
+    fn next_batch(&mut self, max: usize) -> Result<Vec<String>> {
+        let max = max.max(1);
+        if !self.args.is_empty() {
+            let n = max.min(self.args.len());
+            return Ok(self.args.drain(..n).collect());
+        }
+        match &mut self.input {
+            Some(r) => r.next_batch(max, |l| {
+                let w = l.trim();
+                (!w.is_empty()).then(|| w.to_string())
+            }),
+            None => Ok(Vec::new()),
+        }
     }
-    if words.is_empty() {
+}
+
+/// `heedful g2p --model FILE [--beam K] [--attention OUT.png] [--input FILE|-] WORD...`.
+///
+/// Batches are read, decoded and printed in turn (stdout flushed after each), so a long or endless
+/// word list streams in flat memory and no batch outgrows the device's buffer limits.
+pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
+    if let Some(i) = args.words.iter().position(String::is_empty) {
+        return Err(Error::invalid(
+            "g2p",
+            format!("word {} of {} is empty", i + 1, args.words.len()),
+        ));
+    }
+    let mut words = Words {
+        args: args.words.iter().cloned().collect(),
+        input: args.input.as_deref().map(LineReader::open).transpose()?,
+    };
+    // The first batch is read before the model loads, so no input is an error before any GPU work.
+    let mut chunk = words.next_batch(args.batch)?;
+    if chunk.is_empty() {
         return Err(Error::invalid(
             "g2p",
             "no input: give WORD arguments or --input FILE (- for stdin)",
         ));
     }
-    if let Some(i) = words.iter().position(String::is_empty) {
-        return Err(Error::invalid(
-            "g2p",
-            format!("word {} of {} is empty", i + 1, words.len()),
-        ));
-    }
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let model = Seq2Seq::load(&gpu, &args.model)?;
-    // Batches decode and print in order, so a long word list streams and no batch outgrows the
-    // device's buffer limits.
-    for (b, chunk) in words.chunks(args.batch.max(1)).enumerate() {
+    let mut out = Out::new();
+    let mut first = true;
+    while !chunk.is_empty() {
         let mut ids = Vec::with_capacity(chunk.len());
-        for w in chunk {
+        for w in &chunk {
             let unknown: String = model.unknown_chars(w).into_iter().collect();
             if !unknown.is_empty() {
-                eprintln!(
+                note!(
                     "note: {}: characters {unknown:?} are not in the model's input vocabulary; read as unknown",
                     short(w)
                 );
@@ -132,31 +155,34 @@ pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
             );
         }
         // The heatmap is of the first word: only the first batch keeps attention weights.
-        let heatmap = args.attention.as_ref().filter(|_| b == 0);
+        let heatmap = args.attention.as_ref().filter(|_| first);
         let opts = DecodeOptions {
             beam: args.beam,
             keep_attention: heatmap.is_some(),
             ..Default::default()
         };
-        let out = model.decode(&gpu, &ids, &opts)?;
-        for (w, d) in chunk.iter().zip(&out) {
-            println!("{w}\t{}", model.target_text(&d.tokens));
+        let decoded = model.decode(&gpu, &ids, &opts)?;
+        for (w, d) in chunk.iter().zip(&decoded) {
+            writeln!(out, "{w}\t{}", model.target_text(&d.tokens))?;
             if !d.ended {
-                eprintln!(
+                note!(
                     "note: {}: stopped at the model's max_len ({}) before the end token; the output may be cut short",
                     short(w),
                     model.config().max_len
                 );
             }
         }
+        out.flush()?;
         if let Some(path) = heatmap {
-            write_heatmap(&model, &chunk[0], &ids[0], &out[0], path)?;
-            eprintln!(
+            write_heatmap(&model, &chunk[0], &ids[0], &decoded[0], path)?;
+            note!(
                 "attention heatmap of {}: {}",
                 short(&chunk[0]),
                 path.display()
             );
         }
+        first = false;
+        chunk = words.next_batch(args.batch)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,12 +216,14 @@ pub const DEMO_WORDS: &[&str] = &[
 
 /// `heedful demo`: the bundled G2P model on sample words, greedy and beam 4, with timings and an
 /// attention heatmap.
-pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
+pub fn demo(png_out: Option<&Path>) -> Result<ExitCode> {
     let gpu = Gpu::new(&GpuOptions::from_env())?;
     let path = bundled_model();
     let t0 = Instant::now();
     let model = Seq2Seq::load(&gpu, &path)?;
-    println!(
+    let mut out = Out::new();
+    writeln!(
+        out,
         "adapter: {} ({:?})\nmodel: {} ({} encoder, {} attention), loaded in {:.0} ms",
         gpu.caps().adapter_name,
         gpu.caps().backend,
@@ -203,7 +231,8 @@ pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
         model.config().encoder.cell,
         model.config().decoder.attention,
         t0.elapsed().as_secs_f64() * 1e3
-    );
+    )?;
+    out.flush()?;
     let ids = DEMO_WORDS
         .iter()
         .map(|w| model.encode_text(w))
@@ -225,29 +254,33 @@ pub fn demo(out: Option<&Path>) -> Result<ExitCode> {
     let t = Instant::now();
     let beam = model.decode(&gpu, &ids, &beam_opts)?;
     let beam_ms = t.elapsed().as_secs_f64() * 1e3;
-    println!("\n{:<14} {:<40} beam 4", "word", "greedy");
+    writeln!(out, "\n{:<14} {:<40} beam 4", "word", "greedy")?;
     for ((w, g), b) in DEMO_WORDS.iter().zip(&greedy).zip(&beam) {
-        println!(
+        writeln!(
+            out,
             "{w:<14} {:<40} {}",
             model.target_text(&g.tokens),
             model.target_text(&b.tokens)
-        );
+        )?;
     }
     let n = DEMO_WORDS.len() as f64;
-    println!(
+    writeln!(
+        out,
         "\n{} words in one batch: greedy {greedy_ms:.1} ms ({:.0} words/s), beam 4 {beam_ms:.1} ms ({:.0} words/s)",
         DEMO_WORDS.len(),
         n / greedy_ms * 1e3,
         n / beam_ms * 1e3
-    );
-    let png = out
+    )?;
+    let png = png_out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("heedful-demo-attention.png"));
     write_heatmap(&model, DEMO_WORDS[0], &ids[0], &greedy[0], &png)?;
-    println!(
+    writeln!(
+        out,
         "attention heatmap of {:?}: {}",
         DEMO_WORDS[0],
         png.display()
-    );
+    )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
