@@ -21,15 +21,15 @@ fn prob(b: u32, h: u32, i: u32, j: u32) -> f32 {
     let bh = b * p.heads + h;
     let r = bh * p.tq + i;
     let lz = lse[r];
-    let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
-    let kb = p.k_off + b * p.k_sb + h * p.k_sh + j * p.k_st;
+    let qb = p.q.x + b * p.q.y + h * p.q.z + i * p.q.w;
+    let kb = p.k.x + b * p.k.y + h * p.k.z + j * p.k.w;
     var s = 0.0;
     for (var c = 0u; c < D4; c++) {
         s += dot(ld_q(qb, c), ld_k(kb, c));
     }
     var sc = NEG;
     if (j < causal_end(i, p.tk)) {
-        sc = apply_mask(p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si, j, s * p.scale);
+        sc = apply_mask(p.m.x + b * p.m.y + h * p.m.z + i * p.m.w, j, s * p.scale);
     }
     return select(0.0, exp(sc - lz), sc > NEG && lz > NEG);
 }

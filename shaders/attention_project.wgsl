@@ -10,14 +10,6 @@
 // Each invocation computes RB rows of one output column, so every weight it loads serves RB rows;
 // the x values are the same for the whole workgroup (uniform loads).
 
-struct Params {
-    r: u32,
-    k: u32,
-    n: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 

@@ -18,7 +18,8 @@
 // Grid: tiles_n * tiles_m * batch workgroups (tiles_n = ceil(N / RN)), split into (x, y) when over
 // the per-dim limit.
 
-// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
+// Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
+// (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
 var<workgroup> red: array<f32, GM * RN * WG>;
 

@@ -20,7 +20,8 @@
 // Grid: tiles_n * tiles_m * batch workgroups, split into (x, y) when over the per-dim limit.
 // Threads past the edge of M or N read clamped (valid) rows and columns and skip their stores.
 
-// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
+// Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
+// (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
 fn store(base: u32, row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {

@@ -21,7 +21,8 @@ const BN: u32 = 64u;
 const BK: u32 = 16u;
 const THREADS: u32 = 256u;
 
-// Params `p` (uniform, binding 0) and `out` (binding 3) come from matmul_params.wgsl.
+// Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
+// (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
 var<workgroup> a_tile: array<f32, 1024>; // [BK, BM]
 var<workgroup> b_tile: array<f32, 1024>; // [BK, BN]

@@ -23,19 +23,6 @@
 //
 // Constants: WG. Grid: x = B. Rows whose keys are all masked give zero weights and context.
 
-struct Params {
-    t: u32,
-    dq: u32,
-    // Length of a score-source row: A in mode 0, Dk otherwise.
-    s: u32,
-    dv: u32,
-    mode: u32,
-    has_mask: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> query: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read> values: array<f32>;

@@ -25,18 +25,6 @@
 // directions) and copy the state through unchanged, so the final state is the state at the
 // sequence's own end, as pad_packed_sequence gives.
 
-struct Params {
-    b: u32,      // B
-    t_len: u32,  // T
-    h: u32,      // H
-    d: u32,      // D
-    step: u32,   // t of this dispatch (per-step kernel only)
-    nb: u32,     // ceil(B / BB) batch blocks
-    kp: u32,     // KP: k pairs per weight row (padded)
-    nu: u32,     // ceil(H / BU) unit blocks
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 // xp: [B, T, D*GH] f32   input projections W_ih x_t + b_ih of all steps, both directions
 @group(0) @binding(1) var<storage, read> xp: array<f32>;
 // lengths: [B] u32       valid steps per sequence, 1..=T

@@ -9,14 +9,6 @@
 // by the grid so neighbouring threads touch neighbouring elements).
 // Grid: ceil(n / (WG * PER)) workgroups, split into (x, y) when over the per-dim limit.
 
-struct Params {
-    n: u32,        // vec4 elements
-    stride: u32,   // threads in the whole grid
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 

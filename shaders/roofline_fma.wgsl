@@ -8,14 +8,6 @@
 // Constants from the Rust side: WG (threads per workgroup), CHAINS (independent vec4 chains).
 // Flops per thread: iters * CHAINS * 4 lanes * 2.
 
-struct Params {
-    iters: u32,
-    mul: f32,  // close to 1 so the chains stay finite
-    add: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)

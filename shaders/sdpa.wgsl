@@ -60,14 +60,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // Rows past Tq shadow the last row so every load stays in bounds; they never write.
         let i = min(i0 + lid + r * WG, p.tq - 1u);
         my_end[r] = causal_end(i, ke);
-        mb[r] = p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si;
-        let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
+        mb[r] = p.m.x + b * p.m.y + h * p.m.z + i * p.m.w;
+        let qb = p.q.x + b * p.q.y + h * p.q.z + i * p.q.w;
         for (var c = 0u; c < D4; c++) {
             qv[r * D4 + c] = ld_q(qb, c) * p.scale;
         }
     }
-    let kb = p.k_off + b * p.k_sb + h * p.k_sh;
-    let vb = p.v_off + b * p.v_sb + h * p.v_sh;
+    let kb = p.k.x + b * p.k.y + h * p.k.z;
+    let vb = p.v.x + b * p.v.y + h * p.v.z;
 
     var m: array<f32, R>;
     var l: array<f32, R>;
@@ -82,11 +82,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             // share), so the compute below reads them at addresses uniform across invocations.
             for (var x = lid; x < KT * D4; x += WG) {
                 let j = min(j0 + x / D4, p.tk - 1u);
-                k_tile[x] = ld_k(kb + j * p.k_st, x % D4);
+                k_tile[x] = ld_k(kb + j * p.k.w, x % D4);
             }
             for (var x = lid; x < KT * DV4; x += WG) {
                 let j = min(j0 + x / DV4, p.tk - 1u);
-                v_tile[x] = ld_v(vb + j * p.v_st, x % DV4);
+                v_tile[x] = ld_v(vb + j * p.v.w, x % DV4);
             }
             workgroupBarrier();
         }
@@ -98,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 if (SHARED == 1u) {
                     kc = k_tile[t * D4 + c];
                 } else {
-                    kc = ld_k(kb + min(j0 + t, p.tk - 1u) * p.k_st, c);
+                    kc = ld_k(kb + min(j0 + t, p.tk - 1u) * p.k.w, c);
                 }
                 for (var r = 0u; r < R; r++) {
                     s[r * KT + t] += dot(qv[r * D4 + c], kc);
@@ -139,7 +139,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 if (SHARED == 1u) {
                     vc = v_tile[t * DV4 + c];
                 } else {
-                    vc = ld_v(vb + min(j0 + t, p.tk - 1u) * p.v_st, c);
+                    vc = ld_v(vb + min(j0 + t, p.tk - 1u) * p.v.w, c);
                 }
                 for (var r = 0u; r < R; r++) {
                     a[r] += s[r * KT + t] * vc;
@@ -178,7 +178,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         // A row with no visible key (fully masked) gives zeros.
         let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-        let ob = p.o_off + b * p.o_sb + h * p.o_sh + ii * p.o_st;
+        let ob = p.o.x + b * p.o.y + h * p.o.z + ii * p.o.w;
         for (var c = 0u; c < DV4; c++) {
             let a = acc[r * DV4 + c] * inv;
             for (var e = 0u; e < 4u; e++) {

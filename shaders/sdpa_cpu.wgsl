@@ -43,8 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ks = split * p.chunk;
     let ke = min(p.tk, ks + p.chunk);
     let wg_end = causal_end(min(i0 + WG * R - 1u, p.tq - 1u), ke);
-    let kb = p.k_off + b * p.k_sb + h * p.k_sh;
-    let vb = p.v_off + b * p.v_sb + h * p.v_sh;
+    let kb = p.k.x + b * p.k.y + h * p.k.z;
+    let vb = p.v.x + b * p.v.y + h * p.v.z;
 {{INIT}}
     for (var j0 = ks; j0 < wg_end; j0 += KT) {
 {{TILE}}

@@ -37,13 +37,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let my_end = causal_end(i, min(p.tk, ks + p.chunk));
 
     var qv: array<vec4<f32>, D4>;
-    let qb = p.q_off + b * p.q_sb + h * p.q_sh + i * p.q_st;
+    let qb = p.q.x + b * p.q.y + h * p.q.z + i * p.q.w;
     for (var c = 0u; c < D4; c++) {
         qv[c] = ld_q(qb, c) * p.scale;
     }
-    let kb = p.k_off + b * p.k_sb + h * p.k_sh;
-    let vb = p.v_off + b * p.v_sb + h * p.v_sh;
-    let mb = p.m_off + b * p.m_sb + h * p.m_sh + i * p.m_si;
+    let kb = p.k.x + b * p.k.y + h * p.k.z;
+    let vb = p.v.x + b * p.v.y + h * p.v.z;
+    let mb = p.m.x + b * p.m.y + h * p.m.z + i * p.m.w;
 
     var m = NEG;
     var l = 0.0;
@@ -55,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let qc = qv[c];
             for (var t = 0u; t < KT; t++) {
                 let j = min(ks + j0 + t, p.tk - 1u);
-                s[t] += dot(qc, ld_k(kb + j * p.k_st, c));
+                s[t] += dot(qc, ld_k(kb + j * p.k.w, c));
             }
         }
         var tmax = NEG;
@@ -82,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var a = acc[c] * corr;
             for (var t = 0u; t < KT; t++) {
                 let j = min(ks + j0 + t, p.tk - 1u);
-                a += s[t] * ld_v(vb + j * p.v_st, c);
+                a += s[t] * ld_v(vb + j * p.v.w, c);
             }
             acc[c] = a;
         }

@@ -42,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let i = r % p.tq;
     let b = bh / p.heads;
     let h = bh % p.heads;
-    out[p.o_off + b * p.o_sb + h * p.o_sh + i * p.o_st + d] = select(0.0, a / l, l > 0.0);
+    out[p.o.x + b * p.o.y + h * p.o.z + i * p.o.w + d] = select(0.0, a / l, l > 0.0);
     if (d == 0u && (p.flags & 1u) != 0u) {
         lse[r] = select(NEG, mx + log(l), l > 0.0);
     }

@@ -5,7 +5,7 @@
 //! Each is run in a few configurations and the best is the roofline, so the peak does not depend on
 //! one guess of chain count or access pattern suiting the adapter.
 
-use bytemuck::{Pod, Zeroable};
+use crate::gpu::spec::UniformParams;
 
 use crate::bench::{BenchCtx, Reference};
 use crate::error::Result;
@@ -24,21 +24,21 @@ pub struct Roofline {
     pub copy_gbps: f64,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct FmaParams {
-    iters: u32,
-    mul: f32,
-    add: f32,
-    _pad: u32,
+crate::wgsl_params! {
+    struct FmaParams {
+        iters: u32,
+        mul: f32,
+        add: f32,
+        _pad: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CopyParams {
-    n: u32,
-    stride: u32,
-    _pad: [u32; 2],
+crate::wgsl_params! {
+    struct CopyParams {
+        n: u32,
+        stride: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// The `roofline` suite: measures (again) and reports the FMA peak and copy bandwidth.
@@ -64,7 +64,12 @@ pub fn measure(ctx: &mut BenchCtx) -> Result<Roofline> {
 /// One dispatch of the FMA shader with `chains` vec4 chains and `iters` iterations per thread.
 fn fma_run(gpu: &Gpu, out: &Tensor, groups: u32, chains: u32, iters: u32) -> Result<Recorder> {
     let pipeline = gpu.pipeline("roofline_fma", &chains, || {
-        compose(SRC_FMA, false, &[("WG", FMA_WG), ("CHAINS", chains)], &[])
+        compose(
+            SRC_FMA,
+            false,
+            &[("WG", FMA_WG), ("CHAINS", chains)],
+            &[FmaParams::wgsl()],
+        )
     })?;
     let params = FmaParams {
         iters,
@@ -92,7 +97,12 @@ pub(super) fn copy_run(
     per: u32,
 ) -> Result<Recorder> {
     let pipeline = gpu.pipeline("roofline_copy", &per, || {
-        compose(SRC_COPY, false, &[("WG", COPY_WG), ("PER", per)], &[])
+        compose(
+            SRC_COPY,
+            false,
+            &[("WG", COPY_WG), ("PER", per)],
+            &[CopyParams::wgsl()],
+        )
     })?;
     let groups = n.div_ceil((COPY_WG * per) as usize) as u32;
     let params = CopyParams {

@@ -7,11 +7,11 @@
 //! thread is used instead ([`MatmulKernel::GemvRows`](crate::kernels::matmul::MatmulKernel::GemvRows)).
 
 use crate::error::Result;
-use crate::gpu::{compose, declare_input, Elem, Recorder};
-use crate::kernels::matmul::{bias_decl, grid, Problem, GEMV_MAX_M};
+use crate::gpu::spec::Bindings;
+use crate::gpu::{compose, Elem, Recorder};
+use crate::kernels::matmul::{grid, Problem, GEMV_MAX_M};
 
 const SRC: &str = include_str!("../../shaders/gemv.wgsl");
-use crate::kernels::matmul::PARAMS_SRC;
 
 /// Threads per workgroup (a power of two, at least GEMV_MAX_M * 2).
 const WG: u32 = 64;
@@ -41,23 +41,18 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
         b: p.b_elem(rec)?,
         bias: p.bias_elem(rec)?,
     };
+    let binds = p.bindings(key.vk, key.b, key.vk, key.bias);
     let pipeline = gpu.pipeline("gemv", &key, || {
-        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
         compose(
             SRC,
-            f16,
+            binds.needs_f16(),
             &[
                 ("WG", key.wg),
                 ("RN", key.rn),
                 ("GM", key.gm),
                 ("VK", key.vk as u32),
             ],
-            &[
-                declare_input("a", 1, Elem::F32, key.vk),
-                declare_input("b", 2, key.b, key.vk),
-                bias_decl(key.bias),
-                PARAMS_SRC.to_string(),
-            ],
+            &binds.prologue(),
         )
     })?;
     let tiles_m = p.m.div_ceil(gm);
@@ -67,7 +62,7 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
         "gemv",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &p.buffers(),
+        &binds.buffers(),
         grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
     )?;
     rec.push(d);

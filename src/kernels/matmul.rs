@@ -38,9 +38,8 @@ use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
-pub(crate) use kernels::PARAMS_SRC;
 use kernels::{blocked_tile, record_blocked, record_tiled};
-pub(crate) use problem::{bias_decl, grid, Problem};
+pub(crate) use problem::{grid, Problem};
 
 /// Rows of `a` up to which [`MatmulKernel::Auto`] picks a GEMV kernel for `[N, K]` weights.
 pub const GEMV_MAX_M: usize = 4;

@@ -6,9 +6,8 @@
 //! Shapes: query `[B, Dq]`, keys `[B, T, Dk]`, values `[B, T, Dv]`, mask `[B, T]` u32 (non-zero =
 //! valid), context `[B, Dv]`, weights `[B, T]`; weights f32 or f16.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::UniformParams;
 use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
@@ -51,16 +50,21 @@ impl Score<'_> {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    t: u32,
-    dq: u32,
-    s: u32,
-    dv: u32,
-    mode: u32,
-    has_mask: u32,
-    _pad: [u32; 2],
+crate::wgsl_params! {
+    /// The uniform of `shaders/attention_project.wgsl`: `r` rows of `k` inputs -> `n` outputs.
+    struct ProjectParams { r: u32, k: u32, n: u32, _pad: u32 }
+}
+
+crate::wgsl_params! {
+    struct Params {
+        t: u32,
+        dq: u32,
+        s: u32,
+        dv: u32,
+        mode: u32,
+        has_mask: u32,
+        _pad: [u32; 2],
+    }
 }
 
 fn elem(gpu: &Gpu, op: &str, name: &str, t: &Tensor) -> Result<Elem> {
@@ -173,6 +177,7 @@ pub fn record_memory_attention(
             f16,
             &[("WG", WG)],
             &[
+                Params::wgsl(),
                 declare_input("w", 4, elems.0, false),
                 declare_input("vv", 5, elems.1, false),
                 declare_input("bias", 6, elems.2, false),
@@ -251,10 +256,15 @@ pub fn record_project(rec: &mut Recorder, x: &Tensor, w: &Tensor, out: &Tensor) 
             PROJECT_SRC,
             e.needs_f16(),
             &[("WG", WG), ("RB", RB)],
-            &[declare_input("w", 3, e, false)],
+            &[ProjectParams::wgsl(), declare_input("w", 3, e, false)],
         )
     })?;
-    let p = [r as u32, k as u32, n as u32, 0u32];
+    let p = ProjectParams {
+        r: r as u32,
+        k: k as u32,
+        n: n as u32,
+        _pad: 0,
+    };
     let disp = gpu.dispatch(
         "attention_project",
         &pipe,

@@ -1,14 +1,13 @@
 //! Dispatch of the register-blocked (`shaders/matmul.wgsl`) and workgroup-tiled
 //! (`shaders/matmul_tiled.wgsl`) kernels for a validated [`Problem`].
 
-use super::problem::{bias_decl, grid, Problem};
+use super::problem::{grid, Problem};
 use crate::error::{Error, Result};
-use crate::gpu::{compose, declare_input, Elem, Recorder};
+use crate::gpu::spec::Bindings;
+use crate::gpu::{compose, Elem, Recorder};
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
 const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
-/// The uniform and output binding shared by the matmul, tiled and GEMV kernels.
-pub(crate) const PARAMS_SRC: &str = include_str!("../../../shaders/matmul_params.wgsl");
 
 /// Pipeline key of the register-blocked kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -75,11 +74,16 @@ pub(super) fn record_blocked(
         b,
         bias: p.bias_elem(rec)?,
     };
+    let binds = p.bindings(
+        key.vk,
+        key.b,
+        if key.bt { key.vk } else { key.vn },
+        key.bias,
+    );
     let pipeline = gpu.pipeline("matmul", &key, || {
-        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
         compose(
             SRC_BLOCKED,
-            f16,
+            binds.needs_f16(),
             &[
                 ("TM", key.tm),
                 ("TN", key.tn),
@@ -89,12 +93,7 @@ pub(super) fn record_blocked(
                 ("VK", key.vk as u32),
                 ("VN", key.vn as u32),
             ],
-            &[
-                declare_input("a", 1, Elem::F32, key.vk),
-                declare_input("b", 2, key.b, if key.bt { key.vk } else { key.vn }),
-                bias_decl(key.bias),
-                PARAMS_SRC.to_string(),
-            ],
+            &binds.prologue(),
         )
     })?;
     let tiles_n = p.n.div_ceil((key.wg * key.tn) as usize);
@@ -105,7 +104,7 @@ pub(super) fn record_blocked(
         "matmul",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &p.buffers(),
+        &binds.buffers(),
         grid(rec, p.op, groups)?,
     )?;
     rec.push(d);
@@ -127,18 +126,13 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
         b: p.b_elem(rec)?,
         bias: p.bias_elem(rec)?,
     };
+    let binds = p.bindings(false, key.b, false, key.bias);
     let pipeline = gpu.pipeline("matmul_tiled", &key, || {
-        let f16 = key.b.needs_f16() || key.bias.is_some_and(Elem::needs_f16);
         compose(
             SRC_TILED,
-            f16,
+            binds.needs_f16(),
             &[("BT", key.bt as u32)],
-            &[
-                declare_input("a", 1, Elem::F32, false),
-                declare_input("b", 2, key.b, false),
-                bias_decl(key.bias),
-                PARAMS_SRC.to_string(),
-            ],
+            &binds.prologue(),
         )
     })?;
     let tiles_n = p.n.div_ceil(64);
@@ -148,7 +142,7 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
         "matmul_tiled",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &p.buffers(),
+        &binds.buffers(),
         grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
     )?;
     rec.push(d);

@@ -1,28 +1,59 @@
-//! The validated form of a product shared by the matmul kernels: `Params` (mirrors the WGSL
-//! uniform of matmul.wgsl, matmul_tiled.wgsl and gemv.wgsl), operand dtypes, bindings and grids.
-
-use bytemuck::{Pod, Zeroable};
+//! The validated form of a product shared by the matmul kernels (matmul.wgsl, matmul_tiled.wgsl,
+//! gemv.wgsl): the `Params` and bindings contract they all read, operand dtypes and grids.
 
 use crate::error::{Error, Result};
-use crate::gpu::{declare_input, Elem, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{Elem, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
 
-/// Mirrors `Params` in matmul.wgsl, matmul_tiled.wgsl and gemv.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    pub m: u32,
-    pub n: u32,
-    pub k: u32,
-    pub batch: u32,
-    pub a_bs: u32,
-    pub b_bs: u32,
-    pub o_bs: u32,
-    pub tiles_n: u32,
-    pub tiles_m: u32,
-    pub alpha: f32,
-    pub _pad: [u32; 2],
+crate::wgsl_params! {
+    /// The uniform of the matmul family: sizes, batch strides in elements (`b_bs` 0 = b shared),
+    /// the grid's tiles along N and M, and the product's scale.
+    pub(crate) struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a_bs: u32,
+        b_bs: u32,
+        o_bs: u32,
+        tiles_n: u32,
+        tiles_m: u32,
+        alpha: f32,
+        _pad: [u32; 2],
+    }
+}
+
+/// Storage bindings of the matmul family in `@binding` order: a `[batch, M, K]` f32 (binding 1),
+/// b `[batch?, K, N]` or `[batch?, N, K]` f32|f16 (2), out `[batch, M, N]` f32 (3), and the bias
+/// `[N]` f32|f16 (4) only when there is one.
+pub(crate) struct MatmulBindings<'a> {
+    pub a: Bind<'a>,
+    pub b: Bind<'a>,
+    pub out: Bind<'a>,
+    pub bias: Option<Bind<'a>>,
+}
+
+impl Bindings for MatmulBindings<'_> {
+    fn binds(&self) -> Vec<(&'static str, Bind<'_>)> {
+        let mut v = vec![("a", self.a), ("b", self.b), ("out", self.out)];
+        v.extend(self.bias.map(|b| ("bias", b)));
+        v
+    }
+}
+
+impl MatmulBindings<'_> {
+    /// The generated prologue: `Params`, the storage declarations, and `fn bias_value(n) -> f32`
+    /// (0 without a bias).
+    pub(crate) fn prologue(&self) -> Vec<String> {
+        let bias_fn = if self.bias.is_some() {
+            "fn bias_value(i: u32) -> f32 { return bias_at(i); }\n"
+        } else {
+            "fn bias_value(i: u32) -> f32 { return 0.0; }\n"
+        };
+        [vec![Params::wgsl()], self.wgsl(), vec![bias_fn.to_string()]].concat()
+    }
 }
 
 /// A validated product: `out[b] = alpha * a[b] @ B[b] + bias`.
@@ -76,13 +107,21 @@ impl Problem<'_> {
             .transpose()
     }
 
-    /// Buffers in binding order 1.. (a, b, out, bias).
-    pub(crate) fn buffers(&self) -> Vec<&wgpu::Buffer> {
-        let mut v = vec![self.a.buffer(), self.b.buffer(), self.out.buffer()];
-        if let Some(bias) = self.bias {
-            v.push(bias.buffer());
+    /// The bindings, a read in vec4 units when `a_vec4`, b as `b_elem` (vec4 units when
+    /// `b_vec4`), the bias as `bias`.
+    pub(crate) fn bindings(
+        &self,
+        a_vec4: bool,
+        b_elem: Elem,
+        b_vec4: bool,
+        bias: Option<Elem>,
+    ) -> MatmulBindings<'_> {
+        MatmulBindings {
+            a: Bind::input(self.a, Elem::F32, a_vec4),
+            b: Bind::input(self.b, b_elem, b_vec4),
+            out: Bind::read_write(self.out, "f32"),
+            bias: self.bias.zip(bias).map(|(t, e)| Bind::input(t, e, false)),
         }
-        v
     }
 }
 
@@ -94,17 +133,6 @@ fn elem_of(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> 
         got: t.dtype().to_string(),
         expected: "f32 or f16".into(),
     })
-}
-
-/// Declaration of the optional bias (binding 4) plus `fn bias_value(n) -> f32`.
-pub(crate) fn bias_decl(bias: Option<Elem>) -> String {
-    match bias {
-        Some(e) => {
-            declare_input("bias", 4, e, false)
-                + "fn bias_value(i: u32) -> f32 { return bias_at(i); }\n"
-        }
-        None => "fn bias_value(i: u32) -> f32 { return 0.0; }\n".to_string(),
-    }
 }
 
 /// A grid of `groups` workgroups split to fit the per-dimension limit.

@@ -30,9 +30,8 @@
 //! variant (the generated register block). CPU reference: `crate::reference::recurrent`; tests:
 //! `tests/recurrent.rs`.
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+
 use crate::gpu::{Elem, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
@@ -173,17 +172,17 @@ pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffe
     }))
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    b: u32,
-    t_len: u32,
-    h: u32,
-    d: u32,
-    step: u32,
-    nb: u32,
-    kp: u32,
-    nu: u32,
+crate::wgsl_params! {
+    struct Params {
+        b: u32,
+        t_len: u32,
+        h: u32,
+        d: u32,
+        step: u32,
+        nb: u32,
+        kp: u32,
+        nu: u32,
+    }
 }
 
 /// KP: k-pairs per weight row for hidden size `hidden` (`ceil(H/2)`).

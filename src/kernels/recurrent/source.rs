@@ -3,6 +3,7 @@
 
 use super::{CellKind, CELL_SRC, PERSISTENT_SRC, STAGE_BYTES, STEP_SRC};
 use crate::gpu::pipeline::fill_template;
+use crate::gpu::spec::UniformParams;
 use crate::gpu::{compose, declare_input, Elem};
 
 /// One pipeline variant (the pipeline cache key): cell, weight element types, register block,
@@ -159,6 +160,7 @@ pub(super) fn source(v: &Variant) -> String {
             ("WG", v.wg),
         ],
         &[
+            super::Params::wgsl(),
             load_h,
             wpair.to_string(),
             declare_input("bhh", 7, v.bhh, false),

@@ -17,11 +17,11 @@ pub(super) fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) 
         let _ = writeln!(init, "    let e{i} = causal_end(qi{i}, ke);");
         let _ = writeln!(
             init,
-            "    let mb{i} = p.m_off + b * p.m_sb + h * p.m_sh + qi{i} * p.m_si;"
+            "    let mb{i} = p.m.x + b * p.m.y + h * p.m.z + qi{i} * p.m.w;"
         );
         let _ = writeln!(
             init,
-            "    let qb{i} = p.q_off + b * p.q_sb + h * p.q_sh + qi{i} * p.q_st;"
+            "    let qb{i} = p.q.x + b * p.q.y + h * p.q.z + qi{i} * p.q.w;"
         );
         for c in 0..d4 {
             let _ = writeln!(init, "    let q{i}_{c} = ld_q(qb{i}, {c}u) * p.scale;");
@@ -35,8 +35,8 @@ pub(super) fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) 
     for t in 0..kt {
         let _ = writeln!(
             tile,
-            "        let kr{t} = kb + min(j0 + {t}u, p.tk - 1u) * p.k_st;\n        \
-             let vr{t} = vb + min(j0 + {t}u, p.tk - 1u) * p.v_st;"
+            "        let kr{t} = kb + min(j0 + {t}u, p.tk - 1u) * p.k.w;\n        \
+             let vr{t} = vb + min(j0 + {t}u, p.tk - 1u) * p.v.w;"
         );
     }
     // Scores: every k chunk loaded once serves the R rows.
@@ -113,7 +113,7 @@ pub(super) fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) 
         let _ = writeln!(
             store,
             "            let inv = select(0.0, 1.0 / l{i}, l{i} > 0.0);\n            \
-             let ob = p.o_off + b * p.o_sb + h * p.o_sh + ii * p.o_st;"
+             let ob = p.o.x + b * p.o.y + h * p.o.z + ii * p.o.w;"
         );
         for c in 0..dv4 {
             let _ = writeln!(store, "            st4(ob, {c}u, a{i}_{c} * inv);");

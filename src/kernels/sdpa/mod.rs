@@ -20,6 +20,7 @@
 //! head views and masks; `cpu_source.rs`: the generated unrolled flash kernel for CPU adapters.
 
 use crate::error::{Error, Result};
+use crate::gpu::spec::UniformParams;
 use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
 use crate::graph::{Graph, Value};
 use crate::kernels::check_dtype;
@@ -39,8 +40,15 @@ pub(crate) use tuning::{flash_rows, tuning, Tuning};
 pub use tuning::{plan, Plan, UNROLLED_MAX_D};
 pub use views::{AttnDims, Causal, Heads, MaskKind, MaskView};
 
-const PARAMS_SRC: &str = include_str!("../../../shaders/sdpa_params.wgsl");
-const MASK_SRC: &str = include_str!("../../../shaders/sdpa_mask.wgsl");
+/// The shared fragment: the masked-score constant and the causal rule.
+const COMMON_SRC: &str = include_str!("../../../shaders/common/attention.wgsl");
+/// The shared fragment: the mask binding (4) and the masked score.
+const MASK_SRC: &str = include_str!("../../../shaders/common/attention_mask.wgsl");
+
+/// The generated uniform declaration plus the shared attention fragment.
+pub(crate) fn params_prologue() -> String {
+    Params::wgsl() + COMMON_SRC
+}
 const FLASH_SRC: &str = include_str!("../../../shaders/sdpa.wgsl");
 const FLASH_CPU_SRC: &str = include_str!("../../../shaders/sdpa_cpu.wgsl");
 const DECODE_SRC: &str = include_str!("../../../shaders/sdpa_decode.wgsl");
@@ -127,7 +135,7 @@ pub(crate) fn qkv_pipeline(
             decls.push(declare_input("v", 3, Elem::F32, vec));
             decls.push(loader("v", "DV"));
         }
-        decls.push(PARAMS_SRC.to_string());
+        decls.push(params_prologue());
         decls.push(MASK_SRC.to_string());
         let generated;
         let body = if unrolled {
@@ -348,7 +356,7 @@ fn record_merge(
             MERGE_SRC,
             false,
             &[("WG", wg), ("DV", dims.dv as u32)],
-            &[PARAMS_SRC.to_string()],
+            &[params_prologue()],
         )
     })?;
     let lse_buf = match lse {

@@ -1,34 +1,44 @@
-//! The uniform parameters every attention kernel shares (`shaders/sdpa_params.wgsl`), how they
-//! are filled from the views, and the checks of head dims and masks.
-
-use bytemuck::{Pod, Zeroable};
+//! The uniform parameters every attention kernel shares (their WGSL is generated from [`Params`]),
+//! how they are filled from the views, and the checks of head dims and masks.
 
 use super::{AttnDims, Causal, Heads, MaskKind, MaskView, MAX_HEAD_DIM};
 use crate::error::{Error, Result};
 use crate::kernels::check_dtype;
 use crate::tensor::DType;
 
-/// Mirrors `Params` in `shaders/sdpa_params.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-pub(crate) struct Params {
-    pub tq: u32,
-    pub tk: u32,
-    pub heads: u32,
-    pub flags: u32,
-    pub q: [u32; 4],
-    pub k: [u32; 4],
-    pub v: [u32; 4],
-    pub o: [u32; 4],
-    pub m: [u32; 4],
-    pub m_sj: u32,
-    pub mask_kind: u32,
-    pub causal: u32,
-    pub causal_off: i32,
-    pub scale: f32,
-    pub nsplit: u32,
-    pub chunk: u32,
-    pub row_blocks: u32,
+crate::wgsl_params! {
+    /// The uniform of every attention kernel. q/k/v/out are addressed through (offset, batch
+    /// stride, head stride, row stride) in elements (`.x .y .z .w` in WGSL), so a kernel reads
+    /// `[B, H, T, D]` tensors and the `[B, T, H*D]` slices of a fused projection alike; the
+    /// element stride inside a row is 1.
+    #[derive(Default)]
+    pub(crate) struct Params {
+        tq: u32,
+        tk: u32,
+        heads: u32,
+        /// Bit 0: write the row's log-sum-exp to `stats` (sdpa) / average over heads (probs).
+        flags: u32,
+        q: [u32; 4],
+        k: [u32; 4],
+        v: [u32; 4],
+        o: [u32; 4],
+        /// Mask element (b, h, i, j) is at `m.x + b*m.y + h*m.z + i*m.w + j*m_sj` (0 strides
+        /// broadcast).
+        m: [u32; 4],
+        m_sj: u32,
+        /// 0 none, 1 bool (non-zero = may attend), 2 bool (non-zero = ignore), 3 additive f32 bits.
+        mask_kind: u32,
+        /// 0: no causal mask; 1: query i sees keys j <= i + causal_off.
+        causal: u32,
+        causal_off: i32,
+        scale: f32,
+        /// Key splits per row (flash-decoding); 1 = the kernel writes the final output itself.
+        nsplit: u32,
+        /// Keys per split.
+        chunk: u32,
+        /// Workgroups along the query rows of one (b, h) (sdpa.wgsl), or split groups (decode).
+        row_blocks: u32,
+    }
 }
 
 pub(super) fn view_params(v: &Heads) -> [u32; 4] {
