@@ -14,8 +14,6 @@
 // Constants: WG, D, D4, VEC. Grid: x = ceil(Tk / WG), y = Tq, z = B*H (B when averaging).
 // Fully masked rows give zeros.
 
-@group(0) @binding(3) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 fn prob(b: u32, h: u32, i: u32, j: u32) -> f32 {
     let bh = b * p.heads + h;

@@ -30,11 +30,9 @@
 // arrays below, which lavapipe keeps in per-lane scratch memory) runs instead. Extra memory: none
 // (or O(B*H*Tq*Dv*nsplit) partials when the keys are split).
 
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // K/V tile staging (SHARED == 1; KT is then sized so both fit the workgroup memory limit).
 var<workgroup> k_tile: array<vec4<f32>, KT * D4>;
 var<workgroup> v_tile: array<vec4<f32>, KT * DV4>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -12,8 +12,6 @@
 // chunk c of q times the scale; a_r_c: its accumulator chunk; s_r_t / p_r_t: score / probability of
 // row r and key t of the tile).
 
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 
 // Writes chunk c of an output row (elements past DV are skipped).
 fn st4(base: u32, c: u32, a: vec4<f32>) {

@@ -10,7 +10,7 @@
 //   k:     [B, H, Tk, D]  f32 (strided, binding 2)
 //   v:     [B, H, Tk, Dv] f32 (strided, binding 3)
 //   mask:  broadcast to [B, H, Tq, Tk] (binding 4)
-//   part:  [B*H*Tq, nsplit, Dv] f32 partial accumulators (binding 5)
+//   out:   [B*H*Tq, nsplit, Dv] f32 partial accumulators (binding 5; `part` on the Rust side)
 //   stats: [B*H*Tq, nsplit, 2] f32 partial (max, sum) (binding 6)
 //
 // Constants: WG, D, DV, D4, DV4, KT, VEC as in sdpa.wgsl.
@@ -20,8 +20,6 @@
 // keys; the tile loop runs `chunk` keys for every invocation so control flow stays uniform, with
 // keys past the row's end masked out.
 
-@group(0) @binding(5) var<storage, read_write> part: array<f32>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -96,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var e = 0u; e < 4u; e++) {
                 let d = 4u * c + e;
                 if (d < DV) {
-                    part[pr * DV + d] = a[e];
+                    out[pr * DV + d] = a[e];
                 }
             }
         }

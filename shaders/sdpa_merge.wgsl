@@ -13,10 +13,6 @@
 // Constants: WG, DV. Grid: x = ceil(Dv / WG), y = B*H*Tq. Each invocation owns one output column
 // and walks the splits; the (max, sum) pairs are the same for the whole workgroup (uniform loads).
 
-@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -1,6 +1,5 @@
 // Optional attention mask, broadcast over [B, H, Tq, Tk] by strides (see sdpa_params.wgsl).
 //   mask: [*] u32 (bool as 0/1) or f32 bits (additive), at binding 4 in every kernel that masks.
-@group(0) @binding(4) var<storage, read> mask: array<u32>;
 
 // The score after masking: NEG where the key is masked out, the score plus the additive mask else.
 // Additive values <= -1e30 (including -inf) count as masked, so -inf never enters the arithmetic.

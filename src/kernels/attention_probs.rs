@@ -7,12 +7,21 @@
 //! The fast path pays nothing (one unused uniform flag) when nobody asks for the weights.
 
 use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings};
+use crate::gpu::Elem;
 use crate::gpu::Recorder;
 use crate::kernels::check_dtype;
 use crate::kernels::sdpa::{
     base_params, check_dims, check_mask, qkv_pipeline, tuning, AttnDims, Causal, Heads, MaskView,
 };
 use crate::tensor::{DType, Tensor};
+
+crate::wgsl_bindings! {
+    /// Storage bindings in `@binding` order: the q and k views (f32), the per-row log-sum-exp
+    /// `[B*H*Tq]` f32 from the sdpa pass, the mask (u32; a dummy when unmasked), out
+    /// `[B, H, Tq, Tk]` (or `[B, Tq, Tk]` averaged over heads) f32.
+    struct ProbsBindings { q, k, lse, mask, out }
+}
 
 const SRC: &str = include_str!("../../shaders/attention_probs.wgsl");
 
@@ -76,27 +85,38 @@ pub fn record_attention_probs(
     let scale = scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut p = base_params(&dims, &q, &k, mask, causal, scale);
     p.flags = average_heads as u32;
-    let pipe = qkv_pipeline(&gpu, "attention_probs", SRC, &tu, &dims, vec, false, 1)?;
     let dummy;
-    let mask_buf = match mask {
-        Some(m) => m.tensor.buffer(),
+    let mask_t = match mask {
+        Some(m) => m.tensor,
         None => {
             dummy = Tensor::zeros(&gpu, &[4], DType::U32)?;
-            dummy.buffer()
+            &dummy
         }
     };
+    let binds = ProbsBindings {
+        q: Bind::input(q.tensor, Elem::F32, vec),
+        k: Bind::input(k.tensor, Elem::F32, vec),
+        lse: Bind::read(lse, "f32"),
+        mask: Bind::read(mask_t, "u32"),
+        out: Bind::read_write(out, "f32"),
+    };
+    let pipe = qkv_pipeline(
+        &gpu,
+        "attention_probs",
+        SRC,
+        &binds,
+        &tu,
+        &dims,
+        vec,
+        false,
+        1,
+    )?;
     let z = if average_heads { b } else { b * h };
     let disp = gpu.dispatch(
         "attention_probs",
         &pipe,
         bytemuck::bytes_of(&p),
-        &[
-            q.tensor.buffer(),
-            k.tensor.buffer(),
-            lse.buffer(),
-            mask_buf,
-            out.buffer(),
-        ],
+        &binds.buffers(),
         [
             tk.div_ceil(tu.wg as usize) as u32,
             u32::try_from(tq).unwrap_or(u32::MAX),

@@ -20,8 +20,8 @@
 //! head views and masks; `cpu_source.rs`: the generated unrolled flash kernel for CPU adapters.
 
 use crate::error::{Error, Result};
-use crate::gpu::spec::UniformParams;
-use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem, Gpu, Recorder};
 use crate::graph::{Graph, Value};
 use crate::kernels::check_dtype;
 use crate::kernels::op::{KernelOp, ShapeDType};
@@ -73,6 +73,37 @@ struct Variant {
     vec: bool,
 }
 
+crate::wgsl_bindings! {
+    /// Storage bindings of the q/k/v-reading kernels (sdpa.wgsl, sdpa_cpu.wgsl, sdpa_decode.wgsl),
+    /// in `@binding` order: the q, k, v views (f32, read through `ld_*`), the mask (u32 bool or
+    /// f32 bits, a 4-element dummy when unmasked), out (the output view, or the per-split partials
+    /// `[B*H*Tq, nsplit, Dv]`), stats (per-row log-sum-exp `[B*H*Tq]`, or per split `[.., 2]`).
+    pub(crate) struct AttnBindings { q, k, v, mask, out, stats }
+}
+
+crate::wgsl_bindings! {
+    /// Storage bindings of sdpa_merge.wgsl: the split partials and their (max, sum) stats, the
+    /// output view, the per-row log-sum-exp (a dummy when not asked for).
+    struct MergeBindings { part, stats, out, lse }
+}
+
+/// The bindings of a q/k/v-reading kernel: `qkvm` = q, k, v, mask; q/k/v in vec4 units when `vec`.
+fn attn_bindings<'a>(
+    qkvm: [&'a Tensor; 4],
+    out: &'a Tensor,
+    stats: &'a Tensor,
+    vec: bool,
+) -> AttnBindings<'a> {
+    AttnBindings {
+        q: Bind::input(qkvm[0], Elem::F32, vec),
+        k: Bind::input(qkvm[1], Elem::F32, vec),
+        v: Bind::input(qkvm[2], Elem::F32, vec),
+        mask: Bind::read(qkvm[3], "u32"),
+        out: Bind::read_write(out, "f32"),
+        stats: Bind::read_write(stats, "f32"),
+    }
+}
+
 /// Keys per tile of the workgroup-memory flash variant: as many as fit (4..=32) in the limit.
 fn shared_kt(gpu: &Gpu, dims: &AttnDims) -> u32 {
     let per_key = 16 * (dims.d.div_ceil(4) + dims.dv.div_ceil(4)) as u32;
@@ -91,12 +122,14 @@ pub(crate) fn loader(name: &str, len: &str) -> String {
     )
 }
 
-/// Composes and caches a kernel that reads q/k (and v unless `with_v` is false).
+/// Composes and caches a kernel that reads q/k (and v unless `with_v` is false); its storage
+/// declarations are generated from `binds`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn qkv_pipeline(
     gpu: &Gpu,
     kernel: &'static str,
     body: &str,
+    binds: &dyn Bindings,
     tu: &Tuning,
     dims: &AttnDims,
     vec: bool,
@@ -125,17 +158,13 @@ pub(crate) fn qkv_pipeline(
         vec,
     };
     gpu.pipeline(kernel, &variant, || {
-        let mut decls = vec![
-            declare_input("q", 1, Elem::F32, vec),
-            declare_input("k", 2, Elem::F32, vec),
-            loader("q", "D"),
-            loader("k", "D"),
-        ];
+        let mut decls = vec![params_prologue()];
+        decls.extend(binds.wgsl());
+        decls.push(loader("q", "D"));
+        decls.push(loader("k", "D"));
         if with_v {
-            decls.push(declare_input("v", 3, Elem::F32, vec));
             decls.push(loader("v", "DV"));
         }
-        decls.push(params_prologue());
         decls.push(MASK_SRC.to_string());
         let generated;
         let body = if unrolled {
@@ -250,34 +279,30 @@ pub fn record_sdpa(
         None => flash_rows(&tu, dims),
     };
     let dummy;
-    let mask_buf = match &args.mask {
-        Some(m) => m.tensor.buffer(),
+    let mask_t = match &args.mask {
+        Some(m) => m.tensor,
         None => {
             dummy = Tensor::zeros(&gpu, &[4], DType::U32)?;
-            dummy.buffer()
+            &dummy
         }
     };
+    let qkvm = [q.tensor, k.tensor, v.tensor, mask_t];
+    let binds = |out, stats| attn_bindings(qkvm, out, stats, vec);
     let bh = u32::try_from(b * h).unwrap_or(u32::MAX);
     let (nsplit, chunk) = match plan {
         Plan::Flash => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
-            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             let stats = match lse {
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
             };
+            let b = binds(out.tensor, &stats);
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
+            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             let disp = gpu.dispatch(
                 "sdpa",
                 &pipe,
                 bytemuck::bytes_of(&p),
-                &[
-                    q.tensor.buffer(),
-                    k.tensor.buffer(),
-                    v.tensor.buffer(),
-                    mask_buf,
-                    out.tensor.buffer(),
-                    stats.buffer(),
-                ],
+                &b.buffers(),
                 [p.row_blocks, bh, 1],
             )?;
             rec.push(disp);
@@ -297,39 +322,27 @@ pub fn record_sdpa(
     let stats = Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?;
     let disp = match plan {
         Plan::Decode { .. } => {
-            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &tu, dims, vec, true, 1)?;
+            let b = binds(&part, &stats);
+            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &b, &tu, dims, vec, true, 1)?;
             p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
             let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
             gpu.dispatch(
                 "sdpa_decode",
                 &pipe,
                 bytemuck::bytes_of(&p),
-                &[
-                    q.tensor.buffer(),
-                    k.tensor.buffer(),
-                    v.tensor.buffer(),
-                    mask_buf,
-                    part.buffer(),
-                    stats.buffer(),
-                ],
+                &b.buffers(),
                 [p.row_blocks, rows32, 1],
             )?
         }
         _ => {
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &tu, dims, vec, true, rpi)?;
+            let b = binds(&part, &stats);
+            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
             p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
                 &pipe,
                 bytemuck::bytes_of(&p),
-                &[
-                    q.tensor.buffer(),
-                    k.tensor.buffer(),
-                    v.tensor.buffer(),
-                    mask_buf,
-                    part.buffer(),
-                    stats.buffer(),
-                ],
+                &b.buffers(),
                 [p.row_blocks * nsplit as u32, bh, 1],
             )?
         }
@@ -351,29 +364,30 @@ fn record_merge(
 ) -> Result<()> {
     let gpu = rec.gpu().clone();
     let wg = tu.wg;
+    let lse_buf = match lse {
+        Some(l) => l.clone(),
+        None => Tensor::zeros(&gpu, &[4], DType::F32)?,
+    };
+    let binds = MergeBindings {
+        part: Bind::read(part, "f32"),
+        stats: Bind::read(stats, "f32"),
+        out: Bind::read_write(out, "f32"),
+        lse: Bind::read_write(&lse_buf, "f32"),
+    };
     let pipe = gpu.pipeline("sdpa_merge", &(wg, dims.dv), || {
         compose(
             MERGE_SRC,
             false,
             &[("WG", wg), ("DV", dims.dv as u32)],
-            &[params_prologue()],
+            &[vec![params_prologue()], binds.wgsl()].concat(),
         )
     })?;
-    let lse_buf = match lse {
-        Some(l) => l.clone(),
-        None => Tensor::zeros(&gpu, &[4], DType::F32)?,
-    };
     let rows = u32::try_from(dims.b * dims.h * dims.tq).unwrap_or(u32::MAX);
     let disp = gpu.dispatch(
         "sdpa_merge",
         &pipe,
         bytemuck::bytes_of(p),
-        &[
-            part.buffer(),
-            stats.buffer(),
-            out.buffer(),
-            lse_buf.buffer(),
-        ],
+        &binds.buffers(),
         [dims.dv.div_ceil(wg as usize) as u32, rows, 1],
     )?;
     rec.push(disp);
