@@ -4,7 +4,7 @@
 // is independent (no reductions, no barriers).
 //
 // Bindings (q, k declared by the Rust side with loaders ld_q/ld_k):
-//   p:     Params uniform (sdpa_params.wgsl)
+//   p:     Params uniform (src/kernels/sdpa/params.rs)
 //   q:     [B, H, Tq, D] f32 (strided, binding 1)
 //   k:     [B, H, Tk, D] f32 (strided, binding 2)
 //   lse:   [B*H*Tq] f32 (binding 3)

@@ -1,11 +1,11 @@
 // Elementwise ops over flat f32 arrays: activations (unary) and add/mul with broadcasting of `b`
 // over the leading dims (b's element count divides a's; b repeats every `n_b` elements).
 //
-// Bindings (declared here; `a` is f32, `b` may be f32/f16 and is declared by the Rust side as b_at):
-//   params            uniform
-//   a:   [N]    f32
-//   out: [N]    f32
-//   b:   [N_b]  f32|f16   (binary ops only; generated declaration at binding 3)
+// Generated prologue (src/kernels/elementwise.rs: `Params`, `ElementwiseBindings`):
+//   p                 uniform { n, n_b, op }
+//   a:   [N]    f32      binding 1
+//   out: [N]    f32      binding 2
+//   b:   [N_b]  f32|f16  binding 3, read with b_at (unary ops bind a again)
 //
 // Grid: 1-D over N in workgroups of WG, split into (x, y) when N/WG exceeds the per-dim limit.
 

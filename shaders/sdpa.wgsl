@@ -3,7 +3,7 @@
 //
 // Bindings (q, k, v declared by the Rust side with loaders ld_q/ld_k/ld_v(row_base, c) that return
 // elements 4c..4c+3 of a row, zero past the row's end):
-//   p:     Params uniform (sdpa_params.wgsl)
+//   p:     Params uniform (src/kernels/sdpa/params.rs)
 //   q:     [B, H, Tq, D]  f32 (strided, binding 1)
 //   k:     [B, H, Tk, D]  f32 (strided, binding 2)
 //   v:     [B, H, Tk, Dv] f32 (strided, binding 3)

@@ -4,8 +4,8 @@
 // combines the chunks. So one query row still keeps every workgroup and SIMD lane busy, where the
 // one-row-per-invocation flash kernel (sdpa.wgsl) would run a single invocation per head.
 //
-// Bindings (as sdpa.wgsl; q, k, v declared by the Rust side with loaders ld_q/ld_k/ld_v):
-//   p:     Params uniform (sdpa_params.wgsl)
+// Bindings, generated from `AttnBindings` in src/kernels/sdpa/mod.rs (loaders ld_q/ld_k/ld_v):
+//   p:     Params uniform (src/kernels/sdpa/params.rs)
 //   q:     [B, H, Tq, D]  f32 (strided, binding 1)
 //   k:     [B, H, Tk, D]  f32 (strided, binding 2)
 //   v:     [B, H, Tk, Dv] f32 (strided, binding 3)

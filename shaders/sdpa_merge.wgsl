@@ -4,7 +4,7 @@
 //   y = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s,   M = max_s m_s
 //
 // Bindings:
-//   p:     Params uniform (sdpa_params.wgsl; uses tq, heads, nsplit, o_*, flags)
+//   p:     Params uniform (src/kernels/sdpa/params.rs; uses tq, heads, nsplit, o, flags)
 //   part:  [B*H*Tq, nsplit, Dv] f32 (binding 1)
 //   stats: [B*H*Tq, nsplit, 2] f32 (max, sum) (binding 2)
 //   out:   [B, H, Tq, Dv] f32 (strided by o_*) (binding 3)

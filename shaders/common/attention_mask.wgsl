@@ -1,5 +1,6 @@
-// Optional attention mask, broadcast over [B, H, Tq, Tk] by strides (see sdpa_params.wgsl).
-//   mask: [*] u32 (bool as 0/1) or f32 bits (additive), at binding 4 in every kernel that masks.
+// Optional attention mask, broadcast over [B, H, Tq, Tk] by strides (Params.m, m_sj in src/kernels/sdpa/params.rs).
+//   mask: [*] u32 (bool as 0/1) or f32 bits (additive), binding 4 in every kernel that masks
+//   (declared from the kernel's bindings struct).
 
 // The score after masking: NEG where the key is masked out, the score plus the additive mask else.
 // Additive values <= -1e30 (including -inf) count as masked, so -inf never enters the arithmetic.
