@@ -26,9 +26,13 @@ pub enum Error {
     /// A backend was forced (`HEEDFUL_BACKEND` or [`crate::GpuOptions::backends`]) and wgpu found no
     /// adapter on it.
     #[error(
-        "no GPU adapter on the backends forced by HEEDFUL_BACKEND={requested:?} (tried: \
-         {backends}).\n  hint: unset HEEDFUL_BACKEND to consider every backend, or pick one that \
-         `heedful info` lists"
+        "no GPU adapter found on the backends forced by HEEDFUL_BACKEND={requested:?} (tried: \
+         {backends}).\n  hint: unset HEEDFUL_BACKEND to consider every backend (`heedful info` \
+         lists the adapters); for Vulkan on a headless Linux box install Mesa's software Vulkan \
+         driver (lavapipe), e.g. on Debian bookworm:\n    echo 'deb \
+         http://deb.debian.org/debian bookworm-backports main' > \
+         /etc/apt/sources.list.d/backports.list\n    apt-get update && apt-get install -y -t \
+         bookworm-backports mesa-vulkan-drivers"
     )]
     NoAdapterForced {
         /// The backend list as given.

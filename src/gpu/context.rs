@@ -490,7 +490,7 @@ mod tests {
         let e = Gpu::new(&o).unwrap_err();
         assert!(matches!(e, Error::NoAdapterForced { .. }), "{e:?}");
         let msg = e.to_string();
-        for want in ["HEEDFUL_BACKEND", empty] {
+        for want in ["no GPU adapter found", "HEEDFUL_BACKEND", empty] {
             assert!(msg.contains(want), "{msg:?} lacks {want:?}");
         }
     }

@@ -30,16 +30,18 @@
 //! for benchmarks (see [`TuningOverrides`]).
 
 use super::context::parse_backends;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A `HEEDFUL_*` variable whose value is not accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{var}={value:?} is not accepted; use one of: {accepted}")]
+#[error("{var}={value:?}: {problem}; accepted: {accepted}")]
 pub struct EnvError {
     /// The variable, e.g. `HEEDFUL_F16`.
     pub var: &'static str,
     /// The value it held.
     pub value: String,
+    /// What is wrong with it, e.g. `unknown backend "vulkun"`.
+    pub problem: String,
     /// What the variable accepts.
     pub accepted: String,
 }
@@ -96,26 +98,39 @@ impl EnvConfig {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
         };
-        let bad = |var: &'static str, value: &str, accepted: &str| EnvError {
+        let bad = |var: &'static str, value: &str, problem: &str, accepted: &str| EnvError {
             var,
             value: value.to_string(),
+            problem: problem.to_string(),
             accepted: accepted.to_string(),
         };
         let backends = get("HEEDFUL_BACKEND");
         if let Some(b) = &backends {
-            parse_backends(Some(b)).map_err(|_| bad("HEEDFUL_BACKEND", b, BACKENDS_ACCEPTED))?;
+            parse_backends(Some(b)).map_err(|e| {
+                let name = match e {
+                    Error::BadBackend(part) => part,
+                    _ => b.clone(),
+                };
+                let problem = format!("unknown backend {name:?}");
+                bad("HEEDFUL_BACKEND", b, &problem, BACKENDS_ACCEPTED)
+            })?;
         }
         let f16 = match get("HEEDFUL_F16") {
             None => F16Mode::Native,
             Some(v) if v.eq_ignore_ascii_case("native") => F16Mode::Native,
             Some(v) if v.eq_ignore_ascii_case("packed") => F16Mode::Packed,
-            Some(v) => return Err(bad("HEEDFUL_F16", &v, "native, packed")),
+            Some(v) => return Err(bad("HEEDFUL_F16", &v, "unknown f16 mode", "native, packed")),
         };
         let count = |var: &'static str| -> Result<Option<u32>, EnvError> {
             get(var)
                 .map(|v| match v.parse::<u32>() {
                     Ok(n) if (1..=1024).contains(&n) => Ok(n),
-                    _ => Err(bad(var, &v, "an integer in 1..=1024")),
+                    _ => Err(bad(
+                        var,
+                        &v,
+                        "not a count in range",
+                        "an integer in 1..=1024",
+                    )),
                 })
                 .transpose()
         };
@@ -124,7 +139,7 @@ impl EnvConfig {
                 .map(|v| match v.as_str() {
                     "0" => Ok(false),
                     "1" => Ok(true),
-                    _ => Err(bad(var, &v, "0, 1")),
+                    _ => Err(bad(var, &v, "not a flag", "0, 1")),
                 })
                 .transpose()
         };
@@ -220,7 +235,17 @@ mod tests {
         for value in ["vulkun", "vulkan,foo", ","] {
             let e = EnvConfig::parse(env(&[("HEEDFUL_BACKEND", value)])).unwrap_err();
             let msg = e.to_string();
-            for want in ["HEEDFUL_BACKEND", value, "vulkan, metal, dx12, gl, webgpu"] {
+            let want_unknown = if value == "vulkan,foo" {
+                "unknown backend \"foo\""
+            } else {
+                "unknown backend"
+            };
+            for want in [
+                "HEEDFUL_BACKEND",
+                value,
+                want_unknown,
+                "vulkan, metal, dx12, gl, webgpu",
+            ] {
                 assert!(msg.contains(want), "{msg:?} lacks {want:?}");
             }
         }

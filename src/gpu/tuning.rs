@@ -356,6 +356,7 @@ impl Tuning {
                 return Err(EnvError {
                     var: "HEEDFUL_ATTN_WG",
                     value: wg.to_string(),
+                    problem: "over the device's invocations per workgroup".into(),
                     accepted: format!(
                         "1..={} (the device's invocations per workgroup)",
                         caps.max_invocations
