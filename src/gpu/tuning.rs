@@ -122,7 +122,7 @@ pub struct AttnTuning {
     /// (T = 2048, D = 64: about 2x R = 1; R = 8 no better); GPUs: 1.
     pub rows: u32,
     /// The flash kernel with straight-line code over named registers (`shaders/sdpa_cpu.wgsl`)
-    /// for small head dims. CPU: yes (T = 2048, D = 64: about 2.3x the loop kernel, 1.4x the
+    /// for head dims up to [`UNROLLED_MAX_D`](crate::kernels::sdpa::UNROLLED_MAX_D). CPU: yes (T = 2048, D = 64: about 2.3x the loop kernel, 1.4x the
     /// materialized path); GPUs: no.
     pub unrolled: bool,
     /// Query rows per invocation of the unrolled variant. CPU: 8 (about 1.5x R = 4); GPUs: 1.

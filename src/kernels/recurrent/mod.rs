@@ -19,10 +19,10 @@
 //! or not the lanes' addresses agree (measured: making the weight address uniform or loading vec4s
 //! changed nothing; removing loads did), so a step is bound by loads. Holding f16 weights as
 //! pairs makes one u32 load feed two FMAs. Each invocation computes a register block of all gates
-//! of BU units for BB batch rows (the tuning table's `step_block`: 2 x 8 from B = 8 on CPU adapters), so each weight load feeds BB
-//! rows and each h load G*BU outputs. Sharing h across a subgroup with `subgroupBroadcast` was
-//! tried and was 2x slower on lavapipe, so it is not used. Instead, on CPU adapters, the per-step
-//! kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
+//! of BU units for BB batch rows (the tuning table's `step_block`: 2 x 8 from B = 8 on CPU
+//! adapters), so each weight load feeds BB rows and each h load G*BU outputs. Sharing h across a
+//! subgroup with `subgroupBroadcast` was tried and was 2x slower on lavapipe, so it is not used.
+//! Instead, on CPU adapters, the per-step kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
 //! turns a uniform load at a workgroup-uniform address into one scalar load, where a storage load
 //! is a per-lane loop. On GPUs the layout keeps adjacent units' loads coalesced.
 //!
