@@ -11,7 +11,7 @@
 //! assert_eq!(EnvConfig::parse(env)?.f16, F16Mode::Packed);
 //! let bad = |k: &str| (k == "HEEDFUL_F16").then(|| "fast".to_string());
 //! assert!(EnvConfig::parse(bad).unwrap_err().to_string().contains("native, packed"));
-//! # Ok::<(), heedful::Error>(())
+//! # Ok::<(), heedful::gpu::EnvError>(())
 //! ```
 //!
 //! | variable | accepted | effect |
