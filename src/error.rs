@@ -23,6 +23,26 @@ pub enum Error {
         /// The backends wgpu was allowed to use.
         backends: String,
     },
+    /// A backend was forced (`HEEDFUL_BACKEND` or [`crate::GpuOptions::backends`]) and wgpu found no
+    /// adapter on it.
+    #[error(
+        "no GPU adapter found on the backends forced by HEEDFUL_BACKEND={requested:?} (tried: \
+         {backends}).\n  hint: unset HEEDFUL_BACKEND to consider every backend (`heedful info` \
+         lists the adapters); for Vulkan on a headless Linux box install Mesa's software Vulkan \
+         driver (lavapipe), e.g. on Debian bookworm:\n    echo 'deb \
+         http://deb.debian.org/debian bookworm-backports main' > \
+         /etc/apt/sources.list.d/backports.list\n    apt-get update && apt-get install -y -t \
+         bookworm-backports mesa-vulkan-drivers"
+    )]
+    NoAdapterForced {
+        /// The backend list as given.
+        requested: String,
+        /// The backends wgpu was allowed to use.
+        backends: String,
+    },
+    /// A `HEEDFUL_*` environment variable held a value it does not accept.
+    #[error(transparent)]
+    Env(crate::gpu::EnvError),
     /// `HEEDFUL_ADAPTER` named an adapter that is not there.
     #[error("no adapter name contains {wanted:?} (from HEEDFUL_ADAPTER); adapters seen: {seen}")]
     AdapterNotFound {
@@ -33,7 +53,8 @@ pub enum Error {
     },
     /// `HEEDFUL_BACKEND` held something that is not a backend name.
     #[error(
-        "unknown backend {0:?}; use one of: vulkan, metal, dx12, gl, webgpu (comma separated)"
+        "unknown backend {0:?} (from HEEDFUL_BACKEND or GpuOptions::backends); use one of: vulkan, \
+         metal, dx12, gl, webgpu (comma separated)"
     )]
     BadBackend(String),
     /// The adapter refused to create a device.

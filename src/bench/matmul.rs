@@ -38,7 +38,7 @@ fn kernel_name(k: MatmulKernel) -> String {
 
 /// The kernel `Auto` picks, by name, for the `extra` column.
 fn auto_choice(gpu: &Gpu, bt: bool, m: usize) -> String {
-    kernel_name(mm::auto_kernel(gpu.caps(), m, bt))
+    kernel_name(mm::auto_kernel(gpu.tuning(), m, bt))
 }
 
 /// Times `a [M, K] @ b [K, N]` (f32) with `kernel`.
@@ -127,12 +127,12 @@ fn bench_linear(
 
 /// The `matmul` suite.
 pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
-    let cpu = ctx.gpu.caps().is_cpu();
+    let big_reps = ctx.gpu.tuning().bench.matmul_2048_reps;
     for s in [256usize, 512, 1024, 2048] {
         // 2048^3 takes over a second per run on a CPU adapter: fewer repetitions there.
         let saved = ctx.max_reps;
-        if cpu && s >= 2048 {
-            ctx.max_reps = 2;
+        if let Some(reps) = big_reps.filter(|_| s >= 2048) {
+            ctx.max_reps = reps;
         }
         bench_matmul(ctx, s, s, s, MatmulKernel::Auto)?;
         ctx.max_reps = saved;

@@ -128,11 +128,8 @@ fn measure_fma(ctx: &mut BenchCtx) -> Result<(f64, Reference)> {
     let gpu = ctx.gpu.clone();
     // Enough threads to fill the device; iterations so that every configuration does the same
     // work per run (several milliseconds).
-    let (groups, chain_iters) = if gpu.caps().is_cpu() {
-        (256u32, 8192u32)
-    } else {
-        (16384, 32768)
-    };
+    let bench = gpu.tuning().bench;
+    let (groups, chain_iters) = (bench.fma_groups, bench.fma_chain_iters);
     let threads = (groups * FMA_WG) as usize;
     let out = Tensor::zeros(&gpu, &[threads], DType::F32)?;
     let flops_per_iter = |chains: u32| threads as f64 * chains as f64 * 8.0;
@@ -168,12 +165,11 @@ fn measure_fma(ctx: &mut BenchCtx) -> Result<(f64, Reference)> {
 
 fn measure_copy(ctx: &mut BenchCtx) -> Result<(f64, Reference)> {
     let gpu = ctx.gpu.clone();
-    let bytes: usize = if gpu.caps().is_cpu() {
-        32 << 20
-    } else {
-        512 << 20
-    };
-    let bytes = bytes.min((gpu.caps().max_storage_binding as usize / 16) * 16);
+    let bytes = gpu
+        .tuning()
+        .bench
+        .copy_bytes
+        .min((gpu.caps().max_storage_binding as usize / 16) * 16);
     let n = bytes / 16;
     let src = Tensor::zeros(&gpu, &[n * 4], DType::F32)?;
     let dst = Tensor::zeros(&gpu, &[n * 4], DType::F32)?;

@@ -78,7 +78,8 @@ pub fn conformance(dir: &Path, filter: Option<&str>, json: bool) -> Result<ExitC
 
 /// `heedful info [--json]`: every adapter, the chosen one, its features and limits.
 pub fn info(json: bool) -> Result<ExitCode> {
-    let opts = GpuOptions::from_env();
+    // An unaccepted HEEDFUL_* value fails here, before any listing.
+    let opts = GpuOptions::try_from_env()?;
     let adapters = list_adapters(opts.backends.as_deref())?;
     let chosen = Gpu::new(&opts);
     let mut out = Out::new();

@@ -1,9 +1,12 @@
 //! What the chosen adapter can do, as the rest of the engine needs to know it.
 
+use super::tuning::AdapterClass;
+
 /// Capabilities of the device heedful runs on: features it enabled and limits it requested.
 ///
-/// Kernel modules read these to pick variants (for example the matmul tile kernel for a CPU adapter
-/// versus a discrete GPU) and to refuse work that exceeds a limit with a clear error.
+/// Kernel modules read these to refuse work that exceeds a limit with a clear error; the variant
+/// choices derived from them (the matmul kernel of a CPU adapter versus a discrete GPU, ...) are in
+/// the tuning table ([`crate::gpu::Tuning`]), built once from these.
 #[derive(Clone, Debug)]
 pub struct Caps {
     /// Adapter name as the driver reports it.
@@ -47,9 +50,11 @@ pub struct Caps {
 
 impl Caps {
     /// True for software rasterizers such as Mesa's lavapipe (llvmpipe), where workgroup barriers are
-    /// expensive and register-blocked kernels without shared memory win.
+    /// expensive and register-blocked kernels without shared memory win ([`AdapterClass::Cpu`]).
+    /// Kernels do not ask this: they read the decisions from the tuning table
+    /// ([`Gpu::tuning`](crate::Gpu::tuning)).
     pub fn is_cpu(&self) -> bool {
-        self.device_type == wgpu::DeviceType::Cpu
+        AdapterClass::of(self) == AdapterClass::Cpu
     }
 
     /// Device features as short names, for `heedful info`.

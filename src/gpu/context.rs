@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::caps::Caps;
+use super::env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 use super::pipeline::PipelineCache;
+use super::tuning::Tuning;
 use crate::error::{Error, Result};
 
 /// How to choose and configure the GPU.
@@ -23,18 +25,45 @@ pub struct GpuOptions {
     /// From `HEEDFUL_BACKEND` in [`GpuOptions::from_env`].
     pub backends: Option<String>,
     /// Read f16 data through packed `u32` + `unpack2x16float` even when the device has `SHADER_F16`.
-    /// From `HEEDFUL_F16=packed` in [`GpuOptions::from_env`]. Used by tests to cover both paths.
+    /// From `HEEDFUL_F16=packed` in [`GpuOptions::from_env`] (`native`, the default, leaves it
+    /// off). Used by tests to cover both paths.
     pub packed_f16: bool,
+    /// Benchmark overrides of the tuning table. From `HEEDFUL_ATTN_*` in [`GpuOptions::from_env`].
+    pub overrides: TuningOverrides,
+    /// A `HEEDFUL_*` variable [`GpuOptions::from_env`] could not parse: [`Gpu::new`] returns it as
+    /// its error, so a mistyped setting is never silently ignored.
+    pub env_error: Option<EnvError>,
 }
 
 impl GpuOptions {
-    /// Options from the environment: `HEEDFUL_ADAPTER`, `HEEDFUL_BACKEND`, `HEEDFUL_F16=packed`.
+    /// Options from the environment (see [`EnvConfig`] for the variables and their accepted values),
+    /// read once here. An unaccepted value is kept in [`GpuOptions::env_error`] and reported by
+    /// [`Gpu::new`]; [`GpuOptions::try_from_env`] reports it at once.
     pub fn from_env() -> Self {
-        let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
-        GpuOptions {
-            adapter: get("HEEDFUL_ADAPTER"),
-            backends: get("HEEDFUL_BACKEND"),
-            packed_f16: get("HEEDFUL_F16").is_some_and(|v| v.eq_ignore_ascii_case("packed")),
+        Self::from_config(EnvConfig::from_process())
+    }
+
+    /// Options from the environment, or the error of the first unaccepted `HEEDFUL_*` value.
+    pub fn try_from_env() -> Result<Self> {
+        Ok(Self::from_config(Ok(
+            EnvConfig::from_process().map_err(Error::Env)?
+        )))
+    }
+
+    /// Options from a parsed configuration ([`EnvConfig::parse`]); an error is kept for [`Gpu::new`].
+    pub fn from_config(config: std::result::Result<EnvConfig, EnvError>) -> Self {
+        match config {
+            Ok(c) => GpuOptions {
+                adapter: c.adapter,
+                backends: c.backends,
+                packed_f16: c.f16 == F16Mode::Packed,
+                overrides: c.overrides,
+                env_error: None,
+            },
+            Err(e) => GpuOptions {
+                env_error: Some(e),
+                ..GpuOptions::default()
+            },
         }
     }
 }
@@ -106,6 +135,7 @@ pub(crate) struct GpuInner {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) caps: Caps,
+    pub(crate) tuning: Tuning,
     pub(crate) pipelines: PipelineCache,
     pub(crate) counters: Counters,
     /// Validation/out-of-memory errors that escaped error scopes; drained by [`Gpu::check_errors`].
@@ -132,13 +162,26 @@ impl std::fmt::Debug for Gpu {
 impl Gpu {
     /// Picks an adapter (discrete > integrated > virtual > CPU, or the one `options.adapter` names),
     /// and creates a device with the adapter's real limits and the features that help heedful.
+    ///
+    /// Errors: an unaccepted `HEEDFUL_*` value ([`GpuOptions::env_error`]), an unknown backend
+    /// name, no adapter (under a forced backend the error says so and names `HEEDFUL_BACKEND`), no
+    /// adapter matching `options.adapter`, or an overridden tuning value over the device's limits.
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        if let Some(e) = &options.env_error {
+            return Err(Error::Env(e.clone()));
+        }
         let backends = parse_backends(options.backends.as_deref())?;
         let instance = make_instance(backends);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
-            return Err(Error::NoAdapter {
-                backends: format!("{backends:?}"),
+            return Err(match &options.backends {
+                Some(requested) => Error::NoAdapterForced {
+                    requested: requested.clone(),
+                    backends: format!("{backends:?}"),
+                },
+                None => Error::NoAdapter {
+                    backends: format!("{backends:?}"),
+                },
             });
         }
         adapters.sort_by_key(|a| {
@@ -246,6 +289,9 @@ impl Gpu {
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
         };
+        let tuning = Tuning::for_caps(&caps)
+            .with_overrides(&options.overrides, &caps)
+            .map_err(Error::Env)?;
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 instance,
@@ -253,6 +299,7 @@ impl Gpu {
                 device,
                 queue,
                 caps,
+                tuning,
                 pipelines: PipelineCache::default(),
                 counters: Counters::default(),
                 errors,
@@ -263,6 +310,12 @@ impl Gpu {
     /// The device's capabilities.
     pub fn caps(&self) -> &Caps {
         &self.inner.caps
+    }
+
+    /// The tuning table of the device's adapter class (with the options' overrides): every kernel,
+    /// op and bench decision that differs per adapter.
+    pub fn tuning(&self) -> &Tuning {
+        &self.inner.tuning
     }
 
     /// The wgpu device, for embedding applications that record their own work.
@@ -374,5 +427,106 @@ impl Gpu {
             usage,
             mapped_at_creation: false,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::AdapterClass;
+
+    fn options(pairs: &[(&str, &str)]) -> GpuOptions {
+        GpuOptions::from_config(EnvConfig::parse(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }))
+    }
+
+    /// The old `from_env` took `HEEDFUL_F16=pakced` as native f16 without a word.
+    #[test]
+    fn f16_garbage_fails_gpu_creation_naming_the_variable() {
+        let o = options(&[("HEEDFUL_F16", "pakced")]);
+        let msg = Gpu::new(&o).unwrap_err().to_string();
+        for want in ["HEEDFUL_F16", "pakced", "native, packed"] {
+            assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        }
+        assert!(options(&[("HEEDFUL_F16", "Packed")]).packed_f16);
+        assert!(!options(&[("HEEDFUL_F16", "native")]).packed_f16);
+    }
+
+    /// The old error did not say where the backend name came from.
+    #[test]
+    fn unknown_backend_names_the_variable_and_the_accepted_ones() {
+        let from_env = Gpu::new(&options(&[("HEEDFUL_BACKEND", "vulkun")]))
+            .unwrap_err()
+            .to_string();
+        let set = GpuOptions {
+            backends: Some("vulkun".into()),
+            ..GpuOptions::default()
+        };
+        let from_options = Gpu::new(&set).unwrap_err().to_string();
+        for msg in [from_env, from_options] {
+            for want in [
+                "HEEDFUL_BACKEND",
+                "vulkun",
+                "vulkan, metal, dx12, gl, webgpu",
+            ] {
+                assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+            }
+        }
+    }
+
+    /// A forced backend with no adapter: the old error only gave the lavapipe install hint.
+    #[test]
+    fn no_adapter_under_a_forced_backend_names_the_variable() {
+        // A backend this machine has no adapter on: no OS has both Metal and DX12.
+        let empty = ["metal", "dx12"]
+            .into_iter()
+            .find(|b| list_adapters(Some(b)).is_ok_and(|v| v.is_empty()))
+            .expect("Metal or DX12 has no adapter");
+        let o = options(&[("HEEDFUL_BACKEND", empty)]);
+        let e = Gpu::new(&o).unwrap_err();
+        assert!(matches!(e, Error::NoAdapterForced { .. }), "{e:?}");
+        let msg = e.to_string();
+        for want in ["no GPU adapter found", "HEEDFUL_BACKEND", empty] {
+            assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        }
+    }
+
+    /// The table the device holds is its class's, with the options' overrides applied; an
+    /// override over the device's limits fails creation.
+    #[test]
+    fn gpu_holds_its_class_table_and_overrides() {
+        let gpu = Gpu::shared().unwrap();
+        let caps = gpu.caps();
+        let class = AdapterClass::of(caps);
+        assert_eq!(gpu.tuning().class, class);
+        // HEEDFUL_ATTN_* may be set for this process; without them the table is the class's.
+        if GpuOptions::from_env().overrides == TuningOverrides::default() {
+            assert_eq!(*gpu.tuning(), Tuning::for_class(class, caps));
+        }
+        let o = GpuOptions {
+            overrides: TuningOverrides {
+                attn_rows: Some(2),
+                ..Default::default()
+            },
+            ..GpuOptions::default()
+        };
+        let own = Gpu::new(&o).unwrap();
+        if own.caps().adapter_name == caps.adapter_name {
+            assert_eq!(own.tuning().attn.rows, 2);
+            assert_eq!(own.tuning().attn.unrolled_rows, 2);
+        }
+        let too_big = GpuOptions {
+            overrides: TuningOverrides {
+                attn_wg: Some(own.caps().max_invocations + 1),
+                ..Default::default()
+            },
+            ..GpuOptions::default()
+        };
+        let msg = Gpu::new(&too_big).unwrap_err().to_string();
+        assert!(msg.contains("HEEDFUL_ATTN_WG"), "{msg}");
     }
 }

@@ -1,16 +1,23 @@
 //! The GPU layer: instance and adapter choice ([`Gpu`]), capabilities ([`Caps`]), shader composition
-//! and the pipeline cache ([`Dispatch`]), recording and submission ([`Recorder`]), and GPU timing
-//! ([`Timer`]).
+//! and the pipeline cache ([`Dispatch`]), recording and submission ([`Recorder`]), GPU timing
+//! ([`Timer`]), the per-adapter tuning table ([`Tuning`]) and the `HEEDFUL_*` settings
+//! ([`EnvConfig`]), each read once when the [`Gpu`] or its options are built.
 
 pub mod caps;
 pub mod context;
+pub mod env;
 pub mod pipeline;
 pub mod recorder;
 pub mod spec;
 pub mod timer;
+pub mod tuning;
 
 pub use caps::Caps;
 pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
+pub use env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 pub use pipeline::{compose, declare_input, Dispatch, Elem, VariantKey};
 pub use recorder::{PassTimestamps, Recorder, Step};
 pub use timer::Timer;
+pub use tuning::{
+    AdapterClass, AttnTuning, BenchTuning, MatmulTuning, RecurrentTuning, RowTuning, Tuning,
+};

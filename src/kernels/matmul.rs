@@ -32,7 +32,7 @@ mod kernels;
 mod problem;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Caps, Recorder};
+use crate::gpu::{Recorder, Tuning};
 use crate::graph::{Graph, Value};
 use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, gemv};
@@ -275,18 +275,16 @@ fn batched<'a>(
     })
 }
 
-/// The kernel [`MatmulKernel::Auto`] picks on an adapter with `caps` for `m` rows of `a`, with `b`
-/// stored `[N, K]` (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul).
-pub fn auto_kernel(caps: &Caps, m: usize, b_transposed: bool) -> MatmulKernel {
-    // The tiled kernel needs 256 invocations and 8 KiB of workgroup memory (WebGPU's defaults);
-    // an adapter with less gets the register-blocked kernel.
-    let tiled_fits = caps.max_invocations >= 256 && caps.max_workgroup_storage >= 8192;
-    match (caps.is_cpu(), b_transposed && m <= GEMV_MAX_M) {
-        (true, true) => MatmulKernel::GemvRows,
-        (true, false) => MatmulKernel::Blocked,
-        (false, true) => MatmulKernel::GemvSplitK,
-        (false, false) if tiled_fits => MatmulKernel::Tiled,
-        (false, false) => MatmulKernel::Blocked,
+/// The kernel [`MatmulKernel::Auto`] picks on an adapter with the tuning table `tuning`
+/// ([`Gpu::tuning`](crate::gpu::Gpu::tuning)) for `m` rows of `a`, with `b` stored `[N, K]`
+/// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul): the table's GEMV kernel for few rows
+/// against `[N, K]`, its large kernel otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
+pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKernel {
+    let t = &tuning.matmul;
+    if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) {
+        t.gemv
+    } else {
+        t.large
     }
 }
 
@@ -303,7 +301,7 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         }
     }
     let kernel = match kernel {
-        MatmulKernel::Auto => auto_kernel(rec.gpu().caps(), p.m, p.bt),
+        MatmulKernel::Auto => auto_kernel(rec.gpu().tuning(), p.m, p.bt),
         k => k,
     };
     if kernel.needs_bt() && !p.bt {
@@ -326,8 +324,8 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             record_blocked(rec, p, (tm as u32, tn as u32), false)
         }
         MatmulKernel::GemvRows => {
-            let cpu = rec.gpu().caps().is_cpu();
-            record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), cpu)
+            let packed = rec.gpu().tuning().matmul.gemv_rows_packed_f16;
+            record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), packed)
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),

@@ -14,13 +14,10 @@ pub(crate) const RNN_FUSED_SRC: &str = include_str!("../../shaders/rnn_fused.wgs
 /// Invocations per workgroup. CPU drivers run a workgroup's lanes as one SIMD vector per 8 and
 /// switch between vectors at every barrier: one vector (8) was fastest on lavapipe (G2P rnn_dot
 /// step: 105 us at 8, 115 at 16, 154 at 32, 244 at 64). GPUs: 64, so that hidden sizes of a few
-/// hundred fill the lanes with the 4-row blocks (not yet measured on a GPU).
+/// hundred fill the lanes with the 4-row blocks (not yet measured on a GPU). From the tuning table
+/// ([`Tuning::rnn_fused_wg`](crate::gpu::Tuning::rnn_fused_wg)).
 pub(crate) fn wg(gpu: &Gpu) -> u32 {
-    if gpu.caps().is_cpu() {
-        8
-    } else {
-        64
-    }
+    gpu.tuning().rnn_fused_wg
 }
 
 /// `x` rounded up to a multiple of 8.

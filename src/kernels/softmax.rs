@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
-use crate::gpu::{compose, Caps, Elem, Gpu, Recorder};
+use crate::gpu::{compose, Elem, Gpu, Recorder, Tuning};
 use crate::graph::{Graph, Value};
 use crate::kernels::op::{BenchBound, BenchCase, KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, grid_1d};
@@ -41,7 +41,9 @@ pub enum RowSchedule {
 }
 
 impl RowSchedule {
-    /// The schedule `Auto` resolves to for `rows` rows of `n` elements on an adapter with `caps`.
+    /// The schedule `Auto` resolves to for `rows` rows of `n` elements on an adapter with the tuning
+    /// table `tuning` ([`RowTuning`](crate::gpu::RowTuning) holds the values, already clamped to
+    /// the device's workgroup limit).
     ///
     /// - Short rows (n <= 32): one thread per row everywhere.
     /// - CPU adapters (lavapipe), where a workgroup barrier costs far more than on a GPU: one thread
@@ -49,28 +51,25 @@ impl RowSchedule {
     ///   row for 8..4096 rows of 768..30522); below that a workgroup of 8 per row, so that the few
     ///   rows still spread over the cores.
     /// - GPUs: a workgroup per row (coalesced loads), 64 threads up to 1024 elements, 256 beyond.
-    pub fn choose(caps: &Caps, rows: usize, n: usize) -> RowSchedule {
-        let fit = |wg: u32| wg.min(prev_pow2(caps.max_invocations));
-        if n <= 32 {
-            return RowSchedule::ThreadPerRow { wg: fit(64) };
-        }
-        if caps.is_cpu() {
-            if rows >= 8 {
-                RowSchedule::ThreadPerRow { wg: fit(8) }
-            } else {
-                RowSchedule::WorkgroupPerRow { wg: fit(8) }
+    pub fn choose(tuning: &Tuning, rows: usize, n: usize) -> RowSchedule {
+        let t = &tuning.rows;
+        if n <= t.short_n {
+            RowSchedule::ThreadPerRow { wg: t.short_wg }
+        } else if rows >= t.thread_per_row_min_rows {
+            RowSchedule::ThreadPerRow {
+                wg: t.thread_per_row_wg,
             }
-        } else if n <= 1024 {
-            RowSchedule::WorkgroupPerRow { wg: fit(64) }
+        } else if n <= t.large_n {
+            RowSchedule::WorkgroupPerRow { wg: t.wg_small }
         } else {
-            RowSchedule::WorkgroupPerRow { wg: fit(256) }
+            RowSchedule::WorkgroupPerRow { wg: t.wg_large }
         }
     }
 
     /// Resolves `Auto` and checks the workgroup size.
     pub(crate) fn resolve(self, op: &str, gpu: &Gpu, rows: usize, n: usize) -> Result<RowSchedule> {
         let s = match self {
-            RowSchedule::Auto => RowSchedule::choose(gpu.caps(), rows, n),
+            RowSchedule::Auto => RowSchedule::choose(gpu.tuning(), rows, n),
             s => s,
         };
         let wg = s.wg();
@@ -106,14 +105,6 @@ impl RowSchedule {
         } else {
             grid_1d(gpu, rows, self.wg())
         }
-    }
-}
-
-fn prev_pow2(v: u32) -> u32 {
-    if v == 0 {
-        1
-    } else {
-        1 << (31 - v.leading_zeros())
     }
 }
 

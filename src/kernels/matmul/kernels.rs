@@ -28,16 +28,10 @@ struct BlockedKey {
 /// of both, so other load on the machine cancels out): with `b [K, N]` and N % 4 == 0 an 8 x 16
 /// tile ran at about 40% (4 x 4: 19%, 8 x 8: 32%; over 128 outputs per thread falls off a cliff to
 /// about 12%); with `b [N, K]` 8 x 4 and 4 x 8 tie at about 31%; the scalar path (N % 4 != 0) is
-/// best at 4 x 8 (about 16%). Other adapters only get this kernel when it is forced: 4 x 4.
+/// best at 4 x 8 (about 16%). Other adapters only get this kernel when it is forced: 4 x 4. The
+/// tiles live in the tuning table ([`MatmulTuning`](crate::gpu::MatmulTuning)).
 pub(super) fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
-    if !rec.gpu().caps().is_cpu() {
-        return (4, 4);
-    }
-    match (p.bt, p.n.is_multiple_of(4)) {
-        (true, _) => (8, 4),
-        (false, true) => (8, 16),
-        (false, false) => (4, 8),
-    }
+    rec.gpu().tuning().blocked_tile(p.bt, p.n.is_multiple_of(4))
 }
 
 /// Register-blocked kernel with a `tm x tn` tile per thread. `prefer_packed` reads f16 `b` as packed

@@ -19,10 +19,10 @@
 //! or not the lanes' addresses agree (measured: making the weight address uniform or loading vec4s
 //! changed nothing; removing loads did), so a step is bound by loads. Holding f16 weights as
 //! pairs makes one u32 load feed two FMAs. Each invocation computes a register block of all gates
-//! of BU units for BB batch rows (`step_block`: 2 x 8 from B = 8), so each weight load feeds BB
-//! rows and each h load G*BU outputs. Sharing h across a subgroup with `subgroupBroadcast` was
-//! tried and was 2x slower on lavapipe, so it is not used. Instead, on CPU adapters, the per-step
-//! kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
+//! of BU units for BB batch rows (the tuning table's `step_block`: 2 x 8 from B = 8 on CPU
+//! adapters), so each weight load feeds BB rows and each h load G*BU outputs. Sharing h across a
+//! subgroup with `subgroupBroadcast` was tried and was 2x slower on lavapipe, so it is not used.
+//! Instead, on CPU adapters, the per-step kernel reads `h_{t-1}` from a uniform copy ([`stage_buffer`], one buffer copy per step): llvmpipe
 //! turns a uniform load at a workgroup-uniform address into one scalar load, where a storage load
 //! is a per-lane loop. On GPUs the layout keeps adjacent units' loads coalesced.
 //!
@@ -38,7 +38,7 @@ use crate::tensor::{DType, Tensor};
 
 mod source;
 
-use source::{persistent_block, source, step_block, Variant};
+use source::{persistent_block, source, Variant};
 
 const CELL_SRC: &str = include_str!("../../../shaders/recurrent_cell.wgsl");
 const STEP_SRC: &str = include_str!("../../../shaders/recurrent_step.wgsl");
@@ -155,13 +155,14 @@ pub struct StepBuffers<'a> {
 /// Bytes of a staging buffer (the uniform array `hu` of the shaders).
 const STAGE_BYTES: u64 = 65536;
 
-/// A uniform staging buffer for `h_{t-1}` when it helps and fits: on CPU adapters, when one
+/// A uniform staging buffer for `h_{t-1}` when it helps and fits: where the tuning table says so
+/// ([`RecurrentTuning::stage_h`](crate::gpu::RecurrentTuning::stage_h): CPU adapters), when one
 /// direction-set of state `D*B*H` f32 fits `STAGE_BYTES` (64 KiB) and the adapter's uniform binding limit.
 /// None otherwise (the kernel then reads h from storage).
 pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffer> {
     let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
     let limit = gpu.device().limits().max_uniform_buffer_binding_size;
-    if !gpu.caps().is_cpu() || bytes > STAGE_BYTES || STAGE_BYTES > limit {
+    if !gpu.tuning().recurrent.stage_h || bytes > STAGE_BYTES || STAGE_BYTES > limit {
         return None;
     }
     Some(gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -288,7 +289,7 @@ fn validate(
     let (bu, bb) = if persistent {
         persistent_block(batch)
     } else {
-        step_block(batch, rec.gpu().caps().is_cpu())
+        rec.gpu().tuning().step_block(batch)
     };
     let wg = if persistent {
         rec.gpu().caps().max_invocations.clamp(1, 256)

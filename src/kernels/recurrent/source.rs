@@ -91,25 +91,6 @@ fn block(gates: usize, bu: usize, bb: usize) -> String {
     s
 }
 
-/// The register block `(units, rows)` per invocation of the per-step kernel for a batch of `batch`.
-///
-/// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA), and
-/// per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks run
-/// out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms including
-/// the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390 with staged h,
-/// staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from storage 390 vs 2x8
-/// 370. B = 1 keeps one unit per invocation so small H still spreads over several workgroups.
-/// GPUs keep the earlier 1 x 4 block (more invocations to fill the device; not yet measured there).
-pub(super) fn step_block(batch: usize, cpu: bool) -> (u32, u32) {
-    match (batch, cpu) {
-        (1, _) => (1, 1),
-        (2..=3, false) => (1, 1),
-        (_, false) => (1, 4),
-        (2..=7, true) => (2, 4),
-        (_, true) => (2, 8),
-    }
-}
-
 /// The block of the persistent kernel: one unit, 4 rows once the batch fills them.
 pub(super) fn persistent_block(batch: usize) -> (u32, u32) {
     if batch >= 4 {

@@ -271,24 +271,10 @@ impl RecurrentLayer {
     }
 }
 
-/// The Auto rule (see [`RecurrentLayer::resolve_path`]).
+/// The Auto rule (see [`RecurrentLayer::resolve_path`]): the tuning table's thresholds
+/// ([`RecurrentTuning`](crate::gpu::RecurrentTuning), with the measurements behind them).
 fn auto_path(gpu: &Gpu, dirs: usize, batch: usize, hidden: usize, steps: usize) -> RecurrentPath {
-    let items = dirs * batch * hidden;
-    if gpu.caps().is_cpu() {
-        // Measured on lavapipe (LSTM, f16, T = 256, ms per sequence, persistent vs per-step):
-        // B = 1: H = 16 1.4 vs 8.8, H = 64 11.7 vs 34, H = 96 15 vs 20, H = 128 30 vs 26;
-        // H = 32, B = 4: 7.0 vs 14.6; H = 64, B = 2: 14 vs 19. Persistent runs on one CPU thread,
-        // so it loses once one direction's units alone fill a second workgroup. Short sequences
-        // (the bundled G2P encoder: bidirectional RNN, H = 96, B = 1, T ~ 10) pay ~30 us per
-        // per-step dispatch, more than a step's work: persistent was 0.25 ms per word faster.
-        if (items <= 128 && dirs * hidden < 128) || (steps <= 32 && items <= 512) {
-            RecurrentPath::Persistent
-        } else {
-            RecurrentPath::PerStep
-        }
-    } else if items <= 512 {
-        // GPUs: one workgroup per step is cheap up to a few hundred units (a guess, not yet
-        // measured on a GPU).
+    if gpu.tuning().persistent_pays(dirs, batch, hidden, steps) {
         RecurrentPath::Persistent
     } else {
         RecurrentPath::PerStep

@@ -1,0 +1,271 @@
+//! Every `HEEDFUL_*` setting the engine itself reads, parsed once.
+//!
+//! [`GpuOptions::from_env`](super::GpuOptions::from_env) reads the process environment through
+//! [`EnvConfig::parse`] when options are built; kernels never read the environment on a call. The
+//! parse is a pure function of a lookup, so tests give it a map instead of mutating the process
+//! environment (which other tests in the same process would see):
+//!
+//! ```
+//! use heedful::gpu::{EnvConfig, F16Mode};
+//! let env = |k: &str| (k == "HEEDFUL_F16").then(|| "packed".to_string());
+//! assert_eq!(EnvConfig::parse(env)?.f16, F16Mode::Packed);
+//! let bad = |k: &str| (k == "HEEDFUL_F16").then(|| "fast".to_string());
+//! assert!(EnvConfig::parse(bad).unwrap_err().to_string().contains("native, packed"));
+//! # Ok::<(), heedful::gpu::EnvError>(())
+//! ```
+//!
+//! | variable | accepted | effect |
+//! | --- | --- | --- |
+//! | `HEEDFUL_ADAPTER` | any text | first adapter whose name contains it (case-insensitive) |
+//! | `HEEDFUL_BACKEND` | `vulkan`, `metal`, `dx12`, `gl`, `webgpu`, comma separated | backends considered |
+//! | `HEEDFUL_F16` | `native` (default), `packed` | how kernels read f16 data |
+//! | `HEEDFUL_ATTN_R` | 1..=1024 | attention query rows per invocation (both flash variants) |
+//! | `HEEDFUL_ATTN_KT` | 1..=1024 | attention keys per tile (both flash variants) |
+//! | `HEEDFUL_ATTN_WG` | 1..=1024, at most the device's invocations per workgroup | attention workgroup size |
+//! | `HEEDFUL_ATTN_SHARED` | `0`, `1` | attention K/V tiles staged in workgroup memory |
+//! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
+//!
+//! Unset or blank variables take the default; anything else outside the accepted set is an
+//! [`EnvError`] naming the variable, the value and what is accepted. The `HEEDFUL_ATTN_*` knobs are
+//! for benchmarks (see [`TuningOverrides`]).
+
+use super::context::parse_backends;
+use crate::error::{Error, Result};
+
+/// A `HEEDFUL_*` variable whose value is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?}: {problem}; accepted: {accepted}")]
+pub struct EnvError {
+    /// The variable, e.g. `HEEDFUL_F16`.
+    pub var: &'static str,
+    /// The value it held.
+    pub value: String,
+    /// What is wrong with it, e.g. `unknown backend "vulkun"`.
+    pub problem: String,
+    /// What the variable accepts.
+    pub accepted: String,
+}
+
+/// How kernels read f16 data (`HEEDFUL_F16`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum F16Mode {
+    /// Natively where the device has `SHADER_F16`, packed `u32` otherwise.
+    #[default]
+    Native,
+    /// Always packed `u32` + `unpack2x16float`, even where the device has `SHADER_F16` (tests cover
+    /// both paths on one device this way).
+    Packed,
+}
+
+/// Benchmark overrides of the tuning table ([`crate::gpu::Tuning`]); `None` keeps the table's value.
+/// Applied on every adapter class by [`crate::gpu::Tuning::with_overrides`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TuningOverrides {
+    /// `HEEDFUL_ATTN_R`: query rows per invocation of both flash variants.
+    pub attn_rows: Option<u32>,
+    /// `HEEDFUL_ATTN_KT`: keys per tile of both flash variants.
+    pub attn_kt: Option<u32>,
+    /// `HEEDFUL_ATTN_WG`: invocations per attention workgroup.
+    pub attn_wg: Option<u32>,
+    /// `HEEDFUL_ATTN_SHARED`: stage K/V tiles in workgroup memory.
+    pub attn_shared: Option<bool>,
+    /// `HEEDFUL_ATTN_UNROLL`: allow the unrolled CPU flash variant.
+    pub attn_unrolled: Option<bool>,
+}
+
+/// The `HEEDFUL_*` settings, parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvConfig {
+    /// `HEEDFUL_ADAPTER`: substring of the adapter name to use.
+    pub adapter: Option<String>,
+    /// `HEEDFUL_BACKEND`: comma-separated backend list, checked by [`parse_backends`].
+    pub backends: Option<String>,
+    /// `HEEDFUL_F16`.
+    pub f16: F16Mode,
+    /// `HEEDFUL_ATTN_*`.
+    pub overrides: TuningOverrides,
+}
+
+/// Accepted backend names, as the errors list them.
+pub(crate) const BACKENDS_ACCEPTED: &str = "vulkan, metal, dx12, gl, webgpu (comma separated)";
+
+impl EnvConfig {
+    /// Parses the settings from `lookup` (a variable name to its value, `None` when unset). Blank
+    /// values count as unset; values are trimmed; names (`packed`, `vulkan`) are case-insensitive.
+    pub fn parse(lookup: impl Fn(&str) -> Option<String>) -> Result<EnvConfig, EnvError> {
+        let get = |k: &str| {
+            lookup(k)
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let bad = |var: &'static str, value: &str, problem: &str, accepted: &str| EnvError {
+            var,
+            value: value.to_string(),
+            problem: problem.to_string(),
+            accepted: accepted.to_string(),
+        };
+        let backends = get("HEEDFUL_BACKEND");
+        if let Some(b) = &backends {
+            parse_backends(Some(b)).map_err(|e| {
+                let name = match e {
+                    Error::BadBackend(part) => part,
+                    _ => b.clone(),
+                };
+                let problem = format!("unknown backend {name:?}");
+                bad("HEEDFUL_BACKEND", b, &problem, BACKENDS_ACCEPTED)
+            })?;
+        }
+        let f16 = match get("HEEDFUL_F16") {
+            None => F16Mode::Native,
+            Some(v) if v.eq_ignore_ascii_case("native") => F16Mode::Native,
+            Some(v) if v.eq_ignore_ascii_case("packed") => F16Mode::Packed,
+            Some(v) => return Err(bad("HEEDFUL_F16", &v, "unknown f16 mode", "native, packed")),
+        };
+        let count = |var: &'static str| -> Result<Option<u32>, EnvError> {
+            get(var)
+                .map(|v| match v.parse::<u32>() {
+                    Ok(n) if (1..=1024).contains(&n) => Ok(n),
+                    _ => Err(bad(
+                        var,
+                        &v,
+                        "not a count in range",
+                        "an integer in 1..=1024",
+                    )),
+                })
+                .transpose()
+        };
+        let flag = |var: &'static str| -> Result<Option<bool>, EnvError> {
+            get(var)
+                .map(|v| match v.as_str() {
+                    "0" => Ok(false),
+                    "1" => Ok(true),
+                    _ => Err(bad(var, &v, "not a flag", "0, 1")),
+                })
+                .transpose()
+        };
+        Ok(EnvConfig {
+            adapter: get("HEEDFUL_ADAPTER"),
+            backends,
+            f16,
+            overrides: TuningOverrides {
+                attn_rows: count("HEEDFUL_ATTN_R")?,
+                attn_kt: count("HEEDFUL_ATTN_KT")?,
+                attn_wg: count("HEEDFUL_ATTN_WG")?,
+                attn_shared: flag("HEEDFUL_ATTN_SHARED")?,
+                attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
+            },
+        })
+    }
+
+    /// Parses the process environment (read once per call; [`GpuOptions::from_env`] calls it once
+    /// when options are built).
+    ///
+    /// [`GpuOptions::from_env`]: super::GpuOptions::from_env
+    pub fn from_process() -> Result<EnvConfig, EnvError> {
+        Self::parse(|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.clone())
+    }
+
+    #[test]
+    fn unset_and_blank_take_the_defaults() {
+        assert_eq!(EnvConfig::parse(env(&[])).unwrap(), EnvConfig::default());
+        let blank = env(&[
+            ("HEEDFUL_BACKEND", " "),
+            ("HEEDFUL_F16", ""),
+            ("HEEDFUL_ATTN_KT", "  "),
+        ]);
+        assert_eq!(EnvConfig::parse(blank).unwrap(), EnvConfig::default());
+    }
+
+    #[test]
+    fn accepted_values_parse() {
+        let c = EnvConfig::parse(env(&[
+            ("HEEDFUL_ADAPTER", "llvm"),
+            ("HEEDFUL_BACKEND", "Vulkan, gl"),
+            ("HEEDFUL_F16", " PACKED "),
+            ("HEEDFUL_ATTN_R", "2"),
+            ("HEEDFUL_ATTN_KT", "16"),
+            ("HEEDFUL_ATTN_WG", "32"),
+            ("HEEDFUL_ATTN_SHARED", "1"),
+            ("HEEDFUL_ATTN_UNROLL", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.adapter.as_deref(), Some("llvm"));
+        assert_eq!(c.backends.as_deref(), Some("Vulkan, gl"));
+        assert_eq!(c.f16, F16Mode::Packed);
+        assert_eq!(
+            c.overrides,
+            TuningOverrides {
+                attn_rows: Some(2),
+                attn_kt: Some(16),
+                attn_wg: Some(32),
+                attn_shared: Some(true),
+                attn_unrolled: Some(false),
+            }
+        );
+        let native = EnvConfig::parse(env(&[("HEEDFUL_F16", "native")])).unwrap();
+        assert_eq!(native.f16, F16Mode::Native);
+    }
+
+    /// The old code took any `HEEDFUL_F16` other than `packed` as native f16.
+    #[test]
+    fn f16_garbage_is_an_error_naming_variable_value_and_accepted() {
+        let e = EnvConfig::parse(env(&[("HEEDFUL_F16", "packd")])).unwrap_err();
+        assert_eq!(e.var, "HEEDFUL_F16");
+        let msg = e.to_string();
+        for want in ["HEEDFUL_F16", "\"packd\"", "native, packed"] {
+            assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_backend_is_an_error_listing_the_accepted_ones() {
+        for value in ["vulkun", "vulkan,foo", ","] {
+            let e = EnvConfig::parse(env(&[("HEEDFUL_BACKEND", value)])).unwrap_err();
+            let msg = e.to_string();
+            let want_unknown = if value == "vulkan,foo" {
+                "unknown backend \"foo\""
+            } else {
+                "unknown backend"
+            };
+            for want in [
+                "HEEDFUL_BACKEND",
+                value,
+                want_unknown,
+                "vulkan, metal, dx12, gl, webgpu",
+            ] {
+                assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+            }
+        }
+    }
+
+    /// The old code ignored unparsable knobs, and `HEEDFUL_ATTN_WG=0` or `HEEDFUL_ATTN_KT=0`
+    /// divided by zero in the attention plan.
+    #[test]
+    fn attention_knob_garbage_and_zero_are_errors() {
+        for var in ["HEEDFUL_ATTN_R", "HEEDFUL_ATTN_KT", "HEEDFUL_ATTN_WG"] {
+            for value in ["0", "x", "-1", "4096"] {
+                let e = EnvConfig::parse(env(&[(var, value)])).unwrap_err();
+                assert_eq!((e.var, e.value.as_str()), (var, value));
+                assert!(e.to_string().contains("1..=1024"), "{e}");
+            }
+        }
+        for var in ["HEEDFUL_ATTN_SHARED", "HEEDFUL_ATTN_UNROLL"] {
+            let e = EnvConfig::parse(env(&[(var, "yes")])).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains("0, 1"), "{e}");
+        }
+    }
+}

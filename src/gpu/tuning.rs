@@ -1,0 +1,620 @@
+//! The one tuning table: every per-adapter decision of the kernels, the ops and the benches, built
+//! once per device beside [`Caps`] and read through [`Gpu::tuning`](super::Gpu::tuning).
+//!
+//! What is fast differs by adapter class: on a CPU adapter (Mesa's lavapipe, SwiftShader) a
+//! workgroup barrier costs far more than on a GPU and workgroup memory is ordinary cache, so
+//! register-blocked kernels without shared memory and small (one-SIMD-vector) workgroups win there;
+//! GPUs want coalesced loads, workgroup-memory tiles and many workgroups in flight. Kernels ask the
+//! table instead of testing the device type, so a new class (or a measured change) is one edit here.
+//!
+//! ```
+//! use heedful::gpu::{AdapterClass, Tuning};
+//! use heedful::kernels::matmul::MatmulKernel;
+//! # fn caps() -> heedful::Caps { heedful::Gpu::shared().unwrap().caps().clone() }
+//! let caps = caps();
+//! let cpu = Tuning::for_class(AdapterClass::Cpu, &caps);
+//! assert_eq!(cpu.matmul.large, MatmulKernel::Blocked);
+//! ```
+
+use super::caps::Caps;
+use super::env::{EnvError, TuningOverrides};
+use crate::kernels::matmul::{MatmulKernel, GEMV_MAX_M};
+
+/// The kind of adapter, as far as kernel choice is concerned. Derived once from the adapter's device
+/// type and limits by [`AdapterClass::of`]. (Subgroup sizes are in [`Caps`] but no decision depends
+/// on them yet: no kernel uses subgroup operations.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterClass {
+    /// A software rasterizer on the CPU (`DeviceType::Cpu`: lavapipe/llvmpipe, SwiftShader, WARP).
+    Cpu,
+    /// A GPU (discrete, integrated, virtual or other) with the limits the workgroup-tiled matmul
+    /// needs: 256 invocations and 8 KiB of workgroup memory per workgroup (WebGPU's defaults
+    /// exceed both).
+    Gpu,
+    /// A GPU under those limits (downlevel GL / WebGL2-class devices): no workgroup-memory tiles.
+    LimitedGpu,
+}
+
+impl AdapterClass {
+    /// The class of an adapter with `caps`.
+    pub fn of(caps: &Caps) -> AdapterClass {
+        if caps.device_type == wgpu::DeviceType::Cpu {
+            AdapterClass::Cpu
+        } else if caps.max_invocations >= 256 && caps.max_workgroup_storage >= 8192 {
+            // The tiled matmul needs 256 invocations and 8 KiB of workgroup memory.
+            AdapterClass::Gpu
+        } else {
+            AdapterClass::LimitedGpu
+        }
+    }
+}
+
+/// Matmul kernel choice for [`MatmulKernel::Auto`] and the register tiles of the blocked kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulTuning {
+    /// The kernel for few rows (`m <= gemv_max_m`) against `b` stored `[N, K]` (linear layers at
+    /// decode time). CPU: [`MatmulKernel::GemvRows`] (the blocked kernel with all rows in one
+    /// thread's registers, no barriers); GPUs: [`MatmulKernel::GemvSplitK`] (a workgroup reduces K
+    /// in workgroup memory, so few rows still fill the lanes).
+    pub gemv: MatmulKernel,
+    /// Most rows that take [`MatmulTuning::gemv`] (at most [`GEMV_MAX_M`], what both GEMV kernels
+    /// hold). 4 on every class.
+    pub gemv_max_m: usize,
+    /// The kernel for everything else. CPU: [`MatmulKernel::Blocked`] (measured on lavapipe at
+    /// 1024^3: about 10 GFLOP/s against 4 for the workgroup tile, whose barriers are costly there);
+    /// GPUs: [`MatmulKernel::Tiled`]; limited GPUs: `Blocked` (the tile does not fit their limits).
+    pub large: MatmulKernel,
+    /// Register tile `(rows, cols)` per thread of the blocked kernel with `b [N, K]`. CPU: 8 x 4
+    /// (about 31% of the FMA peak on lavapipe, tied with 4 x 8); GPUs (blocked only when forced or
+    /// limited): 4 x 4.
+    pub tile_bt: (u32, u32),
+    /// Register tile with `b [K, N]` and `N % 4 == 0` (vec4 loads along N). CPU: 8 x 16 (about 40%
+    /// of the FMA peak on lavapipe; 4 x 4: 19%, 8 x 8: 32%, over 128 outputs a cliff to 12%);
+    /// GPUs: 4 x 4.
+    pub tile_vec: (u32, u32),
+    /// Register tile with `b [K, N]` and `N % 4 != 0` (scalar loads). CPU: 4 x 8 (about 16%);
+    /// GPUs: 4 x 4.
+    pub tile_scalar: (u32, u32),
+    /// [`MatmulKernel::GemvRows`] reads f16 `b` as packed `u32` even where the device reads f16
+    /// natively. CPU: yes (32-bit gathers are faster on lavapipe); GPUs: no.
+    pub gemv_rows_packed_f16: bool,
+}
+
+/// Row schedule of the row-wise kernels (softmax, layer_norm) for
+/// [`RowSchedule::Auto`](crate::kernels::softmax::RowSchedule::Auto). Workgroup sizes are already
+/// clamped to the device's invocations per workgroup (the largest power of two not above it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowTuning {
+    /// Rows of at most this many elements run one thread per row everywhere (32).
+    pub short_n: usize,
+    /// Workgroup size for those short rows (64).
+    pub short_wg: u32,
+    /// From this many rows on, longer rows also run one thread per row. CPU: 8 (measured 1.5-6x
+    /// faster than a workgroup per row for 8..4096 rows of 768..30522: no barriers); GPUs: never
+    /// (`usize::MAX`: a workgroup per row coalesces the loads).
+    pub thread_per_row_min_rows: usize,
+    /// Workgroup size (rows per workgroup) of that thread-per-row schedule. CPU: 8 (one SIMD vector
+    /// of lavapipe); GPUs: unused (64).
+    pub thread_per_row_wg: u32,
+    /// Workgroup per row, rows of up to [`RowTuning::large_n`] elements. CPU: 8 (few rows still
+    /// spread over the cores); GPUs: 64.
+    pub wg_small: u32,
+    /// Workgroup per row, longer rows. CPU: 8; GPUs: 256.
+    pub wg_large: u32,
+    /// Row length above which [`RowTuning::wg_large`] applies (1024).
+    pub large_n: usize,
+}
+
+/// Attention (sdpa) kernels and plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttnTuning {
+    /// Invocations (query rows, or key chunks when decoding) per workgroup (64 everywhere).
+    pub wg: u32,
+    /// Keys per tile (8 everywhere).
+    pub kt: u32,
+    /// Workgroups wanted in flight to fill the device. CPU: 4 per core thread (lavapipe runs one
+    /// workgroup per thread; a few per thread balance causal rows); GPUs: 1024.
+    pub target_groups: usize,
+    /// Flash kernel stages K/V tiles in workgroup memory. CPU: no (uniform loads straight from the
+    /// storage buffers measured faster than tiles behind barriers); GPUs: yes.
+    pub shared: bool,
+    /// Query rows per invocation of the flash kernel (each k/v load serves R rows). CPU: 4
+    /// (T = 2048, D = 64: about 2x R = 1; R = 8 no better); GPUs: 1.
+    pub rows: u32,
+    /// The flash kernel with straight-line code over named registers (`shaders/sdpa_cpu.wgsl`)
+    /// for head dims up to [`UNROLLED_MAX_D`](crate::kernels::sdpa::UNROLLED_MAX_D). CPU: yes (T = 2048, D = 64: about 2.3x the loop kernel, 1.4x the
+    /// materialized path); GPUs: no.
+    pub unrolled: bool,
+    /// Query rows per invocation of the unrolled variant. CPU: 8 (about 1.5x R = 4); GPUs: 1.
+    pub unrolled_rows: u32,
+    /// Keys per tile of the unrolled variant. CPU: 4 (as fast as 8 with half the code; 16 spills);
+    /// GPUs: 8.
+    pub unrolled_kt: u32,
+}
+
+/// Recurrent (RNN/LSTM/GRU) layer kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecurrentTuning {
+    /// The per-step kernel reads `h_{t-1}` from a uniform copy (one buffer copy per step) where the
+    /// state fits the staging buffer. CPU: yes (llvmpipe's uniform loads are faster than storage
+    /// gathers); GPUs: no.
+    pub stage_h: bool,
+    /// Register block `(units, rows)` per thread of the per-step kernel, as `(min batch, block)`:
+    /// the entry with the largest minimum batch not above the batch applies (the last entry for
+    /// batch 0). CPU: batch 1 (1, 1), 2..=7 (2, 4), 8.. (2, 8); GPUs: 1..=3 (1, 1), 4.. (1, 4)
+    /// (more invocations to fill the device; not yet measured there).
+    ///
+    /// On lavapipe a step is bound by storage loads (each 32-bit load costs far more than an FMA),
+    /// and per k pair a block does `2*rows + G*units` loads for `2*G*units*rows` FMAs; larger blocks
+    /// run out of registers. Measured (lavapipe, LSTM H = 512, B = 32, T = 16, process CPU ms
+    /// including the shared 250 ms input projection): 1x4 (the old kernel) 430 from storage / 390
+    /// with staged h, staged: 2x4 360, 4x4 350, 1x8 360, 2x8 340, 1x16 360, 2x16 360; 4x8 from
+    /// storage 390 vs 2x8 370. B = 1 keeps one unit per invocation so small H still spreads over
+    /// several workgroups.
+    pub step_blocks: &'static [(usize, (u32, u32))],
+    /// [`RecurrentPath::Auto`](crate::ops::recurrent::RecurrentPath::Auto) picks the persistent
+    /// kernel (one workgroup loops over all steps) when `D*B*H <= persistent_max_items` and
+    /// `D*H < persistent_max_units`. CPU: 128 and 128 (measured on lavapipe, LSTM f16 T = 256: B = 1,
+    /// H = 64 11.7 ms persistent vs 34 per-step; H = 128 30 vs 26, since persistent runs on one CPU
+    /// thread); GPUs: 512 and no unit limit (a guess, not yet measured).
+    pub persistent_max_items: usize,
+    /// See [`RecurrentTuning::persistent_max_items`].
+    pub persistent_max_units: usize,
+    /// Also persistent for sequences of at most this many steps with `D*B*H <=
+    /// persistent_short_max_items`. CPU: 32 steps, 512 items (a per-step dispatch costs ~30 us on
+    /// lavapipe, more than a short step's work: the G2P encoder was 0.25 ms per word faster);
+    /// GPUs: 0 (off).
+    pub persistent_short_steps: usize,
+    /// See [`RecurrentTuning::persistent_short_steps`].
+    pub persistent_short_max_items: usize,
+}
+
+/// Sizes of the benchmark suites that would run far too long on a CPU adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BenchTuning {
+    /// Workgroups (of 64) of the FMA-peak shader. CPU: 256; GPUs: 16384 (enough to fill the device).
+    pub fma_groups: u32,
+    /// FMA iterations per thread (split over the chains). CPU: 8192; GPUs: 32768 (several ms).
+    pub fma_chain_iters: u32,
+    /// Bytes copied by the copy-bandwidth shader (clamped to the storage binding limit). CPU:
+    /// 32 MiB; GPUs: 512 MiB.
+    pub copy_bytes: usize,
+    /// Repetitions of the 2048^3 matmul. CPU: 2 (over a second per run); GPUs: `None` (the
+    /// suite's default).
+    pub matmul_2048_reps: Option<usize>,
+}
+
+/// Every per-adapter decision, one table per [`AdapterClass`] ([`Tuning::for_class`]) with the
+/// benchmark overrides applied ([`Tuning::with_overrides`]). Built once when the [`Gpu`] is created.
+///
+/// [`Gpu`]: super::Gpu
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuning {
+    /// The class the table was built for.
+    pub class: AdapterClass,
+    /// Matmul / linear kernels.
+    pub matmul: MatmulTuning,
+    /// Softmax and layer_norm row schedules.
+    pub rows: RowTuning,
+    /// Attention.
+    pub attn: AttnTuning,
+    /// Recurrent layers.
+    pub recurrent: RecurrentTuning,
+    /// Invocations per workgroup of the fused RNN loops (`decoder_loop`, `encoder_loop`). CPU: 8
+    /// (one SIMD vector; lavapipe switches vectors at every barrier: G2P rnn_dot step 105 us at 8,
+    /// 115 at 16, 154 at 32, 244 at 64); GPUs: 64 (hidden sizes of a few hundred fill the lanes;
+    /// not yet measured).
+    pub rnn_fused_wg: u32,
+    /// Benchmark sizes.
+    pub bench: BenchTuning,
+}
+
+/// Largest power of two not above `x` (1 for 0).
+fn prev_pow2(x: u32) -> u32 {
+    if x == 0 {
+        1
+    } else {
+        1 << (31 - x.leading_zeros())
+    }
+}
+
+impl Tuning {
+    /// The table of the adapter with `caps` (its [`AdapterClass::of`]).
+    pub fn for_caps(caps: &Caps) -> Tuning {
+        Self::for_class(AdapterClass::of(caps), caps)
+    }
+
+    /// The table of `class`; `caps` supplies the limits that clamp workgroup sizes.
+    pub fn for_class(class: AdapterClass, caps: &Caps) -> Tuning {
+        let fit = |wg: u32| wg.min(prev_pow2(caps.max_invocations));
+        let gpu_rows = RowTuning {
+            short_n: 32,
+            short_wg: fit(64),
+            thread_per_row_min_rows: usize::MAX,
+            thread_per_row_wg: fit(64),
+            wg_small: fit(64),
+            wg_large: fit(256),
+            large_n: 1024,
+        };
+        let gpu_attn = AttnTuning {
+            wg: 64,
+            kt: 8,
+            target_groups: 1024,
+            shared: true,
+            rows: 1,
+            unrolled: false,
+            unrolled_rows: 1,
+            unrolled_kt: 8,
+        };
+        let gpu_recurrent = RecurrentTuning {
+            stage_h: false,
+            step_blocks: &[(1, (1, 1)), (4, (1, 4))],
+            persistent_max_items: 512,
+            persistent_max_units: usize::MAX,
+            persistent_short_steps: 0,
+            persistent_short_max_items: 0,
+        };
+        let gpu_bench = BenchTuning {
+            fma_groups: 16384,
+            fma_chain_iters: 32768,
+            copy_bytes: 512 << 20,
+            matmul_2048_reps: None,
+        };
+        let gpu_matmul = |large| MatmulTuning {
+            gemv: MatmulKernel::GemvSplitK,
+            gemv_max_m: GEMV_MAX_M,
+            large,
+            tile_bt: (4, 4),
+            tile_vec: (4, 4),
+            tile_scalar: (4, 4),
+            gemv_rows_packed_f16: false,
+        };
+        match class {
+            AdapterClass::Cpu => {
+                let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+                Tuning {
+                    class,
+                    matmul: MatmulTuning {
+                        gemv: MatmulKernel::GemvRows,
+                        gemv_max_m: GEMV_MAX_M,
+                        large: MatmulKernel::Blocked,
+                        tile_bt: (8, 4),
+                        tile_vec: (8, 16),
+                        tile_scalar: (4, 8),
+                        gemv_rows_packed_f16: true,
+                    },
+                    rows: RowTuning {
+                        short_n: 32,
+                        short_wg: fit(64),
+                        thread_per_row_min_rows: 8,
+                        thread_per_row_wg: fit(8),
+                        wg_small: fit(8),
+                        wg_large: fit(8),
+                        large_n: 1024,
+                    },
+                    attn: AttnTuning {
+                        wg: 64,
+                        kt: 8,
+                        target_groups: 4 * threads,
+                        shared: false,
+                        rows: 4,
+                        unrolled: true,
+                        unrolled_rows: 8,
+                        unrolled_kt: 4,
+                    },
+                    recurrent: RecurrentTuning {
+                        stage_h: true,
+                        step_blocks: &[(1, (1, 1)), (2, (2, 4)), (8, (2, 8))],
+                        persistent_max_items: 128,
+                        persistent_max_units: 128,
+                        persistent_short_steps: 32,
+                        persistent_short_max_items: 512,
+                    },
+                    rnn_fused_wg: 8,
+                    bench: BenchTuning {
+                        fma_groups: 256,
+                        fma_chain_iters: 8192,
+                        copy_bytes: 32 << 20,
+                        matmul_2048_reps: Some(2),
+                    },
+                }
+            }
+            AdapterClass::Gpu => Tuning {
+                class,
+                matmul: gpu_matmul(MatmulKernel::Tiled),
+                rows: gpu_rows,
+                attn: gpu_attn,
+                recurrent: gpu_recurrent,
+                rnn_fused_wg: 64,
+                bench: gpu_bench,
+            },
+            AdapterClass::LimitedGpu => Tuning {
+                class,
+                matmul: gpu_matmul(MatmulKernel::Blocked),
+                rows: gpu_rows,
+                attn: gpu_attn,
+                recurrent: gpu_recurrent,
+                rnn_fused_wg: 64,
+                bench: gpu_bench,
+            },
+        }
+    }
+
+    /// The table with the benchmark overrides applied; an attention workgroup larger than the
+    /// device's `max_invocations` is an error naming `HEEDFUL_ATTN_WG`.
+    pub fn with_overrides(mut self, o: &TuningOverrides, caps: &Caps) -> Result<Tuning, EnvError> {
+        if let Some(r) = o.attn_rows {
+            self.attn.rows = r;
+            self.attn.unrolled_rows = r;
+        }
+        if let Some(kt) = o.attn_kt {
+            self.attn.kt = kt;
+            self.attn.unrolled_kt = kt;
+        }
+        if let Some(wg) = o.attn_wg {
+            if wg > caps.max_invocations {
+                return Err(EnvError {
+                    var: "HEEDFUL_ATTN_WG",
+                    value: wg.to_string(),
+                    problem: "over the device's invocations per workgroup".into(),
+                    accepted: format!(
+                        "1..={} (the device's invocations per workgroup)",
+                        caps.max_invocations
+                    ),
+                });
+            }
+            self.attn.wg = wg;
+        }
+        if let Some(s) = o.attn_shared {
+            self.attn.shared = s;
+        }
+        if let Some(u) = o.attn_unrolled {
+            self.attn.unrolled = u;
+        }
+        Ok(self)
+    }
+
+    /// The per-step recurrent kernel's register block `(units, rows)` for `batch` rows.
+    pub fn step_block(&self, batch: usize) -> (u32, u32) {
+        let blocks = self.recurrent.step_blocks;
+        blocks
+            .iter()
+            .rev()
+            .find(|(min, _)| *min <= batch)
+            .or(blocks.last())
+            .map_or((1, 1), |&(_, b)| b)
+    }
+
+    /// Whether a recurrent layer of `dirs` directions, `batch` rows, `hidden` units and `steps`
+    /// steps runs the persistent kernel (one workgroup loops over all steps) rather than one
+    /// dispatch per step (the thresholds of [`RecurrentTuning`]).
+    pub fn persistent_pays(&self, dirs: usize, batch: usize, hidden: usize, steps: usize) -> bool {
+        let t = &self.recurrent;
+        let items = dirs * batch * hidden;
+        (items <= t.persistent_max_items && dirs * hidden < t.persistent_max_units)
+            || (steps <= t.persistent_short_steps && items <= t.persistent_short_max_items)
+    }
+
+    /// The blocked matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
+    /// `n_vec4` (`N % 4 == 0`).
+    pub fn blocked_tile(&self, bt: bool, n_vec4: bool) -> (u32, u32) {
+        match (bt, n_vec4) {
+            (true, _) => self.matmul.tile_bt,
+            (false, true) => self.matmul.tile_vec,
+            (false, false) => self.matmul.tile_scalar,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(device_type: wgpu::DeviceType, invocations: u32, wg_storage: u32) -> Caps {
+        Caps {
+            adapter_name: "test".into(),
+            backend: wgpu::Backend::Vulkan,
+            device_type,
+            driver: String::new(),
+            shader_f16: true,
+            native_f16: true,
+            subgroups: true,
+            subgroup_min_size: 8,
+            subgroup_max_size: 8,
+            timestamps: false,
+            timestamp_period_ns: 1.0,
+            pipeline_cache: false,
+            max_storage_binding: 1 << 30,
+            max_buffer_size: 1 << 30,
+            max_workgroup_storage: wg_storage,
+            max_invocations: invocations,
+            max_workgroups_per_dim: 65535,
+            max_storage_buffers: 8,
+        }
+    }
+
+    /// The step block the code chose before the table (`step_block(batch, cpu)` in
+    /// kernels/recurrent/source.rs).
+    fn old_step_block(batch: usize, cpu: bool) -> (u32, u32) {
+        match (batch, cpu) {
+            (1, _) => (1, 1),
+            (2..=3, false) => (1, 1),
+            (_, false) => (1, 4),
+            (2..=7, true) => (2, 4),
+            (_, true) => (2, 8),
+        }
+    }
+
+    /// The recurrent path rule before the table (`auto_path` in ops/recurrent/layer.rs).
+    fn old_persistent(cpu: bool, dirs: usize, batch: usize, hidden: usize, steps: usize) -> bool {
+        let items = dirs * batch * hidden;
+        if cpu {
+            (items <= 128 && dirs * hidden < 128) || (steps <= 32 && items <= 512)
+        } else {
+            items <= 512
+        }
+    }
+
+    #[test]
+    fn recurrent_path_matches_the_old_rule() {
+        let cpu = Tuning::for_caps(&caps(wgpu::DeviceType::Cpu, 1024, 32768));
+        let gpu = Tuning::for_caps(&caps(wgpu::DeviceType::DiscreteGpu, 1024, 32768));
+        let mut persistent = [0; 2];
+        for dirs in 1..=2 {
+            for batch in [0, 1, 2, 3, 4, 8, 16] {
+                for hidden in [0, 1, 16, 32, 63, 64, 96, 127, 128, 256, 512, 513] {
+                    for steps in [0, 1, 10, 32, 33, 256] {
+                        let args = (dirs, batch, hidden, steps);
+                        for (i, (t, is_cpu)) in [(&cpu, true), (&gpu, false)].iter().enumerate() {
+                            let got = t.persistent_pays(dirs, batch, hidden, steps);
+                            assert_eq!(
+                                got,
+                                old_persistent(*is_cpu, dirs, batch, hidden, steps),
+                                "{args:?}"
+                            );
+                            persistent[i] += got as usize;
+                        }
+                    }
+                }
+            }
+        }
+        // Both outcomes occur on both classes, and the classes differ.
+        assert!(
+            persistent.iter().all(|&p| p > 0 && p < 2 * 7 * 12 * 6),
+            "{persistent:?}"
+        );
+        assert_ne!(persistent[0], persistent[1]);
+    }
+
+    #[test]
+    fn classes_follow_device_type_and_limits() {
+        use wgpu::DeviceType as D;
+        assert_eq!(
+            AdapterClass::of(&caps(D::Cpu, 1024, 32768)),
+            AdapterClass::Cpu
+        );
+        assert_eq!(AdapterClass::of(&caps(D::Cpu, 64, 4096)), AdapterClass::Cpu);
+        for t in [D::DiscreteGpu, D::IntegratedGpu, D::VirtualGpu, D::Other] {
+            assert_eq!(AdapterClass::of(&caps(t, 1024, 32768)), AdapterClass::Gpu);
+            assert_eq!(
+                AdapterClass::of(&caps(t, 128, 32768)),
+                AdapterClass::LimitedGpu
+            );
+            assert_eq!(
+                AdapterClass::of(&caps(t, 256, 4096)),
+                AdapterClass::LimitedGpu
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_table_matches_the_old_choices() {
+        let c = caps(wgpu::DeviceType::Cpu, 1024, 32768);
+        let t = Tuning::for_caps(&c);
+        assert_eq!(t.class, AdapterClass::Cpu);
+        // Matmul: register-blocked kernel and the CPU GEMV, lavapipe's tiles, packed f16 GEMV.
+        assert_eq!(t.matmul.large, MatmulKernel::Blocked);
+        assert_eq!(t.matmul.gemv, MatmulKernel::GemvRows);
+        assert_eq!(t.matmul.gemv_max_m, 4);
+        assert_eq!(t.blocked_tile(true, true), (8, 4));
+        assert_eq!(t.blocked_tile(true, false), (8, 4));
+        assert_eq!(t.blocked_tile(false, true), (8, 16));
+        assert_eq!(t.blocked_tile(false, false), (4, 8));
+        assert!(t.matmul.gemv_rows_packed_f16);
+        // Rows: thread per row from 8 rows, workgroups of 8.
+        assert_eq!(
+            (t.rows.thread_per_row_min_rows, t.rows.thread_per_row_wg),
+            (8, 8)
+        );
+        assert_eq!(
+            (t.rows.wg_small, t.rows.wg_large, t.rows.short_wg),
+            (8, 8, 64)
+        );
+        // Attention: no shared tiles, R = 4, unrolled R = 8 KT = 4.
+        let a = t.attn;
+        assert_eq!((a.wg, a.kt, a.shared, a.rows), (64, 8, false, 4));
+        assert_eq!((a.unrolled, a.unrolled_rows, a.unrolled_kt), (true, 8, 4));
+        let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+        assert_eq!(a.target_groups, 4 * threads);
+        // Recurrent.
+        assert!(t.recurrent.stage_h);
+        for b in 0..20 {
+            assert_eq!(t.step_block(b), old_step_block(b, true), "batch {b}");
+        }
+        assert_eq!(t.rnn_fused_wg, 8);
+        assert_eq!((t.bench.fma_groups, t.bench.fma_chain_iters), (256, 8192));
+        assert_eq!(t.bench.copy_bytes, 32 << 20);
+        assert_eq!(t.bench.matmul_2048_reps, Some(2));
+    }
+
+    #[test]
+    fn gpu_table_matches_the_old_choices() {
+        let c = caps(wgpu::DeviceType::DiscreteGpu, 1024, 32768);
+        let t = Tuning::for_caps(&c);
+        assert_eq!(t.class, AdapterClass::Gpu);
+        assert_eq!(t.matmul.large, MatmulKernel::Tiled);
+        assert_eq!(t.matmul.gemv, MatmulKernel::GemvSplitK);
+        for (bt, v) in [(true, true), (false, true), (false, false)] {
+            assert_eq!(t.blocked_tile(bt, v), (4, 4));
+        }
+        assert!(!t.matmul.gemv_rows_packed_f16);
+        assert_eq!(t.rows.thread_per_row_min_rows, usize::MAX);
+        assert_eq!(
+            (t.rows.wg_small, t.rows.wg_large, t.rows.large_n),
+            (64, 256, 1024)
+        );
+        let a = t.attn;
+        assert_eq!((a.wg, a.kt, a.target_groups, a.shared), (64, 8, 1024, true));
+        assert_eq!(
+            (a.rows, a.unrolled, a.unrolled_rows, a.unrolled_kt),
+            (1, false, 1, 8)
+        );
+        assert!(!t.recurrent.stage_h);
+        for b in 0..20 {
+            assert_eq!(t.step_block(b), old_step_block(b, false), "batch {b}");
+        }
+        assert_eq!(t.rnn_fused_wg, 64);
+        assert_eq!(
+            (t.bench.fma_groups, t.bench.fma_chain_iters),
+            (16384, 32768)
+        );
+        assert_eq!(t.bench.matmul_2048_reps, None);
+        // A GPU under the tiled kernel's limits gets the blocked kernel and clamped row workgroups.
+        let small = Tuning::for_caps(&caps(wgpu::DeviceType::IntegratedGpu, 128, 32768));
+        assert_eq!(small.class, AdapterClass::LimitedGpu);
+        assert_eq!(small.matmul.large, MatmulKernel::Blocked);
+        assert_eq!(small.matmul.gemv, MatmulKernel::GemvSplitK);
+        assert_eq!((small.rows.wg_small, small.rows.wg_large), (64, 128));
+    }
+
+    #[test]
+    fn overrides_apply_and_check_the_workgroup_limit() {
+        let c = caps(wgpu::DeviceType::Cpu, 256, 32768);
+        let base = Tuning::for_caps(&c);
+        assert_eq!(
+            base.with_overrides(&TuningOverrides::default(), &c),
+            Ok(base)
+        );
+        let o = TuningOverrides {
+            attn_rows: Some(2),
+            attn_kt: Some(16),
+            attn_wg: Some(32),
+            attn_shared: Some(true),
+            attn_unrolled: Some(false),
+        };
+        let t = base.with_overrides(&o, &c).unwrap();
+        let a = t.attn;
+        assert_eq!(
+            (a.rows, a.unrolled_rows, a.kt, a.unrolled_kt),
+            (2, 2, 16, 16)
+        );
+        assert_eq!((a.wg, a.shared, a.unrolled), (32, true, false));
+        let too_big = TuningOverrides {
+            attn_wg: Some(512),
+            ..Default::default()
+        };
+        let e = base.with_overrides(&too_big, &c).unwrap_err();
+        assert_eq!(e.var, "HEEDFUL_ATTN_WG");
+        assert!(e.to_string().contains("1..=256"), "{e}");
+    }
+}
