@@ -80,7 +80,7 @@ pub struct MatmulTuning {
     pub gemv_rows_packed_f16: bool,
 }
 
-/// Row schedule of the row-wise kernels (softmax, layer_norm) for
+/// Row schedule of the row-wise kernels (softmax, layer norm) for
 /// [`RowSchedule::Auto`](crate::kernels::softmax::RowSchedule::Auto). Workgroup sizes are already
 /// clamped to the device's invocations per workgroup (the largest power of two not above it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -194,7 +194,7 @@ pub struct Tuning {
     pub class: AdapterClass,
     /// Matmul / linear kernels.
     pub matmul: MatmulTuning,
-    /// Softmax and layer_norm row schedules.
+    /// Row schedules of softmax and layer norm.
     pub rows: RowTuning,
     /// Attention.
     pub attn: AttnTuning,
