@@ -15,7 +15,7 @@
 //!     pub struct Params { rows: u32, eps: f32, _pad: [u32; 2] }
 //! }
 //! use heedful::gpu::spec::UniformParams;
-//! assert!(Params::wgsl().starts_with("struct Params {\n    rows: u32,\n    eps: f32,\n}"));
+//! assert!(Params::wgsl().starts_with("struct Params {\n    rows: u32,\n    eps: f32,\n"));
 //! ```
 
 use crate::gpu::pipeline::{declare_input, Elem};
