@@ -14,7 +14,9 @@
 use half::f16;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use std::sync::Arc;
+
+use crate::gpu::{Gpu, LiveBuffer};
 
 /// Element type of a tensor on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +76,9 @@ pub struct Tensor {
     buffer: wgpu::Buffer,
     shape: Vec<usize>,
     dtype: DType,
+    /// Counts the buffer in [`crate::gpu::Counters::live_buffers`] while any handle holds it
+    /// (`None` for views over buffers created elsewhere).
+    live: Option<Arc<LiveBuffer>>,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -92,6 +97,7 @@ impl Tensor {
             buffer,
             shape: shape.to_vec(),
             dtype,
+            live: Some(gpu.live_guard()),
         })
     }
 
@@ -209,7 +215,16 @@ impl Tensor {
             buffer: buffer.clone(),
             shape: shape.to_vec(),
             dtype,
+            live: None,
         })
+    }
+
+    /// A tensor of `shape` over the start of this tensor's buffer (which may be larger), sharing its
+    /// live-buffer count (the graph planner's reused slots).
+    pub(crate) fn view_in(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let mut t = Tensor::view_of(&self.buffer, shape, dtype)?;
+        t.live = self.live.clone();
+        Ok(t)
     }
 
     /// The same data under another shape with the same number of elements.
@@ -228,6 +243,7 @@ impl Tensor {
             buffer: self.buffer.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
+            live: self.live.clone(),
         })
     }
 

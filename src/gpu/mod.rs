@@ -10,6 +10,7 @@ pub mod timer;
 
 pub use caps::Caps;
 pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
+pub(crate) use context::LiveBuffer;
 pub use pipeline::{compose, declare_input, Dispatch, Elem};
 pub use recorder::{PassTimestamps, Recorder, Step};
 pub use timer::Timer;

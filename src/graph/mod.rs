@@ -27,15 +27,19 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod cache;
 mod executor;
 mod node;
 pub mod planner;
 pub mod profile;
+pub mod runtime;
 mod session;
 
+pub use cache::{PlanCache, DEFAULT_PLAN_CAPACITY};
 pub use executor::{HostInput, HostOutput, Plan};
 pub use node::{Node, Op, ReshapeDim};
 pub use profile::Profile;
+pub use runtime::{LoopBuilder, LoopPlan, LoopResults, Schedule, Stop, Writes};
 pub use session::Session;
 
 use crate::ops::{Activation, Binary};
