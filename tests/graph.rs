@@ -288,7 +288,9 @@ fn plans_are_a_bounded_cache_over_many_lengths() {
     let (g, b, s) = chain(&gpu, width, depth);
     let session = Session::with_plan_capacity(&gpu, Arc::new(g), cap);
     let run = |len: usize| {
-        let x: Vec<f32> = (0..len * width).map(|i| (i % 7) as f32 * 0.25 - 0.5).collect();
+        let x: Vec<f32> = (0..len * width)
+            .map(|i| (i % 7) as f32 * 0.25 - 0.5)
+            .collect();
         let out = session
             .run(&[("x", HostInput::f32(x.clone(), &[len, width]))])
             .unwrap();
@@ -309,7 +311,10 @@ fn plans_are_a_bounded_cache_over_many_lengths() {
     }
     // Every plan of this graph holds the same number of buffers, so a full cache holds the same
     // count whatever lengths it holds.
-    assert_eq!(most, full, "live buffers grew from {full} to {most} over 300 lengths");
+    assert_eq!(
+        most, full,
+        "live buffers grew from {full} to {most} over 300 lengths"
+    );
     // An evicted length is rebuilt and still right.
     run(1);
     assert_eq!(gpu.live_buffers(), full);

@@ -9,8 +9,8 @@ pub mod recorder;
 pub mod timer;
 
 pub use caps::Caps;
-pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
 pub(crate) use context::LiveBuffer;
+pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
 pub use pipeline::{compose, declare_input, Dispatch, Elem};
 pub use recorder::{PassTimestamps, Recorder, Step};
 pub use timer::Timer;

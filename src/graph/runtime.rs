@@ -205,10 +205,13 @@ impl LoopBuilder {
         let mut shape = vec![self.max_steps];
         shape.extend_from_slice(src.shape());
         let h = self.buffer(&shape, src.dtype())?;
-        if src.byte_len() % 4 != 0 {
+        if !src.byte_len().is_multiple_of(4) {
             return Err(Error::shape(
                 OP,
-                format!("history {name:?}: a step's {:?} is not whole words", src.shape()),
+                format!(
+                    "history {name:?}: a step's {:?} is not whole words",
+                    src.shape()
+                ),
             ));
         }
         self.histories.push((src.clone(), h.clone()));
@@ -241,7 +244,10 @@ impl LoopBuilder {
             let len = t.byte_len().div_ceil(4) * 4;
             copies.push((t.clone(), at, len));
             if outputs.insert(name.clone(), (t, at)).is_some() {
-                return Err(Error::invalid(OP, format!("output {name:?} declared twice")));
+                return Err(Error::invalid(
+                    OP,
+                    format!("output {name:?} declared twice"),
+                ));
             }
             at += len;
         }
@@ -476,9 +482,7 @@ impl LoopResults {
 
     /// Output `name` (u32) as words.
     pub fn u32s(&self, name: &str) -> Result<Vec<u32>> {
-        Ok(bytemuck::pod_collect_to_vec(
-            self.raw(name, &[DType::U32])?,
-        ))
+        Ok(bytemuck::pod_collect_to_vec(self.raw(name, &[DType::U32])?))
     }
 
     /// Output `name` (f32, or u32 words holding f32 bits) as f32.

@@ -1,5 +1,5 @@
-//! Greedy and beam-search decoding with the loop on the GPU: the chunked loop over a plan (the
-//! buffers and recordings of a batch shape, allocated once and replayed: [`super::plan`]).
+//! Greedy and beam-search decoding with the loop on the GPU: a plan per batch shape declared on
+//! the loop runtime ([`crate::graph::runtime`], see [`super::plan`]), run in chunks by it.
 //!
 //! Greedy decoding with the fused kernel ([`super::fused`]) records one dispatch per chunk of
 //! steps that writes the token and log-prob histories itself. Otherwise one decoder step is
@@ -7,8 +7,9 @@
 //! [`super::step`] with the state update: greedy copies the argmax to the next input, beam gathers
 //! the states by parent row), and a chunk of `steps_per_submit` steps is that recording repeated,
 //! plus copies of each step's tokens (and attention weights) into history buffers at the step's
-//! offset, submitted at once. The CPU reads the tokens (greedy) or the control words (beam) back
-//! once per chunk to stop when every sequence has ended, and rebuilds beam hypotheses
+//! offset (the runtime's histories), submitted at once. The runtime reads the outputs back once
+//! per chunk and stops when every sequence has ended (the end token in the greedy token history,
+//! or the beam's per-item "done" control word); the beam's hypotheses are rebuilt on the CPU
 //! ([`super::beam`]).
 
 use std::sync::Mutex;

@@ -426,10 +426,9 @@ impl Seq2Seq {
                 let lengths = bld.named("src.lengths", &[b], DType::U32)?;
                 let mut outputs = Vec::new();
                 for _ in 0..spec.num_layers {
-                    outputs.push(bld.buffer(
-                        &[b, t, spec.directions() * spec.hidden_size],
-                        DType::F32,
-                    )?);
+                    outputs.push(
+                        bld.buffer(&[b, t, spec.directions() * spec.hidden_size], DType::F32)?,
+                    );
                 }
                 let h_n = bld.buffer(&state, DType::F32)?;
                 let c_n = if lstm_encoder {
@@ -480,7 +479,11 @@ impl Seq2Seq {
         if self.cfg.bridge == "final" {
             let (dirs, eh) = (self.cfg.dirs(), self.cfg.encoder.hidden);
             let bytes = (b * eh * 4) as u64;
-            let mut bridge = |src: &Tensor, dst: &Tensor, l: usize, rec: &mut Recorder| -> Result<()> {
+            let mut bridge = |src: &Tensor,
+                              dst: &Tensor,
+                              l: usize,
+                              rec: &mut Recorder|
+             -> Result<()> {
                 if dirs == 1 {
                     rec.copy(
                         src.buffer(),
@@ -530,6 +533,7 @@ impl Seq2Seq {
                 }
             }
         }
+        // `ids` and `lengths` are written per call through their names (`src.ids`, `src.lengths`).
         let _ = (ids, lengths);
         bld.init().extend(rec);
         Ok(Encoded {

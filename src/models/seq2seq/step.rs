@@ -73,7 +73,12 @@ pub(super) struct Step {
 impl Seq2Seq {
     /// Allocates the per-sequence tensors (replicating each item `k` times for the beam) and the
     /// step's buffers, and computes the once-per-sequence attention projections.
-    pub(super) fn prepare(&self, bld: &mut LoopBuilder, enc: &Encoded, k: usize) -> Result<(Memory, Step)> {
+    pub(super) fn prepare(
+        &self,
+        bld: &mut LoopBuilder,
+        enc: &Encoded,
+        k: usize,
+    ) -> Result<(Memory, Step)> {
         let b = enc.b;
         let r = b * k;
         let (t, m) = (enc.mem.shape()[1], enc.mem.shape()[2]);
@@ -144,11 +149,7 @@ impl Seq2Seq {
                     let p = zeros(bld, &[r, t, a])?;
                     lin(bld.init(), &mem, l, &p)?;
                     let out = zeros(bld, &[r, *heads, t, dh])?;
-                    layout::record_transpose12(
-                        bld.init(),
-                        &p.reshape(&[r, t, *heads, dh])?,
-                        &out,
-                    )?;
+                    layout::record_transpose12(bld.init(), &p.reshape(&[r, t, *heads, dh])?, &out)?;
                     Ok(out)
                 };
                 let kh = proj(bld, wk)?;
@@ -160,10 +161,8 @@ impl Seq2Seq {
                     vec![r, *heads, 1, t]
                 };
                 memory.mask = Some(bld.named("mask", &mask_shape, DType::F32)?);
-                memory.avg = Some(bld.constant_f32(
-                    &vec![1.0 / *heads as f32; r * heads],
-                    &[r, 1, *heads],
-                )?);
+                memory.avg =
+                    Some(bld.constant_f32(&vec![1.0 / *heads as f32; r * heads], &[r, 1, *heads])?);
                 weights = Some(zeros(bld, &[r, 1, t])?);
             }
             AttnParams::Tutorial { max_length, .. } => {
@@ -291,7 +290,9 @@ impl Seq2Seq {
         }
         let logits = sa.zeros(&[r, self.cfg.tgt_vocab])?;
         match &self.attn {
-            AttnParams::None | AttnParams::Tutorial { .. } => lin(sa.rec(), top, &self.out, &logits)?,
+            AttnParams::None | AttnParams::Tutorial { .. } => {
+                lin(sa.rec(), top, &self.out, &logits)?
+            }
             AttnParams::Dot
             | AttnParams::General { .. }
             | AttnParams::Additive { .. }
