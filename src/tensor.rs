@@ -227,6 +227,51 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Stacks tensors of equal dtype along their first dim on the GPU (`[n_i, *] -> [sum n_i, *]`;
+    /// models packing weights at load, for example BERT's q/k/v into one projection).
+    pub(crate) fn concat_rows(gpu: &Gpu, parts: &[Tensor]) -> Result<Tensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("concat_rows", "no parts"))?;
+        let dtype = first.dtype();
+        let tail = &first.shape()[1..];
+        let mut rows = 0;
+        for t in parts {
+            if t.dtype() != dtype || &t.shape()[1..] != tail {
+                return Err(Error::shape(
+                    "concat_rows",
+                    format!(
+                        "{}{:?} does not stack with {}{:?}",
+                        t.dtype(),
+                        t.shape(),
+                        dtype,
+                        first.shape()
+                    ),
+                ));
+            }
+            rows += t.shape()[0];
+        }
+        let mut shape = vec![rows];
+        shape.extend_from_slice(tail);
+        let out = Tensor::zeros(gpu, &shape, dtype)?;
+        if parts.iter().all(|t| t.byte_len() % 4 == 0) {
+            let mut rec = crate::gpu::Recorder::new(gpu);
+            let mut offset = 0;
+            for t in parts {
+                rec.copy(t.buffer(), 0, out.buffer(), offset, t.byte_len());
+                offset += t.byte_len();
+            }
+            rec.submit()?;
+        } else {
+            let mut bytes = Vec::with_capacity(out.byte_len() as usize);
+            for t in parts {
+                bytes.extend_from_slice(&t.to_bytes(gpu)?);
+            }
+            out.write_bytes(gpu, 0, &bytes);
+        }
+        Ok(out)
+    }
+
     /// The same data under another shape with the same number of elements.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape)? != self.numel() {
