@@ -14,7 +14,9 @@
 use half::f16;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use std::sync::Arc;
+
+use crate::gpu::{Gpu, LiveBuffer};
 
 /// Element type of a tensor on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,6 +76,9 @@ pub struct Tensor {
     buffer: wgpu::Buffer,
     shape: Vec<usize>,
     dtype: DType,
+    /// Counts the buffer in [`crate::gpu::Counters::live_buffers`] while any handle holds it
+    /// (`None` for views over buffers created elsewhere).
+    live: Option<Arc<LiveBuffer>>,
 }
 
 const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -92,6 +97,7 @@ impl Tensor {
             buffer,
             shape: shape.to_vec(),
             dtype,
+            live: Some(gpu.live_guard()),
         })
     }
 
@@ -209,7 +215,61 @@ impl Tensor {
             buffer: buffer.clone(),
             shape: shape.to_vec(),
             dtype,
+            live: None,
         })
+    }
+
+    /// A tensor of `shape` over the start of this tensor's buffer (which may be larger), sharing its
+    /// live-buffer count (the graph planner's reused slots).
+    pub(crate) fn view_in(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let mut t = Tensor::view_of(&self.buffer, shape, dtype)?;
+        t.live = self.live.clone();
+        Ok(t)
+    }
+
+    /// Stacks tensors of equal dtype along their first dim on the GPU (`[n_i, *] -> [sum n_i, *]`;
+    /// models packing weights at load, for example BERT's q/k/v into one projection).
+    pub(crate) fn concat_rows(gpu: &Gpu, parts: &[Tensor]) -> Result<Tensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("concat_rows", "no parts"))?;
+        let dtype = first.dtype();
+        let tail = &first.shape()[1..];
+        let mut rows = 0;
+        for t in parts {
+            if t.dtype() != dtype || &t.shape()[1..] != tail {
+                return Err(Error::shape(
+                    "concat_rows",
+                    format!(
+                        "{}{:?} does not stack with {}{:?}",
+                        t.dtype(),
+                        t.shape(),
+                        dtype,
+                        first.shape()
+                    ),
+                ));
+            }
+            rows += t.shape()[0];
+        }
+        let mut shape = vec![rows];
+        shape.extend_from_slice(tail);
+        let out = Tensor::zeros(gpu, &shape, dtype)?;
+        if parts.iter().all(|t| t.byte_len() % 4 == 0) {
+            let mut rec = crate::gpu::Recorder::new(gpu);
+            let mut offset = 0;
+            for t in parts {
+                rec.copy(t.buffer(), 0, out.buffer(), offset, t.byte_len());
+                offset += t.byte_len();
+            }
+            rec.submit()?;
+        } else {
+            let mut bytes = Vec::with_capacity(out.byte_len() as usize);
+            for t in parts {
+                bytes.extend_from_slice(&t.to_bytes(gpu)?);
+            }
+            out.write_bytes(gpu, 0, &bytes);
+        }
+        Ok(out)
     }
 
     /// The same data under another shape with the same number of elements.
@@ -228,6 +288,7 @@ impl Tensor {
             buffer: self.buffer.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
+            live: self.live.clone(),
         })
     }
 

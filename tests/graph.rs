@@ -276,3 +276,46 @@ fn attention_block_graph_equals_eager_ops() {
         1e-6,
     );
 }
+
+/// Issue #16: a session that sees hundreds of distinct input lengths keeps a bounded number of
+/// plans, so the live GPU buffers stay flat (an unbounded cache grows by every plan's buffers).
+/// Results stay equal to the reference for lengths whose plans were evicted and rebuilt.
+#[test]
+fn plans_are_a_bounded_cache_over_many_lengths() {
+    // Its own device: the live-buffer count is per device, and other tests run in parallel.
+    let gpu = heedful::Gpu::new(&heedful::GpuOptions::from_env()).unwrap();
+    let (width, depth, cap) = (4, 2, 4);
+    let (g, b, s) = chain(&gpu, width, depth);
+    let session = Session::with_plan_capacity(&gpu, Arc::new(g), cap);
+    let run = |len: usize| {
+        let x: Vec<f32> = (0..len * width)
+            .map(|i| (i % 7) as f32 * 0.25 - 0.5)
+            .collect();
+        let out = session
+            .run(&[("x", HostInput::f32(x.clone(), &[len, width]))])
+            .unwrap();
+        let want = chain_reference(&x, &b, &s, depth);
+        assert_close("y", &out["y"].data, &want, 1e-4, 1e-4);
+    };
+    let before = gpu.live_buffers();
+    for len in 1..=cap {
+        run(len);
+    }
+    let full = gpu.live_buffers();
+    assert!(full > before, "plans hold buffers");
+    let mut most = full;
+    for len in cap + 1..=300 {
+        run(len);
+        most = most.max(gpu.live_buffers());
+        assert!(session.plan_count() <= cap);
+    }
+    // Every plan of this graph holds the same number of buffers, so a full cache holds the same
+    // count whatever lengths it holds.
+    assert_eq!(
+        most, full,
+        "live buffers grew from {full} to {most} over 300 lengths"
+    );
+    // An evicted length is rebuilt and still right.
+    run(1);
+    assert_eq!(gpu.live_buffers(), full);
+}

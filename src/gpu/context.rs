@@ -127,6 +127,21 @@ pub struct Counters {
     pub pipelines: AtomicU64,
     /// Queue submissions.
     pub submits: AtomicU64,
+    /// Buffers alive now that are held through a [`crate::Tensor`] (weights, activations, plan
+    /// slots, runtime state; a tensor and its views and reshapes count once) or a runtime
+    /// readback buffer: what a plan cache keeps alive. Shared with the buffers' drop guards.
+    pub live_buffers: Arc<AtomicU64>,
+}
+
+/// Counts one live buffer in [`Counters::live_buffers`] until dropped; held (behind an `Arc`) by
+/// every handle to that buffer.
+#[derive(Debug)]
+pub(crate) struct LiveBuffer(Arc<AtomicU64>);
+
+impl Drop for LiveBuffer {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct GpuInner {
@@ -400,6 +415,18 @@ impl Gpu {
             during: during.into(),
             message,
         })
+    }
+
+    /// Buffers alive now (see [`Counters::live_buffers`]).
+    pub fn live_buffers(&self) -> u64 {
+        self.inner.counters.live_buffers.load(Ordering::Relaxed)
+    }
+
+    /// A guard that counts one live buffer until dropped.
+    pub(crate) fn live_guard(&self) -> Arc<LiveBuffer> {
+        let live = self.inner.counters.live_buffers.clone();
+        live.fetch_add(1, Ordering::Relaxed);
+        Arc::new(LiveBuffer(live))
     }
 
     /// Creates a buffer after checking the size against the device limits.

@@ -13,6 +13,7 @@ pub mod timer;
 pub mod tuning;
 
 pub use caps::Caps;
+pub(crate) use context::LiveBuffer;
 pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
 pub use env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 pub use pipeline::{compose, declare_input, Dispatch, Elem, VariantKey};

@@ -168,14 +168,11 @@ impl Plan {
         let memory = planner::plan(graph, &bytes);
 
         // Buffers: reusable slots for intermediates, own buffers for inputs and outputs.
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
+        // Slots are u32 tensors (counted as live buffers) that nodes view at their own dtype.
         let slots = memory
             .slot_sizes
             .iter()
-            .enumerate()
-            .map(|(i, &b)| gpu.create_buffer(&format!("graph slot {i}"), b, usage))
+            .map(|&b| Tensor::zeros(gpu, &[b.div_ceil(4) as usize], DType::U32))
             .collect::<Result<Vec<_>>>()?;
         let mut tensors: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         let mut inputs = Vec::new();
@@ -204,7 +201,7 @@ impl Plan {
                         .expect("view operand placed")
                         .reshape(shape)?
                 } else if let Some(slot) = memory.slot_of[o.0] {
-                    Tensor::view_of(&slots[slot], shape, *dtype)?
+                    slots[slot].view_in(shape, *dtype)?
                 } else {
                     Tensor::zeros(gpu, shape, *dtype)?
                 });

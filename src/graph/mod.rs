@@ -9,6 +9,12 @@
 //! - [`Session`] builds a [`Plan`] per input shape (pipelines, buffers, bind groups, staging), then
 //!   each run uploads the inputs, records every dispatch into one command encoder, submits once and
 //!   reads back only the outputs. A warmed-up run creates no buffers, bind groups or pipelines.
+//!   Plans live in a bounded [`PlanCache`] (least recently used out first), so memory stays flat
+//!   over any sequence of input shapes.
+//! - [`runtime`] runs loops: a [`LoopPlan`] holds state across the steps of a run, replays step
+//!   recordings in chunks of several steps per submission with the loop's control on the GPU, and
+//!   reads named outputs back once per chunk (the seq2seq decoders run on it; models declare
+//!   tensors and record kernels, the runtime owns buffers, encoders and submissions).
 //!
 //! ```no_run
 //! use heedful::graph::{Dim, Graph, Session};
@@ -27,15 +33,19 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod cache;
 mod executor;
 mod node;
 pub mod planner;
 pub mod profile;
+pub mod runtime;
 mod session;
 
+pub use cache::{PlanCache, DEFAULT_PLAN_CAPACITY};
 pub use executor::{HostInput, HostOutput, Plan};
 pub use node::{Node, Op, Reshape, ReshapeDim};
 pub use profile::Profile;
+pub use runtime::{LoopBuilder, LoopPlan, LoopResults, Schedule, Stop, Writes};
 pub use session::Session;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use super::cache::{PlanCache, DEFAULT_PLAN_CAPACITY};
 use super::executor::{HostInput, HostOutput, Plan};
 use super::profile::Profile;
 use super::Graph;
@@ -14,38 +15,49 @@ type InputShapes = BTreeMap<String, Vec<usize>>;
 
 /// Runs a graph: builds (and caches) one [`Plan`] per set of input shapes.
 ///
+/// At most [`DEFAULT_PLAN_CAPACITY`] plans are kept (or the count given to
+/// [`Session::with_plan_capacity`]), least recently used out first, so memory stays flat however
+/// many distinct shapes (sentence lengths) a session sees.
+///
 /// A `Session` can be shared across threads; runs of the same input shapes take turns on that
 /// plan's buffers, runs of different shapes proceed independently. Several sessions over one graph
 /// (for example one per thread) share the graph's weights.
 pub struct Session {
     gpu: Gpu,
     graph: Arc<Graph>,
-    plans: Mutex<HashMap<InputShapes, Arc<Mutex<Plan>>>>,
+    plans: PlanCache<InputShapes, Mutex<Plan>>,
 }
 
 impl Session {
     /// A session over `graph` on `gpu`.
     pub fn new(gpu: &Gpu, graph: Arc<Graph>) -> Session {
+        Session::with_plan_capacity(gpu, graph, DEFAULT_PLAN_CAPACITY)
+    }
+
+    /// A session that keeps at most `plans` prepared plans (at least one).
+    pub fn with_plan_capacity(gpu: &Gpu, graph: Arc<Graph>, plans: usize) -> Session {
         Session {
             gpu: gpu.clone(),
             graph,
-            plans: Mutex::new(HashMap::new()),
+            plans: PlanCache::new(plans),
         }
     }
 
-    /// The plan for these input shapes, built on first use.
+    /// Plans held now (at most the capacity).
+    pub fn plan_count(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// The plan for these input shapes, built on first use (evicting the least recently used
+    /// plan when the cache is full).
     pub fn plan(&self, inputs: &[(&str, HostInput)]) -> Result<Arc<Mutex<Plan>>> {
-        let key: BTreeMap<String, Vec<usize>> = inputs
+        let key: InputShapes = inputs
             .iter()
             .map(|(n, h)| (n.to_string(), h.shape.clone()))
             .collect();
-        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = plans.get(&key) {
-            return Ok(p.clone());
-        }
-        let plan = Arc::new(Mutex::new(Plan::build(&self.gpu, &self.graph, &key)?));
-        plans.insert(key, plan.clone());
-        Ok(plan)
+        self.plans.get_or_try_insert(key.clone(), || {
+            Plan::build(&self.gpu, &self.graph, &key).map(Mutex::new)
+        })
     }
 
     /// Runs the graph on `inputs` (name, data) and returns every output by name.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::Gpu;
 use crate::graph::{Dim, Graph, HostInput, Session, Value};
 use crate::ops::Activation;
 use crate::tensor::{DType, Tensor};
@@ -287,8 +287,8 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
             parts_w.push(file.upload(gpu, &wn, hold)?);
             parts_b.push(file.upload(gpu, &bn, hold)?);
         }
-        let wqkv = g.weight(concat_rows(gpu, &parts_w)?);
-        let bqkv = g.weight(concat_rows(gpu, &parts_b)?);
+        let wqkv = g.weight(Tensor::concat_rows(gpu, &parts_w)?);
+        let bqkv = g.weight(Tensor::concat_rows(gpu, &parts_b)?);
         let qkv = g.linear(x, wqkv, Some(bqkv));
         let ctx = g.self_attention_packed(qkv, mask, heads);
         let wo = w(&mut g, &format!("{at}.output.dense.weight"), &[e, e])?;
@@ -319,48 +319,4 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
     let pooled = g.mean_pool(x, mask, true);
     g.output("embeddings", pooled);
     Ok(g)
-}
-
-/// Stacks tensors of equal dtype along their first dim on the GPU (`[n_i, *] -> [sum n_i, *]`).
-fn concat_rows(gpu: &Gpu, parts: &[Tensor]) -> Result<Tensor> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::invalid("concat_rows", "no parts"))?;
-    let dtype = first.dtype();
-    let tail = &first.shape()[1..];
-    let mut rows = 0;
-    for t in parts {
-        if t.dtype() != dtype || &t.shape()[1..] != tail {
-            return Err(Error::shape(
-                "concat_rows",
-                format!(
-                    "{}{:?} does not stack with {}{:?}",
-                    t.dtype(),
-                    t.shape(),
-                    dtype,
-                    first.shape()
-                ),
-            ));
-        }
-        rows += t.shape()[0];
-    }
-    let mut shape = vec![rows];
-    shape.extend_from_slice(tail);
-    let out = Tensor::zeros(gpu, &shape, dtype)?;
-    if parts.iter().all(|t| t.byte_len() % 4 == 0) {
-        let mut rec = Recorder::new(gpu);
-        let mut offset = 0;
-        for t in parts {
-            rec.copy(t.buffer(), 0, out.buffer(), offset, t.byte_len());
-            offset += t.byte_len();
-        }
-        rec.submit()?;
-    } else {
-        let mut bytes = Vec::with_capacity(out.byte_len() as usize);
-        for t in parts {
-            bytes.extend_from_slice(&t.to_bytes(gpu)?);
-        }
-        out.write_bytes(gpu, 0, &bytes);
-    }
-    Ok(out)
 }

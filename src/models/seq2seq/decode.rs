@@ -1,5 +1,5 @@
-//! Greedy and beam-search decoding with the loop on the GPU: the chunked loop over a plan (the
-//! buffers and recordings of a batch shape, allocated once and replayed: [`super::plan`]).
+//! Greedy and beam-search decoding with the loop on the GPU: a plan per batch shape declared on
+//! the loop runtime ([`crate::graph::runtime`], see [`super::plan`]), run in chunks by it.
 //!
 //! Greedy decoding with the fused kernel ([`super::fused`]) records one dispatch per chunk of
 //! steps that writes the token and log-prob histories itself. Otherwise one decoder step is
@@ -7,16 +7,20 @@
 //! [`super::step`] with the state update: greedy copies the argmax to the next input, beam gathers
 //! the states by parent row), and a chunk of `steps_per_submit` steps is that recording repeated,
 //! plus copies of each step's tokens (and attention weights) into history buffers at the step's
-//! offset, submitted at once. The CPU reads the tokens (greedy) or the control words (beam) back
-//! once per chunk to stop when every sequence has ended, and rebuilds beam hypotheses
+//! offset (the runtime's histories), submitted at once. The runtime reads the outputs back once
+//! per chunk and stops when every sequence has ended (the end token in the greedy token history,
+//! or the beam's per-item "done" control word); the beam's hypotheses are rebuilt on the CPU
 //! ([`super::beam`]).
 
+use std::sync::Mutex;
+
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::Gpu;
+use crate::graph::Schedule;
 use crate::kernels::topk;
 
 use super::beam::finish_beam;
-use super::plan::{PlanKey, MAX_PLANS};
+use super::plan::PlanKey;
 use super::{Seq2Seq, OP};
 
 /// How to decode.
@@ -140,109 +144,44 @@ impl Seq2Seq {
             fused_encoder: opts.kernel != DecodeKernel::PerOp
                 && self.enc_blob.as_ref().is_some_and(|e| e.check(gpu).is_ok()),
         };
-        let mut plans = self
+        let plan = self
             .plans
+            .get_or_try_insert(key, || self.plan(gpu, key).map(Mutex::new))?;
+        // Runs of one plan take turns on its buffers.
+        let plan = plan
             .lock()
             .map_err(|_| Error::invalid(OP, "a decode panicked"))?;
-        if !plans.contains_key(&key) {
-            if plans.len() >= MAX_PLANS {
-                plans.clear();
-            }
-            let plan = self.plan(gpu, key)?;
-            plans.insert(key, plan);
-        }
-        let plan = plans
-            .get(&key)
-            .ok_or_else(|| Error::invalid(OP, "no plan"))?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
-        self.write_inputs(gpu, plan, &seqs, &lengths, k)?;
-        let step = &plan.step;
+        let writes = self.write_inputs(&plan, &seqs, &lengths, k)?;
         let r = b * k;
         let t_w = plan.t_w;
-        let keep_attn = key.keep_attn && step.weights.is_some();
-        let row_bytes = (r * 4) as u64;
-        let mut steps_run = 0;
-        let mut bytes = Vec::new();
+        let keep_attn = plan.keep_attn;
         let longest = inputs.iter().map(Vec::len).max().unwrap_or(0);
         let first = if opts.first_steps_per_input > 0.0 {
             ((opts.first_steps_per_input * longest as f32) as usize).max(opts.steps_per_submit)
         } else {
             opts.steps_per_submit
         };
-        while steps_run < max_len {
-            let chunk = if steps_run == 0 {
-                first
-            } else {
-                opts.steps_per_submit
-            };
-            let n = chunk.min(max_len - steps_run);
-            let mut rec = if steps_run == 0 {
-                plan.init.clone()
-            } else {
-                Recorder::new(gpu)
-            };
-            if let Some(fl) = &plan.fused {
-                // One dispatch runs the chunk; it writes the histories itself.
-                fl.record_run(gpu, &mut rec, steps_run + n)?;
-            }
-            let per_op_steps = if plan.fused.is_some() { 0 } else { n };
-            for s in steps_run..steps_run + per_op_steps {
-                match (&plan.step_rec_odd, s % 2) {
-                    (Some(odd), 1) => rec.extend(odd.clone()),
-                    _ => rec.extend(plan.step_rec.clone()),
-                }
-                // Histories of step s: tokens and parents (beam) or tokens and log-probs
-                // (greedy), and the attention weights. Beam: the weights of step s are those of
-                // the rows before the selection of step s (row q of step s is row q of step
-                // s - 1's tokens and parents).
-                let off = s as u64 * row_bytes;
-                let (tok, aux) = match &plan.beam {
-                    Some(bs) => (&step.y, &bs.parent),
-                    None => (&step.ids, &step.logp),
-                };
-                rec.copy(tok.buffer(), 0, plan.tok_hist.buffer(), off, row_bytes);
-                rec.copy(aux.buffer(), 0, plan.aux_hist.buffer(), off, row_bytes);
-                if let (Some(ah), Some(w)) = (&plan.attn_hist, &step.weights) {
-                    let wb = w.byte_len();
-                    rec.copy(w.buffer(), 0, ah.buffer(), s as u64 * wb, wb);
-                }
-            }
-            for (buf, off, len) in &plan.results {
-                rec.copy(buf, 0, &plan.staging, *off, *len);
-            }
-            rec.submit()?;
-            steps_run += n;
-            bytes = gpu.read_mapped(&plan.staging, plan.staging.size(), "decode readback")?;
-            let finished = if let Some(bs) = &plan.beam {
-                let c = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
-                (0..b).all(|i| c[i * 4] != 0)
-            } else {
-                let toks = u32s(&bytes, 0, steps_run * r);
-                let eos = self.cfg.eos_id as u32;
-                (0..b).all(|i| (0..steps_run).any(|s| toks[s * r + i] == eos))
-            };
-            if finished {
-                break;
-            }
-        }
-        let toks = u32s(&bytes, 0, plan.tok_hist.numel());
-        let aux_at = plan.results[1].1;
-        // The attention history is the last result when kept.
-        let attn: Vec<f32> = match (&plan.attn_hist, plan.results.last()) {
-            (Some(a), Some((_, off, _))) if keep_attn => u32s(&bytes, *off, a.numel())
-                .into_iter()
-                .map(f32::from_bits)
-                .collect(),
-            _ => Vec::new(),
+        let res = plan.run.run(
+            &writes,
+            Schedule {
+                max_steps: max_len,
+                first_chunk: first,
+                chunk: opts.steps_per_submit,
+            },
+        )?;
+        let steps_run = res.steps_run;
+        let toks = res.u32s("tokens")?;
+        let attn: Vec<f32> = if keep_attn {
+            res.f32s("attn")?
+        } else {
+            Vec::new()
         };
-        if let Some(bs) = &plan.beam {
-            let parents = u32s(&bytes, aux_at, plan.aux_hist.numel());
-            let scores: Vec<f32> = u32s(&bytes, plan.results[2].1, r)
-                .into_iter()
-                .map(f32::from_bits)
-                .collect();
-            let ctl = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
-            let fin = u32s(&bytes, plan.results[4].1, bs.fin.numel());
+        if k > 1 {
+            let parents = res.u32s("aux")?;
+            let scores = res.f32s("beam.scores")?;
+            let ctl = res.u32s("beam.ctl")?;
+            let fin = res.u32s("beam.fin")?;
             let (mut out, attn_rows) = finish_beam(
                 &toks,
                 &parents,
@@ -266,10 +205,7 @@ impl Seq2Seq {
             }
             return Ok(out);
         }
-        let lps: Vec<f32> = u32s(&bytes, aux_at, plan.aux_hist.numel())
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
+        let lps = res.f32s("aux")?;
         let eos = self.cfg.eos_id as u32;
         let mut out = Vec::with_capacity(b);
         for (i, &len) in lengths.iter().enumerate() {
@@ -316,10 +252,4 @@ impl Seq2Seq {
             (Some(_), _) => Ok(false),
         }
     }
-}
-
-/// `n` u32 words at byte offset `at` of `bytes`.
-fn u32s(bytes: &[u8], at: u64, n: usize) -> Vec<u32> {
-    let at = at as usize;
-    bytemuck::pod_collect_to_vec(&bytes[at..at + 4 * n])
 }

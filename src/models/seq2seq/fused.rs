@@ -7,6 +7,7 @@
 
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Recorder};
+use crate::graph::{LoopBuilder, Writes};
 use crate::kernels::decoder_loop::{
     self as dl, DecoderBlob, DecoderLoopDims, DecoderWeights, LoopAttention, LoopBuffers,
 };
@@ -92,24 +93,22 @@ pub(super) fn load_blob(gpu: &Gpu, f: &WeightFile, cfg: &Config) -> Result<Optio
     DecoderBlob::new(gpu, dims, &w).map(Some)
 }
 
-/// A plan's buffers for the fused loop, and its dispatches by steps per dispatch.
+/// A plan's buffers for the fused loop; its dispatch runs once per chunk.
 #[derive(Debug)]
 pub(super) struct FusedLoop {
-    /// Decoder state ([`dl::state_layout`]).
+    /// Decoder state ([`dl::state_layout`]), named `loop.state`.
     state: Tensor,
-    /// `[R + 1, 4]` u32 control words.
+    /// `[R + 1, 4]` u32 control words, named `loop.ctl`; row R word 0 is the chunk's stop step.
     ctl: Tensor,
-    /// The loop's dispatch (one for every chunk size: the stop step is in `ctl`).
-    dispatch: Dispatch,
 }
 
 impl FusedLoop {
-    /// Buffers and the dispatch for `r` rows over `mem [R, T, M]` (with `keys_proj` for additive
-    /// attention), writing the histories `tokens`/`logps` `[max_len, R]` and, when given,
+    /// Buffers and the chunk's dispatch for `r` rows over `mem [R, T, M]` (with `keys_proj` for
+    /// additive attention), writing the histories `tokens`/`logps` `[max_len, R]` and, when given,
     /// `attn [max_len, R, T]`. The initial states are copied in by [`FusedLoop::record_start`].
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        gpu: &Gpu,
+        bld: &mut LoopBuilder,
         blob: &DecoderBlob,
         mem: &Tensor,
         keys_proj: Option<&Tensor>,
@@ -120,12 +119,12 @@ impl FusedLoop {
     ) -> Result<FusedLoop> {
         let (r, max_len) = (tokens.shape()[1], tokens.shape()[0]);
         let layout = dl::state_layout(blob.dims(), r);
-        let state = Tensor::zeros(gpu, &[layout[2].end.max(1)], DType::F32)?;
-        let ctl = Tensor::zeros(gpu, &[r + 1, 4], DType::U32)?;
+        let state = bld.named("loop.state", &[layout[2].end.max(1)], DType::F32)?;
+        let ctl = bld.named("loop.ctl", &[r + 1, 4], DType::U32)?;
         // Stand-ins for unused bindings (one each: a read-only and a read-write binding may not
         // share a buffer).
-        let no_keys = Tensor::zeros(gpu, &[4], DType::F32)?;
-        let no_attn = Tensor::zeros(gpu, &[4], DType::F32)?;
+        let no_keys = bld.buffer(&[4], DType::F32)?;
+        let no_attn = bld.buffer(&[4], DType::F32)?;
         let bufs = LoopBuffers {
             mem,
             keys_proj: keys_proj.unwrap_or(&no_keys),
@@ -135,42 +134,33 @@ impl FusedLoop {
             logps,
             attn: attn.unwrap_or(&no_attn),
         };
-        let dispatch = dl::dispatch(gpu, blob, &bufs, max_len, eos, attn.is_some())?;
-        Ok(FusedLoop {
-            state,
-            ctl,
-            dispatch,
-        })
+        let dispatch = dl::dispatch(bld.gpu(), blob, &bufs, max_len, eos, attn.is_some())?;
+        // One dispatch runs a chunk of steps, up to the stop step the runtime writes into ctl[R].
+        bld.chunk().push(dispatch);
+        bld.chunk_counter(&ctl, (r * 16) as u64);
+        Ok(FusedLoop { state, ctl })
     }
 
     /// Records the copies of the initial states (per layer `[R, H]`) into the state buffer.
     pub(super) fn record_start(
         &self,
-        rec: &mut Recorder,
+        bld: &mut LoopBuilder,
         blob: &DecoderBlob,
         h0: &[Tensor],
         c0: &[Tensor],
     ) {
         let r = self.ctl.shape()[0] - 1;
-        record_state_copies(rec, blob, &self.state, r, h0, c0);
+        record_state_copies(bld.init(), blob, &self.state, r, h0, c0);
     }
 
-    /// Writes a call's control words (first input `bos`, input lengths) and zeroes the context.
-    pub(super) fn write_inputs(&self, gpu: &Gpu, blob: &DecoderBlob, bos: u32, lengths: &[usize]) {
+    /// A call's control words (first input `bos`, input lengths) and the zeroed context.
+    pub(super) fn write_inputs(w: &mut Writes, blob: &DecoderBlob, bos: u32, lengths: &[usize]) {
         let ctl: Vec<u32> = lengths
             .iter()
             .flat_map(|&len| [bos, 0, len as u32, 0])
             .collect();
-        self.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
-        zero_context(gpu, blob, &self.state, lengths.len());
-    }
-
-    /// Records a run of the loop that stops at step `stop` (exclusive; the host writes it now,
-    /// so the recording must be submitted before the next call).
-    pub(super) fn record_run(&self, gpu: &Gpu, rec: &mut Recorder, stop: usize) -> Result<()> {
-        dl::write_stop(gpu, &self.ctl, stop)?;
-        rec.push(self.dispatch.clone());
-        Ok(())
+        w.u32s("loop.ctl", &ctl);
+        zero_context(w, blob, lengths.len());
     }
 }
 
@@ -178,6 +168,7 @@ impl FusedLoop {
 /// logits, and the even / odd step dispatches.
 #[derive(Debug)]
 pub(super) struct FusedBeam {
+    /// Named `loop.state`.
     state: Tensor,
     /// `[R, V]` logits of the step (read by top-k).
     pub(super) logits: Tensor,
@@ -191,7 +182,7 @@ impl FusedBeam {
     /// `weights [R, T]` when given; rows fed `skip_eos` skip the step.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        gpu: &Gpu,
+        bld: &mut LoopBuilder,
         blob: &DecoderBlob,
         mem: &Tensor,
         keys_proj: Option<&Tensor>,
@@ -202,10 +193,10 @@ impl FusedBeam {
     ) -> Result<FusedBeam> {
         let r = mem.shape()[0];
         let d = blob.dims();
-        let state = Tensor::zeros(gpu, &[dl::beam_state_len(d, r)], DType::F32)?;
-        let logits = Tensor::zeros(gpu, &[r, d.vocab], DType::F32)?;
-        let no_keys = Tensor::zeros(gpu, &[4], DType::F32)?;
-        let no_weights = Tensor::zeros(gpu, &[4], DType::F32)?;
+        let state = bld.named("loop.state", &[dl::beam_state_len(d, r)], DType::F32)?;
+        let logits = bld.buffer(&[r, d.vocab], DType::F32)?;
+        let no_keys = bld.buffer(&[4], DType::F32)?;
+        let no_weights = bld.buffer(&[4], DType::F32)?;
         let bufs = dl::BeamStepBuffers {
             mem,
             keys_proj: keys_proj.unwrap_or(&no_keys),
@@ -215,7 +206,7 @@ impl FusedBeam {
             logits: &logits,
             weights: weights.unwrap_or(&no_weights),
         };
-        let steps = dl::beam_step_dispatches(gpu, blob, &bufs, weights.is_some(), skip_eos)?;
+        let steps = dl::beam_step_dispatches(bld.gpu(), blob, &bufs, weights.is_some(), skip_eos)?;
         Ok(FusedBeam {
             state,
             logits,
@@ -226,25 +217,25 @@ impl FusedBeam {
     /// Records the copies of the initial states (per layer `[R, H]`) into state half 0.
     pub(super) fn record_start(
         &self,
-        rec: &mut Recorder,
+        bld: &mut LoopBuilder,
         blob: &DecoderBlob,
         h0: &[Tensor],
         c0: &[Tensor],
     ) {
         let r = self.logits.shape()[0];
-        record_state_copies(rec, blob, &self.state, r, h0, c0);
+        record_state_copies(bld.init(), blob, &self.state, r, h0, c0);
     }
 
-    /// Writes a call's per-row input lengths and zeroes the context of state half 0.
-    pub(super) fn write_inputs(
-        &self,
-        gpu: &Gpu,
-        blob: &DecoderBlob,
-        lengths: &[u32],
-    ) -> Result<()> {
-        dl::write_beam_lengths(gpu, blob.dims(), &self.state, lengths)?;
-        zero_context(gpu, blob, &self.state, lengths.len());
-        Ok(())
+    /// A call's per-row input lengths (after both state halves, as
+    /// [`dl::write_beam_lengths`] places them) and the zeroed context of state half 0.
+    pub(super) fn write_inputs(w: &mut Writes, blob: &DecoderBlob, lengths: &[u32]) {
+        let at = 2 * dl::state_layout(blob.dims(), lengths.len())[2].end;
+        w.bytes(
+            "loop.state",
+            (at * 4) as u64,
+            bytemuck::cast_slice(lengths).to_vec(),
+        );
+        zero_context(w, blob, lengths.len());
     }
 }
 
@@ -269,11 +260,14 @@ fn record_state_copies(
     }
 }
 
-/// Zeroes the context section of `state` (laid out from offset 0) for `r` rows.
-fn zero_context(gpu: &Gpu, blob: &DecoderBlob, state: &Tensor, r: usize) {
+/// Zeroes the context section of `loop.state` (laid out from offset 0) for `r` rows.
+fn zero_context(w: &mut Writes, blob: &DecoderBlob, r: usize) {
     let layout = dl::state_layout(blob.dims(), r);
     if !layout[2].is_empty() {
-        let zeros = vec![0u8; layout[2].len() * 4];
-        state.write_bytes(gpu, (layout[2].start * 4) as u64, &zeros);
+        w.bytes(
+            "loop.state",
+            (layout[2].start * 4) as u64,
+            vec![0u8; layout[2].len() * 4],
+        );
     }
 }

@@ -40,6 +40,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
+use crate::graph::{LoopBuilder, PlanCache, Writes};
 use crate::kernels::{concat, embedding, encoder_loop};
 use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentOutput, RecurrentSpec};
 use crate::tensor::{DType, Tensor};
@@ -103,8 +104,9 @@ pub struct Seq2Seq {
     fused_blob: Option<crate::kernels::decoder_loop::DecoderBlob>,
     /// The encoder's weights for the fused encoder kernel.
     enc_blob: Option<encoder_loop::EncoderBlob>,
-    /// Prepared decoders by batch shape, replayed by later `decode` calls.
-    plans: Mutex<HashMap<plan::PlanKey, plan::Plan>>,
+    /// Prepared decoders by batch shape (least recently used out first), run by later `decode`
+    /// calls.
+    plans: PlanCache<plan::PlanKey, Mutex<plan::Plan>>,
 }
 
 fn load_linear(
@@ -283,7 +285,7 @@ impl Seq2Seq {
             out,
             fused_blob,
             enc_blob,
-            plans: Mutex::new(HashMap::new()),
+            plans: PlanCache::new(plan::MAX_PLANS),
         })
     }
 
@@ -396,33 +398,39 @@ impl Seq2Seq {
         Ok(seqs)
     }
 
-    /// Allocates and records the encoder for `b` sequences padded to `t` ids: the recording reads
-    /// `ids [B, T]` and `lengths [B]` (written per call by [`Encoded::write`]) and leaves the memory
+    /// Declares and records (into the plan's init work) the encoder for `b` sequences padded to `t`
+    /// ids: the recording reads `src.ids [B, T]` and `src.lengths [B]` (written per call, see
+    /// [`Encoded::write`]) and leaves the memory
     /// `[B, T, M]` and the initial decoder states per layer (h `[B, H]`, and c for the LSTM). It
     /// starts from zero encoder states of its own, so it can be replayed.
     ///
     /// With `fused`, the fused encoder kernel runs (one dispatch per layer, embedding included)
     /// instead of the embedding, input-projection and recurrence kernels.
-    fn record_encoder(&self, gpu: &Gpu, b: usize, t: usize, fused: bool) -> Result<Encoded> {
-        let ids = Tensor::zeros(gpu, &[b, t], DType::U32)?;
-        let mut rec = Recorder::new(gpu);
+    fn record_encoder(
+        &self,
+        bld: &mut LoopBuilder,
+        b: usize,
+        t: usize,
+        fused: bool,
+    ) -> Result<Encoded> {
+        let ids = bld.named("src.ids", &[b, t], DType::U32)?;
+        let gpu = bld.gpu().clone();
+        let mut rec = Recorder::new(&gpu);
         let spec = self.encoder.spec();
         let state = [spec.num_layers * spec.directions(), b, spec.hidden_size];
         let lstm_encoder = spec.kind == CellKind::Lstm;
         let (out, lengths) = match (&self.enc_blob, fused) {
             (Some(blob), true) => {
-                let lengths = Tensor::zeros(gpu, &[b], DType::U32)?;
+                let lengths = bld.named("src.lengths", &[b], DType::U32)?;
                 let mut outputs = Vec::new();
                 for _ in 0..spec.num_layers {
-                    outputs.push(Tensor::zeros(
-                        gpu,
-                        &[b, t, spec.directions() * spec.hidden_size],
-                        DType::F32,
-                    )?);
+                    outputs.push(
+                        bld.buffer(&[b, t, spec.directions() * spec.hidden_size], DType::F32)?,
+                    );
                 }
-                let h_n = Tensor::zeros(gpu, &state, DType::F32)?;
+                let h_n = bld.buffer(&state, DType::F32)?;
                 let c_n = if lstm_encoder {
-                    Some(Tensor::zeros(gpu, &state, DType::F32)?)
+                    Some(bld.buffer(&state, DType::F32)?)
                 } else {
                     None
                 };
@@ -440,18 +448,19 @@ impl Seq2Seq {
                 (RecurrentOutput { output, h_n, c_n }, lengths)
             }
             _ => {
-                let x = Tensor::zeros(gpu, &[b, t, self.cfg.encoder.emb], DType::F32)?;
+                let x = bld.buffer(&[b, t, self.cfg.encoder.emb], DType::F32)?;
                 embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
-                let z_h = Tensor::zeros(gpu, &state, DType::F32)?;
+                let z_h = bld.buffer(&state, DType::F32)?;
                 let z_c = if lstm_encoder {
-                    Some(Tensor::zeros(gpu, &state, DType::F32)?)
+                    Some(bld.buffer(&state, DType::F32)?)
                 } else {
                     None
                 };
                 let prep =
                     self.encoder
-                        .prepare(gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
+                        .prepare(&gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
                 rec.extend(prep.recorder);
+                bld.name("src.lengths", &prep.lengths)?;
                 (prep.output, prep.lengths)
             }
         };
@@ -460,15 +469,19 @@ impl Seq2Seq {
         let mut c0 = Vec::new();
         let lstm = self.dec_kind == CellKind::Lstm;
         for _ in 0..d.layers {
-            h0.push(Tensor::zeros(gpu, &[b, d.hidden], DType::F32)?);
+            h0.push(bld.buffer(&[b, d.hidden], DType::F32)?);
             if lstm {
-                c0.push(Tensor::zeros(gpu, &[b, d.hidden], DType::F32)?);
+                c0.push(bld.buffer(&[b, d.hidden], DType::F32)?);
             }
         }
         if self.cfg.bridge == "final" {
             let (dirs, eh) = (self.cfg.dirs(), self.cfg.encoder.hidden);
             let bytes = (b * eh * 4) as u64;
-            let bridge = |src: &Tensor, dst: &Tensor, l: usize, rec: &mut Recorder| -> Result<()> {
+            let mut bridge = |src: &Tensor,
+                              dst: &Tensor,
+                              l: usize,
+                              rec: &mut Recorder|
+             -> Result<()> {
                 if dirs == 1 {
                     rec.copy(
                         src.buffer(),
@@ -491,8 +504,8 @@ impl Seq2Seq {
                     }
                     return Ok(());
                 }
-                let f = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
-                let r = Tensor::zeros(gpu, &[b, eh], DType::F32)?;
+                let f = bld.buffer(&[b, eh], DType::F32)?;
+                let r = bld.buffer(&[b, eh], DType::F32)?;
                 rec.copy(
                     src.buffer(),
                     (2 * l * b * eh * 4) as u64,
@@ -518,20 +531,21 @@ impl Seq2Seq {
                 }
             }
         }
+        // `ids` and `lengths` are written per call through their names (`src.ids`, `src.lengths`).
+        let _ = (ids, lengths);
+        bld.init().extend(rec);
         Ok(Encoded {
             mem: out.output,
             h0,
             c0,
-            ids,
-            lengths,
-            rec,
+            b,
             t,
-            pad: self.cfg.pad_id as u32,
         })
     }
 }
 
-/// The recorded encoder of a batch shape and where its inputs and results live.
+/// The recorded encoder of a batch shape: where its results live (its inputs are the plan's
+/// `src.ids` and `src.lengths`).
 #[derive(Debug)]
 struct Encoded {
     /// `[B, T, M]`.
@@ -539,27 +553,20 @@ struct Encoded {
     /// Initial decoder states per layer `[B, H]` (all zeros unless the bridge is "final").
     h0: Vec<Tensor>,
     c0: Vec<Tensor>,
-    /// Input ids `[B, T]` u32.
-    ids: Tensor,
-    /// Lengths `[B]` u32.
-    lengths: Tensor,
-    /// Embedding, encoder stack and bridge.
-    rec: Recorder,
+    b: usize,
     t: usize,
-    pad: u32,
 }
 
 impl Encoded {
-    /// Writes the inputs of a batch (`seqs.len()` == B, each at most T long).
-    fn write(&self, gpu: &Gpu, seqs: &[Vec<u32>]) {
-        let t = self.t;
-        let mut ids = vec![self.pad; seqs.len() * t];
+    /// The writes of a batch's inputs (`seqs.len()` == B, each at most `t` long, padded with
+    /// `pad`).
+    fn write(w: &mut Writes, t: usize, pad: u32, seqs: &[Vec<u32>]) {
+        let mut ids = vec![pad; seqs.len() * t];
         for (i, s) in seqs.iter().enumerate() {
             ids[i * t..i * t + s.len()].copy_from_slice(s);
         }
         let lens: Vec<u32> = seqs.iter().map(|s| s.len() as u32).collect();
-        self.ids.write_bytes(gpu, 0, bytemuck::cast_slice(&ids));
-        self.lengths
-            .write_bytes(gpu, 0, bytemuck::cast_slice(&lens));
+        w.u32s("src.ids", &ids);
+        w.u32s("src.lengths", &lens);
     }
 }

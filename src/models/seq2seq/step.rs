@@ -5,7 +5,8 @@
 //! [`super::decode`] replays either in its loop.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::Recorder;
+use crate::graph::LoopBuilder;
 use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
 use crate::kernels::matmul::{record_linear, record_matmul, record_matmul_bt};
 use crate::kernels::memory_attention::{self, Score};
@@ -18,8 +19,9 @@ fn lin(rec: &mut Recorder, x: &Tensor, l: &Linear, out: &Tensor) -> Result<()> {
     record_linear(rec, x, &l.w, l.b.as_ref(), out)
 }
 
-pub(super) fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
-    Tensor::zeros(gpu, shape, DType::F32)
+/// An f32 plan tensor (zeros until written).
+pub(super) fn zeros(bld: &mut LoopBuilder, shape: &[usize]) -> Result<Tensor> {
+    bld.buffer(shape, DType::F32)
 }
 
 /// Per-sequence tensors the step reads (after beam replication).
@@ -73,48 +75,41 @@ impl Seq2Seq {
     /// step's buffers, and computes the once-per-sequence attention projections.
     pub(super) fn prepare(
         &self,
-        gpu: &Gpu,
+        bld: &mut LoopBuilder,
         enc: &Encoded,
         k: usize,
-    ) -> Result<(Memory, Step, Recorder)> {
-        let b = enc.ids.shape()[0];
+    ) -> Result<(Memory, Step)> {
+        let b = enc.b;
         let r = b * k;
         let (t, m) = (enc.mem.shape()[1], enc.mem.shape()[2]);
         let d = &self.cfg.decoder;
         let hid = d.hidden;
-        let mut rec = Recorder::new(gpu);
-        // Replication: row i of the result is item i / k.
-        let rep = |rec: &mut Recorder, x: &Tensor, shape: &[usize]| -> Result<Tensor> {
+        // Replication (recorded into the init work): row i of the result is item i / k.
+        let rep = |bld: &mut LoopBuilder, x: &Tensor, shape: &[usize]| -> Result<Tensor> {
             if k == 1 {
                 return Ok(x.clone());
             }
             let inner = x.numel() / b;
             let idx: Vec<u32> = (0..r).map(|i| (i / k) as u32).collect();
-            let idx = Tensor::from_u32(gpu, &idx, &[r])?;
-            let out = zeros(gpu, &[r, inner])?;
-            record_embedding(rec, &idx, &x.reshape(&[b, inner])?, &out)?;
+            let idx = bld.constant_u32(&idx, &[r])?;
+            let out = zeros(bld, &[r, inner])?;
+            record_embedding(bld.init(), &idx, &x.reshape(&[b, inner])?, &out)?;
             out.reshape(shape)
         };
-        let mem = rep(&mut rec, &enc.mem, &[r, t, m])?;
+        let mem = rep(bld, &enc.mem, &[r, t, m])?;
         let mut h = Vec::new();
         let mut c = Vec::new();
-        for h0 in &enc.h0 {
-            h.push(rep(&mut rec, h0, &[r, hid])?);
+        for (l, h0) in enc.h0.iter().enumerate() {
+            let x = rep(bld, h0, &[r, hid])?;
+            bld.name(&format!("h.{l}"), &x)?;
+            h.push(x);
         }
-        for c0 in &enc.c0 {
-            c.push(rep(&mut rec, c0, &[r, hid])?);
+        for (l, c0) in enc.c0.iter().enumerate() {
+            let x = rep(bld, c0, &[r, hid])?;
+            bld.name(&format!("c.{l}"), &x)?;
+            c.push(x);
         }
-        // Own the state buffers (replication with k = 1 shares the encoder's tensors, which is fine:
-        // they are not used elsewhere).
-        // Written per call from the lengths (`write_inputs`).
-        let mask_for = |heads: usize| -> Result<Tensor> {
-            if heads == 1 {
-                zeros(gpu, &[r, 1, t])
-            } else {
-                zeros(gpu, &[r, heads, 1, t])
-            }
-        };
-        let valid = || Tensor::zeros(gpu, &[r, t], DType::U32);
+        // Masks: written per call from the lengths (`write_inputs`).
         let mut memory = Memory {
             mem: mem.clone(),
             keys_proj: None,
@@ -129,18 +124,18 @@ impl Seq2Seq {
         match &self.attn {
             AttnParams::None => {}
             AttnParams::Dot | AttnParams::General { .. } => {
-                memory.valid = Some(valid()?);
-                memory.scratch = Some(zeros(gpu, &[(r * m).max(4)])?);
-                weights = Some(zeros(gpu, &[r, t])?);
+                memory.valid = Some(bld.named("valid", &[r, t], DType::U32)?);
+                memory.scratch = Some(zeros(bld, &[(r * m).max(4)])?);
+                weights = Some(zeros(bld, &[r, t])?);
             }
             AttnParams::Additive { w_k, .. } => {
                 let a = w_k.w.shape()[0];
-                let kp = zeros(gpu, &[r, t, a])?;
-                memory_attention::record_project(&mut rec, &mem, &w_k.w, &kp)?;
+                let kp = zeros(bld, &[r, t, a])?;
+                memory_attention::record_project(bld.init(), &mem, &w_k.w, &kp)?;
                 memory.keys_proj = Some(kp);
-                memory.valid = Some(valid()?);
-                memory.scratch = Some(zeros(gpu, &[r * a])?);
-                weights = Some(zeros(gpu, &[r, t])?);
+                memory.valid = Some(bld.named("valid", &[r, t], DType::U32)?);
+                memory.scratch = Some(zeros(bld, &[r * a])?);
+                weights = Some(zeros(bld, &[r, t])?);
             }
             AttnParams::MultiHead {
                 k: wk,
@@ -150,28 +145,31 @@ impl Seq2Seq {
             } => {
                 let a = self.cfg.ctx_dim();
                 let dh = a / heads;
-                let mut proj = |l: &Linear| -> Result<Tensor> {
-                    let p = zeros(gpu, &[r, t, a])?;
-                    lin(&mut rec, &mem, l, &p)?;
-                    let out = zeros(gpu, &[r, *heads, t, dh])?;
-                    layout::record_transpose12(&mut rec, &p.reshape(&[r, t, *heads, dh])?, &out)?;
+                let proj = |bld: &mut LoopBuilder, l: &Linear| -> Result<Tensor> {
+                    let p = zeros(bld, &[r, t, a])?;
+                    lin(bld.init(), &mem, l, &p)?;
+                    let out = zeros(bld, &[r, *heads, t, dh])?;
+                    layout::record_transpose12(bld.init(), &p.reshape(&[r, t, *heads, dh])?, &out)?;
                     Ok(out)
                 };
-                let kh = proj(wk)?;
-                let vh = proj(wv)?;
+                let kh = proj(bld, wk)?;
+                let vh = proj(bld, wv)?;
                 memory.kv = Some((kh, vh));
-                memory.mask = Some(mask_for(*heads)?);
-                memory.avg = Some(Tensor::from_f32(
-                    gpu,
-                    &vec![1.0 / *heads as f32; r * heads],
-                    &[r, 1, *heads],
-                )?);
-                weights = Some(zeros(gpu, &[r, 1, t])?);
+                let mask_shape: Vec<usize> = if *heads == 1 {
+                    vec![r, 1, t]
+                } else {
+                    vec![r, *heads, 1, t]
+                };
+                memory.mask = Some(bld.named("mask", &mask_shape, DType::F32)?);
+                memory.avg =
+                    Some(bld.constant_f32(&vec![1.0 / *heads as f32; r * heads], &[r, 1, *heads])?);
+                weights = Some(zeros(bld, &[r, 1, t])?);
             }
             AttnParams::Tutorial { max_length, .. } => {
                 let ml = *max_length;
-                let padded = zeros(gpu, &[r, ml, m])?;
+                let padded = zeros(bld, &[r, ml, m])?;
                 let rows = t.min(ml);
+                let rec = bld.init();
                 for i in 0..r {
                     rec.copy(
                         mem.buffer(),
@@ -182,7 +180,7 @@ impl Seq2Seq {
                     );
                 }
                 memory.padded = Some(padded);
-                weights = Some(zeros(gpu, &[r, ml])?);
+                weights = Some(zeros(bld, &[r, ml])?);
             }
         }
         let ctx_dim = self.cfg.ctx_dim();
@@ -190,50 +188,53 @@ impl Seq2Seq {
         let mut h_new = Vec::new();
         let mut c_new = Vec::new();
         for _ in 0..d.layers {
-            h_new.push(zeros(gpu, &[r, hid])?);
+            h_new.push(zeros(bld, &[r, hid])?);
         }
         for _ in 0..c.len() {
-            c_new.push(zeros(gpu, &[r, hid])?);
+            c_new.push(zeros(bld, &[r, hid])?);
         }
+        let ctx = if has_ctx {
+            Some(bld.named("ctx", &[r, ctx_dim], DType::F32)?)
+        } else {
+            None
+        };
+        let ctx_new = if has_ctx {
+            Some(zeros(bld, &[r, ctx_dim])?)
+        } else {
+            None
+        };
         let step = Step {
-            y: Tensor::from_u32(gpu, &vec![self.cfg.bos_id as u32; r], &[r])?,
+            y: bld.named("y", &[r], DType::U32)?,
             h,
             c,
             h_new,
             c_new,
-            ctx: if has_ctx {
-                Some(zeros(gpu, &[r, ctx_dim])?)
-            } else {
-                None
-            },
-            ctx_new: if has_ctx {
-                Some(zeros(gpu, &[r, ctx_dim])?)
-            } else {
-                None
-            },
+            ctx,
+            ctx_new,
             weights,
-            ids: Tensor::zeros(gpu, &[r, k], DType::U32)?,
-            logp: zeros(gpu, &[r, k])?,
+            ids: bld.buffer(&[r, k], DType::U32)?,
+            logp: zeros(bld, &[r, k])?,
         };
-        Ok((memory, step, rec))
+        Ok((memory, step))
     }
 
     /// Records one decoder step: inputs `step.y`, `step.h`/`c`/`ctx`; outputs `h_new`/`c_new`/
     /// `ctx_new`, `weights`, and the top-k `ids`/`logp`.
     pub(super) fn record_step(
         &self,
-        rec: &mut Recorder,
+        bld: &mut LoopBuilder,
+        phase: usize,
         mem: &Memory,
         st: &Step,
         r: usize,
     ) -> Result<()> {
-        let gpu = rec.gpu().clone();
+        let sa = &mut StepAlloc { bld, phase };
         let d = &self.cfg.decoder;
         let (hid, e) = (d.hidden, d.emb);
-        let emb = zeros(&gpu, &[r, e])?;
-        record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
+        let emb = sa.zeros(&[r, e])?;
+        record_embedding(sa.rec(), &st.y, &self.dec_emb, &emb)?;
         if self.order == AttentionOrder::Bahdanau {
-            return self.record_bahdanau_step(rec, mem, st, &emb, r);
+            return self.record_bahdanau_step(sa, mem, st, &emb, r);
         }
         let top = &st.h_new[d.layers - 1];
         let x0 = match &self.attn {
@@ -244,33 +245,33 @@ impl Seq2Seq {
             } => {
                 let ml = *max_length;
                 let m = self.cfg.mem_dim();
-                let eh = zeros(&gpu, &[r, e + hid])?;
-                record_concat(rec, &emb, &st.h[d.layers - 1], &eh)?;
-                let sc = zeros(&gpu, &[r, ml])?;
-                lin(rec, &eh, attn, &sc)?;
+                let eh = sa.zeros(&[r, e + hid])?;
+                record_concat(sa.rec(), &emb, &st.h[d.layers - 1], &eh)?;
+                let sc = sa.zeros(&[r, ml])?;
+                lin(sa.rec(), &eh, attn, &sc)?;
                 let w = st
                     .weights
                     .as_ref()
                     .ok_or_else(|| Error::invalid(OP, "no weights"))?;
-                softmax::record_softmax(rec, &sc, w)?;
+                softmax::record_softmax(sa.rec(), &sc, w)?;
                 let padded = mem
                     .padded
                     .as_ref()
                     .ok_or_else(|| Error::invalid(OP, "no memory"))?;
-                let ctx = zeros(&gpu, &[r, 1, m])?;
-                record_matmul(rec, &w.reshape(&[r, 1, ml])?, padded, &ctx)?;
-                let ec = zeros(&gpu, &[r, e + m])?;
-                record_concat(rec, &emb, &ctx.reshape(&[r, m])?, &ec)?;
-                let cb = zeros(&gpu, &[r, e])?;
-                lin(rec, &ec, combine, &cb)?;
-                let x = zeros(&gpu, &[r, e])?;
-                record_activation(rec, &cb, &x, Activation::Relu)?;
+                let ctx = sa.zeros(&[r, 1, m])?;
+                record_matmul(sa.rec(), &w.reshape(&[r, 1, ml])?, padded, &ctx)?;
+                let ec = sa.zeros(&[r, e + m])?;
+                record_concat(sa.rec(), &emb, &ctx.reshape(&[r, m])?, &ec)?;
+                let cb = sa.zeros(&[r, e])?;
+                lin(sa.rec(), &ec, combine, &cb)?;
+                let x = sa.zeros(&[r, e])?;
+                record_activation(sa.rec(), &cb, &x, Activation::Relu)?;
                 x
             }
             _ => match (&st.ctx, d.input_feeding) {
                 (Some(ctx), true) => {
-                    let x = zeros(&gpu, &[r, e + ctx.shape()[1]])?;
-                    record_concat(rec, &emb, ctx, &x)?;
+                    let x = sa.zeros(&[r, e + ctx.shape()[1]])?;
+                    record_concat(sa.rec(), &emb, ctx, &x)?;
                     x
                 }
                 _ => emb,
@@ -279,7 +280,7 @@ impl Seq2Seq {
         for (l, cell) in self.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
-                rec,
+                sa.rec(),
                 x,
                 Some(&st.h[l]),
                 st.c.get(l),
@@ -287,9 +288,11 @@ impl Seq2Seq {
                 st.c_new.get(l),
             )?;
         }
-        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
+        let logits = sa.zeros(&[r, self.cfg.tgt_vocab])?;
         match &self.attn {
-            AttnParams::None | AttnParams::Tutorial { .. } => lin(rec, top, &self.out, &logits)?,
+            AttnParams::None | AttnParams::Tutorial { .. } => {
+                lin(sa.rec(), top, &self.out, &logits)?
+            }
             AttnParams::Dot
             | AttnParams::General { .. }
             | AttnParams::Additive { .. }
@@ -298,23 +301,23 @@ impl Seq2Seq {
                     .ctx_new
                     .as_ref()
                     .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
-                self.record_attention(rec, mem, st, top, r)?;
+                self.record_attention(sa, mem, st, top, r)?;
                 let c = ctx_new.shape()[1];
-                let oc = zeros(&gpu, &[r, c + hid])?;
-                record_concat(rec, ctx_new, top, &oc)?;
+                let oc = sa.zeros(&[r, c + hid])?;
+                record_concat(sa.rec(), ctx_new, top, &oc)?;
                 match &self.w_c {
                     Some(w_c) => {
-                        let ol = zeros(&gpu, &[r, hid])?;
-                        lin(rec, &oc, w_c, &ol)?;
-                        let o2 = zeros(&gpu, &[r, hid])?;
-                        record_activation(rec, &ol, &o2, Activation::Tanh)?;
-                        lin(rec, &o2, &self.out, &logits)?;
+                        let ol = sa.zeros(&[r, hid])?;
+                        lin(sa.rec(), &oc, w_c, &ol)?;
+                        let o2 = sa.zeros(&[r, hid])?;
+                        record_activation(sa.rec(), &ol, &o2, Activation::Tanh)?;
+                        lin(sa.rec(), &o2, &self.out, &logits)?;
                     }
-                    None => lin(rec, &oc, &self.out, &logits)?,
+                    None => lin(sa.rec(), &oc, &self.out, &logits)?,
                 }
             }
         }
-        topk::record_topk(rec, &logits, &st.ids, &st.logp)?;
+        topk::record_topk(sa.rec(), &logits, &st.ids, &st.logp)?;
         Ok(())
     }
 
@@ -322,13 +325,12 @@ impl Seq2Seq {
     /// `[R, hidden]`: writes `st.ctx_new` `[R, C]` and `st.weights`.
     fn record_attention(
         &self,
-        rec: &mut Recorder,
+        sa: &mut StepAlloc,
         mem: &Memory,
         st: &Step,
         query: &Tensor,
         r: usize,
     ) -> Result<()> {
-        let gpu = rec.gpu().clone();
         let t = mem.mem.shape()[1];
         let w = st
             .weights
@@ -342,11 +344,11 @@ impl Seq2Seq {
             let a = self.cfg.ctx_dim();
             let dh = a / heads;
             let (kh, vh) = mem.kv.as_ref().ok_or_else(|| Error::invalid(OP, "no kv"))?;
-            let qv = zeros(&gpu, &[r, a])?;
-            lin(rec, query, q, &qv)?;
-            let sc = zeros(&gpu, &[r, *heads, 1, t])?;
+            let qv = sa.zeros(&[r, a])?;
+            lin(sa.rec(), query, q, &qv)?;
+            let sc = sa.zeros(&[r, *heads, 1, t])?;
             record_matmul_bt(
-                rec,
+                sa.rec(),
                 &qv.reshape(&[r, *heads, 1, dh])?,
                 kh,
                 &sc,
@@ -356,19 +358,19 @@ impl Seq2Seq {
                 .mask
                 .as_ref()
                 .ok_or_else(|| Error::invalid(OP, "no mask"))?;
-            let sc2 = zeros(&gpu, &[r, *heads, 1, t])?;
-            record_binary(rec, &sc, mask, &sc2, Binary::Add)?;
-            let wh = zeros(&gpu, &[r, *heads, 1, t])?;
-            softmax::record_softmax(rec, &sc2, &wh)?;
-            let ch = zeros(&gpu, &[r, *heads, 1, dh])?;
-            record_matmul(rec, &wh, vh, &ch)?;
-            lin(rec, &ch.reshape(&[r, a])?, o, ctx_new)?;
+            let sc2 = sa.zeros(&[r, *heads, 1, t])?;
+            record_binary(sa.rec(), &sc, mask, &sc2, Binary::Add)?;
+            let wh = sa.zeros(&[r, *heads, 1, t])?;
+            softmax::record_softmax(sa.rec(), &sc2, &wh)?;
+            let ch = sa.zeros(&[r, *heads, 1, dh])?;
+            record_matmul(sa.rec(), &wh, vh, &ch)?;
+            lin(sa.rec(), &ch.reshape(&[r, a])?, o, ctx_new)?;
             let avg = mem
                 .avg
                 .as_ref()
                 .ok_or_else(|| Error::invalid(OP, "no avg"))?;
             record_matmul(
-                rec,
+                sa.rec(),
                 avg,
                 &wh.reshape(&[r, *heads, t])?,
                 &w.reshape(&[r, 1, t])?,
@@ -396,7 +398,7 @@ impl Seq2Seq {
                 .as_ref()
                 .ok_or_else(|| Error::invalid(OP, "no scratch"))?;
             memory_attention::record_memory_attention(
-                rec,
+                sa.rec(),
                 score,
                 query,
                 &mem.mem,
@@ -416,28 +418,27 @@ impl Seq2Seq {
     /// then the top-k. `emb` is the step's embedded input `[R, emb]`.
     fn record_bahdanau_step(
         &self,
-        rec: &mut Recorder,
+        sa: &mut StepAlloc,
         mem: &Memory,
         st: &Step,
         emb: &Tensor,
         r: usize,
     ) -> Result<()> {
-        let gpu = rec.gpu().clone();
         let d = &self.cfg.decoder;
         let (hid, e) = (d.hidden, d.emb);
         let h_prev = &st.h[d.layers - 1];
-        self.record_attention(rec, mem, st, h_prev, r)?;
+        self.record_attention(sa, mem, st, h_prev, r)?;
         let ctx = st
             .ctx_new
             .as_ref()
             .ok_or_else(|| Error::invalid(OP, "no ctx"))?;
         let c = ctx.shape()[1];
-        let x0 = zeros(&gpu, &[r, e + c])?;
-        record_concat(rec, emb, ctx, &x0)?;
+        let x0 = sa.zeros(&[r, e + c])?;
+        record_concat(sa.rec(), emb, ctx, &x0)?;
         for (l, cell) in self.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
-                rec,
+                sa.rec(),
                 x,
                 Some(&st.h[l]),
                 st.c.get(l),
@@ -445,12 +446,29 @@ impl Seq2Seq {
                 st.c_new.get(l),
             )?;
         }
-        let hc = zeros(&gpu, &[r, hid + c])?;
-        record_concat(rec, &st.h_new[d.layers - 1], ctx, &hc)?;
-        let hce = zeros(&gpu, &[r, hid + c + e])?;
-        record_concat(rec, &hc, emb, &hce)?;
-        let logits = zeros(&gpu, &[r, self.cfg.tgt_vocab])?;
-        lin(rec, &hce, &self.out, &logits)?;
-        topk::record_topk(rec, &logits, &st.ids, &st.logp)
+        let hc = sa.zeros(&[r, hid + c])?;
+        record_concat(sa.rec(), &st.h_new[d.layers - 1], ctx, &hc)?;
+        let hce = sa.zeros(&[r, hid + c + e])?;
+        record_concat(sa.rec(), &hc, emb, &hce)?;
+        let logits = sa.zeros(&[r, self.cfg.tgt_vocab])?;
+        lin(sa.rec(), &hce, &self.out, &logits)?;
+        topk::record_topk(sa.rec(), &logits, &st.ids, &st.logp)
+    }
+}
+
+/// Allocation and recording for one step phase: scratch tensors come from the plan, dispatches go
+/// to step recording `phase`.
+struct StepAlloc<'a> {
+    bld: &'a mut LoopBuilder,
+    phase: usize,
+}
+
+impl StepAlloc<'_> {
+    fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+        zeros(self.bld, shape)
+    }
+
+    fn rec(&mut self) -> &mut Recorder {
+        self.bld.step(self.phase)
     }
 }
