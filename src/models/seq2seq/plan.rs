@@ -97,7 +97,12 @@ impl Seq2Seq {
         };
         let mut fused_beam = None;
         let mut step_rec_odd = None;
-        let fused = match (&self.fused_blob, key.fused, &beam) {
+        let dec_blob = if key.fused {
+            self.decoder_blob(gpu)?
+        } else {
+            None
+        };
+        let fused = match (dec_blob, key.fused, &beam) {
             (Some(blob), true, Some(bs)) => {
                 // The fused step then top-k; the selection is appended below. Even and odd steps
                 // alternate the state halves.
@@ -242,7 +247,7 @@ impl Seq2Seq {
         k: usize,
     ) -> Result<()> {
         plan.enc.write(gpu, seqs);
-        if let (Some(fl), Some(blob)) = (&plan.fused, &self.fused_blob) {
+        if let (Some(fl), Some(blob)) = (&plan.fused, self.decoder_blob(gpu)?) {
             // The fused loop reads only the encoder's results and its own control words and state
             // (the initial states it copies are never written in a fused plan).
             fl.write_inputs(gpu, blob, self.cfg.bos_id as u32, lengths);
@@ -294,7 +299,7 @@ impl Seq2Seq {
             bs.scores.write_bytes(gpu, 0, bytemuck::cast_slice(&scores));
             bs.ctl.write_bytes(gpu, 0, bytemuck::cast_slice(&ctl));
             zero(&bs.fin);
-            if let (Some(fb), Some(blob)) = (&plan.fused_beam, &self.fused_blob) {
+            if let (Some(fb), Some(blob)) = (&plan.fused_beam, self.decoder_blob(gpu)?) {
                 // Before the first selection every row continues itself.
                 let identity: Vec<u32> = (0..r as u32).collect();
                 bs.parent

@@ -231,7 +231,7 @@ impl Seq2Seq {
         let d = &self.cfg.decoder;
         let (hid, e) = (d.hidden, d.emb);
         let emb = zeros(&gpu, &[r, e])?;
-        record_embedding(rec, &st.y, &self.dec_emb, &emb)?;
+        record_embedding(rec, &st.y, &self.per_op_decoder(&gpu)?.dec_emb, &emb)?;
         if self.order == AttentionOrder::Bahdanau {
             return self.record_bahdanau_step(rec, mem, st, &emb, r);
         }
@@ -276,7 +276,7 @@ impl Seq2Seq {
                 _ => emb,
             },
         };
-        for (l, cell) in self.cells.iter().enumerate() {
+        for (l, cell) in self.per_op_decoder(&gpu)?.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
                 rec,
@@ -434,7 +434,7 @@ impl Seq2Seq {
         let c = ctx.shape()[1];
         let x0 = zeros(&gpu, &[r, e + c])?;
         record_concat(rec, emb, ctx, &x0)?;
-        for (l, cell) in self.cells.iter().enumerate() {
+        for (l, cell) in self.per_op_decoder(&gpu)?.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
                 rec,
