@@ -210,7 +210,11 @@ impl EncoderBlob {
 
     /// Whether layer 0 reads the folded embedding table.
     pub fn folded(&self) -> bool {
-        self.layout.blob.slots().iter().any(|s| matches!(s.part, Part::FoldedTable { .. }))
+        self.layout
+            .blob
+            .slots()
+            .iter()
+            .any(|s| matches!(s.part, Part::FoldedTable { .. }))
     }
 
     /// Bytes of the blob on the GPU.

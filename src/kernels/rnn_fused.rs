@@ -173,9 +173,11 @@ impl BlobLayout {
         let at = self.end;
         let ld = slot.ld;
         self.end = at
-            .checked_add(slot.rows.checked_mul(ld).unwrap_or(usize::MAX))
+            .checked_add(slot.rows.saturating_mul(ld))
             .filter(|&e| u32::try_from(e).is_ok())
-            .ok_or_else(|| Error::invalid(self.op, "weights too large for the blob's u32 offsets"))?;
+            .ok_or_else(|| {
+                Error::invalid(self.op, "weights too large for the blob's u32 offsets")
+            })?;
         self.slots.push(Slot { offset: at, ..slot });
         Ok((at as u32, ld as u32))
     }

@@ -119,7 +119,7 @@ impl<'a> Weight<'a> {
     }
 
     /// All values as f32.
-    fn to_vec(&self) -> Result<Vec<f32>> {
+    fn values(&self) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.len());
         self.read(0, self.len(), &mut out)?;
         Ok(out)
@@ -301,7 +301,8 @@ impl DecoderWeights<'_> {
             Part::Embedding => w.slot(slot, &self.emb, "embedding"),
             Part::FoldedTable { l, .. } => {
                 let n_in = d.input0();
-                let table = fold_embedding(op, &self.emb, d.vocab, d.emb, &self.cells[l], gh, n_in)?;
+                let table =
+                    fold_embedding(op, &self.emb, d.vocab, d.emb, &self.cells[l], gh, n_in)?;
                 w.slot(slot, &Weight::F32(&table), "folded table")
             }
             Part::WeightIh { l, .. } => w.slot(slot, &self.cells[l].w_ih, &desc("weight_ih", l, 0)),
@@ -322,7 +323,7 @@ impl DecoderWeights<'_> {
                         ),
                     ));
                 }
-                let g = g.to_vec()?;
+                let g = g.values()?;
                 let mut t = vec![0.0; h * m];
                 for r in 0..h {
                     for c in 0..m {
@@ -386,7 +387,7 @@ fn fold_embedding(
             ),
         ));
     }
-    let (emb, w_ih, b_ih) = (emb.to_vec()?, c.w_ih.to_vec()?, c.b_ih.to_vec()?);
+    let (emb, w_ih, b_ih) = (emb.values()?, c.w_ih.values()?, c.b_ih.values()?);
     let r16 = |x: f32| f64::from(f16::from_f32(x).to_f32());
     let mut out = vec![0.0f32; vocab * rows];
     for v in 0..vocab {

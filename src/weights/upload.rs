@@ -433,7 +433,7 @@ impl Stager {
         if n == 0 {
             return Ok(());
         }
-        if n > self.chunk || n % 4 != 0 || offset % 4 != 0 {
+        if n > self.chunk || !n.is_multiple_of(4) || !offset.is_multiple_of(4) {
             return Err(gpu_err(
                 during(),
                 format!(

@@ -70,7 +70,7 @@ pub struct WeightCopies {
 }
 
 /// `cell`'s value, built by `build` the first time (a racing second build is dropped).
-fn once<'s, T>(cell: &'s OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&'s T> {
+fn once<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
     if let Some(v) = cell.get() {
         return Ok(v);
     }
@@ -259,7 +259,11 @@ impl Copies {
 /// packed).
 fn encoder_fits(gpu: &Gpu, cfg: &Config) -> Result<bool> {
     let spec = encoder_spec(cfg)?;
-    let layout = EncoderLayout::new(spec, cfg.src_vocab, EncoderLayout::folds(&spec, cfg.src_vocab))?;
+    let layout = EncoderLayout::new(
+        spec,
+        cfg.src_vocab,
+        EncoderLayout::folds(&spec, cfg.src_vocab),
+    )?;
     Ok(layout.check(gpu).is_ok())
 }
 
@@ -298,7 +302,14 @@ fn build_per_op_dec(gpu: &Gpu, f: &WeightFile, cfg: &Config) -> Result<PerOpDeco
     let mut out = Vec::with_capacity(cells.len());
     for (c, input) in cells.iter().zip(inputs) {
         let map = named(std::slice::from_ref(c), |n, _| n.to_string())?;
-        out.push(RecurrentCell::new(gpu, kind, input, d.hidden, &map, DType::F16)?);
+        out.push(RecurrentCell::new(
+            gpu,
+            kind,
+            input,
+            d.hidden,
+            &map,
+            DType::F16,
+        )?);
     }
     f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, d.emb])?;
     Ok(PerOpDecoder {
