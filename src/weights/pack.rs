@@ -10,11 +10,13 @@
 //! Weights are [`Weight`]s: a tensor viewed in a mapped [`WeightFile`](super::WeightFile) (f16,
 //! bf16, f32 or f64, read in place), an f32 host slice, or absent (zeros, for biases). Packing
 //! reads them row by row into the blob's f16 slots, which go to the GPU through the chunked
-//! upload's two staging buffers ([`super::upload`]), so the host holds at most: one chunk of the
-//! blob ([`DEFAULT_CHUNK_BYTES`](super::DEFAULT_CHUNK_BYTES) or the blob's size if smaller), one
-//! row in f32, and for the few weights that need a whole matrix (the folded table: the embedding,
-//! layer 0's `W_ih` and the table `[V, G*H]`, all f32; general attention's transposed `W`) that
-//! one layer's f32 copies.
+//! upload's two staging buffers ([`super::upload`]). Peak host bytes while packing: one chunk of
+//! the blob in f16 (`c` = [`DEFAULT_CHUNK_BYTES`](super::DEFAULT_CHUNK_BYTES), or the blob's size
+//! if smaller) plus the two mapped staging chunks (`2c`, host memory on CPU adapters), one source
+//! row in f32, and for the two weights that need a whole matrix, that one layer's f32 copies: the
+//! folded table (embedding `[V, E]`, layer 0's `W_ih`, the table `[V, G*H]`; folded only when
+//! `V <= 2E`) or general attention's transposed `W` `[H, M]`. Never the whole model in f32, nor
+//! the whole blob unless it is smaller than a chunk.
 //!
 //! ```no_run
 //! use heedful::ops::{CellKind, RecurrentSpec};

@@ -237,6 +237,7 @@ impl Copies {
         let c = Copies::default();
         encoder_weights(f, cfg)?;
         decoder_cells(f, cfg)?;
+        f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, cfg.decoder.emb])?;
         if encoder_fits(gpu, cfg)? {
             once(&c.enc_blob, || build_enc_blob(gpu, f, cfg))?;
         } else {
