@@ -17,6 +17,10 @@
 //!   the next step's embedding lookup on the GPU (and the beam's selection and state reordering
 //!   run there too). The CPU reads the chosen tokens back once per chunk, to stop when every
 //!   sequence has ended. `steps_per_submit = 1` is the classic one-submission-per-step loop.
+//! - Weights (`weights.rs`): the file's PyTorch names map to typed weights there and nowhere else;
+//!   the recurrent weights have a fused copy (blobs packed by [`crate::weights::pack`]) and a
+//!   per-op copy, and a model uploads at load only the one `DecodeKernel::Auto` runs, the other
+//!   when a decode first asks for it ([`Seq2Seq::weight_copies`]).
 //!
 //! ```no_run
 //! use heedful::models::seq2seq::{DecodeOptions, Seq2Seq};
