@@ -208,20 +208,6 @@ impl EncoderBlob {
         &self.layout.spec
     }
 
-    /// Whether layer 0 reads the folded embedding table.
-    pub fn folded(&self) -> bool {
-        self.layout
-            .blob
-            .slots()
-            .iter()
-            .any(|s| matches!(s.part, Part::FoldedTable { .. }))
-    }
-
-    /// Bytes of the blob on the GPU.
-    pub fn byte_len(&self) -> u64 {
-        self.blob.byte_len()
-    }
-
     /// Checks that a sequence's layer state fits the device's workgroup memory.
     pub fn check(&self, gpu: &Gpu) -> Result<()> {
         self.layout.check(gpu)

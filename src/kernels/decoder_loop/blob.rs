@@ -168,9 +168,4 @@ impl DecoderBlob {
     pub fn dims(&self) -> &DecoderLoopDims {
         &self.dims
     }
-
-    /// Whether layer 0 reads the folded embedding table.
-    pub fn folded(&self) -> bool {
-        self.layout.consts.contains(&("TABLE", 1))
-    }
 }
