@@ -8,7 +8,7 @@
 //! Shapes: ids `[R, T]` u32, lengths `[R]` u32 (1..=T), each layer's output `[R, T, D*H]`, final
 //! states `[L*D, R, H]` (as `nn.LSTM`'s `h_n`, `c_n`).
 //!
-//! Here: the blob layout the WGSL reads ([`EncoderLayout`]), the checks and the dispatches. The
+//! Here: the blob layout the WGSL reads (`EncoderLayout`), the checks and the dispatches. The
 //! weights are packed into an [`EncoderBlob`] by [`crate::weights::pack::EncoderWeights::pack`].
 
 use bytemuck::{Pod, Zeroable};

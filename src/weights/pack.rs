@@ -11,7 +11,7 @@
 //! bf16, f32 or f64, read in place), an f32 host slice, or absent (zeros, for biases). Packing
 //! reads them row by row into the blob's f16 slots, which go to the GPU through the chunked
 //! upload's two staging buffers ([`super::upload`]). Peak host bytes while packing: one chunk of
-//! the blob in f16 (`c` = [`DEFAULT_CHUNK_BYTES`](super::DEFAULT_CHUNK_BYTES), or the blob's size
+//! the blob in f16 (`c` = [`super::DEFAULT_CHUNK_BYTES`], or the blob's size
 //! if smaller) plus the two mapped staging chunks (`2c`, host memory on CPU adapters), one source
 //! row in f32, and for the two weights that need a whole matrix, that one layer's f32 copies: the
 //! folded table (embedding `[V, E]`, layer 0's `W_ih`, the table `[V, G*H]`; folded only when
