@@ -10,11 +10,14 @@ use common::{assert_close, f16_round, Rng};
 use heedful::gpu::{Gpu, Recorder};
 use heedful::kernels::decoder_loop::{
     beam_state_len, beam_step_dispatches, dispatch, state_layout, write_beam_lengths, write_stop,
-    BeamStepBuffers, DecoderBlob, DecoderLoopDims, DecoderWeights, LoopAttention, LoopBuffers,
+    BeamStepBuffers, DecoderLoopDims, LoopAttention, LoopBuffers,
 };
 use heedful::kernels::recurrent::CellKind;
-use heedful::reference::decoder_loop::{greedy, step, LoopResult, LoopStart, StepState};
+use heedful::reference::decoder_loop::{
+    greedy, step, DecoderWeights, LoopResult, LoopStart, StepState,
+};
 use heedful::tensor::{DType, Tensor};
+use heedful::weights::pack::{self, AttentionWeights, RecurrentLayerWeights, Weight};
 
 /// Host weights owned by a test.
 struct Owned {
@@ -70,6 +73,42 @@ fn view<'a>(o: &'a Owned, cells: &'a [[&'a [f32]; 4]]) -> DecoderWeights<'a> {
     }
 }
 
+/// The typed weights the packer takes, from the reference's slices (empty: absent).
+fn typed<'a>(d: &DecoderLoopDims, w: &DecoderWeights<'a>) -> pack::DecoderWeights<'a> {
+    let f = |v: &'a [f32]| {
+        if v.is_empty() {
+            Weight::Absent
+        } else {
+            Weight::F32(v)
+        }
+    };
+    pack::DecoderWeights {
+        emb: f(w.emb),
+        cells: w
+            .cells
+            .iter()
+            .map(|c| RecurrentLayerWeights {
+                w_ih: f(c[0]),
+                w_hh: f(c[1]),
+                b_ih: f(c[2]),
+                b_hh: f(c[3]),
+            })
+            .collect(),
+        attention: match d.attention {
+            LoopAttention::General => AttentionWeights::General { w: f(w.general) },
+            LoopAttention::Additive => AttentionWeights::Additive {
+                w_q: f(w.additive[0]),
+                b_k: f(w.additive[1]),
+                v: f(w.additive[2]),
+            },
+            _ => AttentionWeights::None,
+        },
+        w_c: f(w.w_c),
+        out_w: f(w.out[0]),
+        out_b: f(w.out[1]),
+    }
+}
+
 struct Case {
     dims: DecoderLoopDims,
     t: usize,
@@ -94,7 +133,7 @@ fn run_gpu(
 ) -> Vec<LoopResult> {
     let d = &case.dims;
     let (r, t) = (case.lens.len(), case.t);
-    let blob = DecoderBlob::with_fold(gpu, *d, w, fold).unwrap();
+    let blob = typed(d, w).pack_with_fold(gpu, *d, fold).unwrap();
     let mem_t = Tensor::from_f32(gpu, mem, &[r, t, d.mem.max(1)]).unwrap();
     let kp_t = Tensor::from_f32(gpu, kp, &[r, t, d.attn_dim.max(1)]).unwrap();
     let layout = state_layout(d, r);
@@ -214,7 +253,7 @@ fn check(case: Case, seed: u64) {
         want.iter().any(|x| x.tokens.len() > 2),
         "the case should decode more than two steps somewhere"
     );
-    // Chunks with the embedding folded into layer 0 where `DecoderBlob::new` would fold it, and
+    // Chunks with the embedding folded into layer 0 where `DecoderWeights::pack` would fold it, and
     // one run with the other choice (the folded table vs the embedding lookup).
     let auto = d.folds_embedding();
     for (chunk, fold) in [
@@ -387,7 +426,7 @@ fn bad_inputs_are_errors() {
     // Wrong weight sizes name the tensor.
     let mut bad = w;
     bad.out = [&o.out[0][1..], &o.out[1]];
-    let e = DecoderBlob::new(&gpu, d, &bad).unwrap_err();
+    let e = typed(&d, &bad).pack(&gpu, d).unwrap_err();
     assert!(e.to_string().contains("output weight"), "{e}");
     // ... with and without the embedding folded into layer 0.
     let c = &o.cells[0];
@@ -396,19 +435,19 @@ fn bad_inputs_are_errors() {
     for fold in [true, false] {
         let mut bad = w;
         bad.emb = &o.emb[1..];
-        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        let e = typed(&d, &bad).pack_with_fold(&gpu, d, fold).unwrap_err();
         assert!(e.to_string().contains("embedding"), "{e}");
         let mut bad = w;
         bad.cells = &short_ih;
-        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        let e = typed(&d, &bad).pack_with_fold(&gpu, d, fold).unwrap_err();
         assert!(e.to_string().contains("layer 0 weight_ih"), "{e}");
         let mut bad = w;
         bad.cells = &short_b;
-        let e = DecoderBlob::with_fold(&gpu, d, &bad, fold).unwrap_err();
+        let e = typed(&d, &bad).pack_with_fold(&gpu, d, fold).unwrap_err();
         assert!(e.to_string().contains("bias_ih"), "{e}");
     }
     let two_layers = DecoderLoopDims { layers: 2, ..d };
-    let e = DecoderBlob::new(&gpu, two_layers, &w).unwrap_err();
+    let e = typed(&two_layers, &w).pack(&gpu, two_layers).unwrap_err();
     assert!(e.to_string().contains("2 layers"), "{e}");
     // The Bahdanau order with the attentional layer.
     let e = DecoderLoopDims {
@@ -431,7 +470,7 @@ fn bad_inputs_are_errors() {
     let e = huge.check(&gpu, 4).unwrap_err();
     assert!(e.to_string().contains("workgroup"), "{e}");
     // Buffers of the wrong shape.
-    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let blob = typed(&d, &w).pack(&gpu, d).unwrap();
     let mem = Tensor::zeros(&gpu, &[2, 4, 37], DType::F32).unwrap();
     let state = Tensor::zeros(&gpu, &[2 * 37 + 2 * 37], DType::F32).unwrap();
     let ctl = Tensor::zeros(&gpu, &[2, 4], DType::U32).unwrap();
@@ -484,7 +523,7 @@ fn check_beam_steps(d: DecoderLoopDims, t: usize, lens: &[usize], seed: u64) {
             ctx: rng.vec(d.ctx(), -0.5, 0.5),
         })
         .collect();
-    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let blob = typed(&d, &w).pack(&gpu, d).unwrap();
     let layout = state_layout(&d, r);
     let half = layout[2].end;
     let pack = |states: &[StepState], at: usize, buf: &mut Vec<f32>| {
@@ -629,7 +668,7 @@ fn beam_step_skips_rows_fed_the_end_token() {
     let (r, t, eos) = (3usize, 4usize, 7u32);
     let mem = rng.vec(r * t * d.mem, -1.0, 1.0);
     let h0 = rng.vec(d.hidden, -0.5, 0.5);
-    let blob = DecoderBlob::new(&gpu, d, &w).unwrap();
+    let blob = typed(&d, &w).pack(&gpu, d).unwrap();
     let mut init = vec![0f32; beam_state_len(&d, r)];
     // Every row starts from h0 (state half 0, layer 0).
     for row in 0..r {

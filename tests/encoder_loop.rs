@@ -9,10 +9,11 @@ use std::collections::HashMap;
 
 use common::{assert_close, f16_round, Rng};
 use heedful::gpu::Recorder;
-use heedful::kernels::encoder_loop::{record, EncoderBlob, EncoderBuffers};
+use heedful::kernels::encoder_loop::{record, EncoderBuffers};
 use heedful::kernels::recurrent::{CellKind, RecurrentSpec};
 use heedful::reference::recurrent::forward;
 use heedful::tensor::{DType, Tensor};
+use heedful::weights::pack::{EncoderWeights, RecurrentLayerWeights, Weight};
 
 fn weights(spec: &RecurrentSpec, rng: &mut Rng, bias: bool) -> HashMap<String, Vec<f32>> {
     let (h, g, d) = (spec.hidden_size, spec.kind.gates(), spec.directions());
@@ -34,6 +35,31 @@ fn weights(spec: &RecurrentSpec, rng: &mut Rng, bias: bool) -> HashMap<String, V
     w
 }
 
+/// The typed weights of `spec` over the named map `w` (as the reference reads it) and `emb`.
+fn typed<'a>(
+    spec: &RecurrentSpec,
+    emb: &'a [f32],
+    w: &'a HashMap<String, Vec<f32>>,
+) -> EncoderWeights<'a> {
+    let get = |n: String| w.get(&n).map_or(Weight::Absent, |v| Weight::F32(v));
+    let mut layers = Vec::new();
+    for l in 0..spec.num_layers {
+        for dir in 0..spec.directions() {
+            let sfx = format!("_l{l}{}", if dir == 1 { "_reverse" } else { "" });
+            layers.push(RecurrentLayerWeights {
+                w_ih: get(format!("weight_ih{sfx}")),
+                w_hh: get(format!("weight_hh{sfx}")),
+                b_ih: get(format!("bias_ih{sfx}")),
+                b_hh: get(format!("bias_hh{sfx}")),
+            });
+        }
+    }
+    EncoderWeights {
+        emb: Weight::F32(emb),
+        layers,
+    }
+}
+
 fn check(spec: RecurrentSpec, vocab: usize, t: usize, lengths: &[usize], bias: bool, seed: u64) {
     let gpu = common::gpu();
     let mut rng = Rng::new(seed);
@@ -51,7 +77,9 @@ fn check(spec: RecurrentSpec, vocab: usize, t: usize, lengths: &[usize], bias: b
 
     // Both ways of reading layer 0's input: the folded table and the embedding lookup.
     for fold in [true, false] {
-        let blob = EncoderBlob::with_fold(&gpu, spec, vocab, &emb, &w, fold).unwrap();
+        let blob = typed(&spec, &emb, &w)
+            .pack_with_fold(&gpu, spec, vocab, fold)
+            .unwrap();
         let (dirs, h, layers) = (spec.directions(), spec.hidden_size, spec.num_layers);
         let ids_t = Tensor::from_u32(&gpu, &ids, &[r, t]).unwrap();
         let lens: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
@@ -153,16 +181,38 @@ fn bad_inputs_are_errors() {
     let w = weights(&s, &mut rng, true);
     let emb = vec![0.0; 3 * 4];
     // Wrong embedding size and a missing weight name the tensor.
-    let e = EncoderBlob::new(&gpu, s, 3, &emb[1..], &w).unwrap_err();
-    assert!(e.to_string().contains("embedding"), "{e}");
-    let mut missing = w.clone();
-    missing.remove("weight_hh_l0");
-    let e = EncoderBlob::new(&gpu, s, 3, &emb, &missing).unwrap_err();
-    assert!(e.to_string().contains("weight_hh_l0"), "{e}");
-    let e = EncoderBlob::new(&gpu, spec(CellKind::Lstm, 4, 8, 2, false), 3, &emb, &w).unwrap_err();
-    assert!(e.to_string().contains("weight_ih_l1"), "{e}");
+    // (Folded and not.)
+    for fold in [true, false] {
+        let e = typed(&s, &emb[1..], &w)
+            .pack_with_fold(&gpu, s, 3, fold)
+            .unwrap_err();
+        assert!(e.to_string().contains("embedding"), "{e}");
+        let mut missing = w.clone();
+        missing.remove("weight_hh_l0");
+        let e = typed(&s, &emb, &missing)
+            .pack_with_fold(&gpu, s, 3, fold)
+            .unwrap_err();
+        assert!(e.to_string().contains("layer 0 weight_hh"), "{e}");
+        let s2 = spec(CellKind::Lstm, 4, 8, 2, false);
+        let e = typed(&s2, &emb, &w)
+            .pack_with_fold(&gpu, s2, 3, fold)
+            .unwrap_err();
+        assert!(e.to_string().contains("layer 1 weight_ih"), "{e}");
+        // A layer list that does not match the spec.
+        let mut short = typed(&s, &emb, &w);
+        short.layers.pop();
+        let e = short.pack_with_fold(&gpu, s, 3, fold).unwrap_err();
+        assert!(e.to_string().contains("layer weight sets"), "{e}");
+        // A wrong-sized weight names it and its expected shape.
+        let mut wrong = w.clone();
+        wrong.insert("weight_ih_l0".into(), vec![0.0; 5]);
+        let e = typed(&s, &emb, &wrong)
+            .pack_with_fold(&gpu, s, 3, fold)
+            .unwrap_err();
+        assert!(e.to_string().contains("layer 0 weight_ih"), "{e}");
+    }
     // Buffers of the wrong shape or without the LSTM's c_n.
-    let blob = EncoderBlob::new(&gpu, s, 3, &emb, &w).unwrap();
+    let blob = typed(&s, &emb, &w).pack(&gpu, s, 3).unwrap();
     let ids = Tensor::zeros(&gpu, &[2, 5], DType::U32).unwrap();
     let lens = Tensor::zeros(&gpu, &[2], DType::U32).unwrap();
     let out = vec![Tensor::zeros(&gpu, &[2, 5, 8], DType::F32).unwrap()];

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use heedful::gpu::Recorder;
 use heedful::kernels::{beam, topk};
-use heedful::models::seq2seq::{AttentionKind, DecodeKernel, DecodeOptions, Seq2Seq};
+use heedful::models::seq2seq::{
+    AttentionKind, DecodeKernel, DecodeOptions, Decoded, Seq2Seq, WeightCopies,
+};
 use heedful::{DType, Tensor};
 use serde_json::Value;
 
@@ -859,4 +861,49 @@ fn fused_kernel_refuses_what_it_does_not_run() {
     let m = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
     assert!(m.decode(&gpu, &word(&m), &fused(4)).is_ok());
     assert!(m.decode(&gpu, &word(&m), &fused(1)).is_ok());
+}
+
+#[test]
+fn only_the_weight_copy_a_decode_needs_is_uploaded() {
+    let gpu = common::gpu();
+    let copies = |fe, fd, pe, pd| WeightCopies {
+        fused_encoder: fe,
+        fused_decoder: fd,
+        per_op_encoder: pe,
+        per_op_decoder: pd,
+    };
+    let fx = fixture("g2p_rnn_dot.json");
+    let model = Seq2Seq::load(&gpu, &root().join("weights/g2p_rnn_dot.safetensors")).expect("load");
+    // Loaded for the fused kernels (the default): no per-op recurrent weights on the GPU.
+    assert_eq!(model.weight_copies(), copies(true, true, false, false));
+    let x = ids2(&fx["ids"])[..8].to_vec();
+    let want = &ids2(&fx["greedy"])[..8];
+    let tokens = |d: Vec<Decoded>| d.into_iter().map(|d| d.tokens).collect::<Vec<_>>();
+    let fused = tokens(model.decode(&gpu, &x, &DecodeOptions::default()).unwrap());
+    let beam = DecodeOptions {
+        beam: 4,
+        ..Default::default()
+    };
+    model.decode(&gpu, &x, &beam).unwrap();
+    assert_eq!(
+        model.weight_copies(),
+        copies(true, true, false, false),
+        "fused greedy and beam decodes"
+    );
+    // A per-op decode builds the per-op copy once, and gives the same tokens.
+    let per_op = DecodeOptions {
+        kernel: DecodeKernel::PerOp,
+        ..Default::default()
+    };
+    let got = tokens(model.decode(&gpu, &x, &per_op).unwrap());
+    assert_eq!(model.weight_copies(), copies(true, true, true, true));
+    assert_eq!(got, want, "per-op decode built on demand");
+    assert_eq!(fused, want, "fused decode");
+    assert_eq!(tokens(model.decode(&gpu, &x, &per_op).unwrap()), want);
+    // Multi-head attention: the fused encoder, the per-op decoder.
+    let mha = Seq2Seq::load(&gpu, &root().join("weights/g2p_lstm_mha.safetensors")).expect("load");
+    assert_eq!(mha.weight_copies(), copies(true, false, false, true));
+    let word = vec![mha.encode_text("kernel").unwrap()];
+    mha.decode(&gpu, &word, &DecodeOptions::default()).unwrap();
+    assert_eq!(mha.weight_copies(), copies(true, false, false, true));
 }

@@ -7,29 +7,39 @@
 //!
 //! Shapes: ids `[R, T]` u32, lengths `[R]` u32 (1..=T), each layer's output `[R, T, D*H]`, final
 //! states `[L*D, R, H]` (as `nn.LSTM`'s `h_n`, `c_n`).
-
-use std::collections::HashMap;
+//!
+//! Here: the blob layout the WGSL reads (`EncoderLayout`), the checks and the dispatches. The
+//! weights are packed into an [`EncoderBlob`] by [`crate::weights::pack::EncoderWeights::pack`].
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{compose, Gpu, Recorder};
 use crate::kernels::recurrent::{CellKind, RecurrentSpec};
-use crate::kernels::rnn_fused::{fold_embedding, fold_pays, p8, wg, Packer, RNN_FUSED_SRC};
+use crate::kernels::rnn_fused::{fold_pays, p8, wg, BlobLayout, Part, RNN_FUSED_SRC};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/encoder_loop.wgsl");
 const OP: &str = "encoder_loop";
 
+/// Where an encoder's weights lie in its blob: the slots the packer fills and each layer's WGSL
+/// constants (offsets and widths).
+#[derive(Clone, Debug)]
+pub(crate) struct EncoderLayout {
+    /// The blob's slots.
+    pub(crate) blob: BlobLayout,
+    spec: RecurrentSpec,
+    vocab: usize,
+    /// Per layer: the kernel's constants.
+    layers: Vec<Vec<(&'static str, u32)>>,
+}
+
 /// An encoder's embedding and recurrent weights packed for the fused kernel (f16), with each
-/// layer's offsets.
+/// layer's offsets. Built by [`crate::weights::pack::EncoderWeights::pack`].
 #[derive(Debug)]
 pub struct EncoderBlob {
     blob: Tensor,
-    spec: RecurrentSpec,
-    vocab: usize,
-    /// Per layer: the kernel's constants (offsets into the blob and widths).
-    layers: Vec<Vec<(&'static str, u32)>>,
+    layout: EncoderLayout,
 }
 
 #[repr(C)]
@@ -56,33 +66,18 @@ pub struct EncoderBuffers<'a> {
     pub c_n: Option<&'a Tensor>,
 }
 
-impl EncoderBlob {
-    /// Packs the embedding `[vocab, spec.input_size]` and the layers' weights, named as in a
-    /// PyTorch `state_dict` without prefix (`weight_ih_l0`, `weight_hh_l0_reverse`, `bias_ih_l1`,
-    /// ...; missing biases are zeros), and uploads them in f16, folding the embedding into layer
-    /// 0's input projection where that pays (see [`EncoderBlob::with_fold`]).
-    pub fn new(
-        gpu: &Gpu,
-        spec: RecurrentSpec,
-        vocab: usize,
-        emb: &[f32],
-        weights: &HashMap<String, Vec<f32>>,
-    ) -> Result<EncoderBlob> {
-        let fold = fold_pays(vocab, spec.input_size);
-        Self::with_fold(gpu, spec, vocab, emb, weights, fold)
+impl EncoderLayout {
+    /// Whether the encoder of `spec` over `vocab` ids folds its embedding into layer 0's input
+    /// projection by default: where the f32 table costs at most 4x the weights it replaces.
+    pub(crate) fn folds(spec: &RecurrentSpec, vocab: usize) -> bool {
+        fold_pays(vocab, spec.input_size)
     }
 
-    /// [`EncoderBlob::new`] with the choice made by the caller. `fold`: layer 0 reads, per
-    /// direction, an f32 table `[vocab, G*H]` of `W_ih emb[v] + b_ih` (one row read per step instead
-    /// of the embedding lookup and a `G*H x E` product).
-    pub fn with_fold(
-        gpu: &Gpu,
-        spec: RecurrentSpec,
-        vocab: usize,
-        emb: &[f32],
-        weights: &HashMap<String, Vec<f32>>,
-        fold: bool,
-    ) -> Result<EncoderBlob> {
+    /// The layout of an encoder's blob: the embedding `[vocab, spec.input_size]` (unless folded),
+    /// then per layer and direction `W_ih` (or, with `fold`, for layer 0 the f32 table `[vocab,
+    /// G*H]` of `W_ih emb[v] + b_ih`: one row read per step instead of the embedding lookup and a
+    /// `G*H x E` product), `W_hh`, `b_ih` (not with the table, which holds it) and `b_hh`.
+    pub(crate) fn new(spec: RecurrentSpec, vocab: usize, fold: bool) -> Result<EncoderLayout> {
         let (e, h, dirs, g) = (
             spec.input_size,
             spec.hidden_size,
@@ -95,19 +90,12 @@ impl EncoderBlob {
                 format!("vocab {vocab} and {spec:?} must have non-zero sizes"),
             ));
         }
-        if emb.len() != vocab * e {
-            return Err(Error::shape(
-                OP,
-                format!("embedding: {} values, expected [{vocab}, {e}]", emb.len()),
-            ));
-        }
-        let mut p = Packer::new(OP);
+        let mut p = BlobLayout::new(OP);
         let (o_emb, ld_emb) = if fold {
             (0, 0)
         } else {
-            p.matrix("embedding", emb, vocab, e)?
+            p.matrix(Part::Embedding, vocab, e)?
         };
-        let empty = Vec::new();
         let mut layers = Vec::new();
         for l in 0..spec.num_layers {
             let n_in = if l == 0 { e } else { dirs * h };
@@ -116,59 +104,21 @@ impl EncoderBlob {
             let mut offs = Vec::new();
             let mut ld_tab = 0;
             for d in 0..dirs {
-                let sfx = format!("l{l}{}", if d == 1 { "_reverse" } else { "" });
-                let get = |n: &str, required: bool| -> Result<&Vec<f32>> {
-                    match weights.get(&format!("{n}_{sfx}")) {
-                        Some(v) => Ok(v),
-                        None if !required => Ok(&empty),
-                        None => Err(Error::invalid(OP, format!("weight {n}_{sfx} is missing"))),
-                    }
-                };
-                let (w_ih, b_ih_src) = (get("weight_ih", true)?, get("bias_ih", false)?);
                 let first = if table {
-                    let b = if b_ih_src.is_empty() || b_ih_src.len() == g * h {
-                        b_ih_src
-                    } else {
-                        return Err(Error::shape(
-                            OP,
-                            format!(
-                                "bias_ih_{sfx}: {} values, expected {}",
-                                b_ih_src.len(),
-                                g * h
-                            ),
-                        ));
-                    };
-                    if w_ih.len() != g * h * e {
-                        return Err(Error::shape(
-                            OP,
-                            format!(
-                                "weight_ih_{sfx}: {} values, expected [{}, {e}]",
-                                w_ih.len(),
-                                g * h
-                            ),
-                        ));
-                    }
-                    let t = fold_embedding(emb, vocab, e, w_ih, g * h, e, b);
-                    let (o, ld) =
-                        p.table_f32(&format!("embedding x weight_ih_{sfx}"), &t, vocab, g * h)?;
+                    let (o, ld) = p.table_f32(Part::FoldedTable { l, d }, vocab, g * h)?;
                     ld_tab = ld;
                     o
                 } else {
-                    p.matrix(&format!("weight_ih_{sfx}"), w_ih, g * h, n_in)?.0
+                    p.matrix(Part::WeightIh { l, d }, g * h, n_in)?.0
                 };
-                let w_hh = p.matrix(
-                    &format!("weight_hh_{sfx}"),
-                    get("weight_hh", true)?,
-                    g * h,
-                    h,
-                )?;
+                let w_hh = p.matrix(Part::WeightHh { l, d }, g * h, h)?;
                 // A folded table holds b_ih already.
                 let b_ih = if table {
                     (0, 0)
                 } else {
-                    p.matrix(&format!("bias_ih_{sfx}"), b_ih_src, 1, g * h)?
+                    p.matrix(Part::BiasIh { l, d }, 1, g * h)?
                 };
-                let b_hh = p.matrix(&format!("bias_hh_{sfx}"), get("bias_hh", false)?, 1, g * h)?;
+                let b_hh = p.matrix(Part::BiasHh { l, d }, 1, g * h)?;
                 offs.push([first, w_hh.0, b_ih.0, b_hh.0]);
             }
             // Both directions' blocks have the same size: direction 1 is at direction 0 + S_DIR.
@@ -201,22 +151,17 @@ impl EncoderBlob {
                 ("NV4", (n8 + 2 * h8 + 2 * g as u32 * h8) / 4),
             ]);
         }
-        let blob = p.upload(gpu)?;
-        Ok(EncoderBlob {
-            blob,
+        Ok(EncoderLayout {
+            blob: p,
             spec,
             vocab,
             layers,
         })
     }
 
-    /// The encoder's hyper-parameters.
-    pub fn spec(&self) -> &RecurrentSpec {
-        &self.spec
-    }
-
-    /// Checks that a sequence's layer state fits the device's workgroup memory.
-    pub fn check(&self, gpu: &Gpu) -> Result<()> {
+    /// Checks that a sequence's layer state fits the device's workgroup memory (the kernel cannot
+    /// run this encoder on `gpu` otherwise).
+    pub(crate) fn check(&self, gpu: &Gpu) -> Result<()> {
         let widest = self
             .layers
             .iter()
@@ -241,11 +186,39 @@ impl EncoderBlob {
     }
 }
 
+impl EncoderBlob {
+    /// The blob `blob` (`[layout.blob.len()]` f16) packed by `layout`.
+    pub(crate) fn from_packed(layout: EncoderLayout, blob: Tensor) -> Result<EncoderBlob> {
+        if blob.shape() != [layout.blob.len()] || blob.dtype() != DType::F16 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "packed blob {:?} {} must be [{}] f16",
+                    blob.shape(),
+                    blob.dtype(),
+                    layout.blob.len()
+                ),
+            ));
+        }
+        Ok(EncoderBlob { blob, layout })
+    }
+
+    /// The encoder's hyper-parameters.
+    pub fn spec(&self) -> &RecurrentSpec {
+        &self.layout.spec
+    }
+
+    /// Checks that a sequence's layer state fits the device's workgroup memory.
+    pub fn check(&self, gpu: &Gpu) -> Result<()> {
+        self.layout.check(gpu)
+    }
+}
+
 /// Records the encoder: one dispatch per layer.
 pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> Result<()> {
     let gpu = rec.gpu().clone();
     blob.check(&gpu)?;
-    let spec = &blob.spec;
+    let spec = blob.spec();
     let (dirs, h, layers) = (spec.directions(), spec.hidden_size, spec.num_layers);
     let (r, t) = match bufs.ids.shape() {
         &[r, t] if r > 0 && t > 0 && bufs.ids.dtype() == DType::U32 => (r, t),
@@ -299,7 +272,7 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
     let no_input = Tensor::zeros(&gpu, &[4], DType::U32)?;
     let no_c = Tensor::zeros(&gpu, &[1], DType::F32)?;
     let wg = wg(&gpu);
-    for (l, layer_consts) in blob.layers.iter().enumerate() {
+    for (l, layer_consts) in blob.layout.layers.iter().enumerate() {
         let mut consts: Vec<(&str, u32)> = vec![
             ("CELL", spec.kind.code()),
             ("G", spec.kind.gates() as u32),
@@ -308,7 +281,7 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
             ("WG", wg),
         ];
         consts.extend(layer_consts.iter().copied());
-        let key = (*spec, blob.vocab, l, wg, layer_consts.clone());
+        let key = (*spec, blob.layout.vocab, l, wg, layer_consts.clone());
         let pipeline = gpu.pipeline(OP, &key, || {
             compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &[])
         })?;

@@ -1,12 +1,16 @@
 //! What the fused RNN kernels (`decoder_loop`, `encoder_loop`) share: the WGSL body
-//! (`shaders/rnn_fused.wgsl`: weight blob, shared vector, vec4 products, cell update), the weight
-//! packer and the workgroup size.
-
-use half::f16;
+//! (`shaders/rnn_fused.wgsl`: weight blob, shared vector, vec4 products, cell update), the blob
+//! layout contract ([`BlobLayout`]: which weight lies where, in which form) and the workgroup size.
+//!
+//! Who owns what: the kernels (here, `encoder_loop`, `decoder_loop/blob.rs`) define the layout the
+//! WGSL reads, as a list of [`Slot`]s (offset, rows, column segments, row stride, f16 or f32
+//! pairs) and the WGSL constants of their offsets; they never see weight values. The packer
+//! ([`crate::weights::pack`]) takes typed weights, fills the slots (embedding fold, dropped
+//! columns, transposes included) and streams the blob to the GPU in bounded chunks; the model
+//! ([`crate::models::seq2seq`]) maps PyTorch names to the typed weights.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::tensor::Tensor;
 
 /// The shared WGSL body, composed in front of each fused kernel.
 pub(crate) const RNN_FUSED_SRC: &str = include_str!("../../shaders/rnn_fused.wgsl");
@@ -38,143 +42,180 @@ pub(crate) fn fold_pays(vocab: usize, emb: usize) -> bool {
     vocab <= 2 * emb
 }
 
-/// The folded table `[vocab, rows]` (f32): `table[v, r] = b_ih[r] + sum_i w_ih[r, i] emb[v, i]`
-/// over the first `e` of `ld` columns of `w_ih` `[rows, ld]`, `emb` `[vocab, e]`, `b_ih` `[rows]`
-/// (empty: zeros). Weights and embedding are rounded to f16 first, as the kernel would read them
-/// unfolded; the sum is taken in f64.
-pub(crate) fn fold_embedding(
-    emb: &[f32],
-    vocab: usize,
-    e: usize,
-    w_ih: &[f32],
-    rows: usize,
-    ld: usize,
-    b_ih: &[f32],
-) -> Vec<f32> {
-    let r16 = |x: f32| f64::from(f16::from_f32(x).to_f32());
-    let mut out = vec![0.0f32; vocab * rows];
-    for v in 0..vocab {
-        let x: Vec<f64> = emb[v * e..(v + 1) * e].iter().map(|&a| r16(a)).collect();
-        for r in 0..rows {
-            let w = &w_ih[r * ld..r * ld + e];
-            let dot: f64 = w.iter().zip(&x).map(|(&a, b)| r16(a) * b).sum();
-            out[v * rows + r] = (dot + b_ih.get(r).map_or(0.0, |&b| r16(b))) as f32;
-        }
+/// Which weight a [`Slot`] holds (per layer `l` and direction `d`; the decoder has `d` = 0). The
+/// packer reads each from the typed weights in the PyTorch layout given here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    /// The embedding `[V, E]`.
+    Embedding,
+    /// `weight_ih` `[G*H, IN]` (the slot's `skip` leading columns dropped: they are in the
+    /// folded table).
+    WeightIh { l: usize, d: usize },
+    /// The folded table `[V, G*H]` (f32): `t[v, r] = b_ih[r] + sum_i w_ih[r, i] emb[v, i]` over the
+    /// first E columns of `weight_ih`, weights, bias and embedding rounded to f16 first (as the
+    /// kernel would read them unfolded), the sum in f64.
+    FoldedTable { l: usize, d: usize },
+    /// `weight_hh` `[G*H, H]`.
+    WeightHh { l: usize, d: usize },
+    /// `bias_ih` `[G*H]` (absent: zeros).
+    BiasIh { l: usize, d: usize },
+    /// `bias_hh` `[G*H]` (absent: zeros).
+    BiasHh { l: usize, d: usize },
+    /// General attention's `W^T` `[M, H]` (`W` `[H, M]` transposed).
+    GeneralT,
+    /// Additive attention's `W_q` `[A, H]`.
+    AttnQuery,
+    /// Additive attention's key bias `[A]` (absent: zeros).
+    AttnKeyBias,
+    /// Additive attention's `v` `[A]`.
+    AttnV,
+    /// The Luong attentional layer `W_c` `[H, C + H]`.
+    AttnLayer,
+    /// The output projection `[V, OUT_IN]`.
+    Output,
+    /// The output bias `[V]` (absent: zeros).
+    OutputBias,
+    /// Zeros (keeps per-layer blocks the same size).
+    Zeros,
+}
+
+impl Part {
+    /// Whether the packer may fill an absent weight with zeros.
+    pub(crate) fn optional(self) -> bool {
+        matches!(
+            self,
+            Part::BiasIh { .. }
+                | Part::BiasHh { .. }
+                | Part::AttnKeyBias
+                | Part::OutputBias
+                | Part::Zeros
+        )
     }
-    out
 }
 
-/// The columns `from..` of `src` `[rows, cols]`.
-pub(crate) fn drop_columns(src: &[f32], rows: usize, cols: usize, from: usize) -> Vec<f32> {
-    (0..rows)
-        .flat_map(|r| src[r * cols + from..(r + 1) * cols].iter().copied())
-        .collect()
+/// How a slot's values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Form {
+    /// One f16 per value.
+    F16,
+    /// One f32 per value as its two 16-bit halves (low first) in two slots, read with `blob_f32`
+    /// in rnn_fused.wgsl.
+    F32Pairs,
 }
 
-/// Appends matrices to the blob (f16 slots).
-pub(crate) struct Packer {
-    /// The packed values.
-    data: Vec<f16>,
+/// One weight's region of the blob: `rows` rows of `ld` slots from `offset`. In [`Form::F16`] each
+/// row holds the source row's columns `skip..` split into `segments`, each segment padded with
+/// zeros to a multiple of 8 (as the shared vector it multiplies); in [`Form::F32Pairs`] one
+/// segment of `cols` values takes `2 * cols` slots.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Slot {
+    /// The weight.
+    pub(crate) part: Part,
+    /// First slot (a multiple of 8).
+    pub(crate) offset: usize,
+    /// Rows.
+    pub(crate) rows: usize,
+    /// Leading source columns not stored.
+    pub(crate) skip: usize,
+    /// Stored column segments (source columns `skip..`).
+    pub(crate) segments: Vec<usize>,
+    /// Row stride in slots (a multiple of 8).
+    pub(crate) ld: usize,
+    /// Storage form.
+    pub(crate) form: Form,
+}
+
+impl Slot {
+    /// Columns of the source matrix (`[rows, src_cols]`).
+    pub(crate) fn src_cols(&self) -> usize {
+        self.skip + self.segments.iter().sum::<usize>()
+    }
+}
+
+/// A blob's slots in increasing offset order and its length (f16 slots, a multiple of 8, at
+/// least 8 so the binding is never empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct BlobLayout {
+    slots: Vec<Slot>,
+    end: usize,
     op: &'static str,
 }
 
-impl Packer {
-    /// An empty blob for kernel `op` (named in errors).
-    pub fn new(op: &'static str) -> Packer {
-        Packer {
-            data: Vec::new(),
+impl BlobLayout {
+    /// An empty layout for kernel `op` (named in errors).
+    pub(crate) fn new(op: &'static str) -> Self {
+        BlobLayout {
+            slots: Vec::new(),
+            end: 0,
             op,
         }
     }
 
-    /// Appends `[rows, sum(segments)]` (`src` empty: zeros) with each column segment padded to a
-    /// multiple of 8 (as the shared vector it multiplies) and rows to at least `min_ld`; returns
-    /// (offset, row stride).
-    pub fn matrix_segments(
+    /// The kernel's name.
+    pub(crate) fn op(&self) -> &'static str {
+        self.op
+    }
+
+    /// The slots, in increasing offset order.
+    pub(crate) fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Slots of the blob.
+    pub(crate) fn len(&self) -> usize {
+        p8(self.end.max(1))
+    }
+
+    fn push(&mut self, slot: Slot) -> Result<(u32, u32)> {
+        let at = self.end;
+        let ld = slot.ld;
+        self.end = at
+            .checked_add(slot.rows.saturating_mul(ld))
+            .filter(|&e| u32::try_from(e).is_ok())
+            .ok_or_else(|| {
+                Error::invalid(self.op, "weights too large for the blob's u32 offsets")
+            })?;
+        self.slots.push(Slot { offset: at, ..slot });
+        Ok((at as u32, ld as u32))
+    }
+
+    /// Appends `[rows, skip + sum(segments)]` (columns `skip..` stored) with each column segment
+    /// padded to a multiple of 8 and rows to at least `min_ld`; returns (offset, row stride).
+    pub(crate) fn matrix_segments(
         &mut self,
-        what: &str,
-        src: &[f32],
+        part: Part,
         rows: usize,
+        skip: usize,
         segments: &[usize],
         min_ld: usize,
     ) -> Result<(u32, u32)> {
-        let cols: usize = segments.iter().sum();
-        if !src.is_empty() && src.len() != rows * cols {
-            return Err(Error::shape(
-                self.op,
-                format!("{what}: {} values, expected [{rows}, {cols}]", src.len()),
-            ));
-        }
-        let ld = padded(segments).max(min_ld);
-        let at = self.data.len();
-        self.data.resize(at + rows * ld, f16::ZERO);
-        if !src.is_empty() {
-            for r in 0..rows {
-                let (mut from, mut to) = (r * cols, at + r * ld);
-                for &seg in segments {
-                    for (d, &x) in self.data[to..to + seg]
-                        .iter_mut()
-                        .zip(&src[from..from + seg])
-                    {
-                        *d = f16::from_f32(x);
-                    }
-                    from += seg;
-                    to += p8(seg);
-                }
-            }
-        }
-        Ok((self.offset(at)?, ld as u32))
-    }
-
-    /// Appends `[rows, cols]` f32 values, each as its two 16-bit halves in two slots (read with
-    /// `blob_f32` in rnn_fused.wgsl), rows padded to a multiple of 8 slots; returns (offset, row
-    /// stride) in slots.
-    pub fn table_f32(
-        &mut self,
-        what: &str,
-        src: &[f32],
-        rows: usize,
-        cols: usize,
-    ) -> Result<(u32, u32)> {
-        if src.len() != rows * cols {
-            return Err(Error::shape(
-                self.op,
-                format!("{what}: {} values, expected [{rows}, {cols}]", src.len()),
-            ));
-        }
-        let ld = p8(2 * cols);
-        let at = self.data.len();
-        self.data.resize(at + rows * ld, f16::ZERO);
-        for r in 0..rows {
-            for (c, &x) in src[r * cols..(r + 1) * cols].iter().enumerate() {
-                let bits = x.to_bits();
-                let slot = at + r * ld + 2 * c;
-                self.data[slot] = f16::from_bits(bits as u16);
-                self.data[slot + 1] = f16::from_bits((bits >> 16) as u16);
-            }
-        }
-        Ok((self.offset(at)?, ld as u32))
-    }
-
-    fn offset(&self, at: usize) -> Result<u32> {
-        u32::try_from(at).map_err(|_| Error::invalid(self.op, "weights too large"))
-    }
-
-    /// Uploads the blob (at least one vec4 of slots, so the binding is never empty).
-    pub fn upload(mut self, gpu: &Gpu) -> Result<Tensor> {
-        let n = p8(self.data.len().max(1));
-        self.data.resize(n, f16::ZERO);
-        Tensor::from_f16(gpu, &self.data, &[n])
+        self.push(Slot {
+            part,
+            offset: 0,
+            rows,
+            skip,
+            segments: segments.to_vec(),
+            ld: padded(segments).max(min_ld),
+            form: Form::F16,
+        })
     }
 
     /// Appends `[rows, cols]` with rows padded to a multiple of 8.
-    pub fn matrix(
-        &mut self,
-        what: &str,
-        src: &[f32],
-        rows: usize,
-        cols: usize,
-    ) -> Result<(u32, u32)> {
-        self.matrix_segments(what, src, rows, &[cols], 0)
+    pub(crate) fn matrix(&mut self, part: Part, rows: usize, cols: usize) -> Result<(u32, u32)> {
+        self.matrix_segments(part, rows, 0, &[cols], 0)
+    }
+
+    /// Appends `[rows, cols]` f32 values in [`Form::F32Pairs`], rows padded to a multiple of 8
+    /// slots; returns (offset, row stride) in slots.
+    pub(crate) fn table_f32(&mut self, part: Part, rows: usize, cols: usize) -> Result<(u32, u32)> {
+        self.push(Slot {
+            part,
+            offset: 0,
+            rows,
+            skip: 0,
+            segments: vec![cols],
+            ld: p8(2 * cols),
+            form: Form::F32Pairs,
+        })
     }
 }

@@ -11,7 +11,25 @@
 
 use std::collections::HashMap;
 
-use crate::kernels::decoder_loop::{DecoderLoopDims, DecoderWeights, LoopAttention};
+use crate::kernels::decoder_loop::{DecoderLoopDims, LoopAttention};
+
+/// Host weights of a decoder (f32, PyTorch layouts), as the reference reads them.
+#[derive(Clone, Copy, Debug)]
+pub struct DecoderWeights<'a> {
+    /// `[V, E]`.
+    pub emb: &'a [f32],
+    /// Per layer: `weight_ih [G*H, IN_l]`, `weight_hh [G*H, H]`, `bias_ih`, `bias_hh [G*H]` (empty:
+    /// zeros).
+    pub cells: &'a [[&'a [f32]; 4]],
+    /// General: `W [H, M]`.
+    pub general: &'a [f32],
+    /// Additive: `W_q [A, H]`, the bias of `W_k` `[A]`, `v [A]`.
+    pub additive: [&'a [f32]; 3],
+    /// Attentional layer `W_c [H, C + H]`.
+    pub w_c: &'a [f32],
+    /// Output projection `[V, OUT_IN]` and bias `[V]` (empty: zeros).
+    pub out: [&'a [f32]; 2],
+}
 use crate::kernels::recurrent::CellKind;
 use crate::reference::recurrent::cell;
 

@@ -21,12 +21,14 @@
 //! ```
 //!
 //! Submodules: [`file`](mod@file) (mapping and validation), [`upload`] (chunked upload and dtype
-//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`). The load
+//! conversion), [`convert`] (`heedful convert`), [`inspect`] (`heedful inspect`), [`pack`] (typed recurrent
+//! weights packed and streamed for the fused kernels). The load
 //! benchmark is [`crate::bench::weights`].
 
 pub mod convert;
 pub mod file;
 pub mod inspect;
+pub mod pack;
 pub mod upload;
 mod validate;
 

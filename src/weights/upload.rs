@@ -417,6 +417,64 @@ impl Stager {
         }
         Ok(())
     }
+
+    /// Writes `bytes` (at most the chunk size given to [`Stager::new`], a multiple of 4) into `dst` at byte `offset`
+    /// through the next staging buffer, for data made on the host (packed weights). Returns once
+    /// the copy is submitted; [`Stager::finish`] waits for it.
+    pub(crate) fn write(
+        &mut self,
+        gpu: &Gpu,
+        dst: &wgpu::Buffer,
+        offset: u64,
+        bytes: &[u8],
+        during: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let n = bytes.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        if n > self.chunk || !n.is_multiple_of(4) || !offset.is_multiple_of(4) {
+            return Err(gpu_err(
+                during(),
+                format!(
+                    "staged write of {n} bytes at {offset}: chunks hold {} bytes, multiples of 4",
+                    self.chunk
+                ),
+            ));
+        }
+        let slot_index = self.next;
+        self.next = (self.next + 1) % self.slots.len();
+        let slot = &mut self.slots[slot_index];
+        if let Some(idx) = slot.in_flight.take() {
+            wait(gpu, idx, during)?;
+            recv_mapped(gpu, slot, during)?;
+        }
+        {
+            let mut view = slot
+                .buf
+                .slice(..n)
+                .get_mapped_range_mut()
+                .map_err(|e| gpu_err(during(), e.to_string()))?;
+            view.slice(..bytes.len()).copy_from_slice(bytes);
+        }
+        slot.buf.unmap();
+        let mut enc = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("weights upload"),
+            });
+        enc.copy_buffer_to_buffer(&slot.buf, 0, dst, offset, n);
+        let idx = gpu.queue().submit([enc.finish()]);
+        gpu.counters()
+            .submits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tx = slot.mapped_tx.clone();
+        slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
+            let _ = tx.send(r);
+        });
+        slot.in_flight = Some(idx);
+        Ok(())
+    }
 }
 
 fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()> {

@@ -1,30 +1,11 @@
-//! Packing of a decoder's weights into the fused kernel's f16 blob ([`DecoderBlob`]): every
+//! The layout of a decoder's weights in the fused kernel's f16 blob ([`DecoderLayout`]): every
 //! matrix row-major with rows padded to a multiple of 8, and the offsets the kernel reads as WGSL
-//! constants.
+//! constants. The values are packed by [`crate::weights::pack::DecoderWeights::pack`].
 
 use super::{DecoderLoopDims, LoopAttention, OP};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
-use crate::kernels::rnn_fused::{drop_columns, fold_embedding, p8, padded, Packer};
-use crate::tensor::Tensor;
-
-/// Host weights of a decoder (f32, PyTorch layouts), packed by [`DecoderBlob::new`].
-#[derive(Clone, Copy, Debug)]
-pub struct DecoderWeights<'a> {
-    /// `[V, E]`.
-    pub emb: &'a [f32],
-    /// Per layer: `weight_ih [G*H, IN_l]`, `weight_hh [G*H, H]`, `bias_ih`, `bias_hh [G*H]` (empty:
-    /// zeros).
-    pub cells: &'a [[&'a [f32]; 4]],
-    /// General: `W [H, M]`.
-    pub general: &'a [f32],
-    /// Additive: `W_q [A, H]`, the bias of `W_k` `[A]`, `v [A]`.
-    pub additive: [&'a [f32]; 3],
-    /// Attentional layer `W_c [H, C + H]`.
-    pub w_c: &'a [f32],
-    /// Output projection `[V, OUT_IN]` and bias `[V]` (empty: zeros).
-    pub out: [&'a [f32]; 2],
-}
+use crate::kernels::rnn_fused::{p8, padded, BlobLayout, Part};
+use crate::tensor::{DType, Tensor};
 
 /// Where each weight lives in the blob (element offsets, multiples of 8) and its row stride.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -33,7 +14,17 @@ pub(super) struct Layout {
     pub(super) consts: Vec<(&'static str, u32)>,
 }
 
-/// The decoder's weights packed into one f16 tensor, with the offsets the kernel reads.
+/// A decoder blob's slots (what the packer fills) and the WGSL constants of their offsets.
+#[derive(Clone, Debug)]
+pub(crate) struct DecoderLayout {
+    /// The blob's slots.
+    pub(crate) blob: BlobLayout,
+    dims: DecoderLoopDims,
+    consts: Layout,
+}
+
+/// The decoder's weights packed into one f16 tensor, with the offsets the kernel reads. Built by
+/// [`crate::weights::pack::DecoderWeights::pack`].
 #[derive(Debug)]
 pub struct DecoderBlob {
     /// All weights, rows padded to multiples of 8.
@@ -42,53 +33,26 @@ pub struct DecoderBlob {
     pub(super) layout: Layout,
 }
 
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; src.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = src[r * cols + c];
-        }
-    }
-    out
-}
-
-impl DecoderBlob {
-    /// Packs `w` (shapes checked against `dims`) and uploads it in f16, folding the embedding
-    /// into layer 0's input projection where that pays (see [`DecoderBlob::with_fold`]).
-    pub fn new(gpu: &Gpu, dims: DecoderLoopDims, w: &DecoderWeights) -> Result<Self> {
-        Self::with_fold(gpu, dims, w, dims.folds_embedding())
-    }
-
-    /// [`DecoderBlob::new`] with the choice made by the caller. `fold`: layer 0 reads the f32 table
-    /// `[V, G*H]` of `W_ih[:, :E] emb[v] + b_ih` (one row read per step instead of a `G*H x E`
-    /// product; the kernel then skips the embedding lookup except in Bahdanau order, whose output
-    /// layer reads the embedding).
-    pub fn with_fold(
-        gpu: &Gpu,
-        dims: DecoderLoopDims,
-        w: &DecoderWeights,
-        fold: bool,
-    ) -> Result<Self> {
+impl DecoderLayout {
+    /// The layout for `dims`. `fold`: layer 0 reads the f32 table `[V, G*H]` of
+    /// `W_ih[:, :E] emb[v] + b_ih` (one row read per step instead of a `G*H x E` product; the
+    /// kernel then skips the embedding lookup except in Bahdanau order, whose output layer reads
+    /// the embedding), and its `W_ih` keeps only the context columns.
+    pub(crate) fn new(dims: DecoderLoopDims, fold: bool) -> Result<DecoderLayout> {
         let d = &dims;
         let (g, h, e, m, a, v) = (d.cell.gates(), d.hidden, d.emb, d.mem, d.attn_dim, d.vocab);
-        if w.cells.len() != d.layers {
-            return Err(Error::shape(
+        if d.layers == 0 || h == 0 || e == 0 || v == 0 {
+            return Err(Error::invalid(
                 OP,
-                format!("{} cell weight sets for {} layers", w.cells.len(), d.layers),
+                format!("{d:?}: layers, hidden, emb and vocab must be >= 1"),
             ));
         }
-        let mut p = Packer::new(OP);
+        let mut p = BlobLayout::new(OP);
         let mut c: Vec<(&'static str, u32)> = Vec::new();
-        if w.emb.len() != v * e {
-            return Err(Error::shape(
-                OP,
-                format!("embedding: {} values, expected [{v}, {e}]", w.emb.len()),
-            ));
-        }
         let (o, ld) = if fold && !d.bahdanau {
             (0, 0)
         } else {
-            p.matrix("embedding", w.emb, v, e)?
+            p.matrix(Part::Embedding, v, e)?
         };
         c.extend([("O_EMB", o), ("LD_EMB", ld)]);
         // Every layer's block (w_ih, w_hh, b_ih, b_hh) has the same size: w_ih rows get the stride
@@ -97,43 +61,27 @@ impl DecoderBlob {
         let gh = g * h;
         let mut first = [0u32; 4];
         let (mut o_tab, mut ld_tab) = (0, 0);
-        for (l, cw) in w.cells.iter().enumerate() {
+        for l in 0..d.layers {
             let segs = if l == 0 { d.input0_segments() } else { vec![h] };
-            let n_in: usize = segs.iter().sum();
-            if cw[0].len() != gh * n_in {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "layer {l} weight_ih: {} values, expected [{gh}, {n_in}]",
-                        cw[0].len()
-                    ),
-                ));
-            }
             let o_ih = if l == 0 && fold {
-                if !cw[2].is_empty() && cw[2].len() != gh {
-                    return Err(Error::shape(
-                        OP,
-                        format!("layer 0 bias_ih: {} values, expected {gh}", cw[2].len()),
-                    ));
-                }
-                let table = fold_embedding(w.emb, v, e, cw[0], gh, n_in, cw[2]);
-                (o_tab, ld_tab) = p.table_f32("embedding x layer 0 weight_ih", &table, v, gh)?;
+                (o_tab, ld_tab) = p.table_f32(Part::FoldedTable { l, d: 0 }, v, gh)?;
                 // The rest of the input (the context) keeps its product; nothing is left of a
                 // single layer without one.
-                let rest = drop_columns(cw[0], gh, n_in, e);
-                if rest.is_empty() && d.layers == 1 {
+                if segs.len() > 1 {
+                    p.matrix_segments(Part::WeightIh { l, d: 0 }, gh, e, &segs[1..], ld_ih)?
+                        .0
+                } else if d.layers == 1 {
                     o_tab
                 } else {
-                    p.matrix_segments("layer 0 weight_ih", &rest, gh, &segs[1..], ld_ih)?
-                        .0
+                    p.matrix_segments(Part::Zeros, gh, 0, &[], ld_ih)?.0
                 }
             } else {
-                p.matrix_segments(&format!("layer {l} weight_ih"), cw[0], gh, &segs, ld_ih)?
+                p.matrix_segments(Part::WeightIh { l, d: 0 }, gh, 0, &segs, ld_ih)?
                     .0
             };
-            let (o_hh, _) = p.matrix(&format!("layer {l} weight_hh"), cw[1], gh, h)?;
-            let (o_bih, _) = p.matrix("bias_ih", cw[2], 1, gh)?;
-            let (o_bhh, _) = p.matrix("bias_hh", cw[3], 1, gh)?;
+            let (o_hh, _) = p.matrix(Part::WeightHh { l, d: 0 }, gh, h)?;
+            let (o_bih, _) = p.matrix(Part::BiasIh { l, d: 0 }, 1, gh)?;
+            let (o_bhh, _) = p.matrix(Part::BiasHh { l, d: 0 }, 1, gh)?;
             if l == 0 {
                 first = [o_ih, o_hh, o_bih, o_bhh];
             } else if l == 1 {
@@ -149,8 +97,7 @@ impl DecoderBlob {
             ("O_TAB", o_tab),
             ("LD_TAB", ld_tab),
         ]);
-        let block = |k: &str| c.iter().find(|(n, _)| *n == k).map(|x| x.1);
-        if block("S_WIH").is_none() {
+        if d.layers == 1 {
             c.extend([("S_WIH", 0), ("S_WHH", 0), ("S_B", 0)]);
         }
         c.extend([
@@ -162,49 +109,58 @@ impl DecoderBlob {
         ]);
         let (mut o_wg, mut o_wq, mut o_bk, mut o_v) = (0, 0, 0, 0);
         match d.attention {
-            LoopAttention::General => {
-                if w.general.len() != h * m {
-                    return Err(Error::shape(
-                        OP,
-                        format!("general W: {} values, expected [{h}, {m}]", w.general.len()),
-                    ));
-                }
-                o_wg = p
-                    .matrix("general W^T", &transpose(w.general, h, m), m, h)?
-                    .0;
-            }
+            LoopAttention::General => o_wg = p.matrix(Part::GeneralT, m, h)?.0,
             LoopAttention::Additive => {
-                o_wq = p.matrix("W_q", w.additive[0], a, h)?.0;
-                o_bk = p.matrix("W_k bias", w.additive[1], 1, a)?.0;
-                o_v = p.matrix("v", w.additive[2], 1, a)?.0;
-                if w.additive[0].is_empty() || w.additive[2].is_empty() {
-                    return Err(Error::invalid(OP, "additive attention needs W_q and v"));
-                }
+                o_wq = p.matrix(Part::AttnQuery, a, h)?.0;
+                o_bk = p.matrix(Part::AttnKeyBias, 1, a)?.0;
+                o_v = p.matrix(Part::AttnV, 1, a)?.0;
             }
             _ => {}
         }
         c.extend([("O_WG", o_wg), ("O_WQ", o_wq), ("O_BK", o_bk), ("O_V", o_v)]);
         let mut o_wc = 0;
         if d.attn_layer && d.attention != LoopAttention::None {
-            if w.w_c.is_empty() {
-                return Err(Error::invalid(OP, "the attentional layer needs W_c"));
-            }
-            o_wc = p.matrix_segments("W_c", w.w_c, h, &[d.ctx(), h], 0)?.0;
+            o_wc = p
+                .matrix_segments(Part::AttnLayer, h, 0, &[d.ctx(), h], 0)?
+                .0;
         }
         c.push(("O_WC", o_wc));
-        if w.out[0].is_empty() {
-            return Err(Error::invalid(OP, "output projection weights are required"));
-        }
         let o_out = p
-            .matrix_segments("output weight", w.out[0], v, &d.out_segments(), 0)?
+            .matrix_segments(Part::Output, v, 0, &d.out_segments(), 0)?
             .0;
-        let (o_bout, _) = p.matrix("output bias", w.out[1], 1, v)?;
+        let (o_bout, _) = p.matrix(Part::OutputBias, 1, v)?;
         c.extend([("O_OUT", o_out), ("O_BOUT", o_bout)]);
-        let blob = p.upload(gpu)?;
+        Ok(DecoderLayout {
+            blob: p,
+            dims,
+            consts: Layout { consts: c },
+        })
+    }
+
+    /// The decoder's sizes.
+    pub(crate) fn dims(&self) -> &DecoderLoopDims {
+        &self.dims
+    }
+}
+
+impl DecoderBlob {
+    /// The blob `blob` (`[layout.blob.len()]` f16) packed by `layout`.
+    pub(crate) fn from_packed(layout: DecoderLayout, blob: Tensor) -> Result<DecoderBlob> {
+        if blob.shape() != [layout.blob.len()] || blob.dtype() != DType::F16 {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "packed blob {:?} {} must be [{}] f16",
+                    blob.shape(),
+                    blob.dtype(),
+                    layout.blob.len()
+                ),
+            ));
+        }
         Ok(DecoderBlob {
             blob,
-            dims,
-            layout: Layout { consts: c },
+            dims: layout.dims,
+            layout: layout.consts,
         })
     }
 

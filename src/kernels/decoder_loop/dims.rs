@@ -64,9 +64,9 @@ impl DecoderLoopDims {
         self.input0_segments().iter().sum()
     }
 
-    /// Whether [`DecoderBlob::new`](super::DecoderBlob::new) folds the embedding into layer 0's input projection (a table
-    /// `[V, G*H]` of `W_ih[:, :E] emb[v] + b_ih`): when the table costs at most 4x the weights it
-    /// replaces.
+    /// Whether [`DecoderWeights::pack`](crate::weights::pack::DecoderWeights::pack) folds the
+    /// embedding into layer 0's input projection (a table `[V, G*H]` of `W_ih[:, :E] emb[v] +
+    /// b_ih`): when the table costs at most 4x the weights it replaces.
     pub fn folds_embedding(&self) -> bool {
         fold_pays(self.vocab, self.emb)
     }

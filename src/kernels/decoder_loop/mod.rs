@@ -19,7 +19,8 @@
 //! default limit) and a lane loads 8 weights at once (a `vec4<u32>`, read without `SHADER_F16`).
 //!
 //! Here: the buffers, parameters and dispatches; `dims.rs`: sizes, options and their checks;
-//! `blob.rs`: the weight packing. CPU reference: `crate::reference::decoder_loop`; tests:
+//! `blob.rs`: the blob layout (the
+//! packing itself is [`crate::weights::pack`]'s). CPU reference: `crate::reference::decoder_loop`; tests:
 //! `tests/decoder_loop.rs`.
 
 use std::ops::Range;
@@ -35,7 +36,8 @@ use crate::tensor::{DType, Tensor};
 mod blob;
 mod dims;
 
-pub use blob::{DecoderBlob, DecoderWeights};
+pub use blob::DecoderBlob;
+pub(crate) use blob::DecoderLayout;
 use dims::tmax;
 pub use dims::{DecoderLoopDims, LoopAttention};
 

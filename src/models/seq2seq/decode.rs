@@ -141,8 +141,7 @@ impl Seq2Seq {
             keep_attn: opts.keep_attention,
             length_norm: opts.length_norm,
             fused,
-            fused_encoder: opts.kernel != DecodeKernel::PerOp
-                && self.enc_blob.as_ref().is_some_and(|e| e.check(gpu).is_ok()),
+            fused_encoder: opts.kernel != DecodeKernel::PerOp && self.fused_encoder_fits(gpu),
         };
         let plan = self
             .plans
@@ -235,9 +234,9 @@ impl Seq2Seq {
         if opts.kernel == DecodeKernel::PerOp {
             return Ok(false);
         }
-        // The blob exists exactly when the fused kernel runs the architecture.
-        let why_not = match &self.fused_blob {
-            Some(blob) => blob.dims().check(gpu, t).err().map(|e| e.to_string()),
+        // The dims exist exactly when the fused kernel runs the architecture.
+        let why_not = match &self.dec_dims {
+            Some(dims) => dims.check(gpu, t).err().map(|e| e.to_string()),
             None => Some(format!(
                 "the fused decoder does not run {} attention",
                 self.cfg.decoder.attention

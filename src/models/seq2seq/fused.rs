@@ -1,18 +1,17 @@
 //! The fused greedy decoder ([`crate::kernels::decoder_loop`]) for seq2seq models it fits: the
-//! weight blob built at load, and a plan's state, control words and dispatches.
+//! kernel's sizes for a config, and a plan's state, control words and dispatches.
 //!
 //! It runs decoders with LSTM / GRU / RNN cells (any number of layers), no / dot / general /
 //! additive attention in Luong or Bahdanau order, input feeding and the attentional layer.
 //! Multi-head and the tutorial's attention, and beam search, use the per-op decoder.
 
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Recorder};
+use crate::gpu::{Dispatch, Recorder};
 use crate::graph::{LoopBuilder, Writes};
 use crate::kernels::decoder_loop::{
-    self as dl, DecoderBlob, DecoderLoopDims, DecoderWeights, LoopAttention, LoopBuffers,
+    self as dl, DecoderBlob, DecoderLoopDims, LoopAttention, LoopBuffers,
 };
 use crate::tensor::{DType, Tensor};
-use crate::weights::WeightFile;
 
 use super::{config, AttentionKind, AttentionOrder, Config};
 
@@ -44,53 +43,6 @@ pub(super) fn loop_dims(cfg: &Config) -> Result<Option<DecoderLoopDims>> {
         attn_layer: d.attn_layer && with_attn,
         bahdanau: cfg.attention_order()? == AttentionOrder::Bahdanau,
     }))
-}
-
-/// Packs the decoder's weights of `f` for the fused kernel (f16), or `None` when the architecture
-/// is not one it runs. Shapes were checked by the per-op loader before.
-pub(super) fn load_blob(gpu: &Gpu, f: &WeightFile, cfg: &Config) -> Result<Option<DecoderBlob>> {
-    let Some(dims) = loop_dims(cfg)? else {
-        return Ok(None);
-    };
-    let get = |name: &str| -> Result<Vec<f32>> {
-        if f.names().any(|n| n == name) {
-            f.tensor(name)?.to_f32_vec()
-        } else {
-            Ok(Vec::new())
-        }
-    };
-    let mut cells = Vec::new();
-    for l in 0..dims.layers {
-        let mut c: [Vec<f32>; 4] = Default::default();
-        for (i, n) in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
-            .iter()
-            .enumerate()
-        {
-            c[i] = get(&format!("decoder.rnn.{n}_l{l}"))?;
-        }
-        cells.push(c);
-    }
-    let cell_refs: Vec<[&[f32]; 4]> = cells
-        .iter()
-        .map(|c| [&c[0][..], &c[1][..], &c[2][..], &c[3][..]])
-        .collect();
-    let emb = get("decoder.emb.weight")?;
-    let general = get("decoder.attention.w.weight")?;
-    let w_q = get("decoder.attention.w_q.weight")?;
-    let b_k = get("decoder.attention.w_k.bias")?;
-    let v = get("decoder.attention.v.weight")?;
-    let w_c = get("decoder.w_c.weight")?;
-    let out_w = get("decoder.out.weight")?;
-    let out_b = get("decoder.out.bias")?;
-    let w = DecoderWeights {
-        emb: &emb,
-        cells: &cell_refs,
-        general: &general,
-        additive: [&w_q, &b_k, &v],
-        w_c: &w_c,
-        out: [&out_w, &out_b],
-    };
-    DecoderBlob::new(gpu, dims, &w).map(Some)
 }
 
 /// A plan's buffers for the fused loop; its dispatch runs once per chunk.

@@ -17,6 +17,10 @@
 //!   the next step's embedding lookup on the GPU (and the beam's selection and state reordering
 //!   run there too). The CPU reads the chosen tokens back once per chunk, to stop when every
 //!   sequence has ended. `steps_per_submit = 1` is the classic one-submission-per-step loop.
+//! - Weights (`weights.rs`): the file's PyTorch names map to typed weights there and nowhere else;
+//!   the recurrent weights have a fused copy (blobs packed by [`crate::weights::pack`]) and a
+//!   per-op copy, and a model uploads at load only the one `DecodeKernel::Auto` runs, the other
+//!   when a decode first asks for it ([`Seq2Seq::weight_copies`]).
 //!
 //! ```no_run
 //! use heedful::models::seq2seq::{DecodeOptions, Seq2Seq};
@@ -33,21 +37,24 @@ mod decode;
 mod fused;
 mod plan;
 mod step;
+mod weights;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+
+use crate::kernels::decoder_loop::DecoderLoopDims;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::graph::{LoopBuilder, PlanCache, Writes};
 use crate::kernels::{concat, embedding, encoder_loop};
-use crate::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentOutput, RecurrentSpec};
+use crate::ops::{CellKind, RecurrentOutput, RecurrentSpec};
 use crate::tensor::{DType, Tensor};
 use crate::weights::{Hold, WeightFile};
 
 pub use config::{AttentionKind, AttentionOrder, Config};
 pub use decode::{DecodeKernel, DecodeOptions, Decoded};
+pub use weights::WeightCopies;
 
 const OP: &str = "seq2seq";
 
@@ -92,18 +99,18 @@ pub struct Seq2Seq {
     cfg: Config,
     kind: AttentionKind,
     order: AttentionOrder,
-    src_emb: Tensor,
-    encoder: RecurrentLayer,
-    dec_emb: Tensor,
-    cells: Vec<RecurrentCell>,
+    /// The mapped file: the weight copies not uploaded at load are built from it on demand.
+    file: WeightFile,
+    /// The encoder's hyper-parameters.
+    enc_spec: RecurrentSpec,
+    /// The fused decoder's sizes, when it runs this architecture.
+    dec_dims: Option<DecoderLoopDims>,
+    /// The recurrent weights' fused and per-op copies, each uploaded when first needed.
+    copies: weights::Copies,
     dec_kind: CellKind,
     attn: AttnParams,
     w_c: Option<Linear>,
     out: Linear,
-    /// The decoder's weights for the fused greedy kernel, when it runs this architecture.
-    fused_blob: Option<crate::kernels::decoder_loop::DecoderBlob>,
-    /// The encoder's weights for the fused encoder kernel.
-    enc_blob: Option<encoder_loop::EncoderBlob>,
     /// Prepared decoders by batch shape (least recently used out first), run by later `decode`
     /// calls.
     plans: PlanCache<plan::PlanKey, Mutex<plan::Plan>>,
@@ -129,18 +136,6 @@ fn load_linear(
     Ok(Linear { w, b })
 }
 
-/// Host f32 copies of `prefix.*` tensors, keyed by the rest of the name.
-fn host_weights(f: &WeightFile, prefix: &str) -> Result<HashMap<String, Vec<f32>>> {
-    let mut m = HashMap::new();
-    let names: Vec<String> = f.names().map(str::to_string).collect();
-    for n in names {
-        if let Some(rest) = n.strip_prefix(prefix) {
-            m.insert(rest.to_string(), f.tensor(&n)?.to_f32_vec()?);
-        }
-    }
-    Ok(m)
-}
-
 impl Seq2Seq {
     /// Loads an exported seq2seq file (arch "seq2seq"); weights are held in f16.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<Seq2Seq> {
@@ -164,66 +159,21 @@ impl Seq2Seq {
             )
         })?;
         let cfg = Config::from_json(cfg_json)?;
-        Self::from_file(gpu, &f, cfg)
+        Self::from_file(gpu, f, cfg)
     }
 
-    fn from_file(gpu: &Gpu, f: &WeightFile, cfg: Config) -> Result<Seq2Seq> {
+    fn from_file(gpu: &Gpu, file: WeightFile, cfg: Config) -> Result<Seq2Seq> {
+        let f = &file;
         let kind = cfg.attention()?;
         let order = cfg.attention_order()?;
         let bahdanau = order == AttentionOrder::Bahdanau;
-        let (e, d) = (&cfg.encoder, &cfg.decoder);
-        f.expect_shape("encoder.emb.weight", &[cfg.src_vocab, e.emb])?;
-        let src_emb = f.upload(gpu, "encoder.emb.weight", Hold::F16)?;
-        let spec = RecurrentSpec {
-            kind: config::cell_kind(&e.cell)?,
-            input_size: e.emb,
-            hidden_size: e.hidden,
-            num_layers: e.layers,
-            bidirectional: e.bidirectional,
-        };
-        let enc_w = host_weights(f, "encoder.rnn.")?;
-        let encoder = RecurrentLayer::new(gpu, spec, &enc_w, DType::F16)?;
-        let enc_emb = f.tensor("encoder.emb.weight")?.to_f32_vec()?;
-        let enc_blob = Some(encoder_loop::EncoderBlob::new(
-            gpu,
-            spec,
-            cfg.src_vocab,
-            &enc_emb,
-            &enc_w,
-        )?);
-        f.expect_shape("decoder.emb.weight", &[cfg.tgt_vocab, d.emb])?;
-        let dec_emb = f.upload(gpu, "decoder.emb.weight", Hold::F16)?;
+        let d = &cfg.decoder;
         let mem = cfg.mem_dim();
         let ctx = cfg.ctx_dim();
         let hid = d.hidden;
         let dec_kind = config::cell_kind(&d.cell)?;
-        let feeding =
-            d.input_feeding && kind != AttentionKind::None && kind != AttentionKind::Tutorial;
-        let rnn_w = host_weights(f, "decoder.rnn.")?;
-        let mut cells = Vec::new();
-        for l in 0..d.layers {
-            let input = if l > 0 {
-                hid
-            } else if feeding || bahdanau {
-                d.emb + ctx
-            } else {
-                d.emb
-            };
-            let mut w = HashMap::new();
-            for n in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
-                if let Some(v) = rnn_w.get(&format!("{n}_l{l}")) {
-                    w.insert(n.to_string(), v.clone());
-                }
-            }
-            cells.push(RecurrentCell::new(
-                gpu,
-                dec_kind,
-                input,
-                hid,
-                &w,
-                DType::F16,
-            )?);
-        }
+        let enc_spec = weights::encoder_spec(&cfg)?;
+        let dec_dims = fused::loop_dims(&cfg)?;
         let attn = match kind {
             AttentionKind::None => AttnParams::None,
             AttentionKind::Dot => AttnParams::Dot,
@@ -270,21 +220,19 @@ impl Seq2Seq {
             ctx + hid
         };
         let out = load_linear(f, gpu, "decoder.out", [cfg.tgt_vocab, out_in], true)?;
-        let fused_blob = fused::load_blob(gpu, f, &cfg)?;
+        let copies = weights::Copies::load(gpu, f, &cfg, dec_dims.as_ref())?;
         Ok(Seq2Seq {
+            file,
             cfg,
             kind,
             order,
-            src_emb,
-            encoder,
-            dec_emb,
-            cells,
+            enc_spec,
+            dec_dims,
+            copies,
             dec_kind,
             attn,
             w_c,
             out,
-            fused_blob,
-            enc_blob,
             plans: PlanCache::new(plan::MAX_PLANS),
         })
     }
@@ -416,11 +364,12 @@ impl Seq2Seq {
         let ids = bld.named("src.ids", &[b, t], DType::U32)?;
         let gpu = bld.gpu().clone();
         let mut rec = Recorder::new(&gpu);
-        let spec = self.encoder.spec();
+        let spec = &self.enc_spec;
         let state = [spec.num_layers * spec.directions(), b, spec.hidden_size];
         let lstm_encoder = spec.kind == CellKind::Lstm;
-        let (out, lengths) = match (&self.enc_blob, fused) {
-            (Some(blob), true) => {
+        let (out, lengths) = match fused {
+            true => {
+                let blob = self.encoder_blob(&gpu)?;
                 let lengths = bld.named("src.lengths", &[b], DType::U32)?;
                 let mut outputs = Vec::new();
                 for _ in 0..spec.num_layers {
@@ -447,9 +396,10 @@ impl Seq2Seq {
                     .ok_or_else(|| Error::invalid(OP, "no encoder layers"))?;
                 (RecurrentOutput { output, h_n, c_n }, lengths)
             }
-            _ => {
+            false => {
+                let per_op = self.per_op_encoder(&gpu)?;
                 let x = bld.buffer(&[b, t, self.cfg.encoder.emb], DType::F32)?;
-                embedding::record_embedding(&mut rec, &ids, &self.src_emb, &x)?;
+                embedding::record_embedding(&mut rec, &ids, &per_op.src_emb, &x)?;
                 let z_h = bld.buffer(&state, DType::F32)?;
                 let z_c = if lstm_encoder {
                     Some(bld.buffer(&state, DType::F32)?)
@@ -457,7 +407,8 @@ impl Seq2Seq {
                     None
                 };
                 let prep =
-                    self.encoder
+                    per_op
+                        .encoder
                         .prepare(&gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
                 rec.extend(prep.recorder);
                 bld.name("src.lengths", &prep.lengths)?;

@@ -79,9 +79,14 @@ impl Seq2Seq {
         } else {
             None
         };
+        let dec_blob = if key.fused {
+            self.decoder_blob(gpu)?
+        } else {
+            None
+        };
         let mut fused = false;
         let mut fused_beam = false;
-        match (&self.fused_blob, key.fused, &beam) {
+        match (dec_blob, key.fused, &beam) {
             (Some(blob), true, Some((_, parent, _, _))) => {
                 // The fused step then top-k; the selection is appended below. Even and odd steps
                 // alternate the state halves.
@@ -228,7 +233,8 @@ impl Seq2Seq {
     ) -> Result<Writes> {
         let mut w = Writes::new();
         Encoded::write(&mut w, plan.t, self.cfg.pad_id as u32, seqs);
-        if let (true, Some(blob)) = (plan.fused, &self.fused_blob) {
+        // A fused plan built the decoder blob when it was planned.
+        if let (true, Some(blob)) = (plan.fused, self.copies.dec_blob.get()) {
             // The fused loop reads only the encoder's results and its own control words and state
             // (the initial states it copies are never written in a fused plan).
             FusedLoop::write_inputs(&mut w, blob, self.cfg.bos_id as u32, lengths);
@@ -280,7 +286,7 @@ impl Seq2Seq {
             w.f32s("beam.scores", &scores);
             w.u32s("beam.ctl", &ctl);
             w.zero("beam.fin");
-            if let (true, Some(blob)) = (plan.fused_beam, &self.fused_blob) {
+            if let (true, Some(blob)) = (plan.fused_beam, self.copies.dec_blob.get()) {
                 // Before the first selection every row continues itself.
                 let identity: Vec<u32> = (0..r as u32).collect();
                 w.u32s("beam.parent", &identity);

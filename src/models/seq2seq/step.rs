@@ -231,8 +231,10 @@ impl Seq2Seq {
         let sa = &mut StepAlloc { bld, phase };
         let d = &self.cfg.decoder;
         let (hid, e) = (d.hidden, d.emb);
+        let gpu = sa.bld.gpu().clone();
+        let per_op = self.per_op_decoder(&gpu)?;
         let emb = sa.zeros(&[r, e])?;
-        record_embedding(sa.rec(), &st.y, &self.dec_emb, &emb)?;
+        record_embedding(sa.rec(), &st.y, &per_op.dec_emb, &emb)?;
         if self.order == AttentionOrder::Bahdanau {
             return self.record_bahdanau_step(sa, mem, st, &emb, r);
         }
@@ -277,7 +279,7 @@ impl Seq2Seq {
                 _ => emb,
             },
         };
-        for (l, cell) in self.cells.iter().enumerate() {
+        for (l, cell) in self.per_op_decoder(&gpu)?.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
                 sa.rec(),
@@ -435,7 +437,8 @@ impl Seq2Seq {
         let c = ctx.shape()[1];
         let x0 = sa.zeros(&[r, e + c])?;
         record_concat(sa.rec(), emb, ctx, &x0)?;
-        for (l, cell) in self.cells.iter().enumerate() {
+        let gpu = sa.bld.gpu().clone();
+        for (l, cell) in self.per_op_decoder(&gpu)?.cells.iter().enumerate() {
             let x = if l == 0 { &x0 } else { &st.h_new[l - 1] };
             cell.record_forward(
                 sa.rec(),
