@@ -168,6 +168,8 @@ impl Seq2Seq {
     }
 
     fn from_file(gpu: &Gpu, f: &WeightFile, cfg: Config) -> Result<Seq2Seq> {
+        // Every tensor's presence, dtype and exact shape, and no unused layers, before any upload.
+        cfg.check_file(f)?;
         let kind = cfg.attention()?;
         let order = cfg.attention_order()?;
         let bahdanau = order == AttentionOrder::Bahdanau;
@@ -383,6 +385,25 @@ impl Seq2Seq {
             }
             if s.is_empty() {
                 return Err(Error::invalid(OP, format!("input {i} is empty")));
+            }
+            // The tutorial attention scores a fixed `max_length` positions: a longer input would
+            // be cut silently, so it is refused.
+            if let (AttentionKind::Tutorial, Some(ml)) = (self.kind, self.cfg.decoder.max_length) {
+                if s.len() > ml {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "input {i}: {} ids{} but the tutorial attention covers \
+                             decoder.max_length = {ml} positions",
+                            s.len(),
+                            if self.cfg.src_eos_id.is_some() {
+                                " (with src_eos_id)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
             }
             if let Some(&bad) = s.iter().find(|&&t| t as usize >= self.cfg.src_vocab) {
                 return Err(Error::invalid(
