@@ -65,8 +65,8 @@ impl BertConfig {
     /// overflow, heads must divide the width, the activation must be known and `layer_norm_eps`
     /// finite and positive. Checking happens before any tensor is read or allocated.
     pub fn from_json_str(s: &str) -> Result<BertConfig> {
-        let c: BertConfig = serde_json::from_str(s)
-            .map_err(|e| Error::invalid(OP, format!("config.json: {e}")))?;
+        let c: BertConfig =
+            serde_json::from_str(s).map_err(|e| Error::invalid(OP, format!("config.json: {e}")))?;
         c.check()?;
         Ok(c)
     }
@@ -101,7 +101,10 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
             ("intermediate_size", self.intermediate_size),
-            ("hidden_size", e.checked_mul(3).ok_or_else(|| over("hidden_size"))?),
+            (
+                "hidden_size",
+                e.checked_mul(3).ok_or_else(|| over("hidden_size"))?,
+            ),
         ] {
             rows.checked_mul(e)
                 .and_then(|n| n.checked_mul(4))
@@ -146,7 +149,10 @@ impl BertConfig {
     fn expected_tensors(&self, prefix: &str) -> Vec<(String, Vec<usize>)> {
         let (e, ff) = (self.hidden_size, self.intermediate_size);
         let mut out = vec![
-            ("embeddings.word_embeddings.weight".to_string(), vec![self.vocab_size, e]),
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                vec![self.vocab_size, e],
+            ),
             (
                 "embeddings.position_embeddings.weight".to_string(),
                 vec![self.max_position_embeddings, e],
@@ -188,7 +194,10 @@ impl BertConfig {
     pub fn check_file(&self, file: &WeightFile, prefix: &str) -> Result<()> {
         let layers = self.num_hidden_layers;
         if layers > file.len() {
-            let name = format!("{prefix}encoder.layer.{}.attention.self.query.weight", file.len());
+            let name = format!(
+                "{prefix}encoder.layer.{}.attention.self.query.weight",
+                file.len()
+            );
             return Err(file.config_error(
                 &name,
                 WeightsErrorKind::MissingTensor,
@@ -379,10 +388,26 @@ impl BertEncoder {
                 // The GPU gather gives a zero row for an id past the table (a kernel cannot raise
                 // an error), so ids from the tokenizer are checked here, as PyTorch's IndexError.
                 if id as usize >= cfg.vocab_size {
-                    return Err(id_error(r, c, id, "ids", "embeddings.word_embeddings.weight", cfg.vocab_size, cfg.hidden_size));
+                    return Err(id_error(
+                        r,
+                        c,
+                        id,
+                        "ids",
+                        "embeddings.word_embeddings.weight",
+                        cfg.vocab_size,
+                        cfg.hidden_size,
+                    ));
                 }
                 if ty as usize >= cfg.type_vocab_size {
-                    return Err(id_error(r, c, ty, "type_ids", "embeddings.token_type_embeddings.weight", cfg.type_vocab_size, cfg.hidden_size));
+                    return Err(id_error(
+                        r,
+                        c,
+                        ty,
+                        "type_ids",
+                        "embeddings.token_type_embeddings.weight",
+                        cfg.type_vocab_size,
+                        cfg.hidden_size,
+                    ));
                 }
                 ids[r * t + c] = id as i32;
                 types[r * t + c] = ty as i32;
@@ -440,7 +465,12 @@ fn prefix(file: &WeightFile) -> &'static str {
     }
 }
 
-fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, opts: &LoadOptions) -> Result<Graph> {
+fn build_graph(
+    gpu: &Gpu,
+    cfg: &BertConfig,
+    file: &WeightFile,
+    opts: &LoadOptions,
+) -> Result<Graph> {
     let p = prefix(file);
     cfg.check()?;
     // Every tensor's presence, dtype and exact shape, and no unused layers, before any upload.

@@ -440,7 +440,10 @@ impl WeightFile {
                 &self.path,
                 Some(name),
                 K::UnsupportedDtype,
-                format!("has dtype {}, but the model needs a float weight here", t.dtype),
+                format!(
+                    "has dtype {}, but the model needs a float weight here",
+                    t.dtype
+                ),
                 "the file was written for a different model, or the tensor was quantized; \
                  export it as F32/F16/BF16",
             ));

@@ -348,9 +348,9 @@ pub(crate) fn first_non_finite(src: &[u8], d: FileDType) -> Option<usize> {
         FileDType::BF16 => src
             .chunks_exact(2)
             .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
-        FileDType::F32 => src
-            .chunks_exact(4)
-            .position(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000),
+        FileDType::F32 => src.chunks_exact(4).position(|c| {
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
         FileDType::F64 => src.chunks_exact(8).position(|c| {
             let mut a = [0u8; 8];
             a.copy_from_slice(c);
@@ -362,7 +362,14 @@ pub(crate) fn first_non_finite(src: &[u8], d: FileDType) -> Option<usize> {
 
 /// The error for element `index` (flat, over the whole tensor) of `v`, of value `x`, that is
 /// NaN/infinite (`non_finite`) or outside f16's range.
-pub(crate) fn bad_value(path: &std::path::Path, name: &str, dtype: FileDType, index: usize, x: f64, non_finite: bool) -> Error {
+pub(crate) fn bad_value(
+    path: &std::path::Path,
+    name: &str,
+    dtype: FileDType,
+    index: usize,
+    x: f64,
+    non_finite: bool,
+) -> Error {
     if non_finite {
         err(
             path,
@@ -402,7 +409,14 @@ fn check_block(
 ) -> Result<()> {
     if !allow_non_finite {
         if let Some(j) = first_non_finite(src, v.dtype) {
-            return Err(bad_value(v.path, v.name, v.dtype, base + j, element(src, v.dtype, j), true));
+            return Err(bad_value(
+                v.path,
+                v.name,
+                v.dtype,
+                base + j,
+                element(src, v.dtype, j),
+                true,
+            ));
         }
     }
     let out_dtype = match to {

@@ -14,13 +14,19 @@ pub const MAX_SIZE: usize = i32::MAX as usize;
 
 fn mul(a: usize, b: usize, field: &str) -> Result<usize> {
     a.checked_mul(b).ok_or_else(|| {
-        Error::invalid(OP, format!("heedful.config: {field} makes a size overflow ({a} x {b})"))
+        Error::invalid(
+            OP,
+            format!("heedful.config: {field} makes a size overflow ({a} x {b})"),
+        )
     })
 }
 
 fn add(a: usize, b: usize, field: &str) -> Result<usize> {
     a.checked_add(b).ok_or_else(|| {
-        Error::invalid(OP, format!("heedful.config: {field} makes a size overflow ({a} + {b})"))
+        Error::invalid(
+            OP,
+            format!("heedful.config: {field} makes a size overflow ({a} + {b})"),
+        )
     })
 }
 
@@ -250,7 +256,8 @@ impl Config {
         push("decoder.emb.weight".into(), vec![self.tgt_vocab, d.emb]);
         let ctx = self.ctx_dim();
         let hid = d.hidden;
-        let feeding = d.input_feeding && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
+        let feeding =
+            d.input_feeding && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
         let dgh = mul(cell_kind(&d.cell)?.gates(), hid, "decoder.hidden")?;
         let emb_ctx = add(d.emb, ctx, "decoder.emb")?;
         for l in 0..d.layers {
@@ -292,7 +299,8 @@ impl Config {
                 lin(&mut push, "decoder.combine", [d.emb, emb_mem], true);
             }
         }
-        let attn_layer = d.attn_layer && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
+        let attn_layer =
+            d.attn_layer && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
         let ctx_hid = add(ctx, hid, "decoder.hidden")?;
         if attn_layer {
             lin(&mut push, "decoder.w_c", [hid, ctx_hid], false);
@@ -317,8 +325,16 @@ impl Config {
     /// config claiming 10^9 layers fails at the first absent one.
     pub fn check_file(&self, f: &WeightFile) -> Result<()> {
         for (field, n, name) in [
-            ("encoder.layers", self.encoder.layers, "encoder.rnn.weight_ih_l"),
-            ("decoder.layers", self.decoder.layers, "decoder.rnn.weight_ih_l"),
+            (
+                "encoder.layers",
+                self.encoder.layers,
+                "encoder.rnn.weight_ih_l",
+            ),
+            (
+                "decoder.layers",
+                self.decoder.layers,
+                "decoder.rnn.weight_ih_l",
+            ),
         ] {
             if n > f.len() {
                 return Err(f.config_error(
@@ -461,11 +477,17 @@ impl Config {
                 ));
             }
         }
-        for (what, v) in [("src_unk_id", self.src_unk_id), ("src_eos_id", self.src_eos_id)] {
+        for (what, v) in [
+            ("src_unk_id", self.src_unk_id),
+            ("src_eos_id", self.src_eos_id),
+        ] {
             if let Some(v) = v.filter(|&v| v >= self.src_vocab) {
                 return Err(Error::invalid(
                     OP,
-                    format!("{what} {v} outside the source vocabulary of {}", self.src_vocab),
+                    format!(
+                        "{what} {v} outside the source vocabulary of {}",
+                        self.src_vocab
+                    ),
                 ));
             }
         }
