@@ -140,6 +140,21 @@ fn seq2seq_file_must_match_the_config_exactly() {
     assert_eq!(e.weights_kind(), Some(K::UnsupportedDtype), "{e}");
 }
 
+/// Recurrent weights are packed on the CPU (not through the upload conversion), and are checked
+/// the same way: a NaN/inf names the tensor and index.
+#[test]
+fn seq2seq_non_finite_recurrent_weights_are_refused() {
+    let p = rewrite("g2p_gru_tutorial.safetensors", "inf.st", |_, ts| {
+        let t = ts
+            .iter_mut()
+            .find(|t| t.0 == "decoder.rnn.weight_hh_l0")
+            .unwrap();
+        t.3[10..12].copy_from_slice(&[0x00, 0x7c]); // f16 +inf at flat index 5
+    });
+    let e = seq2seq_refuses(&p, &["decoder.rnn.weight_hh_l0", "index 5"]);
+    assert_eq!(e.weights_kind(), Some(K::NonFinite), "{e}");
+}
+
 #[test]
 fn tutorial_attention_refuses_inputs_longer_than_max_length() {
     let gpu = common::gpu();

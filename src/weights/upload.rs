@@ -213,6 +213,29 @@ impl TensorView<'_> {
         target_dtype(self, hold)
     }
 
+    /// Checks every value as the upload does when the tensor is held as `hold`: NaN or infinite
+    /// values, and (held as f16) finite F32/BF16/F64 values outside f16's range, are errors naming
+    /// the tensor and the first bad flat index. For models that convert weights on the CPU
+    /// (e.g. packing recurrent weights) instead of through [`TensorView::upload`].
+    pub fn check_values(&self, hold: Hold) -> Result<()> {
+        if !self.dtype.is_float() {
+            return Ok(());
+        }
+        if let Some(j) = first_non_finite(self.data, self.dtype) {
+            let x = element(self.data, self.dtype, j);
+            return Err(bad_value(self.path, self.name, self.dtype, j, x, true));
+        }
+        if hold == Hold::F16 && self.dtype != FileDType::F16 {
+            for j in 0..self.numel() {
+                let x = element(self.data, self.dtype, j);
+                if f16::from_f64(x).is_infinite() {
+                    return Err(bad_value(self.path, self.name, self.dtype, j, x, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Uploads this tensor in bounded chunks (see the module docs). A tensor larger than the storage
     /// binding limit is refused with an error naming it, its size and the limit.
     pub fn upload(&self, gpu: &Gpu, opts: &UploadOptions) -> Result<Tensor> {

@@ -135,7 +135,10 @@ fn host_weights(f: &WeightFile, prefix: &str) -> Result<HashMap<String, Vec<f32>
     let names: Vec<String> = f.names().map(str::to_string).collect();
     for n in names {
         if let Some(rest) = n.strip_prefix(prefix) {
-            m.insert(rest.to_string(), f.tensor(&n)?.to_f32_vec()?);
+            let t = f.tensor(&n)?;
+            // Held as f16 on the GPU: NaN/inf and values past f16's range are refused by name.
+            t.check_values(Hold::F16)?;
+            m.insert(rest.to_string(), t.to_f32_vec()?);
         }
     }
     Ok(m)
