@@ -32,7 +32,10 @@ fn write_safetensors(path: &Path, tensors: &[Raw], meta: &serde_json::Map<String
         ));
     }
     if !meta.is_empty() {
-        entries.insert(0, format!("\"__metadata__\":{}", Value::Object(meta.clone())));
+        entries.insert(
+            0,
+            format!("\"__metadata__\":{}", Value::Object(meta.clone())),
+        );
     }
     let mut h = format!("{{{}}}", entries.join(",")).into_bytes();
     h.resize(h.len().div_ceil(8) * 8, b' ');
@@ -49,7 +52,9 @@ fn temp(name: &str) -> PathBuf {
 /// Rewrites fixture `weights/{fixture}` into a temp file after `edit` changes its config and
 /// tensors.
 fn rewrite(fixture: &str, out: &str, edit: impl FnOnce(&mut Value, &mut Vec<Raw>)) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(fixture);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("weights")
+        .join(fixture);
     let f = WeightFile::open(&src).unwrap();
     let mut tensors: Vec<Raw> = f
         .tensors()
@@ -132,7 +137,10 @@ fn seq2seq_file_must_match_the_config_exactly() {
     assert_eq!(e.weights_kind(), Some(K::MissingTensor), "{e}");
     // A non-float weight names the file and the tensor.
     let p = rewrite("g2p_gru_tutorial.safetensors", "intw.st", |_, ts| {
-        let t = ts.iter_mut().find(|t| t.0 == "decoder.attn.weight").unwrap();
+        let t = ts
+            .iter_mut()
+            .find(|t| t.0 == "decoder.attn.weight")
+            .unwrap();
         t.1 = "I32".into();
         t.3 = vec![0; t.2.iter().product::<usize>() * 4];
     });
@@ -268,7 +276,9 @@ fn bert_token_ids_past_the_table_are_errors() {
     assert_eq!(ok.len(), 2);
     let norm: f32 = ok[0].iter().map(|x| x * x).sum();
     assert!((norm - 1.0).abs() < 1e-3, "normalized: {norm}");
-    let e = m.embed(&s, &["a big b"]).expect_err("id 9 is past the 6-row table");
+    let e = m
+        .embed(&s, &["a big b"])
+        .expect_err("id 9 is past the 6-row table");
     let msg = e.to_string();
     assert!(
         msg.contains("= 9") && msg.contains("word_embeddings") && msg.contains("[0, 1]"),
@@ -296,18 +306,35 @@ fn bert_config_must_match_the_file() {
     );
     assert_eq!(e.weights_kind(), Some(K::ShapeMismatch), "{e}");
     // 10^9 layers: refused at once, naming the field.
-    let dir = bert_dir("bert-many", &bert_config(1_000_000_000), &bert_tensors(2), None);
-    bert_refuses(&dir, &LoadOptions::default(), &["num_hidden_layers = 1000000000"]);
+    let dir = bert_dir(
+        "bert-many",
+        &bert_config(1_000_000_000),
+        &bert_tensors(2),
+        None,
+    );
+    bert_refuses(
+        &dir,
+        &LoadOptions::default(),
+        &["num_hidden_layers = 1000000000"],
+    );
     // hidden 2^62: refused by the config check, naming the field.
     let mut c = bert_config(2);
     c["hidden_size"] = Value::from(1u64 << 62);
     let dir = bert_dir("bert-hidden", &c, &bert_tensors(2), None);
-    bert_refuses(&dir, &LoadOptions::default(), &["hidden_size", "config.json"]);
+    bert_refuses(
+        &dir,
+        &LoadOptions::default(),
+        &["hidden_size", "config.json"],
+    );
     // A missing bias.
     let mut ts = bert_tensors(2);
     ts.retain(|t| t.0 != "encoder.layer.1.output.dense.bias");
     let dir = bert_dir("bert-nobias", &bert_config(2), &ts, None);
-    let e = bert_refuses(&dir, &LoadOptions::default(), &["encoder.layer.1.output.dense.bias"]);
+    let e = bert_refuses(
+        &dir,
+        &LoadOptions::default(),
+        &["encoder.layer.1.output.dense.bias"],
+    );
     assert_eq!(e.weights_kind(), Some(K::MissingTensor), "{e}");
     // A non-float word embedding names the file and tensor (not only the kernel).
     let mut ts = bert_tensors(2);
@@ -316,7 +343,11 @@ fn bert_config_must_match_the_file() {
     let e = bert_refuses(
         &dir,
         &LoadOptions::default(),
-        &["model.safetensors", "embeddings.word_embeddings.weight", "I32"],
+        &[
+            "model.safetensors",
+            "embeddings.word_embeddings.weight",
+            "I32",
+        ],
     );
     assert_eq!(e.weights_kind(), Some(K::UnsupportedDtype), "{e}");
     // max_seq_length 0 would switch truncation off.
@@ -327,7 +358,14 @@ fn bert_config_must_match_the_file() {
         Some(r#"{"max_seq_length": 0}"#),
     );
     bert_refuses(&dir, &LoadOptions::default(), &["max_seq_length"]);
-    for d in ["bert-fewer", "bert-many", "bert-hidden", "bert-nobias", "bert-int", "bert-trunc"] {
+    for d in [
+        "bert-fewer",
+        "bert-many",
+        "bert-hidden",
+        "bert-nobias",
+        "bert-int",
+        "bert-trunc",
+    ] {
         let _ = std::fs::remove_dir_all(temp(d));
     }
 }
@@ -373,7 +411,11 @@ fn bert_config_parser_names_fields() {
     for (field, v, needle) in [
         ("hidden_size", Value::from(1u64 << 62), "hidden_size"),
         ("vocab_size", Value::from(0), "vocab_size"),
-        ("intermediate_size", Value::from(1u64 << 40), "intermediate_size"),
+        (
+            "intermediate_size",
+            Value::from(1u64 << 40),
+            "intermediate_size",
+        ),
         ("num_attention_heads", Value::from(3), "num_attention_heads"),
         ("layer_norm_eps", Value::from(-1.0), "layer_norm_eps"),
         ("hidden_act", Value::from("swish"), "swish"),
