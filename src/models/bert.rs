@@ -304,7 +304,10 @@ impl BertEncoder {
             source,
         })?;
         let config = BertConfig::from_json_str(&text).map_err(|e| match e {
-            Error::Invalid { detail, .. } => Error::file(&config_path, detail),
+            Error::Invalid { detail, .. } => Error::file(
+                &config_path,
+                detail.trim_start_matches("config.json: ").to_string(),
+            ),
             other => other,
         })?;
         let tok_path = dir.join("tokenizer.json");

@@ -166,7 +166,11 @@ impl Seq2Seq {
                 format!("{}: no heedful.config metadata", path.display()),
             )
         })?;
-        let cfg = Config::from_json(cfg_json)?;
+        // Config errors name the file they came from.
+        let cfg = Config::from_json(cfg_json).map_err(|e| match e {
+            Error::Invalid { detail, .. } => Error::file(path, detail),
+            other => other,
+        })?;
         Self::from_file(gpu, &f, cfg)
     }
 
