@@ -37,6 +37,13 @@ fn build(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)], meta: &str, pad_to: usiz
     out
 }
 
+/// `v` with magnitudes above 65280 (the largest BF16 value not above f16's 65504) clamped to
+/// it: `values` holds 65504, which BF16 rounds to 65536, outside f16's range, and the upload
+/// refuses that (tested in `non_finite_and_f16_overflow_are_refused_on_upload`).
+fn bf16_safe(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| x.clamp(-65_280.0, 65_280.0)).collect()
+}
+
 fn bytes_f32(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -84,11 +91,12 @@ fn every_float_dtype_uploads_as_f16_and_f32() {
     // 7 * 13 * 11 = 1001 elements: odd, so the f16 tail is half a word.
     let shape = vec![7, 13, 11];
     let v = values(1001, 1);
-    let bf = bf16_round(&v);
+    let vb = bf16_safe(&v);
+    let bf = bf16_round(&vb);
     let cases: Vec<(&str, &str, Vec<u8>, Vec<f32>)> = vec![
         ("f32", "F32", bytes_f32(&v), v.clone()),
         ("f16", "F16", bytes_f16(&v), common::f16_round(&v)),
-        ("bf16", "BF16", bytes_bf16(&v), bf.clone()),
+        ("bf16", "BF16", bytes_bf16(&vb), bf.clone()),
         ("f64", "F64", bytes_f64(&v), v.clone()),
     ];
     let tensors: Vec<_> = cases
@@ -361,7 +369,7 @@ fn pytorch_export_fixture_round_trips() {
 fn convert_then_load_round_trips() {
     let gpu = common::gpu();
     let v = values(4099, 11);
-    let w = values(64, 12);
+    let w = bf16_safe(&values(64, 12));
     let ids: Vec<u8> = [3i64, 4].iter().flat_map(|x| x.to_le_bytes()).collect();
     let meta = "{\"heedful.arch\":\"toy\",\"note\":\"kept\"}";
     let src = build(
@@ -457,4 +465,214 @@ fn concurrent_uploads_on_a_shared_device() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+/// NaN, infinities and F32/BF16/F64 values outside f16's range are found by the upload conversion
+/// (raw copies included) and refused with the tensor's name and the first bad flat index; a
+/// tensor named in `keep_f32` is held in f32 instead, and `allow_non_finite` uploads non-finite
+/// values as they are.
+#[test]
+fn non_finite_and_f16_overflow_are_refused_on_upload() {
+    let gpu = common::gpu();
+    let n = 40_000; // more than one conversion block, so the index counts across blocks
+    let at = 33_000;
+    let with = |x: f32| {
+        let mut v = bf16_safe(&values(n, 21));
+        v[at] = x;
+        v
+    };
+    let mut big = bf16_safe(&values(n, 22));
+    big[at] = 70_000.0;
+    let bytes = build(
+        &[
+            ("nan32", "F32", vec![n], bytes_f32(&with(f32::NAN))),
+            ("inf16", "F16", vec![n], bytes_f16(&with(f32::INFINITY))),
+            (
+                "ninf_bf16",
+                "BF16",
+                vec![n],
+                bytes_bf16(&with(f32::NEG_INFINITY)),
+            ),
+            ("big32", "F32", vec![n], bytes_f32(&big)),
+            ("big_bf16", "BF16", vec![200, 200], bytes_bf16(&big)),
+            ("big64", "F64", vec![n], bytes_f64(&big)),
+            // 65519 still rounds to f16's largest finite value: not an overflow.
+            ("edge", "F32", vec![2], bytes_f32(&[65_519.0, -65_504.0])),
+        ],
+        "",
+        8,
+    );
+    let f = WeightFile::from_bytes(bytes, "bad-values.safetensors").unwrap();
+    for (name, hold) in [
+        ("nan32", Hold::F16),
+        ("nan32", Hold::F32),
+        ("inf16", Hold::F16),
+        ("inf16", Hold::F32),
+        ("ninf_bf16", Hold::F16),
+    ] {
+        let e = f.upload(&gpu, name, hold).unwrap_err();
+        assert_eq!(e.weights_kind(), Some(K::NonFinite), "{name}: {e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("{name:?}")) && msg.contains(&format!("index {at}")),
+            "{msg}"
+        );
+    }
+    for name in ["big32", "big_bf16", "big64"] {
+        let e = f.upload(&gpu, name, Hold::F16).unwrap_err();
+        assert_eq!(e.weights_kind(), Some(K::OutOfRange), "{name}: {e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("index {at}")) && msg.contains("keep_f32"),
+            "{msg}"
+        );
+        // Held as f32 (for all tensors, or for this one by name), the value is kept.
+        let kept = f
+            .upload_with(
+                &gpu,
+                name,
+                &UploadOptions::new(Hold::F16).keep_f32([name.to_string()]),
+            )
+            .unwrap();
+        assert_eq!(kept.dtype(), DType::F32);
+        let x = kept.to_vec_f32(&gpu).unwrap()[at];
+        assert!((x - 70_000.0).abs() < 600.0, "{name}: {x}"); // bf16 rounds 70000 to 70144
+        f.upload(&gpu, name, Hold::F32).unwrap();
+    }
+    // Row blocks of upload_split count the index over the whole tensor.
+    let opts = UploadOptions {
+        max_binding: Some(200 * 2 * 8),
+        ..UploadOptions::new(Hold::F16)
+    };
+    let e = f.upload_split(&gpu, "big_bf16", &opts).unwrap_err();
+    assert!(e.to_string().contains(&format!("index {at}")), "{e}");
+    let edge = f.upload(&gpu, "edge", Hold::F16).unwrap();
+    assert_eq!(edge.to_vec_f32(&gpu).unwrap(), vec![65_504.0, -65_504.0]);
+    // upload_all stops at the first bad tensor, naming it.
+    let e = f
+        .upload_all(&gpu, &UploadOptions::new(Hold::F16))
+        .unwrap_err();
+    assert!(e.to_string().contains("\"nan32\""), "{e}");
+    let allow = UploadOptions {
+        allow_non_finite: true,
+        ..UploadOptions::new(Hold::F32)
+    };
+    let t = f.upload_with(&gpu, "inf16", &allow).unwrap();
+    assert_eq!(t.to_vec_f32(&gpu).unwrap()[at], f32::INFINITY);
+    gpu.check_errors("after refused uploads").unwrap();
+}
+
+/// `convert` refuses the values the upload refuses (unless allowed), and leaves no `.partial`
+/// behind when it does.
+#[test]
+fn convert_refuses_non_finite_and_overflow() {
+    let mut big = values(300, 5);
+    big[123] = -1.0e6;
+    let mut nan = values(16, 6);
+    nan[7] = f32::NAN;
+    let (inp, out) = (
+        temp("convbad-in.safetensors"),
+        temp("convbad-out.safetensors"),
+    );
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let run = |src: &[u8], opts: &convert::ConvertOptions| {
+        std::fs::write(&inp, src).unwrap();
+        let _ = std::fs::remove_file(&out);
+        let r = convert::convert_with(&inp, &out, opts);
+        assert!(!partial.exists(), "a .partial is left behind");
+        r
+    };
+    let over = build(&[("w", "F32", vec![300], bytes_f32(&big))], "", 8);
+    let f16 = convert::ConvertOptions::new(convert::Target::F16);
+    let e = run(&over, &f16).unwrap_err();
+    assert_eq!(e.weights_kind(), Some(K::OutOfRange), "{e}");
+    assert!(
+        e.to_string().contains("index 123") && e.to_string().contains("\"w\""),
+        "{e}"
+    );
+    assert!(!out.exists(), "no output on error");
+    // The plain entry point refuses too.
+    let e = convert::convert(&inp, &out, convert::Target::F16, false).unwrap_err();
+    assert_eq!(e.weights_kind(), Some(K::OutOfRange), "{e}");
+    // To bf16 the value fits; with allow_overflow it becomes -inf in f16.
+    run(&over, &convert::ConvertOptions::new(convert::Target::BF16)).unwrap();
+    let allow = convert::ConvertOptions {
+        allow_overflow: true,
+        ..f16
+    };
+    run(&over, &allow).unwrap();
+    let got = WeightFile::open(&out)
+        .unwrap()
+        .tensor("w")
+        .unwrap()
+        .to_f32_vec()
+        .unwrap();
+    assert_eq!(got[123], f32::NEG_INFINITY);
+    let bad = build(&[("n", "F32", vec![16], bytes_f32(&nan))], "", 8);
+    for t in [convert::Target::F16, convert::Target::F32] {
+        let e = run(&bad, &convert::ConvertOptions::new(t)).unwrap_err();
+        assert_eq!(e.weights_kind(), Some(K::NonFinite), "{e}");
+        assert!(e.to_string().contains("index 7"), "{e}");
+    }
+    let allow = convert::ConvertOptions {
+        allow_non_finite: true,
+        ..f16
+    };
+    run(&bad, &allow).unwrap();
+    let _ = std::fs::remove_file(&inp);
+    let _ = std::fs::remove_file(&out);
+}
+
+/// `convert` refuses a destination that exists and is not a regular file (a FIFO, a directory,
+/// a symlink to a device) without replacing it or leaving a `.partial`.
+#[cfg(unix)]
+#[test]
+fn convert_refuses_special_destinations() {
+    use std::os::unix::fs::FileTypeExt;
+    let src = build(&[("w", "F32", vec![4], bytes_f32(&values(4, 1)))], "", 8);
+    let inp = temp("convdst-in.safetensors");
+    std::fs::write(&inp, &src).unwrap();
+    let fifo = temp("convdst-fifo");
+    let dir = temp("convdst-dir");
+    let link = temp("convdst-null-link");
+    for p in [&fifo, &link] {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_dir(&dir);
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for (p, kind) in [
+        (&fifo, "FIFO"),
+        (&dir, "directory"),
+        (&link, "character device"),
+    ] {
+        let e = convert::convert(&inp, p, convert::Target::F16, false).unwrap_err();
+        assert!(e.to_string().contains(kind), "{}: {e}", p.display());
+        assert!(
+            !PathBuf::from(format!("{}.partial", p.display())).exists(),
+            "{}: .partial left",
+            p.display()
+        );
+    }
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    let _ = std::fs::remove_file(&fifo);
+    let _ = std::fs::remove_file(&link);
+    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_file(&inp);
 }

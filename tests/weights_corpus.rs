@@ -628,3 +628,22 @@ fn inspect_report_lists_metadata_tensors_and_totals() {
     assert_eq!(j["by_dtype"]["F16"]["numel"], 4);
     assert_eq!(j["metadata"]["heedful.arch"], "toy");
 }
+
+/// Paths that are not regular files are refused as such, not reported as an empty file to
+/// re-download: a character device (`/dev/null`, size 0, reads nothing) and a /proc pseudo-file
+/// (size 0, but has content).
+#[cfg(unix)]
+#[test]
+fn non_regular_files_are_named_as_such() {
+    for (p, needle) in [
+        ("/dev/null", "character device"),
+        ("/proc/self/status", "pseudo-file"),
+    ] {
+        let p = Path::new(p);
+        if !p.exists() {
+            continue;
+        }
+        let msg = expect(WeightFile::open(p), p, K::NotRegularFile, None, needle);
+        assert!(!msg.contains("empty"), "{msg}");
+    }
+}

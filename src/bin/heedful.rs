@@ -62,6 +62,10 @@ enum Command {
         /// Keep weights in f32 on the GPU (default: f16).
         #[arg(long)]
         f32: bool,
+        /// Hold this tensor in f32 even with f16 weights (its values lie outside f16's range);
+        /// repeatable.
+        #[arg(long, value_name = "TENSOR")]
+        keep_f32: Vec<String>,
         /// Print a per-node GPU profile of the first batch and write its Chrome trace (Perfetto) here.
         #[arg(long)]
         profile: Option<PathBuf>,
@@ -124,6 +128,12 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Write values outside f16's range (they become infinite) instead of refusing them.
+        #[arg(long)]
+        allow_overflow: bool,
+        /// Write NaN and infinite values instead of refusing them.
+        #[arg(long)]
+        allow_non_finite: bool,
     },
 }
 
@@ -154,6 +164,7 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             batch,
             weights,
             f32,
+            keep_f32,
             profile,
         } => cli::embed(&cli::EmbedArgs {
             model,
@@ -163,6 +174,7 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             json,
             batch,
             f32,
+            keep_f32,
             profile,
         }),
         Command::G2p {
@@ -187,7 +199,16 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             output,
             dtype,
             quiet,
-        } => cli::convert(&input, &output, &dtype, quiet),
+            allow_overflow,
+            allow_non_finite,
+        } => cli::convert(
+            &input,
+            &output,
+            &dtype,
+            quiet,
+            allow_overflow,
+            allow_non_finite,
+        ),
         Command::Conformance { dir, filter, json } => {
             cli::conformance(&dir, filter.as_deref(), json)
         }

@@ -29,6 +29,9 @@ pub struct EmbedArgs {
     pub batch: usize,
     /// Keep weights in f32 instead of f16.
     pub f32: bool,
+    /// Tensors held in f32 even with f16 weights (values outside f16's range); see
+    /// [`LoadOptions::keep_f32`].
+    pub keep_f32: Vec<String>,
     /// Print a per-node profile of the first batch and write its Chrome trace here.
     pub profile: Option<PathBuf>,
 }
@@ -64,6 +67,7 @@ pub fn embed(args: &EmbedArgs) -> Result<ExitCode> {
     let opts = LoadOptions {
         hold: if args.f32 { Hold::F32 } else { Hold::F16 },
         weights: args.weights.clone(),
+        keep_f32: args.keep_f32.clone(),
     };
     let model = BertEncoder::load(&gpu, &args.model, &opts)?;
     let session = model.session();

@@ -220,9 +220,21 @@ pub fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// `heedful convert IN OUT [--dtype D] [--quiet]`: converts, then prints the output path and stats.
-pub fn convert(input: &Path, output: &Path, dtype: &str, quiet: bool) -> Result<ExitCode> {
-    let target = dtype.parse()?;
-    let stats = crate::weights::convert::convert(input, output, target, !quiet)?;
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    dtype: &str,
+    quiet: bool,
+    allow_overflow: bool,
+    allow_non_finite: bool,
+) -> Result<ExitCode> {
+    let opts = crate::weights::convert::ConvertOptions {
+        target: dtype.parse()?,
+        progress: !quiet,
+        allow_overflow,
+        allow_non_finite,
+    };
+    let stats = crate::weights::convert::convert_with(input, output, &opts)?;
     let mut out = Out::new();
     writeln!(out, "{}: {stats}", output.display())?;
     out.flush()?;

@@ -71,12 +71,42 @@ pub(super) struct OutputSlot {
 /// planned buffers, dispatches with their bind groups, and readback staging buffers.
 pub struct Plan {
     pub(super) inputs: Vec<(String, Tensor)>,
+    /// (input name, table rows V, node index) for each graph input read directly as the ids of an
+    /// embedding node: [`Plan::upload`] checks the host ids against `[0, V)`, as PyTorch's
+    /// IndexError, since the GPU gather gives a zero row for an id past the table. Ids a node
+    /// computes on the GPU (not a host input) are not checked: the kernel's zero row stands.
+    pub(super) id_limits: Vec<(String, usize, usize)>,
     pub(super) outputs: Vec<OutputSlot>,
     pub(super) steps: Recorder,
     /// (node index, op name, shapes, range of steps) per node, for profiles.
     pub(super) node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
     pub(super) memory: MemoryPlan,
     pub(super) profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+/// Checks host ids `h` (i32 or u32) of input `name` against an embedding table of `v` rows read
+/// by graph node `node`: the first id outside `[0, V)` is an error naming it and its position.
+fn check_ids(name: &str, h: &HostInput, v: usize, node: usize) -> Result<()> {
+    let signed = h.dtype == DType::I32;
+    for (pos, c) in h.bytes.chunks_exact(4).enumerate() {
+        let bits = [c[0], c[1], c[2], c[3]];
+        let id = if signed {
+            i64::from(i32::from_le_bytes(bits))
+        } else {
+            i64::from(u32::from_le_bytes(bits))
+        };
+        if id < 0 || id as u64 >= v as u64 {
+            return Err(Error::invalid(
+                "graph run",
+                format!(
+                    "input {name:?}: id {id} at position {pos} (of {:?}) is out of range for the \
+                     embedding table of graph node {node} ({v} rows)",
+                    h.shape
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Plan {
@@ -188,6 +218,19 @@ impl Plan {
                 Source::Node => None,
             };
         }
+        let mut id_limits = Vec::new();
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            let Some((ids_at, table_at)) = node.op.id_operands() else {
+                continue;
+            };
+            if let (Some(ids), Some(w)) = (node.inputs.get(ids_at), node.inputs.get(table_at)) {
+                if let (Source::Input { name, .. }, [v, _]) =
+                    (&graph.values[ids.0], shapes[w.0].0.as_slice())
+                {
+                    id_limits.push((name.clone(), *v, ni));
+                }
+            }
+        }
         let mut steps = Recorder::new(gpu);
         let mut node_steps = Vec::new();
         for &ni in &memory.order {
@@ -249,6 +292,7 @@ impl Plan {
         }
         Ok(Plan {
             inputs,
+            id_limits,
             outputs,
             steps,
             node_steps,
@@ -288,6 +332,9 @@ impl Plan {
                     got: format!("{}{:?} ({} bytes)", h.dtype, h.shape, h.bytes.len()),
                     expected: format!("{}{:?}", t.dtype(), t.shape()),
                 });
+            }
+            for (_, v, node) in self.id_limits.iter().filter(|l| &l.0 == name) {
+                check_ids(name, h, *v, *node)?;
             }
             t.write_bytes(gpu, 0, &h.bytes);
         }

@@ -146,10 +146,18 @@ impl KernelOp for Embedding {
     fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
         record_embedding(rec, ins[0], ins[1], outs[0])
     }
+    fn id_operands(&self) -> Option<(usize, usize)> {
+        Some((0, 1))
+    }
 }
 
 impl Graph {
     /// Embedding lookup of i32 ids.
+    ///
+    /// When `ids` is a graph input and `weight` a `[V, D]` table, every run checks the host ids
+    /// against `[0, V)` before uploading them (an id out of range is an error naming the input,
+    /// the id and its position). Ids computed by another node on the GPU are not checked: the
+    /// kernel gives a zero row for them (a shader cannot raise an error).
     pub fn embedding(&mut self, ids: Value, weight: Value) -> Value {
         self.op(Embedding, &[ids, weight])
     }

@@ -48,6 +48,12 @@ pub trait KernelOp: Debug + Send + Sync + 'static {
     fn is_view(&self) -> bool {
         false
     }
+
+    /// For ops that index a table with ids (embedding lookups): the operand positions of the ids
+    /// and of the `[V, D]` table, so the runtime checks host ids against `[0, V)` before upload.
+    fn id_operands(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Checks the operand count, then calls [`KernelOp::infer`].

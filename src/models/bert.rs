@@ -27,7 +27,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Dim, Graph, HostInput, Session, Value};
 use crate::ops::Activation;
 use crate::tensor::{DType, Tensor};
-use crate::weights::{Hold, WeightFile};
+use crate::weights::{Hold, UploadOptions, WeightFile, WeightsErrorKind};
 
 /// The fields of a Hugging Face BERT `config.json` heedful uses.
 #[derive(Clone, Debug, Deserialize)]
@@ -55,6 +55,185 @@ pub struct BertConfig {
     pub hidden_act: String,
 }
 
+/// Largest size a BERT config may give (the GPU kernels index with 32-bit integers).
+pub const MAX_SIZE: usize = i32::MAX as usize;
+
+impl BertConfig {
+    /// Parses and checks a `config.json` text: a pure function of the string that never panics
+    /// (fuzzed by `fuzz/fuzz_targets/bert_config.rs`). Errors name the field: sizes must be at
+    /// least 1 and at most [`MAX_SIZE`], the per-layer and embedding parameter counts must not
+    /// overflow, heads must divide the width, the activation must be known and `layer_norm_eps`
+    /// finite and positive. Checking happens before any tensor is read or allocated.
+    pub fn from_json_str(s: &str) -> Result<BertConfig> {
+        let c: BertConfig =
+            serde_json::from_str(s).map_err(|e| Error::invalid(OP, format!("config.json: {e}")))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// The checks of [`BertConfig::from_json_str`] on an already parsed config.
+    pub fn check(&self) -> Result<()> {
+        for (what, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if v == 0 || v > MAX_SIZE {
+                return Err(Error::invalid(
+                    OP,
+                    format!("config.json: {what} = {v} must be between 1 and {MAX_SIZE}"),
+                ));
+            }
+        }
+        let e = self.hidden_size;
+        let over = |what: &str| {
+            Error::invalid(
+                OP,
+                format!("config.json: {what} makes a tensor size overflow (hidden_size {e})"),
+            )
+        };
+        for (what, rows) in [
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+            ("intermediate_size", self.intermediate_size),
+            (
+                "hidden_size",
+                e.checked_mul(3).ok_or_else(|| over("hidden_size"))?,
+            ),
+        ] {
+            rows.checked_mul(e)
+                .and_then(|n| n.checked_mul(4))
+                .ok_or_else(|| over(what))?;
+        }
+        if !e.is_multiple_of(self.num_attention_heads) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "config.json: hidden_size {e} is not a multiple of num_attention_heads {}",
+                    self.num_attention_heads
+                ),
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "config.json: layer_norm_eps = {} must be finite and > 0",
+                    self.layer_norm_eps
+                ),
+            ));
+        }
+        self.activation()?;
+        Ok(())
+    }
+
+    /// The FFN activation named by `hidden_act`.
+    pub fn activation(&self) -> Result<Activation> {
+        Ok(match self.hidden_act.as_str() {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => return Err(Error::Unsupported(format!("BERT hidden_act {other:?}"))),
+        })
+    }
+
+    /// Every tensor this config implies under `prefix` (`""` or `"bert."`), with its shape, in
+    /// load order (biases included: BERT's linears and layer norms all have them). Private: the
+    /// list has 16 entries per layer, so [`BertConfig::check_file`] first bounds the layer count
+    /// by the file's tensor count.
+    fn expected_tensors(&self, prefix: &str) -> Vec<(String, Vec<usize>)> {
+        let (e, ff) = (self.hidden_size, self.intermediate_size);
+        let mut out = vec![
+            (
+                "embeddings.word_embeddings.weight".to_string(),
+                vec![self.vocab_size, e],
+            ),
+            (
+                "embeddings.position_embeddings.weight".to_string(),
+                vec![self.max_position_embeddings, e],
+            ),
+            (
+                "embeddings.token_type_embeddings.weight".to_string(),
+                vec![self.type_vocab_size, e],
+            ),
+            ("embeddings.LayerNorm.weight".to_string(), vec![e]),
+            ("embeddings.LayerNorm.bias".to_string(), vec![e]),
+        ];
+        for l in 0..self.num_hidden_layers {
+            let at = format!("encoder.layer.{l}.attention");
+            for n in ["query", "key", "value"] {
+                out.push((format!("{at}.self.{n}.weight"), vec![e, e]));
+                out.push((format!("{at}.self.{n}.bias"), vec![e]));
+            }
+            out.push((format!("{at}.output.dense.weight"), vec![e, e]));
+            out.push((format!("{at}.output.dense.bias"), vec![e]));
+            out.push((format!("{at}.output.LayerNorm.weight"), vec![e]));
+            out.push((format!("{at}.output.LayerNorm.bias"), vec![e]));
+            let lay = format!("encoder.layer.{l}");
+            out.push((format!("{lay}.intermediate.dense.weight"), vec![ff, e]));
+            out.push((format!("{lay}.intermediate.dense.bias"), vec![ff]));
+            out.push((format!("{lay}.output.dense.weight"), vec![e, ff]));
+            out.push((format!("{lay}.output.dense.bias"), vec![e]));
+            out.push((format!("{lay}.output.LayerNorm.weight"), vec![e]));
+            out.push((format!("{lay}.output.LayerNorm.bias"), vec![e]));
+        }
+        out.into_iter()
+            .map(|(n, s)| (format!("{prefix}{n}"), s))
+            .collect()
+    }
+
+    /// Checks `file` against this config before anything is uploaded: every tensor present, a
+    /// float and of exactly the implied shape, and no `encoder.layer.N` with N at or beyond
+    /// `num_hidden_layers` (running fewer layers than the file holds gives wrong embeddings
+    /// silently).
+    pub fn check_file(&self, file: &WeightFile, prefix: &str) -> Result<()> {
+        let layers = self.num_hidden_layers;
+        if layers > file.len() {
+            let name = format!(
+                "{prefix}encoder.layer.{}.attention.self.query.weight",
+                file.len()
+            );
+            return Err(file.config_error(
+                &name,
+                WeightsErrorKind::MissingTensor,
+                format!(
+                    "config.json: num_hidden_layers = {layers} needs it, but the file holds only \
+                     {} tensors",
+                    file.len()
+                ),
+            ));
+        }
+        for (name, shape) in self.expected_tensors(prefix) {
+            file.expect_float(&name, &shape)?;
+        }
+        let layer_prefix = format!("{prefix}encoder.layer.");
+        for name in file.names() {
+            let Some(rest) = name.strip_prefix(&layer_prefix) else {
+                continue;
+            };
+            let idx = rest.split('.').next().and_then(|d| d.parse::<usize>().ok());
+            if idx.is_some_and(|i| i >= layers) {
+                return Err(file.config_error(
+                    name,
+                    WeightsErrorKind::ShapeMismatch,
+                    format!(
+                        "is in the file but config.json has num_hidden_layers = {layers}; running \
+                         fewer layers than the file holds would give wrong embeddings"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+const OP: &str = "bert";
+
 fn default_type_vocab() -> usize {
     2
 }
@@ -73,6 +252,11 @@ pub struct LoadOptions {
     /// A weights file to use instead of the folder's `model.safetensors` (for example one written by
     /// `heedful convert`).
     pub weights: Option<PathBuf>,
+    /// Tensors (full names as in the file) held in f32 even when `hold` is f16: the way to load
+    /// a checkpoint whose values lie outside f16's range (the upload refuses them otherwise, see
+    /// [`UploadOptions::keep_f32`]). The query, key and value of a layer are stacked into one
+    /// tensor, so naming one of them keeps all three in f32.
+    pub keep_f32: Vec<String>,
 }
 
 impl Default for LoadOptions {
@@ -80,6 +264,7 @@ impl Default for LoadOptions {
         LoadOptions {
             hold: Hold::F16,
             weights: None,
+            keep_f32: Vec::new(),
         }
     }
 }
@@ -113,20 +298,18 @@ impl BertEncoder {
                 "not a model folder (expected config.json, tokenizer.json, model.safetensors)",
             ));
         }
-        let config: BertConfig = read_json(&dir.join("config.json"))?;
-        if config.num_attention_heads == 0
-            || !config
-                .hidden_size
-                .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(Error::file(
-                dir.join("config.json"),
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    config.hidden_size, config.num_attention_heads
-                ),
-            ));
-        }
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config = BertConfig::from_json_str(&text).map_err(|e| match e {
+            Error::Invalid { detail, .. } => Error::file(
+                &config_path,
+                detail.trim_start_matches("config.json: ").to_string(),
+            ),
+            other => other,
+        })?;
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
             .map_err(|e| Error::file(&tok_path, format!("cannot load tokenizer: {e}")))?;
@@ -136,7 +319,16 @@ impl BertEncoder {
         }
         let st = dir.join("sentence_bert_config.json");
         let max_seq_len = if st.exists() {
-            read_json::<StConfig>(&st)?.max_seq_length
+            let m = read_json::<StConfig>(&st)?.max_seq_length;
+            // 0 would leave the tokenizer's truncation with no limit: refuse it rather than let
+            // long inputs run past the position table.
+            if m == 0 {
+                return Err(Error::file(
+                    &st,
+                    "max_seq_length = 0 would switch truncation off; it must be at least 1",
+                ));
+            }
+            m
         } else {
             config.max_position_embeddings
         }
@@ -155,7 +347,7 @@ impl BertEncoder {
             .clone()
             .unwrap_or_else(|| dir.join("model.safetensors"));
         let file = WeightFile::open(&weights_path)?;
-        let graph = build_graph(gpu, &config, &file, opts.hold)?;
+        let graph = build_graph(gpu, &config, &file, opts)?;
         Ok(BertEncoder {
             gpu: gpu.clone(),
             config,
@@ -193,8 +385,33 @@ impl BertEncoder {
         let mut types = vec![0i32; b * t];
         let mut mask = vec![0u32; b * t];
         let positions: Vec<i32> = (0..b * t).map(|i| (i % t) as i32).collect();
+        let cfg = &self.config;
         for (r, e) in enc.iter().enumerate() {
             for (c, (&id, &ty)) in e.get_ids().iter().zip(e.get_type_ids()).enumerate() {
+                // The GPU gather gives a zero row for an id past the table (a kernel cannot raise
+                // an error), so ids from the tokenizer are checked here, as PyTorch's IndexError.
+                if id as usize >= cfg.vocab_size {
+                    return Err(id_error(
+                        r,
+                        c,
+                        id,
+                        "ids",
+                        "embeddings.word_embeddings.weight",
+                        cfg.vocab_size,
+                        cfg.hidden_size,
+                    ));
+                }
+                if ty as usize >= cfg.type_vocab_size {
+                    return Err(id_error(
+                        r,
+                        c,
+                        ty,
+                        "type_ids",
+                        "embeddings.token_type_embeddings.weight",
+                        cfg.type_vocab_size,
+                        cfg.hidden_size,
+                    ));
+                }
                 ids[r * t + c] = id as i32;
                 types[r * t + c] = ty as i32;
                 mask[r * t + c] = 1;
@@ -222,6 +439,26 @@ impl BertEncoder {
     }
 }
 
+/// The error for token id `id` at `[row, col]` of input `what` that lies outside table `table`
+/// `[rows, e]`.
+fn id_error(
+    row: usize,
+    col: usize,
+    id: u32,
+    what: &str,
+    table: &str,
+    rows: usize,
+    e: usize,
+) -> Error {
+    Error::invalid(
+        "bert embed",
+        format!(
+            "{what}[{row}, {col}] = {id} is out of range for the embedding table {table} \
+             [{rows}, {e}] (the tokenizer's vocabulary is larger than config.json's)"
+        ),
+    )
+}
+
 /// Finds the prefix under which the checkpoint stores the encoder (`""` or `"bert."`).
 fn prefix(file: &WeightFile) -> &'static str {
     if file.contains("bert.embeddings.word_embeddings.weight") {
@@ -231,22 +468,26 @@ fn prefix(file: &WeightFile) -> &'static str {
     }
 }
 
-fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Result<Graph> {
+fn build_graph(
+    gpu: &Gpu,
+    cfg: &BertConfig,
+    file: &WeightFile,
+    opts: &LoadOptions,
+) -> Result<Graph> {
     let p = prefix(file);
+    cfg.check()?;
+    // Every tensor's presence, dtype and exact shape, and no unused layers, before any upload.
+    cfg.check_file(file, p)?;
     let (e, ff, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let heads = cfg.num_attention_heads;
     let eps = cfg.layer_norm_eps as f32;
-    let act = match cfg.hidden_act.as_str() {
-        "gelu" => Activation::Gelu,
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-        "relu" => Activation::Relu,
-        other => return Err(Error::Unsupported(format!("BERT hidden_act {other:?}"))),
-    };
+    let act = cfg.activation()?;
+    let up = UploadOptions::new(opts.hold).keep_f32(opts.keep_f32.iter().cloned());
     let mut g = Graph::new();
     let w = |g: &mut Graph, name: &str, shape: &[usize]| -> Result<Value> {
         let full = format!("{p}{name}");
-        file.expect_shape(&full, shape)?;
-        Ok(g.weight(file.upload(gpu, &full, hold)?))
+        file.expect_float(&full, shape)?;
+        Ok(g.weight(file.upload_with(gpu, &full, &up)?))
     };
     let (bd, td) = (Dim::sym("batch"), Dim::sym("seq"));
     let ids = g.input("ids", &[bd.clone(), td.clone()], DType::I32);
@@ -279,13 +520,26 @@ fn build_graph(gpu: &Gpu, cfg: &BertConfig, file: &WeightFile, hold: Hold) -> Re
         // Fused QKV: [3E, E] weight and [3E] bias, rows q, k, v.
         let mut parts_w = Vec::new();
         let mut parts_b = Vec::new();
-        for n in ["query", "key", "value"] {
-            let wn = format!("{p}{at}.self.{n}.weight");
-            let bn = format!("{p}{at}.self.{n}.bias");
-            file.expect_shape(&wn, &[e, e])?;
-            file.expect_shape(&bn, &[e])?;
-            parts_w.push(file.upload(gpu, &wn, hold)?);
-            parts_b.push(file.upload(gpu, &bn, hold)?);
+        let names: Vec<[String; 2]> = ["query", "key", "value"]
+            .iter()
+            .map(|n| {
+                [
+                    format!("{p}{at}.self.{n}.weight"),
+                    format!("{p}{at}.self.{n}.bias"),
+                ]
+            })
+            .collect();
+        // The three parts are stacked into one tensor, so they share a dtype: when one of them
+        // is to be kept in f32, all of them are.
+        let mut qkv = up.clone();
+        if names.iter().flatten().any(|n| up.keeps_f32(n)) {
+            qkv.hold = Hold::F32;
+        }
+        for [wn, bn] in &names {
+            file.expect_float(wn, &[e, e])?;
+            file.expect_float(bn, &[e])?;
+            parts_w.push(file.upload_with(gpu, wn, &qkv)?);
+            parts_b.push(file.upload_with(gpu, bn, &qkv)?);
         }
         let wqkv = g.weight(Tensor::concat_rows(gpu, &parts_w)?);
         let bqkv = g.weight(Tensor::concat_rows(gpu, &parts_b)?);

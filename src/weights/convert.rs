@@ -19,7 +19,8 @@ use std::time::Instant;
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
-use super::file::{FileDType, WeightFile};
+use super::file::{FileDType, TensorView, WeightFile};
+use super::upload::{bad_value, element, first_non_finite};
 use crate::error::{Error, Result};
 
 /// Elements converted per block.
@@ -92,17 +93,78 @@ impl std::fmt::Display for Stats {
     }
 }
 
-/// Converts `input` to `output` (see the module docs). `progress` shows a progress bar on stderr
-/// for files over 16 MiB (hidden when stderr is not a terminal; only with the `tools` feature, which
-/// brings the progress-bar crate).
+/// Options of [`convert_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConvertOptions {
+    /// The dtype float tensors are written in.
+    pub target: Target,
+    /// Show a progress bar on stderr for files over 16 MiB (hidden when stderr is not a terminal).
+    pub progress: bool,
+    /// Write finite values outside f16's range (|x| > 65504; they become infinite) instead of
+    /// refusing them with [`WeightsErrorKind::OutOfRange`](super::WeightsErrorKind::OutOfRange).
+    pub allow_overflow: bool,
+    /// Write NaN and infinite values instead of refusing them with
+    /// [`WeightsErrorKind::NonFinite`](super::WeightsErrorKind::NonFinite).
+    pub allow_non_finite: bool,
+}
+
+impl ConvertOptions {
+    /// Converting to `target`, no progress bar, refusing NaN, infinities and overflow.
+    pub fn new(target: Target) -> Self {
+        ConvertOptions {
+            target,
+            progress: false,
+            allow_overflow: false,
+            allow_non_finite: false,
+        }
+    }
+}
+
+/// Converts `input` to `output` (see the module docs) with the default checks: NaN or infinite
+/// float values, and (to f16) finite values outside f16's range, are refused with the tensor's
+/// name and the first bad index, as the GPU upload refuses them. `progress` shows a progress bar
+/// on stderr for files over 16 MiB (hidden when stderr is not a terminal; only with the `tools`
+/// feature, which brings the progress-bar crate).
 pub fn convert(
     input: impl AsRef<Path>,
     output: impl AsRef<Path>,
     target: Target,
     progress: bool,
 ) -> Result<Stats> {
+    let opts = ConvertOptions {
+        progress,
+        ..ConvertOptions::new(target)
+    };
+    convert_with(input, output, &opts)
+}
+
+/// [`convert`] with explicit options. The output must not exist or be a regular file (a device,
+/// FIFO or directory there is refused, never replaced); it is written to `OUT.partial`, which is
+/// removed on any error, and renamed into place when complete.
+pub fn convert_with(
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+    opts: &ConvertOptions,
+) -> Result<Stats> {
+    let (target, progress) = (opts.target, opts.progress);
     let (input, output) = (input.as_ref(), output.as_ref());
     let start = Instant::now();
+    let partial = partial_path(output);
+    for p in [output, partial.as_path()] {
+        // `metadata` follows symlinks, so a link to /dev/null is refused too.
+        if let Ok(m) = std::fs::metadata(p) {
+            if !m.is_file() {
+                return Err(Error::file(
+                    p,
+                    format!(
+                        "exists and is not a regular file ({}); convert writes only to a new or \
+                         regular file",
+                        file_kind(&m)
+                    ),
+                ));
+            }
+        }
+    }
     let same = match (input.canonicalize(), output.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
@@ -148,45 +210,64 @@ pub fn convert(
     let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
     header.resize(header.len().div_ceil(8) * 8, b' ');
 
-    let partial = partial_path(output);
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| Error::Io { path, source }
+        move |source| Error::Io {
+            path: path.clone(),
+            source,
+        }
     };
     let file = File::create(&partial).map_err(io(&partial))?;
+    // From here on, every error path removes the partial file.
+    let fail = |e: Error| {
+        let _ = std::fs::remove_file(&partial);
+        e
+    };
     let mut w = BufWriter::with_capacity(4 << 20, file);
     let bar = progress_bar(progress, f.data_len() as u64);
-    let result = (|| -> std::io::Result<()> {
-        w.write_all(&(header.len() as u64).to_le_bytes())?;
-        w.write_all(&header)?;
+    let result = (|| -> Result<()> {
+        let wio = io(&partial);
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(&wio)?;
+        w.write_all(&header).map_err(&wio)?;
         let mut buf = Vec::with_capacity(BLOCK * 4);
         let mut f32s = vec![0f32; BLOCK];
         for t in f.tensors() {
             let d = out_dtype(t.dtype);
             let step = BLOCK * t.dtype.size();
-            for block in t.data.chunks(step) {
+            for (b, block) in t.data.chunks(step).enumerate() {
+                let base = b * BLOCK;
+                if t.dtype.is_float() && !opts.allow_non_finite {
+                    if let Some(j) = first_non_finite(block, t.dtype) {
+                        let x = element(block, t.dtype, j);
+                        return Err(bad_value(t.path, t.name, t.dtype, base + j, x, true));
+                    }
+                }
                 if d == t.dtype {
-                    w.write_all(block)?;
+                    w.write_all(block).map_err(&wio)?;
                 } else {
                     cast(block, t.dtype, d, &mut f32s, &mut buf);
-                    w.write_all(&buf)?;
+                    if !opts.allow_overflow {
+                        check_overflow(&t, block, base, d, &buf)?;
+                    }
+                    w.write_all(&buf).map_err(&wio)?;
                 }
                 if let Some(b) = &bar {
                     b.inc(block.len() as u64);
                 }
             }
         }
-        w.flush()
+        w.flush().map_err(&wio)?;
+        w.get_ref().sync_all().map_err(&wio)
     })();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(io(&partial)(e));
-    }
+    result.map_err(fail)?;
     drop(w);
-    std::fs::rename(&partial, output).map_err(io(output))?;
+    std::fs::rename(&partial, output)
+        .map_err(io(output))
+        .map_err(fail)?;
     Ok(Stats {
         tensors: f.len(),
         converted,
@@ -194,6 +275,58 @@ pub fn convert(
         bytes_out: (8 + header.len() + offset) as u64,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A word for what `m` describes (not a regular file), for messages.
+pub(crate) fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if m.is_dir() {
+        "a directory"
+    } else if m.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
+/// Refuses f16 output `out` (converted from `block`, elements from flat index `base` of `t`)
+/// where a finite source value became infinite.
+fn check_overflow(
+    t: &TensorView<'_>,
+    block: &[u8],
+    base: usize,
+    to: FileDType,
+    out: &[u8],
+) -> Result<()> {
+    if to != FileDType::F16 && to != FileDType::BF16 {
+        return Ok(());
+    }
+    let mut at = 0;
+    while let Some(j) = first_non_finite(&out[at * 2..], to) {
+        let j = at + j;
+        let x = element(block, t.dtype, j);
+        if x.is_finite() {
+            return Err(bad_value(t.path, t.name, t.dtype, base + j, x, false));
+        }
+        at = j + 1;
+    }
+    Ok(())
 }
 
 fn partial_path(output: &Path) -> PathBuf {

@@ -274,8 +274,35 @@ impl WeightFile {
                 dir_hint(path),
             ));
         }
-        let file = std::fs::File::open(path).map_err(io)?;
+        // Devices, FIFOs and sockets cannot be mapped (and opening a FIFO blocks): say so rather
+        // than reporting an empty or truncated file.
+        if !meta.is_file() {
+            return Err(err(
+                path,
+                None,
+                K::NotRegularFile,
+                format!(
+                    "is {}, not a regular file",
+                    super::convert::file_kind(&meta)
+                ),
+                "pass the path of a .safetensors file on disk",
+            ));
+        }
+        let mut file = std::fs::File::open(path).map_err(io)?;
         let bytes = if meta.len() == 0 {
+            // A /proc or /sys pseudo-file reports size 0 but has content: it is not a weights
+            // file, and "the file is empty, re-download it" would mislead.
+            let mut probe = [0u8; 1];
+            if std::io::Read::read(&mut file, &mut probe).map_err(io)? > 0 {
+                return Err(err(
+                    path,
+                    None,
+                    K::NotRegularFile,
+                    "reports a size of 0 but has content (a /proc or /sys pseudo-file?), so it \
+                     is not a file on disk that can be mapped",
+                    "pass the path of a .safetensors file on disk",
+                ));
+            }
             Storage::Owned(Vec::new())
         } else {
             // SAFETY: the map is read-only; like every mmap loader we rely on the file not being
@@ -401,6 +428,40 @@ impl WeightFile {
             ));
         }
         Ok(t)
+    }
+
+    /// [`WeightFile::expect_shape`], and the tensor must be a float (F16, BF16, F32, F64): a model
+    /// weight of another dtype is refused here, naming the file and the tensor, instead of failing
+    /// later inside a kernel with only an op name.
+    pub fn expect_float(&self, name: &str, shape: &[usize]) -> Result<TensorView<'_>> {
+        let t = self.expect_shape(name, shape)?;
+        if !t.dtype.is_float() {
+            return Err(err(
+                &self.path,
+                Some(name),
+                K::UnsupportedDtype,
+                format!(
+                    "has dtype {}, but the model needs a float weight here",
+                    t.dtype
+                ),
+                "the file was written for a different model, or the tensor was quantized; \
+                 export it as F32/F16/BF16",
+            ));
+        }
+        Ok(t)
+    }
+
+    /// An [`Error::Weights`] about tensor `name` of this file that the model's config rejects
+    /// (the hint points at the config and `heedful inspect`).
+    pub fn config_error(&self, name: &str, kind: K, detail: impl Into<String>) -> Error {
+        err(
+            &self.path,
+            Some(name),
+            kind,
+            detail,
+            "the file and its config disagree: check the config's sizes and layer counts against \
+             `heedful inspect FILE`, or use the file the config was written for",
+        )
     }
 
     /// The `__metadata__` section (string to string).

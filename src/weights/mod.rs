@@ -71,4 +71,11 @@ pub enum WeightsErrorKind {
     FormatTooNew,
     /// The `__metadata__` section is malformed (not strings, bad version, bad config JSON).
     BadMetadata,
+    /// A float weight is NaN or infinite (refused on upload and by `convert` unless allowed).
+    NonFinite,
+    /// A finite F32/BF16/F64 value lies outside f16's range (|x| > 65504) and would become
+    /// infinite when held as f16; keep the tensor in f32 instead.
+    OutOfRange,
+    /// The path is not a regular file (a directory, device, FIFO, socket or /proc pseudo-file).
+    NotRegularFile,
 }

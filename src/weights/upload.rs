@@ -19,7 +19,7 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
@@ -66,6 +66,16 @@ pub struct UploadOptions {
     /// A storage-binding limit below the device's (tests; splitting for smaller kernels). The
     /// device's `max_storage_buffer_binding_size` applies when this is `None` or larger.
     pub max_binding: Option<u64>,
+    /// Float tensors (by name) held as f32 whatever `hold` says. The conversion checks every
+    /// value: a finite F32/BF16/F64 value outside f16's range (|x| > 65504) is refused with
+    /// [`WeightsErrorKind::OutOfRange`](super::WeightsErrorKind::OutOfRange) naming the tensor
+    /// and the first bad index, since it would become infinite in f16; naming the tensor here
+    /// keeps it in f32 instead (kernels take f32 or f16 weights alike).
+    pub keep_f32: BTreeSet<String>,
+    /// Upload NaN and infinite float values as they are instead of refusing them with
+    /// [`WeightsErrorKind::NonFinite`](super::WeightsErrorKind::NonFinite) (for checkpoints
+    /// that use infinities on purpose, e.g. a -inf attention-mask buffer).
+    pub allow_non_finite: bool,
 }
 
 impl UploadOptions {
@@ -75,6 +85,28 @@ impl UploadOptions {
             hold,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_binding: None,
+            keep_f32: BTreeSet::new(),
+            allow_non_finite: false,
+        }
+    }
+
+    /// These options with `names` added to [`UploadOptions::keep_f32`].
+    pub fn keep_f32(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.keep_f32.extend(names);
+        self
+    }
+
+    /// True when tensor `name` is held in f32 whatever `hold` says.
+    pub fn keeps_f32(&self, name: &str) -> bool {
+        self.keep_f32.contains(name)
+    }
+
+    /// How tensor `name` is held.
+    pub fn hold_for(&self, name: &str) -> Hold {
+        if self.keeps_f32(name) {
+            Hold::F32
+        } else {
+            self.hold
         }
     }
 
@@ -113,7 +145,7 @@ impl WeightFile {
     /// projection over a large vocabulary). One block when the tensor fits.
     pub fn upload_split(&self, gpu: &Gpu, name: &str, opts: &UploadOptions) -> Result<Vec<Tensor>> {
         let view = self.tensor(name)?;
-        let target = target_dtype(&view, opts.hold)?;
+        let target = target_dtype(&view, opts.hold_for(view.name))?;
         let limit = opts.limit(gpu);
         let rows = view.shape.first().copied().unwrap_or(1);
         let row_elems: usize = view.shape.iter().skip(1).product();
@@ -140,7 +172,7 @@ impl WeightFile {
                 ..view
             };
             let t = Tensor::zeros(gpu, &shape, target)?;
-            write_converted(gpu, &t, &part, &mut stager)?;
+            write_converted(gpu, &t, &part, r * row_elems, opts, &mut stager)?;
             parts.push(t);
             r += n;
         }
@@ -181,10 +213,33 @@ impl TensorView<'_> {
         target_dtype(self, hold)
     }
 
+    /// Checks every value as the upload does when the tensor is held as `hold`: NaN or infinite
+    /// values, and (held as f16) finite F32/BF16/F64 values outside f16's range, are errors naming
+    /// the tensor and the first bad flat index. For models that convert weights on the CPU
+    /// (e.g. packing recurrent weights) instead of through [`TensorView::upload`].
+    pub fn check_values(&self, hold: Hold) -> Result<()> {
+        if !self.dtype.is_float() {
+            return Ok(());
+        }
+        if let Some(j) = first_non_finite(self.data, self.dtype) {
+            let x = element(self.data, self.dtype, j);
+            return Err(bad_value(self.path, self.name, self.dtype, j, x, true));
+        }
+        if hold == Hold::F16 && self.dtype != FileDType::F16 {
+            for j in 0..self.numel() {
+                let x = element(self.data, self.dtype, j);
+                if f16::from_f64(x).is_infinite() {
+                    return Err(bad_value(self.path, self.name, self.dtype, j, x, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Uploads this tensor in bounded chunks (see the module docs). A tensor larger than the storage
     /// binding limit is refused with an error naming it, its size and the limit.
     pub fn upload(&self, gpu: &Gpu, opts: &UploadOptions) -> Result<Tensor> {
-        let target = target_dtype(self, opts.hold)?;
+        let target = target_dtype(self, opts.hold_for(self.name))?;
         let bytes = (self.numel() as u64) * target.size() as u64;
         let limit = opts.limit(gpu);
         if bytes > limit {
@@ -202,14 +257,14 @@ impl TensorView<'_> {
         opts: &UploadOptions,
         stager: &mut Stager,
     ) -> Result<Tensor> {
-        let target = target_dtype(self, opts.hold)?;
+        let target = target_dtype(self, opts.hold_for(self.name))?;
         let bytes = (self.numel() as u64) * target.size() as u64;
         let limit = opts.limit(gpu);
         if bytes > limit {
             return Err(too_large(self, target, bytes, limit, "it"));
         }
         let t = Tensor::zeros(gpu, self.shape, target)?;
-        write_converted(gpu, &t, self, stager)?;
+        write_converted(gpu, &t, self, 0, opts, stager)?;
         Ok(t)
     }
 }
@@ -287,6 +342,125 @@ fn as_pod<'a, T: bytemuck::Pod>(src: &'a [u8], tmp: &'a mut [T]) -> &'a [T] {
             t
         }
     }
+}
+
+/// Element `i` of little-endian float bytes `src` of dtype `d`, widened to f64 (for messages).
+pub(crate) fn element(src: &[u8], d: FileDType, i: usize) -> f64 {
+    let s = d.size();
+    let b = &src[i * s..(i + 1) * s];
+    match d {
+        FileDType::F16 => f16::from_le_bytes([b[0], b[1]]).to_f64(),
+        FileDType::BF16 => bf16::from_le_bytes([b[0], b[1]]).to_f64(),
+        FileDType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+        FileDType::F64 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            f64::from_le_bytes(a)
+        }
+        _ => 0.0,
+    }
+}
+
+/// Index of the first element of little-endian float bytes `src` (dtype `d`) that is NaN or
+/// infinite: an all-ones exponent, tested on the bits.
+pub(crate) fn first_non_finite(src: &[u8], d: FileDType) -> Option<usize> {
+    match d {
+        FileDType::F16 => src
+            .chunks_exact(2)
+            .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 == 0x7c00),
+        FileDType::BF16 => src
+            .chunks_exact(2)
+            .position(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 == 0x7f80),
+        FileDType::F32 => src.chunks_exact(4).position(|c| {
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
+        FileDType::F64 => src.chunks_exact(8).position(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            u64::from_le_bytes(a) & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000
+        }),
+        _ => None,
+    }
+}
+
+/// The error for element `index` (flat, over the whole tensor) of `v`, of value `x`, that is
+/// NaN/infinite (`non_finite`) or outside f16's range.
+pub(crate) fn bad_value(
+    path: &std::path::Path,
+    name: &str,
+    dtype: FileDType,
+    index: usize,
+    x: f64,
+    non_finite: bool,
+) -> Error {
+    if non_finite {
+        err(
+            path,
+            Some(name),
+            K::NonFinite,
+            format!("{dtype} value {x} at flat index {index} is not finite"),
+            "the checkpoint is damaged or was saved mid-divergence; re-export it, or load it with \
+             UploadOptions::allow_non_finite (`heedful convert --allow-non-finite`) if the \
+             infinities are intended",
+        )
+    } else {
+        err(
+            path,
+            Some(name),
+            K::OutOfRange,
+            format!(
+                "{dtype} value {x} at flat index {index} is outside f16's range (|x| <= 65504) and \
+                 would become infinite when held as f16"
+            ),
+            "keep this tensor in f32: UploadOptions::keep_f32 / bert LoadOptions::keep_f32 \
+             (`heedful embed --keep-f32 NAME`), or `heedful convert --dtype f32`; \
+             `heedful convert --dtype f16 --allow-overflow` writes it anyway",
+        )
+    }
+}
+
+/// Checks `src` (`from` elements starting at flat index `base` of `v`) against its conversion
+/// `out` to `to`: a non-finite source value, or a finite one that became infinite in f16, is an
+/// error unless `allow_non_finite` (which allows only the former).
+fn check_block(
+    v: &TensorView<'_>,
+    src: &[u8],
+    base: usize,
+    out: &[u8],
+    to: DType,
+    allow_non_finite: bool,
+) -> Result<()> {
+    if !allow_non_finite {
+        if let Some(j) = first_non_finite(src, v.dtype) {
+            return Err(bad_value(
+                v.path,
+                v.name,
+                v.dtype,
+                base + j,
+                element(src, v.dtype, j),
+                true,
+            ));
+        }
+    }
+    let out_dtype = match to {
+        DType::F16 => FileDType::F16,
+        _ => return Ok(()),
+    };
+    if v.dtype == FileDType::F16 {
+        return Ok(());
+    }
+    // Infinite f16 outputs whose source was finite overflowed (a non-finite source, allowed,
+    // also gives one: skip those).
+    let mut at = 0;
+    while let Some(j) = first_non_finite(&out[at * 2..], out_dtype) {
+        let j = at + j;
+        let x = element(src, v.dtype, j);
+        if x.is_finite() {
+            return Err(bad_value(v.path, v.name, v.dtype, base + j, x, false));
+        }
+        at = j + 1;
+    }
+    Ok(())
 }
 
 /// Converts up to [`BLOCK`] elements of `src` (little-endian `from`) to `to`; returns the bytes.
@@ -506,8 +680,18 @@ fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()
 }
 
 /// Writes `v` into `dst` (same element count) chunk by chunk through `stager`, converting to
-/// `dst`'s dtype. Returns once the copies are submitted; [`Stager::finish`] waits for them.
-fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, stager: &mut Stager) -> Result<()> {
+/// `dst`'s dtype and checking every float value (see [`UploadOptions::keep_f32`] and
+/// [`UploadOptions::allow_non_finite`]); `base` is `v`'s first flat index in the whole tensor
+/// (row blocks of [`WeightFile::upload_split`]), for messages. Returns once the copies are
+/// submitted; [`Stager::finish`] waits for them.
+fn write_converted(
+    gpu: &Gpu,
+    dst: &Tensor,
+    v: &TensorView<'_>,
+    base: usize,
+    opts: &UploadOptions,
+    stager: &mut Stager,
+) -> Result<()> {
     let from = v.dtype;
     let to = dst.dtype();
     let (ss, ds) = (from.size(), to.size());
@@ -546,10 +730,22 @@ fn write_converted(gpu: &Gpu, dst: &Tensor, v: &TensorView<'_>, stager: &mut Sta
                 .map_err(|e| gpu_err(during(), e.to_string()))?;
             let src = &v.data[i * ss..(i + m) * ss];
             match scratch.as_mut() {
-                None => view.slice(..out_bytes).copy_from_slice(src),
+                None => {
+                    if !opts.allow_non_finite {
+                        if let Some(j) = first_non_finite(src, from) {
+                            let x = element(src, from, j);
+                            return Err(bad_value(v.path, v.name, from, base + i + j, x, true));
+                        }
+                    }
+                    view.slice(..out_bytes).copy_from_slice(src)
+                }
                 Some(sc) => {
                     for (b, block) in src.chunks(BLOCK * ss).enumerate() {
                         let out = convert_block(v, block, from, to, sc)?;
+                        if from.is_float() {
+                            let at = base + i + b * BLOCK;
+                            check_block(v, block, at, out, to, opts.allow_non_finite)?;
+                        }
                         let at = b * BLOCK * ds;
                         view.slice(at..at + out.len()).copy_from_slice(out);
                     }

@@ -5,8 +5,58 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::ops::CellKind;
+use crate::weights::{WeightFile, WeightsErrorKind};
 
 const OP: &str = "seq2seq";
+
+/// Largest size or id a config may give (the GPU kernels index with 32-bit integers).
+pub const MAX_SIZE: usize = i32::MAX as usize;
+
+fn mul(a: usize, b: usize, field: &str) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| {
+        Error::invalid(
+            OP,
+            format!("heedful.config: {field} makes a size overflow ({a} x {b})"),
+        )
+    })
+}
+
+fn add(a: usize, b: usize, field: &str) -> Result<usize> {
+    a.checked_add(b).ok_or_else(|| {
+        Error::invalid(
+            OP,
+            format!("heedful.config: {field} makes a size overflow ({a} + {b})"),
+        )
+    })
+}
+
+/// Pushes the four tensors of RNN layer `l` (direction suffix `sfx`) under `prefix`.
+fn rnn_layer(
+    push: &mut dyn FnMut(String, Vec<usize>),
+    prefix: &str,
+    l: usize,
+    sfx: &str,
+    gh: usize,
+    input: usize,
+    hidden: usize,
+) {
+    push(format!("{prefix}.weight_ih_l{l}{sfx}"), vec![gh, input]);
+    push(format!("{prefix}.weight_hh_l{l}{sfx}"), vec![gh, hidden]);
+    push(format!("{prefix}.bias_ih_l{l}{sfx}"), vec![gh]);
+    push(format!("{prefix}.bias_hh_l{l}{sfx}"), vec![gh]);
+}
+
+/// The config field that sets how many of a tensor there are (`encoder.layers` for
+/// `encoder.rnn.*`), for RNN tensors.
+fn layer_field(name: &str) -> Option<&'static str> {
+    if name.starts_with("encoder.rnn.") {
+        Some("encoder.layers")
+    } else if name.starts_with("decoder.rnn.") {
+        Some("decoder.layers")
+    } else {
+        None
+    }
+}
 
 /// Encoder hyper-parameters.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -172,6 +222,175 @@ impl Config {
         Ok(c)
     }
 
+    /// Parses and checks the config from its JSON text (the `heedful.config` metadata value): a
+    /// pure function of the string, which never panics (fuzzed by `fuzz/fuzz_targets/seq2seq_config.rs`).
+    pub fn from_json_str(s: &str) -> Result<Config> {
+        let c: Config = serde_json::from_str(s)
+            .map_err(|e| Error::invalid(OP, format!("heedful.config: {e}")))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Every tensor this config implies, with its shape, in load order: the embeddings, each RNN
+    /// layer's `weight_ih [G*H, I]`, `weight_hh [G*H, H]`, `bias_ih`, `bias_hh [G*H]` (the exporter's
+    /// PyTorch modules have biases), the attention's linears and the output projection. Sizes are
+    /// computed with checked arithmetic; an overflow is an error naming the config field. Private:
+    /// the list has four entries per layer, so [`Config::check_file`] first bounds the layer
+    /// counts by the file's tensor count.
+    fn expected_tensors(&self) -> Result<Vec<(String, Vec<usize>)>> {
+        let att = self.attention()?;
+        let bahdanau = self.attention_order()? == AttentionOrder::Bahdanau;
+        let (e, d) = (&self.encoder, &self.decoder);
+        let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut push = |n: String, s: Vec<usize>| out.push((n, s));
+        push("encoder.emb.weight".into(), vec![self.src_vocab, e.emb]);
+        let dirs = self.dirs();
+        let mem = mul(dirs, e.hidden, "encoder.hidden")?;
+        let egh = mul(cell_kind(&e.cell)?.gates(), e.hidden, "encoder.hidden")?;
+        for l in 0..e.layers {
+            let input = if l == 0 { e.emb } else { mem };
+            for sfx in ["", "_reverse"].iter().take(dirs) {
+                rnn_layer(&mut push, "encoder.rnn", l, sfx, egh, input, e.hidden);
+            }
+        }
+        push("decoder.emb.weight".into(), vec![self.tgt_vocab, d.emb]);
+        let ctx = self.ctx_dim();
+        let hid = d.hidden;
+        let feeding =
+            d.input_feeding && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
+        let dgh = mul(cell_kind(&d.cell)?.gates(), hid, "decoder.hidden")?;
+        let emb_ctx = add(d.emb, ctx, "decoder.emb")?;
+        for l in 0..d.layers {
+            let input = if l > 0 {
+                hid
+            } else if feeding || bahdanau {
+                emb_ctx
+            } else {
+                d.emb
+            };
+            rnn_layer(&mut push, "decoder.rnn", l, "", dgh, input, hid);
+        }
+        let lin = |push: &mut dyn FnMut(String, Vec<usize>), p: &str, s: [usize; 2], bias: bool| {
+            push(format!("{p}.weight"), s.to_vec());
+            if bias {
+                push(format!("{p}.bias"), vec![s[0]]);
+            }
+        };
+        match att {
+            AttentionKind::None | AttentionKind::Dot => {}
+            AttentionKind::General => lin(&mut push, "decoder.attention.w", [hid, mem], false),
+            AttentionKind::Additive => {
+                let a = d.attn_dim.unwrap_or(hid);
+                lin(&mut push, "decoder.attention.w_q", [a, hid], false);
+                lin(&mut push, "decoder.attention.w_k", [a, mem], true);
+                lin(&mut push, "decoder.attention.v", [1, a], false);
+            }
+            AttentionKind::MultiHead => {
+                lin(&mut push, "decoder.attention.w_q", [ctx, hid], true);
+                lin(&mut push, "decoder.attention.w_k", [ctx, mem], true);
+                lin(&mut push, "decoder.attention.w_v", [ctx, mem], true);
+                lin(&mut push, "decoder.attention.w_o", [ctx, ctx], true);
+            }
+            AttentionKind::Tutorial => {
+                let ml = d.max_length.unwrap_or(1);
+                let emb_hid = add(d.emb, hid, "decoder.hidden")?;
+                let emb_mem = add(d.emb, mem, "encoder.hidden")?;
+                lin(&mut push, "decoder.attn", [ml, emb_hid], true);
+                lin(&mut push, "decoder.combine", [d.emb, emb_mem], true);
+            }
+        }
+        let attn_layer =
+            d.attn_layer && !matches!(att, AttentionKind::None | AttentionKind::Tutorial);
+        let ctx_hid = add(ctx, hid, "decoder.hidden")?;
+        if attn_layer {
+            lin(&mut push, "decoder.w_c", [hid, ctx_hid], false);
+        }
+        let out_in = if bahdanau {
+            add(ctx_hid, d.emb, "decoder.emb")?
+        } else if matches!(att, AttentionKind::None | AttentionKind::Tutorial) || attn_layer {
+            hid
+        } else {
+            ctx_hid
+        };
+        lin(&mut push, "decoder.out", [self.tgt_vocab, out_in], true);
+        Ok(out)
+    }
+
+    /// Checks `f` against this config before anything is allocated: every tensor of
+    /// [`Config::expected_tensors`] is present, a float dtype and exactly the implied shape (not only
+    /// the element count: a transposed `[I, G*H]` is refused), and the file holds no RNN tensor the
+    /// config does not use (a layer beyond `encoder.layers` / `decoder.layers`, or a `_reverse`
+    /// direction of a unidirectional encoder), since running fewer layers than were trained gives
+    /// wrong outputs silently. A missing layer names the config field that asks for it, so a
+    /// config claiming 10^9 layers fails at the first absent one.
+    pub fn check_file(&self, f: &WeightFile) -> Result<()> {
+        for (field, n, name) in [
+            (
+                "encoder.layers",
+                self.encoder.layers,
+                "encoder.rnn.weight_ih_l",
+            ),
+            (
+                "decoder.layers",
+                self.decoder.layers,
+                "decoder.rnn.weight_ih_l",
+            ),
+        ] {
+            if n > f.len() {
+                return Err(f.config_error(
+                    &format!("{name}{}", f.len()),
+                    WeightsErrorKind::MissingTensor,
+                    format!(
+                        "heedful.config: {field} = {n} needs it, but the file holds only {} tensors",
+                        f.len()
+                    ),
+                ));
+            }
+        }
+        let expected = self.expected_tensors()?;
+        for (name, shape) in &expected {
+            if !f.contains(name) {
+                if let Some(field) = layer_field(name) {
+                    let n = if field.starts_with("encoder") {
+                        self.encoder.layers
+                    } else {
+                        self.decoder.layers
+                    };
+                    return Err(f.config_error(
+                        name,
+                        WeightsErrorKind::MissingTensor,
+                        format!("not in the file, but the config's {field} = {n} needs it"),
+                    ));
+                }
+            }
+            f.expect_float(name, shape)?;
+        }
+        let known: std::collections::HashSet<&str> =
+            expected.iter().map(|(n, _)| n.as_str()).collect();
+        for name in f.names() {
+            if let Some(field) = layer_field(name) {
+                if !known.contains(name) {
+                    return Err(f.config_error(
+                        name,
+                        WeightsErrorKind::ShapeMismatch,
+                        format!(
+                            "is in the file but the config ({field} = {}, bidirectional {}) does \
+                             not use it; running fewer layers or directions than the file holds \
+                             would give wrong outputs",
+                            if field.starts_with("encoder") {
+                                self.encoder.layers
+                            } else {
+                                self.decoder.layers
+                            },
+                            self.encoder.bidirectional
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The attention kind.
     pub fn attention(&self) -> Result<AttentionKind> {
         Ok(match self.decoder.attention.as_str() {
@@ -230,6 +449,48 @@ impl Config {
     }
 
     fn check(&self) -> Result<()> {
+        // Every size must fit the GPU's 32-bit indexing; checked here so that a config saying
+        // hidden 2^62 is an error naming the field, never an overflow or a huge allocation.
+        for (what, v) in [
+            ("src_vocab", self.src_vocab),
+            ("tgt_vocab", self.tgt_vocab),
+            ("pad_id", self.pad_id),
+            ("bos_id", self.bos_id),
+            ("eos_id", self.eos_id),
+            ("max_len", self.max_len),
+            ("encoder.emb", self.encoder.emb),
+            ("encoder.hidden", self.encoder.hidden),
+            ("encoder.layers", self.encoder.layers),
+            ("decoder.emb", self.decoder.emb),
+            ("decoder.hidden", self.decoder.hidden),
+            ("decoder.layers", self.decoder.layers),
+            ("decoder.attn_dim", self.decoder.attn_dim.unwrap_or(0)),
+            ("decoder.heads", self.decoder.heads.unwrap_or(0)),
+            ("decoder.max_length", self.decoder.max_length.unwrap_or(0)),
+            ("src_unk_id", self.src_unk_id.unwrap_or(0)),
+            ("src_eos_id", self.src_eos_id.unwrap_or(0)),
+        ] {
+            if v > MAX_SIZE {
+                return Err(Error::invalid(
+                    OP,
+                    format!("heedful.config: {what} = {v} is larger than {MAX_SIZE}"),
+                ));
+            }
+        }
+        for (what, v) in [
+            ("src_unk_id", self.src_unk_id),
+            ("src_eos_id", self.src_eos_id),
+        ] {
+            if let Some(v) = v.filter(|&v| v >= self.src_vocab) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "{what} {v} outside the source vocabulary of {}",
+                        self.src_vocab
+                    ),
+                ));
+            }
+        }
         cell_kind(&self.encoder.cell)?;
         cell_kind(&self.decoder.cell)?;
         let att = self.attention()?;

@@ -158,11 +158,17 @@ impl Seq2Seq {
                 format!("{}: no heedful.config metadata", path.display()),
             )
         })?;
-        let cfg = Config::from_json(cfg_json)?;
+        // Config errors name the file they came from.
+        let cfg = Config::from_json(cfg_json).map_err(|e| match e {
+            Error::Invalid { detail, .. } => Error::file(path, detail),
+            other => other,
+        })?;
         Self::from_file(gpu, f, cfg)
     }
 
     fn from_file(gpu: &Gpu, file: WeightFile, cfg: Config) -> Result<Seq2Seq> {
+        // Every tensor's presence, dtype and exact shape, and no unused layers, before any upload.
+        cfg.check_file(&file)?;
         let f = &file;
         let kind = cfg.attention()?;
         let order = cfg.attention_order()?;
@@ -332,6 +338,25 @@ impl Seq2Seq {
             if s.is_empty() {
                 return Err(Error::invalid(OP, format!("input {i} is empty")));
             }
+            // The tutorial attention scores a fixed `max_length` positions: a longer input would
+            // be cut silently, so it is refused.
+            if let (AttentionKind::Tutorial, Some(ml)) = (self.kind, self.cfg.decoder.max_length) {
+                if s.len() > ml {
+                    return Err(Error::invalid(
+                        OP,
+                        format!(
+                            "input {i}: {} ids{} but the tutorial attention covers \
+                             decoder.max_length = {ml} positions",
+                            s.len(),
+                            if self.cfg.src_eos_id.is_some() {
+                                " (with src_eos_id)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
             if let Some(&bad) = s.iter().find(|&&t| t as usize >= self.cfg.src_vocab) {
                 return Err(Error::invalid(
                     OP,
@@ -406,10 +431,13 @@ impl Seq2Seq {
                 } else {
                     None
                 };
-                let prep =
-                    per_op
-                        .encoder
-                        .prepare(&gpu, &x, Some(&z_h), z_c.as_ref(), Some(&vec![t; b]))?;
+                let prep = per_op.encoder.prepare(
+                    &gpu,
+                    &x,
+                    Some(&z_h),
+                    z_c.as_ref(),
+                    Some(&vec![t; b]),
+                )?;
                 rec.extend(prep.recorder);
                 bld.name("src.lengths", &prep.lengths)?;
                 (prep.output, prep.lengths)

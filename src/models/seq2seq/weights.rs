@@ -27,7 +27,7 @@ use crate::tensor::{DType, Tensor};
 use crate::weights::pack::{
     AttentionWeights, DecoderWeights, EncoderWeights, RecurrentLayerWeights, Weight,
 };
-use crate::weights::{Hold, WeightFile};
+use crate::weights::{Hold, TensorView, WeightFile};
 
 /// The per-op encoder's weights.
 #[derive(Debug)]
@@ -70,6 +70,13 @@ pub struct WeightCopies {
 }
 
 /// `cell`'s value, built by `build` the first time (a racing second build is dropped).
+/// A weight read on the CPU for packing, checked as an upload would be: NaN, infinities and values
+/// past f16's range are refused with the tensor's name and the first bad index.
+fn checked(t: TensorView<'_>) -> Result<Weight<'_>> {
+    t.check_values(Hold::F16)?;
+    Ok(Weight::View(t))
+}
+
 fn once<T>(cell: &OnceLock<T>, build: impl FnOnce() -> Result<T>) -> Result<&T> {
     if let Some(v) = cell.get() {
         return Ok(v);
@@ -104,14 +111,14 @@ fn layer_weights<'f>(
     let bias = |n: &str| -> Result<Weight<'f>> {
         let name = format!("{prefix}{n}{sfx}");
         Ok(if f.contains(&name) {
-            Weight::View(f.expect_shape(&name, &[gh])?)
+            checked(f.expect_shape(&name, &[gh])?)?
         } else {
             Weight::Absent
         })
     };
     Ok(RecurrentLayerWeights {
-        w_ih: Weight::View(f.expect_shape(&format!("{prefix}weight_ih{sfx}"), &[gh, input])?),
-        w_hh: Weight::View(f.expect_shape(&format!("{prefix}weight_hh{sfx}"), &[gh, hidden])?),
+        w_ih: checked(f.expect_shape(&format!("{prefix}weight_ih{sfx}"), &[gh, input])?)?,
+        w_hh: checked(f.expect_shape(&format!("{prefix}weight_hh{sfx}"), &[gh, hidden])?)?,
         b_ih: bias("bias_ih")?,
         b_hh: bias("bias_hh")?,
     })
@@ -131,7 +138,7 @@ pub(super) fn encoder_weights<'f>(f: &'f WeightFile, cfg: &Config) -> Result<Enc
         }
     }
     Ok(EncoderWeights {
-        emb: Weight::View(f.expect_shape("encoder.emb.weight", &[cfg.src_vocab, spec.input_size])?),
+        emb: checked(f.expect_shape("encoder.emb.weight", &[cfg.src_vocab, spec.input_size])?)?,
         layers,
     })
 }
@@ -174,7 +181,7 @@ pub(super) fn decoder_weights<'f>(
 ) -> Result<DecoderWeights<'f>> {
     let get = |name: &str| -> Result<Weight<'f>> {
         Ok(if f.contains(name) {
-            Weight::View(f.tensor(name)?)
+            checked(f.tensor(name)?)?
         } else {
             Weight::Absent
         })
@@ -191,7 +198,7 @@ pub(super) fn decoder_weights<'f>(
         _ => AttentionWeights::None,
     };
     Ok(DecoderWeights {
-        emb: Weight::View(f.expect_shape("decoder.emb.weight", &[dims.vocab, dims.emb])?),
+        emb: checked(f.expect_shape("decoder.emb.weight", &[dims.vocab, dims.emb])?)?,
         cells: decoder_cells(f, cfg)?,
         attention,
         w_c: if dims.attn_layer {
