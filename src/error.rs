@@ -105,6 +105,32 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
+    /// The device refused an allocation: it does not fit in the memory the device has left. The
+    /// `Gpu` stays usable; a smaller batch (or fewer tokens per run) may fit.
+    #[error(
+        "{what}: the device is out of memory for {bytes} bytes: {message}\n  hint: use a smaller \
+         batch (or fewer tokens per run), or free other GPU work first"
+    )]
+    OutOfMemory {
+        /// What was being allocated (buffer label, with the tensor or graph slot it is for).
+        what: String,
+        /// Bytes asked for.
+        bytes: u64,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device was lost (driver reset, GPU removed, out of memory at the driver level, or
+    /// destroyed): this `Gpu` fails every call from then on; a new [`crate::Gpu`] may work.
+    #[error(
+        "GPU device lost during {during}: {reason}\n  hint: create a new Gpu (Gpu::new) and \
+         reload the models; the lost one cannot run anything again"
+    )]
+    DeviceLost {
+        /// What heedful was doing when it noticed.
+        during: String,
+        /// wgpu's reason and message.
+        reason: String,
+    },
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {

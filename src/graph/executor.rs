@@ -306,7 +306,12 @@ impl Plan {
         }
     }
 
-    pub(super) fn read_outputs(&self, gpu: &Gpu) -> Result<HashMap<String, HostOutput>> {
+    /// Maps the staging buffers once submission `after` (the run's) is done and reads them.
+    pub(super) fn read_outputs(
+        &self,
+        gpu: &Gpu,
+        after: Option<&wgpu::SubmissionIndex>,
+    ) -> Result<HashMap<String, HostOutput>> {
         let (tx, rx) = std::sync::mpsc::channel();
         for (i, o) in self.outputs.iter().enumerate() {
             let tx = tx.clone();
@@ -317,7 +322,11 @@ impl Plan {
                 });
         }
         drop(tx);
-        gpu.wait()?;
+        // Only this run's submission: work other threads submitted since is not ours to wait for.
+        match after {
+            Some(i) => gpu.wait_for(i)?,
+            None => gpu.wait()?,
+        }
         for (_, r) in rx.iter() {
             r.map_err(|e| Error::Gpu {
                 during: "reading graph outputs".into(),
@@ -379,10 +388,11 @@ impl Plan {
             });
         self.steps.encode(&mut enc, None);
         self.encode_readback(&mut enc);
-        gpu.queue().submit(Some(enc.finish()));
+        gpu.check_lost("graph run")?;
+        let idx = gpu.queue().submit(Some(enc.finish()));
         gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
         gpu.check_errors("graph run")?;
-        self.read_outputs(gpu)
+        self.read_outputs(gpu, Some(&idx))
     }
 }
 

@@ -210,9 +210,10 @@ impl Seq2Seq {
             for (buf, off, len) in &plan.results {
                 rec.copy(buf, 0, &plan.staging, *off, *len);
             }
-            rec.submit()?;
+            let idx = rec.submit()?;
             steps_run += n;
-            bytes = gpu.read_mapped(&plan.staging, plan.staging.size(), "decode readback")?;
+            let len = plan.staging.size();
+            bytes = gpu.read_mapped_after(&plan.staging, len, Some(&idx), "decode readback")?;
             let finished = if let Some(bs) = &plan.beam {
                 let c = u32s(&bytes, plan.results[3].1, bs.ctl.numel());
                 (0..b).all(|i| c[i * 4] != 0)
