@@ -183,6 +183,38 @@ impl Error {
         }
     }
 
+    /// The same error with `ctx` (what the failed allocation was for, e.g. `graph input "x"`)
+    /// put before what a resource error names; other errors are returned unchanged.
+    pub fn within(self, ctx: &str) -> Self {
+        match self {
+            Error::Limit {
+                what,
+                needed,
+                limit_name,
+                limit,
+            } => Error::Limit {
+                what: format!("{ctx}: {what}"),
+                needed,
+                limit_name,
+                limit,
+            },
+            Error::OutOfMemory {
+                what,
+                bytes,
+                message,
+            } => Error::OutOfMemory {
+                what: format!("{ctx}: {what}"),
+                bytes,
+                message,
+            },
+            Error::Gpu { during, message } => Error::Gpu {
+                during: format!("{ctx}: {during}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// An invalid-argument error for `op`.
     pub fn invalid(op: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Invalid {

@@ -384,7 +384,7 @@ impl Gpu {
             None => wgpu::PollType::wait_indefinitely(),
         };
         if let Err(e) = self.inner.device.poll(poll) {
-            self.check_lost(during)?;
+            self.check_lost_now(during)?;
             return Err(Error::Gpu {
                 during: during.into(),
                 message: e.to_string(),
@@ -472,6 +472,13 @@ impl Gpu {
         }
     }
 
+    /// [`Gpu::check_lost`] after an error: a device that was destroyed is marked lost only by the
+    /// next poll (wgpu runs the lost callback there, once its queue is empty), so poll first.
+    fn check_lost_now(&self, during: &str) -> Result<()> {
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        self.check_lost(during)
+    }
+
     /// Creates a buffer after checking the size against the device limits. An allocation the
     /// device refuses (out of memory, or a validation error) is an error naming `label` and the
     /// size, caught in this thread's error scopes so it neither reaches another thread's
@@ -516,7 +523,7 @@ impl Gpu {
             });
         }
         if let Some(e) = invalid {
-            self.check_lost(&during)?;
+            self.check_lost_now(&during)?;
             return Err(Error::Gpu {
                 during,
                 message: e.to_string(),

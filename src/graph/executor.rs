@@ -175,7 +175,10 @@ impl Plan {
             .slot_sizes
             .iter()
             .enumerate()
-            .map(|(i, &b)| gpu.create_buffer(&format!("graph slot {i}"), b, usage))
+            .map(|(i, &b)| {
+                gpu.create_buffer(&format!("graph slot {i}"), b, usage)
+                    .map_err(|e| e.within(&slot_user(graph, &memory, i)))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut tensors: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         let mut inputs = Vec::new();
@@ -183,7 +186,8 @@ impl Plan {
             let (shape, dtype) = &shapes[v];
             tensors[v] = match src {
                 Source::Input { name, .. } => {
-                    let t = Tensor::zeros(gpu, shape, *dtype)?;
+                    let t = Tensor::zeros(gpu, shape, *dtype)
+                        .map_err(|e| e.within(&format!("graph input {name:?}")))?;
                     inputs.push((name.clone(), t.clone()));
                     Some(t)
                 }
@@ -394,6 +398,21 @@ impl Plan {
         gpu.check_errors("graph run")?;
         self.read_outputs(gpu, Some(&idx))
     }
+}
+
+/// Names the first node whose output lives in reusable buffer `slot`, for allocation errors.
+fn slot_user(graph: &Graph, memory: &MemoryPlan, slot: usize) -> String {
+    memory
+        .order
+        .iter()
+        .find_map(|&ni| {
+            let node = &graph.nodes[ni];
+            node.outputs
+                .iter()
+                .any(|o| memory.slot_of[o.0] == Some(slot))
+                .then(|| format!("graph node {ni} ({}) output", node.op.name()))
+        })
+        .unwrap_or_else(|| "graph intermediates".into())
 }
 
 fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> Error {
