@@ -36,7 +36,8 @@ pub struct GpuOptions {
     /// Refuse buffer allocations that would take a memory heap over this percent of the budget the
     /// driver reports (wgpu's `MemoryBudgetThresholds::for_resource_creation`; Vulkan and DX12
     /// adapters with a memory budget): such an allocation is then an [`Error::OutOfMemory`]
-    /// instead of driver paging or a lost device. Set by the embedding application (not read from the environment).
+    /// instead of driver paging or a lost device. Set by the embedding application; not read from
+    /// the environment.
     pub memory_budget_percent: Option<u8>,
 }
 
