@@ -105,6 +105,32 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
+    /// The device refused an allocation: it does not fit in the memory the device has left. The
+    /// `Gpu` stays usable; a smaller batch (or fewer tokens per run) may fit.
+    #[error(
+        "{what}: the device is out of memory for {bytes} bytes: {message}\n  hint: use a smaller \
+         batch (or fewer tokens per run), or free other GPU work first"
+    )]
+    OutOfMemory {
+        /// What was being allocated (buffer label, with the tensor or graph slot it is for).
+        what: String,
+        /// Bytes asked for.
+        bytes: u64,
+        /// wgpu's message.
+        message: String,
+    },
+    /// The device was lost (driver reset, GPU removed, out of memory at the driver level, or
+    /// destroyed): this `Gpu` fails every call from then on; a new [`crate::Gpu`] may work.
+    #[error(
+        "GPU device lost during {during}: {reason}\n  hint: create a new Gpu (Gpu::new) and \
+         reload the models; the lost one cannot run anything again"
+    )]
+    DeviceLost {
+        /// What heedful was doing when it noticed.
+        during: String,
+        /// wgpu's reason and message.
+        reason: String,
+    },
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {
@@ -154,6 +180,38 @@ impl Error {
         Error::Shape {
             op: op.into(),
             detail: detail.into(),
+        }
+    }
+
+    /// The same error with `ctx` (what the failed allocation was for, e.g. `graph input "x"`)
+    /// put before what a resource error names; other errors are returned unchanged.
+    pub fn within(self, ctx: &str) -> Self {
+        match self {
+            Error::Limit {
+                what,
+                needed,
+                limit_name,
+                limit,
+            } => Error::Limit {
+                what: format!("{ctx}: {what}"),
+                needed,
+                limit_name,
+                limit,
+            },
+            Error::OutOfMemory {
+                what,
+                bytes,
+                message,
+            } => Error::OutOfMemory {
+                what: format!("{ctx}: {what}"),
+                bytes,
+                message,
+            },
+            Error::Gpu { during, message } => Error::Gpu {
+                during: format!("{ctx}: {during}"),
+                message,
+            },
+            other => other,
         }
     }
 

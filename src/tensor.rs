@@ -310,8 +310,8 @@ impl Tensor {
                 label: Some("readback"),
             });
         enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, padded);
-        gpu.queue().submit(Some(enc.finish()));
-        gpu.read_mapped(&staging, len, "readback")
+        let idx = gpu.queue().submit(Some(enc.finish()));
+        gpu.read_mapped_after(&staging, len, Some(&idx), "readback")
     }
 
     /// Reads the tensor back as f32 (f16 widened, integers converted).

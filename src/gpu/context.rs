@@ -33,6 +33,12 @@ pub struct GpuOptions {
     /// A `HEEDFUL_*` variable [`GpuOptions::from_env`] could not parse: [`Gpu::new`] returns it as
     /// its error, so a mistyped setting is never silently ignored.
     pub env_error: Option<EnvError>,
+    /// Refuse buffer allocations that would take a memory heap over this percent of the budget the
+    /// driver reports (wgpu's `MemoryBudgetThresholds::for_resource_creation`; Vulkan and DX12
+    /// adapters with a memory budget): such an allocation is then an [`Error::OutOfMemory`]
+    /// instead of driver paging or a lost device. Set by the embedding application; not read from
+    /// the environment.
+    pub memory_budget_percent: Option<u8>,
 }
 
 impl GpuOptions {
@@ -59,6 +65,7 @@ impl GpuOptions {
                 packed_f16: c.f16 == F16Mode::Packed,
                 overrides: c.overrides,
                 env_error: None,
+                memory_budget_percent: None,
             },
             Err(e) => GpuOptions {
                 env_error: Some(e),
@@ -91,16 +98,17 @@ pub fn parse_backends(s: Option<&str>) -> Result<wgpu::Backends> {
     Ok(out)
 }
 
-fn make_instance(backends: wgpu::Backends) -> wgpu::Instance {
+fn make_instance(backends: wgpu::Backends, memory_budget_percent: Option<u8>) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
+    desc.memory_budget_thresholds.for_resource_creation = memory_budget_percent;
     wgpu::Instance::new(desc)
 }
 
 /// Every adapter wgpu sees for the given backends (all when `None`).
 pub fn list_adapters(backends: Option<&str>) -> Result<Vec<wgpu::AdapterInfo>> {
     let backends = parse_backends(backends)?;
-    let instance = make_instance(backends);
+    let instance = make_instance(backends, None);
     let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     Ok(adapters.iter().map(|a| a.get_info()).collect())
 }
@@ -155,6 +163,8 @@ pub(crate) struct GpuInner {
     pub(crate) counters: Counters,
     /// Validation/out-of-memory errors that escaped error scopes; drained by [`Gpu::check_errors`].
     pub(crate) errors: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once wgpu's device-lost callback has run; see [`Gpu::check_lost`].
+    pub(crate) lost: Arc<Mutex<Option<String>>>,
 }
 
 /// A handle to the GPU heedful runs on: device, queue, capabilities and the pipeline cache.
@@ -186,7 +196,7 @@ impl Gpu {
             return Err(Error::Env(e.clone()));
         }
         let backends = parse_backends(options.backends.as_deref())?;
-        let instance = make_instance(backends);
+        let instance = make_instance(backends, options.memory_budget_percent);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
             return Err(match &options.backends {
@@ -281,6 +291,16 @@ impl Gpu {
                 v.push(e.to_string());
             }
         }));
+        // A lost device (driver reset, removal, `destroy`) turns every later call into
+        // Error::DeviceLost. The callback also runs when the device is dropped; nobody is left to
+        // read it then.
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_sink.lock() {
+                l.get_or_insert(format!("{reason:?}: {message}"));
+            }
+        });
         let shader_f16 = features.contains(wgpu::Features::SHADER_F16);
         let caps = Caps {
             adapter_name: info.name.clone(),
@@ -318,6 +338,7 @@ impl Gpu {
                 pipelines: PipelineCache::default(),
                 counters: Counters::default(),
                 errors,
+                lost,
             }),
         })
     }
@@ -358,16 +379,35 @@ impl Gpu {
         &self.inner.counters
     }
 
-    /// Blocks until all submitted work has finished.
+    /// Blocks until all submitted work has finished (every thread's, up to the latest submission).
     pub fn wait(&self) -> Result<()> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu {
-                during: "waiting for the queue".into(),
+        self.poll_until(None, "waiting for the queue")
+    }
+
+    /// Blocks until the submission `index` (and what was submitted before it) has finished, not
+    /// waiting for work other threads submitted after it.
+    pub fn wait_for(&self, index: &wgpu::SubmissionIndex) -> Result<()> {
+        self.poll_until(Some(index), "waiting for a submission")
+    }
+
+    fn poll_until(&self, index: Option<&wgpu::SubmissionIndex>, during: &str) -> Result<()> {
+        self.check_lost(during)?;
+        let poll = match index {
+            Some(i) => wgpu::PollType::Wait {
+                submission_index: Some(i.clone()),
+                timeout: None,
+            },
+            None => wgpu::PollType::wait_indefinitely(),
+        };
+        if let Err(e) = self.inner.device.poll(poll) {
+            self.check_lost_now(during)?;
+            return Err(Error::Gpu {
+                during: during.into(),
                 message: e.to_string(),
-            })?;
-        self.check_errors("waiting for the queue")
+            });
+        }
+        self.check_lost(during)?;
+        self.check_errors(during)
     }
 
     /// Maps `buffer` (`MAP_READ`) once the submitted work is done and returns its first `len`
@@ -375,6 +415,18 @@ impl Gpu {
     /// for its own poll: with several threads on one device the callback may run in another
     /// thread's poll.
     pub fn read_mapped(&self, buffer: &wgpu::Buffer, len: u64, during: &str) -> Result<Vec<u8>> {
+        self.read_mapped_after(buffer, len, None, during)
+    }
+
+    /// [`Gpu::read_mapped`] that waits only for the submission `after` (the one that wrote
+    /// `buffer`), not for work other threads submitted since.
+    pub fn read_mapped_after(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: u64,
+        after: Option<&wgpu::SubmissionIndex>,
+        during: &str,
+    ) -> Result<Vec<u8>> {
         let err = |m: String| Error::Gpu {
             during: during.into(),
             message: m,
@@ -390,7 +442,10 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
+        match after {
+            Some(i) => self.wait_for(i)?,
+            None => self.wait()?,
+        }
         rx.recv()
             .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()))?;
@@ -429,7 +484,33 @@ impl Gpu {
         Arc::new(LiveBuffer(live))
     }
 
-    /// Creates a buffer after checking the size against the device limits.
+    /// `Err(Error::DeviceLost)` once the device has been lost (wgpu's device-lost callback ran):
+    /// nothing on this `Gpu` can work again; create a new one with [`Gpu::new`].
+    pub fn check_lost(&self, during: &str) -> Result<()> {
+        let lost = self.inner.lost.lock().map_err(|_| Error::Gpu {
+            during: during.into(),
+            message: "device-lost flag poisoned".into(),
+        })?;
+        match lost.as_ref() {
+            None => Ok(()),
+            Some(reason) => Err(Error::DeviceLost {
+                during: during.into(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// [`Gpu::check_lost`] after an error: a device that was destroyed is marked lost only by the
+    /// next poll (wgpu runs the lost callback there, once its queue is empty), so poll first.
+    fn check_lost_now(&self, during: &str) -> Result<()> {
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        self.check_lost(during)
+    }
+
+    /// Creates a buffer after checking the size against the device limits. An allocation the
+    /// device refuses (out of memory, or a validation error) is an error naming `label` and the
+    /// size, caught in this thread's error scopes so it neither reaches another thread's
+    /// [`Gpu::check_errors`] nor leaves an invalid buffer behind; the device stays usable.
     pub(crate) fn create_buffer(
         &self,
         label: &str,
@@ -437,7 +518,9 @@ impl Gpu {
         usage: wgpu::BufferUsages,
     ) -> Result<wgpu::Buffer> {
         let caps = &self.inner.caps;
-        if size > caps.max_buffer_size {
+        // Zero-sized storage bindings are invalid; round up to 16 bytes so vec4 loads stay in bounds.
+        let padded = size.max(16).div_ceil(16).saturating_mul(16);
+        if padded > caps.max_buffer_size {
             return Err(Error::Limit {
                 what: format!("buffer {label}"),
                 needed: size,
@@ -445,15 +528,36 @@ impl Gpu {
                 limit: caps.max_buffer_size,
             });
         }
-        // Zero-sized storage bindings are invalid; round up to 16 bytes so vec4 loads stay in bounds.
-        let size = size.max(16).div_ceil(16) * 16;
-        self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
-        Ok(self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+        let during = format!("creating buffer {label} ({size} bytes)");
+        self.check_lost(&during)?;
+        let device = &self.inner.device;
+        // Scopes are per thread; the inner one is popped first.
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size,
+            size: padded,
             usage,
             mapped_at_creation: false,
-        }))
+        });
+        let invalid = pollster::block_on(invalid.pop());
+        let oom = pollster::block_on(oom.pop());
+        self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
+        if let Some(e) = oom {
+            return Err(Error::OutOfMemory {
+                what: format!("buffer {label}"),
+                bytes: size,
+                message: e.to_string(),
+            });
+        }
+        if let Some(e) = invalid {
+            self.check_lost_now(&during)?;
+            return Err(Error::Gpu {
+                during,
+                message: e.to_string(),
+            });
+        }
+        Ok(buffer)
     }
 }
 

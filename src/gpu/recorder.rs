@@ -170,6 +170,7 @@ impl Recorder {
 
     /// Encodes and submits everything as one command buffer (does not wait).
     pub fn submit(&self) -> Result<wgpu::SubmissionIndex> {
+        self.gpu.check_lost("submitting recorded work")?;
         let device = self.gpu.device();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("heedful"),

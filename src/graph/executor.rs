@@ -202,7 +202,11 @@ impl Plan {
         let slots = memory
             .slot_sizes
             .iter()
-            .map(|&b| Tensor::zeros(gpu, &[b.div_ceil(4) as usize], DType::U32))
+            .enumerate()
+            .map(|(i, &b)| {
+                Tensor::zeros(gpu, &[b.div_ceil(4) as usize], DType::U32)
+                    .map_err(|e| e.within(&slot_user(graph, &memory, i)))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut tensors: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         let mut inputs = Vec::new();
@@ -210,7 +214,8 @@ impl Plan {
             let (shape, dtype) = &shapes[v];
             tensors[v] = match src {
                 Source::Input { name, .. } => {
-                    let t = Tensor::zeros(gpu, shape, *dtype)?;
+                    let t = Tensor::zeros(gpu, shape, *dtype)
+                        .map_err(|e| e.within(&format!("graph input {name:?}")))?;
                     inputs.push((name.clone(), t.clone()));
                     Some(t)
                 }
@@ -350,7 +355,12 @@ impl Plan {
         }
     }
 
-    pub(super) fn read_outputs(&self, gpu: &Gpu) -> Result<HashMap<String, HostOutput>> {
+    /// Maps the staging buffers once submission `after` (the run's) is done and reads them.
+    pub(super) fn read_outputs(
+        &self,
+        gpu: &Gpu,
+        after: Option<&wgpu::SubmissionIndex>,
+    ) -> Result<HashMap<String, HostOutput>> {
         let (tx, rx) = std::sync::mpsc::channel();
         for (i, o) in self.outputs.iter().enumerate() {
             let tx = tx.clone();
@@ -361,7 +371,11 @@ impl Plan {
                 });
         }
         drop(tx);
-        gpu.wait()?;
+        // Only this run's submission: work other threads submitted since is not ours to wait for.
+        match after {
+            Some(i) => gpu.wait_for(i)?,
+            None => gpu.wait()?,
+        }
         for (_, r) in rx.iter() {
             r.map_err(|e| Error::Gpu {
                 during: "reading graph outputs".into(),
@@ -423,11 +437,27 @@ impl Plan {
             });
         self.steps.encode(&mut enc, None);
         self.encode_readback(&mut enc);
-        gpu.queue().submit(Some(enc.finish()));
+        gpu.check_lost("graph run")?;
+        let idx = gpu.queue().submit(Some(enc.finish()));
         gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
         gpu.check_errors("graph run")?;
-        self.read_outputs(gpu)
+        self.read_outputs(gpu, Some(&idx))
     }
+}
+
+/// Names the first node whose output lives in reusable buffer `slot`, for allocation errors.
+fn slot_user(graph: &Graph, memory: &MemoryPlan, slot: usize) -> String {
+    memory
+        .order
+        .iter()
+        .find_map(|&ni| {
+            let node = &graph.nodes[ni];
+            node.outputs
+                .iter()
+                .any(|o| memory.slot_of[o.0] == Some(slot))
+                .then(|| format!("graph node {ni} ({}) output", node.op.name()))
+        })
+        .unwrap_or_else(|| "graph intermediates".into())
 }
 
 fn node_error(node: usize, op: &str, ins: &[(Vec<usize>, DType)], e: Error) -> Error {

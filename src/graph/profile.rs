@@ -140,7 +140,7 @@ impl Plan {
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
             self.encode_readback(&mut enc);
             gpu.queue().submit(Some(enc.finish()));
-            let outputs = self.read_outputs(gpu)?;
+            let outputs = self.read_outputs(gpu, None)?;
             let bytes = gpu.read_mapped(read, 16 * n as u64, "reading profile timestamps")?;
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
             let period = gpu.caps().timestamp_period_ns as f64;
@@ -178,6 +178,9 @@ impl Plan {
             });
         self.encode_readback(&mut enc);
         gpu.queue().submit(Some(enc.finish()));
-        Ok((self.read_outputs(gpu)?, Profile::new(rows, "wall clock")))
+        Ok((
+            self.read_outputs(gpu, None)?,
+            Profile::new(rows, "wall clock"),
+        ))
     }
 }

@@ -396,11 +396,15 @@ impl LoopPlan {
             for (t, at, len) in &self.copies {
                 rec.copy(t.buffer(), 0, &self.staging, *at, *len);
             }
-            rec.submit()?;
+            let idx = rec.submit()?;
             steps_run += n;
-            bytes = self
-                .gpu
-                .read_mapped(&self.staging, self.staging.size(), "loop readback")?;
+            // Wait for this chunk only, not for other threads' later submissions.
+            bytes = self.gpu.read_mapped_after(
+                &self.staging,
+                self.staging.size(),
+                Some(&idx),
+                "loop readback",
+            )?;
             if self.stopped(&bytes, steps_run) {
                 break;
             }

@@ -278,6 +278,20 @@ pub struct BertEncoder {
     tokenizer: tokenizers::Tokenizer,
     /// Longest input in tokens (sentence-transformers' `max_seq_length`, else the position limit).
     pub max_seq_len: usize,
+    /// Padded tokens (rows x longest row) one graph run may hold; [`BertEncoder::embed`] splits a
+    /// larger batch into runs so that one submission stays bounded (see [`BertEncoder::runs`]).
+    tokens_per_run: usize,
+}
+
+/// Default padded tokens per run: a few milliseconds of work on a GPU; on a CPU adapter (lavapipe,
+/// about 20 MFLOP per MiniLM token at a few GFLOP/s) a few hundred, so that another thread's work
+/// waits about a second at most behind one run. (A tuning decision: it belongs in the adapter's
+/// tuning table once that exists.)
+fn default_tokens_per_run(gpu: &Gpu) -> usize {
+    match gpu.caps().device_type {
+        wgpu::DeviceType::Cpu => 256,
+        _ => 8192,
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -354,6 +368,7 @@ impl BertEncoder {
             graph: Arc::new(graph),
             tokenizer,
             max_seq_len,
+            tokens_per_run: default_tokens_per_run(gpu),
         })
     }
 
@@ -367,29 +382,33 @@ impl BertEncoder {
         Session::new(&self.gpu, self.graph.clone())
     }
 
-    /// Tokenizes `texts` into the graph inputs of one padded batch: ids, token types, positions and
-    /// the attention mask, each `[B, T]`.
-    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<(&'static str, HostInput)>> {
+    /// Padded tokens (rows x longest row) one run of [`BertEncoder::embed`] may hold.
+    pub fn tokens_per_run(&self) -> usize {
+        self.tokens_per_run
+    }
+
+    /// Sets the padded tokens per run (at least one text always goes in a run, whatever its
+    /// length). Smaller runs let other threads' GPU work in sooner; larger ones use a big GPU
+    /// better.
+    pub fn set_tokens_per_run(&mut self, tokens: usize) {
+        self.tokens_per_run = tokens.max(1);
+    }
+
+    fn tokenize(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::invalid("tokenize", e.to_string()))?;
-        let b = texts.len();
-        let t = enc
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![0i32; b * t];
-        let mut types = vec![0i32; b * t];
-        let mut mask = vec![0u32; b * t];
-        let positions: Vec<i32> = (0..b * t).map(|i| (i % t) as i32).collect();
+        self.check_ids(&enc)?;
+        Ok(enc)
+    }
+
+    /// The GPU gather gives a zero row for an id past the table (a kernel cannot raise an error),
+    /// so ids from the tokenizer are checked here, as PyTorch's IndexError.
+    fn check_ids(&self, enc: &[tokenizers::Encoding]) -> Result<()> {
         let cfg = &self.config;
         for (r, e) in enc.iter().enumerate() {
             for (c, (&id, &ty)) in e.get_ids().iter().zip(e.get_type_ids()).enumerate() {
-                // The GPU gather gives a zero row for an id past the table (a kernel cannot raise
-                // an error), so ids from the tokenizer are checked here, as PyTorch's IndexError.
                 if id as usize >= cfg.vocab_size {
                     return Err(id_error(
                         r,
@@ -412,30 +431,41 @@ impl BertEncoder {
                         cfg.hidden_size,
                     ));
                 }
-                ids[r * t + c] = id as i32;
-                types[r * t + c] = ty as i32;
-                mask[r * t + c] = 1;
             }
         }
-        Ok(vec![
-            ("ids", HostInput::i32(ids, &[b, t])),
-            ("type_ids", HostInput::i32(types, &[b, t])),
-            ("positions", HostInput::i32(positions, &[b, t])),
-            ("mask", HostInput::u32(mask, &[b, t])),
-        ])
+        Ok(())
     }
 
-    /// Embeds `texts` as one batch: one L2-normalized vector per text, in order.
+    /// How [`BertEncoder::embed`] splits `texts` into runs (ranges of `texts`, in order): each run
+    /// takes texts while its rows times its longest row stays within
+    /// [`BertEncoder::tokens_per_run`], and holds at least one text.
+    pub fn runs(&self, texts: &[&str]) -> Result<Vec<std::ops::Range<usize>>> {
+        let lens: Vec<usize> = self.tokenize(texts)?.iter().map(|e| e.len()).collect();
+        Ok(split_runs(&lens, self.tokens_per_run))
+    }
+
+    /// Tokenizes `texts` into the graph inputs of one padded batch: ids, token types, positions and
+    /// the attention mask, each `[B, T]`.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<(&'static str, HostInput)>> {
+        Ok(batch_inputs(&self.tokenize(texts)?))
+    }
+
+    /// Embeds `texts`: one L2-normalized vector per text, in order. The texts go to the GPU in runs
+    /// of at most [`BertEncoder::tokens_per_run`] padded tokens, one submission each, so that a
+    /// long batch does not hold the device for one unbounded submission (other threads' work goes
+    /// in between runs) and its buffers stay bounded too.
     pub fn embed(&self, session: &Session, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let inputs = self.encode_batch(texts)?;
-        let refs: Vec<(&str, HostInput)> = inputs.into_iter().collect();
-        let out = session.run(&refs)?;
-        let emb = &out["embeddings"];
+        let enc = self.tokenize(texts)?;
+        let lens: Vec<usize> = enc.iter().map(|e| e.len()).collect();
         let e = self.config.hidden_size;
-        Ok(emb.data.chunks(e).map(|c| c.to_vec()).collect())
+        let mut out = Vec::with_capacity(texts.len());
+        for run in split_runs(&lens, self.tokens_per_run) {
+            let inputs = batch_inputs(&enc[run]);
+            let res = session.run(&inputs)?;
+            let emb = &res["embeddings"];
+            out.extend(emb.data.chunks(e).map(|c| c.to_vec()));
+        }
+        Ok(out)
     }
 }
 
@@ -457,6 +487,56 @@ fn id_error(
              [{rows}, {e}] (the tokenizer's vocabulary is larger than config.json's)"
         ),
     )
+}
+
+/// Splits texts of `lens` tokens into consecutive runs whose rows x longest row stays within
+/// `budget` (a run holds at least one text).
+fn split_runs(lens: &[usize], budget: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut longest) = (0, 0);
+    for (i, &l) in lens.iter().enumerate() {
+        let l = l.max(1);
+        let rows = i - start + 1;
+        if i > start && rows * longest.max(l) > budget {
+            runs.push(start..i);
+            (start, longest) = (i, l);
+        } else {
+            longest = longest.max(l);
+        }
+    }
+    if start < lens.len() {
+        runs.push(start..lens.len());
+    }
+    runs
+}
+
+/// The graph inputs of one padded batch of tokenized texts: ids, token types, positions and the
+/// attention mask, each `[B, T]` with T the longest text.
+fn batch_inputs(enc: &[tokenizers::Encoding]) -> Vec<(&'static str, HostInput)> {
+    let b = enc.len();
+    let t = enc
+        .iter()
+        .map(|e| e.get_ids().len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut ids = vec![0i32; b * t];
+    let mut types = vec![0i32; b * t];
+    let mut mask = vec![0u32; b * t];
+    let positions: Vec<i32> = (0..b * t).map(|i| (i % t) as i32).collect();
+    for (r, e) in enc.iter().enumerate() {
+        for (c, (&id, &ty)) in e.get_ids().iter().zip(e.get_type_ids()).enumerate() {
+            ids[r * t + c] = id as i32;
+            types[r * t + c] = ty as i32;
+            mask[r * t + c] = 1;
+        }
+    }
+    vec![
+        ("ids", HostInput::i32(ids, &[b, t])),
+        ("type_ids", HostInput::i32(types, &[b, t])),
+        ("positions", HostInput::i32(positions, &[b, t])),
+        ("mask", HostInput::u32(mask, &[b, t])),
+    ]
 }
 
 /// Finds the prefix under which the checkpoint stores the encoder (`""` or `"bert."`).
