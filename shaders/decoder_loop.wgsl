@@ -55,25 +55,6 @@
 // at p.len_base); ctl is the beam's parent rows [R], toks its tokens [R], logps the logits [R, V],
 // attn the step's attention weights [R, T].
 
-struct Params {
-    r: u32,          // R
-    t: u32,          // T
-    max_len: u32,    // steps a sequence may take in all
-    gates: u32,      // G
-    eos: u32,        // end token
-    keep_attn: u32,  // 1: write attention weights to `attn`
-    c_base: u32,
-    ctx_base: u32,
-    // Beam mode: float offsets of the input and output state halves, and of the lengths [R]
-    // (u32 bits) in `state`.
-    in_half: u32,
-    out_half: u32,
-    len_base: u32,
-    // Beam mode: 1 when rows fed `eos` skip the step (the end token is not the first input).
-    skip_eos: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 // mem (binding 2) and kp (binding 3) are declared by Rust (vec4 arrays when M, resp. A, is a
 // multiple of 4) with the accessors mem_at / mem_at4 and kp_at / kp_at4.
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;

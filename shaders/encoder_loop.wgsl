@@ -25,14 +25,6 @@
 //   h_n:     [L*D, R, H] f32 final hidden states; this layer writes rows p.layer*D + d (binding 6)
 //   c_n:     [L*D, R, H] f32 final LSTM cell states (a dummy otherwise) (binding 7)
 
-struct Params {
-    r: u32,      // R
-    t: u32,      // T
-    layer: u32,  // this layer's index (h_n / c_n rows)
-    gates: u32,  // G
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read> lengths: array<u32>;
 @group(0) @binding(4) var<storage, read> x: array<f32>;

@@ -11,9 +11,8 @@
 //! Here: the blob layout the WGSL reads (`EncoderLayout`), the checks and the dispatches. The
 //! weights are packed into an [`EncoderBlob`] by [`crate::weights::pack::EncoderWeights::pack`].
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::UniformParams;
 use crate::gpu::{compose, Gpu, Recorder};
 use crate::kernels::recurrent::{CellKind, RecurrentSpec};
 use crate::kernels::rnn_fused::{fold_pays, p8, wg, BlobLayout, Part, RNN_FUSED_SRC};
@@ -42,13 +41,13 @@ pub struct EncoderBlob {
     layout: EncoderLayout,
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    r: u32,
-    t: u32,
-    layer: u32,
-    gates: u32,
+crate::wgsl_params! {
+    struct Params {
+        r: u32,
+        t: u32,
+        layer: u32,
+        gates: u32,
+    }
 }
 
 /// Buffers of one encoder run over `R` sequences of up to `T` ids.
@@ -283,7 +282,12 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
         consts.extend(layer_consts.iter().copied());
         let key = (*spec, blob.layout.vocab, l, wg, layer_consts.clone());
         let pipeline = gpu.pipeline(OP, &key, || {
-            compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &[])
+            compose(
+                &format!("{RNN_FUSED_SRC}\n{SRC}"),
+                false,
+                &consts,
+                &[Params::wgsl()],
+            )
         })?;
         let params = Params {
             r: r as u32,

@@ -1,5 +1,5 @@
 //! What the fused RNN kernels (`decoder_loop`, `encoder_loop`) share: the WGSL body
-//! (`shaders/rnn_fused.wgsl`: weight blob, shared vector, vec4 products, cell update), the blob
+//! (`shaders/common/rnn_fused.wgsl`: weight blob, shared vector, vec4 products, cell update), the blob
 //! layout contract ([`BlobLayout`]: which weight lies where, in which form) and the workgroup size.
 //!
 //! Who owns what: the kernels (here, `encoder_loop`, `decoder_loop/blob.rs`) define the layout the
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
 /// The shared WGSL body, composed in front of each fused kernel.
-pub(crate) const RNN_FUSED_SRC: &str = include_str!("../../shaders/rnn_fused.wgsl");
+pub(crate) const RNN_FUSED_SRC: &str = include_str!("../../shaders/common/rnn_fused.wgsl");
 
 /// Invocations per workgroup. CPU drivers run a workgroup's lanes as one SIMD vector per 8 and
 /// switch between vectors at every barrier: one vector (8) was fastest on lavapipe (G2P rnn_dot

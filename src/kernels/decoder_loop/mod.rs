@@ -25,9 +25,8 @@
 
 use std::ops::Range;
 
-use bytemuck::{Pod, Zeroable};
-
 use crate::error::{Error, Result};
+use crate::gpu::spec::UniformParams;
 use crate::gpu::{compose, declare_input, Dispatch, Elem, Gpu};
 use crate::kernels::recurrent::CellKind;
 use crate::kernels::rnn_fused::{p8, padded, wg, RNN_FUSED_SRC};
@@ -44,21 +43,21 @@ pub use dims::{DecoderLoopDims, LoopAttention};
 const SRC: &str = include_str!("../../../shaders/decoder_loop.wgsl");
 const OP: &str = "decoder_loop";
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    r: u32,
-    t: u32,
-    max_len: u32,
-    gates: u32,
-    eos: u32,
-    keep_attn: u32,
-    c_base: u32,
-    ctx_base: u32,
-    in_half: u32,
-    out_half: u32,
-    len_base: u32,
-    skip_eos: u32,
+crate::wgsl_params! {
+    struct Params {
+        r: u32,
+        t: u32,
+        max_len: u32,
+        gates: u32,
+        eos: u32,
+        keep_attn: u32,
+        c_base: u32,
+        ctx_base: u32,
+        in_half: u32,
+        out_half: u32,
+        len_base: u32,
+        skip_eos: u32,
+    }
 }
 
 /// Buffers of a fused decode over `R` sequences and `T` encoder positions.
@@ -153,7 +152,7 @@ pub fn dispatch(
     let extra = Params {
         max_len: max_len as u32,
         eos,
-        ..Params::zeroed()
+        ..bytemuck::Zeroable::zeroed()
     };
     let io = [bufs.state, bufs.ctl, bufs.tokens, bufs.logps, bufs.attn];
     build(
@@ -245,7 +244,7 @@ pub fn beam_step_dispatches(
             len_base: 2 * half,
             eos: skip_eos.unwrap_or(0),
             skip_eos: u32::from(skip_eos.is_some()),
-            ..Params::zeroed()
+            ..bytemuck::Zeroable::zeroed()
         };
         out.push(build(
             gpu,
@@ -363,7 +362,12 @@ fn build(
                 d.attention == LoopAttention::Additive && d.attn_dim.is_multiple_of(4),
             ),
         ];
-        compose(&format!("{RNN_FUSED_SRC}\n{SRC}"), false, &consts, &decls)
+        compose(
+            &format!("{RNN_FUSED_SRC}\n{SRC}"),
+            false,
+            &consts,
+            &[vec![Params::wgsl()], decls.to_vec()].concat(),
+        )
     })?;
     let layout = state_layout(d, r);
     let params = Params {
