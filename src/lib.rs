@@ -29,6 +29,9 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+// No panics on caller input: unwrap/expect are refused in library code (tests may use them).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 #[cfg(feature = "tools")]
 pub mod bench;
 #[cfg(feature = "tools")]

@@ -86,6 +86,11 @@ pub struct Plan {
 
 /// Checks host ids `h` (i32 or u32) of input `name` against an embedding table of `v` rows read
 /// by graph node `node`: the first id outside `[0, V)` is an error naming it and its position.
+/// A broken planner invariant, as an error rather than a panic.
+fn internal(what: &str) -> Error {
+    Error::invalid("graph plan", format!("internal error: {what}"))
+}
+
 fn check_ids(name: &str, h: &HostInput, v: usize, node: usize) -> Result<()> {
     let signed = h.dtype == DType::I32;
     for (pos, c) in h.bytes.chunks_exact(4).enumerate() {
@@ -179,8 +184,12 @@ impl Plan {
             let ins = node
                 .inputs
                 .iter()
-                .map(|i| shapes[i.0].clone().expect("operands precede their nodes"))
-                .collect::<Vec<_>>();
+                .map(|i| {
+                    shapes[i.0]
+                        .clone()
+                        .ok_or_else(|| internal("an operand follows its node"))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let outs = crate::kernels::op::infer_checked(node.op.as_ref(), &ins)
                 .map_err(|e| node_error(ni, node.op.name(), &ins, e))?;
             for (o, s) in node.outputs.iter().zip(outs) {
@@ -189,8 +198,8 @@ impl Plan {
         }
         let shapes: Vec<(Vec<usize>, DType)> = shapes
             .into_iter()
-            .map(|s| s.expect("all inferred"))
-            .collect();
+            .map(|s| s.ok_or_else(|| internal("a value's shape was not inferred")))
+            .collect::<Result<_>>()?;
         let bytes: Vec<u64> = shapes
             .iter()
             .map(|(s, d)| numel(s).map(|n| (n * d.size()) as u64))
@@ -246,7 +255,7 @@ impl Plan {
                 tensors[o.0] = Some(if root != o.0 {
                     tensors[root]
                         .as_ref()
-                        .expect("view operand placed")
+                        .ok_or_else(|| internal("a view's operand is not placed"))?
                         .reshape(shape)?
                 } else if let Some(slot) = memory.slot_of[o.0] {
                     slots[slot].view_in(shape, *dtype)?
@@ -257,13 +266,21 @@ impl Plan {
             let ins: Vec<Tensor> = node
                 .inputs
                 .iter()
-                .map(|i| tensors[i.0].clone().expect("placed"))
-                .collect();
+                .map(|i| {
+                    tensors[i.0]
+                        .clone()
+                        .ok_or_else(|| internal("an operand is not placed"))
+                })
+                .collect::<Result<_>>()?;
             let outs: Vec<Tensor> = node
                 .outputs
                 .iter()
-                .map(|o| tensors[o.0].clone().expect("placed"))
-                .collect();
+                .map(|o| {
+                    tensors[o.0]
+                        .clone()
+                        .ok_or_else(|| internal("an output is not placed"))
+                })
+                .collect::<Result<_>>()?;
             let start = steps.steps().len();
             let in_shapes: Vec<(Vec<usize>, DType)> =
                 node.inputs.iter().map(|i| shapes[i.0].clone()).collect();

@@ -93,7 +93,8 @@ pub fn plan(graph: &Graph, bytes: &[u64]) -> MemoryPlan {
         // Release buffers of values that died before this node.
         live.retain(|&v| {
             if last[v] < pos {
-                free.push(slot_of[v].expect("live values have slots"));
+                // Live values always have slots.
+                free.extend(slot_of[v]);
                 false
             } else {
                 true

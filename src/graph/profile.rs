@@ -120,7 +120,12 @@ impl Plan {
                 )?;
                 self.profiler = Some((set, resolve, read));
             }
-            let (set, resolve, read) = self.profiler.as_ref().expect("created above");
+            let Some((set, resolve, read)) = self.profiler.as_ref() else {
+                return Err(crate::Error::invalid(
+                    "graph profile",
+                    "no timestamp queries",
+                ));
+            };
             let mut enc = gpu
                 .device()
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
