@@ -79,7 +79,7 @@ fn a_graph_plan_over_the_limits_is_an_error_and_the_session_still_runs() {
     let e = plan_for(batch).err().expect("over max_buffer_size");
     let msg = e.to_string();
     assert!(
-        msg.starts_with("graph node 0 (activation) output: buffer graph slot 0: needs ")
+        msg.starts_with("graph node 0 (activation) output: buffer ")
             && msg.contains(&format!("needs {}", batch * 256))
             && msg.contains(&format!("(max_buffer_size) is {}", caps.max_buffer_size)),
         "{msg}"
