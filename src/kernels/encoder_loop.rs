@@ -188,17 +188,7 @@ impl EncoderLayout {
 impl EncoderBlob {
     /// The blob `blob` (`[layout.blob.len()]` f16) packed by `layout`.
     pub(crate) fn from_packed(layout: EncoderLayout, blob: Tensor) -> Result<EncoderBlob> {
-        if blob.shape() != [layout.blob.len()] || blob.dtype() != DType::F16 {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "packed blob {:?} {} must be [{}] f16",
-                    blob.shape(),
-                    blob.dtype(),
-                    layout.blob.len()
-                ),
-            ));
-        }
+        crate::kernels::rnn_fused::check_packed(OP, &blob, layout.blob.len())?;
         Ok(EncoderBlob { blob, layout })
     }
 

@@ -219,3 +219,22 @@ impl BlobLayout {
         })
     }
 }
+
+/// Checks that a packed blob is `[len]` f16, as its layout says (the encoder and decoder blobs).
+pub(crate) fn check_packed(
+    op: &str,
+    blob: &crate::tensor::Tensor,
+    len: usize,
+) -> crate::error::Result<()> {
+    if blob.shape() != [len] || blob.dtype() != crate::tensor::DType::F16 {
+        return Err(crate::error::Error::shape(
+            op,
+            format!(
+                "packed blob {:?} {} must be [{len}] f16",
+                blob.shape(),
+                blob.dtype()
+            ),
+        ));
+    }
+    Ok(())
+}

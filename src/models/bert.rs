@@ -409,27 +409,24 @@ impl BertEncoder {
         let cfg = &self.config;
         for (r, e) in enc.iter().enumerate() {
             for (c, (&id, &ty)) in e.get_ids().iter().zip(e.get_type_ids()).enumerate() {
-                if id as usize >= cfg.vocab_size {
-                    return Err(id_error(
-                        r,
-                        c,
+                let tables = [
+                    (
                         id,
                         "ids",
                         "embeddings.word_embeddings.weight",
                         cfg.vocab_size,
-                        cfg.hidden_size,
-                    ));
-                }
-                if ty as usize >= cfg.type_vocab_size {
-                    return Err(id_error(
-                        r,
-                        c,
+                    ),
+                    (
                         ty,
                         "type_ids",
                         "embeddings.token_type_embeddings.weight",
                         cfg.type_vocab_size,
-                        cfg.hidden_size,
-                    ));
+                    ),
+                ];
+                for (v, what, table, rows) in tables {
+                    if v as usize >= rows {
+                        return Err(id_error(r, c, v, what, table, rows, cfg.hidden_size));
+                    }
                 }
             }
         }

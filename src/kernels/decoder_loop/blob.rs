@@ -5,7 +5,7 @@
 use super::{DecoderLoopDims, LoopAttention, OP};
 use crate::error::{Error, Result};
 use crate::kernels::rnn_fused::{p8, padded, BlobLayout, Part};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// Where each weight lives in the blob (element offsets, multiples of 8) and its row stride.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -146,17 +146,7 @@ impl DecoderLayout {
 impl DecoderBlob {
     /// The blob `blob` (`[layout.blob.len()]` f16) packed by `layout`.
     pub(crate) fn from_packed(layout: DecoderLayout, blob: Tensor) -> Result<DecoderBlob> {
-        if blob.shape() != [layout.blob.len()] || blob.dtype() != DType::F16 {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "packed blob {:?} {} must be [{}] f16",
-                    blob.shape(),
-                    blob.dtype(),
-                    layout.blob.len()
-                ),
-            ));
-        }
+        crate::kernels::rnn_fused::check_packed(OP, &blob, layout.blob.len())?;
         Ok(DecoderBlob {
             blob,
             dims: layout.dims,
