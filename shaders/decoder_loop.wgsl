@@ -55,13 +55,9 @@
 // at p.len_base); ctl is the beam's parent rows [R], toks its tokens [R], logps the logits [R, V],
 // attn the step's attention weights [R, T].
 
-// mem (binding 2) and kp (binding 3) are declared by Rust (vec4 arrays when M, resp. A, is a
+// Every binding is declared by the Rust side in binding order (DecoderLoopBindings in
+// src/kernels/decoder_loop/mod.rs); mem and kp are real inputs (vec4 arrays when M, resp. A, is a
 // multiple of 4) with the accessors mem_at / mem_at4 and kp_at / kp_at4.
-@group(0) @binding(4) var<storage, read_write> state: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ctl: array<u32>;
-@group(0) @binding(6) var<storage, read_write> toks: array<u32>;
-@group(0) @binding(7) var<storage, read_write> logps: array<f32>;
-@group(0) @binding(8) var<storage, read_write> attn: array<f32>;
 
 // sv (rnn_fused.wgsl) holds the vectors every invocation reads (float offsets SV_*, multiples of
 // 8, padding zero): input [emb | ctx] (IN0), h per layer (L x H8), LSTM c per layer (L x H8), the

@@ -16,7 +16,8 @@
 // embedding is folded into the input projection: the f32 table [V, G*H] of W_ih emb + b_ih at
 // O_TAB + d*S_DIR (row stride LD_TAB slots) replaces W_ih, b_ih and the embedding lookup.
 //
-// Bindings:
+// Bindings, declared by the Rust side in binding order (EncoderLoopBindings in
+// src/kernels/encoder_loop.rs):
 //   blob:    f16 weights (rnn_fused.wgsl)                            (binding 1)
 //   ids:     [R, T] u32   input ids (layer 0; a dummy above)         (binding 2)
 //   lengths: [R] u32      valid positions, 1..=T                     (binding 3)
@@ -24,13 +25,6 @@
 //   out:     [R, T, D*H] f32 this layer's output                     (binding 5)
 //   h_n:     [L*D, R, H] f32 final hidden states; this layer writes rows p.layer*D + d (binding 6)
 //   c_n:     [L*D, R, H] f32 final LSTM cell states (a dummy otherwise) (binding 7)
-
-@group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read> lengths: array<u32>;
-@group(0) @binding(4) var<storage, read> x: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> h_n: array<f32>;
-@group(0) @binding(7) var<storage, read_write> c_n: array<f32>;
 
 var<workgroup> w_len: u32;
 

@@ -6,13 +6,11 @@
 // units), H8 (H rounded up to 8), WG (invocations), NV4 (vec4s of the shared vector). Each kernel's
 // uniform `p` has a field `gates` (= G).
 //
-// blob (binding 1): f16 weights, 8 per vec4<u32> (a lane's load brings 8 weights; on CPU drivers
+// blob (the first storage binding, declared by each kernel's Rust bindings): f16 weights, 8 per vec4<u32> (a lane's load brings 8 weights; on CPU drivers
 //   the count of per-lane loads bounds the matrix products), every matrix row-major with rows
 //   padded with zeros to a multiple of 8 and every tensor starting at a multiple of 8. A vector a
 //   matrix multiplies lies in `sv` as segments each padded with zeros to a multiple of 8 floats,
 //   and the matrix's columns are padded the same way, so the products run over whole vec4 pairs.
-
-@group(0) @binding(1) var<storage, read> blob: array<vec4<u32>>;
 
 var<workgroup> sv: array<vec4<f32>, NV4>;
 

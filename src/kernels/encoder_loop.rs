@@ -12,7 +12,7 @@
 //! weights are packed into an [`EncoderBlob`] by [`crate::weights::pack::EncoderWeights::pack`].
 
 use crate::error::{Error, Result};
-use crate::gpu::spec::UniformParams;
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Gpu, Recorder};
 use crate::kernels::recurrent::{CellKind, RecurrentSpec};
 use crate::kernels::rnn_fused::{fold_pays, p8, wg, BlobLayout, Part, RNN_FUSED_SRC};
@@ -48,6 +48,12 @@ crate::wgsl_params! {
         layer: u32,
         gates: u32,
     }
+}
+
+crate::wgsl_bindings! {
+    /// The storage bindings of `shaders/encoder_loop.wgsl` in binding order (shapes there): the
+    /// packed f16 weight blob, ids, lengths, the layer's input x, out, h_n, c_n.
+    struct EncoderLoopBindings { blob, ids, lengths, x, out, h_n, c_n }
 }
 
 /// Buffers of one encoder run over `R` sequences of up to `T` ids.
@@ -271,12 +277,26 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
         ];
         consts.extend(layer_consts.iter().copied());
         let key = (*spec, blob.layout.vocab, l, wg, layer_consts.clone());
+        let input = if l == 0 {
+            &no_input
+        } else {
+            &bufs.outputs[l - 1]
+        };
+        let binds = EncoderLoopBindings {
+            blob: Bind::read(&blob.blob, "vec4<u32>"),
+            ids: Bind::read(bufs.ids, "u32"),
+            lengths: Bind::read(bufs.lengths, "u32"),
+            x: Bind::read(input, "f32"),
+            out: Bind::read_write(&bufs.outputs[l], "f32"),
+            h_n: Bind::read_write(bufs.h_n, "f32"),
+            c_n: Bind::read_write(bufs.c_n.unwrap_or(&no_c), "f32"),
+        };
         let pipeline = gpu.pipeline(OP, &key, || {
             compose(
                 &format!("{RNN_FUSED_SRC}\n{SRC}"),
                 false,
                 &consts,
-                &[Params::wgsl()],
+                &[vec![Params::wgsl()], binds.wgsl()].concat(),
             )
         })?;
         let params = Params {
@@ -285,24 +305,11 @@ pub fn record(rec: &mut Recorder, blob: &EncoderBlob, bufs: &EncoderBuffers) -> 
             layer: l as u32,
             gates: spec.kind.gates() as u32,
         };
-        let input = if l == 0 {
-            &no_input
-        } else {
-            &bufs.outputs[l - 1]
-        };
         let d = gpu.dispatch(
             OP,
             &pipeline,
             bytemuck::bytes_of(&params),
-            &[
-                blob.blob.buffer(),
-                bufs.ids.buffer(),
-                bufs.lengths.buffer(),
-                input.buffer(),
-                bufs.outputs[l].buffer(),
-                bufs.h_n.buffer(),
-                bufs.c_n.unwrap_or(&no_c).buffer(),
-            ],
+            &binds.buffers(),
             gpu.grid((r * dirs) as u32),
         )?;
         rec.push(d);

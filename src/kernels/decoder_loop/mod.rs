@@ -27,7 +27,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::spec::UniformParams;
-use crate::gpu::{compose, declare_input, Dispatch, Elem, Gpu};
+use crate::gpu::spec::{Bind, Bindings};
+use crate::gpu::{compose, Dispatch, Elem, Gpu};
 use crate::kernels::recurrent::CellKind;
 use crate::kernels::rnn_fused::{p8, padded, wg, RNN_FUSED_SRC};
 use crate::tensor::{DType, Tensor};
@@ -58,6 +59,12 @@ crate::wgsl_params! {
         len_base: u32,
         skip_eos: u32,
     }
+}
+
+crate::wgsl_bindings! {
+    /// The storage bindings of `shaders/decoder_loop.wgsl` in binding order (shapes there): the
+    /// packed f16 weight blob, mem, kp, state, ctl, toks, logps, attn.
+    struct DecoderLoopBindings { blob, mem, kp, state, ctl, toks, logps, attn }
 }
 
 /// Buffers of a fused decode over `R` sequences and `T` encoder positions.
@@ -352,21 +359,27 @@ fn build(
     ];
     consts.extend(blob.layout.consts.iter().copied());
     let key = (*d, beam, wg, tm, blob.layout.clone());
+    let [state, ctl, tokens, logps, attn] = io;
+    let binds = DecoderLoopBindings {
+        blob: Bind::read(&blob.blob, "vec4<u32>"),
+        mem: Bind::input(mem, Elem::F32, d.mem.is_multiple_of(4)),
+        kp: Bind::input(
+            keys_proj,
+            Elem::F32,
+            d.attention == LoopAttention::Additive && d.attn_dim.is_multiple_of(4),
+        ),
+        state: Bind::read_write(state, "f32"),
+        ctl: Bind::read_write(ctl, "u32"),
+        toks: Bind::read_write(tokens, "u32"),
+        logps: Bind::read_write(logps, "f32"),
+        attn: Bind::read_write(attn, "f32"),
+    };
     let pipeline = gpu.pipeline(OP, &key, || {
-        let decls = [
-            declare_input("mem", 2, Elem::F32, d.mem.is_multiple_of(4)),
-            declare_input(
-                "kp",
-                3,
-                Elem::F32,
-                d.attention == LoopAttention::Additive && d.attn_dim.is_multiple_of(4),
-            ),
-        ];
         compose(
             &format!("{RNN_FUSED_SRC}\n{SRC}"),
             false,
             &consts,
-            &[vec![Params::wgsl()], decls.to_vec()].concat(),
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let layout = state_layout(d, r);
@@ -379,21 +392,11 @@ fn build(
         ctx_base: u(layout[2].start),
         ..extra
     };
-    let [state, ctl, tokens, logps, attn] = io;
     gpu.dispatch(
         OP,
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[
-            blob.blob.buffer(),
-            mem.buffer(),
-            keys_proj.buffer(),
-            state.buffer(),
-            ctl.buffer(),
-            tokens.buffer(),
-            logps.buffer(),
-            attn.buffer(),
-        ],
+        &binds.buffers(),
         gpu.grid(u(r)),
     )
 }
