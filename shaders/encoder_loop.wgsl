@@ -32,6 +32,7 @@
 @group(0) @binding(6) var<storage, read_write> h_n: array<f32>;
 @group(0) @binding(7) var<storage, read_write> c_n: array<f32>;
 
+// workgroup-init: self -- sv is zeroed by the loop at the top of main and w_len written by invocation 0 before workgroupUniformLoad (a barrier) reads it.
 var<workgroup> w_len: u32;
 
 @compute @workgroup_size(WG)

@@ -16,7 +16,7 @@ use half::f16;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-use crate::gpu::{Gpu, LiveBuffer};
+use crate::gpu::{Gpu, Guarded, LiveBuffer};
 
 /// Element type of a tensor on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,7 +73,8 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
 /// A tensor in GPU memory. Cloning shares the buffer.
 #[derive(Clone, Debug)]
 pub struct Tensor {
-    buffer: wgpu::Buffer,
+    /// Dropped under the device lock on GL ([`Gpu::lock_device`]).
+    buffer: Guarded<wgpu::Buffer>,
     shape: Vec<usize>,
     dtype: DType,
     /// Counts the buffer in [`crate::gpu::Counters::live_buffers`] while any handle holds it
@@ -125,11 +126,11 @@ impl Tensor {
             return;
         }
         if bytes.len().is_multiple_of(4) {
-            gpu.queue().write_buffer(&self.buffer, offset, bytes);
+            gpu.write_buffer(&self.buffer, offset, bytes);
         } else {
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().div_ceil(4) * 4, 0);
-            gpu.queue().write_buffer(&self.buffer, offset, &padded);
+            gpu.write_buffer(&self.buffer, offset, &padded);
         }
     }
 
@@ -200,7 +201,9 @@ impl Tensor {
 
     /// A tensor of `shape` over the start of an existing buffer (used by the graph planner, whose
     /// reused buffers may be larger than the tensor placed in them).
-    pub(crate) fn view_of(buffer: &wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub(crate) fn view_of(
+        buffer: &Guarded<wgpu::Buffer>,
+        shape: &[usize], dtype: DType) -> Result<Tensor> {
         let bytes = (numel(shape)? * dtype.size()) as u64;
         if bytes > buffer.size() {
             return Err(Error::shape(
@@ -310,7 +313,7 @@ impl Tensor {
                 label: Some("readback"),
             });
         enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, padded);
-        let idx = gpu.queue().submit(Some(enc.finish()));
+        let idx = gpu.submit(enc.finish());
         gpu.read_mapped_after(&staging, len, Some(&idx), "readback")
     }
 

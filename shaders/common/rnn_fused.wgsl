@@ -14,6 +14,7 @@
 
 @group(0) @binding(1) var<storage, read> blob: array<vec4<u32>>;
 
+// workgroup-init: self -- sv is zeroed by the including kernel (encoder_loop main, decoder_loop load_state) before any read.
 var<workgroup> sv: array<vec4<f32>, NV4>;
 
 fn sigmoid(x: f32) -> f32 {

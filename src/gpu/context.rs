@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::caps::Caps;
 use super::env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 use super::pipeline::PipelineCache;
+use super::serial::{DeviceGuard, DeviceLock, Guarded};
 use super::tuning::Tuning;
 use crate::error::{Error, Result};
 
@@ -165,6 +166,9 @@ pub(crate) struct GpuInner {
     pub(crate) errors: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once wgpu's device-lost callback has run; see [`Gpu::check_lost`].
     pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// On GL, the lock every call into the device takes ([`Gpu::lock_device`]); `None` on
+    /// thread-safe back ends.
+    pub(crate) serial: Option<Arc<DeviceLock>>,
 }
 
 /// A handle to the GPU heedful runs on: device, queue, capabilities and the pipeline cache.
@@ -339,6 +343,9 @@ impl Gpu {
                 counters: Counters::default(),
                 errors,
                 lost,
+                // wgpu's GL back end has one context behind a lock that panics after 6 s; see
+                // `gpu::serial`.
+                serial: (info.backend == wgpu::Backend::Gl).then(Arc::default),
             }),
         })
     }
@@ -374,6 +381,44 @@ impl Gpu {
         &self.inner.instance
     }
 
+    /// Serializes calls into the device where the back end needs it: on GL (one GL context, which
+    /// wgpu locks with a 6-second time-out and a panic) the guard holds a reentrant lock that every
+    /// heedful call into wgpu takes; elsewhere it holds nothing. An application that calls into
+    /// [`Gpu::device`] or [`Gpu::queue`] itself from several threads on a GL device should hold it
+    /// around those calls (and around dropping wgpu objects it created there).
+    pub fn lock_device(&self) -> DeviceGuard<'_> {
+        DeviceGuard::of(self.inner.serial.as_deref())
+    }
+
+    /// Wraps a wgpu object so that its drop happens under [`Gpu::lock_device`].
+    pub(crate) fn guarded<T>(&self, value: T) -> Guarded<T> {
+        Guarded::new(value, self.inner.serial.clone())
+    }
+
+    /// Submits one command buffer under [`Gpu::lock_device`] (does not wait).
+    pub fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        let _g = self.lock_device();
+        self.inner.queue.submit(Some(commands))
+    }
+
+    /// A timestamp query set of `count` queries, created (and later dropped) under
+    /// [`Gpu::lock_device`].
+    pub(crate) fn timestamp_queries(&self, label: &str, count: u32) -> Guarded<wgpu::QuerySet> {
+        let _g = self.lock_device();
+        let set = self.inner.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some(label),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        self.guarded(set)
+    }
+
+    /// `queue.write_buffer` under [`Gpu::lock_device`].
+    pub(crate) fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        let _g = self.lock_device();
+        self.inner.queue.write_buffer(buffer, offset, bytes);
+    }
+
     /// Counts of buffers, bind groups, pipelines and submissions created so far.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
@@ -399,7 +444,11 @@ impl Gpu {
             },
             None => wgpu::PollType::wait_indefinitely(),
         };
-        if let Err(e) = self.inner.device.poll(poll) {
+        let polled = {
+            let _g = self.lock_device();
+            self.inner.device.poll(poll)
+        };
+        if let Err(e) = polled {
             self.check_lost_now(during)?;
             return Err(Error::Gpu {
                 during: during.into(),
@@ -439,9 +488,12 @@ impl Gpu {
         }
         let slice = buffer.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        {
+            let _g = self.lock_device();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        }
         match after {
             Some(i) => self.wait_for(i)?,
             None => self.wait()?,
@@ -449,6 +501,7 @@ impl Gpu {
         rx.recv()
             .map_err(|e| err(e.to_string()))?
             .map_err(|e| err(e.to_string()))?;
+        let _g = self.lock_device();
         let out =
             slice.get_mapped_range().map_err(|e| err(e.to_string()))?[..len as usize].to_vec();
         buffer.unmap();
@@ -503,7 +556,10 @@ impl Gpu {
     /// [`Gpu::check_lost`] after an error: a device that was destroyed is marked lost only by the
     /// next poll (wgpu runs the lost callback there, once its queue is empty), so poll first.
     fn check_lost_now(&self, during: &str) -> Result<()> {
-        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        {
+            let _g = self.lock_device();
+            let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        }
         self.check_lost(during)
     }
 
@@ -516,7 +572,7 @@ impl Gpu {
         label: &str,
         size: u64,
         usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<Guarded<wgpu::Buffer>> {
         let caps = &self.inner.caps;
         // Zero-sized storage bindings are invalid; round up to 16 bytes so vec4 loads stay in bounds.
         let padded = size.max(16).div_ceil(16).saturating_mul(16);
@@ -531,6 +587,7 @@ impl Gpu {
         let during = format!("creating buffer {label} ({size} bytes)");
         self.check_lost(&during)?;
         let device = &self.inner.device;
+        let _g = self.lock_device();
         // Scopes are per thread; the inner one is popped first.
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -557,7 +614,7 @@ impl Gpu {
                 message: e.to_string(),
             });
         }
-        Ok(buffer)
+        Ok(self.guarded(buffer))
     }
 }
 

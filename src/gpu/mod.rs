@@ -8,6 +8,7 @@ pub mod context;
 pub mod env;
 pub mod pipeline;
 pub mod recorder;
+pub mod serial;
 pub mod spec;
 pub mod timer;
 pub mod tuning;
@@ -18,6 +19,7 @@ pub use context::{list_adapters, parse_backends, Counters, Gpu, GpuOptions};
 pub use env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 pub use pipeline::{compose, declare_input, Dispatch, Elem, VariantKey};
 pub use recorder::{PassTimestamps, Recorder, Step};
+pub use serial::{DeviceGuard, DeviceLock, Guarded};
 pub use timer::Timer;
 pub use tuning::{
     AdapterClass, AttnTuning, BenchTuning, MatmulTuning, RecurrentTuning, RowTuning, Tuning,

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 use super::context::Gpu;
+use super::serial::Guarded;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -165,6 +166,23 @@ pub fn fill_template(template: &str, fills: &[(&str, &str)]) -> String {
     s
 }
 
+/// The marker a kernel's WGSL carries, next to its `var<workgroup>` declarations, once it has been
+/// checked that every invocation writes each workgroup element it (or another invocation) reads
+/// before the read, in every dispatch: the pipeline is then compiled with
+/// `zero_initialize_workgroup_memory` off. naga's GLSL output zero-initializes workgroup arrays as
+/// one huge constructor that Mesa's llvmpipe compiles for minutes; Vulkan drivers pay a prologue.
+pub const WORKGROUP_SELF_INIT: &str = "// workgroup-init: self";
+
+/// The marker of a kernel that reads workgroup memory it has not written and relies on wgpu's
+/// zero initialization (kept on). A composed module with both markers keeps it on.
+pub const WORKGROUP_ZERO_INIT: &str = "// workgroup-init: zero";
+
+/// True when the composed WGSL `src` declares its workgroup memory as written before read
+/// ([`WORKGROUP_SELF_INIT`]) and no fragment of it asks for zero initialization.
+pub fn initializes_own_workgroup_memory(src: &str) -> bool {
+    src.contains(WORKGROUP_SELF_INIT) && !src.contains(WORKGROUP_ZERO_INIT)
+}
+
 /// Compiled pipelines keyed by kernel name and variant value.
 #[derive(Default)]
 pub struct PipelineCache {
@@ -175,7 +193,8 @@ pub struct PipelineCache {
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub(crate) pipeline: wgpu::ComputePipeline,
-    pub(crate) bind_group: wgpu::BindGroup,
+    /// Dropped under the device lock on GL: it holds the last reference to its uniform buffer.
+    pub(crate) bind_group: Guarded<wgpu::BindGroup>,
     pub(crate) workgroups: [u32; 3],
     /// Kernel name, for profiles and errors.
     pub label: &'static str,
@@ -207,6 +226,13 @@ impl Gpu {
         }
         let device = &self.inner.device;
         let src = source();
+        let compilation_options = wgpu::PipelineCompilationOptions {
+            zero_initialize_workgroup_memory: !initializes_own_workgroup_memory(&src),
+            ..Default::default()
+        };
+        // On GL the compile holds wgpu's one GL context for as long as the driver compiles: other
+        // threads wait on the device lock instead of timing out inside wgpu (see `gpu::serial`).
+        let _g = self.lock_device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
@@ -217,12 +243,15 @@ impl Gpu {
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            compilation_options,
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
-                during: format!("compiling kernel {kernel} variant {variant:?}"),
+                during: format!(
+                    "compiling kernel {kernel} variant {variant:?} on {:?}",
+                    self.caps().backend
+                ),
                 message: err.to_string(),
             });
         }
@@ -272,6 +301,7 @@ impl Gpu {
         // Uniform buffers must be a multiple of 16 bytes.
         let mut bytes = params.to_vec();
         bytes.resize(params.len().max(16).div_ceil(16) * 16, 0);
+        let _g = self.lock_device();
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &bytes,
@@ -297,9 +327,10 @@ impl Gpu {
             .counters
             .bind_groups
             .fetch_add(1, Ordering::Relaxed);
+        drop(uniform);
         Ok(Dispatch {
             pipeline: pipeline.clone(),
-            bind_group,
+            bind_group: self.guarded(bind_group),
             workgroups,
             label,
         })
@@ -314,5 +345,51 @@ impl Gpu {
         } else {
             [max, n.div_ceil(max), 1]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shader that declares workgroup memory says whether it initializes it itself
+    /// ([`WORKGROUP_SELF_INIT`], compiled without zero initialization) or relies on wgpu's
+    /// ([`WORKGROUP_ZERO_INIT`]): a new kernel cannot silently take either default.
+    #[test]
+    fn every_workgroup_memory_shader_states_its_initialization() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut dirs = vec![root];
+        let mut checked = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let src = std::fs::read_to_string(&path).unwrap();
+                if !src.contains("var<workgroup>") {
+                    continue;
+                }
+                checked += 1;
+                let marks = src.matches(WORKGROUP_SELF_INIT).count()
+                    + src.matches(WORKGROUP_ZERO_INIT).count();
+                assert_eq!(
+                    marks,
+                    1,
+                    "{} declares var<workgroup>: it needs exactly one of {WORKGROUP_SELF_INIT:?} \
+                     or {WORKGROUP_ZERO_INIT:?} after checking whether it writes before reading",
+                    path.display()
+                );
+            }
+        }
+        assert!(checked >= 10, "only {checked} workgroup-memory shaders found");
+        assert!(initializes_own_workgroup_memory(&format!(
+            "{WORKGROUP_SELF_INIT}\nvar<workgroup> a: array<f32, 4>;"
+        )));
+        assert!(!initializes_own_workgroup_memory(&format!(
+            "{WORKGROUP_SELF_INIT}\n{WORKGROUP_ZERO_INIT}"
+        )));
+        assert!(!initializes_own_workgroup_memory("var<workgroup> a: u32;"));
     }
 }

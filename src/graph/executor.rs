@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::planner::{self, MemoryPlan};
 use super::{Dim, Graph, Source};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::{Gpu, Guarded, Recorder};
 use crate::tensor::{numel, DType, Tensor};
 
 /// Host data for one graph input.
@@ -64,7 +64,7 @@ pub struct HostOutput {
 pub(super) struct OutputSlot {
     name: String,
     tensor: Tensor,
-    staging: wgpu::Buffer,
+    staging: Guarded<wgpu::Buffer>,
 }
 
 /// Everything needed to run a graph for one set of input shapes, built once: tensors placed in
@@ -81,7 +81,11 @@ pub struct Plan {
     /// (node index, op name, shapes, range of steps) per node, for profiles.
     pub(super) node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
     pub(super) memory: MemoryPlan,
-    pub(super) profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    pub(super) profiler: Option<(
+        Guarded<wgpu::QuerySet>,
+        Guarded<wgpu::Buffer>,
+        Guarded<wgpu::Buffer>,
+    )>,
 }
 
 /// Checks host ids `h` (i32 or u32) of input `name` against an embedding table of `v` rows read
@@ -379,6 +383,7 @@ impl Plan {
         after: Option<&wgpu::SubmissionIndex>,
     ) -> Result<HashMap<String, HostOutput>> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let g = gpu.lock_device();
         for (i, o) in self.outputs.iter().enumerate() {
             let tx = tx.clone();
             o.staging
@@ -388,6 +393,7 @@ impl Plan {
                 });
         }
         drop(tx);
+        drop(g);
         // Only this run's submission: work other threads submitted since is not ours to wait for.
         match after {
             Some(i) => gpu.wait_for(i)?,
@@ -400,6 +406,8 @@ impl Plan {
             })?;
         }
         let mut out = HashMap::new();
+        // get_mapped_range and unmap call into the device (GL; see `gpu::serial`).
+        let _g = gpu.lock_device();
         for o in &self.outputs {
             let data = {
                 let view = o
@@ -455,7 +463,7 @@ impl Plan {
         self.steps.encode(&mut enc, None);
         self.encode_readback(&mut enc);
         gpu.check_lost("graph run")?;
-        let idx = gpu.queue().submit(Some(enc.finish()));
+        let idx = gpu.submit(enc.finish());
         gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
         gpu.check_errors("graph run")?;
         self.read_outputs(gpu, Some(&idx))

@@ -102,11 +102,7 @@ impl Plan {
         if gpu.caps().timestamps && n > 0 {
             if self.profiler.is_none() {
                 let count = (2 * n) as u32;
-                let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("graph profile"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count,
-                });
+                let set = gpu.timestamp_queries("graph profile", count);
                 let bytes = 16 * n as u64;
                 let resolve = gpu.create_buffer(
                     "profile resolve",
@@ -136,7 +132,7 @@ impl Plan {
                 sub.encode(
                     &mut enc,
                     Some(PassTimestamps {
-                        set,
+                        set: &**set,
                         begin: 2 * k as u32,
                     }),
                 );
@@ -144,7 +140,7 @@ impl Plan {
             enc.resolve_query_set(set, 0..(2 * n) as u32, resolve, 0);
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
             self.encode_readback(&mut enc);
-            gpu.queue().submit(Some(enc.finish()));
+            gpu.submit(enc.finish());
             let outputs = self.read_outputs(gpu, None)?;
             let bytes = gpu.read_mapped(read, 16 * n as u64, "reading profile timestamps")?;
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
@@ -182,7 +178,7 @@ impl Plan {
                 label: Some("graph readback"),
             });
         self.encode_readback(&mut enc);
-        gpu.queue().submit(Some(enc.finish()));
+        gpu.submit(enc.finish());
         Ok((
             self.read_outputs(gpu, None)?,
             Profile::new(rows, "wall clock"),

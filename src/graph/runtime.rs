@@ -302,7 +302,7 @@ pub struct LoopPlan {
     copies: Vec<(Tensor, u64, u64)>,
     counter: Option<(Tensor, u64)>,
     stop: Stop,
-    staging: wgpu::Buffer,
+    staging: crate::gpu::Guarded<wgpu::Buffer>,
     /// Counts the readback buffer as live.
     _live: Arc<LiveBuffer>,
 }

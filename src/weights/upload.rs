@@ -542,7 +542,8 @@ pub(crate) struct Stager {
 }
 
 struct Slot {
-    buf: wgpu::Buffer,
+    /// Created, mapped, unmapped and dropped under the device lock on GL ([`Gpu::lock_device`]).
+    buf: crate::gpu::Guarded<wgpu::Buffer>,
     /// The submission that copies out of this slot; the slot is remapped once it completes.
     in_flight: Option<wgpu::SubmissionIndex>,
     mapped_tx: std::sync::mpsc::Sender<std::result::Result<(), wgpu::BufferAsyncError>>,
@@ -559,12 +560,13 @@ impl Stager {
                 gpu.counters()
                     .buffers
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                let _g = gpu.lock_device();
+                let buf = gpu.guarded(gpu.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights staging {i}")),
                     size: chunk,
                     usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: true,
-                });
+                }));
                 Slot {
                     buf,
                     in_flight: None,
@@ -631,6 +633,8 @@ impl Stager {
                 .map_err(|e| gpu_err(during(), e.to_string()))?;
             view.slice(..bytes.len()).copy_from_slice(bytes);
         }
+        // Unmap, submit and remap in one hold of the device lock (GL; see `gpu::serial`).
+        let _g = gpu.lock_device();
         slot.buf.unmap();
         let mut enc = gpu
             .device()
@@ -638,7 +642,7 @@ impl Stager {
                 label: Some("weights upload"),
             });
         enc.copy_buffer_to_buffer(&slot.buf, 0, dst, offset, n);
-        let idx = gpu.queue().submit([enc.finish()]);
+        let idx = gpu.submit(enc.finish());
         gpu.counters()
             .submits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -647,6 +651,7 @@ impl Stager {
             let _ = tx.send(r);
         });
         slot.in_flight = Some(idx);
+        drop(_g);
         Ok(())
     }
 }
@@ -665,9 +670,12 @@ fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {}
         }
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err(during(), e.to_string()))?;
+        {
+            let _g = gpu.lock_device();
+            gpu.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| gpu_err(during(), e.to_string()))?;
+        }
         match slot.mapped_rx.recv_timeout(Duration::from_millis(5)) {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => return Err(gpu_err(during(), format!("mapping staging: {e}"))),
@@ -755,6 +763,8 @@ fn write_converted(
                 view.slice(out_bytes..).fill(0);
             }
         }
+        // Unmap, submit and remap in one hold of the device lock (GL; see `gpu::serial`).
+        let _g = gpu.lock_device();
         slot.buf.unmap();
         let mut enc = gpu
             .device()
@@ -762,7 +772,7 @@ fn write_converted(
                 label: Some("weights upload"),
             });
         enc.copy_buffer_to_buffer(&slot.buf, 0, dst.buffer(), (i * ds) as u64, padded as u64);
-        let idx = gpu.queue().submit([enc.finish()]);
+        let idx = gpu.submit(enc.finish());
         gpu.counters()
             .submits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -771,12 +781,14 @@ fn write_converted(
             let _ = tx.send(r);
         });
         slot.in_flight = Some(idx);
+        drop(_g);
         i += m;
     }
     Ok(())
 }
 
 fn wait(gpu: &Gpu, idx: wgpu::SubmissionIndex, during: &dyn Fn() -> String) -> Result<()> {
+    let _g = gpu.lock_device();
     gpu.device()
         .poll(wgpu::PollType::Wait {
             submission_index: Some(idx),
