@@ -17,6 +17,9 @@ use heedful::kernels::matmul::MatmulKernel;
 use heedful::{ops, reference, DType, Error, Gpu, GpuOptions, Tensor};
 
 fn gl_gpu() -> Option<Gpu> {
+    // Every compile is a real one, as on a fresh machine: with Mesa's on-disk shader cache warm,
+    // compiles return at once and the threads never contend for long.
+    std::env::set_var("MESA_SHADER_CACHE_DISABLE", "true");
     let options = GpuOptions {
         backends: Some("gl".into()),
         ..GpuOptions::default()
@@ -90,16 +93,70 @@ fn work(gpu: &Gpu, which: usize) {
                 1e-4,
             );
         }
+        // One long submission: llvmpipe runs a GL dispatch on the submitting thread, holding
+        // wgpu's GL context, so a submission longer than its 6-s lock time-out starved every
+        // other thread. The chain of matmuls doubles until one run takes over 8 s (or 1024
+        // dispatches): the length this needs depends on the machine, not what is checked.
+        6 => {
+            let n = 256;
+            let a = rng.vec(n * n, -1.0, 1.0);
+            let ta = Tensor::from_f32(gpu, &a, &[n, n]).unwrap();
+            let mut prev = ta.clone();
+            let mut outs = Vec::new();
+            let mut rec = heedful::gpu::Recorder::new(gpu);
+            let mut dispatches = 0;
+            let mut count = 8;
+            loop {
+                while dispatches < count {
+                    let out = Tensor::zeros(gpu, &[n, n], DType::F32).unwrap();
+                    heedful::kernels::matmul::record_matmul_with(
+                        &mut rec,
+                        &prev,
+                        &ta,
+                        &out,
+                        MatmulKernel::Blocked,
+                    )
+                    .unwrap();
+                    outs.push(out.clone());
+                    prev = out;
+                    dispatches += 1;
+                }
+                let t0 = std::time::Instant::now();
+                let idx = rec.submit().unwrap();
+                gpu.wait_for(&idx).unwrap();
+                if t0.elapsed().as_secs_f64() > 8.0 || count >= 1024 {
+                    break;
+                }
+                count *= 2;
+            }
+            // The first product against the reference (later ones grow without bound).
+            let want = reference::matmul::matmul(&a, &a, 1, n, n, n, false);
+            assert_close(
+                "first matmul of the long submission on GL",
+                &outs[0].to_vec_f32(gpu).unwrap(),
+                &want,
+                1e-3,
+                1e-4,
+            );
+        }
         // Allocation churn: buffers created, written, read back and dropped while others compile
-        // (the calls that used to time out on the GL context lock).
+        // and submit (the calls that used to time out on the GL context lock).
         _ => {
-            for i in 0..40 {
+            for i in 0..200 {
                 let n = 1 + rng.below(5000);
                 let v = rng.vec(n, -1.0, 1.0);
                 let dtype = if i % 2 == 0 { DType::F32 } else { DType::F16 };
                 let t = Tensor::from_f32_as(gpu, &v, &[n], dtype).unwrap();
-                let want = if dtype == DType::F16 { f16_round(&v) } else { v };
-                assert_eq!(t.to_vec_f32(gpu).unwrap(), want, "round trip {i} of {n} {dtype}");
+                let want = if dtype == DType::F16 {
+                    f16_round(&v)
+                } else {
+                    v
+                };
+                assert_eq!(
+                    t.to_vec_f32(gpu).unwrap(),
+                    want,
+                    "round trip {i} of {n} {dtype}"
+                );
             }
         }
     }
@@ -110,7 +167,7 @@ fn threads_sharing_a_gl_device_compile_run_and_drop_concurrently() {
     let Some(gpu) = gl_gpu() else { return };
     assert_eq!(gpu.caps().backend, wgpu::Backend::Gl);
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..7)
+        let handles: Vec<_> = (0..8)
             .map(|which| {
                 let gpu = gpu.clone();
                 s.spawn(move || work(&gpu, which))

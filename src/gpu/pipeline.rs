@@ -226,6 +226,19 @@ impl Gpu {
         }
         let device = &self.inner.device;
         let src = source();
+        // A kernel binding more storage buffers than the device allows (WebGPU's default is 8 per
+        // stage; browsers' adapters often allow 10) would fail validation with a generic message:
+        // name the limit instead.
+        let storage = src.matches("var<storage").count() as u64;
+        let max_storage = u64::from(self.caps().max_storage_buffers);
+        if storage > max_storage {
+            return Err(Error::Limit {
+                what: format!("kernel {kernel} variant {variant:?}: storage buffers it binds"),
+                needed: storage,
+                limit_name: "max_storage_buffers_per_shader_stage",
+                limit: max_storage,
+            });
+        }
         let compilation_options = wgpu::PipelineCompilationOptions {
             zero_initialize_workgroup_memory: !initializes_own_workgroup_memory(&src),
             ..Default::default()
@@ -233,7 +246,7 @@ impl Gpu {
         // On GL the compile holds wgpu's one GL context for as long as the driver compiles: other
         // threads wait on the device lock instead of timing out inside wgpu (see `gpu::serial`).
         let _g = self.lock_device();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = super::context::push_scope(device, wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
@@ -246,7 +259,7 @@ impl Gpu {
             compilation_options,
             cache: None,
         });
-        if let Some(err) = pollster::block_on(scope.pop()) {
+        if let Some(err) = super::context::pop_scope(scope) {
             return Err(Error::Gpu {
                 during: format!(
                     "compiling kernel {kernel} variant {variant:?} on {:?}",
@@ -383,7 +396,10 @@ mod tests {
                 );
             }
         }
-        assert!(checked >= 10, "only {checked} workgroup-memory shaders found");
+        assert!(
+            checked >= 10,
+            "only {checked} workgroup-memory shaders found"
+        );
         assert!(initializes_own_workgroup_memory(&format!(
             "{WORKGROUP_SELF_INIT}\nvar<workgroup> a: array<f32, 4>;"
         )));

@@ -13,7 +13,11 @@ use crate::error::Result;
 /// Times a [`Recorder`]'s execution on the GPU.
 pub struct Timer {
     gpu: Gpu,
-    queries: Option<(Guarded<wgpu::QuerySet>, Guarded<wgpu::Buffer>, Guarded<wgpu::Buffer>)>,
+    queries: Option<(
+        Guarded<wgpu::QuerySet>,
+        Guarded<wgpu::Buffer>,
+        Guarded<wgpu::Buffer>,
+    )>,
 }
 
 impl Timer {
@@ -65,7 +69,7 @@ impl Timer {
                 Ok(t0.elapsed().as_secs_f64())
             }
             Some((set, resolve, read)) => {
-                rec.encode(&mut enc, Some(PassTimestamps { set: &**set, begin: 0 }));
+                rec.encode(&mut enc, Some(PassTimestamps { set, begin: 0 }));
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
                 self.gpu.submit(enc.finish());

@@ -169,12 +169,14 @@ pub fn stage_buffer(
         return None;
     }
     let _g = gpu.lock_device();
-    Some(gpu.guarded(gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("recurrent h stage"),
-        size: STAGE_BYTES,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })))
+    Some(
+        gpu.guarded(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("recurrent h stage"),
+            size: STAGE_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })),
+    )
 }
 
 crate::wgsl_params! {
