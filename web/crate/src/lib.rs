@@ -56,9 +56,17 @@ impl Engine {
         let o = Object::new();
         set(&o, "adapter", c.adapter_name.clone())?;
         set(&o, "backend", format!("{:?}", c.backend))?;
-        let features: Array = c.feature_names().into_iter().map(JsValue::from_str).collect();
+        let features: Array = c
+            .feature_names()
+            .into_iter()
+            .map(JsValue::from_str)
+            .collect();
         set(&o, "features", features)?;
-        set(&o, "f16", if c.native_f16 { "native" } else { "packed u32" })?;
+        set(
+            &o,
+            "f16",
+            if c.native_f16 { "native" } else { "packed u32" },
+        )?;
         set(&o, "maxStorageBuffersPerStage", c.max_storage_buffers)?;
         Ok(o.into())
     }
