@@ -47,12 +47,15 @@ async function main() {
   const info = engine.info();
   const g2p = await loadG2p(engine, "models/g2p_rnn_dot.safetensors");
   const loadMs = performance.now() - t0;
+  const adapter = `${info.adapter || "WebGPU adapter"} (${info.backend}, f16 ${info.f16})`;
+  let runs = 0;
   const convert = async () => {
     const words = $("words").value.split(/\s+/).filter((w) => w);
     if (words.length === 0) return [];
     const t = performance.now();
     const results = await g2p.run(words);
     const ms = performance.now() - t;
+    runs++;
     const body = $("results").querySelector("tbody");
     body.replaceChildren(
       ...results.map((r) => {
@@ -67,8 +70,9 @@ async function main() {
     );
     drawHeatmap($("heatmap"), results[0]);
     status(
-      `${info.adapter} (${info.backend}, f16 ${info.f16}): model loaded in ${loadMs.toFixed(0)} ms; ` +
-        `${words.length} words in ${ms.toFixed(1)} ms`,
+      `${adapter}: model loaded in ${loadMs.toFixed(0)} ms; ${words.length} words in ` +
+        `${ms.toFixed(1)} ms` +
+        (runs === 1 ? " (the first run compiles the kernels; press Convert to time a warm run)" : ""),
     );
     return results.map((r) => ({ word: r.word, phonemes: r.phonemes, ended: r.ended, ms }));
   };

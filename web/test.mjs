@@ -55,6 +55,12 @@ try {
     const want = native.get(r.word);
     check(`phonemes of ${r.word}`, r.phonemes === want, `page "${r.phonemes}" native "${want}"`);
   }
+  // A second, warm run through the page's button: the same phonemes, and its timing shown.
+  await page.click("#run");
+  await page.waitForFunction(() => !document.getElementById("status").textContent.includes("first run"));
+  const warm = await page.evaluate(() => document.getElementById("status").textContent);
+  console.log(`page status after a warm run: ${warm}`);
+  check("warm run shows its timing", /\d+ words in [\d.]+ ms/.test(warm), warm);
   const heat = await page.evaluate(() => {
     const c = document.getElementById("heatmap");
     const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
