@@ -365,6 +365,34 @@ impl Gpu {
 mod tests {
     use super::*;
 
+    /// A kernel that binds one storage buffer more than the device allows is refused naming the
+    /// limit (WebGPU's default is 8 per stage), not compiled into a generic validation error.
+    #[test]
+    fn too_many_storage_buffers_names_the_limit() {
+        let gpu = crate::testing::gpu();
+        let n = gpu.caps().max_storage_buffers + 1;
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!(
+                "@group(0) @binding({}) var<storage, read_write> b{i}: array<f32>;\n",
+                i + 1
+            ));
+        }
+        src.push_str("@compute @workgroup_size(1) fn main() {");
+        for i in 0..n {
+            src.push_str(&format!(" b{i}[0] = 1.0;"));
+        }
+        src.push('}');
+        let e = gpu
+            .pipeline("too_many_buffers", &n, || src)
+            .expect_err("compiled a kernel over the storage-buffer limit");
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Limit { .. }), "{e:?}");
+        for want in ["too_many_buffers", "max_storage_buffers_per_shader_stage"] {
+            assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        }
+    }
+
     /// Every shader that declares workgroup memory says whether it initializes it itself
     /// ([`WORKGROUP_SELF_INIT`], compiled without zero initialization) or relies on wgpu's
     /// ([`WORKGROUP_ZERO_INIT`]): a new kernel cannot silently take either default.

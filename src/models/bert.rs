@@ -294,6 +294,19 @@ fn default_tokens_per_run(gpu: &Gpu) -> usize {
     }
 }
 
+/// Parses `config.json` (its bytes), errors naming `config_path`.
+fn parse_config(config_path: &Path, bytes: &[u8]) -> Result<BertConfig> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::file(config_path, format!("not UTF-8: {e}")))?;
+    BertConfig::from_json_str(text).map_err(|e| match e {
+        Error::Invalid { detail, .. } => Error::file(
+            config_path,
+            detail.trim_start_matches("config.json: ").to_string(),
+        ),
+        other => other,
+    })
+}
+
 /// The files of a Hugging Face BERT model folder, held in memory ([`BertEncoder::from_files`]).
 pub struct BertFiles {
     /// `config.json`.
@@ -321,22 +334,30 @@ impl BertEncoder {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| Error::Io { path, source })
         };
-        let st = dir.join("sentence_bert_config.json");
         let weights_path = opts
             .weights
             .clone()
             .unwrap_or_else(|| dir.join("model.safetensors"));
-        let files = BertFiles {
-            config_json: read("config.json")?,
-            tokenizer_json: read("tokenizer.json")?,
-            sentence_config_json: if st.exists() {
-                Some(read("sentence_bert_config.json")?)
-            } else {
-                None
+        // Each file is read when its check comes (config, tokenizer, sentence config, weights),
+        // so a folder with several faults reports the first as it always did.
+        Self::from_parts(
+            gpu,
+            dir,
+            || read("config.json"),
+            || {
+                let tok_path = dir.join("tokenizer.json");
+                std::fs::read(&tok_path)
+                    .map_err(|e| Error::file(&tok_path, format!("cannot load tokenizer: {e}")))
             },
-            weights: WeightFile::open(&weights_path)?,
-        };
-        Self::from_files(gpu, dir, files, opts)
+            || {
+                let st = dir.join("sentence_bert_config.json");
+                st.exists()
+                    .then(|| read("sentence_bert_config.json"))
+                    .transpose()
+            },
+            || WeightFile::open(&weights_path),
+            opts,
+        )
     }
 
     /// [`BertEncoder::load`] from the folder's files held in memory (the browser, which fetches
@@ -348,26 +369,44 @@ impl BertEncoder {
         files: BertFiles,
         opts: &LoadOptions,
     ) -> Result<BertEncoder> {
-        let config_path = dir.join("config.json");
-        let text = String::from_utf8(files.config_json)
-            .map_err(|e| Error::file(&config_path, format!("not UTF-8: {e}")))?;
-        let config = BertConfig::from_json_str(&text).map_err(|e| match e {
-            Error::Invalid { detail, .. } => Error::file(
-                &config_path,
-                detail.trim_start_matches("config.json: ").to_string(),
-            ),
-            other => other,
-        })?;
+        let BertFiles {
+            config_json,
+            tokenizer_json,
+            sentence_config_json,
+            weights,
+        } = files;
+        Self::from_parts(
+            gpu,
+            dir,
+            || Ok(config_json),
+            || Ok(tokenizer_json),
+            || Ok(sentence_config_json),
+            || Ok(weights),
+            opts,
+        )
+    }
+
+    /// The one loader: each part is fetched (read, or handed over) just before its checks.
+    fn from_parts(
+        gpu: &Gpu,
+        dir: &Path,
+        config_json: impl FnOnce() -> Result<Vec<u8>>,
+        tokenizer_json: impl FnOnce() -> Result<Vec<u8>>,
+        sentence_config_json: impl FnOnce() -> Result<Option<Vec<u8>>>,
+        weights: impl FnOnce() -> Result<WeightFile>,
+        opts: &LoadOptions,
+    ) -> Result<BertEncoder> {
+        let config = parse_config(&dir.join("config.json"), &config_json()?)?;
         let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer_json)
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json()?)
             .map_err(|e| Error::file(&tok_path, format!("cannot load tokenizer: {e}")))?;
         #[derive(Deserialize)]
         struct StConfig {
             max_seq_length: usize,
         }
         let st = dir.join("sentence_bert_config.json");
-        let max_seq_len = if let Some(bytes) = &files.sentence_config_json {
-            let m = serde_json::from_slice::<StConfig>(bytes)
+        let max_seq_len = if let Some(bytes) = sentence_config_json()? {
+            let m = serde_json::from_slice::<StConfig>(&bytes)
                 .map_err(|e| Error::file(&st, format!("invalid JSON: {e}")))?
                 .max_seq_length;
             // 0 would leave the tokenizer's truncation with no limit: refuse it rather than let
@@ -392,7 +431,7 @@ impl BertEncoder {
             .map_err(|e| Error::file(&tok_path, format!("cannot set truncation: {e}")))?;
         tokenizer.with_padding(None);
 
-        let graph = build_graph(gpu, &config, &files.weights, opts)?;
+        let graph = build_graph(gpu, &config, &weights()?, opts)?;
         Ok(BertEncoder {
             gpu: gpu.clone(),
             config,
