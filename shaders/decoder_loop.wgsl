@@ -65,6 +65,7 @@
 // attentional-layer output (H8), or in Bahdanau order the output layer's input
 // [h | ctx | emb] (H8 + C8 + E8).
 // Attention weights of the current step.
+// workgroup-init: self -- load_state zeroes sv before any read; w_tok/w_run/w_len are written by invocation 0 before workgroupUniformLoad reads them; wsh[t] is written for every t < p.t before reads of t < len <= p.t; red_* as in reduce.
 var<workgroup> wsh: array<f32, TMAX>;
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;

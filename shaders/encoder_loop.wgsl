@@ -26,6 +26,7 @@
 //   h_n:     [L*D, R, H] f32 final hidden states; this layer writes rows p.layer*D + d (binding 6)
 //   c_n:     [L*D, R, H] f32 final LSTM cell states (a dummy otherwise) (binding 7)
 
+// workgroup-init: self -- sv is zeroed by the loop at the top of main and w_len written by invocation 0 before workgroupUniformLoad (a barrier) reads it.
 var<workgroup> w_len: u32;
 
 @compute @workgroup_size(WG)

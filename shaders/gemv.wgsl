@@ -21,6 +21,7 @@
 // Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
 // (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
+// workgroup-init: self -- every invocation writes red[(i * RN + j) * WG + lid] for all i, j before the barrier that precedes any read.
 var<workgroup> red: array<f32, GM * RN * WG>;
 
 @compute @workgroup_size(WG)

@@ -81,6 +81,7 @@ fn row_write(base: u32, first: u32, step: u32, k: f32, st: Wf) {
     }
 }
 
+// workgroup-init: self -- red_*[lid] are written by every invocation before the barrier that precedes any read.
 var<workgroup> red_n: array<f32, WG>;
 var<workgroup> red_mean: array<f32, WG>;
 var<workgroup> red_m2: array<f32, WG>;

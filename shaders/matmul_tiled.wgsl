@@ -24,6 +24,7 @@ const THREADS: u32 = 256u;
 // Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
 // (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
+// workgroup-init: self -- each k step writes all 1024 elements of both tiles (e = lid + r * 256, r < 4) before the barrier that precedes the reads.
 var<workgroup> a_tile: array<f32, 1024>; // [BK, BM]
 var<workgroup> b_tile: array<f32, 1024>; // [BK, BN]
 

@@ -26,6 +26,7 @@
 
 const NEG: f32 = -3.0e38;
 
+// workgroup-init: self -- red[lid] is written by every invocation (reduce runs in uniform control flow) before the barrier that precedes any read.
 var<workgroup> red: array<f32, WG>;
 
 // Workgroup max (is_max) or sum of one value per invocation; every invocation gets the result.

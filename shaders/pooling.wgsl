@@ -10,6 +10,7 @@
 // Grid: one workgroup of WG invocations per batch row; each invocation owns E/WG columns and the
 // workgroup reduces the squared norm through workgroup memory.
 
+// workgroup-init: self -- partial[lid] is written by every invocation before the barrier that precedes any read.
 var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(WG)

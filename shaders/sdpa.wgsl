@@ -31,6 +31,7 @@
 // (or O(B*H*Tq*Dv*nsplit) partials when the keys are split).
 
 // K/V tile staging (SHARED == 1; KT is then sized so both fit the workgroup memory limit).
+// workgroup-init: self -- each key tile writes k_tile[0..KT * D4] and v_tile[0..KT * DV4] (rows clamped to tk - 1) before the barrier that precedes the reads.
 var<workgroup> k_tile: array<vec4<f32>, KT * D4>;
 var<workgroup> v_tile: array<vec4<f32>, KT * DV4>;
 

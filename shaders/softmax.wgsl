@@ -74,6 +74,7 @@ fn row_write(base: u32, first: u32, step: u32, st: Ms) {
     }
 }
 
+// workgroup-init: self -- red_m/red_s[lid] are written by every invocation before the barrier that precedes any read.
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
 

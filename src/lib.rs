@@ -48,6 +48,7 @@ pub mod ops;
 pub mod reference;
 pub mod tensor;
 #[doc(hidden)]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod weights;
 

@@ -16,7 +16,7 @@ use half::f16;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-use crate::gpu::{Gpu, LiveBuffer};
+use crate::gpu::{Gpu, Guarded, LiveBuffer};
 
 /// Element type of a tensor on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -73,7 +73,8 @@ pub fn numel(shape: &[usize]) -> Result<usize> {
 /// A tensor in GPU memory. Cloning shares the buffer.
 #[derive(Clone, Debug)]
 pub struct Tensor {
-    buffer: wgpu::Buffer,
+    /// Dropped under the device lock on GL ([`Gpu::lock_device`]).
+    buffer: Guarded<wgpu::Buffer>,
     shape: Vec<usize>,
     dtype: DType,
     /// Counts the buffer in [`crate::gpu::Counters::live_buffers`] while any handle holds it
@@ -125,11 +126,11 @@ impl Tensor {
             return;
         }
         if bytes.len().is_multiple_of(4) {
-            gpu.queue().write_buffer(&self.buffer, offset, bytes);
+            gpu.write_buffer(&self.buffer, offset, bytes);
         } else {
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().div_ceil(4) * 4, 0);
-            gpu.queue().write_buffer(&self.buffer, offset, &padded);
+            gpu.write_buffer(&self.buffer, offset, &padded);
         }
     }
 
@@ -200,7 +201,11 @@ impl Tensor {
 
     /// A tensor of `shape` over the start of an existing buffer (used by the graph planner, whose
     /// reused buffers may be larger than the tensor placed in them).
-    pub(crate) fn view_of(buffer: &wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    pub(crate) fn view_of(
+        buffer: &Guarded<wgpu::Buffer>,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
         let bytes = (numel(shape)? * dtype.size()) as u64;
         if bytes > buffer.size() {
             return Err(Error::shape(
@@ -263,11 +268,23 @@ impl Tensor {
             }
             rec.submit()?;
         } else {
-            let mut bytes = Vec::with_capacity(out.byte_len() as usize);
-            for t in parts {
-                bytes.extend_from_slice(&t.to_bytes(gpu)?);
+            // Copies must be 4-byte aligned: odd f16 parts go through the host, which needs a
+            // blocking readback (not in the browser).
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                let mut bytes = Vec::with_capacity(out.byte_len() as usize);
+                for t in parts {
+                    bytes.extend_from_slice(&t.to_bytes(gpu)?);
+                }
+                out.write_bytes(gpu, 0, &bytes);
             }
-            out.write_bytes(gpu, 0, &bytes);
+            #[cfg(target_arch = "wasm32")]
+            return Err(Error::Unsupported(format!(
+                "concat_rows of parts whose byte lengths are not multiples of 4 ({:?}) on {:?}: \
+                 it reads them back, which blocks",
+                parts.iter().map(Tensor::byte_len).collect::<Vec<_>>(),
+                gpu.caps().backend
+            )));
         }
         Ok(out)
     }
@@ -293,7 +310,14 @@ impl Tensor {
     }
 
     /// Copies the raw bytes back to the CPU (waits for all submitted work).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+        pollster::block_on(self.to_bytes_async(gpu))
+    }
+
+    /// [`Tensor::to_bytes`] without blocking (the one implementation; in the browser the only
+    /// one).
+    pub async fn to_bytes_async(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         let len = self.byte_len();
         if len == 0 {
             return Ok(Vec::new());
@@ -310,13 +334,20 @@ impl Tensor {
                 label: Some("readback"),
             });
         enc.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, padded);
-        let idx = gpu.queue().submit(Some(enc.finish()));
-        gpu.read_mapped_after(&staging, len, Some(&idx), "readback")
+        let idx = gpu.submit(enc.finish());
+        gpu.read_mapped_after_async(&staging, len, Some(&idx), "readback")
+            .await
     }
 
     /// Reads the tensor back as f32 (f16 widened, integers converted).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        let bytes = self.to_bytes(gpu)?;
+        pollster::block_on(self.to_vec_f32_async(gpu))
+    }
+
+    /// [`Tensor::to_vec_f32`] without blocking.
+    pub async fn to_vec_f32_async(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let bytes = self.to_bytes_async(gpu).await?;
         Ok(match self.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes)
@@ -335,8 +366,14 @@ impl Tensor {
     }
 
     /// Reads an i32 or u32 tensor back as i64.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn to_vec_i64(&self, gpu: &Gpu) -> Result<Vec<i64>> {
-        let bytes = self.to_bytes(gpu)?;
+        pollster::block_on(self.to_vec_i64_async(gpu))
+    }
+
+    /// [`Tensor::to_vec_i64`] without blocking.
+    pub async fn to_vec_i64_async(&self, gpu: &Gpu) -> Result<Vec<i64>> {
+        let bytes = self.to_bytes_async(gpu).await?;
         match self.dtype {
             DType::I32 => Ok(bytemuck::pod_collect_to_vec::<u8, i32>(&bytes)
                 .into_iter()

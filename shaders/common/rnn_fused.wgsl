@@ -12,6 +12,7 @@
 //   matrix multiplies lies in `sv` as segments each padded with zeros to a multiple of 8 floats,
 //   and the matrix's columns are padded the same way, so the products run over whole vec4 pairs.
 
+// workgroup-init: self -- sv is zeroed by the including kernel (encoder_loop main, decoder_loop load_state) before any read.
 var<workgroup> sv: array<vec4<f32>, NV4>;
 
 fn sigmoid(x: f32) -> f32 {

@@ -7,11 +7,12 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::caps::Caps;
 use super::env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 use super::pipeline::PipelineCache;
+use super::serial::{DeviceGuard, DeviceLock, Guarded};
 use super::tuning::Tuning;
 use crate::error::{Error, Result};
 
@@ -106,11 +107,46 @@ fn make_instance(backends: wgpu::Backends, memory_budget_percent: Option<u8>) ->
 }
 
 /// Every adapter wgpu sees for the given backends (all when `None`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backends: Option<&str>) -> Result<Vec<wgpu::AdapterInfo>> {
+    pollster::block_on(list_adapters_async(backends))
+}
+
+/// [`list_adapters`] without blocking (the browser, where adapters come from a JavaScript promise).
+pub async fn list_adapters_async(backends: Option<&str>) -> Result<Vec<wgpu::AdapterInfo>> {
     let backends = parse_backends(backends)?;
     let instance = make_instance(backends, None);
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let adapters = instance.enumerate_adapters(backends).await;
     Ok(adapters.iter().map(|a| a.get_info()).collect())
+}
+
+/// Pops an error scope. Native back ends answer at once; in the browser the answer is a promise
+/// that a blocking wait would never see resolved, so there heedful pushes no scopes
+/// ([`push_scope`] gives `None`) and errors reach the uncaptured-error sink
+/// ([`Gpu::check_errors`]) instead.
+pub(crate) fn pop_scope(scope: Option<wgpu::ErrorScopeGuard>) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        scope.and_then(|s| pollster::block_on(s.pop()))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(scope);
+        None
+    }
+}
+
+/// Pushes an error scope where it can be popped synchronously (not in the browser; see
+/// [`pop_scope`]).
+pub(crate) fn push_scope(
+    device: &wgpu::Device,
+    filter: wgpu::ErrorFilter,
+) -> Option<wgpu::ErrorScopeGuard> {
+    if cfg!(target_arch = "wasm32") {
+        None
+    } else {
+        Some(device.push_error_scope(filter))
+    }
 }
 
 /// Preference order: discrete > integrated > virtual > CPU > other.
@@ -165,6 +201,9 @@ pub(crate) struct GpuInner {
     pub(crate) errors: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once wgpu's device-lost callback has run; see [`Gpu::check_lost`].
     pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// On GL, the lock every call into the device takes ([`Gpu::lock_device`]); `None` on
+    /// thread-safe back ends.
+    pub(crate) serial: Option<Arc<DeviceLock>>,
 }
 
 /// A handle to the GPU heedful runs on: device, queue, capabilities and the pipeline cache.
@@ -191,13 +230,20 @@ impl Gpu {
     /// Errors: an unaccepted `HEEDFUL_*` value ([`GpuOptions::env_error`]), an unknown backend
     /// name, no adapter (under a forced backend the error says so and names `HEEDFUL_BACKEND`), no
     /// adapter matching `options.adapter`, or an overridden tuning value over the device's limits.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(options: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// [`Gpu::new`] without blocking: the one implementation, which [`Gpu::new`] waits on. In the
+    /// browser (WebGPU) the adapter and device come from JavaScript promises, so only this works.
+    pub async fn new_async(options: &GpuOptions) -> Result<Gpu> {
         if let Some(e) = &options.env_error {
             return Err(Error::Env(e.clone()));
         }
         let backends = parse_backends(options.backends.as_deref())?;
         let instance = make_instance(backends, options.memory_budget_percent);
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let mut adapters = instance.enumerate_adapters(backends).await;
         if adapters.is_empty() {
             return Err(match &options.backends {
                 Some(requested) => Error::NoAdapterForced {
@@ -239,13 +285,16 @@ impl Gpu {
             }
             None => adapters.swap_remove(0),
         };
-        Self::from_adapter(instance, adapter, options)
+        Self::from_adapter(instance, adapter, options).await
     }
 
     /// The process-wide default GPU (options from the environment), created on first use.
     ///
-    /// Tests and the CLI share it so that pipelines are compiled once per process.
+    /// Tests and the CLI share it so that pipelines are compiled once per process. (Not in the
+    /// browser, where a device can only be awaited: use [`Gpu::new_async`] there.)
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn shared() -> Result<Gpu> {
+        use std::sync::OnceLock;
         static SHARED: OnceLock<std::result::Result<Gpu, String>> = OnceLock::new();
         SHARED
             .get_or_init(|| Gpu::new(&GpuOptions::from_env()).map_err(|e| e.to_string()))
@@ -256,7 +305,7 @@ impl Gpu {
             })
     }
 
-    fn from_adapter(
+    async fn from_adapter(
         instance: wgpu::Instance,
         adapter: wgpu::Adapter,
         options: &GpuOptions,
@@ -278,12 +327,14 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let (device, queue) =
+            adapter
+                .request_device(&desc)
+                .await
+                .map_err(|e| Error::RequestDevice {
+                    adapter: info.name.clone(),
+                    message: e.to_string(),
+                })?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -339,6 +390,9 @@ impl Gpu {
                 counters: Counters::default(),
                 errors,
                 lost,
+                // wgpu's GL back end has one context behind a lock that panics after 6 s; see
+                // `gpu::serial`.
+                serial: (info.backend == wgpu::Backend::Gl).then(Arc::default),
             }),
         })
     }
@@ -374,6 +428,48 @@ impl Gpu {
         &self.inner.instance
     }
 
+    /// Serializes calls into the device where the back end needs it: on GL (one GL context, which
+    /// wgpu locks with a 6-second time-out and a panic) the guard holds a reentrant lock that every
+    /// heedful call into wgpu takes; elsewhere it holds nothing. An application that calls into
+    /// [`Gpu::device`] or [`Gpu::queue`] itself from several threads on a GL device should hold it
+    /// around those calls (and around dropping wgpu objects it created there).
+    pub fn lock_device(&self) -> DeviceGuard<'_> {
+        DeviceGuard::of(self.inner.serial.as_deref())
+    }
+
+    /// Wraps a wgpu object so that its drop happens under [`Gpu::lock_device`].
+    pub(crate) fn guarded<T>(&self, value: T) -> Guarded<T> {
+        Guarded::new(value, self.inner.serial.clone())
+    }
+
+    /// Submits one command buffer under [`Gpu::lock_device`] (does not wait).
+    pub fn submit(&self, commands: wgpu::CommandBuffer) -> wgpu::SubmissionIndex {
+        let _g = self.lock_device();
+        self.inner.queue.submit(Some(commands))
+    }
+
+    /// A timestamp query set of `count` queries, created (and later dropped) under
+    /// [`Gpu::lock_device`].
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // profiles and timers are native-only
+    pub(crate) fn timestamp_queries(&self, label: &str, count: u32) -> Guarded<wgpu::QuerySet> {
+        let _g = self.lock_device();
+        let set = self
+            .inner
+            .device
+            .create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some(label),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+        self.guarded(set)
+    }
+
+    /// `queue.write_buffer` under [`Gpu::lock_device`].
+    pub(crate) fn write_buffer(&self, buffer: &wgpu::Buffer, offset: u64, bytes: &[u8]) {
+        let _g = self.lock_device();
+        self.inner.queue.write_buffer(buffer, offset, bytes);
+    }
+
     /// Counts of buffers, bind groups, pipelines and submissions created so far.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
@@ -399,7 +495,11 @@ impl Gpu {
             },
             None => wgpu::PollType::wait_indefinitely(),
         };
-        if let Err(e) = self.inner.device.poll(poll) {
+        let polled = {
+            let _g = self.lock_device();
+            self.inner.device.poll(poll)
+        };
+        if let Err(e) = polled {
             self.check_lost_now(during)?;
             return Err(Error::Gpu {
                 during: during.into(),
@@ -414,13 +514,28 @@ impl Gpu {
     /// bytes, then unmaps it; errors name `during`. It waits for the map callback itself, not only
     /// for its own poll: with several threads on one device the callback may run in another
     /// thread's poll.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_mapped(&self, buffer: &wgpu::Buffer, len: u64, during: &str) -> Result<Vec<u8>> {
         self.read_mapped_after(buffer, len, None, during)
     }
 
     /// [`Gpu::read_mapped`] that waits only for the submission `after` (the one that wrote
     /// `buffer`), not for work other threads submitted since.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_mapped_after(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: u64,
+        after: Option<&wgpu::SubmissionIndex>,
+        during: &str,
+    ) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_mapped_after_async(buffer, len, after, during))
+    }
+
+    /// [`Gpu::read_mapped_after`] without blocking on the map: the one implementation (the
+    /// blocking call waits on it). Natively it still blocks in `device.poll` until the submission
+    /// is done; in the browser it yields until WebGPU's map promise resolves.
+    pub async fn read_mapped_after_async(
         &self,
         buffer: &wgpu::Buffer,
         len: u64,
@@ -438,17 +553,19 @@ impl Gpu {
             )));
         }
         let slice = buffer.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let (tx, rx) = super::oneshot::channel();
+        {
+            let _g = self.lock_device();
+            slice.map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        }
         match after {
             Some(i) => self.wait_for(i)?,
             None => self.wait()?,
         }
-        rx.recv()
-            .map_err(|e| err(e.to_string()))?
+        rx.await
+            .ok_or_else(|| err("the map callback was dropped".into()))?
             .map_err(|e| err(e.to_string()))?;
+        let _g = self.lock_device();
         let out =
             slice.get_mapped_range().map_err(|e| err(e.to_string()))?[..len as usize].to_vec();
         buffer.unmap();
@@ -503,7 +620,10 @@ impl Gpu {
     /// [`Gpu::check_lost`] after an error: a device that was destroyed is marked lost only by the
     /// next poll (wgpu runs the lost callback there, once its queue is empty), so poll first.
     fn check_lost_now(&self, during: &str) -> Result<()> {
-        let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        {
+            let _g = self.lock_device();
+            let _ = self.inner.device.poll(wgpu::PollType::Poll);
+        }
         self.check_lost(during)
     }
 
@@ -516,7 +636,7 @@ impl Gpu {
         label: &str,
         size: u64,
         usage: wgpu::BufferUsages,
-    ) -> Result<wgpu::Buffer> {
+    ) -> Result<Guarded<wgpu::Buffer>> {
         let caps = &self.inner.caps;
         // Zero-sized storage bindings are invalid; round up to 16 bytes so vec4 loads stay in bounds.
         let padded = size.max(16).div_ceil(16).saturating_mul(16);
@@ -531,17 +651,18 @@ impl Gpu {
         let during = format!("creating buffer {label} ({size} bytes)");
         self.check_lost(&during)?;
         let device = &self.inner.device;
+        let _g = self.lock_device();
         // Scopes are per thread; the inner one is popped first.
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = push_scope(device, wgpu::ErrorFilter::OutOfMemory);
+        let invalid = push_scope(device, wgpu::ErrorFilter::Validation);
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: padded,
             usage,
             mapped_at_creation: false,
         });
-        let invalid = pollster::block_on(invalid.pop());
-        let oom = pollster::block_on(oom.pop());
+        let invalid = pop_scope(invalid);
+        let oom = pop_scope(oom);
         self.inner.counters.buffers.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = oom {
             return Err(Error::OutOfMemory {
@@ -557,7 +678,7 @@ impl Gpu {
                 message: e.to_string(),
             });
         }
-        Ok(buffer)
+        Ok(self.guarded(buffer))
     }
 }
 

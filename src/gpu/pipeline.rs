@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 use super::context::Gpu;
+use super::serial::Guarded;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -165,6 +166,23 @@ pub fn fill_template(template: &str, fills: &[(&str, &str)]) -> String {
     s
 }
 
+/// The marker a kernel's WGSL carries, next to its `var<workgroup>` declarations, once it has been
+/// checked that every invocation writes each workgroup element it (or another invocation) reads
+/// before the read, in every dispatch: the pipeline is then compiled with
+/// `zero_initialize_workgroup_memory` off. naga's GLSL output zero-initializes workgroup arrays as
+/// one huge constructor that Mesa's llvmpipe compiles for minutes; Vulkan drivers pay a prologue.
+pub const WORKGROUP_SELF_INIT: &str = "// workgroup-init: self";
+
+/// The marker of a kernel that reads workgroup memory it has not written and relies on wgpu's
+/// zero initialization (kept on). A composed module with both markers keeps it on.
+pub const WORKGROUP_ZERO_INIT: &str = "// workgroup-init: zero";
+
+/// True when the composed WGSL `src` declares its workgroup memory as written before read
+/// ([`WORKGROUP_SELF_INIT`]) and no fragment of it asks for zero initialization.
+pub fn initializes_own_workgroup_memory(src: &str) -> bool {
+    src.contains(WORKGROUP_SELF_INIT) && !src.contains(WORKGROUP_ZERO_INIT)
+}
+
 /// Compiled pipelines keyed by kernel name and variant value.
 #[derive(Default)]
 pub struct PipelineCache {
@@ -175,7 +193,8 @@ pub struct PipelineCache {
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub(crate) pipeline: wgpu::ComputePipeline,
-    pub(crate) bind_group: wgpu::BindGroup,
+    /// Dropped under the device lock on GL: it holds the last reference to its uniform buffer.
+    pub(crate) bind_group: Guarded<wgpu::BindGroup>,
     pub(crate) workgroups: [u32; 3],
     /// Kernel name, for profiles and errors.
     pub label: &'static str,
@@ -207,7 +226,27 @@ impl Gpu {
         }
         let device = &self.inner.device;
         let src = source();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        // A kernel binding more storage buffers than the device allows (WebGPU's default is 8 per
+        // stage; browsers' adapters often allow 10) would fail validation with a generic message:
+        // name the limit instead.
+        let storage = src.matches("var<storage").count() as u64;
+        let max_storage = u64::from(self.caps().max_storage_buffers);
+        if storage > max_storage {
+            return Err(Error::Limit {
+                what: format!("kernel {kernel} variant {variant:?}: storage buffers it binds"),
+                needed: storage,
+                limit_name: "max_storage_buffers_per_shader_stage",
+                limit: max_storage,
+            });
+        }
+        let compilation_options = wgpu::PipelineCompilationOptions {
+            zero_initialize_workgroup_memory: !initializes_own_workgroup_memory(&src),
+            ..Default::default()
+        };
+        // On GL the compile holds wgpu's one GL context for as long as the driver compiles: other
+        // threads wait on the device lock instead of timing out inside wgpu (see `gpu::serial`).
+        let _g = self.lock_device();
+        let scope = super::context::push_scope(device, wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel),
             source: wgpu::ShaderSource::Wgsl(src.as_str().into()),
@@ -217,12 +256,15 @@ impl Gpu {
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            compilation_options,
             cache: None,
         });
-        if let Some(err) = pollster::block_on(scope.pop()) {
+        if let Some(err) = super::context::pop_scope(scope) {
             return Err(Error::Gpu {
-                during: format!("compiling kernel {kernel} variant {variant:?}"),
+                during: format!(
+                    "compiling kernel {kernel} variant {variant:?} on {:?}",
+                    self.caps().backend
+                ),
                 message: err.to_string(),
             });
         }
@@ -272,6 +314,7 @@ impl Gpu {
         // Uniform buffers must be a multiple of 16 bytes.
         let mut bytes = params.to_vec();
         bytes.resize(params.len().max(16).div_ceil(16) * 16, 0);
+        let _g = self.lock_device();
         let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: &bytes,
@@ -297,9 +340,10 @@ impl Gpu {
             .counters
             .bind_groups
             .fetch_add(1, Ordering::Relaxed);
+        drop(uniform);
         Ok(Dispatch {
             pipeline: pipeline.clone(),
-            bind_group,
+            bind_group: self.guarded(bind_group),
             workgroups,
             label,
         })
@@ -314,5 +358,82 @@ impl Gpu {
         } else {
             [max, n.div_ceil(max), 1]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel that binds one storage buffer more than the device allows is refused naming the
+    /// limit (WebGPU's default is 8 per stage), not compiled into a generic validation error.
+    #[test]
+    fn too_many_storage_buffers_names_the_limit() {
+        let gpu = crate::testing::gpu();
+        let n = gpu.caps().max_storage_buffers + 1;
+        let mut src = String::new();
+        for i in 0..n {
+            src.push_str(&format!(
+                "@group(0) @binding({}) var<storage, read_write> b{i}: array<f32>;\n",
+                i + 1
+            ));
+        }
+        src.push_str("@compute @workgroup_size(1) fn main() {");
+        for i in 0..n {
+            src.push_str(&format!(" b{i}[0] = 1.0;"));
+        }
+        src.push('}');
+        let e = gpu
+            .pipeline("too_many_buffers", &n, || src)
+            .expect_err("compiled a kernel over the storage-buffer limit");
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Limit { .. }), "{e:?}");
+        for want in ["too_many_buffers", "max_storage_buffers_per_shader_stage"] {
+            assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+        }
+    }
+
+    /// Every shader that declares workgroup memory says whether it initializes it itself
+    /// ([`WORKGROUP_SELF_INIT`], compiled without zero initialization) or relies on wgpu's
+    /// ([`WORKGROUP_ZERO_INIT`]): a new kernel cannot silently take either default.
+    #[test]
+    fn every_workgroup_memory_shader_states_its_initialization() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut dirs = vec![root];
+        let mut checked = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let src = std::fs::read_to_string(&path).unwrap();
+                if !src.contains("var<workgroup>") {
+                    continue;
+                }
+                checked += 1;
+                let marks = src.matches(WORKGROUP_SELF_INIT).count()
+                    + src.matches(WORKGROUP_ZERO_INIT).count();
+                assert_eq!(
+                    marks,
+                    1,
+                    "{} declares var<workgroup>: it needs exactly one of {WORKGROUP_SELF_INIT:?} \
+                     or {WORKGROUP_ZERO_INIT:?} after checking whether it writes before reading",
+                    path.display()
+                );
+            }
+        }
+        assert!(
+            checked >= 10,
+            "only {checked} workgroup-memory shaders found"
+        );
+        assert!(initializes_own_workgroup_memory(&format!(
+            "{WORKGROUP_SELF_INIT}\nvar<workgroup> a: array<f32, 4>;"
+        )));
+        assert!(!initializes_own_workgroup_memory(&format!(
+            "{WORKGROUP_SELF_INIT}\n{WORKGROUP_ZERO_INIT}"
+        )));
+        assert!(!initializes_own_workgroup_memory("var<workgroup> a: u32;"));
     }
 }

@@ -38,11 +38,20 @@ pub struct PassTimestamps<'a> {
     pub begin: u32,
 }
 
-/// A list of steps to run in order on the GPU.
+/// A list of steps to run in order on the GPU. Its steps (the copies' buffer handles, the
+/// dispatches' bind groups) are dropped under the device lock on GL ([`Gpu::lock_device`]).
 #[derive(Clone, Debug)]
 pub struct Recorder {
     gpu: Gpu,
     steps: Vec<Step>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // A copy step's buffer handle may be the last one (GL; see `gpu::serial`).
+        let _g = self.gpu.lock_device();
+        self.steps.clear();
+    }
 }
 
 impl Recorder {
@@ -85,8 +94,8 @@ impl Recorder {
     }
 
     /// Appends every step of `other`.
-    pub fn extend(&mut self, other: Recorder) {
-        self.steps.extend(other.steps);
+    pub fn extend(&mut self, mut other: Recorder) {
+        self.steps.append(&mut other.steps);
     }
 
     /// A recorder holding a copy of the steps in `range`.
@@ -158,7 +167,7 @@ impl Recorder {
                     });
                     while let Some(Step::Dispatch(d)) = self.steps.get(i) {
                         pass.set_pipeline(&d.pipeline);
-                        pass.set_bind_group(0, &d.bind_group, &[]);
+                        pass.set_bind_group(0, &*d.bind_group, &[]);
                         let [x, y, z] = d.workgroups;
                         pass.dispatch_workgroups(x, y, z);
                         i += 1;
@@ -176,7 +185,7 @@ impl Recorder {
             label: Some("heedful"),
         });
         self.encode(&mut encoder, None);
-        let idx = self.gpu.queue().submit(Some(encoder.finish()));
+        let idx = self.gpu.submit(encoder.finish());
         self.gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
         self.gpu.check_errors("submitting recorded work")?;
         Ok(idx)

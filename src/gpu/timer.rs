@@ -7,23 +7,24 @@ use std::time::Instant;
 
 use super::context::Gpu;
 use super::recorder::{PassTimestamps, Recorder};
+use super::serial::Guarded;
 use crate::error::Result;
 
 /// Times a [`Recorder`]'s execution on the GPU.
 pub struct Timer {
     gpu: Gpu,
-    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    queries: Option<(
+        Guarded<wgpu::QuerySet>,
+        Guarded<wgpu::Buffer>,
+        Guarded<wgpu::Buffer>,
+    )>,
 }
 
 impl Timer {
     /// A timer that uses GPU timestamps when the device supports them, unless `wall_clock` is set.
     pub fn new(gpu: &Gpu, wall_clock: bool) -> Result<Timer> {
         let queries = if gpu.caps().timestamps && !wall_clock {
-            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("heedful timer"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
+            let set = gpu.timestamp_queries("heedful timer", 2);
             let resolve = gpu.create_buffer(
                 "timer resolve",
                 16,
@@ -63,7 +64,7 @@ impl Timer {
             None => {
                 rec.encode(&mut enc, None);
                 let t0 = Instant::now();
-                self.gpu.queue().submit(Some(enc.finish()));
+                self.gpu.submit(enc.finish());
                 self.gpu.wait()?;
                 Ok(t0.elapsed().as_secs_f64())
             }
@@ -71,7 +72,7 @@ impl Timer {
                 rec.encode(&mut enc, Some(PassTimestamps { set, begin: 0 }));
                 enc.resolve_query_set(set, 0..2, resolve, 0);
                 enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
-                self.gpu.queue().submit(Some(enc.finish()));
+                self.gpu.submit(enc.finish());
                 let bytes = self.gpu.read_mapped(read, 16, "reading timestamps")?;
                 let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
                 let ns = ticks[1].wrapping_sub(ticks[0]) as f64

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::planner::{self, MemoryPlan};
 use super::{Dim, Graph, Source};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::{Gpu, Guarded, Recorder};
 use crate::tensor::{numel, DType, Tensor};
 
 /// Host data for one graph input.
@@ -64,7 +64,7 @@ pub struct HostOutput {
 pub(super) struct OutputSlot {
     name: String,
     tensor: Tensor,
-    staging: wgpu::Buffer,
+    staging: Guarded<wgpu::Buffer>,
 }
 
 /// Everything needed to run a graph for one set of input shapes, built once: tensors placed in
@@ -79,9 +79,15 @@ pub struct Plan {
     pub(super) outputs: Vec<OutputSlot>,
     pub(super) steps: Recorder,
     /// (node index, op name, shapes, range of steps) per node, for profiles.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // read by the native-only profiler
     pub(super) node_steps: Vec<(usize, &'static str, String, Range<usize>)>,
     pub(super) memory: MemoryPlan,
-    pub(super) profiler: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(super) profiler: Option<(
+        Guarded<wgpu::QuerySet>,
+        Guarded<wgpu::Buffer>,
+        Guarded<wgpu::Buffer>,
+    )>,
 }
 
 /// Checks host ids `h` (i32 or u32) of input `name` against an embedding table of `v` rows read
@@ -373,33 +379,44 @@ impl Plan {
     }
 
     /// Maps the staging buffers once submission `after` (the run's) is done and reads them.
-    pub(super) fn read_outputs(
+    pub(super) async fn read_outputs(
         &self,
         gpu: &Gpu,
         after: Option<&wgpu::SubmissionIndex>,
     ) -> Result<HashMap<String, HostOutput>> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for (i, o) in self.outputs.iter().enumerate() {
-            let tx = tx.clone();
-            o.staging
-                .slice(..)
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send((i, r));
-                });
-        }
-        drop(tx);
+        let g = gpu.lock_device();
+        let mapped: Vec<_> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                let (tx, rx) = crate::gpu::oneshot::channel();
+                o.staging
+                    .slice(..)
+                    .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+                rx
+            })
+            .collect();
+        drop(g);
         // Only this run's submission: work other threads submitted since is not ours to wait for.
         match after {
             Some(i) => gpu.wait_for(i)?,
             None => gpu.wait()?,
         }
-        for (_, r) in rx.iter() {
-            r.map_err(|e| Error::Gpu {
-                during: "reading graph outputs".into(),
-                message: e.to_string(),
-            })?;
+        for rx in mapped {
+            let during = || "reading graph outputs".to_string();
+            rx.await
+                .ok_or_else(|| Error::Gpu {
+                    during: during(),
+                    message: "the map callback was dropped".into(),
+                })?
+                .map_err(|e| Error::Gpu {
+                    during: during(),
+                    message: e.to_string(),
+                })?;
         }
         let mut out = HashMap::new();
+        // get_mapped_range and unmap call into the device (GL; see `gpu::serial`).
+        let _g = gpu.lock_device();
         for o in &self.outputs {
             let data = {
                 let view = o
@@ -441,7 +458,17 @@ impl Plan {
 
     /// One run: upload, one command buffer with every dispatch and the output copies, one submit,
     /// read back the outputs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(
+        &self,
+        gpu: &Gpu,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<HashMap<String, HostOutput>> {
+        pollster::block_on(self.run_async(gpu, inputs))
+    }
+
+    /// [`Plan::run`] without blocking on the readback (the one implementation).
+    pub async fn run_async(
         &self,
         gpu: &Gpu,
         inputs: &[(&str, HostInput)],
@@ -455,10 +482,10 @@ impl Plan {
         self.steps.encode(&mut enc, None);
         self.encode_readback(&mut enc);
         gpu.check_lost("graph run")?;
-        let idx = gpu.queue().submit(Some(enc.finish()));
+        let idx = gpu.submit(enc.finish());
         gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
         gpu.check_errors("graph run")?;
-        self.read_outputs(gpu, Some(&idx))
+        self.read_outputs(gpu, Some(&idx)).await
     }
 }
 

@@ -1,10 +1,14 @@
 //! Per-node timing of a graph run: a table, and a Chrome-trace JSON that Perfetto opens.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::HashMap;
 use std::fmt;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::executor::{HostInput, HostOutput, Plan};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::Result;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::{Gpu, PassTimestamps};
 
 /// One node's timing.
@@ -32,6 +36,7 @@ pub struct Profile {
 }
 
 impl Profile {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn new(rows: Vec<ProfileRow>, method: &'static str) -> Profile {
         Profile { rows, method }
     }
@@ -88,6 +93,7 @@ impl fmt::Display for Profile {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Plan {
     /// A run that also times every node: with GPU timestamps (one compute pass per node) where the
     /// device has them, else by submitting and waiting node by node (wall clock).
@@ -102,11 +108,7 @@ impl Plan {
         if gpu.caps().timestamps && n > 0 {
             if self.profiler.is_none() {
                 let count = (2 * n) as u32;
-                let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                    label: Some("graph profile"),
-                    ty: wgpu::QueryType::Timestamp,
-                    count,
-                });
+                let set = gpu.timestamp_queries("graph profile", count);
                 let bytes = 16 * n as u64;
                 let resolve = gpu.create_buffer(
                     "profile resolve",
@@ -144,8 +146,8 @@ impl Plan {
             enc.resolve_query_set(set, 0..(2 * n) as u32, resolve, 0);
             enc.copy_buffer_to_buffer(resolve, 0, read, 0, 16 * n as u64);
             self.encode_readback(&mut enc);
-            gpu.queue().submit(Some(enc.finish()));
-            let outputs = self.read_outputs(gpu, None)?;
+            gpu.submit(enc.finish());
+            let outputs = pollster::block_on(self.read_outputs(gpu, None))?;
             let bytes = gpu.read_mapped(read, 16 * n as u64, "reading profile timestamps")?;
             let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
             let period = gpu.caps().timestamp_period_ns as f64;
@@ -182,9 +184,9 @@ impl Plan {
                 label: Some("graph readback"),
             });
         self.encode_readback(&mut enc);
-        gpu.queue().submit(Some(enc.finish()));
+        gpu.submit(enc.finish());
         Ok((
-            self.read_outputs(gpu, None)?,
+            pollster::block_on(self.read_outputs(gpu, None))?,
             Profile::new(rows, "wall clock"),
         ))
     }

@@ -342,7 +342,7 @@ pub struct LoopPlan {
     counter: Option<(Tensor, u64)>,
     step_index: Option<StepIndex>,
     stop: Stop,
-    staging: wgpu::Buffer,
+    staging: crate::gpu::Guarded<wgpu::Buffer>,
     /// Counts the readback buffer as live.
     _live: Arc<LiveBuffer>,
 }
@@ -373,7 +373,13 @@ impl LoopPlan {
 
     /// Writes `writes`, then submits chunks of steps (the init work with the first) until the stop
     /// rule holds after a chunk or `schedule.max_steps` steps ran; one readback per chunk.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, writes: &Writes, schedule: Schedule) -> Result<LoopResults> {
+        pollster::block_on(self.run_async(writes, schedule))
+    }
+
+    /// [`LoopPlan::run`] without blocking on the per-chunk readbacks (the one implementation).
+    pub async fn run_async(&self, writes: &Writes, schedule: Schedule) -> Result<LoopResults> {
         let Schedule {
             max_steps,
             first_chunk,
@@ -442,12 +448,15 @@ impl LoopPlan {
             let idx = rec.submit()?;
             steps_run += n;
             // Wait for this chunk only, not for other threads' later submissions.
-            bytes = self.gpu.read_mapped_after(
-                &self.staging,
-                self.staging.size(),
-                Some(&idx),
-                "loop readback",
-            )?;
+            bytes = self
+                .gpu
+                .read_mapped_after_async(
+                    &self.staging,
+                    self.staging.size(),
+                    Some(&idx),
+                    "loop readback",
+                )
+                .await?;
             if self.stopped(&bytes, steps_run) {
                 break;
             }

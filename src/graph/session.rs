@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::cache::{PlanCache, DEFAULT_PLAN_CAPACITY};
 use super::executor::{HostInput, HostOutput, Plan};
+#[cfg(not(target_arch = "wasm32"))]
 use super::profile::Profile;
 use super::Graph;
 use crate::error::Result;
@@ -61,13 +62,36 @@ impl Session {
     }
 
     /// Runs the graph on `inputs` (name, data) and returns every output by name.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, inputs: &[(&str, HostInput)]) -> Result<HashMap<String, HostOutput>> {
+        pollster::block_on(self.run_async(inputs))
+    }
+
+    /// [`Session::run`] without blocking on the readback (the one implementation). In the browser
+    /// a second run of the same input shapes while one is awaited is refused (one thread: waiting
+    /// for the first run's lock there would never end); await the first.
+    // The plan's lock is held across the readback on purpose: one run of a plan's buffers at a
+    // time. Natively the future is driven by `block_on` on the calling thread.
+    #[allow(clippy::await_holding_lock)]
+    pub async fn run_async(
+        &self,
+        inputs: &[(&str, HostInput)],
+    ) -> Result<HashMap<String, HostOutput>> {
         let plan = self.plan(inputs)?;
+        #[cfg(not(target_arch = "wasm32"))]
         let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
-        plan.run(&self.gpu, inputs)
+        #[cfg(target_arch = "wasm32")]
+        let plan = plan.try_lock().map_err(|_| {
+            crate::error::Error::invalid(
+                "graph run",
+                "a run of these input shapes is still in progress: await it first",
+            )
+        })?;
+        plan.run_async(&self.gpu, inputs).await
     }
 
     /// Runs the graph and times every node.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_profiled(
         &self,
         inputs: &[(&str, HostInput)],

@@ -294,12 +294,30 @@ fn default_tokens_per_run(gpu: &Gpu) -> usize {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
+/// Parses `config.json` (its bytes), errors naming `config_path`.
+fn parse_config(config_path: &Path, bytes: &[u8]) -> Result<BertConfig> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::file(config_path, format!("not UTF-8: {e}")))?;
+    BertConfig::from_json_str(text).map_err(|e| match e {
+        Error::Invalid { detail, .. } => Error::file(
+            config_path,
+            detail.trim_start_matches("config.json: ").to_string(),
+        ),
+        other => other,
+    })
+}
+
+/// The files of a Hugging Face BERT model folder, held in memory ([`BertEncoder::from_files`]).
+pub struct BertFiles {
+    /// `config.json`.
+    pub config_json: Vec<u8>,
+    /// `tokenizer.json`.
+    pub tokenizer_json: Vec<u8>,
+    /// `sentence_bert_config.json`, when the folder has one (its `max_seq_length` caps the
+    /// tokenizer's truncation).
+    pub sentence_config_json: Option<Vec<u8>>,
+    /// `model.safetensors` (for example [`WeightFile::from_bytes`]).
+    pub weights: WeightFile,
 }
 
 impl BertEncoder {
@@ -312,28 +330,85 @@ impl BertEncoder {
                 "not a model folder (expected config.json, tokenizer.json, model.safetensors)",
             ));
         }
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|source| Error::Io {
-            path: config_path.clone(),
-            source,
-        })?;
-        let config = BertConfig::from_json_str(&text).map_err(|e| match e {
-            Error::Invalid { detail, .. } => Error::file(
-                &config_path,
-                detail.trim_start_matches("config.json: ").to_string(),
-            ),
-            other => other,
-        })?;
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| Error::Io { path, source })
+        };
+        let weights_path = opts
+            .weights
+            .clone()
+            .unwrap_or_else(|| dir.join("model.safetensors"));
+        // Each file is read when its check comes (config, tokenizer, sentence config, weights),
+        // so a folder with several faults reports the first as it always did.
+        Self::from_parts(
+            gpu,
+            dir,
+            || read("config.json"),
+            || {
+                let tok_path = dir.join("tokenizer.json");
+                std::fs::read(&tok_path)
+                    .map_err(|e| Error::file(&tok_path, format!("cannot load tokenizer: {e}")))
+            },
+            || {
+                let st = dir.join("sentence_bert_config.json");
+                st.exists()
+                    .then(|| read("sentence_bert_config.json"))
+                    .transpose()
+            },
+            || WeightFile::open(&weights_path),
+            opts,
+        )
+    }
+
+    /// [`BertEncoder::load`] from the folder's files held in memory (the browser, which fetches
+    /// them); `dir` names the folder in errors. `opts.weights` is not read: `files.weights` is the
+    /// weight file.
+    pub fn from_files(
+        gpu: &Gpu,
+        dir: &Path,
+        files: BertFiles,
+        opts: &LoadOptions,
+    ) -> Result<BertEncoder> {
+        let BertFiles {
+            config_json,
+            tokenizer_json,
+            sentence_config_json,
+            weights,
+        } = files;
+        Self::from_parts(
+            gpu,
+            dir,
+            || Ok(config_json),
+            || Ok(tokenizer_json),
+            || Ok(sentence_config_json),
+            || Ok(weights),
+            opts,
+        )
+    }
+
+    /// The one loader: each part is fetched (read, or handed over) just before its checks.
+    fn from_parts(
+        gpu: &Gpu,
+        dir: &Path,
+        config_json: impl FnOnce() -> Result<Vec<u8>>,
+        tokenizer_json: impl FnOnce() -> Result<Vec<u8>>,
+        sentence_config_json: impl FnOnce() -> Result<Option<Vec<u8>>>,
+        weights: impl FnOnce() -> Result<WeightFile>,
+        opts: &LoadOptions,
+    ) -> Result<BertEncoder> {
+        let config = parse_config(&dir.join("config.json"), &config_json()?)?;
         let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json()?)
             .map_err(|e| Error::file(&tok_path, format!("cannot load tokenizer: {e}")))?;
         #[derive(Deserialize)]
         struct StConfig {
             max_seq_length: usize,
         }
         let st = dir.join("sentence_bert_config.json");
-        let max_seq_len = if st.exists() {
-            let m = read_json::<StConfig>(&st)?.max_seq_length;
+        let max_seq_len = if let Some(bytes) = sentence_config_json()? {
+            let m = serde_json::from_slice::<StConfig>(&bytes)
+                .map_err(|e| Error::file(&st, format!("invalid JSON: {e}")))?
+                .max_seq_length;
             // 0 would leave the tokenizer's truncation with no limit: refuse it rather than let
             // long inputs run past the position table.
             if m == 0 {
@@ -356,12 +431,7 @@ impl BertEncoder {
             .map_err(|e| Error::file(&tok_path, format!("cannot set truncation: {e}")))?;
         tokenizer.with_padding(None);
 
-        let weights_path = opts
-            .weights
-            .clone()
-            .unwrap_or_else(|| dir.join("model.safetensors"));
-        let file = WeightFile::open(&weights_path)?;
-        let graph = build_graph(gpu, &config, &file, opts)?;
+        let graph = build_graph(gpu, &config, &weights()?, opts)?;
         Ok(BertEncoder {
             gpu: gpu.clone(),
             config,
@@ -451,14 +521,21 @@ impl BertEncoder {
     /// of at most [`BertEncoder::tokens_per_run`] padded tokens, one submission each, so that a
     /// long batch does not hold the device for one unbounded submission (other threads' work goes
     /// in between runs) and its buffers stay bounded too.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed(&self, session: &Session, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.embed_async(session, texts))
+    }
+
+    /// [`BertEncoder::embed`] without blocking on the readbacks (the one implementation; the
+    /// browser's).
+    pub async fn embed_async(&self, session: &Session, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let enc = self.tokenize(texts)?;
         let lens: Vec<usize> = enc.iter().map(|e| e.len()).collect();
         let e = self.config.hidden_size;
         let mut out = Vec::with_capacity(texts.len());
         for run in split_runs(&lens, self.tokens_per_run) {
             let inputs = batch_inputs(&enc[run]);
-            let res = session.run(&inputs)?;
+            let res = session.run_async(&inputs).await?;
             let emb = &res["embeddings"];
             out.extend(emb.data.chunks(e).map(|c| c.to_vec()));
         }

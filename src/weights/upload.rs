@@ -535,22 +535,63 @@ fn gpu_err(during: String, message: impl Into<String>) -> Error {
 /// Two staging buffers (`MAP_WRITE | COPY_SRC`) used in turn: the CPU fills one while the queue
 /// copies the other into its tensor. Reusing them keeps staging memory at two chunks and, on CPU
 /// adapters where buffers are host memory, spares the page faults of fresh allocations per chunk.
+///
+/// In the browser a mapped buffer is only remapped through the JavaScript event loop, which a
+/// synchronous loader cannot wait for; there a slot is host memory that `queue.writeBuffer` sends
+/// (WebGPU's own staged upload). Conversion, checks and chunking are the same code on both.
 pub(crate) struct Stager {
     chunk: u64,
     slots: Vec<Slot>,
     next: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 struct Slot {
-    buf: wgpu::Buffer,
+    /// Created, mapped, unmapped and dropped under the device lock on GL ([`Gpu::lock_device`]).
+    buf: crate::gpu::Guarded<wgpu::Buffer>,
     /// The submission that copies out of this slot; the slot is remapped once it completes.
     in_flight: Option<wgpu::SubmissionIndex>,
     mapped_tx: std::sync::mpsc::Sender<std::result::Result<(), wgpu::BufferAsyncError>>,
     mapped_rx: std::sync::mpsc::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
 }
 
+#[cfg(target_arch = "wasm32")]
+struct Slot {
+    /// One chunk of host memory, sent with `queue.writeBuffer`.
+    host: Vec<u8>,
+}
+
+/// A chunk being filled: the mapped staging buffer natively, host memory in the browser.
+trait ChunkOut {
+    /// Writes `bytes` at byte `at`.
+    fn put(&mut self, at: usize, bytes: &[u8]);
+    /// Zeroes from byte `from` to the end.
+    fn zero_from(&mut self, from: usize);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ChunkOut for wgpu::BufferViewMut {
+    fn put(&mut self, at: usize, bytes: &[u8]) {
+        self.slice(at..at + bytes.len()).copy_from_slice(bytes);
+    }
+    fn zero_from(&mut self, from: usize) {
+        self.slice(from..).fill(0);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+impl ChunkOut for &mut [u8] {
+    fn put(&mut self, at: usize, bytes: &[u8]) {
+        self[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    fn zero_from(&mut self, from: usize) {
+        self[from..].fill(0);
+    }
+}
+
 impl Stager {
     /// A stager whose chunks hold `chunk` bytes (rounded up to 4; at least 4).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn new(gpu: &Gpu, chunk: u64) -> Stager {
         let chunk = chunk.max(4).div_ceil(4) * 4;
         let slots = (0..2)
@@ -559,12 +600,13 @@ impl Stager {
                 gpu.counters()
                     .buffers
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let buf = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                let _g = gpu.lock_device();
+                let buf = gpu.guarded(gpu.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("weights staging {i}")),
                     size: chunk,
                     usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: true,
-                });
+                }));
                 Slot {
                     buf,
                     in_flight: None,
@@ -580,8 +622,22 @@ impl Stager {
         }
     }
 
+    /// A stager whose chunks hold `chunk` bytes (rounded up to 4; at least 4).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn new(_gpu: &Gpu, chunk: u64) -> Stager {
+        let chunk = chunk.max(4).div_ceil(4) * 4;
+        Stager {
+            chunk,
+            slots: vec![Slot {
+                host: vec![0; chunk as usize],
+            }],
+            next: 0,
+        }
+    }
+
     /// Waits until every copy out of the staging buffers has completed.
     pub(crate) fn finish(&mut self, gpu: &Gpu, during: &dyn Fn() -> String) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
         for i in 0..self.slots.len() {
             if let Some(idx) = self.slots[i].in_flight.take() {
                 wait(gpu, idx, during)?;
@@ -589,7 +645,82 @@ impl Stager {
                 recv_mapped(gpu, slot, during)?;
             }
         }
+        // writeBuffer copies the host bytes at once; the queue orders them before later work.
+        #[cfg(target_arch = "wasm32")]
+        let _ = (gpu, during);
         Ok(())
+    }
+
+    /// The next slot, once the copy out of it (if any) has completed.
+    fn next_slot(&mut self, gpu: &Gpu, during: &dyn Fn() -> String) -> Result<usize> {
+        let i = self.next;
+        self.next = (self.next + 1) % self.slots.len();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let slot = &mut self.slots[i];
+            if let Some(idx) = slot.in_flight.take() {
+                wait(gpu, idx, during)?;
+                recv_mapped(gpu, slot, during)?;
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = (gpu, during);
+        Ok(i)
+    }
+
+    /// The first `len` bytes of slot `i` to fill.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn view(
+        &mut self,
+        i: usize,
+        len: u64,
+        during: &dyn Fn() -> String,
+    ) -> Result<impl ChunkOut + '_> {
+        self.slots[i]
+            .buf
+            .slice(..len)
+            .get_mapped_range_mut()
+            .map_err(|e| gpu_err(during(), e.to_string()))
+    }
+
+    /// The first `len` bytes of slot `i` to fill.
+    #[cfg(target_arch = "wasm32")]
+    fn view(
+        &mut self,
+        i: usize,
+        len: u64,
+        _during: &dyn Fn() -> String,
+    ) -> Result<impl ChunkOut + '_> {
+        Ok(&mut self.slots[i].host[..len as usize])
+    }
+
+    /// Sends the first `len` bytes of slot `i` (filled through [`Stager::view`]) to `dst` at byte
+    /// `offset`. Returns once the copy is submitted; [`Stager::finish`] waits for it.
+    fn send(&mut self, gpu: &Gpu, i: usize, dst: &wgpu::Buffer, offset: u64, len: u64) {
+        let slot = &mut self.slots[i];
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            // Unmap, submit and remap in one hold of the device lock (GL; see `gpu::serial`).
+            let _g = gpu.lock_device();
+            slot.buf.unmap();
+            let mut enc = gpu
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("weights upload"),
+                });
+            enc.copy_buffer_to_buffer(&slot.buf, 0, dst, offset, len);
+            let idx = gpu.submit(enc.finish());
+            gpu.counters()
+                .submits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tx = slot.mapped_tx.clone();
+            slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
+                let _ = tx.send(r);
+            });
+            slot.in_flight = Some(idx);
+        }
+        #[cfg(target_arch = "wasm32")]
+        gpu.write_buffer(dst, offset, &slot.host[..len as usize]);
     }
 
     /// Writes `bytes` (at most the chunk size given to [`Stager::new`], a multiple of 4) into `dst` at byte `offset`
@@ -616,41 +747,14 @@ impl Stager {
                 ),
             ));
         }
-        let slot_index = self.next;
-        self.next = (self.next + 1) % self.slots.len();
-        let slot = &mut self.slots[slot_index];
-        if let Some(idx) = slot.in_flight.take() {
-            wait(gpu, idx, during)?;
-            recv_mapped(gpu, slot, during)?;
-        }
-        {
-            let mut view = slot
-                .buf
-                .slice(..n)
-                .get_mapped_range_mut()
-                .map_err(|e| gpu_err(during(), e.to_string()))?;
-            view.slice(..bytes.len()).copy_from_slice(bytes);
-        }
-        slot.buf.unmap();
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("weights upload"),
-            });
-        enc.copy_buffer_to_buffer(&slot.buf, 0, dst, offset, n);
-        let idx = gpu.queue().submit([enc.finish()]);
-        gpu.counters()
-            .submits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tx = slot.mapped_tx.clone();
-        slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
-            let _ = tx.send(r);
-        });
-        slot.in_flight = Some(idx);
+        let i = self.next_slot(gpu, during)?;
+        self.view(i, n, during)?.put(0, bytes);
+        self.send(gpu, i, dst, offset, n);
         Ok(())
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()> {
     use std::sync::mpsc::RecvTimeoutError;
     use std::time::{Duration, Instant};
@@ -665,9 +769,12 @@ fn recv_mapped(gpu: &Gpu, slot: &Slot, during: &dyn Fn() -> String) -> Result<()
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
             Err(std::sync::mpsc::TryRecvError::Empty) => {}
         }
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| gpu_err(during(), e.to_string()))?;
+        {
+            let _g = gpu.lock_device();
+            gpu.device()
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| gpu_err(during(), e.to_string()))?;
+        }
         match slot.mapped_rx.recv_timeout(Duration::from_millis(5)) {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => return Err(gpu_err(during(), format!("mapping staging: {e}"))),
@@ -715,19 +822,9 @@ fn write_converted(
         let m = per.min(n - i);
         let out_bytes = m * ds;
         let padded = out_bytes.div_ceil(4) * 4;
-        let slot_index = stager.next;
-        stager.next = (stager.next + 1) % stager.slots.len();
-        let slot = &mut stager.slots[slot_index];
-        if let Some(idx) = slot.in_flight.take() {
-            wait(gpu, idx, &during)?;
-            recv_mapped(gpu, slot, &during)?;
-        }
+        let slot = stager.next_slot(gpu, &during)?;
         {
-            let mut view = slot
-                .buf
-                .slice(..padded as u64)
-                .get_mapped_range_mut()
-                .map_err(|e| gpu_err(during(), e.to_string()))?;
+            let mut view = stager.view(slot, padded as u64, &during)?;
             let src = &v.data[i * ss..(i + m) * ss];
             match scratch.as_mut() {
                 None => {
@@ -737,7 +834,7 @@ fn write_converted(
                             return Err(bad_value(v.path, v.name, from, base + i + j, x, true));
                         }
                     }
-                    view.slice(..out_bytes).copy_from_slice(src)
+                    view.put(0, src)
                 }
                 Some(sc) => {
                     for (b, block) in src.chunks(BLOCK * ss).enumerate() {
@@ -746,37 +843,23 @@ fn write_converted(
                             let at = base + i + b * BLOCK;
                             check_block(v, block, at, out, to, opts.allow_non_finite)?;
                         }
-                        let at = b * BLOCK * ds;
-                        view.slice(at..at + out.len()).copy_from_slice(out);
+                        view.put(b * BLOCK * ds, out);
                     }
                 }
             }
             if padded > out_bytes {
-                view.slice(out_bytes..).fill(0);
+                view.zero_from(out_bytes);
             }
         }
-        slot.buf.unmap();
-        let mut enc = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("weights upload"),
-            });
-        enc.copy_buffer_to_buffer(&slot.buf, 0, dst.buffer(), (i * ds) as u64, padded as u64);
-        let idx = gpu.queue().submit([enc.finish()]);
-        gpu.counters()
-            .submits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tx = slot.mapped_tx.clone();
-        slot.buf.map_async(wgpu::MapMode::Write, .., move |r| {
-            let _ = tx.send(r);
-        });
-        slot.in_flight = Some(idx);
+        stager.send(gpu, slot, dst.buffer(), (i * ds) as u64, padded as u64);
         i += m;
     }
     Ok(())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn wait(gpu: &Gpu, idx: wgpu::SubmissionIndex, during: &dyn Fn() -> String) -> Result<()> {
+    let _g = gpu.lock_device();
     gpu.device()
         .poll(wgpu::PollType::Wait {
             submission_index: Some(idx),

@@ -160,18 +160,24 @@ const STAGE_BYTES: u64 = 65536;
 /// ([`RecurrentTuning::stage_h`](crate::gpu::RecurrentTuning::stage_h): CPU adapters), when one
 /// direction-set of state `D*B*H` f32 fits `STAGE_BYTES` (64 KiB) and the adapter's uniform binding limit.
 /// None otherwise (the kernel then reads h from storage).
-pub fn stage_buffer(gpu: &crate::gpu::Gpu, dims: StepDims) -> Option<wgpu::Buffer> {
+pub fn stage_buffer(
+    gpu: &crate::gpu::Gpu,
+    dims: StepDims,
+) -> Option<crate::gpu::Guarded<wgpu::Buffer>> {
     let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
     let limit = gpu.device().limits().max_uniform_buffer_binding_size;
     if !gpu.tuning().recurrent.stage_h || bytes > STAGE_BYTES || STAGE_BYTES > limit {
         return None;
     }
-    Some(gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("recurrent h stage"),
-        size: STAGE_BYTES,
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    }))
+    let _g = gpu.lock_device();
+    Some(
+        gpu.guarded(gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("recurrent h stage"),
+            size: STAGE_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })),
+    )
 }
 
 crate::wgsl_params! {

@@ -105,7 +105,23 @@ impl Seq2Seq {
     /// The first call for a batch shape (batch size, longest input, beam, `max_len`, attention
     /// keeping) allocates and records the decoder; later calls of that shape reuse it and create
     /// no GPU objects.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn decode(
+        &self,
+        gpu: &Gpu,
+        inputs: &[Vec<u32>],
+        opts: &DecodeOptions,
+    ) -> Result<Vec<Decoded>> {
+        pollster::block_on(self.decode_async(gpu, inputs, opts))
+    }
+
+    /// [`Seq2Seq::decode`] without blocking on the readbacks (the one implementation; the
+    /// browser's). In the browser a second decode of the same batch shape while one is awaited is
+    /// refused; await the first.
+    // The plan's lock spans the run on purpose (runs of one plan take turns on its buffers);
+    // natively the future is driven by `block_on` on the calling thread.
+    #[allow(clippy::await_holding_lock)]
+    pub async fn decode_async(
         &self,
         gpu: &Gpu,
         inputs: &[Vec<u32>],
@@ -147,9 +163,17 @@ impl Seq2Seq {
             .plans
             .get_or_try_insert(key, || self.plan(gpu, key).map(Mutex::new))?;
         // Runs of one plan take turns on its buffers.
+        #[cfg(not(target_arch = "wasm32"))]
         let plan = plan
             .lock()
             .map_err(|_| Error::invalid(OP, "a decode panicked"))?;
+        #[cfg(target_arch = "wasm32")]
+        let plan = plan.try_lock().map_err(|_| {
+            Error::invalid(
+                OP,
+                "a decode of this batch shape is in progress: await it first",
+            )
+        })?;
         let lengths: Vec<usize> = seqs.iter().map(Vec::len).collect();
         let writes = self.write_inputs(&plan, &seqs, &lengths, k)?;
         let r = b * k;
@@ -161,14 +185,17 @@ impl Seq2Seq {
         } else {
             opts.steps_per_submit
         };
-        let res = plan.run.run(
-            &writes,
-            Schedule {
-                max_steps: max_len,
-                first_chunk: first,
-                chunk: opts.steps_per_submit,
-            },
-        )?;
+        let res = plan
+            .run
+            .run_async(
+                &writes,
+                Schedule {
+                    max_steps: max_len,
+                    first_chunk: first,
+                    chunk: opts.steps_per_submit,
+                },
+            )
+            .await?;
         let steps_run = res.steps_run;
         let toks = res.u32s("tokens")?;
         let attn: Vec<f32> = if keep_attn {

@@ -139,7 +139,19 @@ fn load_linear(
 impl Seq2Seq {
     /// Loads an exported seq2seq file (arch "seq2seq"); weights are held in f16.
     pub fn load(gpu: &Gpu, path: &Path) -> Result<Seq2Seq> {
-        let f = WeightFile::open(path)?;
+        Self::from_weights(gpu, WeightFile::open(path)?)
+    }
+
+    /// [`Seq2Seq::load`] from the file's bytes (the browser, where there is no file to map: the
+    /// page fetches the `.safetensors` file); `label` names it in errors.
+    pub fn from_bytes(gpu: &Gpu, bytes: Vec<u8>, label: &str) -> Result<Seq2Seq> {
+        Self::from_weights(gpu, WeightFile::from_bytes(bytes, label)?)
+    }
+
+    /// [`Seq2Seq::load`] from an opened (mapped or in-memory) weight file.
+    pub fn from_weights(gpu: &Gpu, f: WeightFile) -> Result<Seq2Seq> {
+        let path = f.path().to_path_buf();
+        let path = path.as_path();
         match f.architecture() {
             Some("seq2seq") => {}
             other => {

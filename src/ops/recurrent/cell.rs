@@ -37,7 +37,7 @@ struct CellScratch {
     /// `[B, H]` zeros: the state when the caller passes none.
     zeros: Tensor,
     /// Uniform staging of h ([`kr::stage_buffer`]).
-    stage: Option<wgpu::Buffer>,
+    stage: Option<crate::gpu::Guarded<wgpu::Buffer>>,
 }
 
 impl RecurrentCell {
@@ -177,7 +177,7 @@ impl RecurrentCell {
             out: h_out,
             whh_t: &self.w.whh_t,
             bhh: &self.w.b_hh,
-            h_stage: sc.stage.as_ref(),
+            h_stage: sc.stage.as_deref(),
         };
         let dims = StepDims {
             batch,

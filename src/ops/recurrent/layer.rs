@@ -230,7 +230,7 @@ impl RecurrentLayer {
                 out: layer_out,
                 whh_t: &w.whh_t,
                 bhh: &w.b_hh,
-                h_stage: stage.as_ref(),
+                h_stage: stage.as_deref(),
             };
             match path {
                 RecurrentPath::Persistent => {
