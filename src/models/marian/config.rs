@@ -160,14 +160,23 @@ fn d_eos() -> Option<Ids> {
     Some(Ids::One(0))
 }
 
+/// Parses `s` as a JSON object into `T` (serde would also take an array for a struct).
+fn parse_object<T: serde::de::DeserializeOwned>(s: &str, file: &str) -> Result<T> {
+    let v: serde_json::Value =
+        serde_json::from_str(s).map_err(|e| Error::invalid(OP, format!("{file}: {e}")))?;
+    if !v.is_object() {
+        return Err(Error::invalid(OP, format!("{file}: not a JSON object")));
+    }
+    serde_json::from_value(v).map_err(|e| Error::invalid(OP, format!("{file}: {e}")))
+}
+
 /// LayerNorm epsilon of every Marian LayerNorm (`nn.LayerNorm`'s default).
 pub const LAYER_NORM_EPS: f32 = 1e-5;
 
 impl MarianConfig {
     /// Parses and checks a `config.json` text (see [`MarianConfig::check`]).
     pub fn from_json_str(s: &str) -> Result<MarianConfig> {
-        let c: MarianConfig =
-            serde_json::from_str(s).map_err(|e| Error::invalid(OP, format!("config.json: {e}")))?;
+        let c: MarianConfig = parse_object(s, "config.json")?;
         c.check()?;
         Ok(c)
     }
@@ -460,8 +469,7 @@ impl GenerationConfig {
     /// `num_return_sequences` >= 1, `num_return_sequences <= num_beams`, lengths at most
     /// [`MAX_GENERATE`]), a finite `length_penalty`, no empty bad-words sequence.
     pub fn from_json_str(s: &str) -> Result<GenerationConfig> {
-        let g: GenerationConfig = serde_json::from_str(s)
-            .map_err(|e| Error::invalid(OP, format!("generation_config.json: {e}")))?;
+        let g: GenerationConfig = parse_object(s, "generation_config.json")?;
         g.check()?;
         Ok(g)
     }
