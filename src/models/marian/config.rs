@@ -587,10 +587,16 @@ mod tests {
             ("eos_token_id", "[]", "eos_token_id"),
             ("decoder_start_token_id", "99", "decoder_start_token_id"),
             ("vocab_size", "2147483647", "too large"),
-            ("max_position_embeddings", "18446744073709551615", "config.json"),
+            (
+                "max_position_embeddings",
+                "18446744073709551615",
+                "config.json",
+            ),
             ("forced_eos_token_id", "[0, 50]", "forced_eos"),
         ] {
-            let e = MarianConfig::from_json_str(&with(k, v)).unwrap_err().to_string();
+            let e = MarianConfig::from_json_str(&with(k, v))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{k}={v}: {e}");
         }
         assert!(MarianConfig::from_json_str("{").is_err());

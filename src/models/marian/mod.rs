@@ -6,7 +6,10 @@
 //! ([`config::GenerationConfig`]), `model.safetensors` ([`weights`]), and the tokenizer files.
 
 pub mod config;
+pub mod decoder;
+pub mod encoder;
 pub mod reference;
 pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
+pub use decoder::MarianModel;

@@ -207,7 +207,13 @@ impl Reference {
         self.cfg.decoder_start_id()
     }
 
-    fn embed(&self, ids: &[u32], table: &HostArray, pos: &HostArray, offset: usize) -> Result<Vec<f64>> {
+    fn embed(
+        &self,
+        ids: &[u32],
+        table: &HostArray,
+        pos: &HostArray,
+        offset: usize,
+    ) -> Result<Vec<f64>> {
         let e = self.cfg.d_model;
         let scale = self.cfg.embed_scale() as f64;
         let (v, p) = (table.shape[0], pos.shape[0]);
@@ -217,14 +223,12 @@ impl Reference {
             if id as usize >= v || at >= p {
                 return Err(Error::invalid(
                     OP,
-                    format!(
-                        "token {id} at position {at}: the table has {v} ids and {p} positions"
-                    ),
+                    format!("token {id} at position {at}: the table has {v} ids and {p} positions"),
                 ));
             }
             for c in 0..e {
-                x[t * e + c] = table.data[id as usize * e + c] as f64 * scale
-                    + pos.data[at * e + c] as f64;
+                x[t * e + c] =
+                    table.data[id as usize * e + c] as f64 * scale + pos.data[at * e + c] as f64;
             }
         }
         Ok(x)
@@ -237,7 +241,13 @@ impl Reference {
         let act = c.activation()?;
         let mut x = self.embed(ids, &self.w.enc_embed, &self.w.enc_pos, 0)?;
         for l in &self.w.encoder {
-            let (a, _) = mha(&x, &x, (s, s, e, c.encoder_attention_heads), &l.self_attn, |_| s);
+            let (a, _) = mha(
+                &x,
+                &x,
+                (s, s, e, c.encoder_attention_heads),
+                &l.self_attn,
+                |_| s,
+            );
             add_into(&mut x, &a);
             layer_norm(&mut x, e, &l.self_norm);
             let mut h = linear(&x, s, &l.fc1);
