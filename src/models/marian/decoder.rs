@@ -378,6 +378,7 @@ impl MarianModel {
                 keep.map(|_| &sc.lse),
             )?;
             if let Some((_, probs)) = keep {
+                let probs = &probs.reshape(&[rows, heads, 1, st.src_len])?;
                 record_attention_probs(
                     rec,
                     &dims,
