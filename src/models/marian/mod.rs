@@ -1,0 +1,3 @@
+//! MarianMT (Hugging Face's Marian encoder-decoder).
+
+pub mod search;
