@@ -1,6 +1,7 @@
 // Projection of encoder states for additive attention, once per sequence: out = x W^T.
 //
-// Bindings (w declared by the Rust side as f32 / f16 / packed f16 with w_at):
+// Bindings, declared by the Rust side in binding order (ProjectBindings in
+// src/kernels/memory_attention.rs; w as f32 / f16 / packed f16 with w_at):
 //   p:    Params uniform
 //   x:    [R, K] f32   (R = B*T encoder states)      (binding 1)
 //   out:  [R, N] f32                                 (binding 2)
@@ -9,9 +10,6 @@
 // Constants: WG, RB (rows per invocation). Grid: x = ceil(N / WG), y = ceil(R / RB).
 // Each invocation computes RB rows of one output column, so every weight it loads serves RB rows;
 // the x values are the same for the whole workgroup (uniform loads).
-
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -7,8 +7,9 @@
 //   mode 2, general (Luong):      score_t = q . (W k_t) = (W^T q) . k_t, so each step projects the
 //           query once (a GEMV of Dq x Dk) instead of every key;     context = sum_t w_t values_t
 //
-// Bindings (w, vv, bias declared by the Rust side as f32 / f16 / packed f16 with w_at, vv_at,
-// bias_at):
+// Bindings, declared by the Rust side in binding order (MemoryAttentionBindings in
+// src/kernels/memory_attention.rs; w, vv, bias as f32 / f16 / packed f16 with w_at, vv_at, bias_at,
+// the others as plain arrays):
 //   p:        Params uniform
 //   query:    [B, Dq] f32                                   (binding 1)
 //   src:      [B, T, S] f32: kp (S = A) in mode 0, keys (S = Dk) otherwise (binding 2)
@@ -22,14 +23,6 @@
 //   qproj:    [B, S] f32 scratch: W_q q + b (mode 0) or W^T q (mode 2) (binding 10)
 //
 // Constants: WG. Grid: x = B. Rows whose keys are all masked give zero weights and context.
-
-@group(0) @binding(1) var<storage, read> query: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<f32>;
-@group(0) @binding(3) var<storage, read> values: array<f32>;
-@group(0) @binding(7) var<storage, read> mask: array<u32>;
-@group(0) @binding(8) var<storage, read_write> ctx: array<f32>;
-@group(0) @binding(9) var<storage, read_write> weights: array<f32>;
-@group(0) @binding(10) var<storage, read_write> qproj: array<f32>;
 
 const NEG: f32 = -3.0e38;
 

@@ -9,15 +9,15 @@
 // Constants prepended by Rust: CELL (0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu), G, BB (batch rows per
 // invocation), BU (units per invocation), WG, HU (1: h_{t-1} is read from a uniform copy). Generated
 // by Rust: the block body of `cell_step`, `fn load_h(i: u32) -> f32` (reads hs, or with HU == 1
-// the uniform copy `hu` of half t & 1, [D, B, H] f32 at binding 8, made by a buffer copy before
-// each step: on lavapipe a uniform load at a workgroup-uniform address is one scalar load, while
+// the uniform copy `hu` of half t & 1, [D, B, H] f32 at the binding after the storage ones, made
+// by a buffer copy before each step: on lavapipe a uniform load at a workgroup-uniform address is one scalar load, while
 // every storage load is a per-lane loop), and the dtype-dependent weight declarations:
-//   whh: [D, KP, GH, 2] f32|f16 (binding 6) weight_hh in k-pairs, k-major: whh[d][k2][r][e] =
+//   whh: [D, KP, GH, 2] f32|f16 weight_hh in k-pairs, k-major: whh[d][k2][r][e] =
 //                            weight_hh[r][2*k2 + e] (zero for k >= H), read by `wpair(i)` ->
 //                            vec2<f32> with i = (d*KP + k2)*GH + r, KP = ceil(H/2). Adjacent units j
 //                            read adjacent pairs (coalesced on GPUs); an f16 pair is one u32 load
 //                            (lavapipe pays per 32-bit load).
-//   bhh: [D, GH]    f32|f16  (binding 7) bias_hh (zeros without bias)
+//   bhh: [D, GH]    f32|f16  bias_hh (zeros without bias)
 //
 // Variable lengths: a sequence b is active at step t when t < lengths[b]. The forward direction then
 // processes position t, the reverse direction position lengths[b]-1-t, so it starts at the sequence's
@@ -25,16 +25,14 @@
 // directions) and copy the state through unchanged, so the final state is the state at the
 // sequence's own end, as pad_packed_sequence gives.
 
-// xp: [B, T, D*GH] f32   input projections W_ih x_t + b_ih of all steps, both directions
-@group(0) @binding(1) var<storage, read> xp: array<f32>;
-// lengths: [B] u32       valid steps per sequence, 1..=T
-@group(0) @binding(2) var<storage, read> lengths: array<u32>;
-// hs: [2, D, B, H] f32   hidden state ping-pong: step t reads half (t & 1), writes the other half
-@group(0) @binding(3) var<storage, read_write> hs: array<f32>;
-// cs: [2, D, B, H] f32   LSTM cell state, same ping-pong (a 4-element dummy for GRU/RNN)
-@group(0) @binding(4) var<storage, read_write> cs: array<f32>;
-// out: [B, T, D*H] f32   per-step hidden states, zero past each sequence's length
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Storage bindings, declared by the Rust side in binding order (RecurrentBindings in
+// src/kernels/recurrent/source.rs):
+//   xp:      [B, T, D*GH] f32  input projections W_ih x_t + b_ih of all steps, both directions
+//   lengths: [B] u32           valid steps per sequence, 1..=T
+//   hs:      [2, D, B, H] f32  hidden state ping-pong: step t reads half (t & 1), writes the other
+//   cs:      [2, D, B, H] f32  LSTM cell state, same ping-pong (a 4-element dummy for GRU/RNN)
+//   out:     [B, T, D*H] f32   per-step hidden states, zero past each sequence's length
+//   whh, bhh: as above.
 
 fn sigmoid(x: f32) -> f32 {
     // Split by sign so exp never overflows.

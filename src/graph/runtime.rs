@@ -16,7 +16,8 @@
 //! - **Histories** ([`LoopBuilder::history`]): after each step, a step tensor (the chosen tokens)
 //!   is copied to row `step` of a `[max_steps, ..]` history.
 //! - **Control**: a chunk counter ([`LoopBuilder::chunk_counter`]) tells a loop kernel the step
-//!   its chunk stops at; [`Stop`] says when no further chunk is needed, read from the outputs.
+//!   its chunk stops at; a step index ([`LoopBuilder::step_index`]) tells replayed step work which
+//!   step it is on the GPU; [`Stop`] says when no further chunk is needed, read from the outputs.
 //! - **Outputs** by name ([`LoopBuilder::output`]): copied to one readback buffer at the end of
 //!   every chunk and mapped once per chunk; [`LoopResults`] reads them by name.
 //!
@@ -58,6 +59,16 @@ pub enum Stop {
         /// Rows checked.
         rows: usize,
     },
+}
+
+/// The GPU step counter of [`LoopBuilder::step_index`]: `table[s] = s`, copied into `current`
+/// before step `s`.
+#[derive(Clone, Debug)]
+struct StepIndex {
+    /// `[max_steps]` u32: 0, 1, 2, ...
+    table: Tensor,
+    /// `[1]` u32: the running step.
+    current: Tensor,
 }
 
 /// Host data written into named tensors at the start of a run.
@@ -117,6 +128,7 @@ pub struct LoopBuilder {
     histories: Vec<(Tensor, Tensor)>,
     outputs: Vec<(String, Tensor)>,
     counter: Option<(Tensor, u64)>,
+    step_index: Option<StepIndex>,
     stop: Stop,
 }
 
@@ -133,6 +145,7 @@ impl LoopBuilder {
             histories: Vec::new(),
             outputs: Vec::new(),
             counter: None,
+            step_index: None,
             stop: Stop::Never,
         }
     }
@@ -230,6 +243,31 @@ impl LoopBuilder {
         self.counter = Some((t.clone(), offset));
     }
 
+    /// A `[1]` u32 tensor that holds `s` while step `s`'s recorded work runs (0-based from the
+    /// run's start), for step kernels that index by the step on the GPU (a KV cache's write
+    /// position, an attention length, a position embedding row). The runtime records a 4-byte
+    /// copy from a constant `[max_steps]` table before each step, so a replayed recording sees
+    /// the right step without a host write. Every call returns the same tensor.
+    pub fn step_index(&mut self) -> Result<Tensor> {
+        if let Some(ix) = &self.step_index {
+            return Ok(ix.current.clone());
+        }
+        let steps = u32::try_from(self.max_steps).map_err(|_| {
+            Error::invalid(
+                OP,
+                format!("a step index for {} steps does not fit u32", self.max_steps),
+            )
+        })?;
+        let table: Vec<u32> = (0..steps.max(1)).collect();
+        let ix = StepIndex {
+            table: Tensor::from_u32(&self.gpu, &table, &[table.len()])?,
+            current: self.buffer(&[1], DType::U32)?,
+        };
+        let current = ix.current.clone();
+        self.step_index = Some(ix);
+        Ok(current)
+    }
+
     /// When a run may stop before its step limit.
     pub fn stop_when(&mut self, stop: Stop) {
         self.stop = stop;
@@ -282,6 +320,7 @@ impl LoopBuilder {
             outputs,
             copies,
             counter: self.counter,
+            step_index: self.step_index,
             stop: self.stop,
             staging,
         })
@@ -301,6 +340,7 @@ pub struct LoopPlan {
     outputs: BTreeMap<String, (Tensor, u64)>,
     copies: Vec<(Tensor, u64, u64)>,
     counter: Option<(Tensor, u64)>,
+    step_index: Option<StepIndex>,
     stop: Stop,
     staging: wgpu::Buffer,
     /// Counts the readback buffer as live.
@@ -386,6 +426,9 @@ impl LoopPlan {
             rec.extend(self.chunk.clone());
             if !self.steps.is_empty() {
                 for s in steps_run..steps_run + n {
+                    if let Some(ix) = &self.step_index {
+                        rec.copy(ix.table.buffer(), s as u64 * 4, ix.current.buffer(), 0, 4);
+                    }
                     rec.extend(self.steps[s % self.steps.len()].clone());
                     for (src, hist) in &self.histories {
                         let len = src.byte_len();

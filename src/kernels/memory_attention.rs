@@ -7,8 +7,8 @@
 //! valid), context `[B, Dv]`, weights `[B, T]`; weights f32 or f16.
 
 use crate::error::{Error, Result};
-use crate::gpu::spec::UniformParams;
-use crate::gpu::{compose, declare_input, Elem, Gpu, Recorder};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem, Gpu, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
 
@@ -53,6 +53,18 @@ impl Score<'_> {
 crate::wgsl_params! {
     /// The uniform of `shaders/attention_project.wgsl`: `r` rows of `k` inputs -> `n` outputs.
     struct ProjectParams { r: u32, k: u32, n: u32, _pad: u32 }
+}
+
+crate::wgsl_bindings! {
+    /// The storage bindings of `shaders/attention_project.wgsl`: x `[R, K]` f32, out `[R, N]` f32,
+    /// w `[N, K]` f32|f16.
+    struct ProjectBindings { x, out, w }
+}
+
+crate::wgsl_bindings! {
+    /// The storage bindings of `shaders/memory_attention.wgsl` (shapes there): query, src
+    /// (kp or keys), values, w (W_q, W or a dummy), vv, bias, mask, ctx, weights, qproj (scratch).
+    struct MemoryAttentionBindings { query, src, values, w, vv, bias, mask, ctx, weights, qproj }
 }
 
 crate::wgsl_params! {
@@ -170,20 +182,6 @@ pub fn record_memory_attention(
         elem(&gpu, op, "v", vv)?,
         elem(&gpu, op, "b", bias)?,
     );
-    let pipe = gpu.pipeline("memory_attention", &elems, || {
-        let f16 = elems.0.needs_f16() || elems.1.needs_f16() || elems.2.needs_f16();
-        compose(
-            SRC,
-            f16,
-            &[("WG", WG)],
-            &[
-                Params::wgsl(),
-                declare_input("w", 4, elems.0, false),
-                declare_input("vv", 5, elems.1, false),
-                declare_input("bias", 6, elems.2, false),
-            ],
-        )
-    })?;
     let p = Params {
         t: t as u32,
         dq: dq as u32,
@@ -194,29 +192,38 @@ pub fn record_memory_attention(
         _pad: [0; 2],
     };
     let mask_dummy;
-    let mask_buf = match mask {
-        Some(m) => m.buffer(),
+    let mask = match mask {
+        Some(m) => m,
         None => {
             mask_dummy = Tensor::zeros(&gpu, &[4], DType::U32)?;
-            mask_dummy.buffer()
+            &mask_dummy
         }
     };
+    let binds = MemoryAttentionBindings {
+        query: Bind::read(query, "f32"),
+        src: Bind::read(src, "f32"),
+        values: Bind::read(values, "f32"),
+        w: Bind::input(w, elems.0, false),
+        vv: Bind::input(vv, elems.1, false),
+        bias: Bind::input(bias, elems.2, false),
+        mask: Bind::read(mask, "u32"),
+        ctx: Bind::read_write(ctx, "f32"),
+        weights: Bind::read_write(weights, "f32"),
+        qproj: Bind::read_write(qproj, "f32"),
+    };
+    let pipe = gpu.pipeline("memory_attention", &elems, || {
+        compose(
+            SRC,
+            binds.needs_f16(),
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
     let disp = gpu.dispatch(
         "memory_attention",
         &pipe,
         bytemuck::bytes_of(&p),
-        &[
-            query.buffer(),
-            src.buffer(),
-            values.buffer(),
-            w.buffer(),
-            vv.buffer(),
-            bias.buffer(),
-            mask_buf,
-            ctx.buffer(),
-            weights.buffer(),
-            qproj.buffer(),
-        ],
+        &binds.buffers(),
         [u32::try_from(b).unwrap_or(u32::MAX), 1, 1],
     )?;
     rec.push(disp);
@@ -251,12 +258,17 @@ pub fn record_project(rec: &mut Recorder, x: &Tensor, w: &Tensor, out: &Tensor) 
     }
     let gpu = rec.gpu().clone();
     let e = elem(&gpu, OP, "weight", w)?;
+    let binds = ProjectBindings {
+        x: Bind::read(x, "f32"),
+        out: Bind::read_write(out, "f32"),
+        w: Bind::input(w, e, false),
+    };
     let pipe = gpu.pipeline("attention_project", &e, || {
         compose(
             PROJECT_SRC,
-            e.needs_f16(),
+            binds.needs_f16(),
             &[("WG", WG), ("RB", RB)],
-            &[ProjectParams::wgsl(), declare_input("w", 3, e, false)],
+            &[vec![ProjectParams::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let p = ProjectParams {
@@ -269,7 +281,7 @@ pub fn record_project(rec: &mut Recorder, x: &Tensor, w: &Tensor, out: &Tensor) 
         "attention_project",
         &pipe,
         bytemuck::bytes_of(&p),
-        &[x.buffer(), out.buffer(), w.buffer()],
+        &binds.buffers(),
         [
             n.div_ceil(WG as usize) as u32,
             r.div_ceil(RB as usize) as u32,

@@ -38,7 +38,8 @@ use crate::tensor::{DType, Tensor};
 
 mod source;
 
-use source::{persistent_block, source, Variant};
+use crate::gpu::spec::Bindings;
+use source::{persistent_block, source, RecurrentBindings, Variant};
 
 const CELL_SRC: &str = include_str!("../../../shaders/recurrent_cell.wgsl");
 const STEP_SRC: &str = include_str!("../../../shaders/recurrent_step.wgsl");
@@ -324,18 +325,6 @@ fn params(dims: StepDims, step: usize, v: &Variant, kp: usize) -> Params {
     }
 }
 
-fn bind<'a>(b: &StepBuffers<'a>) -> [&'a wgpu::Buffer; 7] {
-    [
-        b.xp.buffer(),
-        b.lengths.buffer(),
-        b.hs.buffer(),
-        b.cs.buffer(),
-        b.out.buffer(),
-        b.whh_t.buffer(),
-        b.bhh.buffer(),
-    ]
-}
-
 /// Records timestep `step` of one layer (all directions) as one dispatch: reads state half
 /// `step & 1`, writes half `(step + 1) & 1` and the outputs of that step.
 pub fn record_step(
@@ -353,10 +342,11 @@ pub fn record_step(
         ));
     }
     let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v))?;
+    let binds = RecurrentBindings::new(&v, bufs);
+    let pipeline = gpu.pipeline("recurrent_step", &v, || source(&v, &binds))?;
     let p = params(dims, step, &v, kp);
     let grid = [p.nu.div_ceil(v.wg), p.nb, dims.dirs as u32];
-    let mut buffers = bind(bufs).to_vec();
+    let mut buffers = binds.buffers();
     if let Some(stage) = bufs.h_stage {
         let bytes = (dims.dirs * dims.batch * dims.hidden * 4) as u64;
         if bytes > stage.size() {
@@ -392,13 +382,14 @@ pub fn record_persistent(
 ) -> Result<()> {
     let (v, kp) = validate(rec, kind, bufs, dims, true)?;
     let gpu = rec.gpu().clone();
-    let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v))?;
+    let binds = RecurrentBindings::new(&v, bufs);
+    let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v, &binds))?;
     let p = params(dims, 0, &v, kp);
     let d = gpu.dispatch(
         "recurrent_persistent",
         &pipeline,
         bytemuck::bytes_of(&p),
-        &bind(bufs),
+        &binds.buffers(),
         [1, 1, 1],
     )?;
     rec.push(d);

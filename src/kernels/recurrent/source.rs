@@ -3,8 +3,39 @@
 
 use super::{CellKind, CELL_SRC, PERSISTENT_SRC, STAGE_BYTES, STEP_SRC};
 use crate::gpu::pipeline::fill_template;
-use crate::gpu::spec::UniformParams;
-use crate::gpu::{compose, declare_input, Elem};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Elem};
+
+crate::wgsl_bindings! {
+    /// The storage bindings of the recurrent kernels in binding order (layouts in
+    /// `shaders/recurrent_cell.wgsl`): xp, lengths, hs, cs, out, whh (k-pairs: `vec2<f32>` for f32
+    /// weights, one `u32` per f16 pair), bhh. The per-step kernel's uniform stage `hu` follows them.
+    pub(super) struct RecurrentBindings { xp, lengths, hs, cs, out, whh, bhh }
+}
+
+impl<'a> RecurrentBindings<'a> {
+    /// The bindings of `bufs` as variant `v` reads them.
+    pub(super) fn new(v: &Variant, bufs: &super::StepBuffers<'a>) -> RecurrentBindings<'a> {
+        RecurrentBindings {
+            xp: Bind::read(bufs.xp, "f32"),
+            lengths: Bind::read(bufs.lengths, "u32"),
+            hs: Bind::read_write(bufs.hs, "f32"),
+            cs: Bind::read_write(bufs.cs, "f32"),
+            out: Bind::read_write(bufs.out, "f32"),
+            whh: Bind::read(bufs.whh_t, whh_type(v.whh)),
+            bhh: Bind::input(bufs.bhh, v.bhh, false),
+        }
+    }
+}
+
+/// The WGSL element type of the `whh` array: f32 pairs, or f16 pairs packed in one u32 (always
+/// unpacked with `unpack2x16float`, core WGSL, no feature needed).
+fn whh_type(e: Elem) -> &'static str {
+    match e {
+        Elem::F32 => "vec2<f32>",
+        _ => "u32",
+    }
+}
 
 /// One pipeline variant (the pipeline cache key): cell, weight element types, register block,
 /// workgroup width and entry point.
@@ -100,8 +131,9 @@ pub(super) fn persistent_block(batch: usize) -> (u32, u32) {
     }
 }
 
-/// The composed WGSL of variant `v`.
-pub(super) fn source(v: &Variant) -> String {
+/// The composed WGSL of variant `v` with its bindings `binds` (the uniform stage `hu`, when the
+/// variant reads it, is the binding after them).
+pub(super) fn source(v: &Variant, binds: &RecurrentBindings<'_>) -> String {
     let entry = if v.persistent {
         PERSISTENT_SRC
     } else {
@@ -109,20 +141,14 @@ pub(super) fn source(v: &Variant) -> String {
     };
     let block = block(v.kind.gates(), v.bu as usize, v.bb as usize);
     let body = fill_template(&format!("{CELL_SRC}\n{entry}"), &[("BLOCK_BODY", &block)]);
-    // f16 weight pairs are always read as one u32 and unpacked (core WGSL, no feature needed).
     let wpair = match v.whh {
-        Elem::F32 => {
-            "@group(0) @binding(6) var<storage, read> whh: array<vec2<f32>>;\n\
-                      fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n"
-        }
-        _ => {
-            "@group(0) @binding(6) var<storage, read> whh: array<u32>;\n\
-              fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n"
-        }
+        Elem::F32 => "fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n",
+        _ => "fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n",
     };
+    let hu_slot = binds.binds().len() + 1;
     let load_h = if v.hu {
         format!(
-            "@group(0) @binding(8) var<uniform> hu: array<vec4<f32>, {}>;\n\
+            "@group(0) @binding({hu_slot}) var<uniform> hu: array<vec4<f32>, {}>;\n\
              fn load_h(i: u32) -> f32 {{ return hu[i >> 2u][i & 3u]; }}\n",
             STAGE_BYTES / 16
         )
@@ -131,7 +157,7 @@ pub(super) fn source(v: &Variant) -> String {
     };
     compose(
         &body,
-        v.bhh.needs_f16(),
+        binds.needs_f16(),
         &[
             ("CELL", v.kind.code()),
             ("G", v.kind.gates() as u32),
@@ -141,10 +167,10 @@ pub(super) fn source(v: &Variant) -> String {
             ("WG", v.wg),
         ],
         &[
-            super::Params::wgsl(),
-            load_h,
-            wpair.to_string(),
-            declare_input("bhh", 7, v.bhh, false),
-        ],
+            vec![super::Params::wgsl()],
+            binds.wgsl(),
+            vec![load_h, wpair.to_string()],
+        ]
+        .concat(),
     )
 }
