@@ -16,6 +16,7 @@ pub mod matmul;
 pub mod memory_attention;
 pub mod op;
 pub mod pooling;
+pub mod search;
 pub mod recurrent;
 pub mod sdpa;
 pub mod softmax;

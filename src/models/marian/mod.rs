@@ -9,6 +9,7 @@ pub mod config;
 pub mod decoder;
 pub mod encoder;
 pub mod reference;
+pub mod search;
 pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
