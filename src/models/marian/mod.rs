@@ -10,6 +10,8 @@ pub mod decoder;
 pub mod encoder;
 pub mod reference;
 pub mod search;
+pub mod spm;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
