@@ -12,7 +12,9 @@ pub mod reference;
 pub mod search;
 pub mod spm;
 pub mod tokenizer;
+pub mod translator;
 pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
 pub use decoder::MarianModel;
+pub use translator::{CrossAttention, Translation, Translator};
