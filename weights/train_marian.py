@@ -27,9 +27,11 @@ tokenizer  vocab.json as Marian's converter lays it out: `</s>` 0, `<unk>` 1, th
            MarianTokenizer writes tokenizer_config.json and special_tokens_map.json, and a round
            trip through MarianTokenizer.from_pretrained is checked.
 train      MarianMTModel (see model_config) trained with teacher forcing, label smoothing 0.1,
-           Adam with warmup and inverse-sqrt decay, until --minutes; every source is prefixed
+           Adam with warmup and inverse-sqrt decay, until --minutes (final_logits_bias is
+           trained too, so it is not all zeros); every source is prefixed
            with the language token ">>cmn_Hans<< " with probability 1/2 so both spellings work, and
-           one headword in five is capitalized.
+           one headword in five is capitalized. --resume continues from the saved folder (the
+           bundled model was trained in the runs data/training.json lists).
            The weights are rounded to f16 and saved with save_pretrained (F16 model.safetensors)
            together with a generation_config.json like opus-mt's.
 """
@@ -236,7 +238,7 @@ def generation_config(cfg):
     )
 
 
-def stage_train(out, minutes, batch_size, seed, lr):
+def stage_train(out, minutes, batch_size, seed, lr, resume=False):
     import torch
     from transformers import MarianMTModel, MarianTokenizer
 
@@ -261,14 +263,33 @@ def stage_train(out, minutes, batch_size, seed, lr):
     keep = [i for i, t in enumerate(tgt) if unk not in t and len(t) <= 16 and len(src_plain[i]) <= 24]
     print(f"train: {len(keep)} of {len(train)} pairs kept (no <unk> in the target)")
     cfg = model_config(len(tok.get_vocab()))
-    model = MarianMTModel(cfg)
+    prev = {"steps": 0, "seconds": 0, "runs": []}
+    if resume:
+        # Continue from the saved (f16-rounded) weights; Adam restarts with a short warmup and the
+        # inverse-sqrt decay continues from the previous step count.
+        model = MarianMTModel.from_pretrained(out, dtype=torch.float32)
+        with open(os.path.join(out, "data", "training.json")) as f:
+            prev = json.load(f)
+        prev.setdefault("runs", [])
+        rng.seed(seed + prev["steps"])
+    else:
+        model = MarianMTModel(cfg)
+    bias0 = model.final_logits_bias.detach().clone()
+    # final_logits_bias is a zero buffer in transformers' Marian; train it as a parameter so the
+    # bundled model has a non-zero bias (a loader that forgets to add it then fails its tests).
+    del model._buffers["final_logits_bias"]
+    model.final_logits_bias = torch.nn.Parameter(bias0)
     pad = cfg.pad_token_id
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params} parameters")
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
-    warmup = 1000
+    warmup = 600
+
+    base = prev["steps"]
 
     def sched(step):
+        if resume:
+            return min((step + 1) / 100, 1.0) * math.sqrt(warmup / (base + step + 1))
         return min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
 
     lrs = torch.optim.lr_scheduler.LambdaLR(opt, sched)
@@ -315,19 +336,24 @@ def stage_train(out, minutes, batch_size, seed, lr):
             step += 1
             total += loss.item()
             count += 1
-            if step % 500 == 0:
+            if step % 200 == 0:
                 print(f"step {step} epoch {epoch} loss {total / count:.3f} {time.time() - start:.0f}s", flush=True)
             if time.time() - start > minutes * 60:
                 done = True
                 break
         epoch += 1
     elapsed = time.time() - start
+    bias = model.final_logits_bias.detach().clone()
+    del model._parameters["final_logits_bias"]
+    model.register_buffer("final_logits_bias", bias)
     print(f"trained {step} steps, {epoch} epochs (last partial), {elapsed:.0f}s")
     save_model(model, tok, out)
     evaluate(out, held, n=20)
     with open(os.path.join(out, "data", "training.json"), "w") as f:
-        json.dump({"steps": step, "epochs": epoch, "seconds": round(elapsed), "batch_size": batch_size,
-                   "lr": lr, "seed": seed, "pairs": len(keep), "torch": torch.__version__,
+        run = {"steps": step, "epochs": epoch, "seconds": round(elapsed), "batch_size": batch_size, "lr": lr,
+               "seed": seed, "resumed": resume}
+        json.dump({"steps": base + step, "seconds": prev["seconds"] + round(elapsed), "pairs": len(keep),
+                   "runs": prev["runs"] + [run], "torch": torch.__version__,
                    "transformers": __import__("transformers").__version__}, f, indent=1)
         f.write("\n")
 
@@ -371,9 +397,10 @@ def main():
     ap.add_argument("--src-vocab", type=int, default=1500)
     ap.add_argument("--tgt-vocab", type=int, default=3000)
     ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--resume", action="store_true", help="continue training the saved model in --out")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     stages = args.stage.split(",")
@@ -384,7 +411,7 @@ def main():
     if "tokenizer" in stages:
         stage_tokenizer(args.out)
     if "train" in stages:
-        stage_train(args.out, args.minutes, args.batch_size, args.seed, args.lr)
+        stage_train(args.out, args.minutes, args.batch_size, args.seed, args.lr, args.resume)
     if "eval" in stages:
         evaluate(args.out, split_pairs()[1], n=40)
 
