@@ -5,12 +5,17 @@
 //! or separate vocabularies, tied or untied output layer, learned or sinusoidal positions, F32,
 //! F16 or BF16 files, awkward widths).
 
+// Only the marian_random helper is used here.
+#[allow(unused_imports)]
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use heedful::graph::{LoopBuilder, LoopResults, Schedule};
 use heedful::kernels::topk::record_topk;
 use heedful::models::marian::reference::Reference;
-use heedful::models::marian::{MarianConfig, MarianModel};
+use heedful::models::marian::search::{GenerateOptions, GenerationParams, Hypothesis, Search};
+use heedful::models::marian::{MarianConfig, MarianModel, Translator};
 use heedful::weights::{Hold, WeightFile};
 use heedful::{DType, Gpu};
 
@@ -571,4 +576,153 @@ fn broken_folders_are_clear_errors() {
     std::fs::write(dir.join("config.json"), spec.config_json()).unwrap();
     let e = load_err(&dir);
     assert!(e.contains("model.safetensors"), "{e}");
+}
+
+/// Runs `opts`'s search over `src` on the GPU as the translator does, keeping every step's
+/// logits: (hypotheses per item, logits `[steps, R, V]`).
+fn search_with_logits(
+    m: &MarianModel,
+    src: &[Vec<u32>],
+    opts: &GenerateOptions,
+) -> (Vec<Vec<Hypothesis>>, Vec<f32>) {
+    let s = src.iter().map(Vec::len).max().unwrap();
+    let mut b = LoopBuilder::new(m.gpu(), opts.max_steps());
+    let st = m
+        .declare_decoder(&mut b, src.len(), s, opts.num_beams, None)
+        .unwrap();
+    let search = Search::declare(&mut b, opts, src.len(), m.config().decoder_vocab()).unwrap();
+    let phases = if search.parents().is_some() { 2 } else { 1 };
+    for phase in 0..phases {
+        m.record_decoder_step(&mut b, &st, phase, search.tokens(), search.parents())
+            .unwrap();
+        search
+            .record_step(&mut b, phase, &st.logits, &st.step)
+            .unwrap();
+    }
+    b.history("logits", &st.logits).unwrap();
+    let plan = b.build().unwrap();
+    let res = plan
+        .run(
+            &m.decoder_writes(&st, src).unwrap(),
+            Schedule {
+                max_steps: opts.max_steps(),
+                first_chunk: 2,
+                chunk: 3,
+            },
+        )
+        .unwrap();
+    (
+        search.finish(&res, res.steps_run).unwrap(),
+        res.f32s("logits").unwrap(),
+    )
+}
+
+/// The opus-mt-en-zh-sized random model (mdata's `tests/common/marian_random.rs`, F16 values):
+/// Hugging Face's greedy ids and the first steps' logits (top 16 values and ids, row sums) from
+/// `weights/fixtures/marian_opus_random.json`.
+#[test]
+fn opus_sized_random_model_matches_hugging_face() {
+    let gpu = gpu();
+    let dir = folder("opus_random");
+    common::marian_random::write_random_opus_folder(&dir).unwrap();
+    let fix: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/fixtures/marian_opus_random.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // Every value is an f16, so holding the weights in f16 is exact.
+    let t = Translator::load_with(&gpu, &dir, Hold::F16).unwrap();
+    let v = t.config().decoder_vocab();
+    for input in fix["inputs"].as_array().unwrap() {
+        let src: Vec<u32> = serde_json::from_value(input["input_ids"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(input["greedy_ids"].clone()).unwrap();
+        let opts = t
+            .options(&GenerationParams {
+                num_beams: Some(1),
+                max_length: Some(want.len()),
+                ..Default::default()
+            })
+            .unwrap();
+        let got = t.translate_ids(&[src.clone()], &opts).unwrap();
+        assert_eq!(got[0].ids, want, "greedy ids of {src:?}");
+        let (_, logits) = search_with_logits(t.model(), &[src.clone()], &opts);
+        for step in input["steps"].as_array().unwrap() {
+            let pos = step["position"].as_u64().unwrap() as usize;
+            let row = &logits[pos * v..(pos + 1) * v];
+            let ids: Vec<usize> = serde_json::from_value(step["top_ids"].clone()).unwrap();
+            let vals: Vec<f64> = serde_json::from_value(step["top_values"].clone()).unwrap();
+            let got: Vec<f32> = ids.iter().map(|&i| row[i]).collect();
+            assert_close(
+                &format!("{src:?} position {pos} top values"),
+                &got,
+                &vals,
+                2e-3,
+                1e-3,
+            );
+            // Nothing outside the fixture's top 16 beats its 16th value.
+            let floor = vals[vals.len() - 1] as f32 + 2e-3;
+            let above = row
+                .iter()
+                .enumerate()
+                .filter(|(i, &x)| x > floor && !ids.contains(i))
+                .count();
+            assert_eq!(above, 0, "{src:?} position {pos}: logits above the top 16");
+            let sum: f64 = row.iter().map(|&x| x as f64).sum();
+            let sum_sq: f64 = row.iter().map(|&x| (x as f64) * (x as f64)).sum();
+            let (ws, wq) = (
+                step["row_sum"].as_f64().unwrap(),
+                step["row_sum_sq"].as_f64().unwrap(),
+            );
+            assert!(
+                (sum - ws).abs() < 0.5 + 1e-3 * ws.abs(),
+                "row sum {sum} vs {ws}"
+            );
+            assert!(
+                (sum_sq - wq).abs() < 1e-3 * wq,
+                "row sum sq {sum_sq} vs {wq}"
+            );
+        }
+    }
+}
+
+/// The translator's own refusals: inputs longer than max_position_embeddings, ids outside the
+/// vocabulary, empty inputs, no tokenizer files for texts.
+#[test]
+fn translator_refuses_bad_inputs_clearly() {
+    let gpu = gpu();
+    let spec = spec_c();
+    let dir = write_model("refuse", &spec, 3);
+    let t = Translator::load(&gpu, &dir).unwrap();
+    let o = t.default_options();
+    let long = vec![5u32; spec.positions + 1];
+    let e = t.translate_ids(&[long], &o).unwrap_err().to_string();
+    assert!(
+        e.contains("max_position_embeddings") && e.contains("65 tokens"),
+        "{e}"
+    );
+    let e = t
+        .translate_ids(&[vec![spec.vocab as u32, 0]], &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside the source vocabulary"), "{e}");
+    let e = t.translate_ids(&[vec![]], &o).unwrap_err().to_string();
+    assert!(e.contains("no tokens"), "{e}");
+    let e = t.translate(&["hello"], &o).unwrap_err().to_string();
+    assert!(e.contains("tokenizer files") && e.contains("--ids"), "{e}");
+    let too_long = t.options(&GenerationParams {
+        max_length: Some(spec.positions + 2),
+        ..Default::default()
+    });
+    let e = match too_long {
+        Ok(o) => t.translate_ids(&[vec![1, 0]], &o).unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains("max_length") || e.contains("max_position"),
+        "{e}"
+    );
+    // The same translator still works.
+    assert_eq!(t.translate_ids(&[vec![3, 0]], &o).unwrap().len(), 1);
 }
