@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import sys
 import tempfile
@@ -132,10 +131,12 @@ def random_folder(tmp, bundled):
     for i in range(2, 65000):
         vocab[f"t{i}"] = i
     vocab["<pad>"] = 65000
-    with open(os.path.join(folder, "vocab.json"), "w") as f:
+    from transformers import MarianTokenizer
+
+    with open(os.path.join(tmp, "opus_vocab.json"), "w") as f:
         json.dump(vocab, f)
-    for n in ("source.spm", "target.spm", "tokenizer_config.json"):
-        shutil.copy(os.path.join(bundled, n), folder)
+    MarianTokenizer(source_spm=os.path.join(bundled, "source.spm"), target_spm=os.path.join(bundled, "target.spm"),
+                    vocab=os.path.join(tmp, "opus_vocab.json")).save_pretrained(folder)
     return folder, write_s
 
 
