@@ -30,7 +30,8 @@ train      MarianMTModel (see model_config) trained with teacher forcing, label 
            Adam with warmup and inverse-sqrt decay, until --minutes (final_logits_bias is
            trained too, so it is not all zeros); every source is prefixed
            with the language token ">>cmn_Hans<< " with probability 1/2 so both spellings work, and
-           one headword in five is capitalized. --resume continues from the saved folder (the
+           one headword in five is capitalized. The <pad> embedding row (decoder start) is kept at
+           zero, as in converted opus-mt checkpoints. --resume continues from the saved folder (the
            bundled model was trained in the runs data/training.json lists).
            The weights are rounded to f16 and saved with save_pretrained (F16 model.safetensors)
            together with a generation_config.json like opus-mt's.
@@ -274,6 +275,12 @@ def stage_train(out, minutes, batch_size, seed, lr, resume=False):
         rng.seed(seed + prev["steps"])
     else:
         model = MarianMTModel(cfg)
+    # The <pad> row (also the decoder start) is zero, as in converted opus-mt models, whose pad
+    # was appended with a zero embedding (CTranslate2 relies on it: it starts decoding from a zero
+    # embedding); its gradient is zeroed so it stays zero.
+    with torch.no_grad():
+        model.model.shared.weight[cfg.pad_token_id].zero_()
+    model.model.shared.weight.register_hook(lambda g: g.index_fill(0, torch.tensor([cfg.pad_token_id]), 0.0))
     bias0 = model.final_logits_bias.detach().clone()
     # final_logits_bias is a zero buffer in transformers' Marian; train it as a parameter so the
     # bundled model has a non-zero bias (a loader that forgets to add it then fails its tests).

@@ -7,7 +7,8 @@
 //! The formula (the Python module's docstring is the reference): for tensor `name` with `n`
 //! row-major elements, `seed = fnv1a64(name)`, `r_i = splitmix64(seed + (i + 1) * GAMMA)`,
 //! `k_i = (r_i mod (2L + 1)) - L`, `value_i = center + scale * k_i / L`, with `(center, scale, L)`
-//! chosen by the tensor's kind (see [`kind`]). Every value is exactly representable in f16, so no
+//! chosen by the tensor's kind (see [`kind`]); the last row of `model.shared.weight` (the pad id
+//! 65000, also the decoder start) is zero, as in converted opus-mt checkpoints. Every value is exactly representable in f16, so no
 //! rounding rule has to agree between the languages and f64 sums of the values are exact.
 //!
 //! ```ignore
@@ -129,8 +130,17 @@ pub fn kind(name: &str) -> (f64, f64, u64) {
 pub fn tensor_values(name: &str, n: usize) -> Vec<f16> {
     let (center, scale, l) = kind(name);
     let seed = fnv1a64(name);
+    // The pad row of the shared embedding (the last row) is zero.
+    let zero_from = if name == "model.shared.weight" {
+        (VOCAB - 1) * D_MODEL
+    } else {
+        n
+    } as u64;
     (0..n as u64)
         .map(|i| {
+            if i >= zero_from {
+                return f16::ZERO;
+            }
             let k = (splitmix64(seed, i) % (2 * l + 1)) as i64 - l as i64;
             let v = center + scale * k as f64 / l as f64;
             let h = f16::from_f64(v);
