@@ -726,3 +726,163 @@ fn translator_refuses_bad_inputs_clearly() {
     // The same translator still works.
     assert_eq!(t.translate_ids(&[vec![3, 0]], &o).unwrap().len(), 1);
 }
+
+fn fixture(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("weights/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (written by weights/make_marian_fixtures.py)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn bundled() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/marian")
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// The caller's options of a fixture run (`kwargs` given to generate on top of
+/// generation_config.json).
+fn params_of(kwargs: &serde_json::Value) -> GenerationParams {
+    let n = |k: &str| kwargs.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+    GenerationParams {
+        num_beams: n("num_beams"),
+        max_length: n("max_length"),
+        max_new_tokens: n("max_new_tokens"),
+        num_return_sequences: n("num_return_sequences"),
+        length_penalty: kwargs.get("length_penalty").and_then(|v| v.as_f64()),
+        early_stopping: kwargs
+            .get("early_stopping")
+            .map(|v| heedful::models::marian::search::EarlyStopping::from_json(v).unwrap()),
+        ..Default::default()
+    }
+}
+
+/// Runs every generate run of a fixture file through the translator, batch by batch as Hugging
+/// Face ran them (padded batches, the same compositions): every returned sequence must equal
+/// Hugging Face's, except for inputs whose scores came within 1e-4 of a tie at some step
+/// (`min_gap`), which are set aside, counted and listed.
+fn check_generate_fixture(name: &str) {
+    let gpu = gpu();
+    let t = Translator::load(&gpu, &bundled()).unwrap();
+    let fix = fixture(name);
+    let inputs = fix["inputs"].as_array().unwrap();
+    let mut checked = 0;
+    let mut aside = Vec::new();
+    let mut failures = Vec::new();
+    for run in fix["runs"].as_array().unwrap() {
+        let rname = run["name"].as_str().unwrap();
+        let opts = t.options(&params_of(&run["kwargs"])).unwrap();
+        let results: std::collections::HashMap<u64, &serde_json::Value> = run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["input"].as_u64().unwrap(), r))
+            .collect();
+        for batch in run["batches"].as_array().unwrap() {
+            let idx: Vec<u64> = serde_json::from_value(batch["inputs"].clone()).unwrap();
+            let src: Vec<Vec<u32>> = idx
+                .iter()
+                .map(|&i| ids_of(&inputs[i as usize]["source_ids"]))
+                .collect();
+            let got = t.translate_ids(&src, &opts).unwrap();
+            for (i, g) in idx.iter().zip(&got) {
+                let want = results[i];
+                let want_ids: Vec<Vec<u32>> = serde_json::from_value(want["ids"].clone()).unwrap();
+                let got_ids: Vec<Vec<u32>> = g.hypotheses.iter().map(|h| h.ids.clone()).collect();
+                let gap = want["min_gap"].as_f64().unwrap_or(f64::INFINITY);
+                if got_ids == want_ids {
+                    checked += 1;
+                } else if gap < 1e-4 {
+                    aside.push(format!("{rname} input {i} (min_gap {gap:.2e})"));
+                } else {
+                    failures.push(format!(
+                        "{rname} input {i} (min_gap {gap:.2e}): got {got_ids:?}, HF {want_ids:?}"
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "{name}: {checked} equal to Hugging Face, {} set aside as near ties: {aside:?}",
+        aside.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ from Hugging Face: {:#?}",
+        failures.len(),
+        checked + failures.len() + aside.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(checked >= 200, "only {checked} inputs compared");
+}
+
+#[test]
+fn bundled_model_greedy_equals_hugging_face_generate() {
+    check_generate_fixture("marian_generate_greedy.json");
+}
+
+#[test]
+fn bundled_model_beam_equals_hugging_face_generate() {
+    check_generate_fixture("marian_generate_beam.json");
+}
+
+/// Hugging Face's encoder states and teacher-forced logits of the bundled model (F16 weights,
+/// float32 arithmetic): encoder rows, and the top-16 logits and row sums at each decoder
+/// position of the greedy prefix.
+#[test]
+fn bundled_model_encoder_and_logits_match_hugging_face() {
+    let gpu = gpu();
+    let t = Translator::load(&gpu, &bundled()).unwrap();
+    let m = t.model();
+    let fix = fixture("marian_logits.json");
+    let pad = m.config().pad_id().unwrap();
+    for e in fix["encoder"].as_array().unwrap() {
+        let src = ids_of(&e["source_ids"]);
+        let want: Vec<Vec<f64>> = serde_json::from_value(e["last_hidden_state"].clone()).unwrap();
+        let got = m.encoder().encode(&[src.clone()], pad).unwrap();
+        let want: Vec<f64> = want.into_iter().flatten().collect();
+        assert_close(&format!("encoder {src:?}"), &got, &want, 2e-3, 2e-3);
+    }
+    let v = m.config().decoder_vocab();
+    for x in fix["inputs"].as_array().unwrap() {
+        let src = ids_of(&x["source_ids"]);
+        let dec = ids_of(&x["decoder_ids"]);
+        let opts = t
+            .options(&GenerationParams {
+                num_beams: Some(1),
+                max_length: Some(dec.len() + 1),
+                ..Default::default()
+            })
+            .unwrap();
+        let (hyps, logits) = search_with_logits(m, &[src.clone()], &opts);
+        for p in x["positions"].as_array().unwrap() {
+            let pos = p["position"].as_u64().unwrap() as usize;
+            // Teacher forcing holds while the greedy prefix is the fixture's.
+            if hyps[0][0].ids.get(..=pos) != dec.get(..=pos) {
+                panic!(
+                    "greedy prefix {:?} left HF's {dec:?} before position {pos}",
+                    hyps[0][0].ids
+                );
+            }
+            let row = &logits[pos * v..(pos + 1) * v];
+            let ids: Vec<usize> = serde_json::from_value(p["top_ids"].clone()).unwrap();
+            let vals: Vec<f64> = serde_json::from_value(p["top_values"].clone()).unwrap();
+            let got: Vec<f32> = ids.iter().map(|&i| row[i]).collect();
+            assert_close(&format!("{src:?} position {pos}"), &got, &vals, 2e-3, 1e-3);
+            let sum: f64 = row.iter().map(|&x| x as f64).sum();
+            let ws = p["row_sum"].as_f64().unwrap();
+            assert!(
+                (sum - ws).abs() < 0.05 + 1e-4 * ws.abs(),
+                "row sum {sum} vs {ws}"
+            );
+        }
+    }
+}
