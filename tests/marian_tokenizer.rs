@@ -120,6 +120,21 @@ fn check_section(
             (Err(e), Some(want)) => bad.push(format!("decode {ids:?}: error {e}, HF {want}")),
         }
     }
+    for (id, row) in sec["decode_each_id"].as_array().unwrap().iter().enumerate() {
+        n += 1;
+        let ids = [id as u32];
+        let (want_text, want_token) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+        match tok.decode(&ids) {
+            Ok(t) if t == want_text => {}
+            other => bad.push(format!("decode [{id}]: {other:?}, HF {want_text:?}")),
+        }
+        let token = tok.target_pieces(&ids);
+        if token != [want_token] {
+            bad.push(format!(
+                "target_pieces [{id}]: {token:?}, HF {want_token:?}"
+            ));
+        }
+    }
     (n, bad.len(), bad)
 }
 
@@ -167,6 +182,11 @@ fn shared_vocab_equals_hugging_face() {
         .filter(|r| r["kind"].as_str().unwrap().starts_with("heldout"))
         .count();
     assert!(heldout >= 200, "{heldout} held-out rows");
+    // Every id of the vocabulary is decoded alone.
+    let vocab: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("vocab.json")).unwrap()).unwrap();
+    let n_vocab = vocab.as_object().unwrap().len();
+    assert_eq!(sec["decode_each_id"].as_array().unwrap().len(), n_vocab);
     report("shared", check_section(&tok, &sp, sec));
 }
 

@@ -18,7 +18,8 @@ Two tokenizer folders:
 For each folder and text: `ids` (tokenizer(text)["input_ids"]), `tokens` (tokenizer.tokenize),
 `spm_pieces` (source.spm's encode(text, out_type=str), no language-code handling) and
 `normalized` (source.spm's normalize). Decode rows: `ids` and `text` (decode with
-skip_special_tokens=True), `tokens` (convert_ids_to_tokens), or `error` when transformers raises.
+skip_special_tokens=True), `tokens` (convert_ids_to_tokens), or `error` when transformers raises;
+`decode_each_id`: [text, token] of every id alone, by id.
 """
 
 import json
@@ -126,10 +127,15 @@ def decode_rows(tok, id_rows):
     return rows
 
 
+def each_id(tok, n_ids):
+    """Every id alone, compactly: [decoded text, token] per id 0..n_ids-1."""
+    return [[tok.decode([i], skip_special_tokens=True), tok.convert_ids_to_tokens(i)] for i in range(n_ids)]
+
+
 def id_rows(tok, n_ids, extra_ids, zh):
-    """Target id rows: every id alone, targets of held-out senses, random rows with pad/eos/unk."""
+    """Target id rows: ids past the vocabulary, targets of held-out senses, random rows with pad/eos/unk."""
     pad, eos, unk = tok.pad_token_id, tok.eos_token_id, tok.unk_token_id
-    rows = [[i] for i in range(n_ids)] + [[i] for i in extra_ids]
+    rows = [[i] for i in extra_ids]
     for t in zh:
         labels = tok(text_target=t)["input_ids"]
         rows.append([pad] + labels)  # as generate returns them: decoder start (= pad) first
@@ -164,6 +170,7 @@ def main():
             "encode": encode_rows(shared, src_sp, texts),
             # n is one past the vocabulary: beyond the source model too, so transformers raises.
             "decode": decode_rows(shared, id_rows(shared, n, [n, src_sp.get_piece_size() + 5], zh)),
+            "decode_each_id": each_id(shared, n),
         },
     }
 
@@ -193,13 +200,19 @@ def main():
         saved = os.path.join(d, "saved")
         tok.save_pretrained(saved)
         tok = MarianTokenizer.from_pretrained(saved)
-        files = {f: open(os.path.join(saved, f), encoding="utf8").read() for f in sorted(os.listdir(saved)) if f.endswith(".json")}
+        # The saved JSON files, re-serialized compactly (same content and key order).
+        files = {
+            f: json.dumps(json.load(open(os.path.join(saved, f), encoding="utf8")), ensure_ascii=False, separators=(",", ":"))
+            for f in sorted(os.listdir(saved))
+            if f.endswith(".json")
+        }
         tgt_n = tgt_sp.get_piece_size()
         rows = id_rows(tok, tgt_n, [tgt_n, len(src_vocab) - 1], zh[:20])
         out["separate"] = {
             "files": files,
             "encode": encode_rows(tok, src_sp, [t for t in texts if t[0] != "heldout_en"][:120]),
             "decode": decode_rows(tok, rows),
+            "decode_each_id": each_id(tok, tgt_n),
         }
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
@@ -207,7 +220,7 @@ def main():
         json.dump(out, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
     enc = len(out["shared"]["encode"]) + len(out["separate"]["encode"])
-    dec = len(out["shared"]["decode"]) + len(out["separate"]["decode"])
+    dec = sum(len(out[k]["decode"]) + len(out[k]["decode_each_id"]) for k in ["shared", "separate"])
     print(f"{OUT}: {enc} encode rows, {dec} decode rows, {os.path.getsize(OUT)} bytes")
 
 
