@@ -209,6 +209,109 @@ fn separate_vocabs_equal_hugging_face() {
     report("separate", r);
 }
 
+/// Standard base64 (the fixture's small model), without a dependency.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').map(val).collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= u32::from(b) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len() - 1 {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// sentencepiece settings Marian's models do not use (no dummy prefix, kept whitespace, no `▁`
+/// escaping, whitespace as suffix, byte fallback, user-defined symbols) against the Python
+/// library: pieces, normalized text and decoded pieces.
+#[test]
+fn sentencepiece_variants_equal_the_python_library() {
+    let fx = fixture();
+    let mut total = 0;
+    let mut bad = Vec::new();
+    for v in fx["spm_variants"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let model = if let Some(b64) = v.get("model_base64") {
+            SentencePieceModel::from_bytes(&base64_decode(b64.as_str().unwrap()), Path::new(name))
+                .unwrap()
+        } else {
+            let mut m = SentencePieceModel::open(
+                &root()
+                    .join("weights/marian")
+                    .join(v["base"].as_str().unwrap()),
+            )
+            .unwrap();
+            for (k, val) in v["normalizer"].as_object().unwrap() {
+                let val = val.as_bool().unwrap();
+                let n = &mut m.normalizer_spec;
+                match k.as_str() {
+                    "add_dummy_prefix" => n.add_dummy_prefix = val,
+                    "remove_extra_whitespaces" => n.remove_extra_whitespaces = val,
+                    "escape_whitespaces" => n.escape_whitespaces = val,
+                    _ => panic!("unknown normalizer field {k}"),
+                }
+            }
+            for (k, val) in v["trainer"].as_object().unwrap() {
+                match k.as_str() {
+                    "treat_whitespace_as_suffix" => {
+                        m.trainer_spec.treat_whitespace_as_suffix = val.as_bool().unwrap()
+                    }
+                    _ => panic!("unknown trainer field {k}"),
+                }
+            }
+            m
+        };
+        let sp = SentencePieceProcessor::new(model).unwrap();
+        for row in v["encode"].as_array().unwrap() {
+            total += 1;
+            let text = row["text"].as_str().unwrap();
+            let want = strings(&row["pieces"]);
+            let pieces = sp.encode(text).unwrap();
+            if pieces != want {
+                bad.push(format!("{name}: encode {text:?}: {pieces:?}, spm {want:?}"));
+            }
+            let norm = sp.normalize(text).unwrap();
+            if norm != row["normalized"].as_str().unwrap() {
+                bad.push(format!(
+                    "{name}: normalize {text:?}: {norm:?}, spm {}",
+                    row["normalized"]
+                ));
+            }
+            let dec = sp.decode_pieces(&want).unwrap();
+            if dec != row["decoded"].as_str().unwrap() {
+                bad.push(format!(
+                    "{name}: decode {want:?}: {dec:?}, spm {}",
+                    row["decoded"]
+                ));
+            }
+        }
+        for row in v["decode"].as_array().unwrap() {
+            total += 1;
+            let pieces = strings(&row["pieces"]);
+            let dec = sp.decode_pieces(&pieces).unwrap();
+            if dec != row["text"].as_str().unwrap() {
+                bad.push(format!(
+                    "{name}: decode {pieces:?}: {dec:?}, spm {}",
+                    row["text"]
+                ));
+            }
+        }
+    }
+    report("spm_variants", (total, bad.len(), bad));
+}
+
 fn load_err(dir: &Path) -> String {
     match MarianTokenizer::from_dir(dir) {
         Ok(_) => panic!("{} loaded", dir.display()),

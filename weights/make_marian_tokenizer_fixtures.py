@@ -150,6 +150,80 @@ def id_rows(tok, n_ids, extra_ids, zh):
     return rows
 
 
+# Piece lists for sentencepiece's decode_pieces: leading/inner ▁, <unk>, control pieces, pieces not
+# in the model, byte pieces (valid UTF-8, invalid bytes, a truncated character).
+DECODE_PIECES = [
+    [],
+    ["\u2581", "\u2581a", "<unk>", "<s>", "</s>", "xyz", "\u2581\u2581b"],
+    ["<s>", "\u2581", "\u2581"],
+    ["\u2581he", "ll", "o", "\u2581", "w"],
+    ["<0xE4>", "<0xB8>", "<0xAD>", "\u2581x", "<0xFF>", "a", "<0xE4>"],
+    ["<0x41>", "<0xe4>", "<0x20>", "<0x0A>"],
+    ["\u2581hello", "<sep>", "\u2581", "<unk>", "<0xF0>", "<0x9F>", "<0x98>", "<0x80>"],
+]
+
+
+def spm_variants(texts):
+    """sentencepiece settings Marian's own models do not use, for the Rust SentencePiece code:
+    source.spm with normalizer/trainer flags changed (the Rust test changes the same fields of the
+    parsed model), and a small identity-normalized model with byte_fallback and user-defined
+    symbols, stored whole (base64)."""
+    import base64
+    import io
+
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    base = open(os.path.join(FOLDER, "source.spm"), "rb").read()
+    variants = []
+    for name, normalizer, trainer in [
+        ("no_dummy_prefix", {"add_dummy_prefix": False}, {}),
+        ("keep_whitespace", {"remove_extra_whitespaces": False}, {}),
+        ("keep_whitespace_no_prefix", {"remove_extra_whitespaces": False, "add_dummy_prefix": False}, {}),
+        ("no_escape", {"escape_whitespaces": False}, {}),
+        ("whitespace_suffix", {}, {"treat_whitespace_as_suffix": True}),
+    ]:
+        m = pb.ModelProto()
+        m.ParseFromString(base)
+        for k, v in normalizer.items():
+            setattr(m.normalizer_spec, k, v)
+        for k, v in trainer.items():
+            setattr(m.trainer_spec, k, v)
+        variants.append(({"name": name, "base": "source.spm", "normalizer": normalizer, "trainer": trainer}, m.SerializeToString()))
+
+    pairs = [l.rstrip("\n").split("\t") for l in open(os.path.join(FOLDER, "data", "heldout.tsv"), encoding="utf8")]
+    lines = [p[0] for p in pairs] + [p[0].capitalize() for p in pairs] + [" ".join(p) for p in pairs[:10]]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines * 3),
+        model_writer=model,
+        vocab_size=600,
+        hard_vocab_limit=False,
+        model_type="unigram",
+        normalization_rule_name="identity",
+        byte_fallback=True,
+        user_defined_symbols=["<sep>", "hello", "\u4e2d\u6587"],
+        character_coverage=0.98,
+        num_threads=1,
+        minloglevel=2,
+    )
+    tiny = model.getvalue()
+    variants.append(({"name": "tiny_byte_fallback", "model_base64": base64.b64encode(tiny).decode()}, tiny))
+
+    extra = ["hello<sep>world", "say hello", "<sep><sep>", "\u4e2d\u6587\u4e2d", "hellohello x"]
+    out = []
+    for meta, proto in variants:
+        sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+        rows = []
+        for _, t in texts[:110] + [("x", e) for e in extra]:
+            pieces = sp.encode(t, out_type=str)
+            rows.append({"text": t, "pieces": pieces, "normalized": sp.normalize(t), "decoded": sp.decode_pieces(pieces)})
+        meta["encode"] = rows
+        meta["decode"] = [{"pieces": p, "text": sp.decode_pieces(p)} for p in DECODE_PIECES]
+        out.append(meta)
+    return out
+
+
 def main():
     import sentencepiece
     import transformers
@@ -214,6 +288,8 @@ def main():
             "decode": decode_rows(tok, rows),
             "decode_each_id": each_id(tok, tgt_n),
         }
+
+    out["spm_variants"] = spm_variants(texts)
 
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf8") as f:
