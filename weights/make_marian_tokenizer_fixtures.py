@@ -74,6 +74,16 @@ EDGE = [
     "HELLO", "Hello", "Hello, world!", "it's", "don't", "\"quoted\"", "a--b", "...", "?!",
     "(a)[b]{c}", "candle-stick", "e-mail", "rock'n'roll", "\u201csmart\u201d \u2018quotes\u2019",
     "a . b , c !",
+    # the mdata engineer's tokenizer cases (weights/make_marian_fixtures.py), so one file holds all
+    "hello", "Hello world", "  leading spaces", "trailing spaces  ", "repeated   inner    spaces",
+    "candlestick", "Candlestick", "CANDLESTICK", ">>cmn_Hans<< candlestick", ">>cmn_Hans<<candlestick",
+    ">>xx<< unknown language code", "full-width\uff1a\uff0c\u3002\uff01\uff08\uff09",
+    "\uff46\uff55\uff4c\uff4c\uff57\uff49\uff44\uff54\uff48 \uff21\uff22\uff23 \uff11\uff12\uff13",
+    "\ufb01 ligature \u2460\u2461", "caf\u00e9 na\u00efve", "\u4e2d\u6587 text \u70db\u53f0",
+    "emoji \U0001f600 \U0001f680 end", "tab\tand\nnewline", "digits 12345 and 3.14",
+    "punctuation!?.,;:'\"()[]{}", "a", "I", "x" * 40, "unclasp the voguish candlestick", "\u00a0nbsp\u00a0",
+    "zero\u200bwidth", "\u03a9 \u2248 \u00b5", "<unk> </s> <pad>",
+    "\u2039quotes\u203a \u00abguillemets\u00bb \u201ccurly\u201d",
 ]
 
 
