@@ -12,7 +12,8 @@
 //! use heedful::models::marian::spm::{SentencePieceModel, SentencePieceProcessor};
 //! let model = SentencePieceModel::open("weights/marian/source.spm".as_ref())?;
 //! let sp = SentencePieceProcessor::new(model)?;
-//! assert_eq!(sp.encode("Hello world")?.first().map(String::as_str), Some("▁Hello"));
+//! let pieces = sp.encode("Hello  world")?; // e.g. ["▁He", "llo", "▁world"]
+//! assert_eq!(sp.decode_pieces(&pieces)?, "Hello world");
 //! # Ok::<(), heedful::Error>(())
 //! ```
 

@@ -210,7 +210,7 @@ impl MarianTokenizer {
         };
         let eos_id = id_of(&eos_token);
         let pad_id = id_of(&pad_token);
-        added.sort_by(|a, b| b.content.len().cmp(&a.content.len()));
+        added.sort_by_key(|a| std::cmp::Reverse(a.content.len()));
         let added_by_content = added.iter().map(|a| (a.content.clone(), a.id)).collect();
         let added_by_id = added.iter().map(|a| (a.id, a.content.clone())).collect();
         Ok(MarianTokenizer {

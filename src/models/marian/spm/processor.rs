@@ -591,3 +591,73 @@ impl Normalizer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn bundled() -> SentencePieceModel {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/marian/source.spm");
+        SentencePieceModel::open(&p).unwrap()
+    }
+
+    fn with_charsmap(blob: Vec<u8>) -> Result<SentencePieceProcessor> {
+        let mut m = bundled();
+        m.path = PathBuf::from("lying.spm");
+        m.normalizer_spec.precompiled_charsmap = blob;
+        SentencePieceProcessor::new(m)
+    }
+
+    #[test]
+    fn lying_charsmaps_are_errors_not_panics() {
+        let good = bundled().normalizer_spec.precompiled_charsmap;
+        let trie_size = u32::from_le_bytes([good[0], good[1], good[2], good[3]]) as usize;
+        // Too short, a trie larger than the blob, a trie without a root unit.
+        for blob in [
+            vec![1, 0, 0],
+            vec![255, 255, 255, 0, 1, 2, 3, 4],
+            vec![0, 0, 0, 0, 1],
+        ] {
+            let e = with_charsmap(blob).unwrap_err().to_string();
+            assert!(
+                e.starts_with("lying.spm: normalizer_spec.precompiled_charsmap"),
+                "{e}"
+            );
+        }
+        // Rule strings cut off: rules that point past them match nothing (text passes through).
+        let cut = good[..4 + trie_size + 1].to_vec();
+        let sp = with_charsmap(cut).unwrap();
+        assert_eq!(sp.normalize("ﬁ x").unwrap(), "▁ﬁ▁x");
+        // Rule strings that are not UTF-8: an error naming the file and the text.
+        let mut bad = good.clone();
+        for b in &mut bad[4 + trie_size..] {
+            if *b != 0 {
+                *b = 0xff;
+            }
+        }
+        let sp = with_charsmap(bad).unwrap();
+        let e = sp.normalize("ﬁ").unwrap_err().to_string();
+        assert!(
+            e.starts_with("lying.spm: normalizer_spec.precompiled_charsmap rewrites"),
+            "{e}"
+        );
+        // A trie whose units all point far outside it: no match, no panic.
+        let mut wild = good.clone();
+        for b in &mut wild[4..4 + trie_size] {
+            *b = 0xff;
+        }
+        let sp = with_charsmap(wild).unwrap();
+        assert_eq!(sp.normalize("a b").unwrap(), "▁a▁b");
+    }
+
+    #[test]
+    fn byte_pieces_must_be_well_formed() {
+        assert_eq!(piece_to_byte("<0x0A>"), Some(10));
+        assert_eq!(piece_to_byte("<0xff>"), None);
+        assert_eq!(piece_to_byte("<0x1>"), None);
+        let mut s = String::new();
+        flush_bytes(&mut vec![0xe4, 0xb8, 0xad, 0xe4, 0x41], &mut s);
+        assert_eq!(s, "中\u{fffd}A");
+    }
+}
