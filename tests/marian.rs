@@ -645,9 +645,9 @@ fn opus_sized_random_model_matches_hugging_face() {
                 ..Default::default()
             })
             .unwrap();
-        let got = t.translate_ids(&[src.clone()], &opts).unwrap();
+        let got = t.translate_ids(std::slice::from_ref(&src), &opts).unwrap();
         assert_eq!(got[0].ids, want, "greedy ids of {src:?}");
-        let (_, logits) = search_with_logits(t.model(), &[src.clone()], &opts);
+        let (_, logits) = search_with_logits(t.model(), std::slice::from_ref(&src), &opts);
         for step in input["steps"].as_array().unwrap() {
             let pos = step["position"].as_u64().unwrap() as usize;
             let row = &logits[pos * v..(pos + 1) * v];
@@ -847,7 +847,7 @@ fn bundled_model_encoder_and_logits_match_hugging_face() {
     for e in fix["encoder"].as_array().unwrap() {
         let src = ids_of(&e["source_ids"]);
         let want: Vec<Vec<f64>> = serde_json::from_value(e["last_hidden_state"].clone()).unwrap();
-        let got = m.encoder().encode(&[src.clone()], pad).unwrap();
+        let got = m.encoder().encode(std::slice::from_ref(&src), pad).unwrap();
         let want: Vec<f64> = want.into_iter().flatten().collect();
         assert_close(&format!("encoder {src:?}"), &got, &want, 2e-3, 2e-3);
     }
@@ -862,7 +862,7 @@ fn bundled_model_encoder_and_logits_match_hugging_face() {
                 ..Default::default()
             })
             .unwrap();
-        let (hyps, logits) = search_with_logits(m, &[src.clone()], &opts);
+        let (hyps, logits) = search_with_logits(m, std::slice::from_ref(&src), &opts);
         for p in x["positions"].as_array().unwrap() {
             let pos = p["position"].as_u64().unwrap() as usize;
             // Teacher forcing holds while the greedy prefix is the fixture's.
