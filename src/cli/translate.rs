@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::time::Instant;
+
 use super::input::LineReader;
 use super::{heatmap, Out};
 use crate::error::{Error, Result};
@@ -268,4 +270,60 @@ pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sentences `heedful demo` translates with the bundled model.
+pub const DEMO_TEXTS: &[&str] = &["green tea", "to abandon", "a small dog", "library"];
+
+/// The translation part of `heedful demo`: the bundled Marian model on [`DEMO_TEXTS`], greedy and
+/// with its generation_config.json (beam 4), timed after a warm-up, and the first text's
+/// cross-attention heatmap written to `png`.
+pub fn demo(gpu: &Gpu, out: &mut Out, png: &Path) -> Result<()> {
+    let path = bundled_model();
+    let t0 = Instant::now();
+    let tr = Translator::load(gpu, &path)?;
+    writeln!(
+        out,
+        "\nmodel: {} (Marian, English -> Chinese), loaded in {:.0} ms",
+        path.display(),
+        t0.elapsed().as_secs_f64() * 1e3
+    )?;
+    let beam = tr.default_options();
+    let greedy = tr.options(&GenerationParams {
+        num_beams: Some(1),
+        ..Default::default()
+    })?;
+    let layer = tr.config().decoder_layers.saturating_sub(1);
+    tr.translate_with(DEMO_TEXTS, &greedy, Some(layer))?;
+    tr.translate(DEMO_TEXTS, &beam)?;
+    let t = Instant::now();
+    let g = tr.translate_with(DEMO_TEXTS, &greedy, Some(layer))?;
+    let greedy_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let b = tr.translate(DEMO_TEXTS, &beam)?;
+    let beam_ms = t.elapsed().as_secs_f64() * 1e3;
+    writeln!(
+        out,
+        "\n{:<14} {:<20} beam {}",
+        "text", "greedy", beam.num_beams
+    )?;
+    for ((x, g), b) in DEMO_TEXTS.iter().zip(&g).zip(&b) {
+        let text = |t: &Translation| t.text.clone().unwrap_or_default();
+        writeln!(out, "{x:<14} {:<20} {}", text(g), text(b))?;
+    }
+    writeln!(
+        out,
+        "\n{} texts in one batch: greedy {greedy_ms:.1} ms, beam {} {beam_ms:.1} ms",
+        DEMO_TEXTS.len(),
+        beam.num_beams
+    )?;
+    let ids = tr.encode(&DEMO_TEXTS[..1])?;
+    write_heatmap(&tr, DEMO_TEXTS[0], &ids[0], &g[0], None, png)?;
+    writeln!(
+        out,
+        "cross-attention heatmap of {:?}: {}",
+        DEMO_TEXTS[0],
+        png.display()
+    )?;
+    out.flush()
 }
