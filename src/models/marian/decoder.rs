@@ -19,11 +19,9 @@
 //! residual + LayerNorm; FFN, residual + LayerNorm; finally the output layer plus
 //! `final_logits_bias` into `logits` `[R, Vd]` f32, which the search reads.
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
-use crate::graph::{LoopBuilder, Writes};
+use crate::graph::{LoopBuilder, Plan, Writes};
 use crate::kernels::attention_probs::record_attention_probs;
 use crate::kernels::elementwise::{record_activation, record_binary, Binary};
 use crate::kernels::embedding::record_embedding;
@@ -75,6 +73,9 @@ pub struct DecoderState {
     cross_v: Vec<Tensor>,
     cross_mask: Tensor,
     scratch: Scratch,
+    /// The encoder's plan, replayed in the loop's init phase (kept so its buffers stay counted
+    /// as this decode's).
+    _encoder: Plan,
 }
 
 /// Per-step scratch, `[R, E]` unless noted (phases run one after another, so they share it).
@@ -182,8 +183,7 @@ impl MarianModel {
             .collect::<Result<Vec<_>>>()?;
 
         // Init: the encoder's plan, its inputs named for the host writes.
-        let plan = self.encoder.plan(batch, src_len)?;
-        let plan = plan.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = self.encoder.new_plan(batch, src_len)?;
         for (input, name) in [
             ("ids", "src.ids"),
             ("positions", "src.positions"),
@@ -199,7 +199,6 @@ impl MarianModel {
             .ok_or_else(|| Error::invalid(OP, "encoder plan lacks output hidden"))?
             .clone();
         b.init().extend(plan.recorder().clone());
-        drop(plan);
         // Cross-attention keys and values, once per run: [B, S, E], expanded to [R, S, E].
         let expand = if beams > 1 {
             let ids: Vec<u32> = (0..rows).map(|r| (r / beams) as u32).collect();
@@ -263,6 +262,7 @@ impl MarianModel {
             cross_v,
             cross_mask,
             scratch,
+            _encoder: plan,
         })
     }
 
@@ -426,6 +426,3 @@ fn residual_norm(
     record_binary(rec, o, x, h, Binary::Add)?;
     record_layer_norm(rec, h, &norm.w, &norm.b, x, LAYER_NORM_EPS)
 }
-
-/// Keeps the model behind an `Arc` for plans that outlive a borrow.
-pub type SharedModel = Arc<MarianModel>;

@@ -13,7 +13,8 @@
 //! decode loop's init phase (one submission per chunk, the encoder's output never leaves the
 //! GPU). [`Encoder::encode`] runs it alone (tests).
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -25,6 +26,8 @@ use super::weights::MarianWeights;
 
 /// The encoder graph and a session that plans it per batch shape.
 pub struct Encoder {
+    gpu: Gpu,
+    graph: Arc<Graph>,
     session: Session,
     width: usize,
 }
@@ -82,8 +85,11 @@ impl Encoder {
             x = g.layer_norm(h, nw, nb, LAYER_NORM_EPS);
         }
         g.output("hidden", x);
+        let graph = Arc::new(g);
         Ok(Encoder {
-            session: Session::new(gpu, Arc::new(g)),
+            gpu: gpu.clone(),
+            session: Session::new(gpu, graph.clone()),
+            graph,
             width: e,
         })
     }
@@ -112,11 +118,15 @@ impl Encoder {
         ])
     }
 
-    /// The plan of a `[batch, seq]` batch (built once per shape, cached by the session).
-    pub fn plan(&self, batch: usize, seq: usize) -> Result<Arc<Mutex<Plan>>> {
-        let z = |_| HostInput::u32(vec![0; batch * seq], &[batch, seq]);
-        self.session
-            .plan(&[("ids", z(0)), ("positions", z(1)), ("mask", z(2))])
+    /// A new plan of the graph for a `[batch, seq]` batch, owned by the caller: a decode loop
+    /// replays its recording and writes its input tensors, so loops must not share one (two
+    /// threads running two loops would write each other's inputs between write and submit).
+    pub fn new_plan(&self, batch: usize, seq: usize) -> Result<Plan> {
+        let shapes: BTreeMap<String, Vec<usize>> = ["ids", "positions", "mask"]
+            .iter()
+            .map(|n| (n.to_string(), vec![batch, seq]))
+            .collect();
+        Plan::build(&self.gpu, &self.graph, &shapes)
     }
 
     /// Runs the encoder alone on a padded batch: `[B, S, E]` f32, S the longest source.

@@ -31,6 +31,8 @@ use super::tokenizer::MarianTokenizer;
 use super::weights::open_weights;
 
 const OP: &str = "marian translate";
+/// Decoder rows (items x beams) of one run; larger batches are split into runs.
+pub const MAX_ROWS: usize = 256;
 /// Plans kept per translator (least recently used out first).
 pub const MAX_PLANS: usize = 16;
 
@@ -304,7 +306,8 @@ impl Translator {
     }
 
     /// [`Translator::translate_ids`], keeping the cross-attention of decoder layer `attention`
-    /// (the fast path, `None`, records nothing extra).
+    /// (the fast path, `None`, records nothing extra). Inputs are decoded in runs of at most
+    /// [`MAX_ROWS`] decoder rows; the attention is kept for the inputs of the first run.
     pub fn translate_ids_with(
         &self,
         ids: &[Vec<u32>],
@@ -316,6 +319,18 @@ impl Translator {
             return Ok(Vec::new());
         }
         opts.validate(Some(c.decoder_vocab()))?;
+        // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, so a
+        // long list neither outgrows the device's buffers nor holds the queue for long.
+        let per_run = (MAX_ROWS / opts.num_beams.max(1)).max(1);
+        if ids.len() > per_run {
+            let mut out = Vec::with_capacity(ids.len());
+            for (i, chunk) in ids.chunks(per_run).enumerate() {
+                // The attention is of the caller's first input only.
+                let keep = attention.filter(|_| i == 0);
+                out.extend(self.translate_ids_with(chunk, opts, keep)?);
+            }
+            return Ok(out);
+        }
         let p = c.max_position_embeddings;
         for (i, src) in ids.iter().enumerate() {
             if src.is_empty() {
