@@ -54,8 +54,9 @@ marian_logits.json (mmodel's teacher-forced checks):
             float32, final_logits_bias included, no processors) at decoder position p
             (predicting token p+1 of decoder_ids), descending, top_values, row_sum, row_sum_sq
             (f64 sums over the whole vocab row)}]}]
-  batch: {texts, input_ids [B, S] right-padded, attention_mask, decoder_ids [B, T] (each row
-          its greedy prefix; teacher-forced together), positions as above per row: rows[b]}
+  batch: {texts, input_ids [B, S] right-padded, attention_mask, decoder_ids [B, 3] (each row the
+          first 3 ids of its own greedy output, pad id after </s> if shorter; teacher-forced
+          together, no decoder mask), rows: [B][3] position entries as above}
   encoder: [{text, source_ids, last_hidden_state: [S, d_model] float32 values,
              row_sums: [S] f64}] for 2 inputs.
 
