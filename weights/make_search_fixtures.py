@@ -14,6 +14,14 @@ where tok `[V, V]`, cls `[C, V]`, pos `[S, V]` are float32 tables stored in the 
 side computes bit-identical logits. use_cache=False: every step sees the full decoder input, so no
 cache reordering is involved.
 
+Cases: greedy and beam 2-5 x length_penalty 0.6 / 1 / 2 x early_stopping True / False / "never" x
+max_length 2..25 x num_return_sequences; max_new_tokens, min_length, min_new_tokens, bad words
+(single and multi-token, one starting with the decoder start), forced EOS; a seeded sweep (length
+penalties -1..3, end-token pulls 0.5 / 1.25 / 2 per step); and options generate refuses (each
+case then holds HF's error message). Exact score ties are kept out of beam cases: torch.topk
+orders equal scores arbitrarily (the "ties" table is used for greedy only, where argmax takes the
+first index).
+
     python weights/make_search_fixtures.py
 """
 
