@@ -49,7 +49,13 @@ pub struct Tables {
 
 impl Tables {
     /// Logits `[R, V]` of rows whose items have classes `classes` (row r is item r / per_item).
-    pub fn logits(&self, step: usize, toks: &[u32], classes: &[usize], per_item: usize) -> Vec<f32> {
+    pub fn logits(
+        &self,
+        step: usize,
+        toks: &[u32],
+        classes: &[usize],
+        per_item: usize,
+    ) -> Vec<f32> {
         let v = self.v;
         let mut out = Vec::with_capacity(toks.len() * v);
         for (r, &t) in toks.iter().enumerate() {
@@ -122,7 +128,10 @@ fn reference_equals_hugging_face() {
             .map(|(h, steps)| (opts, h, steps))
         });
         if let Some(err) = case.get("error") {
-            assert!(got.is_err(), "case {n} {o}: HF refused it ({err}), the reference ran");
+            assert!(
+                got.is_err(),
+                "case {n} {o}: HF refused it ({err}), the reference ran"
+            );
             continue;
         }
         let (opts, hyps, steps) = got.unwrap_or_else(|e| panic!("case {n} {o}: {e}"));
@@ -176,7 +185,15 @@ impl Rng {
 /// Tables of `v` tokens, `c` classes, `s` steps: normal-ish values, or quarter steps (`ties`);
 /// `neg_inf` sets some entries (never a whole row) to -inf; the end token (0) grows likelier with
 /// the step, by `eos_bias` per step (and starts there when `eos_first`).
-fn tables(seed: u64, v: usize, c: usize, s: usize, ties: bool, neg_inf: bool, eos_first: bool) -> Tables {
+fn tables(
+    seed: u64,
+    v: usize,
+    c: usize,
+    s: usize,
+    ties: bool,
+    neg_inf: bool,
+    eos_first: bool,
+) -> Tables {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut gen = |rows: usize| -> Vec<f32> {
         (0..rows * v)
@@ -196,7 +213,11 @@ fn tables(seed: u64, v: usize, c: usize, s: usize, ties: bool, neg_inf: bool, eo
     let cls = gen(c);
     let mut pos = gen(s);
     for step in 0..s {
-        pos[step * v] += if eos_first && step == 0 { 40.0 } else { step as f32 * 0.75 - 1.0 };
+        pos[step * v] += if eos_first && step == 0 {
+            40.0
+        } else {
+            step as f32 * 0.75 - 1.0
+        };
     }
     Tables { v, tok, cls, pos }
 }
@@ -298,8 +319,8 @@ fn check(name: &str, o: &GenerateOptions, t: &Tables, classes: &[usize]) {
         assert_eq!(gi, wi, "{name}: item {i} ids (GPU vs reference)");
         for (gh, wh) in g.iter().zip(w) {
             assert_eq!(gh.rows, wh.rows, "{name}: item {i} rows");
-            let ok = (gh.score - wh.score).abs() <= 1e-4 + 1e-5 * wh.score.abs()
-                || gh.score == wh.score;
+            let ok =
+                (gh.score - wh.score).abs() <= 1e-4 + 1e-5 * wh.score.abs() || gh.score == wh.score;
             assert!(ok, "{name}: item {i} score {} vs {}", gh.score, wh.score);
         }
     }
@@ -358,11 +379,11 @@ fn gpu_beam_equals_reference() {
                 o.early_stopping = es;
                 o.length_penalty = lp;
                 o.num_return_sequences = 1 + (n as usize) % k;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     o.bad_words_ids = within(&[&[1], &[3, 4], &[2, 6], &[4, 3, 7]], v);
                     o.min_length = 3;
                 }
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     o.forced_eos_token_id = Some(0);
                 }
                 let name = format!(
@@ -388,21 +409,42 @@ fn gpu_search_refuses_bad_input() {
     let gpu = common::gpu();
     let mut b = LoopBuilder::new(&gpu, 5);
     let o = opts(2, 10);
-    assert!(Search::declare(&mut b, &o, 2, 30).is_err(), "plan shorter than max_length");
+    assert!(
+        Search::declare(&mut b, &o, 2, 30).is_err(),
+        "plan shorter than max_length"
+    );
     let mut b = LoopBuilder::new(&gpu, 9);
-    assert!(Search::declare(&mut b, &opts(0, 10), 2, 30).is_err(), "num_beams 0");
-    assert!(Search::declare(&mut b, &opts(9, 10), 2, 30).is_err(), "num_beams 9");
+    assert!(
+        Search::declare(&mut b, &opts(0, 10), 2, 30).is_err(),
+        "num_beams 0"
+    );
+    assert!(
+        Search::declare(&mut b, &opts(9, 10), 2, 30).is_err(),
+        "num_beams 9"
+    );
     assert!(Search::declare(&mut b, &o, 0, 30).is_err(), "batch 0");
-    assert!(Search::declare(&mut b, &o, 2, 1).is_err(), "vocab smaller than the ids");
+    assert!(
+        Search::declare(&mut b, &o, 2, 1).is_err(),
+        "vocab smaller than the ids"
+    );
     let mut bad = o.clone();
     bad.bad_words_ids = vec![vec![3, 40]];
-    assert!(Search::declare(&mut b, &bad, 2, 30).is_err(), "bad word out of vocab");
+    assert!(
+        Search::declare(&mut b, &bad, 2, 30).is_err(),
+        "bad word out of vocab"
+    );
     let s = Search::declare(&mut b, &o, 2, 30).expect("declare");
     let step = b.step_index().expect("step");
     let wrong = Tensor::zeros(&gpu, &[4, 31], DType::F32).expect("tensor");
-    assert!(s.record_step(&mut b, 0, &wrong, &step).is_err(), "logits [4, 31]");
+    assert!(
+        s.record_step(&mut b, 0, &wrong, &step).is_err(),
+        "logits [4, 31]"
+    );
     let wrong = Tensor::zeros(&gpu, &[4, 30], DType::U32).expect("tensor");
-    assert!(s.record_step(&mut b, 0, &wrong, &step).is_err(), "u32 logits");
+    assert!(
+        s.record_step(&mut b, 0, &wrong, &step).is_err(),
+        "u32 logits"
+    );
 }
 
 /// Option resolution and refusals that HF's fixture does not cover.
@@ -457,4 +499,42 @@ fn options_resolve_like_generate() {
         EarlyStopping::from_json(&serde_json::json!("never")).unwrap(),
         EarlyStopping::Never
     );
+}
+
+/// A seeded sweep of beam cases (K 2..6, V 6..90, batch 1..6, max_length 3..18, every early
+/// stopping mode and length penalties -1..3, the end token's pull varied so items finish at
+/// different steps): the GPU equals the reference on each.
+#[test]
+fn gpu_beam_sweep_equals_reference() {
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut pick = |n: usize| (rng.next() % n as u64) as usize;
+    for case in 0..60u64 {
+        let k = 2 + pick(5);
+        let v = 6 + pick(85);
+        let b = 1 + pick(6);
+        let ml = 3 + pick(16);
+        let mut t = tables(1000 + case, v, 4, 20, pick(4) == 0, pick(5) == 0, false);
+        let pull = [0.2f32, 0.5, 1.0, 2.0][pick(4)];
+        for s in 0..20 {
+            t.pos[s * v] += s as f32 * pull;
+        }
+        let classes: Vec<usize> = (0..b).map(|_| pick(4)).collect();
+        let mut o = opts(k, ml);
+        o.early_stopping = [
+            EarlyStopping::Heuristic,
+            EarlyStopping::Done,
+            EarlyStopping::Never,
+        ][pick(3)];
+        o.length_penalty = [-1.0, 0.0, 0.6, 1.0, 2.0, 3.0][pick(6)];
+        o.num_return_sequences = 1 + pick(k);
+        if pick(3) == 0 {
+            o.min_length = pick(6);
+        }
+        let name = format!(
+            "sweep {case}: K {k} V {v} batch {b} max_length {ml} pull {pull} {:?} lp {} nrs {} \
+             min_length {}",
+            o.early_stopping, o.length_penalty, o.num_return_sequences, o.min_length
+        );
+        check(&name, &o, &t, &classes);
+    }
 }

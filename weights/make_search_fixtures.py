@@ -14,6 +14,14 @@ where tok `[V, V]`, cls `[C, V]`, pos `[S, V]` are float32 tables stored in the 
 side computes bit-identical logits. use_cache=False: every step sees the full decoder input, so no
 cache reordering is involved.
 
+Cases: greedy and beam 2-5 x length_penalty 0.6 / 1 / 2 x early_stopping True / False / "never" x
+max_length 2..25 x num_return_sequences; max_new_tokens, min_length, min_new_tokens, bad words
+(single and multi-token, one starting with the decoder start), forced EOS; a seeded sweep (length
+penalties -1..3, end-token pulls 0.5 / 1.25 / 2 per step); and options generate refuses (each
+case then holds HF's error message). Exact score ties are kept out of beam cases: torch.topk
+orders equal scores arbitrarily (the "ties" table is used for greedy only, where argmax takes the
+first index).
+
     python weights/make_search_fixtures.py
 """
 
@@ -87,10 +95,14 @@ def f32list(a):
 
 MODELS = {
     # name: (V, classes, steps, ties, seed)
-    "v24": (24, 4, 40, False, 1),
-    "v9": (9, 3, 40, False, 2),
-    "ties": (16, 3, 40, True, 3),
+    "v24": (24, 4, 25, False, 1),
+    "v9": (9, 3, 25, False, 2),
+    "ties": (16, 3, 25, True, 3),
+    "v40p2": (40, 4, 25, False, 4),
+    "v60p05": (60, 4, 25, False, 5),
 }
+# The end token's pull per step (logit added to pos[s, EOS] = pull * s - 1).
+PULL = {"v40p2": 2.0, "v60p05": 0.5}
 EOS, PAD, START = 0, 1, 2
 
 
@@ -105,12 +117,12 @@ def cases():
                 for es in [True, False, "never"]:
                     if k == 1 and (es is not False or lp != 1.0):
                         continue
-                    for ml in [2, 3, 7, 12]:
+                    for ml in [2, 3, 7, 12, 25]:
                         opts = dict(base, num_beams=k, length_penalty=lp, early_stopping=es,
                                     max_length=ml)
                         if k > 1:
                             opts["num_return_sequences"] = min(k, 1 + (ml % k))
-                        out.append((model, [0, 1, 2, 3][: 1 + ml % 4], opts))
+                        out.append((model, [0, 1, 2, 3, 1, 2][: 1 + ml % 6], opts))
     # max_new_tokens, min_length, min_new_tokens, bad words (single and multi-token), forced eos.
     for model in ["v24", "v9", "ties"]:
         for k in [1, 3, 5]:
@@ -137,6 +149,19 @@ def cases():
                     opts["early_stopping"] = [True, False, "never"][k % 3]
                     opts["length_penalty"] = [0.6, 1.0, 2.0][len(out) % 3]
                 out.append((model, [0, 1, 2][: (len(out) % 3) + 1], opts))
+    # A seeded sweep: items finishing at different steps, every early stopping mode, length
+    # penalties from -1 to 3 (the heuristic's edges).
+    rng = np.random.default_rng(7)
+    for _ in range(80):
+        model = ["v40p2", "v60p05", "v24"][rng.integers(3)]
+        k = int(rng.integers(2, 6))
+        opts = dict(base, num_beams=k, max_length=int(rng.integers(3, 21)),
+                    early_stopping=[True, False, "never"][rng.integers(3)],
+                    length_penalty=[-1.0, 0.0, 0.6, 1.0, 2.0, 3.0][rng.integers(6)],
+                    num_return_sequences=int(rng.integers(1, k + 1)))
+        if rng.integers(3) == 0:
+            opts["min_length"] = int(rng.integers(0, 6))
+        out.append((model, [int(c) for c in rng.integers(0, 4, size=rng.integers(1, 7))], opts))
     # Options generate refuses (the Rust side must refuse them too).
     for e in [dict(max_length=1), dict(num_beams=2, num_return_sequences=3),
               dict(num_return_sequences=2), dict(max_new_tokens=0),
@@ -154,7 +179,8 @@ def main():
         tok, cls, pos = table(rng, v, v, ties), table(rng, c, v, ties), table(rng, s, v, ties)
         if not ties:
             # The end token grows likelier with the step, so hypotheses end at varied lengths.
-            pos[:, EOS] += np.arange(s, dtype=np.float32) * np.float32(1.25) - np.float32(1.0)
+            pull = np.float32(PULL.get(name, 1.25))
+            pos[:, EOS] += np.arange(s, dtype=np.float32) * pull - np.float32(1.0)
         cfg = TableConfig(vocab_size=v, eos_token_id=EOS, pad_token_id=PAD,
                           decoder_start_token_id=START)
         m = TableModel(cfg, tok, cls, pos).eval()

@@ -16,9 +16,9 @@ pub mod matmul;
 pub mod memory_attention;
 pub mod op;
 pub mod pooling;
-pub mod search;
 pub mod recurrent;
 pub mod sdpa;
+pub mod search;
 pub mod softmax;
 
 use crate::error::{Error, Result};

@@ -125,7 +125,7 @@ fn dims(op: &str, logits: &Tensor, b: &SearchBuffers, k: usize) -> Result<(usize
     let ok = r > 0
         && v > 0
         && (1..=MAX_BEAMS).contains(&k)
-        && r % k == 0
+        && r.is_multiple_of(k)
         && b.step.shape() == [1]
         && b.rules.numel() >= v
         && b.hist.shape().len() == 3
@@ -243,7 +243,7 @@ pub fn record_search_beam(
     check_dtype(OP, "parents", parents, &[DType::U32])?;
     let r = bufs.tokens.numel();
     let ok = (2..=MAX_BEAMS).contains(&k)
-        && r % k == 0
+        && r.is_multiple_of(k)
         && r > 0
         && parents.shape() == [r]
         && bufs.cand.shape() == [r, 2 * k, 2]

@@ -133,7 +133,10 @@ where
     if l.len() != n {
         return Err(Error::shape(
             OP,
-            format!("the logits closure returned {} values at step {step}, expected {n}", l.len()),
+            format!(
+                "the logits closure returned {} values at step {step}, expected {n}",
+                l.len()
+            ),
         ));
     }
     Ok(l)
@@ -159,7 +162,11 @@ where
         for (r, row) in l.chunks_mut(v).enumerate() {
             process_row(opts, &bad, &seqs[r], row);
             let best = top_k(row, 1)[0] as u32;
-            let next = if unfinished[r] { best } else { opts.pad_token_id };
+            let next = if unfinished[r] {
+                best
+            } else {
+                opts.pad_token_id
+            };
             seqs[r].push(next);
             // EosTokenCriteria and MaxLengthCriteria on the new sequence.
             let ends = next == opts.eos_token_id || seqs[r].len() >= opts.max_length();

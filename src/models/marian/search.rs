@@ -150,13 +150,7 @@ impl Search {
         let init_state = b.constant_u32(&init, &[init.len()])?;
         let init_tokens = b.constant_u32(&vec![opts.decoder_start_token_id; r], &[r])?;
         let rec = b.init();
-        rec.copy(
-            init_state.buffer(),
-            0,
-            state.buffer(),
-            0,
-            state.byte_len(),
-        );
+        rec.copy(init_state.buffer(), 0, state.buffer(), 0, state.byte_len());
         rec.copy(
             init_tokens.buffer(),
             0,
@@ -298,7 +292,12 @@ impl Search {
         } else {
             let status = &state[STATE_HEAD..STATE_HEAD + self.r];
             if status.iter().all(|&s| s != 0) {
-                Ok(status.iter().map(|&s| s as usize).max().unwrap_or(0).min(run))
+                Ok(status
+                    .iter()
+                    .map(|&s| s as usize)
+                    .max()
+                    .unwrap_or(0)
+                    .min(run))
             } else {
                 Ok(run)
             }

@@ -147,7 +147,10 @@ impl GenerateOptions {
             ));
         }
         let eos = pick!(eos_token_id).ok_or_else(|| {
-            Error::invalid(OP, "no eos_token_id in the generation config or config.json")
+            Error::invalid(
+                OP,
+                "no eos_token_id in the generation config or config.json",
+            )
         })?;
         let start = pick!(decoder_start_token_id)
             .or_else(|| pick!(bos_token_id))
