@@ -101,6 +101,51 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         batch: usize,
     },
+    /// Translate with a Marian model folder (Hugging Face `save_pretrained` layout), as
+    /// `generate` does; defaults from its generation_config.json.
+    Translate {
+        /// The model folder (default: the bundled weights/marian, English -> Chinese).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Beam width (1: greedy).
+        #[arg(long)]
+        beam: Option<usize>,
+        /// Longest output in tokens, the decoder start token included.
+        #[arg(long)]
+        max_length: Option<usize>,
+        /// Beam length penalty (scores divided by length ^ penalty).
+        #[arg(long)]
+        length_penalty: Option<f64>,
+        /// Beam stop rule: true (bare flag), false or never.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        early_stopping: Option<String>,
+        /// Hypotheses per input (tab-separated; beam search).
+        #[arg(long)]
+        num_return_sequences: Option<usize>,
+        /// Each input is whitespace-separated source token ids (no tokenizer files needed).
+        #[arg(long)]
+        ids: bool,
+        /// Write the first input's cross-attention heatmap (PNG) here.
+        #[arg(long)]
+        attention: Option<PathBuf>,
+        /// Decoder layer of the heatmap (default: the last).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Head of the heatmap (default: the mean over heads).
+        #[arg(long)]
+        head: Option<usize>,
+        /// A file with one input per line (`-` for standard input), read after the TEXTS.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print {"translations": [{"text": ..., "ids": [...]}, ...]}.
+        #[arg(long)]
+        json: bool,
+        /// Inputs per run.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Texts to translate.
+        texts: Vec<String>,
+    },
     /// Run the bundled G2P model on sample words: phonemes, timing, and an attention heatmap.
     Demo {
         /// Where to write the heatmap (default: heedful-demo-attention.png).
@@ -191,6 +236,37 @@ fn run(cli: Cli) -> heedful::Result<ExitCode> {
             words,
             input,
             batch,
+        }),
+        Command::Translate {
+            model,
+            beam,
+            max_length,
+            length_penalty,
+            early_stopping,
+            num_return_sequences,
+            ids,
+            attention,
+            layer,
+            head,
+            input,
+            json,
+            batch,
+            texts,
+        } => cli::translate::translate(&cli::translate::TranslateArgs {
+            model: model.unwrap_or_else(cli::translate::bundled_model),
+            beam,
+            max_length,
+            length_penalty,
+            early_stopping,
+            num_return_sequences,
+            ids,
+            attention,
+            layer,
+            head,
+            input,
+            json,
+            batch,
+            texts,
         }),
         Command::Demo { out } => cli::g2p::demo(out.as_deref()),
         Command::Inspect { file, json } => cli::inspect(&file, json),

@@ -282,5 +282,10 @@ pub fn demo(png_out: Option<&Path>) -> Result<ExitCode> {
         png.display()
     )?;
     out.flush()?;
+    super::translate::demo(
+        &gpu,
+        &mut out,
+        &png.with_file_name("heedful-demo-translation.png"),
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -97,9 +97,11 @@ pub fn write_png(
         ));
     }
     let left = outputs.iter().map(|s| text_w(s)).max().unwrap_or(0) + 2 * PAD;
+    // Input labels run downwards, one character per line, so that labels longer than a cell
+    // (subword pieces, `</s>`) stay in their column.
     let top_label = inputs
         .iter()
-        .map(|s| text_w(s))
+        .map(|s| s.chars().count() * GLYPH)
         .max()
         .unwrap_or(GLYPH)
         .max(GLYPH);
@@ -112,8 +114,10 @@ pub fn write_png(
     let ink = [20, 20, 20];
     c.text(PAD, PAD, title, ink);
     for (j, s) in inputs.iter().enumerate() {
-        let x = left + j * CELL + (CELL.saturating_sub(text_w(s))) / 2;
-        c.text(x, title_h, s, ink);
+        let x = left + j * CELL + (CELL - GLYPH) / 2;
+        for (k, ch) in s.chars().enumerate() {
+            c.text(x, title_h + k * GLYPH, &ch.to_string(), ink);
+        }
     }
     for (i, s) in outputs.iter().enumerate() {
         let y = top + i * CELL + (CELL - GLYPH) / 2;

@@ -17,6 +17,7 @@ pub mod g2p;
 mod heatmap;
 pub mod input;
 pub mod output;
+pub mod translate;
 
 pub use embed::{embed, EmbedArgs};
 pub use output::{is_closed_stdout, note, Out, STDOUT};

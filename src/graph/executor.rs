@@ -344,6 +344,21 @@ impl Plan {
         self.steps.dispatch_count()
     }
 
+    /// The tensor graph input `name` is uploaded into: a loop plan that replays this plan's
+    /// [`Plan::recorder`] in its init phase names it and writes it (the Marian encoder feeding
+    /// its decoder's loop). Ids written this way are not checked against embedding tables.
+    pub fn input_tensor(&self, name: &str) -> Option<&Tensor> {
+        self.inputs.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The tensor holding output `name` after the recorded work ran.
+    pub fn output_tensor(&self, name: &str) -> Option<&Tensor> {
+        self.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| &o.tensor)
+    }
+
     pub(super) fn upload(&self, gpu: &Gpu, inputs: &[(&str, HostInput)]) -> Result<()> {
         for (name, t) in &self.inputs {
             let h = inputs

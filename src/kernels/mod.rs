@@ -9,6 +9,7 @@ pub mod attention_probs;
 pub mod elementwise;
 pub mod embedding;
 pub mod gemv;
+pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
@@ -17,6 +18,7 @@ pub mod op;
 pub mod pooling;
 pub mod recurrent;
 pub mod sdpa;
+pub mod search;
 pub mod softmax;
 
 use crate::error::{Error, Result};

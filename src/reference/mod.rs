@@ -6,6 +6,7 @@ pub mod beam;
 pub mod decoder_loop;
 pub mod elementwise;
 pub mod embedding;
+pub mod generate;
 pub mod layout;
 pub mod matmul;
 pub mod recurrent;

@@ -41,3 +41,4 @@ pub fn minilm_dir() -> std::path::PathBuf {
     })
     .clone()
 }
+pub mod marian_random;

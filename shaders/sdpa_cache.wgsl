@@ -1,0 +1,58 @@
+// Flash-decoding over a KV cache whose length lives on the GPU: one query per (row, head) attends
+// to cache positions 0 ..= s, where s = step[0] (the loop runtime's step index), so one recorded
+// step serves every step of a run and costs O(s), not O(T). First pass: each invocation runs one
+// chunk of keys with an online softmax and writes its partial (running max, sum, Dh accumulator);
+// sdpa_cache_merge.wgsl combines the live chunks. Chunks past s write (NEG, 0) and no work.
+//
+// Bindings (generated from `CacheAttnBindings` in src/kernels/kv_cache/mod.rs):
+//   p      uniform Params
+//   q:     [R, E] f32 (head h at columns h*DH ..)     binding 1
+//   kv:    [2L, R, T, E] f32 cache planes              binding 2 (keys at p.k_off, values p.v_off)
+//   step:  [1] u32                                     binding 3
+//   part:  [R*H, nsplit, DH] f32 partial accumulators  binding 4
+//   stats: [R*H, nsplit, 2] f32 partial (max, sum)     binding 5
+//
+// Constants: WG, DH (head width). Grid: x = ceil(nsplit / WG), y = R * H.
+
+const NEG: f32 = -3.0e38;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let split = wid.x * WG + lid;
+    let rh = wid.y;
+    if (split >= p.nsplit) {
+        return;
+    }
+    let r = rh / p.heads;
+    let h = rh - r * p.heads;
+    let n = min(step[0] + 1u, p.t);
+    let ks = split * p.chunk;
+    let ke = min(n, ks + p.chunk);
+    var m = NEG;
+    var l = 0.0;
+    var acc: array<f32, DH>;
+    let qb = r * p.e + h * DH;
+    for (var j = ks; j < ke; j++) {
+        let kb = p.k_off + (r * p.t + j) * p.e + h * DH;
+        var sc = 0.0;
+        for (var c = 0u; c < DH; c++) {
+            sc += q[qb + c] * kv[kb + c];
+        }
+        sc *= p.scale;
+        let mn = max(m, sc);
+        let corr = exp(m - mn);
+        let pj = exp(sc - mn);
+        l = l * corr + pj;
+        let vb = p.v_off + (r * p.t + j) * p.e + h * DH;
+        for (var c = 0u; c < DH; c++) {
+            acc[c] = acc[c] * corr + pj * kv[vb + c];
+        }
+        m = mn;
+    }
+    let pr = rh * p.nsplit + split;
+    for (var c = 0u; c < DH; c++) {
+        part[pr * DH + c] = acc[c];
+    }
+    stats[2u * pr] = m;
+    stats[2u * pr + 1u] = l;
+}

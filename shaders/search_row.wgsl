@@ -1,0 +1,246 @@
+// Hugging Face generate, one decoder step, per row: the logits processors and the row's best
+// continuations. One workgroup per row r of R = batch * num_beams rows.
+//
+//   BEAM = 1: log_softmax(logits) -> processors -> + running score; writes the row's top N
+//             (N = 2 * num_beams) as (score bits, token) pairs for search_beam.wgsl, which merges
+//             the rows of an item.
+//   BEAM = 0: processors on the raw logits -> argmax (first index of the maximum, NaN largest, as
+//             torch.argmax); finished rows get the pad token (HF's unfinished_sequences rule); the
+//             token goes to `tokens` (the next step's input) and to the history; a row that ends
+//             (end token, or the length limit) records its step + 1 in its status word.
+//
+// Processors, in HF's order: bad words (x + -inf where a banned sequence would complete: single
+// tokens from `rules[0..V)`, multi-token sequences matched against the row's history), min length
+// (end token = -inf while the sequence is shorter than min_length), forced EOS at position
+// max_length - 1 (every token -inf, the forced one 0).
+//
+// Bindings:
+//   p       uniform Params
+//   logits: [R, V] f32                 binding 1
+//   step:   [1] u32                    binding 2 (the current step s, 0-based)
+//   rules:  [V + 2 * n_multi + ..] u32 binding 3 (ban flags [V]; then n_multi (offset, len) pairs
+//                                      into the same array: each multi-token bad word's tokens)
+//   hist:   [max_steps, 2, R] u32      binding 4 (per step: chosen token of each row, then the row
+//                                      each row continues; greedy writes the tokens, beam reads)
+//   state:  [4 + 7R] u32               binding 5 (search state: see search.rs; here the stop word,
+//                                      greedy's status [R] at 4, beam's running scores at 4 + R)
+//   cand:   [R, N, 2] u32              binding 6 (beam: score bits, token; best first)
+//   tokens: [R] u32                    binding 7 (greedy: the next step's input)
+//
+// Constants from the Rust side: WG (threads per row), N (candidates per row), BEAM, MAXB (most
+// multi-token bad words).
+//
+// Grid: one workgroup per row, linear workgroup index wid.x + wid.y * nwg.x.
+
+var<workgroup> wg_v: array<f32, WG * N>;
+var<workgroup> wg_i: array<u32, WG * N>;
+var<workgroup> wg_m: array<f32, WG>;
+var<workgroup> wg_s: array<f32, WG>;
+var<workgroup> wg_ban: array<u32, MAXB>;
+var<workgroup> wg_nban: atomic<u32>;
+var<workgroup> wg_skip: u32;
+
+fn is_nan(x: f32) -> bool {
+    return x != x;
+}
+
+// torch's order: larger first, NaN largest, equal values by the lower index.
+fn better(a: f32, ai: u32, b: f32, bi: u32) -> bool {
+    if (is_nan(a) || is_nan(b)) {
+        if (is_nan(a) && is_nan(b)) {
+            return ai < bi;
+        }
+        return is_nan(a);
+    }
+    return a > b || (a == b && ai < bi);
+}
+
+// The token at position `pos` (0: the decoder start) of the sequence row `r` holds at step `s`.
+fn seq_token(r: u32, s: u32, pos: u32) -> u32 {
+    if (pos == 0u) {
+        return p.start;
+    }
+    var q = r;
+    var t = s;
+    // Position i (i >= 1) was chosen at step i - 1; walk back from step s - 1.
+    while (t > pos) {
+        t -= 1u;
+        if (BEAM == 1u) {
+            q = hist[(t * 2u + 1u) * p.rows + q];
+        }
+    }
+    return hist[((pos - 1u) * 2u) * p.rows + q];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r = wid.x + wid.y * nwg.x;
+    let s = step[0];
+    let neg_inf = bitcast<f32>(0xff800000u);
+    if (lid == 0u) {
+        var skip = 0u;
+        if (r >= p.rows) {
+            skip = 1u;
+        } else if (BEAM == 1u && state[0] != 0u) {
+            // The search has stopped: later steps of the chunk change nothing.
+            skip = 1u;
+        } else if (BEAM == 0u && state[4u + r] != 0u) {
+            // A finished row: pad, no processing.
+            tokens[r] = p.pad;
+            hist[(s * 2u) * p.rows + r] = p.pad;
+            hist[(s * 2u + 1u) * p.rows + r] = r;
+            skip = 1u;
+        }
+        wg_skip = skip;
+        atomicStore(&wg_nban, 0u);
+    }
+    if (workgroupUniformLoad(&wg_skip) != 0u) {
+        return;
+    }
+    let base = r * p.v;
+    let cur_len = s + 1u;
+
+    // Multi-token bad words whose prefix ends the row's sequence ban their last token.
+    for (var w = lid; w < p.n_multi; w += WG) {
+        let off = rules[p.v + 2u * w];
+        let len = rules[p.v + 2u * w + 1u];
+        let plen = len - 1u;
+        if (plen <= cur_len) {
+            var ok = true;
+            for (var d = 0u; d < plen; d++) {
+                if (seq_token(r, s, cur_len - plen + d) != rules[off + d]) {
+                    ok = false;
+                    break;
+                }
+            }
+            if (ok) {
+                let at = atomicAdd(&wg_nban, 1u);
+                if (at < MAXB) {
+                    wg_ban[at] = rules[off + plen];
+                }
+            }
+        }
+    }
+
+    // Beam: the row's max and sum of exp for log_softmax.
+    var m = neg_inf;
+    var ls = 0.0;
+    if (BEAM == 1u) {
+        var lm = neg_inf;
+        for (var j = lid; j < p.v; j += WG) {
+            lm = max(lm, logits[base + j]);
+        }
+        wg_m[lid] = lm;
+        workgroupBarrier();
+        for (var h = WG / 2u; h > 0u; h = h / 2u) {
+            if (lid < h) {
+                wg_m[lid] = max(wg_m[lid], wg_m[lid + h]);
+            }
+            workgroupBarrier();
+        }
+        m = wg_m[0];
+        var ss = 0.0;
+        for (var j = lid; j < p.v; j += WG) {
+            ss += exp(logits[base + j] - m);
+        }
+        wg_s[lid] = ss;
+        workgroupBarrier();
+        for (var h = WG / 2u; h > 0u; h = h / 2u) {
+            if (lid < h) {
+                wg_s[lid] = wg_s[lid] + wg_s[lid + h];
+            }
+            workgroupBarrier();
+        }
+        ls = log(wg_s[0]);
+    }
+    workgroupBarrier();
+    let nban = min(atomicLoad(&wg_nban), MAXB);
+    let forced = p.forced != 0xffffffffu && cur_len + 1u == p.max_length;
+    let min_len = cur_len < p.min_length;
+    var run = 0.0;
+    if (BEAM == 1u) {
+        run = bitcast<f32>(state[4u + p.rows + r]);
+    }
+
+    var bv: array<f32, N>;
+    var bi: array<u32, N>;
+    for (var n = 0u; n < N; n++) {
+        bv[n] = neg_inf;
+        bi[n] = 0xffffffffu;
+    }
+    for (var j = lid; j < p.v; j += WG) {
+        var x = logits[base + j];
+        if (BEAM == 1u) {
+            x = (x - m) - ls;
+        }
+        var banned = rules[j] != 0u;
+        for (var b = 0u; b < nban; b++) {
+            if (wg_ban[b] == j) {
+                banned = true;
+            }
+        }
+        if (banned) {
+            x = x + neg_inf;
+        }
+        if (min_len && j == p.eos) {
+            x = neg_inf;
+        }
+        if (forced) {
+            x = select(neg_inf, 0.0, j == p.forced);
+        }
+        if (BEAM == 1u) {
+            x = x + run;
+        }
+        if (better(x, j, bv[N - 1u], bi[N - 1u])) {
+            var k = N - 1u;
+            while (k > 0u && better(x, j, bv[k - 1u], bi[k - 1u])) {
+                bv[k] = bv[k - 1u];
+                bi[k] = bi[k - 1u];
+                k -= 1u;
+            }
+            bv[k] = x;
+            bi[k] = j;
+        }
+    }
+    for (var n = 0u; n < N; n++) {
+        wg_v[lid * N + n] = bv[n];
+        wg_i[lid * N + n] = bi[n];
+    }
+    workgroupBarrier();
+    if (lid != 0u) {
+        return;
+    }
+    // Thread 0 merges the threads' lists (each sorted) into the row's top N.
+    for (var t = 1u; t < WG; t++) {
+        for (var n = 0u; n < N; n++) {
+            let x = wg_v[t * N + n];
+            let j = wg_i[t * N + n];
+            if (!better(x, j, bv[N - 1u], bi[N - 1u])) {
+                break;
+            }
+            var k = N - 1u;
+            while (k > 0u && better(x, j, bv[k - 1u], bi[k - 1u])) {
+                bv[k] = bv[k - 1u];
+                bi[k] = bi[k - 1u];
+                k -= 1u;
+            }
+            bv[k] = x;
+            bi[k] = j;
+        }
+    }
+    if (BEAM == 1u) {
+        for (var n = 0u; n < N; n++) {
+            cand[(r * N + n) * 2u] = bitcast<u32>(bv[n]);
+            cand[(r * N + n) * 2u + 1u] = bi[n];
+        }
+    } else {
+        let tok = bi[0];
+        tokens[r] = tok;
+        hist[(s * 2u) * p.rows + r] = tok;
+        hist[(s * 2u + 1u) * p.rows + r] = r;
+        if (tok == p.eos || s + 2u >= p.max_length) {
+            state[4u + r] = s + 1u;
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! KV-cache kernels for Transformer decoders on the loop runtime: every kernel reads the step
+//! index `s` from a `[1]` u32 GPU tensor (`LoopBuilder::step_index`), so one recorded step serves
+//! every step of a run.
+//!
+//! - [`record_kv_write`] (`shaders/kv_write.wgsl`): step s's key and value rows `[R, E]` into
+//!   position s of one layer's cache planes.
+//! - [`record_kv_gather`] (`shaders/kv_gather.wgsl`): beam search's reorder, `dst[.., r, t, :] =
+//!   src[.., parents[r], t, :]` for `t < s` (ping-pong buffers; O(s) per step).
+//! - [`record_cache_attention`] (`shaders/sdpa_cache.wgsl` + `shaders/sdpa_cache_merge.wgsl`):
+//!   flash-decoding of one query per row and head over positions `0..=s` of the cache, in chunks
+//!   whose count comes from the GPU step (chunks past s cost nothing).
+//!
+//! The cache layout is one tensor `kv [P, R, T, E]` f32 of P planes (a decoder's 2L: keys of layer
+//! l in plane 2l, values in 2l+1), R rows, T positions, E = H * Dh columns (head h at `h*Dh..`, the
+//! layout of a `[R, E]` projection, so a step's rows are copied as they are).
+//!
+//! ```no_run
+//! use heedful::kernels::kv_cache::{record_cache_attention, record_kv_write, CacheLayout};
+//! # fn f(rec: &mut heedful::gpu::Recorder, q: &heedful::Tensor, k: &heedful::Tensor,
+//! #      v: &heedful::Tensor, kv: &heedful::Tensor, step: &heedful::Tensor,
+//! #      out: &heedful::Tensor) -> heedful::Result<()> {
+//! let lay = CacheLayout { planes: 2, rows: 4, positions: 64, heads: 8, width: 512 };
+//! record_kv_write(rec, &lay, 0, k, v, step, kv)?; // layer 0
+//! record_cache_attention(rec, &lay, 0, q, kv, step, out)?;
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
+use crate::gpu::{compose, Recorder};
+use crate::kernels::{check_dtype, grid_1d};
+use crate::tensor::{DType, Tensor};
+
+#[cfg(test)]
+mod tests;
+
+const WRITE_SRC: &str = include_str!("../../../shaders/kv_write.wgsl");
+const GATHER_SRC: &str = include_str!("../../../shaders/kv_gather.wgsl");
+const ATTEND_SRC: &str = include_str!("../../../shaders/sdpa_cache.wgsl");
+const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_cache_merge.wgsl");
+const WG: u32 = 64;
+/// Keys per chunk of the cache attention's first pass.
+pub const CHUNK: usize = 16;
+
+/// The shape of a cache tensor `[planes, rows, positions, width]` and its heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLayout {
+    /// Planes P (2 per decoder layer).
+    pub planes: usize,
+    /// Rows R (batch x beams).
+    pub rows: usize,
+    /// Positions T (the longest run).
+    pub positions: usize,
+    /// Heads H.
+    pub heads: usize,
+    /// Row width E = H * Dh.
+    pub width: usize,
+}
+
+impl CacheLayout {
+    /// The cache tensor's shape.
+    pub fn shape(&self) -> [usize; 4] {
+        [self.planes, self.rows, self.positions, self.width]
+    }
+
+    fn plane(&self) -> usize {
+        self.rows * self.positions * self.width
+    }
+
+    /// Checks sizes (heads divide the width, head width within 1..=256, every index fits u32)
+    /// and, when given, that `kv` has this layout's shape and is f32.
+    pub fn check(&self, op: &str, kv: Option<&Tensor>) -> Result<()> {
+        let CacheLayout {
+            planes,
+            rows,
+            positions,
+            heads,
+            width,
+        } = *self;
+        if heads == 0 || !width.is_multiple_of(heads) || width / heads > 256 || width == 0 {
+            return Err(Error::shape(
+                op,
+                format!("width {width} must be heads {heads} x a head width in 1..=256"),
+            ));
+        }
+        let total = planes
+            .checked_mul(rows)
+            .and_then(|n| n.checked_mul(positions))
+            .and_then(|n| n.checked_mul(width));
+        if total.is_none_or(|n| n > u32::MAX as usize) || positions == 0 || planes == 0 {
+            return Err(Error::shape(
+                op,
+                format!("cache {:?} is empty or over 32-bit indexing", self.shape()),
+            ));
+        }
+        if let Some(kv) = kv {
+            check_dtype(op, "kv", kv, &[DType::F32])?;
+            if kv.shape() != self.shape() {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "kv {:?} must be [P, R, T, E] = {:?}",
+                        kv.shape(),
+                        self.shape()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+crate::wgsl_params! {
+    /// Parameters shared by the four kernels (each reads the fields it needs).
+    struct Params {
+        n: u32,
+        e: u32,
+        t: u32,
+        heads: u32,
+        k_off: u32,
+        v_off: u32,
+        planes: u32,
+        chunk: u32,
+        nsplit: u32,
+        scale: f32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}
+
+crate::wgsl_bindings! {
+    /// k, v `[R, E]` f32, step `[1]` u32, kv `[P, R, T, E]` f32.
+    struct KvWriteBindings { k, v, step, kv }
+}
+
+crate::wgsl_bindings! {
+    /// src `[P, R, T, E]` f32, parents `[R]` u32, step `[1]` u32, dst `[P, R, T, E]` f32.
+    struct KvGatherBindings { src, parents, step, dst }
+}
+
+crate::wgsl_bindings! {
+    /// q `[R, E]`, kv `[P, R, T, E]`, step `[1]` u32, part `[R*H, nsplit, Dh]`, stats
+    /// `[R*H, nsplit, 2]`.
+    struct CacheAttnBindings { q, kv, step, part, stats }
+}
+
+crate::wgsl_bindings! {
+    /// part `[R*H, nsplit, Dh]`, stats `[R*H, nsplit, 2]`, step `[1]` u32, out `[R, E]`.
+    struct CacheMergeBindings { part, stats, step, out }
+}
+
+fn check_step(op: &str, step: &Tensor) -> Result<()> {
+    check_dtype(op, "step", step, &[DType::U32])?;
+    if step.numel() != 1 {
+        return Err(Error::shape(
+            op,
+            format!("step {:?} must hold one u32", step.shape()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rows(op: &str, name: &str, t: &Tensor, lay: &CacheLayout) -> Result<()> {
+    check_dtype(op, name, t, &[DType::F32])?;
+    if t.shape() != [lay.rows, lay.width] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{name} {:?} must be [R, E] = [{}, {}]",
+                t.shape(),
+                lay.rows,
+                lay.width
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_layer(op: &str, lay: &CacheLayout, layer: usize) -> Result<()> {
+    if 2 * layer + 1 >= lay.planes {
+        return Err(Error::shape(
+            op,
+            format!(
+                "layer {layer} needs planes {} and {}, the cache has {}",
+                2 * layer,
+                2 * layer + 1,
+                lay.planes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn params(lay: &CacheLayout, layer: usize) -> Params {
+    let plane = lay.plane() as u32;
+    Params {
+        n: (lay.rows * lay.width) as u32,
+        e: lay.width as u32,
+        t: lay.positions as u32,
+        heads: lay.heads as u32,
+        k_off: (2 * layer) as u32 * plane,
+        v_off: (2 * layer + 1) as u32 * plane,
+        planes: lay.planes as u32,
+        chunk: CHUNK as u32,
+        nsplit: lay.positions.div_ceil(CHUNK) as u32,
+        scale: 1.0 / ((lay.width / lay.heads) as f32).sqrt(),
+        _pad0: 0,
+        _pad1: 0,
+    }
+}
+
+/// Records `kv[2l, r, s, :] = k[r, :]`, `kv[2l+1, r, s, :] = v[r, :]` with `s = step[0]`
+/// (nothing when `s >= T`).
+pub fn record_kv_write(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    k: &Tensor,
+    v: &Tensor,
+    step: &Tensor,
+    kv: &Tensor,
+) -> Result<()> {
+    const OP: &str = "kv_write";
+    lay.check(OP, Some(kv))?;
+    check_layer(OP, lay, layer)?;
+    check_rows(OP, "k", k, lay)?;
+    check_rows(OP, "v", v, lay)?;
+    check_step(OP, step)?;
+    let gpu = rec.gpu().clone();
+    let binds = KvWriteBindings {
+        k: Bind::read(k, "f32"),
+        v: Bind::read(v, "f32"),
+        step: Bind::read(step, "u32"),
+        kv: Bind::read_write(kv, "f32"),
+    };
+    let pipe = gpu.pipeline(OP, &(), || {
+        compose(
+            WRITE_SRC,
+            false,
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
+    let p = params(lay, layer);
+    rec.push(gpu.dispatch(
+        OP,
+        &pipe,
+        bytemuck::bytes_of(&p),
+        &binds.buffers(),
+        grid_1d(&gpu, lay.rows * lay.width, WG)?,
+    )?);
+    Ok(())
+}
+
+/// Records `dst[p, r, t, :] = src[p, parents[r], t, :]` for every plane and `t < step[0]`
+/// (a parent outside `[0, R)` keeps the row's own history).
+pub fn record_kv_gather(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    src: &Tensor,
+    parents: &Tensor,
+    step: &Tensor,
+    dst: &Tensor,
+) -> Result<()> {
+    const OP: &str = "kv_gather";
+    lay.check(OP, Some(src))?;
+    lay.check(OP, Some(dst))?;
+    check_step(OP, step)?;
+    check_dtype(OP, "parents", parents, &[DType::U32])?;
+    if parents.numel() != lay.rows {
+        return Err(Error::shape(
+            OP,
+            format!("parents {:?} must be [R] = [{}]", parents.shape(), lay.rows),
+        ));
+    }
+    let gpu = rec.gpu().clone();
+    let binds = KvGatherBindings {
+        src: Bind::read(src, "f32"),
+        parents: Bind::read(parents, "u32"),
+        step: Bind::read(step, "u32"),
+        dst: Bind::read_write(dst, "f32"),
+    };
+    let pipe = gpu.pipeline(OP, &(), || {
+        compose(
+            GATHER_SRC,
+            false,
+            &[("WG", WG)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
+    let p = params(lay, 0);
+    rec.push(gpu.dispatch(
+        OP,
+        &pipe,
+        bytemuck::bytes_of(&p),
+        &binds.buffers(),
+        grid_1d(&gpu, lay.rows * lay.width, WG)?,
+    )?);
+    Ok(())
+}
+
+/// Records causal single-query attention over the cache of layer `layer`: `out[r, h*Dh..] =
+/// softmax(q_h k_h[0..=s]^T / sqrt(Dh)) v_h[0..=s]` with `s = min(step[0], T - 1)`; q and out
+/// `[R, E]` f32.
+pub fn record_cache_attention(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    q: &Tensor,
+    kv: &Tensor,
+    step: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    const OP: &str = "cache_attention";
+    lay.check(OP, Some(kv))?;
+    check_layer(OP, lay, layer)?;
+    check_rows(OP, "q", q, lay)?;
+    check_rows(OP, "out", out, lay)?;
+    check_step(OP, step)?;
+    let gpu = rec.gpu().clone();
+    let dh = lay.width / lay.heads;
+    let p = params(lay, layer);
+    let rh = lay.rows * lay.heads;
+    let rh32 = u32::try_from(rh)
+        .ok()
+        .filter(|&n| n <= gpu.caps().max_workgroups_per_dim)
+        .ok_or_else(|| {
+            Error::shape(
+                OP,
+                format!("R x H = {rh} is over the device's workgroups per dimension"),
+            )
+        })?;
+    let part = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, dh], DType::F32)?;
+    let stats = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, 2], DType::F32)?;
+    let binds = CacheAttnBindings {
+        q: Bind::read(q, "f32"),
+        kv: Bind::read(kv, "f32"),
+        step: Bind::read(step, "u32"),
+        part: Bind::read_write(&part, "f32"),
+        stats: Bind::read_write(&stats, "f32"),
+    };
+    let pipe = gpu.pipeline(OP, &dh, || {
+        compose(
+            ATTEND_SRC,
+            false,
+            &[("WG", WG), ("DH", dh as u32)],
+            &[vec![Params::wgsl()], binds.wgsl()].concat(),
+        )
+    })?;
+    rec.push(gpu.dispatch(
+        OP,
+        &pipe,
+        bytemuck::bytes_of(&p),
+        &binds.buffers(),
+        [p.nsplit.div_ceil(WG), rh32, 1],
+    )?);
+    let mb = CacheMergeBindings {
+        part: Bind::read(&part, "f32"),
+        stats: Bind::read(&stats, "f32"),
+        step: Bind::read(step, "u32"),
+        out: Bind::read_write(out, "f32"),
+    };
+    let pipe = gpu.pipeline("cache_attention_merge", &dh, || {
+        compose(
+            MERGE_SRC,
+            false,
+            &[("WG", WG), ("DH", dh as u32)],
+            &[vec![Params::wgsl()], mb.wgsl()].concat(),
+        )
+    })?;
+    rec.push(gpu.dispatch(
+        "cache_attention_merge",
+        &pipe,
+        bytemuck::bytes_of(&p),
+        &mb.buffers(),
+        [(dh as u32).div_ceil(WG), rh32, 1],
+    )?);
+    Ok(())
+}
+
+/// CPU references (f64 accumulation).
+pub mod reference {
+    use super::CacheLayout;
+
+    /// [`super::record_kv_write`] on host arrays.
+    pub fn kv_write(
+        lay: &CacheLayout,
+        layer: usize,
+        k: &[f32],
+        v: &[f32],
+        s: usize,
+        kv: &mut [f32],
+    ) {
+        if s >= lay.positions {
+            return;
+        }
+        let (e, t) = (lay.width, lay.positions);
+        let plane = lay.rows * t * e;
+        for r in 0..lay.rows {
+            for c in 0..e {
+                kv[2 * layer * plane + (r * t + s) * e + c] = k[r * e + c];
+                kv[(2 * layer + 1) * plane + (r * t + s) * e + c] = v[r * e + c];
+            }
+        }
+    }
+
+    /// [`super::record_kv_gather`] on host arrays.
+    pub fn kv_gather(lay: &CacheLayout, src: &[f32], parents: &[u32], s: usize, dst: &mut [f32]) {
+        let (e, t) = (lay.width, lay.positions);
+        let plane = lay.rows * t * e;
+        for pl in 0..lay.planes {
+            for (r, &from) in parents.iter().enumerate() {
+                let from = if (from as usize) < lay.rows {
+                    from as usize
+                } else {
+                    r
+                };
+                for p in 0..s.min(t) {
+                    for c in 0..e {
+                        dst[pl * plane + (r * t + p) * e + c] =
+                            src[pl * plane + (from * t + p) * e + c];
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::record_cache_attention`] on host arrays.
+    pub fn cache_attention(
+        lay: &CacheLayout,
+        layer: usize,
+        q: &[f32],
+        kv: &[f32],
+        s: usize,
+    ) -> Vec<f32> {
+        let (e, t, h) = (lay.width, lay.positions, lay.heads);
+        let dh = e / h;
+        let plane = lay.rows * t * e;
+        let n = (s + 1).min(t);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let mut out = vec![0f32; lay.rows * e];
+        for r in 0..lay.rows {
+            for hh in 0..h {
+                let qv = &q[r * e + hh * dh..r * e + (hh + 1) * dh];
+                let at = |pl: usize, j: usize| pl * plane + (r * t + j) * e + hh * dh;
+                let sc: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let k = &kv[at(2 * layer, j)..at(2 * layer, j) + dh];
+                        qv.iter()
+                            .zip(k)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = w.iter().sum();
+                for c in 0..dh {
+                    let acc: f64 = (0..n)
+                        .map(|j| w[j] * kv[at(2 * layer + 1, j) + c] as f64)
+                        .sum();
+                    out[r * e + hh * dh + c] = (acc / z) as f32;
+                }
+            }
+        }
+        out
+    }
+}

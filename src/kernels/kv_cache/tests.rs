@@ -1,0 +1,140 @@
+//! The KV-cache unit's tests: write, gather and cache attention against [`super::reference`] on
+//! awkward shapes (head widths not multiples of 4, one row, one position, steps at and past the
+//! last position, chunk boundaries), each step index written into the GPU step tensor as the
+//! loop runtime does.
+
+use super::*;
+use crate::gpu::Gpu;
+use crate::testing::*;
+
+fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) {
+    let mut rec = Recorder::new(gpu);
+    f(&mut rec).unwrap();
+    rec.submit().unwrap();
+}
+
+const LAYOUTS: [CacheLayout; 4] = [
+    CacheLayout {
+        planes: 2,
+        rows: 1,
+        positions: 1,
+        heads: 1,
+        width: 1,
+    },
+    CacheLayout {
+        planes: 4,
+        rows: 3,
+        positions: 17,
+        heads: 2,
+        width: 10,
+    },
+    CacheLayout {
+        planes: 6,
+        rows: 5,
+        positions: 33,
+        heads: 3,
+        width: 21,
+    },
+    CacheLayout {
+        planes: 2,
+        rows: 2,
+        positions: 40,
+        heads: 4,
+        width: 64,
+    },
+];
+
+#[test]
+fn write_then_attend_matches_reference_at_every_step() {
+    let gpu = gpu();
+    let mut rng = Rng::new(7);
+    for lay in LAYOUTS {
+        let [p, r, t, e] = lay.shape();
+        let kv = Tensor::zeros(&gpu, &lay.shape(), DType::F32).unwrap();
+        let mut host = vec![0f32; p * r * t * e];
+        let step = Tensor::zeros(&gpu, &[1], DType::U32).unwrap();
+        let layer = lay.planes / 2 - 1;
+        // One step past the end too: the write does nothing, attention covers all T.
+        for s in 0..=t {
+            step.write_bytes(&gpu, 0, &(s as u32).to_le_bytes());
+            let k = rng.vec(r * e, -2.0, 2.0);
+            let v = rng.vec(r * e, -2.0, 2.0);
+            let q = rng.vec(r * e, -2.0, 2.0);
+            let (kt, vt, qt) = (
+                Tensor::from_f32(&gpu, &k, &[r, e]).unwrap(),
+                Tensor::from_f32(&gpu, &v, &[r, e]).unwrap(),
+                Tensor::from_f32(&gpu, &q, &[r, e]).unwrap(),
+            );
+            let out = Tensor::zeros(&gpu, &[r, e], DType::F32).unwrap();
+            run(&gpu, |rec| {
+                record_kv_write(rec, &lay, layer, &kt, &vt, &step, &kv)?;
+                record_cache_attention(rec, &lay, layer, &qt, &kv, &step, &out)
+            });
+            reference::kv_write(&lay, layer, &k, &v, s, &mut host);
+            let want = reference::cache_attention(&lay, layer, &q, &host, s);
+            assert_close(
+                &format!("{lay:?} step {s}"),
+                &out.to_vec_f32(&gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
+        assert_eq!(kv.to_vec_f32(&gpu).unwrap(), host, "{lay:?} cache contents");
+    }
+}
+
+#[test]
+fn gather_reorders_rows_before_the_step_only() {
+    let gpu = gpu();
+    let mut rng = Rng::new(9);
+    for lay in LAYOUTS {
+        let n = lay.shape().iter().product::<usize>();
+        let src = rng.vec(n, -1.0, 1.0);
+        let dst0 = rng.vec(n, -1.0, 1.0);
+        // Parents with repeats and one out of range (keeps its own row).
+        let parents: Vec<u32> = (0..lay.rows)
+            .map(|i| {
+                if i == 1 {
+                    99
+                } else {
+                    rng.below(lay.rows) as u32
+                }
+            })
+            .collect();
+        for s in [0, 1, lay.positions / 2, lay.positions, lay.positions + 3] {
+            let st = Tensor::from_f32(&gpu, &src, &lay.shape()).unwrap();
+            let dt = Tensor::from_f32(&gpu, &dst0, &lay.shape()).unwrap();
+            let pt = Tensor::from_u32(&gpu, &parents, &[lay.rows]).unwrap();
+            let step = Tensor::from_u32(&gpu, &[s as u32], &[1]).unwrap();
+            run(&gpu, |rec| {
+                record_kv_gather(rec, &lay, &st, &pt, &step, &dt)
+            });
+            let mut want = dst0.clone();
+            reference::kv_gather(&lay, &src, &parents, s, &mut want);
+            assert_eq!(dt.to_vec_f32(&gpu).unwrap(), want, "{lay:?} s {s}");
+        }
+    }
+}
+
+#[test]
+fn refuses_bad_shapes() {
+    let gpu = gpu();
+    let lay = LAYOUTS[1];
+    let kv = Tensor::zeros(&gpu, &lay.shape(), DType::F32).unwrap();
+    let step = Tensor::zeros(&gpu, &[1], DType::U32).unwrap();
+    let good = Tensor::zeros(&gpu, &[lay.rows, lay.width], DType::F32).unwrap();
+    let bad = Tensor::zeros(&gpu, &[lay.rows, lay.width + 1], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let e = record_kv_write(&mut rec, &lay, 0, &bad, &good, &step, &kv).unwrap_err();
+    assert!(
+        e.to_string().contains("kv_write") && e.to_string().contains("[3, 11]"),
+        "{e}"
+    );
+    let e = record_cache_attention(&mut rec, &lay, 2, &good, &kv, &step, &good).unwrap_err();
+    assert!(e.to_string().contains("layer 2"), "{e}");
+    let two = Tensor::zeros(&gpu, &[2], DType::U32).unwrap();
+    assert!(record_cache_attention(&mut rec, &lay, 0, &good, &kv, &two, &good).is_err());
+    let odd = CacheLayout { heads: 3, ..lay };
+    assert!(odd.check("x", None).is_err());
+}

@@ -1,0 +1,428 @@
+//! The Marian decoder step on the loop runtime ([`LoopBuilder`]), with the model on the GPU
+//! ([`MarianModel`]).
+//!
+//! [`MarianModel::declare_decoder`] declares, for one batch shape, everything a decode needs:
+//! - **init** (once per run): the encoder graph's plan (its inputs are the loop's named tensors
+//!   `src.ids`, `src.positions`, `src.mask` `[B, S]`), then per decoder layer the cross-attention
+//!   keys and values projected once per source sentence, `[B, S, E]`, expanded to the `R = B x K`
+//!   beam rows (`[R, S, E]`) as transformers expands the encoder output;
+//! - **state**: the self-attention KV cache `kv [2L, R, T, E]` (T = the plan's steps), two of them
+//!   in ping-pong for beam search;
+//! - the named `cross.mask` `[R, S]` u32 (1 = real source token).
+//!
+//! [`MarianModel::record_decoder_step`] records one step into phase `phase`: (beam) the caches'
+//! rows gathered by the search's parents into this phase's buffer for positions `< s`; token
+//! embeddings of `tokens` times `embed_scale` plus the position row `s` (from the GPU step
+//! index); per post-LN layer: q/k/v projections, K/V written at position s, flash-decoding over
+//! positions `0..=s`, output projection, residual + LayerNorm; cross-attention over the expanded
+//! encoder keys with the source mask (its probabilities `[R, H, S]` kept for one layer when asked),
+//! residual + LayerNorm; FFN, residual + LayerNorm; finally the output layer plus
+//! `final_logits_bias` into `logits` `[R, Vd]` f32, which the search reads.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder};
+use crate::graph::{LoopBuilder, Plan, Writes};
+use crate::kernels::attention_probs::record_attention_probs;
+use crate::kernels::elementwise::{record_activation, record_binary, Binary};
+use crate::kernels::embedding::record_embedding;
+use crate::kernels::kv_cache::{
+    record_cache_attention, record_kv_gather, record_kv_write, CacheLayout,
+};
+use crate::kernels::layer_norm::record_layer_norm;
+use crate::kernels::matmul::record_linear;
+use crate::kernels::sdpa::{record_sdpa, AttnDims, Causal, Heads, MaskKind, MaskView, SdpaArgs};
+use crate::ops::Activation;
+use crate::tensor::{DType, Tensor};
+use crate::weights::{Hold, WeightFile};
+
+use super::config::{MarianConfig, LAYER_NORM_EPS};
+use super::encoder::Encoder;
+use super::weights::{Linear, MarianWeights, Norm};
+
+const OP: &str = "marian decoder";
+
+/// A Marian model on the GPU: config, uploaded weights, the encoder graph.
+pub struct MarianModel {
+    gpu: Gpu,
+    cfg: MarianConfig,
+    w: MarianWeights<Tensor>,
+    encoder: Encoder,
+    /// `[E]` filled with `embed_scale` (None when 1).
+    scale: Option<Tensor>,
+    act: Activation,
+}
+
+/// What [`MarianModel::declare_decoder`] declared; [`MarianModel::record_decoder_step`] records
+/// steps with it.
+pub struct DecoderState {
+    /// Items B.
+    pub batch: usize,
+    /// Source positions S (the longest source).
+    pub src_len: usize,
+    /// Beams K.
+    pub beams: usize,
+    /// The loop's step index `[1]` u32.
+    pub step: Tensor,
+    /// The step's logits `[R, Vd]` f32.
+    pub logits: Tensor,
+    /// The kept cross-attention probabilities `[R, H, S]` of one layer (when asked).
+    pub cross_attention: Option<(usize, Tensor)>,
+    layout: CacheLayout,
+    kv: Vec<Tensor>,
+    cross_k: Vec<Tensor>,
+    cross_v: Vec<Tensor>,
+    cross_mask: Tensor,
+    scratch: Scratch,
+    /// The encoder's plan, replayed in the loop's init phase (kept so its buffers stay counted
+    /// as this decode's).
+    _encoder: Plan,
+}
+
+/// Per-step scratch, `[R, E]` unless noted (phases run one after another, so they share it).
+struct Scratch {
+    x: Tensor,
+    emb: Tensor,
+    pos: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    ctx: Tensor,
+    o: Tensor,
+    h: Tensor,
+    /// `[R, F]`.
+    f1: Tensor,
+    /// `[R, F]`.
+    f2: Tensor,
+    /// `[R*H]` log-sum-exp of the kept cross-attention.
+    lse: Tensor,
+}
+
+impl MarianModel {
+    /// Uploads the weights of `file` (checked against `cfg`) and builds the encoder graph.
+    pub fn new(gpu: &Gpu, cfg: MarianConfig, file: &WeightFile, hold: Hold) -> Result<MarianModel> {
+        let w = super::weights::MarianWeights::resolve(&cfg, file)?.upload(gpu, file, hold)?;
+        let encoder = Encoder::build(gpu, &cfg, &w)?;
+        let e = cfg.d_model;
+        let s = cfg.embed_scale();
+        let scale = if s != 1.0 {
+            Some(Tensor::from_f32(gpu, &vec![s; e], &[e])?)
+        } else {
+            None
+        };
+        let act = cfg.activation()?;
+        Ok(MarianModel {
+            gpu: gpu.clone(),
+            cfg,
+            w,
+            encoder,
+            scale,
+            act,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &MarianConfig {
+        &self.cfg
+    }
+
+    /// The encoder graph (runs alone in tests).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The GPU.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// Declares a decode of `batch` sources of at most `src_len` tokens with `beams` rows each;
+    /// `keep_attention` = the decoder layer whose cross-attention probabilities are kept.
+    pub fn declare_decoder(
+        &self,
+        b: &mut LoopBuilder,
+        batch: usize,
+        src_len: usize,
+        beams: usize,
+        keep_attention: Option<usize>,
+    ) -> Result<DecoderState> {
+        let c = &self.cfg;
+        let (e, vd, heads) = (c.d_model, c.decoder_vocab(), c.decoder_attention_heads);
+        let rows = batch
+            .checked_mul(beams)
+            .filter(|&r| r > 0)
+            .ok_or_else(|| Error::invalid(OP, format!("batch {batch} x beams {beams}")))?;
+        if src_len == 0 || src_len > c.max_position_embeddings {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "source length {src_len} must be 1..={} (max_position_embeddings)",
+                    c.max_position_embeddings
+                ),
+            ));
+        }
+        if let Some(l) = keep_attention.filter(|&l| l >= c.decoder_layers) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "attention layer {l}: the decoder has {} layers",
+                    c.decoder_layers
+                ),
+            ));
+        }
+        let step = b.step_index()?;
+        let layout = CacheLayout {
+            planes: 2 * c.decoder_layers,
+            rows,
+            positions: b.max_steps().max(1),
+            heads,
+            width: e,
+        };
+        layout.check(OP, None)?;
+        let kv = (0..if beams > 1 { 2 } else { 1 })
+            .map(|_| b.buffer(&layout.shape(), DType::F32))
+            .collect::<Result<Vec<_>>>()?;
+
+        // Init: the encoder's plan, its inputs named for the host writes.
+        let plan = self.encoder.new_plan(batch, src_len)?;
+        for (input, name) in [
+            ("ids", "src.ids"),
+            ("positions", "src.positions"),
+            ("mask", "src.mask"),
+        ] {
+            let t = plan
+                .input_tensor(input)
+                .ok_or_else(|| Error::invalid(OP, format!("encoder plan lacks input {input}")))?;
+            b.name(name, t)?;
+        }
+        let hidden = plan
+            .output_tensor("hidden")
+            .ok_or_else(|| Error::invalid(OP, "encoder plan lacks output hidden"))?
+            .clone();
+        b.init().extend(plan.recorder().clone());
+        // Cross-attention keys and values, once per run: [B, S, E], expanded to [R, S, E].
+        let expand = if beams > 1 {
+            let ids: Vec<u32> = (0..rows).map(|r| (r / beams) as u32).collect();
+            Some(b.constant_u32(&ids, &[rows])?)
+        } else {
+            None
+        };
+        let proj = b.buffer(&[batch, src_len, e], DType::F32)?;
+        let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
+        for l in &self.w.decoder {
+            for (lin, dst) in [
+                (&l.cross_attn.k, &mut cross_k),
+                (&l.cross_attn.v, &mut cross_v),
+            ] {
+                let out = b.buffer(&[rows, src_len, e], DType::F32)?;
+                let init = b.init();
+                match &expand {
+                    None => linear(init, &hidden, lin, &out)?,
+                    Some(ids) => {
+                        linear(init, &hidden, lin, &proj)?;
+                        let table = proj.reshape(&[batch, src_len * e])?;
+                        let o2 = out.reshape(&[rows, src_len * e])?;
+                        record_embedding(init, ids, &table, &o2)?;
+                    }
+                }
+                dst.push(out);
+            }
+        }
+        let cross_mask = b.named("cross.mask", &[rows, src_len], DType::U32)?;
+        let f = c.decoder_ffn_dim;
+        let buf = |b: &mut LoopBuilder, n: usize| b.buffer(&[rows, n], DType::F32);
+        let scratch = Scratch {
+            x: buf(b, e)?,
+            emb: buf(b, e)?,
+            pos: b.buffer(&[1, e], DType::F32)?,
+            q: buf(b, e)?,
+            k: buf(b, e)?,
+            v: buf(b, e)?,
+            ctx: buf(b, e)?,
+            o: buf(b, e)?,
+            h: buf(b, e)?,
+            f1: buf(b, f)?,
+            f2: buf(b, f)?,
+            lse: b.buffer(&[rows * heads], DType::F32)?,
+        };
+        let logits = b.buffer(&[rows, vd], DType::F32)?;
+        let cross_attention = match keep_attention {
+            Some(l) => Some((l, b.buffer(&[rows, heads, src_len], DType::F32)?)),
+            None => None,
+        };
+        Ok(DecoderState {
+            batch,
+            src_len,
+            beams,
+            step,
+            logits,
+            cross_attention,
+            layout,
+            kv,
+            cross_k,
+            cross_v,
+            cross_mask,
+            scratch,
+            _encoder: plan,
+        })
+    }
+
+    /// The host writes of one run: the encoder inputs of `sources` (padded to the plan's S) and
+    /// the cross-attention mask of every beam row.
+    pub fn decoder_writes(&self, st: &DecoderState, sources: &[Vec<u32>]) -> Result<Writes> {
+        let (b, s) = (st.batch, st.src_len);
+        if sources.len() != b || sources.iter().any(|x| x.is_empty() || x.len() > s) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{} sources for a plan of {b} sources of 1..={s} tokens",
+                    sources.len()
+                ),
+            ));
+        }
+        let v = self.cfg.vocab_size;
+        for (i, src) in sources.iter().enumerate() {
+            if let Some((j, id)) = src.iter().enumerate().find(|(_, &id)| id as usize >= v) {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "source {i}, token {j}: id {id} is outside the source vocabulary ({v} ids)"
+                    ),
+                ));
+            }
+        }
+        let pad = self.cfg.pad_id()?;
+        let mut ids = vec![pad; b * s];
+        let mut mask = vec![0u32; b * s];
+        for (r, src) in sources.iter().enumerate() {
+            ids[r * s..r * s + src.len()].copy_from_slice(src);
+            mask[r * s..r * s + src.len()].fill(1);
+        }
+        let positions: Vec<u32> = (0..b * s).map(|i| (i % s) as u32).collect();
+        let cross: Vec<u32> = (0..b * st.beams)
+            .flat_map(|r| mask[(r / st.beams) * s..(r / st.beams + 1) * s].to_vec())
+            .collect();
+        let mut w = Writes::new();
+        w.u32s("src.ids", &ids)
+            .u32s("src.positions", &positions)
+            .u32s("src.mask", &mask)
+            .u32s("cross.mask", &cross);
+        Ok(w)
+    }
+
+    /// Records one decoder step into recording `phase` (see the module docs): reads `tokens`
+    /// `[R]` u32 (and, for beams, `parents` `[R]` u32), writes `st.logits`.
+    pub fn record_decoder_step(
+        &self,
+        b: &mut LoopBuilder,
+        st: &DecoderState,
+        phase: usize,
+        tokens: &Tensor,
+        parents: Option<&Tensor>,
+    ) -> Result<()> {
+        let c = &self.cfg;
+        let (e, heads, rows) = (c.d_model, c.decoder_attention_heads, st.layout.rows);
+        let d = e / heads;
+        let sc = &st.scratch;
+        let cur = &st.kv[phase % st.kv.len()];
+        let rec = b.step(phase);
+        if let (Some(p), true) = (parents, st.kv.len() > 1) {
+            let prev = &st.kv[(phase + 1) % 2];
+            record_kv_gather(rec, &st.layout, prev, p, &st.step, cur)?;
+        }
+        record_embedding(rec, tokens, &self.w.dec_embed, &sc.emb)?;
+        let emb = match &self.scale {
+            Some(s) => {
+                record_binary(rec, &sc.emb, s, &sc.h, Binary::Mul)?;
+                &sc.h
+            }
+            None => &sc.emb,
+        };
+        record_embedding(rec, &st.step, &self.w.dec_pos, &sc.pos)?;
+        record_binary(rec, emb, &sc.pos.reshape(&[e])?, &sc.x, Binary::Add)?;
+        for (l, lw) in self.w.decoder.iter().enumerate() {
+            let a = &lw.self_attn;
+            linear(rec, &sc.x, &a.q, &sc.q)?;
+            linear(rec, &sc.x, &a.k, &sc.k)?;
+            linear(rec, &sc.x, &a.v, &sc.v)?;
+            record_kv_write(rec, &st.layout, l, &sc.k, &sc.v, &st.step, cur)?;
+            record_cache_attention(rec, &st.layout, l, &sc.q, cur, &st.step, &sc.ctx)?;
+            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &sc.h, &lw.self_norm, &sc.x)?;
+            // Cross-attention: one query per row over the row's source positions.
+            let a = &lw.cross_attn;
+            linear(rec, &sc.x, &a.q, &sc.q)?;
+            let dims = AttnDims {
+                b: rows,
+                h: heads,
+                tq: 1,
+                tk: st.src_len,
+                d,
+                dv: d,
+            };
+            let mask = MaskView::per_key(OP, &st.cross_mask, MaskKind::Keep, rows, st.src_len)?;
+            let args = SdpaArgs {
+                mask: Some(mask),
+                ..Default::default()
+            };
+            let keep = st.cross_attention.as_ref().filter(|(k, _)| *k == l);
+            let (kt, vt) = (&st.cross_k[l], &st.cross_v[l]);
+            let qh = Heads::interleaved(&sc.q, 1, e, 0, d);
+            let kh = Heads::interleaved(kt, st.src_len, e, 0, d);
+            record_sdpa(
+                rec,
+                &dims,
+                qh,
+                kh,
+                Heads::interleaved(vt, st.src_len, e, 0, d),
+                Heads::interleaved(&sc.ctx, 1, e, 0, d),
+                &args,
+                keep.map(|_| &sc.lse),
+            )?;
+            if let Some((_, probs)) = keep {
+                let probs = &probs.reshape(&[rows, heads, 1, st.src_len])?;
+                record_attention_probs(
+                    rec,
+                    &dims,
+                    qh,
+                    kh,
+                    &sc.lse,
+                    Some(&mask),
+                    Causal::None,
+                    None,
+                    probs,
+                    false,
+                )?;
+            }
+            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &sc.h, &lw.cross_norm, &sc.x)?;
+            linear(rec, &sc.x, &lw.fc1, &sc.f1)?;
+            record_activation(rec, &sc.f1, &sc.f2, self.act)?;
+            residual_norm(rec, &sc.f2, &lw.fc2, &sc.o, &sc.h, &lw.final_norm, &sc.x)?;
+        }
+        record_linear(
+            rec,
+            &sc.x,
+            &self.w.lm_head,
+            Some(&self.w.final_logits_bias),
+            &st.logits,
+        )?;
+        Ok(())
+    }
+}
+
+fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear<Tensor>, out: &Tensor) -> Result<()> {
+    record_linear(rec, x, &l.w, Some(&l.b), out)
+}
+
+/// `x = LN(x + lin(inp))`, through `o` and `h` scratch (no binding aliases another).
+fn residual_norm(
+    rec: &mut Recorder,
+    inp: &Tensor,
+    lin: &Linear<Tensor>,
+    o: &Tensor,
+    h: &Tensor,
+    norm: &Norm<Tensor>,
+    x: &Tensor,
+) -> Result<()> {
+    linear(rec, inp, lin, o)?;
+    record_binary(rec, o, x, h, Binary::Add)?;
+    record_layer_norm(rec, h, &norm.w, &norm.b, x, LAYER_NORM_EPS)
+}

@@ -1,0 +1,487 @@
+//! [`Translator`]: a Marian folder loaded on the GPU, translating texts (or source ids) with
+//! Hugging Face `generate`'s rules, the whole decode on the GPU.
+//!
+//! One call is one loop run: the encoder (recorded into the loop's init phase), the cross K/V
+//! projections, then chunks of KV-cached decoder steps each followed by the search's selection
+//! ([`super::search::Search`]), with one small readback per chunk. Plans are cached per shape
+//! (items, source length rounded up to a multiple of 8, options, kept attention layer) in a
+//! bounded [`PlanCache`].
+//!
+//! ```no_run
+//! use heedful::models::marian::Translator;
+//! let gpu = heedful::Gpu::shared()?;
+//! let t = Translator::load(&gpu, "weights/marian".as_ref())?;
+//! let out = t.translate(&["How are you?"], &t.default_options())?;
+//! println!("{:?} {:?}", out[0].text, out[0].ids);
+//! # Ok::<(), heedful::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{LoopBuilder, LoopPlan, PlanCache, Schedule};
+use crate::weights::Hold;
+
+use super::config::{GenerationConfig, MarianConfig};
+use super::decoder::{DecoderState, MarianModel};
+use super::search::{GenerateOptions, GenerationParams, Hypothesis, Search};
+use super::tokenizer::MarianTokenizer;
+use super::weights::open_weights;
+
+const OP: &str = "marian translate";
+/// Decoder rows (items x beams) of one run; larger batches are split into runs.
+pub const MAX_ROWS: usize = 256;
+/// Plans kept per translator (least recently used out first).
+pub const MAX_PLANS: usize = 16;
+
+/// Cross-attention probabilities of one hypothesis: for each generated token, the attention of
+/// the decoder query that chose it over the source tokens, per head.
+#[derive(Clone, Debug)]
+pub struct CrossAttention {
+    /// The decoder layer.
+    pub layer: usize,
+    /// Heads H.
+    pub heads: usize,
+    /// Source tokens S (the input's own length, `</s>` included).
+    pub src_len: usize,
+    /// `[T, H, S]`, T = generated tokens.
+    pub probs: Vec<f32>,
+}
+
+impl CrossAttention {
+    /// Generated tokens T.
+    pub fn steps(&self) -> usize {
+        self.probs.len() / (self.heads * self.src_len).max(1)
+    }
+
+    /// `[T, S]`: head `head`, or the mean over heads when `None`.
+    pub fn matrix(&self, head: Option<usize>) -> Result<Vec<f32>> {
+        let (h, s) = (self.heads, self.src_len);
+        if let Some(k) = head.filter(|&k| k >= h) {
+            return Err(Error::invalid(
+                OP,
+                format!("attention head {k}: the layer has {h} heads"),
+            ));
+        }
+        Ok((0..self.steps())
+            .flat_map(|t| {
+                (0..s).map(move |j| match head {
+                    Some(k) => self.probs[(t * h + k) * s + j],
+                    None => (0..h).map(|k| self.probs[(t * h + k) * s + j]).sum::<f32>() / h as f32,
+                })
+            })
+            .collect())
+    }
+}
+
+/// One input's result.
+#[derive(Clone, Debug)]
+pub struct Translation {
+    /// The best hypothesis decoded (special tokens skipped); None without tokenizer files.
+    pub text: Option<String>,
+    /// The best hypothesis's ids as `generate` returns them (decoder start first, the end token
+    /// when reached, no padding).
+    pub ids: Vec<u32>,
+    /// `num_return_sequences` hypotheses in HF's order (the first is `ids`).
+    pub hypotheses: Vec<Hypothesis>,
+    /// The best hypothesis's cross-attention, when asked for.
+    pub attention: Option<CrossAttention>,
+}
+
+/// What a plan is specialized to (options included: they are compiled into the search).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    batch: usize,
+    src_len: usize,
+    attention: Option<usize>,
+    beams: usize,
+    max_length: usize,
+    min_length: usize,
+    length_penalty: u64,
+    early_stopping: u8,
+    num_return_sequences: usize,
+    bad_words: Vec<Vec<u32>>,
+    ids: [Option<u32>; 4],
+}
+
+impl Key {
+    fn new(batch: usize, src_len: usize, attention: Option<usize>, o: &GenerateOptions) -> Key {
+        Key {
+            batch,
+            src_len,
+            attention,
+            beams: o.num_beams,
+            max_length: o.max_length(),
+            min_length: o.min_length(),
+            length_penalty: o.length_penalty.to_bits(),
+            early_stopping: o.early_stopping as u8,
+            num_return_sequences: o.num_return_sequences,
+            bad_words: o.bad_words_ids.clone(),
+            ids: [
+                o.forced_eos_token_id,
+                Some(o.eos_token_id),
+                Some(o.pad_token_id),
+                Some(o.decoder_start_token_id),
+            ],
+        }
+    }
+}
+
+struct Prepared {
+    plan: LoopPlan,
+    st: DecoderState,
+    search: Search,
+}
+
+/// A Marian model ready to translate (see the module docs).
+pub struct Translator {
+    model: MarianModel,
+    generation: GenerationConfig,
+    params: GenerationParams,
+    tokenizer: Option<MarianTokenizer>,
+    dir: PathBuf,
+    plans: PlanCache<Key, Mutex<Prepared>>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The model side of `generate`'s options: generation_config.json, with config.json's special
+/// ids where it lacks them.
+pub fn generation_params(g: &GenerationConfig, c: &MarianConfig) -> GenerationParams {
+    GenerationParams {
+        num_beams: g.num_beams,
+        max_length: g.max_length,
+        max_new_tokens: g.max_new_tokens,
+        min_length: g.min_length,
+        min_new_tokens: g.min_new_tokens,
+        length_penalty: g.length_penalty,
+        early_stopping: g.early_stopping.map(|e| match e {
+            super::config::EarlyStoppingSetting::False => super::search::EarlyStopping::Heuristic,
+            super::config::EarlyStoppingSetting::True => super::search::EarlyStopping::Done,
+            super::config::EarlyStoppingSetting::Never => super::search::EarlyStopping::Never,
+        }),
+        num_return_sequences: g.num_return_sequences,
+        bad_words_ids: g.bad_words_ids.clone(),
+        forced_eos_token_id: g
+            .forced_eos_token_id
+            .as_ref()
+            .or(c.forced_eos_token_id.as_ref())
+            .and_then(|i| i.first()),
+        eos_token_id: g
+            .eos_token_id
+            .as_ref()
+            .or(c.eos_token_id.as_ref())
+            .and_then(|i| i.first()),
+        pad_token_id: g.pad_token_id.or(c.pad_token_id),
+        decoder_start_token_id: g.decoder_start_token_id.or(c.decoder_start_token_id),
+        bos_token_id: g.bos_token_id.or(c.bos_token_id),
+        do_sample: g.do_sample,
+    }
+}
+
+impl Translator {
+    /// Loads a Marian folder: `config.json`, `generation_config.json` (optional: transformers'
+    /// defaults and config.json's ids then), `model.safetensors` (held in f16), and the tokenizer
+    /// files when present (without them only [`Translator::translate_ids`] works).
+    pub fn load(gpu: &Gpu, dir: &Path) -> Result<Translator> {
+        Translator::load_with(gpu, dir, Hold::F16)
+    }
+
+    /// [`Translator::load`] with the weights held as `hold` (f32: exact arithmetic for tests).
+    pub fn load_with(gpu: &Gpu, dir: &Path, hold: Hold) -> Result<Translator> {
+        if !dir.is_dir() {
+            return Err(Error::file(
+                dir,
+                "not a Marian model folder (expected config.json, model.safetensors, \
+                 source.spm, target.spm, vocab.json)",
+            ));
+        }
+        let cpath = dir.join("config.json");
+        let cfg =
+            MarianConfig::from_json_str(&read_text(&cpath)?).map_err(|e| in_file(&cpath, e))?;
+        let gpath = dir.join("generation_config.json");
+        let generation = if gpath.exists() {
+            let g = GenerationConfig::from_json_str(&read_text(&gpath)?)
+                .map_err(|e| in_file(&gpath, e))?;
+            g.check_ids(cfg.decoder_vocab())
+                .map_err(|e| in_file(&gpath, e))?;
+            g
+        } else {
+            GenerationConfig::default()
+        };
+        let file = open_weights(dir)?;
+        let model = MarianModel::new(gpu, cfg.clone(), &file, hold)?;
+        let tokenizer = if dir.join("source.spm").exists() {
+            Some(MarianTokenizer::from_dir(dir)?)
+        } else {
+            None
+        };
+        let params = generation_params(&generation, &cfg);
+        Ok(Translator {
+            model,
+            generation,
+            params,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            plans: PlanCache::new(MAX_PLANS),
+        })
+    }
+
+    /// The model config.
+    pub fn config(&self) -> &MarianConfig {
+        self.model.config()
+    }
+
+    /// The generation config (defaults when the folder has none).
+    pub fn generation_config(&self) -> &GenerationConfig {
+        &self.generation
+    }
+
+    /// The tokenizer, when the folder has its files.
+    pub fn tokenizer(&self) -> Option<&MarianTokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// The model on the GPU.
+    pub fn model(&self) -> &MarianModel {
+        &self.model
+    }
+
+    /// `generate`'s options from the folder's configs alone.
+    pub fn default_options(&self) -> GenerateOptions {
+        self.options(&GenerationParams::default())
+            .unwrap_or_else(|_| fallback_options(self.model.config()))
+    }
+
+    /// `generate`'s options: `caller` over the folder's configs over transformers' defaults.
+    pub fn options(&self, caller: &GenerationParams) -> Result<GenerateOptions> {
+        let c = self.model.config();
+        let o = GenerateOptions::resolve(&self.params, caller, Some(c.max_position_embeddings))?;
+        o.validate(Some(c.decoder_vocab()))?;
+        Ok(o)
+    }
+
+    /// Tokenizes `texts` (the tokenizer files are needed).
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::file(
+                &self.dir,
+                "has no tokenizer files (source.spm, target.spm, vocab.json): give source ids \
+                 instead (`heedful translate --ids`, `Translator::translate_ids`)",
+            )
+        })?;
+        texts.iter().map(|t| tok.encode(t)).collect()
+    }
+
+    /// Translates `texts` (one run for the batch, padded and masked).
+    pub fn translate(&self, texts: &[&str], opts: &GenerateOptions) -> Result<Vec<Translation>> {
+        self.translate_with(texts, opts, None)
+    }
+
+    /// [`Translator::translate`], keeping the cross-attention of decoder layer `attention`.
+    pub fn translate_with(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Vec<Translation>> {
+        let ids = self.encode(texts)?;
+        self.translate_ids_with(&ids, opts, attention)
+    }
+
+    /// Translates source ids (as the tokenizer gives them, `</s>` included).
+    pub fn translate_ids(
+        &self,
+        ids: &[Vec<u32>],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Translation>> {
+        self.translate_ids_with(ids, opts, None)
+    }
+
+    /// [`Translator::translate_ids`], keeping the cross-attention of decoder layer `attention`
+    /// (the fast path, `None`, records nothing extra). Inputs are decoded in runs of at most
+    /// [`MAX_ROWS`] decoder rows; the attention is kept for the inputs of the first run.
+    pub fn translate_ids_with(
+        &self,
+        ids: &[Vec<u32>],
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Vec<Translation>> {
+        let c = self.model.config();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        opts.validate(Some(c.decoder_vocab()))?;
+        // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, so a
+        // long list neither outgrows the device's buffers nor holds the queue for long.
+        let per_run = (MAX_ROWS / opts.num_beams.max(1)).max(1);
+        if ids.len() > per_run {
+            let mut out = Vec::with_capacity(ids.len());
+            for (i, chunk) in ids.chunks(per_run).enumerate() {
+                // The attention is of the caller's first input only.
+                let keep = attention.filter(|_| i == 0);
+                out.extend(self.translate_ids_with(chunk, opts, keep)?);
+            }
+            return Ok(out);
+        }
+        let p = c.max_position_embeddings;
+        for (i, src) in ids.iter().enumerate() {
+            if src.is_empty() {
+                return Err(Error::invalid(
+                    OP,
+                    format!("input {i} has no tokens (a tokenized text always ends with </s>)"),
+                ));
+            }
+            if src.len() > p {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "input {i} has {} tokens, more than the model's max_position_embeddings \
+                         = {p}; shorten or split it",
+                        src.len()
+                    ),
+                ));
+            }
+        }
+        if opts.max_steps() > p {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "max_length {} needs {} decoder positions, more than max_position_embeddings \
+                     = {p}",
+                    opts.max_length(),
+                    opts.max_steps()
+                ),
+            ));
+        }
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        // Round the source length up so that nearby lengths share a plan (the mask hides the rest).
+        let src_len = longest.div_ceil(8).saturating_mul(8).min(p).max(longest);
+        let key = Key::new(ids.len(), src_len, attention, opts);
+        let prepared = self.plans.get_or_try_insert(key, || {
+            self.prepare(ids.len(), src_len, opts, attention)
+                .map(Mutex::new)
+        })?;
+        let prepared = prepared.lock().unwrap_or_else(|e| e.into_inner());
+        let writes = self.model.decoder_writes(&prepared.st, ids)?;
+        let steps = opts.max_steps();
+        let res = prepared.plan.run(
+            &writes,
+            Schedule {
+                max_steps: steps,
+                first_chunk: 4.min(steps),
+                chunk: 8,
+            },
+        )?;
+        let hyps = prepared.search.finish(&res, res.steps_run)?;
+        let attn = match &prepared.st.cross_attention {
+            Some((layer, t)) => Some((*layer, res.f32s("cross_attention")?, t.shape().to_vec())),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, h) in hyps.into_iter().enumerate() {
+            let best = h.first().cloned().ok_or_else(|| {
+                Error::invalid(
+                    OP,
+                    format!("the search returned no hypothesis for input {i}"),
+                )
+            })?;
+            let text = match &self.tokenizer {
+                Some(t) => Some(t.decode(&best.ids)?),
+                None => None,
+            };
+            let attention = match &attn {
+                Some((layer, data, shape)) => {
+                    let (heads, s) = (shape[1], shape[2]);
+                    let per_step = shape[0] * heads * s;
+                    let len = ids[i].len();
+                    let mut probs = Vec::with_capacity(best.rows.len() * heads * len);
+                    for &row in &best.rows {
+                        let (step, r) = (row / shape[0], row % shape[0]);
+                        for k in 0..heads {
+                            let at = step * per_step + (r * heads + k) * s;
+                            probs.extend_from_slice(&data[at..at + len]);
+                        }
+                    }
+                    Some(CrossAttention {
+                        layer: *layer,
+                        heads,
+                        src_len: len,
+                        probs,
+                    })
+                }
+                None => None,
+            };
+            out.push(Translation {
+                text,
+                ids: best.ids.clone(),
+                hypotheses: h,
+                attention,
+            });
+        }
+        Ok(out)
+    }
+
+    fn prepare(
+        &self,
+        batch: usize,
+        src_len: usize,
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Prepared> {
+        let m = &self.model;
+        let mut b = LoopBuilder::new(m.gpu(), opts.max_steps());
+        let st = m.declare_decoder(&mut b, batch, src_len, opts.num_beams, attention)?;
+        let search = Search::declare(&mut b, opts, batch, m.config().decoder_vocab())?;
+        // Beam search reorders the caches: two phases whose cache buffers alternate.
+        let phases = if search.parents().is_some() { 2 } else { 1 };
+        for phase in 0..phases {
+            m.record_decoder_step(&mut b, &st, phase, search.tokens(), search.parents())?;
+            search.record_step(&mut b, phase, &st.logits, &st.step)?;
+        }
+        if let Some((_, t)) = &st.cross_attention {
+            b.history("cross_attention", t)?;
+        }
+        Ok(Prepared {
+            plan: b.build()?,
+            st,
+            search,
+        })
+    }
+}
+
+/// Options when the folder's configs do not resolve (never for a checked config; a safe default
+/// rather than a panic).
+fn fallback_options(c: &MarianConfig) -> GenerateOptions {
+    let eos = c.eos_id().unwrap_or(0);
+    GenerateOptions {
+        num_beams: 1,
+        max_length: 21.min(c.max_position_embeddings),
+        max_new_tokens: None,
+        min_length: 0,
+        min_new_tokens: None,
+        length_penalty: 1.0,
+        early_stopping: Default::default(),
+        num_return_sequences: 1,
+        bad_words_ids: Vec::new(),
+        forced_eos_token_id: None,
+        eos_token_id: eos,
+        pad_token_id: c.pad_token_id.unwrap_or(eos),
+        decoder_start_token_id: c.decoder_start_id().unwrap_or(eos),
+    }
+}
+
+/// Puts the file's path on a config error.
+fn in_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Invalid { detail, .. } => Error::file(path, detail),
+        other => other,
+    }
+}
