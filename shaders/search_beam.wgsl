@@ -31,6 +31,7 @@
 // Constants from the Rust side: WG, K (beams), N (= 2K), M (= K + N), MODE (early stopping:
 // 0 heuristic, 1 done, 2 never).
 
+// workgroup-init: self -- invocation 0 writes wg_stop and stores zero to the three counters before workgroupUniformLoad (a barrier) reads wg_stop.
 var<workgroup> wg_unsat: atomic<u32>;
 var<workgroup> wg_open: atomic<u32>;
 var<workgroup> wg_valid: atomic<u32>;

@@ -32,6 +32,7 @@
 //
 // Grid: one workgroup per row, linear workgroup index wid.x + wid.y * nwg.x.
 
+// workgroup-init: self -- invocation 0 writes wg_skip and wg_nban before workgroupUniformLoad (a barrier); wg_m/wg_s[lid] and wg_v/wg_i[lid*N..] are written by every invocation before the barrier that precedes their reads; wg_ban is read only below the count of entries written.
 var<workgroup> wg_v: array<f32, WG * N>;
 var<workgroup> wg_i: array<u32, WG * N>;
 var<workgroup> wg_m: array<f32, WG>;

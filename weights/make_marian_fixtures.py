@@ -60,10 +60,8 @@ marian_logits.json (mmodel's teacher-forced checks):
   encoder: [{text, source_ids, last_hidden_state: [S, d_model] float32 values,
              row_sums: [S] f64}] for 2 inputs.
 
-marian_tokenizer.json (mtok): cases: [{text, ids (MarianTokenizer(text).input_ids), pieces
-  (convert_ids_to_tokens), decoded (decode(ids, skip_special_tokens=True))}] on an edge-case
-  corpus; targets: [{ids (target ids), decoded}] for decode checks of Chinese output.
-  Note: transformers 5.25 decodes with the *source* spm unless separate_vocabs is set.
+marian_tokenizer.json is written by make_marian_tokenizer_fixtures.py (the tokenizer's own edge-case
+  corpus), not here.
 """
 
 import argparse
@@ -295,23 +293,6 @@ TOKENIZER_CORPUS = [
 ]
 
 
-def make_tokenizer(tok):
-    cases = []
-    for t in TOKENIZER_CORPUS:
-        ids = tok(t)["input_ids"]
-        cases.append({"text": t, "ids": ids, "pieces": tok.convert_ids_to_tokens(ids),
-                      "decoded": tok.decode(ids, skip_special_tokens=True)})
-    targets = []
-    for t in ["烛台", "解开扣子", "放弃的", "你好，世界", "A烛B"]:
-        ids = tok(text_target=t)["input_ids"]
-        targets.append({"text": t, "ids": ids, "pieces": tok.convert_ids_to_tokens(ids),
-                        "decoded": tok.decode(ids, skip_special_tokens=True)})
-    pad = tok.pad_token_id
-    targets.append({"text": None, "ids": [pad, 2, 0], "pieces": tok.convert_ids_to_tokens([pad, 2, 0]),
-                    "decoded": tok.decode([pad, 2, 0], skip_special_tokens=True)})
-    return {"cases": cases, "targets": targets}
-
-
 def dump(doc, path):
     with open(path, "w", encoding="utf8") as f:
         json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
@@ -325,7 +306,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "fixtures"), help="folder for the marian_*.json files")
     ap.add_argument("--n", type=int, default=240, help="held-out inputs per generate run")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--only", default="tokenizer,logits,greedy,beam", help="which files to write")
+    ap.add_argument("--only", default="logits,greedy,beam", help="which files to write")
     args = ap.parse_args()
     import torch
     import transformers
@@ -339,8 +320,6 @@ def main():
     head = {"versions": {"transformers": transformers.__version__, "torch": torch.__version__},
             "model": os.path.relpath(args.model, os.path.dirname(HERE))}
     only = args.only.split(",")
-    if "tokenizer" in only:
-        dump({**head, **make_tokenizer(tok)}, os.path.join(args.out, "marian_tokenizer.json"))
     if "logits" in only:
         dump({**head, **make_logits(tok, model, inputs)}, os.path.join(args.out, "marian_logits.json"))
     bs = args.batch_size
