@@ -292,10 +292,10 @@ impl MarianConfig {
             ("decoder_ffn_dim", self.decoder_ffn_dim),
             ("d_model", e),
         ] {
-            if rows
-                .checked_mul(e)
-                .and_then(|n| n.checked_mul(4))
-                .is_none_or(|n| n > u32::MAX as usize * 4)
+            // u64: on 32-bit targets (wasm32) `u32::MAX * 4` does not fit a usize.
+            if (rows as u64)
+                .checked_mul(e as u64)
+                .is_none_or(|n| n > u64::from(u32::MAX))
             {
                 return Err(Error::invalid(
                     OP,

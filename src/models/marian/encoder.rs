@@ -130,9 +130,15 @@ impl Encoder {
     }
 
     /// Runs the encoder alone on a padded batch: `[B, S, E]` f32, S the longest source.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn encode(&self, sources: &[Vec<u32>], pad: u32) -> Result<Vec<f32>> {
+        pollster::block_on(self.encode_async(sources, pad))
+    }
+
+    /// [`Encoder::encode`] without blocking on the readback.
+    pub async fn encode_async(&self, sources: &[Vec<u32>], pad: u32) -> Result<Vec<f32>> {
         let inputs = Encoder::batch_inputs(sources, pad)?;
-        let out = self.session.run(&inputs)?;
+        let out = self.session.run_async(&inputs).await?;
         let h = out
             .get("hidden")
             .ok_or_else(|| Error::invalid("marian encoder", "no hidden output"))?;

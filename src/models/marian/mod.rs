@@ -34,4 +34,4 @@ pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
 pub use decoder::MarianModel;
-pub use translator::{CrossAttention, Translation, Translator};
+pub use translator::{CrossAttention, StepSchedule, Translation, Translator};

@@ -129,6 +129,36 @@ impl Key {
     }
 }
 
+/// How a decode's steps are split into submissions: `first` steps in the first (which also runs
+/// the encoder), then `chunk` steps per submission, with one small readback after each to see
+/// which rows ended. More steps per submission mean fewer round trips but more wasted steps
+/// after the last row ends (they are no-ops on the GPU, not wrong results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepSchedule {
+    /// Decoder steps in the first submission (>= 1).
+    pub first: usize,
+    /// Decoder steps in each later submission (>= 1).
+    pub chunk: usize,
+}
+
+impl Default for StepSchedule {
+    /// 4 then 8: short outputs end after one or two readbacks, long ones pay one per 8 tokens.
+    fn default() -> StepSchedule {
+        StepSchedule { first: 4, chunk: 8 }
+    }
+}
+
+impl StepSchedule {
+    /// The runtime schedule for a decode of at most `steps` steps.
+    fn for_steps(self, steps: usize) -> Schedule {
+        Schedule {
+            max_steps: steps,
+            first_chunk: self.first.min(steps).max(1),
+            chunk: self.chunk,
+        }
+    }
+}
+
 struct Prepared {
     plan: LoopPlan,
     st: DecoderState,
@@ -143,6 +173,7 @@ pub struct Translator {
     tokenizer: Option<MarianTokenizer>,
     dir: PathBuf,
     plans: PlanCache<Key, Mutex<Prepared>>,
+    schedule: StepSchedule,
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -231,7 +262,26 @@ impl Translator {
             tokenizer,
             dir: dir.to_path_buf(),
             plans: PlanCache::new(MAX_PLANS),
+            schedule: StepSchedule::default(),
         })
+    }
+
+    /// Sets how many decoder steps go in one submission (see [`StepSchedule`]); an error when
+    /// either count is 0.
+    pub fn set_schedule(&mut self, schedule: StepSchedule) -> Result<()> {
+        if schedule.first == 0 || schedule.chunk == 0 {
+            return Err(Error::invalid(
+                OP,
+                format!("step schedule {schedule:?}: both counts must be >= 1"),
+            ));
+        }
+        self.schedule = schedule;
+        Ok(())
+    }
+
+    /// The step schedule in use.
+    pub fn schedule(&self) -> StepSchedule {
+        self.schedule
     }
 
     /// The model config.
@@ -281,11 +331,13 @@ impl Translator {
     }
 
     /// Translates `texts` (one run for the batch, padded and masked).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn translate(&self, texts: &[&str], opts: &GenerateOptions) -> Result<Vec<Translation>> {
         self.translate_with(texts, opts, None)
     }
 
     /// [`Translator::translate`], keeping the cross-attention of decoder layer `attention`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn translate_with(
         &self,
         texts: &[&str],
@@ -297,6 +349,7 @@ impl Translator {
     }
 
     /// Translates source ids (as the tokenizer gives them, `</s>` included).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn translate_ids(
         &self,
         ids: &[Vec<u32>],
@@ -308,7 +361,31 @@ impl Translator {
     /// [`Translator::translate_ids`], keeping the cross-attention of decoder layer `attention`
     /// (the fast path, `None`, records nothing extra). Inputs are decoded in runs of at most
     /// [`MAX_ROWS`] decoder rows; the attention is kept for the inputs of the first run.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn translate_ids_with(
+        &self,
+        ids: &[Vec<u32>],
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Vec<Translation>> {
+        pollster::block_on(self.translate_ids_async(ids, opts, attention))
+    }
+
+    /// [`Translator::translate_with`] without blocking on the per-chunk readbacks.
+    pub async fn translate_async(
+        &self,
+        texts: &[&str],
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Vec<Translation>> {
+        let ids = self.encode(texts)?;
+        self.translate_ids_async(&ids, opts, attention).await
+    }
+
+    /// [`Translator::translate_ids_with`] without blocking on the per-chunk readbacks (the one
+    /// implementation; the browser's). In the browser a second translation of the same plan shape
+    /// while one is awaited is refused; await the first.
+    pub async fn translate_ids_async(
         &self,
         ids: &[Vec<u32>],
         opts: &GenerateOptions,
@@ -322,15 +399,26 @@ impl Translator {
         // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, so a
         // long list neither outgrows the device's buffers nor holds the queue for long.
         let per_run = (MAX_ROWS / opts.num_beams.max(1)).max(1);
-        if ids.len() > per_run {
-            let mut out = Vec::with_capacity(ids.len());
-            for (i, chunk) in ids.chunks(per_run).enumerate() {
-                // The attention is of the caller's first input only.
-                let keep = attention.filter(|_| i == 0);
-                out.extend(self.translate_ids_with(chunk, opts, keep)?);
-            }
-            return Ok(out);
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, chunk) in ids.chunks(per_run).enumerate() {
+            // The attention is of the caller's first input only.
+            let keep = attention.filter(|_| i == 0);
+            out.extend(self.run_batch(chunk, opts, keep).await?);
         }
+        Ok(out)
+    }
+
+    /// One run of at most [`MAX_ROWS`] decoder rows.
+    // The plan's lock spans the run on purpose (runs of one plan take turns on its buffers);
+    // natively the future is driven by `block_on` on the calling thread.
+    #[allow(clippy::await_holding_lock)]
+    async fn run_batch(
+        &self,
+        ids: &[Vec<u32>],
+        opts: &GenerateOptions,
+        attention: Option<usize>,
+    ) -> Result<Vec<Translation>> {
+        let c = self.model.config();
         let p = c.max_position_embeddings;
         for (i, src) in ids.iter().enumerate() {
             if src.is_empty() {
@@ -369,17 +457,21 @@ impl Translator {
             self.prepare(ids.len(), src_len, opts, attention)
                 .map(Mutex::new)
         })?;
+        #[cfg(not(target_arch = "wasm32"))]
         let prepared = prepared.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(target_arch = "wasm32")]
+        let prepared = prepared.try_lock().map_err(|_| {
+            Error::invalid(
+                OP,
+                "a translation of this batch shape is in progress: await it first",
+            )
+        })?;
         let writes = self.model.decoder_writes(&prepared.st, ids)?;
         let steps = opts.max_steps();
-        let res = prepared.plan.run(
-            &writes,
-            Schedule {
-                max_steps: steps,
-                first_chunk: 4.min(steps),
-                chunk: 8,
-            },
-        )?;
+        let res = prepared
+            .plan
+            .run_async(&writes, self.schedule.for_steps(steps))
+            .await?;
         let hyps = prepared.search.finish(&res, res.steps_run)?;
         let attn = match &prepared.st.cross_attention {
             Some((layer, t)) => Some((*layer, res.f32s("cross_attention")?, t.shape().to_vec())),
