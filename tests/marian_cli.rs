@@ -177,3 +177,55 @@ fn bad_input_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/marian"));
 }
+
+/// A folder saved before generation_config.json existed keeps generate's settings in config.json
+/// (num_beams, max_length, bad_words_ids): they are the defaults, as transformers'
+/// `GenerationConfig.from_model_config` makes them.
+#[test]
+fn config_json_generation_fields_are_the_defaults_without_generation_config() {
+    let dir = tmp("legacy");
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("weights/marian/config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["num_beams"] = 2.into();
+    cfg["max_length"] = 6.into();
+    cfg["bad_words_ids"] = serde_json::json!([[4496]]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(
+        root().join("weights/marian/model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
+    let cases = greedy_cases(4);
+    let lines: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            let v: Vec<String> = c.1.iter().map(u32::to_string).collect();
+            v.join(" ")
+        })
+        .collect();
+    let legacy = json_ids(&run_ok(
+        heedful()
+            .args(["translate", "--model"])
+            .arg(&dir)
+            .args(["--ids", "--json"])
+            .args(&lines),
+    ));
+    // The bundled folder with the same settings given on the command line.
+    let explicit = json_ids(&run_ok(
+        heedful()
+            .args([
+                "translate",
+                "--ids",
+                "--json",
+                "--beam",
+                "2",
+                "--max-length",
+                "6",
+            ])
+            .args(&lines),
+    ));
+    assert_eq!(legacy, explicit);
+    assert!(legacy.iter().all(|ids| ids.len() <= 6), "{legacy:?}");
+}

@@ -218,8 +218,8 @@ pub fn generation_params(g: &GenerationConfig, c: &MarianConfig) -> GenerationPa
 }
 
 impl Translator {
-    /// Loads a Marian folder: `config.json`, `generation_config.json` (optional: transformers'
-    /// defaults and config.json's ids then), `model.safetensors` (held in f16), and the tokenizer
+    /// Loads a Marian folder: `config.json`, `generation_config.json` (optional: config.json's
+    /// generation fields and transformers' defaults then), `model.safetensors` (held in f16), and the tokenizer
     /// files when present (without them only [`Translator::translate_ids`] works).
     pub fn load(gpu: &Gpu, dir: &Path) -> Result<Translator> {
         Translator::load_with(gpu, dir, Hold::F16)
@@ -235,18 +235,21 @@ impl Translator {
             ));
         }
         let cpath = dir.join("config.json");
-        let cfg =
-            MarianConfig::from_json_str(&read_text(&cpath)?).map_err(|e| in_file(&cpath, e))?;
+        let ctext = read_text(&cpath)?;
+        let cfg = MarianConfig::from_json_str(&ctext).map_err(|e| in_file(&cpath, e))?;
+        // Without generation_config.json, generate takes its settings from config.json's
+        // generation fields (transformers' `GenerationConfig.from_model_config`): folders written
+        // before generation_config.json existed keep num_beams, max_length and bad_words_ids there.
         let gpath = dir.join("generation_config.json");
-        let generation = if gpath.exists() {
-            let g = GenerationConfig::from_json_str(&read_text(&gpath)?)
-                .map_err(|e| in_file(&gpath, e))?;
-            g.check_ids(cfg.decoder_vocab())
-                .map_err(|e| in_file(&gpath, e))?;
-            g
+        let (gtext, gfrom) = if gpath.exists() {
+            (read_text(&gpath)?, gpath)
         } else {
-            GenerationConfig::default()
+            (ctext, cpath)
         };
+        let generation = GenerationConfig::from_json_str(&gtext).map_err(|e| in_file(&gfrom, e))?;
+        generation
+            .check_ids(cfg.decoder_vocab())
+            .map_err(|e| in_file(&gfrom, e))?;
         let file = open_weights(dir)?;
         let model = MarianModel::new(gpu, cfg.clone(), &file, hold)?;
         let tokenizer = if dir.join("source.spm").exists() {
