@@ -886,3 +886,61 @@ fn bundled_model_encoder_and_logits_match_hugging_face() {
         }
     }
 }
+
+/// On a device whose storage bindings are small (as a browser's may be), a batch whose KV cache
+/// would not fit one binding is decoded in several runs, each within the limit, with the same
+/// result as one run on the full device; a single input that cannot fit is a limit error naming
+/// the binding limit, not a failed allocation.
+#[test]
+fn runs_split_to_fit_a_small_storage_binding_limit() {
+    let full = Translator::load(&gpu(), &bundled()).unwrap();
+    let opts = full
+        .options(&GenerationParams {
+            num_beams: Some(4),
+            // The longest the model allows: a row's KV cache (260 KB) outweighs every weight.
+            max_length: Some(128),
+            ..Default::default()
+        })
+        .unwrap();
+    let model = full.model();
+    let per_row = model.bytes_per_row(opts.max_steps(), 8, false);
+    // Room for 2 inputs of 4 beams per binding: 5 inputs take 3 runs.
+    let small = Gpu::new(&heedful::GpuOptions {
+        max_storage_binding: Some(8 * per_row + per_row / 2),
+        ..heedful::GpuOptions::from_env()
+    })
+    .unwrap();
+    let limited = Translator::load(&small, &bundled()).unwrap();
+    assert_eq!(limited.model().rows_fitting(opts.max_steps(), 8, false), 8);
+    let texts = [
+        "green tea",
+        "to abandon",
+        "a small dog",
+        "library",
+        "the river",
+    ];
+    let want = full.translate(&texts, &opts).unwrap();
+    let got = limited.translate(&texts, &opts).unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w.ids, g.ids);
+    }
+    // A binding that holds the weights (the 1.1 MB embedding) but not one input's 8 beams.
+    let eight = full
+        .options(&GenerationParams {
+            num_beams: Some(8),
+            max_length: Some(128),
+            ..Default::default()
+        })
+        .unwrap();
+    let tiny = Gpu::new(&heedful::GpuOptions {
+        max_storage_binding: Some(5 * per_row),
+        ..heedful::GpuOptions::from_env()
+    })
+    .unwrap();
+    let t = Translator::load(&tiny, &bundled()).unwrap();
+    let err = t.translate(&texts[..1], &eight).unwrap_err().to_string();
+    assert!(
+        err.contains("max_storage_buffer_binding_size") && err.contains("8 beams"),
+        "{err}"
+    );
+}

@@ -40,6 +40,11 @@ pub struct GpuOptions {
     /// instead of driver paging or a lost device. Set by the embedding application; not read from
     /// the environment.
     pub memory_budget_percent: Option<u8>,
+    /// Request at most this `max_storage_buffer_binding_size` (bytes) instead of the adapter's:
+    /// natively, runs under a browser's smaller limit (WebGPU's default is 128 MiB) can then be
+    /// tried and tested. Set by the embedding application or a test; not read from the
+    /// environment.
+    pub max_storage_binding: Option<u64>,
 }
 
 impl GpuOptions {
@@ -67,6 +72,7 @@ impl GpuOptions {
                 overrides: c.overrides,
                 env_error: None,
                 memory_budget_percent: None,
+                max_storage_binding: None,
             },
             Err(e) => GpuOptions {
                 env_error: Some(e),
@@ -318,7 +324,11 @@ impl Gpu {
             | wgpu::Features::PIPELINE_CACHE;
         let features = available & wanted;
         // The adapter's own limits, not WebGPU's defaults: large storage bindings matter for weights.
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_storage_binding {
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("heedful"),
             required_features: features,

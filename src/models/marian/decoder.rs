@@ -135,6 +135,35 @@ impl MarianModel {
         &self.gpu
     }
 
+    /// Bytes each decoder row (an item's beam) adds to the largest buffer of a run of `steps`
+    /// steps over sources of `src_len` tokens: the KV cache `[2L, R, T, E]` f32, a layer's
+    /// cross K or V `[R, S, E]`, the logits `[R, V]` and, when kept, the cross-attention history
+    /// `[T, R, H, S]` all grow with the rows R.
+    pub fn bytes_per_row(&self, steps: usize, src_len: usize, keep_attention: bool) -> u64 {
+        let c = &self.cfg;
+        let (e, t, s) = (c.d_model as u64, steps.max(1) as u64, src_len as u64);
+        let kv = 2 * c.decoder_layers as u64 * t * e;
+        let cross = s * e;
+        let logits = c.decoder_vocab() as u64;
+        let attention = if keep_attention {
+            t * c.decoder_attention_heads as u64 * s
+        } else {
+            0
+        };
+        4 * kv.max(cross).max(logits).max(attention)
+    }
+
+    /// Decoder rows whose buffers fit the device's storage binding limit (and 32-bit element
+    /// indexing) for a run as in [`MarianModel::bytes_per_row`].
+    pub fn rows_fitting(&self, steps: usize, src_len: usize, keep_attention: bool) -> usize {
+        let limit = self
+            .gpu
+            .caps()
+            .max_storage_binding
+            .min(4 * u64::from(u32::MAX));
+        (limit / self.bytes_per_row(steps, src_len, keep_attention).max(1)) as usize
+    }
+
     /// Declares a decode of `batch` sources of at most `src_len` tokens with `beams` rows each;
     /// `keep_attention` = the decoder layer whose cross-attention probabilities are kept.
     pub fn declare_decoder(

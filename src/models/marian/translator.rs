@@ -399,9 +399,31 @@ impl Translator {
             return Ok(Vec::new());
         }
         opts.validate(Some(c.decoder_vocab()))?;
-        // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, so a
-        // long list neither outgrows the device's buffers nor holds the queue for long.
-        let per_run = (MAX_ROWS / opts.num_beams.max(1)).max(1);
+        // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, and
+        // no more than the device's binding limit holds (the KV cache grows with rows x steps),
+        // so a long list neither outgrows the device's buffers nor holds the queue for long.
+        let beams = opts.num_beams.max(1);
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
+        let src_len = plan_src_len(longest, c.max_position_embeddings);
+        let fit = self
+            .model
+            .rows_fitting(opts.max_steps(), src_len, attention.is_some());
+        if fit < beams {
+            return Err(Error::Limit {
+                what: format!(
+                    "{OP}: one input's decoder buffers ({beams} beams x {} steps, source of \
+                     {src_len} tokens; lower max_length or the beam width)",
+                    opts.max_steps()
+                ),
+                needed: beams as u64
+                    * self
+                        .model
+                        .bytes_per_row(opts.max_steps(), src_len, attention.is_some()),
+                limit_name: "max_storage_buffer_binding_size",
+                limit: self.model.gpu().caps().max_storage_binding,
+            });
+        }
+        let per_run = (MAX_ROWS.min(fit) / beams).max(1);
         let mut out = Vec::with_capacity(ids.len());
         for (i, chunk) in ids.chunks(per_run).enumerate() {
             // The attention is of the caller's first input only.
@@ -453,8 +475,7 @@ impl Translator {
             ));
         }
         let longest = ids.iter().map(Vec::len).max().unwrap_or(1);
-        // Round the source length up so that nearby lengths share a plan (the mask hides the rest).
-        let src_len = longest.div_ceil(8).saturating_mul(8).min(p).max(longest);
+        let src_len = plan_src_len(longest, p);
         let key = Key::new(ids.len(), src_len, attention, opts);
         let prepared = self.plans.get_or_try_insert(key, || {
             self.prepare(ids.len(), src_len, opts, attention)
@@ -550,6 +571,16 @@ impl Translator {
             search,
         })
     }
+}
+
+/// The source length a plan is built for: the longest input rounded up to a multiple of 8 (at
+/// most `max_positions`), so that nearby lengths share a plan (the mask hides the rest).
+fn plan_src_len(longest: usize, max_positions: usize) -> usize {
+    longest
+        .div_ceil(8)
+        .saturating_mul(8)
+        .min(max_positions)
+        .max(longest)
 }
 
 /// Options when the folder's configs do not resolve (never for a checked config; a safe default
