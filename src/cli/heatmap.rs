@@ -1,6 +1,7 @@
 //! Attention heatmaps as PNG: one row per output token, one column per input position, darker =
 //! more weight, with the input symbols along the top and the output symbols down the left side
-//! (8x8 bitmap glyphs drawn at twice their size).
+//! (font8x8's 8x8 glyphs drawn at twice their size; characters it lacks, such as CJK, from GNU
+//! Unifont's 16-pixel-high glyphs at their own size, so every label is 16 pixels high).
 
 use std::path::Path;
 
@@ -43,29 +44,73 @@ impl Canvas {
         }
     }
 
+    /// Draws `s` from (x, y) rightwards, [`text_w`] pixels wide.
     fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
-        for (i, ch) in s.chars().enumerate() {
-            let glyph = font8x8::BASIC_FONTS.get(ch).unwrap_or([0; 8]);
-            for (row, bits) in glyph.iter().enumerate() {
-                for col in 0..8 {
-                    if bits & (1 << col) != 0 {
-                        self.rect(
-                            x + i * GLYPH + col * SCALE,
-                            y + row * SCALE,
-                            SCALE,
-                            SCALE,
-                            c,
-                        );
+        let mut at = x;
+        for ch in s.chars() {
+            match glyph(ch) {
+                Glyph::Basic(rows) => {
+                    for (row, bits) in rows.iter().enumerate() {
+                        for col in 0..8 {
+                            if bits & (1 << col) != 0 {
+                                self.rect(at + col * SCALE, y + row * SCALE, SCALE, SCALE, c);
+                            }
+                        }
                     }
                 }
+                Glyph::Unifont(g) => {
+                    for row in 0..GLYPH {
+                        for col in 0..g.get_width() {
+                            if g.get_pixel(col, row) {
+                                // Two pixels wide: strokes as heavy as font8x8's doubled ones.
+                                self.rect(at + col, y + row, 2, 1, c);
+                            }
+                        }
+                    }
+                }
+                Glyph::Missing => {}
             }
+            at += advance(ch);
         }
+    }
+}
+
+/// Where a character's bitmap comes from.
+enum Glyph {
+    /// font8x8 (Latin, Greek, box drawing, ...): 8x8, drawn at [`SCALE`].
+    Basic([u8; 8]),
+    /// GNU Unifont: 8x16 or 16x16, drawn at its size.
+    Unifont(&'static unifont::Glyph),
+    /// Neither has it: a blank of one glyph's width.
+    Missing,
+}
+
+fn glyph(ch: char) -> Glyph {
+    if let Some(rows) = font8x8::BASIC_FONTS.get(ch) {
+        return Glyph::Basic(rows);
+    }
+    match unifont::get_glyph(ch) {
+        Some(g) => Glyph::Unifont(g),
+        None => Glyph::Missing,
+    }
+}
+
+/// True when the canvas has a glyph for `ch`.
+pub fn drawable(ch: char) -> bool {
+    !matches!(glyph(ch), Glyph::Missing)
+}
+
+/// Horizontal advance of `ch` in pixels (16, or 8 for Unifont's half-width glyphs).
+fn advance(ch: char) -> usize {
+    match glyph(ch) {
+        Glyph::Unifont(g) if !g.is_fullwidth() => 8,
+        _ => GLYPH,
     }
 }
 
 /// Width in pixels of `s` drawn by the canvas.
 fn text_w(s: &str) -> usize {
-    s.chars().count() * GLYPH
+    s.chars().map(advance).sum()
 }
 
 /// White -> deep blue as the weight goes 0 -> 1.
@@ -116,7 +161,9 @@ pub fn write_png(
     for (j, s) in inputs.iter().enumerate() {
         let x = left + j * CELL + (CELL - GLYPH) / 2;
         for (k, ch) in s.chars().enumerate() {
-            c.text(x, title_h + k * GLYPH, &ch.to_string(), ink);
+            // Centred in the glyph box: half-width glyphs are 8 pixels wide.
+            let indent = (GLYPH - advance(ch)) / 2;
+            c.text(x + indent, title_h + k * GLYPH, &ch.to_string(), ink);
         }
     }
     for (i, s) in outputs.iter().enumerate() {

@@ -107,11 +107,11 @@ fn caller_params(args: &TranslateArgs) -> Result<GenerationParams> {
     })
 }
 
-/// A heatmap label: the SentencePiece word marker shown as `_`; a piece the bitmap font cannot
-/// draw (CJK) as `#id` when the id is known, else with `?` for the missing glyphs.
+/// A heatmap label: the SentencePiece word marker shown as `_`; a piece with a character the
+/// bitmap fonts cannot draw as `#id` when the id is known, else with `?` for the missing glyphs.
 fn label(piece: &str, id: Option<u32>) -> String {
     let p = piece.replace('\u{2581}', "_");
-    let drawable = |c: char| font8x8::UnicodeFonts::get(&font8x8::BASIC_FONTS, c).is_some();
+    let drawable = super::heatmap::drawable;
     match id {
         Some(id) if !p.chars().all(drawable) => format!("#{id}"),
         _ => p
@@ -272,8 +272,9 @@ pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sentences `heedful demo` translates with the bundled model.
-pub const DEMO_TEXTS: &[&str] = &["green tea", "to abandon", "a small dog", "library"];
+/// Phrases `heedful demo` translates with the bundled model (a dictionary-trained model: it
+/// knows words and short phrases).
+pub const DEMO_TEXTS: &[&str] = &["blood pressure", "sea water", "computer", "teacher", "moon"];
 
 /// The translation part of `heedful demo`: the bundled Marian model on [`DEMO_TEXTS`], greedy and
 /// with its generation_config.json (beam 4), timed after a warm-up, and the first text's
@@ -309,7 +310,10 @@ pub fn demo(gpu: &Gpu, out: &mut Out, png: &Path) -> Result<()> {
     )?;
     for ((x, g), b) in DEMO_TEXTS.iter().zip(&g).zip(&b) {
         let text = |t: &Translation| t.text.clone().unwrap_or_default();
-        writeln!(out, "{x:<14} {:<20} {}", text(g), text(b))?;
+        // Padded by terminal columns: a Chinese character takes two.
+        let greedy = text(g);
+        let pad = 20usize.saturating_sub(unicode_width::UnicodeWidthStr::width(greedy.as_str()));
+        writeln!(out, "{x:<14} {greedy}{:pad$} {}", "", text(b))?;
     }
     writeln!(
         out,
@@ -326,4 +330,20 @@ pub fn demo(gpu: &Gpu, out: &mut Out, png: &Path) -> Result<()> {
         png.display()
     )?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn heatmap_labels_keep_chinese_pieces_and_mark_what_no_font_draws() {
+        // The word marker becomes `_`; CJK comes from Unifont, not as `#id`.
+        assert_eq!(label("\u{2581}血", Some(5)), "_血");
+        assert_eq!(label("压", Some(6)), "压");
+        assert_eq!(label("\u{2581}tea", None), "_tea");
+        // A private-use character neither font has: the id when known, else `?`.
+        assert_eq!(label("a\u{e000}", Some(7)), "#7");
+        assert_eq!(label("a\u{e000}", None), "a?");
+    }
 }
