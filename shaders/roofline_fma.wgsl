@@ -1,14 +1,12 @@
 // FMA peak: every thread runs CHAINS independent vec4 FMA chains for p.iters iterations (no memory
 // traffic in the loop), then writes one value so the work cannot be removed.
 //
-// Bindings:
+// Bindings (declared by the Rust side, FmaBindings in src/bench/roofline.rs):
 //   params           uniform
-//   out: [threads]   f32   (sum of the chains per thread)
+//   out: [threads]   f32   (sum of the chains per thread) (binding 1)
 //
 // Constants from the Rust side: WG (threads per workgroup), CHAINS (independent vec4 chains).
 // Flops per thread: iters * CHAINS * 4 lanes * 2.
-
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -5,7 +5,7 @@
 //! Each is run in a few configurations and the best is the roofline, so the peak does not depend on
 //! one guess of chain count or access pattern suiting the adapter.
 
-use crate::gpu::spec::UniformParams;
+use crate::gpu::spec::{Bind, Bindings, UniformParams};
 
 use crate::bench::{BenchCtx, Reference};
 use crate::error::Result;
@@ -41,6 +41,16 @@ crate::wgsl_params! {
     }
 }
 
+crate::wgsl_bindings! {
+    /// out `[threads]` f32: each thread's sum of its chains.
+    struct FmaBindings { out }
+}
+
+crate::wgsl_bindings! {
+    /// src, dst `[n]` vec4<f32>.
+    struct CopyBindings { src, dst }
+}
+
 /// The `roofline` suite: measures (again) and reports the FMA peak and copy bandwidth.
 pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
     ctx.roofline = measure(ctx)?;
@@ -63,12 +73,15 @@ pub fn measure(ctx: &mut BenchCtx) -> Result<Roofline> {
 
 /// One dispatch of the FMA shader with `chains` vec4 chains and `iters` iterations per thread.
 fn fma_run(gpu: &Gpu, out: &Tensor, groups: u32, chains: u32, iters: u32) -> Result<Recorder> {
+    let binds = FmaBindings {
+        out: Bind::read_write(out, "f32"),
+    };
     let pipeline = gpu.pipeline("roofline_fma", &chains, || {
         compose(
             SRC_FMA,
             false,
             &[("WG", FMA_WG), ("CHAINS", chains)],
-            &[FmaParams::wgsl()],
+            &[vec![FmaParams::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let params = FmaParams {
@@ -82,7 +95,7 @@ fn fma_run(gpu: &Gpu, out: &Tensor, groups: u32, chains: u32, iters: u32) -> Res
         "roofline_fma",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[out.buffer()],
+        &binds.buffers(),
         gpu.grid(groups),
     )?);
     Ok(rec)
@@ -96,12 +109,16 @@ pub(super) fn copy_run(
     n: usize,
     per: u32,
 ) -> Result<Recorder> {
+    let binds = CopyBindings {
+        src: Bind::read(src, "vec4<f32>"),
+        dst: Bind::read_write(dst, "vec4<f32>"),
+    };
     let pipeline = gpu.pipeline("roofline_copy", &per, || {
         compose(
             SRC_COPY,
             false,
             &[("WG", COPY_WG), ("PER", per)],
-            &[CopyParams::wgsl()],
+            &[vec![CopyParams::wgsl()], binds.wgsl()].concat(),
         )
     })?;
     let groups = n.div_ceil((COPY_WG * per) as usize) as u32;
@@ -115,7 +132,7 @@ pub(super) fn copy_run(
         "roofline_copy",
         &pipeline,
         bytemuck::bytes_of(&params),
-        &[src.buffer(), dst.buffer()],
+        &binds.buffers(),
         gpu.grid(groups),
     )?);
     Ok(rec)
