@@ -205,6 +205,11 @@ pub struct Tuning {
     /// 115 at 16, 154 at 32, 244 at 64); GPUs: 64 (hidden sizes of a few hundred fill the lanes;
     /// not yet measured).
     pub rnn_fused_wg: u32,
+    /// Padded tokens (rows x longest row) one BERT graph run holds by default, so that one
+    /// submission stays bounded (`BertEncoder::embed` splits larger batches). GPUs: 8192, a few
+    /// milliseconds of work; CPU: 256 (about 20 MFLOP per MiniLM token at a few GFLOP/s), so
+    /// another thread's work waits about a second at most behind one run.
+    pub encoder_tokens_per_run: usize,
     /// Benchmark sizes.
     pub bench: BenchTuning,
 }
@@ -311,6 +316,7 @@ impl Tuning {
                         persistent_short_max_items: 512,
                     },
                     rnn_fused_wg: 8,
+                    encoder_tokens_per_run: 256,
                     bench: BenchTuning {
                         fma_groups: 256,
                         fma_chain_iters: 8192,
@@ -326,6 +332,7 @@ impl Tuning {
                 attn: gpu_attn,
                 recurrent: gpu_recurrent,
                 rnn_fused_wg: 64,
+                encoder_tokens_per_run: 8192,
                 bench: gpu_bench,
             },
             AdapterClass::LimitedGpu => Tuning {
@@ -335,6 +342,7 @@ impl Tuning {
                 attn: gpu_attn,
                 recurrent: gpu_recurrent,
                 rnn_fused_wg: 64,
+                encoder_tokens_per_run: 8192,
                 bench: gpu_bench,
             },
         }
@@ -542,6 +550,7 @@ mod tests {
             assert_eq!(t.step_block(b), old_step_block(b, true), "batch {b}");
         }
         assert_eq!(t.rnn_fused_wg, 8);
+        assert_eq!(t.encoder_tokens_per_run, 256);
         assert_eq!((t.bench.fma_groups, t.bench.fma_chain_iters), (256, 8192));
         assert_eq!(t.bench.copy_bytes, 32 << 20);
         assert_eq!(t.bench.matmul_2048_reps, Some(2));
@@ -574,6 +583,7 @@ mod tests {
             assert_eq!(t.step_block(b), old_step_block(b, false), "batch {b}");
         }
         assert_eq!(t.rnn_fused_wg, 64);
+        assert_eq!(t.encoder_tokens_per_run, 8192);
         assert_eq!(
             (t.bench.fma_groups, t.bench.fma_chain_iters),
             (16384, 32768)

@@ -283,17 +283,6 @@ pub struct BertEncoder {
     tokens_per_run: usize,
 }
 
-/// Default padded tokens per run: a few milliseconds of work on a GPU; on a CPU adapter (lavapipe,
-/// about 20 MFLOP per MiniLM token at a few GFLOP/s) a few hundred, so that another thread's work
-/// waits about a second at most behind one run. (A tuning decision: it belongs in the adapter's
-/// tuning table once that exists.)
-fn default_tokens_per_run(gpu: &Gpu) -> usize {
-    match gpu.caps().device_type {
-        wgpu::DeviceType::Cpu => 256,
-        _ => 8192,
-    }
-}
-
 /// Parses `config.json` (its bytes), errors naming `config_path`.
 fn parse_config(config_path: &Path, bytes: &[u8]) -> Result<BertConfig> {
     let text = std::str::from_utf8(bytes)
@@ -438,7 +427,7 @@ impl BertEncoder {
             graph: Arc::new(graph),
             tokenizer,
             max_seq_len,
-            tokens_per_run: default_tokens_per_run(gpu),
+            tokens_per_run: gpu.tuning().encoder_tokens_per_run,
         })
     }
 
