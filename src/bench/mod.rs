@@ -13,6 +13,7 @@
 //! ```
 
 pub mod attention;
+pub mod marian_random;
 pub mod matmul;
 pub mod models;
 pub mod norms;
