@@ -13,6 +13,7 @@
 //! ```
 
 pub mod attention;
+pub mod marian;
 pub mod marian_random;
 pub mod matmul;
 pub mod models;
@@ -119,6 +120,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "seq2seq",
             run: seq2seq::suite,
+        },
+        Suite {
+            name: "marian",
+            run: marian::suite,
         },
         Suite {
             name: "overhead",
