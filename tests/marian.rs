@@ -617,9 +617,11 @@ fn search_with_logits(
     )
 }
 
-/// The opus-mt-en-zh-sized random model (mdata's `tests/common/marian_random.rs`, F16 values):
+/// The opus-mt-en-zh-sized random model (`heedful::bench::marian_random`, F16 values; the writer
+/// is a bench tool, so this test needs the `tools` feature):
 /// Hugging Face's greedy ids and the first steps' logits (top 16 values and ids, row sums) from
 /// `weights/fixtures/marian_opus_random.json`.
+#[cfg(feature = "tools")]
 #[test]
 fn opus_sized_random_model_matches_hugging_face() {
     let gpu = gpu();
@@ -943,4 +945,42 @@ fn runs_split_to_fit_a_small_storage_binding_limit() {
         err.contains("max_storage_buffer_binding_size") && err.contains("8 beams"),
         "{err}"
     );
+}
+
+/// `MarianModel::weight_bytes` of the bundled model (F16 file, held in f16) against the sizes
+/// read from the safetensors header and config: every stored tensor once in f16 except
+/// `final_logits_bias` (f32), the two sinusoidal position tables `[P, E]` f32, per encoder layer
+/// the fused QKV weight `[3E, E]` and bias `[3E]` f16, and two `[E]` f32 embedding-scale vectors
+/// (the encoder graph's and the decoder's); each buffer rounded up to 16 bytes as the engine
+/// allocates them.
+#[test]
+fn weight_bytes_counts_every_distinct_weight_buffer() {
+    let pad = |b: u64| b.div_ceil(16) * 16;
+    let gpu = gpu();
+    let dir = bundled();
+    let t = Translator::load(&gpu, &dir).unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut want = 0u64;
+    for (name, v) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        assert_eq!(v["dtype"], "F16", "{name}");
+        let numel: u64 = v["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .product();
+        want += pad(numel * if name == "final_logits_bias" { 4 } else { 2 });
+    }
+    let c = t.config();
+    let (e, p) = (c.d_model as u64, c.max_position_embeddings as u64);
+    assert!(c.scale_embedding && c.static_position_embeddings);
+    want += 2 * pad(p * e * 4);
+    want += c.encoder_layers as u64 * (pad(3 * e * e * 2) + pad(3 * e * 2));
+    want += 2 * pad(e * 4);
+    assert_eq!(t.model().weight_bytes(), want);
 }

@@ -1,4 +1,4 @@
-//! The Rust writer of the opus-mt-sized random Marian model (`tests/common/marian_random.rs`)
+//! The Rust writer of the opus-mt-sized random Marian model (`heedful::bench::marian_random`)
 //! against the Python one (`weights/marian_opus_random.py`): the folder it writes holds exactly
 //! the tensors, shapes and values whose checksums `weights/fixtures/marian_opus_random.json`
 //! records, and the same config. The values are exact f16 numbers with few significant bits, so

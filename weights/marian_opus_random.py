@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An opus-mt-en-zh-sized MarianMTModel with deterministic "random" weights, written the same way
-by Python (here) and Rust (tests/common/marian_random.rs), and its Hugging Face fixture.
+by Python (here) and Rust (src/bench/marian_random.rs), and its Hugging Face fixture.
 
     python weights/marian_opus_random.py --folder /tmp/opus_random          # the model folder
     python weights/marian_opus_random.py --out weights/fixtures/marian_opus_random.json

@@ -13,6 +13,8 @@
 //! ```
 
 pub mod attention;
+pub mod marian;
+pub mod marian_random;
 pub mod matmul;
 pub mod models;
 pub mod norms;
@@ -118,6 +120,10 @@ pub fn suites() -> Vec<Suite> {
         Suite {
             name: "seq2seq",
             run: seq2seq::suite,
+        },
+        Suite {
+            name: "marian",
+            run: marian::suite,
         },
         Suite {
             name: "overhead",

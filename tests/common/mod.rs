@@ -41,4 +41,9 @@ pub fn minilm_dir() -> std::path::PathBuf {
     })
     .clone()
 }
-pub mod marian_random;
+/// The opus-mt-sized random Marian writer lives in the library's bench tools (the `marian` bench
+/// suite writes the same folder); the tests that use it need the `tools` feature, and most test
+/// crates that include `common` do not use it.
+#[cfg(feature = "tools")]
+#[allow(unused_imports)]
+pub use heedful::bench::marian_random;

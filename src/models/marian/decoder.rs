@@ -125,6 +125,24 @@ impl MarianModel {
         &self.cfg
     }
 
+    /// Bytes of GPU memory the model's constants occupy: every uploaded weight (tied tensors
+    /// once), the encoder's fused QKV copies and the embedding-scale vectors, summed over distinct
+    /// buffers (buffer sizes, so any allocation padding counts). Per-run state (KV caches,
+    /// activations) belongs to the plans and is not included.
+    pub fn weight_bytes(&self) -> u64 {
+        let mut all: Vec<Tensor> = Vec::new();
+        // try_map visits every entry; the closure never fails.
+        let _ = self.w.try_map(|t| {
+            all.push(t.clone());
+            Ok(())
+        });
+        all.extend(self.encoder.weight_tensors().cloned());
+        all.extend(self.scale.iter().cloned());
+        all.sort_by(|a, b| a.buffer().cmp(b.buffer()));
+        all.dedup_by(|a, b| a.buffer() == b.buffer());
+        all.iter().map(|t| t.buffer().size()).sum()
+    }
+
     /// The encoder graph (runs alone in tests).
     pub fn encoder(&self) -> &Encoder {
         &self.encoder

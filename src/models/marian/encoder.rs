@@ -94,6 +94,16 @@ impl Encoder {
         })
     }
 
+    /// The GPU-resident constants of the encoder graph: the model's encoder weights it uses as
+    /// they are, plus the tensors made for it (each layer's fused QKV weight `[3E, E]` and bias
+    /// `[3E]`, the `[E]` embedding scale).
+    pub(crate) fn weight_tensors(&self) -> impl Iterator<Item = &Tensor> {
+        self.graph.values.iter().filter_map(|v| match v {
+            crate::graph::Source::Weight(t) => Some(t),
+            _ => None,
+        })
+    }
+
     /// The graph inputs of a padded batch of sources (`pad` fills the rows past each length).
     pub fn batch_inputs(sources: &[Vec<u32>], pad: u32) -> Result<Vec<(&'static str, HostInput)>> {
         let b = sources.len();

@@ -1,19 +1,22 @@
 //! The opus-mt-en-zh-sized MarianMT model with deterministic "random" weights, written without
-//! Python: `write_random_opus_folder(dir)` writes `config.json`, `generation_config.json` and an F16
-//! `model.safetensors` (about 155 MB, 77 M parameters) whose values equal those of
-//! `weights/marian_opus_random.py`, so `weights/fixtures/marian_opus_random.json` (Hugging Face
-//! logits of that model) applies to it.
+//! Python, for the `marian` bench suite and the tests (`tests/marian.rs`,
+//! `tests/marian_random_weights.rs`): `write_random_opus_folder(dir)` writes `config.json`,
+//! `generation_config.json` and an F16 `model.safetensors` (about 155 MB, 77 M parameters) whose
+//! values equal those of `weights/marian_opus_random.py`, so
+//! `weights/fixtures/marian_opus_random.json` (Hugging Face logits of that model) applies to it.
 //!
 //! The formula (the Python module's docstring is the reference): for tensor `name` with `n`
 //! row-major elements, `seed = fnv1a64(name)`, `r_i = splitmix64(seed + (i + 1) * GAMMA)`,
 //! `k_i = (r_i mod (2L + 1)) - L`, `value_i = center + scale * k_i / L`, with `(center, scale, L)`
 //! chosen by the tensor's kind (see [`kind`]); the last row of `model.shared.weight` (the pad id
-//! 65000, also the decoder start) is zero, as in converted opus-mt checkpoints. Every value is exactly representable in f16, so no
-//! rounding rule has to agree between the languages and f64 sums of the values are exact.
+//! 65000, also the decoder start) is zero, as in converted opus-mt checkpoints. Every value is
+//! exactly representable in f16, so no rounding rule has to agree between the languages and f64
+//! sums of the values are exact.
 //!
-//! ```ignore
-//! let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("opus_random");
-//! common::marian_random::write_random_opus_folder(&dir)?;
+//! ```no_run
+//! let dir = std::path::Path::new("target/models/marian_opus_random");
+//! heedful::bench::marian_random::write_random_opus_folder(dir)?;
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 use std::io::{self, BufWriter, Write};
