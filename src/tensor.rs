@@ -102,6 +102,24 @@ impl Tensor {
         })
     }
 
+    /// A `[n, 3]` u32 tensor of dispatch workgroup counts that kernels write and indirect
+    /// dispatches read ([`crate::gpu::Dispatch::with_indirect`]), zero-filled.
+    pub fn indirect_args(gpu: &Gpu, n: usize) -> Result<Tensor> {
+        let shape = [n, 3];
+        let bytes = (numel(&shape)? as u64) * 4;
+        let buffer = gpu.create_buffer(
+            &format!("indirect args {shape:?}"),
+            bytes,
+            USAGE | wgpu::BufferUsages::INDIRECT,
+        )?;
+        Ok(Tensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype: DType::U32,
+            live: Some(gpu.live_guard()),
+        })
+    }
+
     /// Uploads raw little-endian bytes of `dtype` elements.
     pub fn from_bytes(gpu: &Gpu, bytes: &[u8], shape: &[usize], dtype: DType) -> Result<Tensor> {
         let n = numel(shape)?;

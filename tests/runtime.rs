@@ -97,3 +97,70 @@ fn stop_rule_ends_the_run_after_the_chunk_that_saw_the_token() {
     // Chunks end after steps 2, 5: step 4 falls in the second.
     assert_eq!(out.steps_run, 5);
 }
+
+/// Gated steps ([`LoopBuilder::gate_steps`]): once the status flag is set on the GPU in the middle
+/// of a submission, the remaining steps' dispatches do no work (the gathered row keeps the value of
+/// the step that set the flag) while their copies still run; an ungated plan keeps working to the
+/// end of the chunk. A second run starts again (its init resets the flag).
+#[test]
+fn gated_steps_do_no_work_after_the_stop_flag_is_set() {
+    let gpu = common::gpu();
+    let max_steps = 12;
+    let stop_at = 4;
+    for gate in [false, true] {
+        let mut b = LoopBuilder::new(&gpu, max_steps);
+        let ix = b.step_index().unwrap();
+        let table = b
+            .constant_f32(&step_table(max_steps), &[max_steps, 3])
+            .unwrap();
+        let row = b.buffer(&[1, 3], DType::F32).unwrap();
+        // flag_table[s] = 1 from step `stop_at` on: copied into the status by each step.
+        let flags: Vec<u32> = (0..max_steps).map(|s| u32::from(s >= stop_at)).collect();
+        let flag_table = b.constant_u32(&flags, &[max_steps]).unwrap();
+        let status = b.buffer(&[1], DType::U32).unwrap();
+        let zero = b.constant_u32(&[0], &[1]).unwrap();
+        b.init().copy(zero.buffer(), 0, status.buffer(), 0, 4);
+        // One phase per step, so that step s's copy reads flag_table[s] (a copy cannot index by
+        // the GPU step).
+        for phase in 0..max_steps {
+            record_embedding(b.step(phase), &ix, &table, &row).unwrap();
+            let at = 4 * phase as u64;
+            b.step(phase)
+                .copy(flag_table.buffer(), at, status.buffer(), 0, 4);
+        }
+        b.history("rows", &row).unwrap();
+        b.output("status", &status);
+        b.stop_when(Stop::StatusSet {
+            status: "status".into(),
+            stride: 1,
+            word: 0,
+            rows: 1,
+        });
+        if gate {
+            b.gate_steps();
+        }
+        let plan = b.build().unwrap();
+        for _run in 0..2 {
+            let out = plan
+                .run(
+                    &Writes::new(),
+                    Schedule {
+                        max_steps,
+                        first_chunk: max_steps,
+                        chunk: 1,
+                    },
+                )
+                .unwrap();
+            assert_eq!(out.steps_run, max_steps);
+            let rows = out.f32s("rows").unwrap();
+            let gated = gate && gpu.caps().indirect_dispatch;
+            let want: Vec<f32> = (0..max_steps)
+                .flat_map(|s| {
+                    let s = if gated { s.min(stop_at) } else { s } as f32;
+                    [s, 10.0 * s, 100.0 * s]
+                })
+                .collect();
+            assert_eq!(rows, want, "gate {gate}");
+        }
+    }
+}

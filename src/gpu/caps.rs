@@ -46,6 +46,10 @@ pub struct Caps {
     pub max_workgroups_per_dim: u32,
     /// Storage buffers a compute shader may bind.
     pub max_storage_buffers: u32,
+    /// Dispatches may take their workgroup counts from a GPU buffer (wgpu's
+    /// `DownlevelFlags::INDIRECT_EXECUTION`; every WebGPU, Vulkan, Metal and DX12 device, GL ES 3.1):
+    /// the loop runtime then skips the steps after a GPU-side stop.
+    pub indirect_dispatch: bool,
 }
 
 impl Caps {

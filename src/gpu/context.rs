@@ -384,6 +384,10 @@ impl Gpu {
             max_invocations: limits.max_compute_invocations_per_workgroup,
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
+            indirect_dispatch: adapter
+                .get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION),
         };
         let tuning = Tuning::for_caps(&caps)
             .with_overrides(&options.overrides, &caps)

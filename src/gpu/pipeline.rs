@@ -196,8 +196,27 @@ pub struct Dispatch {
     /// Dropped under the device lock on GL: it holds the last reference to its uniform buffer.
     pub(crate) bind_group: Guarded<wgpu::BindGroup>,
     pub(crate) workgroups: [u32; 3],
+    /// When set, the workgroup counts are read on the GPU from these three u32 at this byte
+    /// offset instead of `workgroups` (the loop runtime's gated steps).
+    pub(crate) indirect: Option<(crate::tensor::Tensor, u64)>,
     /// Kernel name, for profiles and errors.
     pub label: &'static str,
+}
+
+impl Dispatch {
+    /// The workgroup grid recorded for the dispatch.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
+    }
+
+    /// The same dispatch with its workgroup counts read from `args` at byte `offset` (three u32;
+    /// `args` must have been created with indirect usage, see [`crate::Tensor::indirect_args`]).
+    pub fn with_indirect(&self, args: &crate::tensor::Tensor, offset: u64) -> Dispatch {
+        Dispatch {
+            indirect: Some((args.clone(), offset)),
+            ..self.clone()
+        }
+    }
 }
 
 impl Gpu {
@@ -345,6 +364,7 @@ impl Gpu {
             pipeline: pipeline.clone(),
             bind_group: self.guarded(bind_group),
             workgroups,
+            indirect: None,
             label,
         })
     }

@@ -106,6 +106,21 @@ impl Recorder {
         }
     }
 
+    /// The same steps with every dispatch replaced by `f(dispatch)` (copies kept).
+    pub fn map_dispatches(&self, mut f: impl FnMut(&Dispatch) -> Dispatch) -> Recorder {
+        Recorder {
+            gpu: self.gpu.clone(),
+            steps: self
+                .steps
+                .iter()
+                .map(|s| match s {
+                    Step::Dispatch(d) => Step::Dispatch(f(d)),
+                    copy => copy.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The recorded steps.
     pub fn steps(&self) -> &[Step] {
         &self.steps
@@ -168,8 +183,15 @@ impl Recorder {
                     while let Some(Step::Dispatch(d)) = self.steps.get(i) {
                         pass.set_pipeline(&d.pipeline);
                         pass.set_bind_group(0, &*d.bind_group, &[]);
-                        let [x, y, z] = d.workgroups;
-                        pass.dispatch_workgroups(x, y, z);
+                        match &d.indirect {
+                            Some((args, offset)) => {
+                                pass.dispatch_workgroups_indirect(args.buffer(), *offset)
+                            }
+                            None => {
+                                let [x, y, z] = d.workgroups;
+                                pass.dispatch_workgroups(x, y, z);
+                            }
+                        }
                         i += 1;
                     }
                 }

@@ -438,6 +438,7 @@ mod tests {
             max_invocations: invocations,
             max_workgroups_per_dim: 65535,
             max_storage_buffers: 8,
+            indirect_dispatch: true,
         }
     }
 

@@ -27,7 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::gpu::recorder::Step;
 use crate::gpu::{Gpu, LiveBuffer, Recorder};
+use crate::kernels::loop_gate::{record_loop_gate, Flags};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "loop runtime";
@@ -130,6 +132,7 @@ pub struct LoopBuilder {
     counter: Option<(Tensor, u64)>,
     step_index: Option<StepIndex>,
     stop: Stop,
+    gate: bool,
 }
 
 impl LoopBuilder {
@@ -147,6 +150,7 @@ impl LoopBuilder {
             counter: None,
             step_index: None,
             stop: Stop::Never,
+            gate: false,
         }
     }
 
@@ -273,6 +277,20 @@ impl LoopBuilder {
         self.stop = stop;
     }
 
+    /// Skips the step work left in a submission once the stop rule holds on the GPU: with a
+    /// [`Stop::StatusSet`] rule, on a device with indirect dispatch, every step dispatch reads its
+    /// grid from a buffer that a gate kernel (`kernels::loop_gate`), run before each step, fills
+    /// with the full grids while some flag is unset and with zeros once all are set. So several
+    /// steps per submission cost nothing past the stop. The copies (step index, histories) still
+    /// run: after the stop, step outputs and histories hold stale values, so only a model that
+    /// reads no step result past its stop may ask for this (Marian's search records each row's
+    /// end). The status must be reset at the start of a run (by the init work or a [`Writes`]),
+    /// as the gate reads it before step 0. Without indirect dispatch, or with another stop rule,
+    /// steps run as before.
+    pub fn gate_steps(&mut self) {
+        self.gate = true;
+    }
+
     /// The plan: one readback buffer for every output.
     pub fn build(self) -> Result<LoopPlan> {
         let mut at = 0u64;
@@ -303,6 +321,25 @@ impl LoopBuilder {
             Stop::TokenSeen { history, .. } => check(history)?,
             Stop::StatusSet { status, .. } => check(status)?,
         }
+        let (steps, gate) = match (&self.stop, self.gate && self.gpu.caps().indirect_dispatch) {
+            (
+                Stop::StatusSet {
+                    status,
+                    stride,
+                    word,
+                    rows,
+                },
+                true,
+            ) => {
+                let flags = Flags {
+                    stride: *stride,
+                    word: *word,
+                    rows: *rows,
+                };
+                gated(&self.gpu, &self.steps, &outputs[status].0, flags)?
+            }
+            _ => (self.steps, None),
+        };
         let staging = self.gpu.create_buffer(
             "loop readback",
             at.max(4),
@@ -315,7 +352,8 @@ impl LoopBuilder {
             named: self.named,
             init: self.init,
             chunk: self.chunk,
-            steps: self.steps,
+            steps,
+            gate,
             histories: self.histories,
             outputs,
             copies,
@@ -327,6 +365,44 @@ impl LoopBuilder {
     }
 }
 
+/// The step recordings with every dispatch reading its grid from one `live [D, 3]` args tensor,
+/// and the gate recording that fills it from the recorded grids (`full`) before each step.
+fn gated(
+    gpu: &Gpu,
+    steps: &[Recorder],
+    status: &Tensor,
+    flags: Flags,
+) -> Result<(Vec<Recorder>, Option<Recorder>)> {
+    let grids: Vec<u32> = steps
+        .iter()
+        .flat_map(|r| r.steps())
+        .filter_map(|s| match s {
+            Step::Dispatch(d) => Some(d.workgroups()),
+            Step::Copy { .. } => None,
+        })
+        .flatten()
+        .collect();
+    if grids.is_empty() {
+        return Ok((steps.to_vec(), None));
+    }
+    let n = grids.len() / 3;
+    let full = Tensor::from_u32(gpu, &grids, &[n, 3])?;
+    let live = Tensor::indirect_args(gpu, n)?;
+    let mut slot = 0u64;
+    let steps = steps
+        .iter()
+        .map(|r| {
+            r.map_dispatches(|d| {
+                slot += 1;
+                d.with_indirect(&live, (slot - 1) * 12)
+            })
+        })
+        .collect();
+    let mut gate = Recorder::new(gpu);
+    record_loop_gate(&mut gate, status, flags, &full, &live)?;
+    Ok((steps, Some(gate)))
+}
+
 /// A prepared loop: run it with [`LoopPlan::run`]. Runs of one plan must take turns (they share
 /// its buffers); the caller holds it behind a lock.
 pub struct LoopPlan {
@@ -336,6 +412,8 @@ pub struct LoopPlan {
     init: Recorder,
     chunk: Recorder,
     steps: Vec<Recorder>,
+    /// The gate kernel run before each step when steps are gated ([`LoopBuilder::gate_steps`]).
+    gate: Option<Recorder>,
     histories: Vec<(Tensor, Tensor)>,
     outputs: BTreeMap<String, (Tensor, u64)>,
     copies: Vec<(Tensor, u64, u64)>,
@@ -434,6 +512,9 @@ impl LoopPlan {
                 for s in steps_run..steps_run + n {
                     if let Some(ix) = &self.step_index {
                         rec.copy(ix.table.buffer(), s as u64 * 4, ix.current.buffer(), 0, 4);
+                    }
+                    if let Some(g) = &self.gate {
+                        rec.extend(g.clone());
                     }
                     rec.extend(self.steps[s % self.steps.len()].clone());
                     for (src, hist) in &self.histories {

@@ -12,6 +12,7 @@ pub mod gemv;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
+pub mod loop_gate;
 pub mod matmul;
 pub mod memory_attention;
 pub mod op;

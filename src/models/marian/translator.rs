@@ -556,6 +556,10 @@ impl Translator {
         let mut b = LoopBuilder::new(m.gpu(), opts.max_steps());
         let st = m.declare_decoder(&mut b, batch, src_len, opts.num_beams, attention)?;
         let search = Search::declare(&mut b, opts, batch, m.config().decoder_vocab())?;
+        // The search's init resets its state, and `finish` reads each row's end from it and no
+        // step past the stop (nor does the kept attention): the steps left in a submission after
+        // the stop are skipped on the GPU.
+        b.gate_steps();
         // Beam search reorders the caches: two phases whose cache buffers alternate.
         let phases = if search.parents().is_some() { 2 } else { 1 };
         for phase in 0..phases {
