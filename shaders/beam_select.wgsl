@@ -23,6 +23,13 @@
 // Constants from the Rust side: WG, K (beam width), KK (= K * K).
 // Grid: 1-D over B batch items, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
+// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
+// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
+fn neg_infinity() -> f32 {
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
+}
+
 fn finite(x: f32) -> bool {
     return x == x && abs(x) <= 3.4e38;
 }
@@ -35,7 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let row0 = b * K;
-    let neg_inf = bitcast<f32>(0xff800000u);
+    let neg_inf = neg_infinity();
     if (ctl[b * 4u] != 0u) {
         for (var r = 0u; r < K; r++) {
             parent[row0 + r] = row0 + r;

@@ -90,7 +90,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             workgroupBarrier();
         }
         // Scores of KT keys for R rows: every k chunk loaded once serves R rows.
+        // Zeroed by hand every tile (see sdpa_decode.wgsl: a browser scored later tiles wrong).
         var s: array<f32, KT * R>;
+        for (var t = 0u; t < KT * R; t++) {
+            s[t] = 0.0;
+        }
         for (var c = 0u; c < D4; c++) {
             for (var t = 0u; t < KT; t++) {
                 var kc: vec4<f32>;

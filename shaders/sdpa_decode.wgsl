@@ -48,7 +48,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc: array<vec4<f32>, DV4>;
     for (var j0 = 0u; j0 < p.chunk; j0 += KT) {
         // Scores of KT keys: q chunk loaded once, reused for every key of the tile.
+        // Zeroed by hand every tile: WGSL zero-initializes a var each time its declaration runs,
+        // but in Chromium's WebGPU (Tint on SwiftShader) the scores of a chunk of 2+ tiles came
+        // out wrong without this loop (attention rows not summing to 1 over 16+ keys).
         var s: array<f32, KT>;
+        for (var t = 0u; t < KT; t++) {
+            s[t] = 0.0;
+        }
         for (var c = 0u; c < D4; c++) {
             let qc = qv[c];
             for (var t = 0u; t < KT; t++) {

@@ -39,6 +39,19 @@ var<workgroup> wg_stop: u32;
 
 const NEG: f32 = -1.0e9;
 
+// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
+// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
+fn neg_infinity() -> f32 {
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
+}
+
+// +inf, made at run time (see neg_infinity).
+fn pos_infinity() -> f32 {
+    var bits = 0x7f800000u;
+    return bitcast<f32>(bits);
+}
+
 fn is_nan(x: f32) -> bool {
     return x != x;
 }
@@ -78,7 +91,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         var tok: array<u32, N>;
         var src: array<u32, N>;
         for (var n = 0u; n < N; n++) {
-            lp[n] = bitcast<f32>(0xff800000u);
+            lp[n] = neg_infinity();
             key[n] = 0xffffffffu;
         }
         for (var b = 0u; b < K; b++) {
@@ -166,7 +179,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         for (var c = 0u; c < K + N; c++) {
             used[c] = false;
         }
-        var worst = bitcast<f32>(0x7f800000u);
+        var worst = pos_infinity();
         var new_fin: array<bool, K>;
         var new_s: array<f32, K>;
         for (var q = 0u; q < K; q++) {

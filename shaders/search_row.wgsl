@@ -41,6 +41,13 @@ var<workgroup> wg_ban: array<u32, MAXB>;
 var<workgroup> wg_nban: atomic<u32>;
 var<workgroup> wg_skip: u32;
 
+// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
+// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
+fn neg_infinity() -> f32 {
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
+}
+
 fn is_nan(x: f32) -> bool {
     return x != x;
 }
@@ -78,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * nwg.x;
     let s = step[0];
-    let neg_inf = bitcast<f32>(0xff800000u);
+    let neg_inf = neg_infinity();
     if (lid == 0u) {
         var skip = 0u;
         if (r >= p.rows) {

@@ -16,6 +16,13 @@
 //
 // Grid: 1-D over R rows, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
+// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
+// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
+fn neg_infinity() -> f32 {
+    var bits = 0xff800000u;
+    return bitcast<f32>(bits);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -25,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     var best_v: array<f32, K>;
     var best_i: array<u32, K>;
-    let neg_inf = bitcast<f32>(0xff800000u);
+    let neg_inf = neg_infinity();
     for (var k = 0u; k < K; k++) {
         best_v[k] = neg_inf;
         best_i[k] = 0u;

