@@ -8,7 +8,7 @@
 //   const bert = await loadBert(engine, "models/minilm/");
 //   const [e] = await bert.embed(["Attention is all you need."]);   // Float32Array(384)
 //   const mt = await loadMarian(engine, "models/marian/");
-//   const [t] = await mt.translate(["green tea"], { beams: 4, attention: true });
+//   const [t] = await mt.translate(["blood pressure"], { beams: 4, attention: true });
 //   // t.text, t.ids, t.attention.rows[target][source] (mean over the last layer's heads)
 
 import init, { Engine, G2p, Bert, Marian } from "./pkg/heedful_web.js";

@@ -150,6 +150,12 @@ try {
     return { w: c.width, h: c.height, blue };
   });
   check("translation heatmap drawn", mtHeat.blue > 50, JSON.stringify(mtHeat));
+  // Back to the page's own phrase (one the small model knows) for the screenshot.
+  const first = demo.translation?.sentence ?? mtSentences[0];
+  await page.fill("#sentence", first);
+  await page.click("#translate");
+  await page.waitForFunction(
+    (s) => document.getElementById("translation").textContent.startsWith(s + " →"), first);
 
   await page.screenshot({ path: "out/demo.png", fullPage: true });
   console.log("screenshot: web/out/demo.png");

@@ -26,7 +26,7 @@ if [ ! -f "$minilm/model.safetensors" ]; then
 fi
 # Translations with the bundled Marian model (en -> zh): short phrases as it was trained on, and
 # a longer sentence; greedy and beam 4.
-mt=("green tea" "to abandon" "a small dog" "library" "Attention is all you need."
+mt=("blood pressure" "sea water" "green tea" "to abandon" "a small dog" "Attention is all you need."
     "The quick brown fox jumps over the lazy dog near the river bank, twice.")
 printf '%s\n' "${mt[@]}" > out/mt_sentences.txt
 for beam in 1 4; do
