@@ -76,6 +76,10 @@ impl Caps {
         if self.pipeline_cache {
             v.push("PIPELINE_CACHE");
         }
+        if self.indirect_dispatch {
+            // A downlevel flag rather than a feature, listed here so `heedful info` shows it.
+            v.push("INDIRECT_EXECUTION");
+        }
         v
     }
 }
