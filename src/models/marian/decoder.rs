@@ -100,8 +100,11 @@ struct Scratch {
 impl MarianModel {
     /// Uploads the weights of `file` (checked against `cfg`) and builds the encoder graph.
     pub fn new(gpu: &Gpu, cfg: MarianConfig, file: &WeightFile, hold: Hold) -> Result<MarianModel> {
-        let w = super::weights::MarianWeights::resolve(&cfg, file)?.upload(gpu, file, hold)?;
+        let mut w = super::weights::MarianWeights::resolve(&cfg, file)?.upload(gpu, file, hold)?;
         let encoder = Encoder::build(gpu, &cfg, &w)?;
+        // The encoder graph holds what it runs (its layers' fused QKV copies, the rest as they
+        // are); the separate q/k/v projections are not used again, so their buffers are freed.
+        w.encoder.clear();
         let e = cfg.d_model;
         let s = cfg.embed_scale();
         let scale = if s != 1.0 {
@@ -125,9 +128,10 @@ impl MarianModel {
         &self.cfg
     }
 
-    /// Bytes of GPU memory the model's constants occupy: every uploaded weight (tied tensors
-    /// once), the encoder's fused QKV copies and the embedding-scale vectors, summed over distinct
-    /// buffers (buffer sizes, so any allocation padding counts). Per-run state (KV caches,
+    /// Bytes of GPU memory the model's constants occupy: every uploaded weight (tied tensors and
+    /// the shared position table once; the encoder's q/k/v projections as its fused QKV copies)
+    /// and the embedding-scale vectors, summed over distinct buffers (buffer sizes, so any
+    /// allocation padding counts). Per-run state (KV caches,
     /// activations) belongs to the plans and is not included.
     pub fn weight_bytes(&self) -> u64 {
         let mut all: Vec<Tensor> = Vec::new();

@@ -466,6 +466,8 @@ impl MarianWeights<Source> {
     ) -> Result<MarianWeights<Tensor>> {
         let up = UploadOptions::new(hold);
         let mut cache: std::collections::BTreeMap<String, Tensor> = Default::default();
+        // Derived sources (the sinusoidal table the encoder and decoder both use) once each.
+        let mut derived: Vec<(Source, Tensor)> = Vec::new();
         self.try_map(|s| match s {
             Source::Tensor { name, shape } if *name != "final_logits_bias" => {
                 if let Some(t) = cache.get(name) {
@@ -476,8 +478,13 @@ impl MarianWeights<Source> {
                 Ok(t)
             }
             other => {
+                if let Some((_, t)) = derived.iter().find(|(d, _)| d == other) {
+                    return Ok(t.clone());
+                }
                 let data = read_source(file, other)?;
-                Tensor::from_f32_as(gpu, &data, &other.shape(), DType::F32)
+                let t = Tensor::from_f32_as(gpu, &data, &other.shape(), DType::F32)?;
+                derived.push((other.clone(), t.clone()));
+                Ok(t)
             }
         })
     }
