@@ -452,8 +452,7 @@ impl Translator {
         opts: &GenerateOptions,
         attention: Option<usize>,
     ) -> Result<Vec<Translation>> {
-        let ids = self.encode(texts)?;
-        self.translate_ids_with(&ids, opts, attention)
+        pollster::block_on(self.translate_async(texts, opts, attention))
     }
 
     /// Translates source ids (as the tokenizer gives them, `</s>` included).
