@@ -152,7 +152,7 @@ pub struct RecurrentTuning {
     /// storage 390 vs 2x8 370. B = 1 keeps one unit per invocation so small H still spreads over
     /// several workgroups.
     pub step_blocks: &'static [(usize, (u32, u32))],
-    /// [`RecurrentPath::Auto`](crate::ops::recurrent::RecurrentPath::Auto) picks the persistent
+    /// [`RecurrentPath::Auto`](crate::ops::RecurrentPath::Auto) picks the persistent
     /// kernel (one workgroup loops over all steps) when `D*B*H <= persistent_max_items` and
     /// `D*H < persistent_max_units`. CPU: 128 and 128 (measured on lavapipe, LSTM f16 T = 256: B = 1,
     /// H = 64 11.7 ms persistent vs 34 per-step; H = 128 30 vs 26, since persistent runs on one CPU

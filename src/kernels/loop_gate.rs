@@ -2,7 +2,7 @@
 //! dispatch grids `full [D, 3]` u32 into `live [D, 3]` while the stop rule's status flags are not
 //! all set, and zeroes them once they are, so indirect dispatches reading `live` do no work after
 //! the loop stopped on the GPU. The runtime records it ([`crate::graph::LoopBuilder::gate_steps`]);
-//! [`reference`] is its CPU oracle.
+//! [`reference`](fn@reference) is its CPU oracle.
 
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};

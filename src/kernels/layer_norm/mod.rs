@@ -2,7 +2,7 @@
 //! example of a kernel unit (see ARCHITECTURE.md). Everything Rust of this kernel is here: the
 //! `Params` and bindings contract, the variant key, the dispatch, the op description
 //! ([`LayerNorm`], which the eager op, the graph node, the conformance runner and the bench suite
-//! derive from), the CPU [`reference`] and the unit tests (`tests.rs`).
+//! derive from), the CPU [`reference`](mod@reference) and the unit tests (`tests.rs`).
 //!
 //! Shapes: x `[*, D]` f32, weight `[D]` and bias `[D]` each f32 or f16 -> out `[*, D]` f32.
 //!

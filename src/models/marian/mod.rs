@@ -5,7 +5,7 @@
 //!   ([`GenerationConfig`]), checked before anything is read.
 //! - [`weights`]: typed weights by the state dict's names from `model.safetensors` (F32, F16,
 //!   BF16), tied embeddings, learned or sinusoidal positions, every shape checked.
-//! - [`reference`]: the CPU reference forward (f64), the oracle of the GPU tests.
+//! - [`reference`](mod@reference): the CPU reference forward (f64), the oracle of the GPU tests.
 //! - [`encoder`]: the encoder as a graph on the graph runtime (padding masks, one run per batch).
 //! - [`decoder`]: [`MarianModel`], the KV-cached decoder step on the loop runtime (cross K/V once
 //!   per sentence, flash-decoding over the cache, optional cross-attention probabilities).

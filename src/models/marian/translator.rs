@@ -467,7 +467,9 @@ impl Translator {
 
     /// [`Translator::translate_ids`], keeping the cross-attention of decoder layer `attention`
     /// (the fast path, `None`, records nothing extra). Inputs are decoded in runs of at most
-    /// [`MAX_ROWS`] decoder rows; the attention is kept for the inputs of the first run.
+    /// [`MAX_ROWS`] decoder rows, fewer where the KV cache would outgrow the device's storage
+    /// binding limit ([`MarianModel::rows_fitting`]); the attention is kept for the inputs of the
+    /// first run.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn translate_ids_with(
         &self,

@@ -317,7 +317,7 @@ impl Config {
     }
 
     /// Checks `f` against this config before anything is allocated: every tensor of
-    /// [`Config::expected_tensors`] is present, a float dtype and exactly the implied shape (not only
+    /// `Config::expected_tensors` is present, a float dtype and exactly the implied shape (not only
     /// the element count: a transposed `[I, G*H]` is refused), and the file holds no RNN tensor the
     /// config does not use (a layer beyond `encoder.layers` / `decoder.layers`, or a `_reverse`
     /// direction of a unidirectional encoder), since running fewer layers than were trained gives
