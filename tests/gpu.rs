@@ -64,3 +64,49 @@ fn a_buffer_over_the_storage_binding_limit_is_an_error_naming_op_and_binding() {
         "{msg}"
     );
 }
+
+/// `HEEDFUL_PROFILE`'s mode: each dispatch timed in its own pass, results unchanged, per-kernel
+/// counts right; off by default.
+#[test]
+fn the_dispatch_profile_times_every_dispatch_and_leaves_results_unchanged() {
+    use heedful::kernels::elementwise::{record_binary, Binary};
+    let plain = gpu();
+    assert!(plain.dispatch_profile().is_none(), "off unless asked for");
+    let options = heedful::GpuOptions {
+        profile_dispatches: true,
+        ..heedful::GpuOptions::from_env()
+    };
+    let gpu = heedful::Gpu::new(&options).expect("gpu");
+    let Some(profile) = gpu.dispatch_profile() else {
+        assert!(!gpu.caps().timestamps, "timestamps present but no profile");
+        eprintln!("skipped: the adapter has no timestamp queries");
+        return;
+    };
+    let a: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+    let b: Vec<f32> = (0..1000).map(|i| 0.5 * i as f32).collect();
+    let ta = Tensor::from_f32(&gpu, &a, &[1000]).expect("a");
+    let tb = Tensor::from_f32(&gpu, &b, &[1000]).expect("b");
+    let sum = Tensor::zeros(&gpu, &[1000], DType::F32).expect("sum");
+    let prod = Tensor::zeros(&gpu, &[1000], DType::F32).expect("prod");
+    let mut rec = Recorder::new(&gpu);
+    record_binary(&mut rec, &ta, &tb, &sum, Binary::Add).expect("add");
+    record_binary(&mut rec, &sum, &tb, &prod, Binary::Mul).expect("mul");
+    rec.submit().expect("submit");
+    let got = prod.to_vec_f32(&gpu).expect("read");
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) * y).collect();
+    assert_eq!(got, want);
+    let kernels = profile.kernels();
+    let dispatches: u64 = kernels.iter().map(|(_, k)| k.dispatches).sum();
+    assert_eq!(dispatches, 2, "{kernels:?}");
+    assert!(
+        kernels
+            .iter()
+            .all(|(name, k)| name.starts_with("elementwise ") && k.gpu_ms >= 0.0),
+        "{kernels:?}"
+    );
+    let report = profile.report();
+    assert!(
+        report.contains("elementwise") && report.contains("submissions"),
+        "{report}"
+    );
+}

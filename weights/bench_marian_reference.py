@@ -6,6 +6,7 @@ of weights/marian_opus_random.py into a temp dir). Prints one JSON document.
 
     pip install torch transformers sentencepiece ctranslate2
     python weights/bench_marian_reference.py --threads 1 > /tmp/marian_ref.json
+    python weights/bench_marian_reference.py --device cuda > /tmp/marian_ref_cuda.json   # on a GPU machine
 
 Method: each case runs once to warm up, then --repeats times; the median wall time counts.
 "Generated tokens" are the tokens of the returned best hypotheses, without the decoder start
@@ -44,7 +45,7 @@ def timed(fn, repeats):
     return statistics.median(times), out
 
 
-def hf_case(model, src_ids, pad, beams, new_tokens, repeats):
+def hf_case(model, src_ids, pad, beams, new_tokens, repeats, device):
     import torch
 
     S = max(map(len, src_ids))
@@ -53,13 +54,15 @@ def hf_case(model, src_ids, pad, beams, new_tokens, repeats):
     for r, s in enumerate(src_ids):
         x[r, : len(s)] = torch.tensor(s)
         m[r, : len(s)] = 1
+    x, m = x.to(device), m.to(device)
     kw = {"num_beams": beams}
     if new_tokens:
         kw.update(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
 
     def run():
         with torch.no_grad():
-            return model.generate(input_ids=x, attention_mask=m, **kw)
+            out = model.generate(input_ids=x, attention_mask=m, **kw)
+            return out.cpu()  # waits for the GPU, so the timing holds the whole decode
 
     t, out = timed(run, repeats)
     tokens = int(((out[:, 1:] != pad)).sum())
@@ -90,26 +93,52 @@ def convert_ct2(folder, out):
     return out
 
 
-def bench_folder(name, folder, src_ids, new_tokens, threads, repeats, tmp):
+def ct2_translator(ct2_dir, device, threads):
+    """A CTranslate2 translator on `device`, or the reason it cannot run there (a CUDA build of the
+    wheel that does not match the machine's CUDA libraries, no GPU, ...)."""
     import ctranslate2
+
+    try:
+        if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+            return None, "ctranslate2.get_cuda_device_count() == 0"
+        return ctranslate2.Translator(ct2_dir, device=device, inter_threads=1, intra_threads=threads), None
+    except Exception as e:  # noqa: BLE001 -- the message is the result recorded
+        return None, f"{type(e).__name__}: {e}"
+
+
+def bench_folder(name, folder, src_ids, new_tokens, threads, repeats, tmp, device):
     import torch
     from transformers import MarianMTModel, MarianTokenizer
 
-    model = MarianMTModel.from_pretrained(folder, dtype=torch.float32).eval()
+    model = MarianMTModel.from_pretrained(folder, dtype=torch.float32).eval().to(device)
     pad = model.config.pad_token_id
     tok = MarianTokenizer.from_pretrained(folder)
     t0 = time.perf_counter()
     ct2_dir = convert_ct2(folder, os.path.join(tmp, name + "_ct2"))
     convert_s = time.perf_counter() - t0
-    translator = ctranslate2.Translator(ct2_dir, device="cpu", inter_threads=1, intra_threads=threads)
+    translator, ct2_error = ct2_translator(ct2_dir, device, threads)
+    if ct2_error:
+        print(f"{name}: CTranslate2 on {device} unavailable: {ct2_error}", file=sys.stderr, flush=True)
     results = []
     for batch in (1, 32):
         ids = [src_ids[i % len(src_ids)] for i in range(batch)]
         toks = [tok.convert_ids_to_tokens(s) for s in ids]
         for beams in (1, 4):
             case = {"model": name, "batch": batch, "beams": beams}
-            hf, hf_rows = hf_case(model, ids, pad, beams, new_tokens, repeats)
-            ct, ct_rows = ct2_case(translator, toks, beams, new_tokens, repeats)
+            hf, hf_rows = hf_case(model, ids, pad, beams, new_tokens, repeats, device)
+            results.append({**case, "engine": f"transformers-{device}", **hf})
+            if translator is None:
+                results.append({**case, "engine": f"ctranslate2-{device}", "error": ct2_error})
+                print(f"{name} batch {batch} beam {beams}: HF {hf['tokens_per_s']:.1f} tok/s",
+                      file=sys.stderr, flush=True)
+                continue
+            try:
+                ct, ct_rows = ct2_case(translator, toks, beams, new_tokens, repeats)
+            except RuntimeError as e:  # e.g. a CUDA library the wheel was built for is missing
+                translator, ct2_error = None, f"{type(e).__name__}: {e}"
+                results.append({**case, "engine": f"ctranslate2-{device}", "error": ct2_error})
+                print(f"{name}: CTranslate2 on {device} failed: {ct2_error}", file=sys.stderr, flush=True)
+                continue
             # Rows whose tokens agree between the engines (a sanity check of the comparison).
             # Compared over the shorter length: with a fixed length HF's last token is the forced
             # </s> (dropped here) while CTranslate2 generates one more ordinary token.
@@ -117,8 +146,7 @@ def bench_folder(name, folder, src_ids, new_tokens, threads, repeats, tmp):
                 tok.convert_ids_to_tokens(a)[: min(len(a), len(b))] == b[: min(len(a), len(b))]
                 for a, b in zip(hf_rows, ct_rows)
             )
-            results.append({**case, "engine": "transformers-cpu", **hf})
-            results.append({**case, "engine": "ctranslate2-cpu", **ct})
+            results.append({**case, "engine": f"ctranslate2-{device}", **ct})
             print(f"{name} batch {batch} beam {beams}: HF {hf['tokens_per_s']:.1f} tok/s, "
                   f"CT2 {ct['tokens_per_s']:.1f} tok/s", file=sys.stderr, flush=True)
     return results, convert_s
@@ -153,6 +181,9 @@ def main():
     ap.add_argument("--random-new-tokens", type=int, default=32)
     ap.add_argument("--skip-random", action="store_true", help="only the bundled model")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where both engines run (cuda: PyTorch's and CTranslate2's CUDA builds; a "
+                         "CTranslate2 wheel that cannot run there is recorded with its error)")
     args = ap.parse_args()
     import ctranslate2
     import torch
@@ -168,19 +199,22 @@ def main():
     doc = {
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
                      "ctranslate2": ctranslate2.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "load_average_start": os.getloadavg(), "threads": args.threads},
+        "machine": {"cpus": os.cpu_count(), "load_average_start": os.getloadavg(), "threads": args.threads,
+                    "device": args.device,
+                    "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None},
         "method": "median of --repeats after one warm-up; tokens = returned best rows without start/padding",
         "results": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        res, conv = bench_folder("bundled", args.model, src, None, args.threads, args.repeats, tmp)
+        res, conv = bench_folder("bundled", args.model, src, None, args.threads, args.repeats, tmp,
+                                 args.device)
         doc["results"] += res
         doc["ct2_convert_s"] = {"bundled": conv}
         if not args.skip_random:
             folder, write_s = random_folder(tmp, args.model)
             rsrc = [[(97 * i + 13 * j) % 64000 + 2 for j in range(11)] + [0] for i in range(32)]
             res, conv = bench_folder("opus_random", folder, rsrc, args.random_new_tokens, args.threads,
-                                     args.repeats, tmp)
+                                     args.repeats, tmp, args.device)
             doc["results"] += res
             doc["ct2_convert_s"]["opus_random"] = conv
             doc["opus_random_write_s"] = write_s

@@ -269,6 +269,9 @@ pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
         )?;
         out.flush()?;
     }
+    if let Some(profile) = gpu.dispatch_profile() {
+        eprint!("{}", profile.report());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::caps::Caps;
+use super::dispatch_profile::DispatchProfile;
 use super::env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 use super::pipeline::PipelineCache;
 use super::serial::{DeviceGuard, DeviceLock, Guarded};
@@ -45,6 +46,11 @@ pub struct GpuOptions {
     /// tried and tested. Set by the embedding application or a test; not read from the
     /// environment.
     pub max_storage_binding: Option<u64>,
+    /// Time every recorded dispatch with GPU timestamps (one compute pass each, waiting after
+    /// each submission), summed per kernel in [`Gpu::dispatch_profile`]: a diagnosis mode that
+    /// changes the timing it measures. From `HEEDFUL_PROFILE=1` in [`GpuOptions::from_env`];
+    /// ignored on adapters without timestamp queries.
+    pub profile_dispatches: bool,
 }
 
 impl GpuOptions {
@@ -73,6 +79,7 @@ impl GpuOptions {
                 env_error: None,
                 memory_budget_percent: None,
                 max_storage_binding: None,
+                profile_dispatches: c.profile,
             },
             Err(e) => GpuOptions {
                 env_error: Some(e),
@@ -210,6 +217,9 @@ pub(crate) struct GpuInner {
     /// On GL, the lock every call into the device takes ([`Gpu::lock_device`]); `None` on
     /// thread-safe back ends.
     pub(crate) serial: Option<Arc<DeviceLock>>,
+    /// Per-kernel GPU times when [`GpuOptions::profile_dispatches`] is on and the adapter has
+    /// timestamp queries.
+    pub(crate) dispatch_profile: Option<DispatchProfile>,
 }
 
 /// A handle to the GPU heedful runs on: device, queue, capabilities and the pipeline cache.
@@ -392,6 +402,8 @@ impl Gpu {
         let tuning = Tuning::for_caps(&caps)
             .with_overrides(&options.overrides, &caps)
             .map_err(Error::Env)?;
+        let dispatch_profile =
+            (options.profile_dispatches && caps.timestamps).then(DispatchProfile::default);
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 instance,
@@ -407,8 +419,16 @@ impl Gpu {
                 // wgpu's GL back end has one context behind a lock that panics after 6 s; see
                 // `gpu::serial`.
                 serial: (info.backend == wgpu::Backend::Gl).then(Arc::default),
+                dispatch_profile,
             }),
         })
+    }
+
+    /// The per-kernel GPU times of this device's submissions, when it was created with
+    /// [`GpuOptions::profile_dispatches`] (`HEEDFUL_PROFILE=1`) on an adapter with timestamp
+    /// queries; `None` otherwise.
+    pub fn dispatch_profile(&self) -> Option<&DispatchProfile> {
+        self.inner.dispatch_profile.as_ref()
     }
 
     /// The device's capabilities.

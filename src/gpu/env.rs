@@ -24,6 +24,7 @@
 //! | `HEEDFUL_ATTN_WG` | 1..=1024, at most the device's invocations per workgroup | attention workgroup size |
 //! | `HEEDFUL_ATTN_SHARED` | `0`, `1` | attention K/V tiles staged in workgroup memory |
 //! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
+//! | `HEEDFUL_PROFILE` | `0`, `1` | time every dispatch with GPU timestamps ([`crate::gpu::DispatchProfile`]) |
 //!
 //! Unset or blank variables take the default; anything else outside the accepted set is an
 //! [`EnvError`] naming the variable, the value and what is accepted. The `HEEDFUL_ATTN_*` knobs are
@@ -84,6 +85,8 @@ pub struct EnvConfig {
     pub f16: F16Mode,
     /// `HEEDFUL_ATTN_*`.
     pub overrides: TuningOverrides,
+    /// `HEEDFUL_PROFILE=1`: time every dispatch (see [`crate::gpu::DispatchProfile`]).
+    pub profile: bool,
 }
 
 /// Accepted backend names, as the errors list them.
@@ -154,6 +157,7 @@ impl EnvConfig {
                 attn_shared: flag("HEEDFUL_ATTN_SHARED")?,
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
             },
+            profile: flag("HEEDFUL_PROFILE")?.unwrap_or(false),
         })
     }
 
@@ -200,8 +204,10 @@ mod tests {
             ("HEEDFUL_ATTN_WG", "32"),
             ("HEEDFUL_ATTN_SHARED", "1"),
             ("HEEDFUL_ATTN_UNROLL", "0"),
+            ("HEEDFUL_PROFILE", "1"),
         ]))
         .unwrap();
+        assert!(c.profile);
         assert_eq!(c.adapter.as_deref(), Some("llvm"));
         assert_eq!(c.backends.as_deref(), Some("Vulkan, gl"));
         assert_eq!(c.f16, F16Mode::Packed);
@@ -262,7 +268,11 @@ mod tests {
                 assert!(e.to_string().contains("1..=1024"), "{e}");
             }
         }
-        for var in ["HEEDFUL_ATTN_SHARED", "HEEDFUL_ATTN_UNROLL"] {
+        for var in [
+            "HEEDFUL_ATTN_SHARED",
+            "HEEDFUL_ATTN_UNROLL",
+            "HEEDFUL_PROFILE",
+        ] {
             let e = EnvConfig::parse(env(&[(var, "yes")])).unwrap_err();
             assert_eq!(e.var, var);
             assert!(e.to_string().contains("0, 1"), "{e}");

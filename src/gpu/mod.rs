@@ -5,6 +5,7 @@
 
 pub mod caps;
 pub mod context;
+pub mod dispatch_profile;
 pub mod env;
 pub(crate) mod oneshot;
 pub mod pipeline;
@@ -20,6 +21,7 @@ pub use caps::Caps;
 pub use context::list_adapters;
 pub(crate) use context::LiveBuffer;
 pub use context::{list_adapters_async, parse_backends, Counters, Gpu, GpuOptions};
+pub use dispatch_profile::{DispatchProfile, KernelTime};
 pub use env::{EnvConfig, EnvError, F16Mode, TuningOverrides};
 pub use pipeline::{compose, declare_input, Dispatch, Elem, VariantKey};
 pub use recorder::{PassTimestamps, Recorder, Step};

@@ -204,6 +204,19 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// Sets the pipeline and bind group and dispatches (directly or indirectly) into `pass`.
+    pub(crate) fn encode_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &*self.bind_group, &[]);
+        match &self.indirect {
+            Some((args, offset)) => pass.dispatch_workgroups_indirect(args.buffer(), *offset),
+            None => {
+                let [x, y, z] = self.workgroups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+    }
+
     /// The workgroup grid recorded for the dispatch.
     pub fn workgroups(&self) -> [u32; 3] {
         self.workgroups

@@ -181,17 +181,7 @@ impl Recorder {
                         timestamp_writes: tw,
                     });
                     while let Some(Step::Dispatch(d)) = self.steps.get(i) {
-                        pass.set_pipeline(&d.pipeline);
-                        pass.set_bind_group(0, &*d.bind_group, &[]);
-                        match &d.indirect {
-                            Some((args, offset)) => {
-                                pass.dispatch_workgroups_indirect(args.buffer(), *offset)
-                            }
-                            None => {
-                                let [x, y, z] = d.workgroups;
-                                pass.dispatch_workgroups(x, y, z);
-                            }
-                        }
+                        d.encode_into(&mut pass);
                         i += 1;
                     }
                 }
@@ -202,6 +192,11 @@ impl Recorder {
     /// Encodes and submits everything as one command buffer (does not wait).
     pub fn submit(&self) -> Result<wgpu::SubmissionIndex> {
         self.gpu.check_lost("submitting recorded work")?;
+        if let Some(profile) = self.gpu.dispatch_profile() {
+            let idx = profile.submit_timed(&self.gpu, self)?;
+            self.gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
+            return Ok(idx);
+        }
         let device = self.gpu.device();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("heedful"),
