@@ -1,7 +1,10 @@
 // Workgroup-memory tiled matmul (the usual shape for discrete GPUs): a workgroup of 16 x 16 threads
 // computes a BM x BN = 64 x 64 output tile, staging BK-deep slices of a and b in workgroup memory;
-// every thread accumulates 4 x 4 outputs at rows ty + 16 i and columns tx + 16 j (strided, so
-// neighbouring threads read neighbouring workgroup-memory words).
+// thread (tx, ty) accumulates the 4 x 4 block at rows 4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3
+// in four vec4 registers, reading one vec4 of a's tile (4 rows) and one of b's (4 columns) per k.
+// No loop-indexed private arrays: GPU compilers (NVIDIA's from naga's SPIR-V among them) can put
+// those in local memory, which made an earlier 4 x 4-array version run at ~1% of an H200's FP32
+// peak (see BENCHMARKS.md).
 //
 //   out[b, m, n] = alpha * sum_k a[b, m, k] * B(b, k, n) + bias[n]
 //
@@ -24,9 +27,21 @@ const THREADS: u32 = 256u;
 // Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
 // (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
-// workgroup-init: self -- each k step writes all 1024 elements of both tiles (e = lid + r * 256, r < 4) before the barrier that precedes the reads.
-var<workgroup> a_tile: array<f32, 1024>; // [BK, BM]
-var<workgroup> b_tile: array<f32, 1024>; // [BK, BN]
+// workgroup-init: self -- each k step writes all 256 vec4 (1024 scalars) of both tiles (e = lid + r * 256, r < 4, one component each) before the barrier that precedes the reads.
+var<workgroup> a_tile: array<vec4<f32>, 256>; // [BK, BM / 4]: rows 4i..4i+3 of one k
+var<workgroup> b_tile: array<vec4<f32>, 256>; // [BK, BN / 4]: columns 4j..4j+3 of one k
+
+// Stores the 4 outputs of `acc` at `row`, columns col..col+3 (those inside M and N).
+fn store4(o_base: u32, row: u32, col: u32, acc: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col + j < p.n) {
+            out[o_base + row * p.n + col + j] = p.alpha * acc[j] + bias_value(col + j);
+        }
+    }
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -45,13 +60,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = gn * BN;
     let a_base = gb * p.a_bs;
     let b_base = gb * p.b_bs;
-    var acc: array<array<f32, 4>, 4>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     let k_tiles = select(0u, (p.k + BK - 1u) / BK, live);
     for (var t = 0u; t < k_tiles; t++) {
         let k0 = t * BK;
         for (var r = 0u; r < 4u; r++) {
             let e = lid + r * THREADS;
-            // a tile: consecutive threads along k.
+            // a tile: consecutive threads along k (a's contiguous dim).
             let am = e / BK;
             let ak = e % BK;
             let row = m0 + am;
@@ -60,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if (row < p.m && ka < p.k) {
                 av = a_at(a_base + row * p.k + ka);
             }
-            a_tile[ak * BM + am] = av;
+            a_tile[ak * (BM / 4u) + am / 4u][am % 4u] = av;
             // b tile: consecutive threads along b's contiguous dim.
             var bk: u32;
             var bn: u32;
@@ -81,21 +99,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     bv = b_at(b_base + kb * p.n + col);
                 }
             }
-            b_tile[bk * BN + bn] = bv;
+            b_tile[bk * (BN / 4u) + bn / 4u][bn % 4u] = bv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var ar: array<f32, 4>;
-            var br: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                ar[i] = a_tile[kk * BM + ty + 16u * i];
-                br[i] = b_tile[kk * BN + tx + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(ar[i], br[j], acc[i][j]);
-                }
-            }
+            let a4 = a_tile[kk * (BM / 4u) + ty];
+            let b4 = b_tile[kk * (BN / 4u) + tx];
+            acc0 = fma(vec4<f32>(a4.x), b4, acc0);
+            acc1 = fma(vec4<f32>(a4.y), b4, acc1);
+            acc2 = fma(vec4<f32>(a4.z), b4, acc2);
+            acc3 = fma(vec4<f32>(a4.w), b4, acc3);
         }
         workgroupBarrier();
     }
@@ -103,13 +116,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let o_base = gb * p.o_bs;
-    for (var i = 0u; i < 4u; i++) {
-        let row = m0 + ty + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let col = n0 + tx + 16u * j;
-            if (row < p.m && col < p.n) {
-                out[o_base + row * p.n + col] = p.alpha * acc[i][j] + bias_value(col);
-            }
-        }
-    }
+    let row = m0 + 4u * ty;
+    let col = n0 + 4u * tx;
+    store4(o_base, row, col, acc0);
+    store4(o_base, row + 1u, col, acc1);
+    store4(o_base, row + 2u, col, acc2);
+    store4(o_base, row + 3u, col, acc3);
 }
