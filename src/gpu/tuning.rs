@@ -205,6 +205,12 @@ pub struct Tuning {
     /// 115 at 16, 154 at 32, 244 at 64); GPUs: 64 (hidden sizes of a few hundred fill the lanes;
     /// not yet measured).
     pub rnn_fused_wg: u32,
+    /// Threads per row of the decode search's row kernel (`search_row`: log-softmax, logits
+    /// processors and the row's top candidates over the vocabulary; a power of two, lowered by
+    /// `kernels::search` until its workgroup arrays fit the device). CPU: 64; GPUs: 256 (an H200
+    /// profile of opus-mt-sized beam 4 had 64 threads spend 1.4 ms per row on a 65 001 vocabulary:
+    /// each thread's ~1000 serial loads were latency-bound).
+    pub search_row_wg: u32,
     /// Padded tokens (rows x longest row) one BERT graph run holds by default, so that one
     /// submission stays bounded (`BertEncoder::embed` splits larger batches). GPUs: 8192, a few
     /// milliseconds of work; CPU: 256 (about 20 MFLOP per MiniLM token at a few GFLOP/s), so
@@ -316,6 +322,7 @@ impl Tuning {
                         persistent_short_max_items: 512,
                     },
                     rnn_fused_wg: 8,
+                    search_row_wg: 64,
                     encoder_tokens_per_run: 256,
                     bench: BenchTuning {
                         fma_groups: 256,
@@ -332,6 +339,7 @@ impl Tuning {
                 attn: gpu_attn,
                 recurrent: gpu_recurrent,
                 rnn_fused_wg: 64,
+                search_row_wg: fit(256),
                 encoder_tokens_per_run: 8192,
                 bench: gpu_bench,
             },
@@ -342,6 +350,7 @@ impl Tuning {
                 attn: gpu_attn,
                 recurrent: gpu_recurrent,
                 rnn_fused_wg: 64,
+                search_row_wg: fit(64),
                 encoder_tokens_per_run: 8192,
                 bench: gpu_bench,
             },

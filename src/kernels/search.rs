@@ -16,8 +16,6 @@ use crate::tensor::{DType, Tensor};
 
 const ROW_SRC: &str = include_str!("../../shaders/search_row.wgsl");
 const BEAM_SRC: &str = include_str!("../../shaders/search_beam.wgsl");
-/// Threads per row (a power of two for the tree reductions).
-const WG: u32 = 64;
 /// Threads of the beam bookkeeping workgroup.
 const BEAM_WG: u32 = 64;
 
@@ -186,12 +184,13 @@ pub fn record_search_row(
     };
     let beam = k > 1;
     let n = if beam { 2 * k } else { 1 };
-    let pipeline = gpu.pipeline(OP, &n, || {
+    let wg = row_threads(&gpu, n as u32);
+    let pipeline = gpu.pipeline(OP, &(n, wg), || {
         compose(
             ROW_SRC,
             false,
             &[
-                ("WG", WG),
+                ("WG", wg),
                 ("N", n as u32),
                 ("BEAM", beam as u32),
                 ("MAXB", MAX_MULTI_BAD_WORDS as u32),
@@ -221,6 +220,19 @@ pub fn record_search_row(
         gpu.grid(groups),
     )?);
     Ok(())
+}
+
+/// Threads per row of the row kernel: the tuning table's, halved (a power of two, at least 64,
+/// which fits WebGPU's 16 KiB for the widest beam) until its workgroup arrays fit the device:
+/// candidates `wg_v`/`wg_i` `[WG, N]`, the reductions' `wg_m`/`wg_s` `[WG]`, the banned tokens.
+fn row_threads(gpu: &crate::gpu::Gpu, n: u32) -> u32 {
+    let bytes = |wg: u32| wg * (8 * n + 8) + 4 * MAX_MULTI_BAD_WORDS as u32 + 16;
+    let storage = gpu.caps().max_workgroup_storage;
+    let mut wg = gpu.tuning().search_row_wg.max(64);
+    while wg > 64 && bytes(wg) > storage {
+        wg /= 2;
+    }
+    wg
 }
 
 /// Records HF's beam step for `batch` items of `k` beams (after [`record_search_row`]): new
