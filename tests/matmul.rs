@@ -366,3 +366,108 @@ fn bench_reports_lines_with_roofline_shares() {
         assert!(l.roofline_share.unwrap() > 0.0);
     }
 }
+
+/// The cooperative-matrix (tensor-core) linear's WGSL, for f16 weights with and without bias and
+/// subgroups of 32 and 64: naga parses it, validates it with cooperative matrices allowed, and
+/// writes SPIR-V. Runs everywhere, so the shader cannot break where no adapter offers the feature.
+#[test]
+fn coop_kernel_wgsl_validates_and_translates_to_spirv() {
+    let gpu = gpu();
+    if !gpu.caps().native_f16 {
+        eprintln!(
+            "skipped: the coop kernel reads f16 weights natively; this adapter has no SHADER_F16"
+        );
+        return;
+    }
+    let x = Tensor::from_f32(&gpu, &vec![0.5; 33 * 40], &[33, 40]).unwrap();
+    let w = Tensor::from_f32_as(&gpu, &vec![0.25; 70 * 40], &[70, 40], DType::F16).unwrap();
+    let b = Tensor::from_f32_as(&gpu, &vec![1.0; 70], &[70], DType::F16).unwrap();
+    let out = Tensor::zeros(&gpu, &[33, 70], DType::F32).unwrap();
+    for bias in [None, Some(&b)] {
+        for subgroup in [32, 64] {
+            let src =
+                heedful::kernels::matmul::linear_coop_wgsl(&gpu, &x, &w, bias, &out, subgroup)
+                    .unwrap();
+            assert!(src.starts_with("enable wgpu_cooperative_matrix;"), "{src}");
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{}\n{src}", e.emit_to_string(&src)));
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{e:?}\n{src}"));
+            let spv = naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                Some(&naga::back::spv::PipelineOptions {
+                    shader_stage: naga::ShaderStage::Compute,
+                    entry_point: "main".into(),
+                }),
+            )
+            .unwrap_or_else(|e| panic!("SPIR-V: {e:?}"));
+            assert!(spv.len() > 100, "SPIR-V of {} words", spv.len());
+        }
+    }
+}
+
+/// The cooperative-matrix linear against the CPU reference on shapes off its 32 x 32 x 16 tiles,
+/// where the adapter offers cooperative matrices; skipped with the reason elsewhere (lavapipe:
+/// wgpu 30 does not expose them there, see BENCHMARKS.md).
+#[test]
+fn coop_linear_matches_reference_where_offered() {
+    let gpu = gpu();
+    if !gpu.caps().coop_f16 {
+        eprintln!(
+            "skipped: {} offers no 16x16x16 f16->f32 cooperative matrices through wgpu",
+            gpu.caps().adapter_name
+        );
+        return;
+    }
+    let mut rng = Rng::new(17);
+    for &(m, k, n) in SHAPES.iter().chain(&[(128, 512, 2048), (100, 2048, 130)]) {
+        for with_bias in [false, true] {
+            // Activations with a large dynamic range: the hi/lo split must keep f32 accuracy.
+            let x: Vec<f32> = rng
+                .vec(m * k, -1.0, 1.0)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * [1.0, 300.0, 1e-3][i % 3])
+                .collect();
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let xt = Tensor::from_f32(&gpu, &x, &[m, k]).unwrap();
+            let (wt, wh) = upload(&gpu, &w, &[n, k], DType::F16);
+            let (bt, bh) = upload(&gpu, &bias, &[n], DType::F16);
+            let want =
+                reference::matmul::linear(&x, &wh, with_bias.then_some(bh.as_slice()), m, k, n);
+            let bias_t = with_bias.then_some(&bt);
+            for kernel in [MatmulKernel::Coop, MatmulKernel::Auto] {
+                let got = ops::linear_with(&gpu, &xt, &wt, bias_t, kernel).unwrap();
+                assert_close(
+                    &format!("coop linear {kernel:?} bias={with_bias} {m}x{k}x{n}"),
+                    &got.to_vec_f32(&gpu).unwrap(),
+                    &want,
+                    1e-3,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+/// Forcing the cooperative-matrix kernel where the adapter lacks it, or with f32 weights, is an
+/// error naming the op and the reason, not a wrong answer.
+#[test]
+fn coop_kernel_refuses_adapters_and_dtypes_it_cannot_run() {
+    let gpu = gpu();
+    let x = Tensor::from_f32(&gpu, &[1.0; 8], &[2, 4]).unwrap();
+    let w32 = Tensor::from_f32(&gpu, &[1.0; 12], &[3, 4]).unwrap();
+    let e = ops::linear_with(&gpu, &x, &w32, None, MatmulKernel::Coop).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("linear") && msg.contains("cooperative"),
+        "{msg}"
+    );
+}

@@ -33,12 +33,18 @@ fn kernel_name(k: MatmulKernel) -> String {
         MatmulKernel::Tiled => "tiled".into(),
         MatmulKernel::GemvRows => "gemv_rows".into(),
         MatmulKernel::GemvSplitK => "gemv_splitk".into(),
+        MatmulKernel::Coop => "coop".into(),
     }
 }
 
-/// The kernel `Auto` picks, by name, for the `extra` column.
-fn auto_choice(gpu: &Gpu, bt: bool, m: usize) -> String {
-    kernel_name(mm::auto_kernel(gpu.tuning(), m, bt))
+/// The kernel `Auto` picks, by name, for the `extra` column (`f16_b`: the weights are f16, which
+/// the cooperative-matrix kernel takes where the adapter offers it).
+fn auto_choice(gpu: &Gpu, bt: bool, m: usize, f16_b: bool) -> String {
+    let k = mm::auto_kernel(gpu.tuning(), m, bt);
+    if k == MatmulKernel::Tiled && f16_b && gpu.caps().coop_f16 && gpu.caps().native_f16 {
+        return kernel_name(MatmulKernel::Coop);
+    }
+    kernel_name(k)
 }
 
 /// Times `a [M, K] @ b [K, N]` (f32) with `kernel`.
@@ -62,7 +68,7 @@ fn bench_matmul(
     mm::record_matmul_with(&mut rec, &a, &b, &out, kernel)?;
     let t = ctx.time_against(&rec, Bound::Compute)?;
     let chosen = if kernel == MatmulKernel::Auto {
-        auto_choice(&gpu, false, m)
+        auto_choice(&gpu, false, m, false)
     } else {
         kernel_name(kernel)
     };
@@ -109,7 +115,7 @@ fn bench_linear(
     };
     let t = ctx.time_against(&rec, bound)?;
     let chosen = if kernel == MatmulKernel::Auto {
-        auto_choice(&gpu, true, m)
+        auto_choice(&gpu, true, m, wdtype == DType::F16)
     } else {
         kernel_name(kernel)
     };
@@ -165,6 +171,18 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
                 MatmulKernel::Auto,
                 false,
             )?;
+        }
+    }
+    // Where the adapter has cooperative matrices (tensor cores): the f16 linear on them against
+    // the tiled kernel, at a Marian layer's FFN and at a size that fills a large GPU.
+    if ctx.gpu.caps().coop_f16 {
+        for (name, m, k, n) in [
+            ("linear_ffn_up", 128, 512, 2048),
+            ("linear_big", 4096, 4096, 4096),
+        ] {
+            for kernel in [MatmulKernel::Tiled, MatmulKernel::Coop] {
+                bench_linear(ctx, name, m, k, n, DType::F16, true, kernel, false)?;
+            }
         }
     }
     Ok(())

@@ -50,6 +50,11 @@ pub struct Caps {
     /// `DownlevelFlags::INDIRECT_EXECUTION`; every WebGPU, Vulkan, Metal and DX12 device, GL ES 3.1):
     /// the loop runtime then skips the steps after a GPU-side stop.
     pub indirect_dispatch: bool,
+    /// Cooperative matrices (tensor cores) usable by heedful's kernels: wgpu's
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` enabled with a 16x16x16 configuration of f16 A and B and
+    /// f32 C at subgroup scope, native f16, and one fixed subgroup size (the coop kernels run one
+    /// subgroup per workgroup: `subgroup_max_size` invocations). Native back ends only.
+    pub coop_f16: bool,
 }
 
 impl Caps {
@@ -79,6 +84,9 @@ impl Caps {
         if self.indirect_dispatch {
             // A downlevel flag rather than a feature, listed here so `heedful info` shows it.
             v.push("INDIRECT_EXECUTION");
+        }
+        if self.coop_f16 {
+            v.push("COOPERATIVE_MATRIX(16x16x16 f16->f32)");
         }
         v
     }

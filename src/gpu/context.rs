@@ -51,6 +51,9 @@ pub struct GpuOptions {
     /// changes the timing it measures. From `HEEDFUL_PROFILE=1` in [`GpuOptions::from_env`];
     /// ignored on adapters without timestamp queries.
     pub profile_dispatches: bool,
+    /// Never use cooperative matrices even where the adapter offers them (the f16 linear then
+    /// runs the tiled kernel). From `HEEDFUL_COOP=0` in [`GpuOptions::from_env`].
+    pub no_coop: bool,
 }
 
 impl GpuOptions {
@@ -80,6 +83,7 @@ impl GpuOptions {
                 memory_budget_percent: None,
                 max_storage_binding: None,
                 profile_dispatches: c.profile,
+                no_coop: !c.coop,
             },
             Err(e) => GpuOptions {
                 env_error: Some(e),
@@ -110,6 +114,27 @@ pub fn parse_backends(s: Option<&str>) -> Result<wgpu::Backends> {
         return Err(Error::BadBackend(s.to_string()));
     }
     Ok(out)
+}
+
+/// Whether `adapter` offers what [`Caps::coop_f16`] needs (native back ends; never when the options
+/// ask for packed f16 reads or `HEEDFUL_COOP=0`).
+fn coop_f16_offered(adapter: &wgpu::Adapter, options: &GpuOptions) -> bool {
+    if cfg!(target_arch = "wasm32") || options.packed_f16 || options.no_coop {
+        return false;
+    }
+    let info = adapter.get_info();
+    let features = adapter.features();
+    features.contains(
+        wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP,
+    ) && info.subgroup_min_size == info.subgroup_max_size
+        && info.subgroup_max_size > 0
+        && adapter.cooperative_matrix_properties().iter().any(|c| {
+            (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+                && c.ab_type == wgpu::CooperativeScalarType::F16
+                && c.cr_type == wgpu::CooperativeScalarType::F32
+        })
 }
 
 fn make_instance(backends: wgpu::Backends, memory_budget_percent: Option<u8>) -> wgpu::Instance {
@@ -332,7 +357,13 @@ impl Gpu {
             | wgpu::Features::SUBGROUP
             | wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::PIPELINE_CACHE;
-        let features = available & wanted;
+        let mut features = available & wanted;
+        // Tensor cores through wgpu's experimental cooperative matrices, when the adapter has the
+        // one configuration the coop kernels use (see `Caps::coop_f16`).
+        let coop_f16 = coop_f16_offered(&adapter, options);
+        if coop_f16 {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
         // The adapter's own limits, not WebGPU's defaults: large storage bindings matter for weights.
         let mut limits = adapter.limits();
         if let Some(cap) = options.max_storage_binding {
@@ -343,7 +374,15 @@ impl Gpu {
             label: Some("heedful"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: if coop_f16 {
+                // SAFETY: wgpu asks the caller to accept that its experimental features may have
+                // bugs; heedful uses only cooperative matrices (load, multiply-add, store on
+                // workgroup memory, in-bounds by construction in shaders/matmul_coop.wgsl), and
+                // only when the adapter reports the configuration the kernel uses.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
@@ -398,6 +437,7 @@ impl Gpu {
                 .get_downlevel_capabilities()
                 .flags
                 .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION),
+            coop_f16: coop_f16 && shader_f16 && !options.packed_f16,
         };
         let tuning = Tuning::for_caps(&caps)
             .with_overrides(&options.overrides, &caps)

@@ -24,6 +24,7 @@
 //! | `HEEDFUL_ATTN_WG` | 1..=1024, at most the device's invocations per workgroup | attention workgroup size |
 //! | `HEEDFUL_ATTN_SHARED` | `0`, `1` | attention K/V tiles staged in workgroup memory |
 //! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
+//! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_PROFILE` | `0`, `1` | time every dispatch with GPU timestamps ([`crate::gpu::DispatchProfile`]) |
 //!
 //! Unset or blank variables take the default; anything else outside the accepted set is an
@@ -87,6 +88,8 @@ pub struct EnvConfig {
     pub overrides: TuningOverrides,
     /// `HEEDFUL_PROFILE=1`: time every dispatch (see [`crate::gpu::DispatchProfile`]).
     pub profile: bool,
+    /// `HEEDFUL_COOP` (default on): use cooperative matrices where the adapter offers them.
+    pub coop: bool,
 }
 
 /// Accepted backend names, as the errors list them.
@@ -158,6 +161,7 @@ impl EnvConfig {
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
             },
             profile: flag("HEEDFUL_PROFILE")?.unwrap_or(false),
+            coop: flag("HEEDFUL_COOP")?.unwrap_or(true),
         })
     }
 
@@ -205,9 +209,10 @@ mod tests {
             ("HEEDFUL_ATTN_SHARED", "1"),
             ("HEEDFUL_ATTN_UNROLL", "0"),
             ("HEEDFUL_PROFILE", "1"),
+            ("HEEDFUL_COOP", "0"),
         ]))
         .unwrap();
-        assert!(c.profile);
+        assert!(c.profile && !c.coop);
         assert_eq!(c.adapter.as_deref(), Some("llvm"));
         assert_eq!(c.backends.as_deref(), Some("Vulkan, gl"));
         assert_eq!(c.f16, F16Mode::Packed);

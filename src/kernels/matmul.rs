@@ -67,6 +67,10 @@ pub enum MatmulKernel {
     GemvRows,
     /// One weight row per workgroup, K split and reduced (GPU GEMV). `[N, K]` weights only.
     GemvSplitK,
+    /// Cooperative matrices (tensor cores, `shaders/matmul_coop.wgsl`): f16 `b` on adapters with
+    /// [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) only (an error elsewhere); not in
+    /// [`MatmulKernel::ALL`]. `Auto` picks it there for f16 `b` where it would pick `Tiled`.
+    Coop,
 }
 
 impl MatmulKernel {
@@ -148,6 +152,32 @@ pub fn record_linear_with(
     out: &Tensor,
     kernel: MatmulKernel,
 ) -> Result<()> {
+    let p = linear_problem(x, w, bias, out)?;
+    record_problem(rec, &p, kernel)
+}
+
+/// The WGSL [`MatmulKernel::Coop`] would compile for this linear on a subgroup of `subgroup`
+/// invocations, whether or not the device offers cooperative matrices: tests validate it with naga
+/// on every machine, so the shader cannot break unnoticed where no adapter runs it.
+pub fn linear_coop_wgsl(
+    gpu: &crate::gpu::Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    out: &Tensor,
+    subgroup: u32,
+) -> Result<String> {
+    let p = linear_problem(x, w, bias, out)?;
+    kernels::coop_source(&Recorder::new(gpu), &p, subgroup)
+}
+
+/// Validates a linear: `x [*, K]`, `w [N, K]`, `bias [N]`, `out [*, N]`.
+fn linear_problem<'a>(
+    x: &'a Tensor,
+    w: &'a Tensor,
+    bias: Option<&'a Tensor>,
+    out: &'a Tensor,
+) -> Result<Problem<'a>> {
     let op = "linear";
     check_dtype(op, "x", x, &[DType::F32])?;
     check_dtype(op, "out", out, &[DType::F32])?;
@@ -189,7 +219,7 @@ pub fn record_linear_with(
         }
     }
     let m = xs[..xs.len() - 1].iter().product::<usize>();
-    let p = Problem {
+    Ok(Problem {
         op,
         a: x,
         b: w,
@@ -202,8 +232,7 @@ pub fn record_linear_with(
         bt: true,
         b_shared: true,
         alpha: 1.0,
-    };
-    record_problem(rec, &p, kernel)
+    })
 }
 
 /// Validates `a [*, M, K]`, `b [*, K, N]` (or `[*, N, K]` when `bt`), `out [*, M, N]`.
@@ -301,7 +330,18 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         }
     }
     let kernel = match kernel {
-        MatmulKernel::Auto => auto_kernel(rec.gpu().tuning(), p.m, p.bt),
+        MatmulKernel::Auto => {
+            let k = auto_kernel(rec.gpu().tuning(), p.m, p.bt);
+            // Tensor cores where the adapter has them, for the f16 weights they take as they are.
+            if k == MatmulKernel::Tiled
+                && rec.gpu().caps().coop_f16
+                && p.b_elem(rec)? == crate::gpu::Elem::F16
+            {
+                MatmulKernel::Coop
+            } else {
+                k
+            }
+        }
         k => k,
     };
     if kernel.needs_bt() && !p.bt {
@@ -328,6 +368,7 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), packed)
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
+        MatmulKernel::Coop => kernels::record_coop(rec, p),
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),
     }
 }

@@ -1,5 +1,6 @@
-//! Dispatch of the register-blocked (`shaders/matmul.wgsl`) and workgroup-tiled
-//! (`shaders/matmul_tiled.wgsl`) kernels for a validated [`Problem`].
+//! Dispatch of the register-blocked (`shaders/matmul.wgsl`), workgroup-tiled
+//! (`shaders/matmul_tiled.wgsl`) and cooperative-matrix (`shaders/matmul_coop.wgsl`) kernels for a
+//! validated [`Problem`].
 
 use super::problem::{grid, Problem};
 use crate::error::{Error, Result};
@@ -8,6 +9,7 @@ use crate::gpu::{compose, Elem, Recorder};
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
 const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+const SRC_COOP: &str = include_str!("../../../shaders/matmul_coop.wgsl");
 
 /// Pipeline key of the register-blocked kernel.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +136,61 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
     let params = p.params(tiles_n, tiles_m);
     let d = gpu.dispatch(
         "matmul_tiled",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &binds.buffers(),
+        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
+    )?;
+    rec.push(d);
+    Ok(())
+}
+
+/// The cooperative-matrix kernel's full WGSL for `p` on a subgroup of `subgroup` invocations
+/// (whether or not the adapter offers the feature: the tests validate it with naga everywhere).
+pub(super) fn coop_source(rec: &Recorder, p: &Problem, subgroup: u32) -> Result<String> {
+    let (b, bias) = (p.b_elem(rec)?, p.bias_elem(rec)?);
+    let binds = p.bindings(false, b, false, bias);
+    Ok(format!(
+        "enable wgpu_cooperative_matrix;\n{}",
+        compose(
+            SRC_COOP,
+            true,
+            &[("BT", p.bt as u32), ("WG", subgroup)],
+            &binds.prologue()
+        )
+    ))
+}
+
+/// Cooperative-matrix kernel (tensor cores): 32 x 32 output tiles, one subgroup per workgroup.
+/// Only for adapters with [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) and f16 `b`.
+pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
+    let gpu = rec.gpu().clone();
+    let caps = gpu.caps();
+    let key = TiledKey {
+        bt: p.bt,
+        b: p.b_elem(rec)?,
+        bias: p.bias_elem(rec)?,
+    };
+    if !caps.coop_f16 || key.b != Elem::F16 {
+        return Err(Error::invalid(
+            p.op,
+            format!(
+                "the cooperative-matrix kernel needs an adapter with 16x16x16 f16 cooperative \
+                 matrices (this one: {}) and f16 b (b is {:?})",
+                if caps.coop_f16 { "yes" } else { "no" },
+                key.b
+            ),
+        ));
+    }
+    let subgroup = caps.subgroup_max_size;
+    let binds = p.bindings(false, key.b, false, key.bias);
+    let source = coop_source(rec, p, subgroup)?;
+    let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup), || source)?;
+    let tiles_n = p.n.div_ceil(32);
+    let tiles_m = p.m.div_ceil(32);
+    let params = p.params(tiles_n, tiles_m);
+    let d = gpu.dispatch(
+        "matmul_coop",
         &pipeline,
         bytemuck::bytes_of(&params),
         &binds.buffers(),
