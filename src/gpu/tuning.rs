@@ -448,6 +448,7 @@ mod tests {
             max_workgroups_per_dim: 65535,
             max_storage_buffers: 8,
             indirect_dispatch: true,
+            coop_f16: false,
         }
     }
 
