@@ -83,7 +83,7 @@ impl GpuOptions {
                 memory_budget_percent: None,
                 max_storage_binding: None,
                 profile_dispatches: c.profile,
-                no_coop: !c.coop,
+                no_coop: c.no_coop,
             },
             Err(e) => GpuOptions {
                 env_error: Some(e),

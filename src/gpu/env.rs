@@ -88,8 +88,9 @@ pub struct EnvConfig {
     pub overrides: TuningOverrides,
     /// `HEEDFUL_PROFILE=1`: time every dispatch (see [`crate::gpu::DispatchProfile`]).
     pub profile: bool,
-    /// `HEEDFUL_COOP` (default on): use cooperative matrices where the adapter offers them.
-    pub coop: bool,
+    /// `HEEDFUL_COOP=0`: never use cooperative matrices (the default, unset or `1`, uses them
+    /// where the adapter offers them).
+    pub no_coop: bool,
 }
 
 /// Accepted backend names, as the errors list them.
@@ -161,7 +162,7 @@ impl EnvConfig {
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
             },
             profile: flag("HEEDFUL_PROFILE")?.unwrap_or(false),
-            coop: flag("HEEDFUL_COOP")?.unwrap_or(true),
+            no_coop: !flag("HEEDFUL_COOP")?.unwrap_or(true),
         })
     }
 
@@ -212,7 +213,7 @@ mod tests {
             ("HEEDFUL_COOP", "0"),
         ]))
         .unwrap();
-        assert!(c.profile && !c.coop);
+        assert!(c.profile && c.no_coop);
         assert_eq!(c.adapter.as_deref(), Some("llvm"));
         assert_eq!(c.backends.as_deref(), Some("Vulkan, gl"));
         assert_eq!(c.f16, F16Mode::Packed);
