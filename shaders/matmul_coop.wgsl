@@ -6,7 +6,7 @@
 //   out[b, m, n] = alpha * sum_k a[b, m, k] * B(b, k, n) + bias[n]
 //
 // Precision: b is f16 already (exact in f16). a is f32; it is split as a = hi + lo with
-// hi = f16(a) and lo = f16(a - hi), and both halves are multiplied (two tensor-core products per
+// hi = a with its mantissa truncated to f16's 10 bits and lo = f16(a - hi), and both halves are multiplied (two tensor-core products per
 // slice), so the product keeps about 21 bits of a instead of f16's 11 and the accumulation is f32:
 // results match the f32 kernels to ~1e-6 relative instead of ~1e-3. Values of a beyond f16's range
 // (|a| > 65504) are clamped there (hi), which no activation of the models heedful runs reaches.
@@ -70,9 +70,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if (m0 + r < p.m && ka < p.k) {
                 av = clamp(a_at(a_base + (m0 + r) * p.k + ka), -F16_MAX, F16_MAX);
             }
-            let hi = f16(av);
-            a_hi[e] = hi;
-            a_lo[e] = f16(av - f32(hi));
+            // hi: av with its mantissa cut to f16's 10 bits, by masking the bits (a compiler may
+            // fold f32(f16(av)) into av, which made lo zero on an H200); lo: the exact rest.
+            let hi = bitcast<f32>(bitcast<u32>(av) & 0xffffe000u);
+            a_hi[e] = f16(hi);
+            a_lo[e] = f16(av - hi);
             // b: column n0 + r (BN == BM), stored n-major so B loads column-major.
             let col = n0 + r;
             var bv = 0.0;

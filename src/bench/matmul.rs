@@ -41,7 +41,7 @@ fn kernel_name(k: MatmulKernel) -> String {
 /// the cooperative-matrix kernel takes where the adapter offers it).
 fn auto_choice(gpu: &Gpu, bt: bool, m: usize, f16_b: bool) -> String {
     let k = mm::auto_kernel(gpu.tuning(), m, bt);
-    if k == MatmulKernel::Tiled && f16_b && gpu.caps().coop_f16 && gpu.caps().native_f16 {
+    if k == MatmulKernel::Tiled && f16_b && gpu.caps().coop_f16 && gpu.tuning().matmul.coop_auto {
         return kernel_name(MatmulKernel::Coop);
     }
     kernel_name(k)

@@ -78,6 +78,12 @@ pub struct MatmulTuning {
     /// [`MatmulKernel::GemvRows`] reads f16 `b` as packed `u32` even where the device reads f16
     /// natively. CPU: yes (32-bit gathers are faster on lavapipe); GPUs: no.
     pub gemv_rows_packed_f16: bool,
+    /// [`MatmulKernel::Auto`] takes the cooperative-matrix kernel ([`MatmulKernel::Coop`]) for f16
+    /// weights where the adapter offers it ([`Caps::coop_f16`](super::Caps::coop_f16)) instead of
+    /// `large`. Off on every class: on an H200 (2026-12-04, BENCHMARKS.md) the coop kernel ran a
+    /// 4096^3 f16 linear at 3.8 TFLOP/s against the tiled kernel's 15.4 (one subgroup per 32 x 32
+    /// tile, staged by scalar loads, is too small a tile); forced, it stays tested and benched.
+    pub coop_auto: bool,
 }
 
 /// Row schedule of the row-wise kernels (softmax, layer norm) for
@@ -116,14 +122,17 @@ pub struct AttnTuning {
     /// workgroup per thread; a few per thread balance causal rows); GPUs: 1024.
     pub target_groups: usize,
     /// Flash kernel stages K/V tiles in workgroup memory. CPU: no (uniform loads straight from the
-    /// storage buffers measured faster than tiles behind barriers); GPUs: yes.
+    /// storage buffers measured faster than tiles behind barriers); GPUs: no since the H200 run
+    /// below (the shared-memory variant stays selectable, `HEEDFUL_ATTN_SHARED=1`, and tested).
     pub shared: bool,
     /// Query rows per invocation of the flash kernel (each k/v load serves R rows). CPU: 4
     /// (T = 2048, D = 64: about 2x R = 1; R = 8 no better); GPUs: 1.
     pub rows: u32,
     /// The flash kernel with straight-line code over named registers (`shaders/sdpa_cpu.wgsl`)
-    /// for head dims up to [`UNROLLED_MAX_D`](crate::kernels::sdpa::UNROLLED_MAX_D). CPU: yes (T = 2048, D = 64: about 2.3x the loop kernel, 1.4x the
-    /// materialized path); GPUs: no.
+    /// for head dims up to [`UNROLLED_MAX_D`](crate::kernels::sdpa::UNROLLED_MAX_D). CPU: yes
+    /// (T = 2048, D = 64: about 2.3x the loop kernel, 1.4x the materialized path); GPUs: yes (an
+    /// H200, 2026-12-04, B1 H8 D64 f32: T = 2048 8.8 TFLOP/s against 1.4 for the shared-memory loop
+    /// kernel, whose loop-indexed private arrays NVIDIA keeps in local memory; T = 8192 8.9 vs 1.5).
     pub unrolled: bool,
     /// Query rows per invocation of the unrolled variant. CPU: 8 (about 1.5x R = 4); GPUs: 1.
     pub unrolled_rows: u32,
@@ -251,9 +260,9 @@ impl Tuning {
             wg: 64,
             kt: 8,
             target_groups: 1024,
-            shared: true,
+            shared: false,
             rows: 1,
-            unrolled: false,
+            unrolled: true,
             unrolled_rows: 1,
             unrolled_kt: 8,
         };
@@ -279,6 +288,7 @@ impl Tuning {
             tile_vec: (4, 4),
             tile_scalar: (4, 4),
             gemv_rows_packed_f16: false,
+            coop_auto: false,
         };
         match class {
             AdapterClass::Cpu => {
@@ -293,6 +303,7 @@ impl Tuning {
                         tile_vec: (8, 16),
                         tile_scalar: (4, 8),
                         gemv_rows_packed_f16: true,
+                        coop_auto: false,
                     },
                     rows: RowTuning {
                         short_n: 32,
@@ -584,11 +595,11 @@ mod tests {
             (64, 256, 1024)
         );
         let a = t.attn;
-        assert_eq!((a.wg, a.kt, a.target_groups, a.shared), (64, 8, 1024, true));
         assert_eq!(
-            (a.rows, a.unrolled, a.unrolled_rows, a.unrolled_kt),
-            (1, false, 1, 8)
+            (a.wg, a.kt, a.target_groups, a.shared, a.unrolled),
+            (64, 8, 1024, false, true)
         );
+        assert_eq!((a.rows, a.unrolled_rows, a.unrolled_kt), (1, 1, 8));
         assert!(!t.recurrent.stage_h);
         for b in 0..20 {
             assert_eq!(t.step_block(b), old_step_block(b, false), "batch {b}");

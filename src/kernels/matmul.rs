@@ -69,7 +69,8 @@ pub enum MatmulKernel {
     GemvSplitK,
     /// Cooperative matrices (tensor cores, `shaders/matmul_coop.wgsl`): f16 `b` on adapters with
     /// [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) only (an error elsewhere); not in
-    /// [`MatmulKernel::ALL`]. `Auto` picks it there for f16 `b` where it would pick `Tiled`.
+    /// [`MatmulKernel::ALL`]. `Auto` picks it there for f16 `b` in place of `Tiled` only when the
+    /// tuning table says so ([`MatmulTuning::coop_auto`](crate::gpu::MatmulTuning::coop_auto)).
     Coop,
 }
 
@@ -332,8 +333,10 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
     let kernel = match kernel {
         MatmulKernel::Auto => {
             let k = auto_kernel(rec.gpu().tuning(), p.m, p.bt);
-            // Tensor cores where the adapter has them, for the f16 weights they take as they are.
+            // Tensor cores where the adapter has them and the table says they pay, for the f16
+            // weights they take as they are.
             if k == MatmulKernel::Tiled
+                && rec.gpu().tuning().matmul.coop_auto
                 && rec.gpu().caps().coop_f16
                 && p.b_elem(rec)? == crate::gpu::Elem::F16
             {
