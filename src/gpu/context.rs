@@ -442,8 +442,10 @@ impl Gpu {
         let tuning = Tuning::for_caps(&caps)
             .with_overrides(&options.overrides, &caps)
             .map_err(Error::Env)?;
+        // Native only: the profile blocks on its readbacks.
         let dispatch_profile =
-            (options.profile_dispatches && caps.timestamps).then(DispatchProfile::default);
+            (options.profile_dispatches && caps.timestamps && !cfg!(target_arch = "wasm32"))
+                .then(DispatchProfile::default);
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 instance,

@@ -5,21 +5,26 @@
 //! and each submission is waited for and its timestamps read back before the call returns. The
 //! extra passes, barriers and waits change the timing being measured (they serialize the work
 //! and add the round trips), so the figures say which kernels dominate, not what a normal run
-//! takes. Runs without the option pay nothing.
+//! takes. Runs without the option pay nothing. Native only (the readback blocks): in the browser
+//! the option is ignored.
 //!
 //! [`GpuOptions::profile_dispatches`]: crate::gpu::GpuOptions::profile_dispatches
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::context::Gpu;
+#[cfg(not(target_arch = "wasm32"))]
+use super::recorder::{Recorder, Step};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
-
-use super::context::Gpu;
-use super::recorder::{Recorder, Step};
-use crate::error::{Error, Result};
 
 /// Timestamp queries per query set (wgpu's limit is 4096 queries per set): each chunk of a
 /// recording gets at most half as many dispatches.
+#[cfg(not(target_arch = "wasm32"))]
 const QUERIES_PER_SET: u32 = 4096;
 
 /// One kernel's totals.
@@ -79,7 +84,9 @@ impl DispatchProfile {
         out
     }
 
-    /// Encodes `rec` with one timed pass per dispatch, submits, waits and adds the times.
+    /// Encodes `rec` with one timed pass per dispatch, submits, waits and adds the times (native
+    /// only: it blocks on the readback, which a browser cannot).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn submit_timed(&self, gpu: &Gpu, rec: &Recorder) -> Result<wgpu::SubmissionIndex> {
         let started = Instant::now();
         let steps = rec.steps();
@@ -108,6 +115,7 @@ impl DispatchProfile {
         last.ok_or_else(|| Error::invalid("dispatch profile", "nothing submitted"))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn submit_chunk(
         &self,
         gpu: &Gpu,

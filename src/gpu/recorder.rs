@@ -192,6 +192,7 @@ impl Recorder {
     /// Encodes and submits everything as one command buffer (does not wait).
     pub fn submit(&self) -> Result<wgpu::SubmissionIndex> {
         self.gpu.check_lost("submitting recorded work")?;
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(profile) = self.gpu.dispatch_profile() {
             let idx = profile.submit_timed(&self.gpu, self)?;
             self.gpu.counters().submits.fetch_add(1, Ordering::Relaxed);
