@@ -9,6 +9,7 @@ use crate::gpu::spec::{Bind, Bindings, UniformParams};
 
 use crate::bench::{BenchCtx, Reference};
 use crate::error::Result;
+use crate::gpu::pipeline::fill_template;
 use crate::gpu::{compose, Gpu, Recorder};
 use crate::tensor::{DType, Tensor};
 
@@ -76,34 +77,23 @@ pub fn measure(ctx: &mut BenchCtx) -> Result<Roofline> {
 /// shares in the issues and BENCHMARKS.md before 2026-12-04 are shares of that array form).
 fn fma_source(chains: u32, named: bool) -> String {
     let lines = |f: &dyn Fn(u32) -> String| (0..chains).map(f).collect::<Vec<_>>().join("\n");
-    if !named {
-        return SRC_FMA
-            .replace(
-                "{{INIT}}",
-                &format!(
-                    "    var x: array<vec4<f32>, {chains}>;\n    \
-                     for (var c = 0u; c < {chains}u; c++) {{ x[c] = vec4<f32>(f32(i), f32(c), 1.0, 2.0); }}"
-                ),
-            )
-            .replace(
-                "{{STEP}}",
-                &format!("        for (var c = 0u; c < {chains}u; c++) {{ x[c] = fma(x[c], m, a); }}"),
-            )
-            .replace(
-                "{{SUM}}",
-                &format!("    for (var c = 0u; c < {chains}u; c++) {{ s += x[c]; }}"),
-            );
-    }
-    SRC_FMA
-        .replace(
-            "{{INIT}}",
-            &lines(&|c| format!("    var x{c} = vec4<f32>(f32(i), {c}.0, 1.0, 2.0);")),
+    let (init, step, sum) = if named {
+        (
+            lines(&|c| format!("    var x{c} = vec4<f32>(f32(i), {c}.0, 1.0, 2.0);")),
+            lines(&|c| format!("        x{c} = fma(x{c}, m, a);")),
+            lines(&|c| format!("    s += x{c};")),
         )
-        .replace(
-            "{{STEP}}",
-            &lines(&|c| format!("        x{c} = fma(x{c}, m, a);")),
+    } else {
+        (
+            format!(
+                "    var x: array<vec4<f32>, {chains}>;\n    \
+                 for (var c = 0u; c < {chains}u; c++) {{ x[c] = vec4<f32>(f32(i), f32(c), 1.0, 2.0); }}"
+            ),
+            format!("        for (var c = 0u; c < {chains}u; c++) {{ x[c] = fma(x[c], m, a); }}"),
+            format!("    for (var c = 0u; c < {chains}u; c++) {{ s += x[c]; }}"),
         )
-        .replace("{{SUM}}", &lines(&|c| format!("    s += x{c};")))
+    };
+    fill_template(SRC_FMA, &[("INIT", &init), ("STEP", &step), ("SUM", &sum)])
 }
 
 /// One dispatch of the FMA shader with `chains` vec4 chains and `iters` iterations per thread.
