@@ -2,7 +2,7 @@
 //! (`shaders/matmul_tiled.wgsl`) and cooperative-matrix (`shaders/matmul_coop.wgsl`) kernels for a
 //! validated [`Problem`].
 
-use super::problem::{grid, Problem};
+use super::problem::{grid, MatmulBindings, Problem};
 use crate::error::{Error, Result};
 use crate::gpu::spec::Bindings;
 use crate::gpu::{compose, Elem, Recorder};
@@ -149,16 +149,24 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
 /// (whether or not the adapter offers the feature: the tests validate it with naga everywhere).
 pub(super) fn coop_source(rec: &Recorder, p: &Problem, subgroup: u32) -> Result<String> {
     let (b, bias) = (p.b_elem(rec)?, p.bias_elem(rec)?);
-    let binds = p.bindings(false, b, false, bias);
-    Ok(format!(
+    Ok(coop_wgsl(
+        &p.bindings(false, b, false, bias),
+        p.bt,
+        subgroup,
+    ))
+}
+
+/// [`coop_source`] from the bindings already made (the pipeline cache calls it on a miss only).
+fn coop_wgsl(binds: &MatmulBindings<'_>, bt: bool, subgroup: u32) -> String {
+    format!(
         "enable wgpu_cooperative_matrix;\n{}",
         compose(
             SRC_COOP,
             true,
-            &[("BT", p.bt as u32), ("WG", subgroup)],
+            &[("BT", bt as u32), ("WG", subgroup)],
             &binds.prologue()
         )
-    ))
+    )
 }
 
 /// Cooperative-matrix kernel (tensor cores): 32 x 32 output tiles, one subgroup per workgroup.
@@ -184,8 +192,9 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
     }
     let subgroup = caps.subgroup_max_size;
     let binds = p.bindings(false, key.b, false, key.bias);
-    let source = coop_source(rec, p, subgroup)?;
-    let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup), || source)?;
+    let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup), || {
+        coop_wgsl(&binds, key.bt, subgroup)
+    })?;
     let tiles_n = p.n.div_ceil(32);
     let tiles_m = p.m.div_ceil(32);
     let params = p.params(tiles_n, tiles_m);
