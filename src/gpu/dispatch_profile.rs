@@ -149,13 +149,7 @@ impl DispatchProfile {
         let mut k = 0u32;
         for step in steps {
             match step {
-                Step::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    dst_offset,
-                    size,
-                } => enc.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size),
+                Step::Copy { .. } => step.encode_copy(&mut enc),
                 Step::Dispatch(d) => {
                     let Some((set, ..)) = &timing else {
                         continue;

@@ -29,6 +29,22 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// Encodes a copy step into `encoder` (a dispatch is encoded by its pass: nothing here).
+    pub(crate) fn encode_copy(&self, encoder: &mut wgpu::CommandEncoder) {
+        if let Step::Copy {
+            src,
+            src_offset,
+            dst,
+            dst_offset,
+            size,
+        } = self
+        {
+            encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+        }
+    }
+}
+
 /// Timestamp slots written at the start and end of each compute pass an encode makes.
 #[derive(Clone, Copy, Debug)]
 pub struct PassTimestamps<'a> {
@@ -154,14 +170,8 @@ impl Recorder {
         let mut i = 0;
         while i < self.steps.len() {
             match &self.steps[i] {
-                Step::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    dst_offset,
-                    size,
-                } => {
-                    encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                step @ Step::Copy { .. } => {
+                    step.encode_copy(encoder);
                     i += 1;
                 }
                 Step::Dispatch(_) => {

@@ -131,12 +131,24 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
             &binds.prologue(),
         )
     })?;
-    let tiles_n = p.n.div_ceil(64);
-    let tiles_m = p.m.div_ceil(64);
+    push_tiles(rec, p, "matmul_tiled", &pipeline, &binds, 64)
+}
+
+/// Records one workgroup per `tile x tile` block of the output (per batch item) with the matmul
+/// family's `Params`: the grid of the tiled and cooperative-matrix kernels.
+fn push_tiles(
+    rec: &mut Recorder,
+    p: &Problem,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    binds: &MatmulBindings<'_>,
+    tile: usize,
+) -> Result<()> {
+    let (tiles_n, tiles_m) = (p.n.div_ceil(tile), p.m.div_ceil(tile));
     let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul_tiled",
-        &pipeline,
+    let d = rec.gpu().dispatch(
+        label,
+        pipeline,
         bytemuck::bytes_of(&params),
         &binds.buffers(),
         grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
@@ -195,16 +207,5 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
     let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup), || {
         coop_wgsl(&binds, key.bt, subgroup)
     })?;
-    let tiles_n = p.n.div_ceil(32);
-    let tiles_m = p.m.div_ceil(32);
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul_coop",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &binds.buffers(),
-        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
-    )?;
-    rec.push(d);
-    Ok(())
+    push_tiles(rec, p, "matmul_coop", &pipeline, &binds, 32)
 }
