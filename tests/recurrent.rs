@@ -5,7 +5,9 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use heedful::ops::{CellKind, RecurrentCell, RecurrentLayer, RecurrentPath, RecurrentSpec};
+use heedful::ops::{
+    CellKind, PersistentKernel, RecurrentCell, RecurrentLayer, RecurrentPath, RecurrentSpec,
+};
 use heedful::reference::recurrent as reference;
 use heedful::{DType, Gpu, Tensor};
 
@@ -55,6 +57,19 @@ struct Case {
 
 /// Runs `case` on `gpu` along `path` and compares all outputs with the reference.
 fn check(gpu: &Gpu, case: &Case, path: RecurrentPath, seed: u64, atol: f64, rtol: f64) {
+    check_kernel(gpu, case, path, PersistentKernel::Auto, seed, atol, rtol);
+}
+
+/// [`check`] with the persistent path's kernel forced to `kernel`.
+fn check_kernel(
+    gpu: &Gpu,
+    case: &Case,
+    path: RecurrentPath,
+    kernel: PersistentKernel,
+    seed: u64,
+    atol: f64,
+    rtol: f64,
+) {
     let mut rng = Rng::new(seed);
     let spec = case.spec;
     let w = layer_weights(&spec, &mut rng, case.dtype);
@@ -76,7 +91,8 @@ fn check(gpu: &Gpu, case: &Case, path: RecurrentPath, seed: u64, atol: f64, rtol
 
     let layer = RecurrentLayer::new(gpu, spec, &w, case.dtype)
         .unwrap()
-        .with_path(path);
+        .with_path(path)
+        .with_persistent_kernel(kernel);
     let xt = Tensor::from_f32(gpu, &x, &[b, t, spec.input_size]).unwrap();
     let sshape = [spec.num_layers * spec.directions(), b, h];
     let h0t = h0.map(|v| Tensor::from_f32(gpu, &v, &sshape).unwrap());
@@ -100,7 +116,7 @@ fn check(gpu: &Gpu, case: &Case, path: RecurrentPath, seed: u64, atol: f64, rtol
     prep.recorder.submit().unwrap();
     let got = prep.output;
     let what = format!(
-        "{:?} H={h} I={} L={} bidir={} B={b} T={t} lengths={:?} init={} {} {path:?}",
+        "{:?} H={h} I={} L={} bidir={} B={b} T={t} lengths={:?} init={} {} {path:?} {kernel:?}",
         spec.kind,
         spec.input_size,
         spec.num_layers,
@@ -134,6 +150,77 @@ fn check(gpu: &Gpu, case: &Case, path: RecurrentPath, seed: u64, atol: f64, rtol
         (None, None) => {}
         _ => panic!("{what}: c_n presence differs"),
     }
+}
+
+/// Both persistent kernels (resident weights, streamed weights) on awkward shapes: odd H (not a
+/// multiple of 2, 4 or 8: the resident kernel's last k pair has no odd half, and with D = 2 SIMD
+/// groups straddle the directions), B > 1 with ragged lengths, T = 1, both directions, stacked
+/// layers, initial states, f32 and f16 weights, every cell kind.
+#[test]
+fn persistent_kernels_match_reference_on_awkward_shapes() {
+    let gpu = gpu();
+    let mut seed = 900;
+    for kind in KINDS {
+        for (hidden, batch, steps, bidirectional, dtype) in [
+            (1, 1, 1, false, DType::F32),
+            (5, 3, 7, true, DType::F16),
+            (13, 2, 1, true, DType::F32),
+            (13, 1, 9, false, DType::F16),
+            (33, 3, 5, false, DType::F32),
+            (64, 2, 4, true, DType::F16),
+        ] {
+            let lengths = (batch > 1).then(|| (0..batch).map(|i| steps - i % steps).collect());
+            let case = Case {
+                spec: RecurrentSpec {
+                    kind,
+                    input_size: 3,
+                    hidden_size: hidden,
+                    num_layers: 2,
+                    bidirectional,
+                },
+                batch,
+                steps,
+                lengths,
+                init_state: seed % 2 == 0,
+                dtype,
+            };
+            for kernel in [PersistentKernel::Resident, PersistentKernel::Streamed] {
+                seed += 1;
+                check_kernel(
+                    &gpu,
+                    &case,
+                    RecurrentPath::Persistent,
+                    kernel,
+                    seed,
+                    2e-4,
+                    2e-4,
+                );
+            }
+        }
+    }
+}
+
+/// Forcing the resident kernel past the workgroup's invocations is an error naming the op and
+/// the shape, not a panic.
+#[test]
+fn resident_kernel_too_wide_is_an_error() {
+    let gpu = gpu();
+    let spec = RecurrentSpec {
+        kind: CellKind::Gru,
+        input_size: 2,
+        hidden_size: 4096,
+        num_layers: 1,
+        bidirectional: false,
+    };
+    let mut rng = Rng::new(5);
+    let w = layer_weights(&spec, &mut rng, DType::F16);
+    let layer = RecurrentLayer::new(&gpu, spec, &w, DType::F16)
+        .unwrap()
+        .with_path(RecurrentPath::Persistent)
+        .with_persistent_kernel(PersistentKernel::Resident);
+    let x = Tensor::zeros(&gpu, &[1, 1, 2], DType::F32).unwrap();
+    let e = err(layer.prepare(&gpu, &x, None, None, None));
+    assert!(e.contains("gru") && e.contains("4096"), "{e}");
 }
 
 #[test]

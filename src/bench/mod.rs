@@ -243,6 +243,47 @@ impl BenchCtx {
         self.time_inner(rec, reference)
     }
 
+    /// Times several recordings side by side: one warm-up run of each, then rounds that run each
+    /// once in turn until every one has `target_s` of measured time in total (at least 3 rounds,
+    /// at most `max_reps`, one when the rounds run past three times the budget), so a neighbour's load on a shared machine
+    /// falls on all of them alike and their ratios hold. One [`Timing`] per recording, in order.
+    pub fn time_interleaved(&self, recs: &[&Recorder]) -> Result<Vec<Timing>> {
+        let warm = Instant::now();
+        for rec in recs {
+            self.timer.time(rec)?;
+        }
+        let warm_s = warm.elapsed().as_secs_f64();
+        let mut samples = vec![Vec::new(); recs.len()];
+        let mut total = 0.0;
+        loop {
+            let mut round = Vec::with_capacity(recs.len());
+            for (rec, s) in recs.iter().zip(samples.iter_mut()) {
+                let t = self.timer.time(rec)?;
+                s.push(t);
+                round.push(t);
+            }
+            total += round.iter().sum::<f64>();
+            let least = samples
+                .iter()
+                .map(|s| s.iter().sum::<f64>())
+                .fold(f64::INFINITY, f64::min);
+            let n = samples[0].len();
+            let enough = least >= self.target_s && n >= 3;
+            let too_slow = (total + warm_s) >= 3.0 * self.target_s * recs.len() as f64;
+            if n >= self.max_reps || enough || too_slow {
+                break;
+            }
+        }
+        Ok(samples
+            .into_iter()
+            .map(|mut s| Timing {
+                median_s: median(&mut s),
+                reps: s.len(),
+                reference: None,
+            })
+            .collect())
+    }
+
     fn time_inner(&self, rec: &Recorder, reference: Option<&Reference>) -> Result<Timing> {
         let warm = Instant::now();
         self.timer.time(rec)?;

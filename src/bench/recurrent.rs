@@ -1,5 +1,8 @@
 //! Recurrent-layer benchmark: LSTM and GRU, one layer, `I = H`, comparing in one run
-//! - `persistent`: [`RecurrentPath::Persistent`] (one dispatch loops over all steps),
+//! - `persistent`: [`RecurrentPath::Persistent`] (one dispatch loops over all steps; the tuning
+//!   table's kernel: resident weights where they fit),
+//! - `persistent-streamed`: the same path forced to [`PersistentKernel::Streamed`] (weights re-read
+//!   every step, the kernel before the resident one), for the side-by-side ratio,
 //! - `per-step`: [`RecurrentPath::PerStep`] (one fused dispatch per step),
 //! - `unfused`: a baseline built from the eager-op kernels, as peers run it: per step one
 //!   `linear` per gate on h, then elementwise add / activation / mul kernels and buffer copies.
@@ -15,7 +18,7 @@ use crate::error::Result;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::elementwise::{record_activation, record_binary, Activation, Binary};
 use crate::kernels::matmul::record_linear;
-use crate::ops::{CellKind, RecurrentLayer, RecurrentPath, RecurrentSpec};
+use crate::ops::{CellKind, PersistentKernel, RecurrentLayer, RecurrentPath, RecurrentSpec};
 use crate::tensor::{DType, Tensor};
 
 /// One benchmark shape.
@@ -166,7 +169,7 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
     for shape in default_shapes() {
         let shape_s = format!("H{} B{} T{}", shape.hidden, shape.batch, shape.steps);
         let kind = shape.kind.name();
-        let variants = ["persistent", "per-step", "unfused"];
+        let variants = ["persistent", "persistent-streamed", "per-step", "unfused"];
         if !variants
             .iter()
             .any(|v| ctx.wants(&format!("{kind}:{v}"), &shape_s))
@@ -187,22 +190,34 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         let flops = 2.0
             * (shape.batch * shape.steps * shape.kind.gates() * shape.hidden * 2 * shape.hidden)
                 as f64;
-        let mut timed = Vec::new();
+        let mut recs = Vec::new();
         for variant in variants {
             let rec = match variant {
-                "persistent" | "per-step" => {
-                    let path = if variant == "persistent" {
-                        RecurrentPath::Persistent
-                    } else {
-                        RecurrentPath::PerStep
+                "persistent" | "persistent-streamed" | "per-step" => {
+                    let (path, kernel) = match variant {
+                        "persistent" => (RecurrentPath::Persistent, PersistentKernel::Auto),
+                        "persistent-streamed" => {
+                            (RecurrentPath::Persistent, PersistentKernel::Streamed)
+                        }
+                        _ => (RecurrentPath::PerStep, PersistentKernel::Auto),
                     };
-                    let layer = RecurrentLayer::new(&gpu, spec, &w, shape.dtype)?.with_path(path);
+                    let layer = RecurrentLayer::new(&gpu, spec, &w, shape.dtype)?
+                        .with_path(path)
+                        .with_persistent_kernel(kernel);
                     layer.prepare(&gpu, &x, None, None, None)?.recorder
                 }
                 _ => record_unfused(&gpu, &shape, &w)?,
             };
-            timed.push((variant, ctx.time(&rec)?, rec.dispatch_count()));
+            recs.push(rec);
         }
+        // Interleaved, so the ratios between the variants survive a shared machine's load.
+        let times = ctx.time_interleaved(&recs.iter().collect::<Vec<_>>())?;
+        let timed: Vec<_> = variants
+            .iter()
+            .zip(times)
+            .zip(&recs)
+            .map(|((v, t), rec)| (*v, t, rec.dispatch_count()))
+            .collect();
         let unfused_s = timed
             .iter()
             .find(|(v, ..)| *v == "unfused")

@@ -163,9 +163,10 @@ pub struct RecurrentTuning {
     pub step_blocks: &'static [(usize, (u32, u32))],
     /// [`RecurrentPath::Auto`](crate::ops::RecurrentPath::Auto) picks the persistent
     /// kernel (one workgroup loops over all steps) when `D*B*H <= persistent_max_items` and
-    /// `D*H < persistent_max_units`. CPU: 128 and 128 (measured on lavapipe, LSTM f16 T = 256: B = 1,
-    /// H = 64 11.7 ms persistent vs 34 per-step; H = 128 30 vs 26, since persistent runs on one CPU
-    /// thread); GPUs: 512 and no unit limit (a guess, not yet measured).
+    /// `D*H < persistent_max_units`. CPU: 128 and 256 (measured on lavapipe, LSTM f16 T = 256: B = 1,
+    /// H = 64 11.7 ms persistent vs 34 per-step; H = 128 streamed 30 vs 26, since persistent runs on
+    /// one CPU thread, but the resident kernel 31 vs 41 per-step interleaved on a loaded machine);
+    /// GPUs: 512 and no unit limit (a guess, not yet measured).
     pub persistent_max_items: usize,
     /// See [`RecurrentTuning::persistent_max_items`].
     pub persistent_max_units: usize,
@@ -176,6 +177,14 @@ pub struct RecurrentTuning {
     pub persistent_short_steps: usize,
     /// See [`RecurrentTuning::persistent_short_steps`].
     pub persistent_short_max_items: usize,
+    /// The persistent path runs the resident kernel (each invocation holds its unit's `weight_hh`
+    /// across all steps, `shaders/recurrent_resident.wgsl`) when one workgroup fits `D*H`
+    /// invocations and each holds at most this many 32-bit words (`G*ceil(H/2)` for f16 weights,
+    /// twice that for f32); 0 never. CPU: 512 (lavapipe, LSTM f16 H = 128 B = 1 T = 256, interleaved
+    /// on a loaded machine: resident 1.4x the streamed kernel; holding the weights unpacked to f32
+    /// instead was only 1.2x); GPUs: 0 (registers are a few hundred words per thread there; not
+    /// measured).
+    pub resident_max_words: usize,
 }
 
 /// Sizes of the benchmark suites that would run far too long on a CPU adapter.
@@ -273,6 +282,7 @@ impl Tuning {
             persistent_max_units: usize::MAX,
             persistent_short_steps: 0,
             persistent_short_max_items: 0,
+            resident_max_words: 0,
         };
         let gpu_bench = BenchTuning {
             fma_groups: 16384,
@@ -328,9 +338,10 @@ impl Tuning {
                         stage_h: true,
                         step_blocks: &[(1, (1, 1)), (2, (2, 4)), (8, (2, 8))],
                         persistent_max_items: 128,
-                        persistent_max_units: 128,
+                        persistent_max_units: 256,
                         persistent_short_steps: 32,
                         persistent_short_max_items: 512,
+                        resident_max_words: 512,
                     },
                     rnn_fused_wg: 8,
                     search_row_wg: 64,
@@ -423,6 +434,13 @@ impl Tuning {
             || (steps <= t.persistent_short_steps && items <= t.persistent_short_max_items)
     }
 
+    /// Whether the persistent path runs the resident kernel for `lanes = D*H` invocations holding
+    /// `words` 32-bit words of weights each, in a workgroup of at most `max_wg` invocations (see
+    /// [`RecurrentTuning::resident_max_words`]).
+    pub fn resident_fits(&self, lanes: usize, words: usize, max_wg: u32) -> bool {
+        lanes <= max_wg as usize && words <= self.recurrent.resident_max_words
+    }
+
     /// The blocked matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
     /// `n_vec4` (`N % 4 == 0`).
     pub fn blocked_tile(&self, bt: bool, n_vec4: bool) -> (u32, u32) {
@@ -475,11 +493,12 @@ mod tests {
         }
     }
 
-    /// The recurrent path rule before the table (`auto_path` in ops/recurrent/layer.rs).
+    /// The recurrent path rule before the table (`auto_path` in ops/recurrent/layer.rs), with the
+    /// CPU unit limit raised from 128 to 256 for the resident kernel.
     fn old_persistent(cpu: bool, dirs: usize, batch: usize, hidden: usize, steps: usize) -> bool {
         let items = dirs * batch * hidden;
         if cpu {
-            (items <= 128 && dirs * hidden < 128) || (steps <= 32 && items <= 512)
+            (items <= 128 && dirs * hidden < 256) || (steps <= 32 && items <= 512)
         } else {
             items <= 512
         }

@@ -7,7 +7,11 @@
 //!   state for every unit, batch row and direction; all steps go in one submission and the state
 //!   stays on the GPU in a ping-pong buffer; or
 //! - [`record_persistent`]: a single workgroup loops over all timesteps inside one dispatch
-//!   (a latency win when `D*B*H` is small; see the shader for why it is one workgroup).
+//!   (a latency win when `D*B*H` is small; see the shader for why it is one workgroup). Its
+//!   [`PersistentKernel::Resident`] form (`shaders/recurrent_resident.wgsl`, chosen by the tuning
+//!   table where `D*H` invocations fit one workgroup and each unit's weights fit its word budget)
+//!   loads each unit's `weight_hh` once and holds it across all steps, reading `h_{t-1}` at uniform
+//!   addresses; the streamed form re-reads the weights every step.
 //!
 //! Dimension legend: B batch, T steps, H hidden, D directions, G gates (4 LSTM, 3 GRU, 1 RNN).
 //! Buffer layouts ([`StepBuffers`]): `xp [B, T, D*G*H]` f32, `lengths [B]` u32, `hs`/`cs
@@ -39,11 +43,28 @@ use crate::tensor::{DType, Tensor};
 mod source;
 
 use crate::gpu::spec::Bindings;
-use source::{persistent_block, source, RecurrentBindings, Variant};
+use source::{persistent_block, resident_words, source, RecurrentBindings, Variant};
 
 const CELL_SRC: &str = include_str!("../../../shaders/recurrent_cell.wgsl");
 const STEP_SRC: &str = include_str!("../../../shaders/recurrent_step.wgsl");
 const PERSISTENT_SRC: &str = include_str!("../../../shaders/recurrent_persistent.wgsl");
+const RESIDENT_SRC: &str = include_str!("../../../shaders/recurrent_resident.wgsl");
+
+/// Which kernel [`record_persistent`] runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PersistentKernel {
+    /// The tuning table's choice ([`Tuning::resident_fits`](crate::gpu::Tuning::resident_fits)):
+    /// resident where it fits, else streamed.
+    #[default]
+    Auto,
+    /// `shaders/recurrent_persistent.wgsl`: invocations stride over register blocks and re-read
+    /// `weight_hh` from storage every step.
+    Streamed,
+    /// `shaders/recurrent_resident.wgsl`: invocation `dir*H + j` loads its unit's weights once and
+    /// holds them across all steps; needs `D*H` invocations in one workgroup and `G*KP` (f16) or
+    /// `2*G*KP` (f32) words per invocation within the table's limit.
+    Resident,
+}
 
 /// Workgroup width of the per-step kernel (units per workgroup).
 const STEP_WG: u32 = 64;
@@ -243,7 +264,7 @@ fn validate(
     kind: CellKind,
     b: &StepBuffers<'_>,
     dims: StepDims,
-    persistent: bool,
+    persistent: Option<PersistentKernel>,
 ) -> Result<(Variant, usize)> {
     let op = kind.name();
     let StepDims {
@@ -293,26 +314,48 @@ fn validate(
             format!("{biggest} elements overflow the kernel's u32 indexing"),
         ));
     }
-    let (bu, bb) = if persistent {
+    let whh = elem(rec, op, "whh_t", b.whh_t)?;
+    let gpu = rec.gpu();
+    let max_wg = gpu.caps().max_invocations.clamp(1, 256);
+    let lanes = dirs * hidden;
+    let words = resident_words(kind.gates(), hidden, whh);
+    let resident = match persistent {
+        Some(PersistentKernel::Auto) => gpu.tuning().resident_fits(lanes, words, max_wg),
+        Some(PersistentKernel::Resident) => {
+            if lanes > max_wg as usize {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "the resident persistent kernel needs D*H = {dirs}*{hidden} = {lanes} \
+                         invocations in one workgroup; this adapter allows {max_wg}"
+                    ),
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
+    let (bu, bb) = if persistent.is_some() {
         persistent_block(batch)
     } else {
-        rec.gpu().tuning().step_block(batch)
+        gpu.tuning().step_block(batch)
     };
-    let wg = if persistent {
-        rec.gpu().caps().max_invocations.clamp(1, 256)
-    } else {
-        STEP_WG
+    let wg = match persistent {
+        _ if resident => lanes as u32,
+        Some(_) => max_wg,
+        None => STEP_WG,
     };
     Ok((
         Variant {
             kind,
-            whh: elem(rec, op, "whh_t", b.whh_t)?,
+            whh,
             bhh: elem(rec, op, "bhh", b.bhh)?,
             bb,
             bu,
             wg,
-            persistent,
-            hu: !persistent && b.h_stage.is_some(),
+            persistent: persistent.is_some(),
+            hu: persistent.is_none() && b.h_stage.is_some(),
+            resident: resident.then_some((hidden as u32, dirs as u32)),
         },
         kp,
     ))
@@ -340,7 +383,7 @@ pub fn record_step(
     dims: StepDims,
     step: usize,
 ) -> Result<()> {
-    let (v, kp) = validate(rec, kind, bufs, dims, false)?;
+    let (v, kp) = validate(rec, kind, bufs, dims, None)?;
     if step >= dims.steps {
         return Err(Error::invalid(
             kind.name(),
@@ -378,15 +421,16 @@ pub fn record_step(
     Ok(())
 }
 
-/// Records all timesteps of one layer (all directions) as one single-workgroup dispatch. The final
-/// state lands in half `steps & 1` of `hs`/`cs`.
+/// Records all timesteps of one layer (all directions) as one single-workgroup dispatch of
+/// `kernel`. The final state lands in half `steps & 1` of `hs`/`cs`.
 pub fn record_persistent(
     rec: &mut Recorder,
     kind: CellKind,
     bufs: &StepBuffers<'_>,
     dims: StepDims,
+    kernel: PersistentKernel,
 ) -> Result<()> {
-    let (v, kp) = validate(rec, kind, bufs, dims, true)?;
+    let (v, kp) = validate(rec, kind, bufs, dims, Some(kernel))?;
     let gpu = rec.gpu().clone();
     let binds = RecurrentBindings::new(&v, bufs);
     let pipeline = gpu.pipeline("recurrent_persistent", &v, || source(&v, &binds))?;

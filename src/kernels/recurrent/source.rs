@@ -1,7 +1,7 @@
 //! WGSL source of the recurrent kernels' pipeline variants: the cell body composed with the
 //! per-step or persistent entry point, and the unrolled register block generated per variant.
 
-use super::{CellKind, CELL_SRC, PERSISTENT_SRC, STAGE_BYTES, STEP_SRC};
+use super::{CellKind, CELL_SRC, PERSISTENT_SRC, RESIDENT_SRC, STAGE_BYTES, STEP_SRC};
 use crate::gpu::pipeline::fill_template;
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{compose, Elem};
@@ -57,6 +57,9 @@ pub(super) struct Variant {
     pub(super) persistent: bool,
     /// h_{t-1} from the uniform stage (per-step only).
     pub(super) hu: bool,
+    /// The resident persistent kernel (recurrent_resident.wgsl): `Some((H, D))`, baked into its
+    /// unrolled code; `None` for the streamed kernels.
+    pub(super) resident: Option<(u32, u32)>,
 }
 
 /// The generated block body of `cell_step` (see recurrent_cell.wgsl) for `gates` gates, `bu` units
@@ -131,19 +134,103 @@ pub(super) fn persistent_block(batch: usize) -> (u32, u32) {
     }
 }
 
+/// The resident kernel's weight loads: `w{g}_{k2}` = the raw `whh` element (one u32 f16 pair or a
+/// `vec2<f32>`) of gate g, k pair k2 of the invocation's unit, for all `gates` x `kp` (see
+/// recurrent_resident.wgsl).
+fn resident_load(gates: usize, kp: usize) -> String {
+    let mut s = String::new();
+    for k2 in 0..kp {
+        for g in 0..gates {
+            s.push_str(&format!(
+                "let w{g}_{k2} = whh[wb + {k2}u * GH + {g}u * H];\n"
+            ));
+        }
+    }
+    s
+}
+
+/// The resident kernel's dot products for one batch row: per k pair the h values at uniform
+/// addresses (both directions' rows then a select when `dirs == 2`), and per gate two FMA chains
+/// (even k, odd k; twice the independent chains of one) over the held weights, summed into `a{g}`
+/// (`a{g}` = 0 for the unused gates past `gates`). For odd `hidden` the last pair has no odd k.
+fn resident_dot(gates: usize, hidden: usize, dirs: u32) -> String {
+    let mut s = String::new();
+    for g in 0..gates {
+        s.push_str(&format!("var a{g}e = 0.0;\nvar a{g}o = 0.0;\n"));
+    }
+    let hload = |k: usize| {
+        if dirs == 2 {
+            format!("select(hs[hb0 + {k}u], hs[hb1 + {k}u], dir == 1u)")
+        } else {
+            format!("hs[hb0 + {k}u]")
+        }
+    };
+    for k2 in 0..hidden.div_ceil(2) {
+        let odd = 2 * k2 + 1 < hidden;
+        s.push_str(&format!("let he{k2} = {};\n", hload(2 * k2)));
+        if odd {
+            s.push_str(&format!("let ho{k2} = {};\n", hload(2 * k2 + 1)));
+        }
+        for g in 0..gates {
+            s.push_str(&format!("let q{g}_{k2} = wunpack(w{g}_{k2});\n"));
+            s.push_str(&format!("a{g}e = fma(q{g}_{k2}.x, he{k2}, a{g}e);\n"));
+            if odd {
+                s.push_str(&format!("a{g}o = fma(q{g}_{k2}.y, ho{k2}, a{g}o);\n"));
+            }
+        }
+    }
+    for g in 0..4 {
+        if g < gates {
+            s.push_str(&format!("let a{g} = a{g}e + a{g}o;\n"));
+        } else {
+            s.push_str(&format!("let a{g} = 0.0;\n"));
+        }
+    }
+    s
+}
+
+/// 32-bit words of `weight_hh` one invocation of the resident kernel holds: G gates x KP pairs,
+/// one word per f16 pair, two per f32 pair.
+pub(super) fn resident_words(gates: usize, hidden: usize, whh: Elem) -> usize {
+    let per_pair = if whh == Elem::F32 { 2 } else { 1 };
+    gates * hidden.div_ceil(2) * per_pair
+}
+
 /// The composed WGSL of variant `v` with its bindings `binds` (the uniform stage `hu`, when the
 /// variant reads it, is the binding after them).
 pub(super) fn source(v: &Variant, binds: &RecurrentBindings<'_>) -> String {
-    let entry = if v.persistent {
-        PERSISTENT_SRC
-    } else {
-        STEP_SRC
+    let gates = v.kind.gates();
+    let entry = match (v.resident, v.persistent) {
+        (Some(_), _) => RESIDENT_SRC,
+        (None, true) => PERSISTENT_SRC,
+        (None, false) => STEP_SRC,
     };
-    let block = block(v.kind.gates(), v.bu as usize, v.bb as usize);
-    let body = fill_template(&format!("{CELL_SRC}\n{entry}"), &[("BLOCK_BODY", &block)]);
+    let block = block(gates, v.bu as usize, v.bb as usize);
+    let (h, d) = v.resident.unwrap_or((0, 1));
+    let (load, dot) = match v.resident {
+        Some(_) => (
+            resident_load(gates, (h as usize).div_ceil(2)),
+            resident_dot(gates, h as usize, d),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let body = fill_template(
+        &format!("{CELL_SRC}\n{entry}"),
+        &[
+            ("BLOCK_BODY", &block),
+            ("RESIDENT_LOAD", &load),
+            ("RESIDENT_DOT", &dot),
+        ],
+    );
     let wpair = match v.whh {
-        Elem::F32 => "fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n",
-        _ => "fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n",
+        Elem::F32 => {
+            "fn wpair(i: u32) -> vec2<f32> { return whh[i]; }\n\
+             fn wunpack(w: vec2<f32>) -> vec2<f32> { return w; }\n"
+        }
+        _ => {
+            "fn wpair(i: u32) -> vec2<f32> { return unpack2x16float(whh[i]); }\n\
+             fn wunpack(w: u32) -> vec2<f32> { return unpack2x16float(w); }\n"
+        }
     };
     let hu_slot = binds.binds().len() + 1;
     let load_h = if v.hu {
@@ -165,6 +252,8 @@ pub(super) fn source(v: &Variant, binds: &RecurrentBindings<'_>) -> String {
             ("BU", v.bu),
             ("HU", v.hu as u32),
             ("WG", v.wg),
+            ("RH", h),
+            ("RD", d),
         ],
         &[
             vec![super::Params::wgsl()],

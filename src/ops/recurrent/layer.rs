@@ -17,6 +17,7 @@ pub struct RecurrentLayer {
     dtype: DType,
     layers: Vec<LayerWeights>,
     path: RecurrentPath,
+    persistent: kr::PersistentKernel,
 }
 
 impl RecurrentLayer {
@@ -67,12 +68,21 @@ impl RecurrentLayer {
             dtype,
             layers,
             path: RecurrentPath::Auto,
+            persistent: kr::PersistentKernel::Auto,
         })
     }
 
     /// Forces the recurrence kernel (default [`RecurrentPath::Auto`]).
     pub fn with_path(mut self, path: RecurrentPath) -> Self {
         self.path = path;
+        self
+    }
+
+    /// Forces the kernel of the persistent path (default
+    /// [`PersistentKernel::Auto`](kr::PersistentKernel::Auto), the tuning table's choice); for
+    /// benchmarks and tests that compare the kernels.
+    pub fn with_persistent_kernel(mut self, kernel: kr::PersistentKernel) -> Self {
+        self.persistent = kernel;
         self
     }
 
@@ -234,7 +244,7 @@ impl RecurrentLayer {
             };
             match path {
                 RecurrentPath::Persistent => {
-                    kr::record_persistent(&mut rec, spec.kind, &bufs, dims)?
+                    kr::record_persistent(&mut rec, spec.kind, &bufs, dims, self.persistent)?
                 }
                 _ => {
                     for t in 0..steps {

@@ -40,7 +40,7 @@ use crate::tensor::{DType, Tensor};
 mod cell;
 mod layer;
 
-pub use crate::kernels::recurrent::{CellKind, RecurrentSpec};
+pub use crate::kernels::recurrent::{CellKind, PersistentKernel, RecurrentSpec};
 pub use cell::RecurrentCell;
 pub use layer::RecurrentLayer;
 
