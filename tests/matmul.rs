@@ -37,11 +37,17 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
 }
 
 /// Auto, every forceable kernel that takes this layout, and register tiles off the tuned ones
-/// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path).
+/// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path), for the blocked and
+/// the unrolled kernel (the unrolled ones also with a fixed workgroup of 8 and of 16, so tiles
+/// split N over several workgroups).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
     v.extend([(1, 1), (3, 5), (2, 8)].map(|(tm, tn)| MatmulKernel::BlockedTile { tm, tn }));
+    v.extend(
+        [(1, 1, 0), (3, 5, 8), (2, 8, 16), (8, 4, 8), (5, 3, 0)]
+            .map(|(tm, tn, wg)| MatmulKernel::UnrolledTile { tm, tn, wg }),
+    );
     v
 }
 
@@ -287,6 +293,29 @@ fn bad_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
         MatmulKernel::BlockedTile { tm: 0, tn: 4 },
     ));
     assert!(e.contains("linear") && e.contains("0x4"), "{e}");
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::UnrolledTile {
+            tm: 16,
+            tn: 16,
+            wg: 8,
+        },
+    ));
+    assert!(e.contains("matmul") && e.contains("16x16"), "{e}");
+    let e = err(ops::linear_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[4, 3]),
+        None,
+        MatmulKernel::UnrolledTile {
+            tm: 4,
+            tn: 4,
+            wg: 12,
+        },
+    ));
+    assert!(e.contains("linear") && e.contains("12"), "{e}");
     // GEMV kernels need [N, K] weights.
     let e = err(ops::matmul_with(
         &gpu,

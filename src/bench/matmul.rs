@@ -1,8 +1,10 @@
 //! The `matmul` and `gemv` suites.
 //!
-//! - `matmul`: square f32 products (256 to 2048), the register-blocked and tiled kernels side by side
-//!   at 1024, and the `linear` shapes of a 384- and a 512-wide Transformer layer at 128 tokens (QKV,
-//!   attention out, FFN up, FFN down) with f16 weights and bias. Compute-bound: share of the FMA peak.
+//! - `matmul`: square f32 products (256 to 2048), the unrolled, register-blocked and tiled kernels
+//!   side by side at 1024, and the `linear` shapes of a 384- and a 512-wide Transformer layer at 128
+//!   tokens (QKV, attention out, FFN up, FFN down) with f16 weights and bias, chosen kernel beside
+//!   the blocked one. Compute-bound: share of the FMA peak. `HEEDFUL_BENCH_MM_TILES` adds unrolled
+//!   tiles to both (see `extra_tiles`).
 //! - `gemv`: one row against a 4096 x 4096 weight (decoding), f16 and f32 weights, each GEMV kernel.
 //!   Memory-bound: GB/s counting the weight bytes, share of the copy bandwidth.
 
@@ -30,6 +32,8 @@ fn kernel_name(k: MatmulKernel) -> String {
         MatmulKernel::Auto => "auto".into(),
         MatmulKernel::Blocked => "blocked".into(),
         MatmulKernel::BlockedTile { tm, tn } => format!("blocked{tm}x{tn}"),
+        MatmulKernel::Unrolled => "unrolled".into(),
+        MatmulKernel::UnrolledTile { tm, tn, wg } => format!("unrolled{tm}x{tn}w{wg}"),
         MatmulKernel::Tiled => "tiled".into(),
         MatmulKernel::GemvRows => "gemv_rows".into(),
         MatmulKernel::GemvSplitK => "gemv_splitk".into(),
@@ -143,15 +147,23 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
         bench_matmul(ctx, s, s, s, MatmulKernel::Auto)?;
         ctx.max_reps = saved;
     }
-    // Kernel shapes side by side: the tuned register tile, the 4x4 baseline, workgroup tiles.
-    for kernel in [
+    let extra = extra_tiles();
+    // Kernel shapes side by side: the unrolled and blocked register tiles, the blocked 4x4
+    // baseline, workgroup tiles, and any tiles asked for in HEEDFUL_BENCH_MM_TILES.
+    let mut kernels = vec![
+        MatmulKernel::Unrolled,
         MatmulKernel::Blocked,
         MatmulKernel::BlockedTile { tm: 4, tn: 4 },
         MatmulKernel::Tiled,
-    ] {
+    ];
+    kernels.extend(&extra);
+    for kernel in kernels {
         bench_matmul(ctx, 1024, 1024, 1024, kernel)?;
     }
-    // Transformer layer linears at 128 tokens, f16 weights with bias.
+    // Transformer layer linears at 128 tokens, f16 weights with bias: the chosen kernel, the
+    // blocked kernel (the CPU choice before the unrolled one) and the extra tiles.
+    let mut kernels = vec![MatmulKernel::Auto, MatmulKernel::Blocked];
+    kernels.extend(&extra);
     for d in [384usize, 512] {
         let t = 128;
         for (name, k, n) in [
@@ -160,17 +172,9 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
             ("linear_ffn_up", d, 4 * d),
             ("linear_ffn_down", 4 * d, d),
         ] {
-            bench_linear(
-                ctx,
-                name,
-                t,
-                k,
-                n,
-                DType::F16,
-                true,
-                MatmulKernel::Auto,
-                false,
-            )?;
+            for &kernel in &kernels {
+                bench_linear(ctx, name, t, k, n, DType::F16, true, kernel, false)?;
+            }
         }
     }
     // Where the adapter has cooperative matrices (tensor cores): the f16 linear on them against
@@ -186,6 +190,35 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Extra unrolled tiles for the 1024^3 matmul and the linear shapes, from the bench-only variable
+/// `HEEDFUL_BENCH_MM_TILES`: comma-separated `TMxTN` or `TMxTNwWG` (e.g. `8x4,4x8w8`; `WG` a
+/// power of two, 0 or absent = from N). For tuning the table on a new adapter; malformed entries
+/// are reported and skipped.
+fn extra_tiles() -> Vec<MatmulKernel> {
+    let Ok(spec) = std::env::var("HEEDFUL_BENCH_MM_TILES") else {
+        return Vec::new();
+    };
+    let parse = |e: &str| -> Option<MatmulKernel> {
+        let (tile, wg) = e.split_once('w').unwrap_or((e, "0"));
+        let (tm, tn) = tile.split_once('x')?;
+        Some(MatmulKernel::UnrolledTile {
+            tm: tm.trim().parse().ok()?,
+            tn: tn.trim().parse().ok()?,
+            wg: wg.trim().parse().ok()?,
+        })
+    };
+    spec.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .filter_map(|e| {
+            let k = parse(e.trim());
+            if k.is_none() {
+                eprintln!("HEEDFUL_BENCH_MM_TILES: skipping {e:?} (want TMxTN or TMxTNwWG)");
+            }
+            k
+        })
+        .collect()
 }
 
 /// The `gemv` suite.

@@ -13,7 +13,7 @@
 //! # fn caps() -> heedful::Caps { heedful::Gpu::shared().unwrap().caps().clone() }
 //! let caps = caps();
 //! let cpu = Tuning::for_class(AdapterClass::Cpu, &caps);
-//! assert_eq!(cpu.matmul.large, MatmulKernel::Blocked);
+//! assert_eq!(cpu.matmul.large_bt, MatmulKernel::Unrolled);
 //! ```
 
 use super::caps::Caps;
@@ -60,10 +60,16 @@ pub struct MatmulTuning {
     /// Most rows that take [`MatmulTuning::gemv`] (at most [`GEMV_MAX_M`], what both GEMV kernels
     /// hold). 4 on every class.
     pub gemv_max_m: usize,
-    /// The kernel for everything else. CPU: [`MatmulKernel::Blocked`] (measured on lavapipe at
-    /// 1024^3: about 10 GFLOP/s against 4 for the workgroup tile, whose barriers are costly there);
+    /// The kernel for everything else with `b [K, N]` (matmul). CPU: [`MatmulKernel::Unrolled`]
+    /// (lavapipe 1024^3 f32, one run on a loaded machine: 35-42% of the FMA peak against 28% for
+    /// [`MatmulKernel::Blocked`] and 4% for the workgroup tile, whose barriers are costly there);
     /// GPUs: [`MatmulKernel::Tiled`]; limited GPUs: `Blocked` (the tile does not fit their limits).
     pub large: MatmulKernel,
+    /// The kernel for more than `gemv_max_m` rows against `b [N, K]` (linear, matmul_bt). CPU:
+    /// [`MatmulKernel::Unrolled`] (lavapipe, f16 weights at 128 tokens: about 35-40% of the FMA
+    /// peak against 16-18% for the blocked kernel in the same runs); GPUs and limited GPUs: as
+    /// `large`.
+    pub large_bt: MatmulKernel,
     /// Register tile `(rows, cols)` per thread of the blocked kernel with `b [N, K]`. CPU: 8 x 4
     /// (about 31% of the FMA peak on lavapipe, tied with 4 x 8); GPUs (blocked only when forced or
     /// limited): 4 x 4.
@@ -84,6 +90,33 @@ pub struct MatmulTuning {
     /// 4096^3 f16 linear at 3.8 TFLOP/s against the tiled kernel's 15.4 (one subgroup per 32 x 32
     /// tile, staged by scalar loads, is too small a tile); forced, it stays tested and benched.
     pub coop_auto: bool,
+    /// Register tile `(rows, cols)` per invocation of [`MatmulKernel::Unrolled`] with `b [N, K]`.
+    /// CPU: 8 x 4 (lavapipe, f16 weights, workgroups of 8, a shared over the subgroup, one
+    /// loaded-machine run: 128x384->1536 8x4 54%, 16x2 45%, 4x4 42%, 8x2 42% of the FMA peak;
+    /// 128x512->2048 57, 51, 43, 42%); GPUs (only when forced): 4 x 4.
+    pub unrolled_bt: (u32, u32),
+    /// Unrolled tile with `b [K, N]` and `N % 4 == 0` (the columns must be a multiple of 4 for
+    /// the vec4 loads along N). CPU: 8 x 8 (1024^3 f32, workgroups of 8, a shared over the subgroup,
+    /// one loaded-machine run: 8x8 42%, 16x4 34%, 8x4 34%, 4x4 31% of the FMA peak; without the
+    /// subgroup form 8x8 spilled to 12-15%); GPUs: 4 x 4.
+    pub unrolled_vec: (u32, u32),
+    /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
+    pub unrolled_scalar: (u32, u32),
+    /// Invocations per workgroup of the unrolled kernel (0: the power of two from 8 to 64 that
+    /// covers N, as the blocked kernel). CPU: 8, one SIMD vector of lavapipe (linear 128x384->1536,
+    /// 4x4: 35% against 30% with 64; the 8 x 4 columns of `b` a workgroup reads stay in cache while
+    /// consecutive workgroups walk M); GPUs: 0.
+    pub unrolled_wg: u32,
+    /// [`MatmulKernel::Unrolled`] reads f16 `b` as packed `u32` pairs (`vec2<u32>` per 4 values)
+    /// even where the device reads f16 natively. CPU: yes (half the gathers of per-element f16 loads,
+    /// as for the GEMV); GPUs: no.
+    pub unrolled_packed_f16: bool,
+    /// [`MatmulKernel::Unrolled`] shares each load of `a` across an 8-lane subgroup with
+    /// `subgroupBroadcast` (8-wide k steps), where the device has subgroups of exactly 8 lanes.
+    /// CPU: yes (llvmpipe loads storage lane by lane even at uniform addresses, so one load per
+    /// lane instead of 8; linear 128x384->1536 f16, 8x4: 50-54% of the FMA peak against 35-37%
+    /// without); GPUs: no.
+    pub unrolled_subgroup_a: bool,
 }
 
 /// Row schedule of the row-wise kernels (softmax, layer norm) for
@@ -294,11 +327,18 @@ impl Tuning {
             gemv: MatmulKernel::GemvSplitK,
             gemv_max_m: GEMV_MAX_M,
             large,
+            large_bt: large,
             tile_bt: (4, 4),
             tile_vec: (4, 4),
             tile_scalar: (4, 4),
             gemv_rows_packed_f16: false,
             coop_auto: false,
+            unrolled_bt: (4, 4),
+            unrolled_vec: (4, 4),
+            unrolled_scalar: (4, 4),
+            unrolled_wg: 0,
+            unrolled_packed_f16: false,
+            unrolled_subgroup_a: false,
         };
         match class {
             AdapterClass::Cpu => {
@@ -308,12 +348,19 @@ impl Tuning {
                     matmul: MatmulTuning {
                         gemv: MatmulKernel::GemvRows,
                         gemv_max_m: GEMV_MAX_M,
-                        large: MatmulKernel::Blocked,
+                        large: MatmulKernel::Unrolled,
+                        large_bt: MatmulKernel::Unrolled,
                         tile_bt: (8, 4),
                         tile_vec: (8, 16),
                         tile_scalar: (4, 8),
                         gemv_rows_packed_f16: true,
                         coop_auto: false,
+                        unrolled_bt: (8, 4),
+                        unrolled_vec: (8, 8),
+                        unrolled_scalar: (4, 4),
+                        unrolled_wg: 8,
+                        unrolled_packed_f16: true,
+                        unrolled_subgroup_a: true,
                     },
                     rows: RowTuning {
                         short_n: 32,
@@ -441,6 +488,16 @@ impl Tuning {
         lanes <= max_wg as usize && words <= self.recurrent.resident_max_words
     }
 
+    /// The unrolled matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
+    /// `n_vec4` (`N % 4 == 0`).
+    pub fn unrolled_tile(&self, bt: bool, n_vec4: bool) -> (u32, u32) {
+        match (bt, n_vec4) {
+            (true, _) => self.matmul.unrolled_bt,
+            (false, true) => self.matmul.unrolled_vec,
+            (false, false) => self.matmul.unrolled_scalar,
+        }
+    }
+
     /// The blocked matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
     /// `n_vec4` (`N % 4 == 0`).
     pub fn blocked_tile(&self, bt: bool, n_vec4: bool) -> (u32, u32) {
@@ -561,8 +618,13 @@ mod tests {
         let c = caps(wgpu::DeviceType::Cpu, 1024, 32768);
         let t = Tuning::for_caps(&c);
         assert_eq!(t.class, AdapterClass::Cpu);
-        // Matmul: register-blocked kernel and the CPU GEMV, lavapipe's tiles, packed f16 GEMV.
-        assert_eq!(t.matmul.large, MatmulKernel::Blocked);
+        // Matmul: unrolled kernel and the CPU GEMV, lavapipe's tiles, packed f16 GEMV.
+        assert_eq!(t.matmul.large, MatmulKernel::Unrolled);
+        assert_eq!(t.matmul.large_bt, MatmulKernel::Unrolled);
+        assert_eq!(t.unrolled_tile(false, true), (8, 8));
+        assert!(t.matmul.unrolled_subgroup_a && t.matmul.unrolled_packed_f16);
+        assert_eq!(t.unrolled_tile(true, false), (8, 4));
+        assert_eq!(t.matmul.unrolled_wg, 8);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvRows);
         assert_eq!(t.matmul.gemv_max_m, 4);
         assert_eq!(t.blocked_tile(true, true), (8, 4));
@@ -603,6 +665,7 @@ mod tests {
         let t = Tuning::for_caps(&c);
         assert_eq!(t.class, AdapterClass::Gpu);
         assert_eq!(t.matmul.large, MatmulKernel::Tiled);
+        assert_eq!(t.matmul.large_bt, MatmulKernel::Tiled);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvSplitK);
         for (bt, v) in [(true, true), (false, true), (false, false)] {
             assert_eq!(t.blocked_tile(bt, v), (4, 4));
@@ -634,6 +697,7 @@ mod tests {
         let small = Tuning::for_caps(&caps(wgpu::DeviceType::IntegratedGpu, 128, 32768));
         assert_eq!(small.class, AdapterClass::LimitedGpu);
         assert_eq!(small.matmul.large, MatmulKernel::Blocked);
+        assert_eq!(small.matmul.large_bt, MatmulKernel::Blocked);
         assert_eq!(small.matmul.gemv, MatmulKernel::GemvSplitK);
         assert_eq!((small.rows.wg_small, small.rows.wg_large), (64, 128));
     }

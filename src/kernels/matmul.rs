@@ -1,11 +1,15 @@
 //! Matrix products: `matmul` (`torch.matmul`), `matmul_bt` (`a @ b^T * alpha`, attention scores) and
 //! `linear` (`nn.Linear`: `x W^T + b`).
 //!
-//! Three kernel shapes, chosen per adapter and problem ([`MatmulKernel::Auto`]) or forced:
+//! Four kernel shapes, chosen per adapter and problem ([`MatmulKernel::Auto`]) or forced:
 //!
-//! - [`MatmulKernel::Blocked`] (`shaders/matmul.wgsl`): every thread computes a small block of outputs
-//!   from its own vec4 loads, no workgroup memory. Fastest on CPU adapters (lavapipe), where barriers
-//!   are costly. With one weight row per thread it is also the CPU GEMV ([`MatmulKernel::GemvRows`]).
+//! - [`MatmulKernel::Unrolled`] (WGSL generated in `matmul/unrolled.rs`): a register tile per
+//!   invocation as straight-line code over named registers, vec4 loads along K, no workgroup
+//!   memory. The large-product kernel on CPU adapters (lavapipe), where barriers are costly and
+//!   loop-indexed private arrays become scratch memory.
+//! - [`MatmulKernel::Blocked`] (`shaders/matmul.wgsl`): the same idea with loops over private
+//!   arrays (any adapter compiles it well that keeps such arrays in registers). With one weight row
+//!   per thread it is the CPU GEMV ([`MatmulKernel::GemvRows`]).
 //! - [`MatmulKernel::Tiled`] (`shaders/matmul_tiled.wgsl`): 64 x 64 workgroup tiles staged in
 //!   workgroup memory; the usual choice on discrete GPUs.
 //! - [`MatmulKernel::GemvSplitK`] (`shaders/gemv.wgsl`): one workgroup per weight row, K split over
@@ -30,6 +34,7 @@
 
 mod kernels;
 mod problem;
+mod unrolled;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Recorder, Tuning};
@@ -38,7 +43,7 @@ use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
-use kernels::{blocked_tile, record_blocked, record_tiled};
+use kernels::{blocked_tile, record_blocked, record_tiled, record_unrolled, unrolled_tile};
 pub(crate) use problem::{grid, Problem};
 
 /// Rows of `a` up to which [`MatmulKernel::Auto`] picks a GEMV kernel for `[N, K]` weights.
@@ -60,6 +65,20 @@ pub enum MatmulKernel {
         /// Columns of outputs per thread.
         tn: u8,
     },
+    /// Unrolled register tile with named registers (CPU adapters), tile and workgroup size chosen
+    /// per shape by the tuning table.
+    Unrolled,
+    /// Unrolled register tile with a given tile and workgroup: `tm` x `tn` outputs per invocation
+    /// (each 1..=16, at most 128 outputs), `wg` invocations per workgroup (a power of two, 0 =
+    /// chosen from N). For benchmarks and tests of other tiles.
+    UnrolledTile {
+        /// Rows of outputs per invocation.
+        tm: u8,
+        /// Columns of outputs per invocation.
+        tn: u8,
+        /// Invocations per workgroup (0: from N, 8 to 64).
+        wg: u16,
+    },
     /// Workgroup-memory tiles (discrete GPUs).
     Tiled,
     /// Register-blocked with up to 4 rows of `a` and 8 weight rows per thread, f16 weights read as
@@ -76,8 +95,9 @@ pub enum MatmulKernel {
 
 impl MatmulKernel {
     /// Every forceable kernel (not `Auto`).
-    pub const ALL: [MatmulKernel; 4] = [
+    pub const ALL: [MatmulKernel; 5] = [
         MatmulKernel::Blocked,
+        MatmulKernel::Unrolled,
         MatmulKernel::Tiled,
         MatmulKernel::GemvRows,
         MatmulKernel::GemvSplitK,
@@ -308,11 +328,13 @@ fn batched<'a>(
 /// The kernel [`MatmulKernel::Auto`] picks on an adapter with the tuning table `tuning`
 /// ([`Gpu::tuning`](crate::gpu::Gpu::tuning)) for `m` rows of `a`, with `b` stored `[N, K]`
 /// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul): the table's GEMV kernel for few rows
-/// against `[N, K]`, its large kernel otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
+/// against `[N, K]`, its large kernels otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
 pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKernel {
     let t = &tuning.matmul;
     if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) {
         t.gemv
+    } else if b_transposed {
+        t.large_bt
     } else {
         t.large
     }
@@ -369,6 +391,10 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         MatmulKernel::GemvRows => {
             let packed = rec.gpu().tuning().matmul.gemv_rows_packed_f16;
             record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), packed)
+        }
+        MatmulKernel::Unrolled => record_unrolled(rec, p, unrolled_tile(rec, p)),
+        MatmulKernel::UnrolledTile { tm, tn, wg } => {
+            record_unrolled(rec, p, (tm as u32, tn as u32, wg as u32))
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::Coop => kernels::record_coop(rec, p),
