@@ -298,7 +298,14 @@ fn sdpa_flash_row_blocks_causal_order_and_base2_softmax() {
     // base 2, both causal alignments, and key splits whose chunk is not a multiple of the tile.
     let gpu = gpu();
     let cases = [
-        (203usize, 150usize, 13usize, 5usize, Causal::TopLeft, MaskKind::Additive),
+        (
+            203usize,
+            150usize,
+            13usize,
+            5usize,
+            Causal::TopLeft,
+            MaskKind::Additive,
+        ),
         (150, 203, 64, 64, Causal::BottomRight, MaskKind::Additive),
         (131, 131, 24, 40, Causal::TopLeft, MaskKind::Ignore),
         (77, 190, 64, 64, Causal::None, MaskKind::Additive),

@@ -127,8 +127,8 @@ pub struct AttnTuning {
     pub unrolled: bool,
     /// Query rows per invocation of the unrolled variant. CPU: 8 (about 1.5x R = 4); GPUs: 1.
     pub unrolled_rows: u32,
-    /// Keys per tile of the unrolled variant. CPU: 4 (as fast as 8 with half the code; 16 spills);
-    /// GPUs: 8.
+    /// Keys per tile of the unrolled variant. CPU: 4 (with the scalar score chains, R = 4 or 8
+    /// with KT = 8 did not finish compiling in lavapipe within 300 s); GPUs: 8.
     pub unrolled_kt: u32,
     /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,

@@ -15,7 +15,7 @@ pub const UNROLLED_MAX_D: usize = 64;
 /// The attention part of the adapter's tuning table ([`Gpu::tuning`]). On CPU adapters (lavapipe)
 /// the flash kernel reads k/v straight from the storage buffers with R = 4 query rows per
 /// invocation, and for head dims up to [`UNROLLED_MAX_D`] the unrolled variant
-/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4) runs instead; discrete GPUs stage K/V tiles in
+/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4, workgroups of 8) runs instead; discrete GPUs stage K/V tiles in
 /// workgroup memory. The measurements are in [`AttnTuning`]'s field docs.
 ///
 /// Benchmarks override the table with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`, `HEEDFUL_ATTN_WG`,
