@@ -1,17 +1,23 @@
-// Flash attention, CPU-adapter (lavapipe) variant: same bindings, grid and results as sdpa.wgsl
-// (see there), but with the per-invocation state in named registers instead of loop-indexed
-// private arrays, which lavapipe turns into per-lane scratch memory (gathers and scatters).
+// Flash attention, CPU-adapter (lavapipe) variant: same bindings and results as sdpa.wgsl (see
+// there), but with the per-invocation state in named registers instead of loop-indexed private
+// arrays, which lavapipe turns into per-lane scratch memory (gathers and scatters).
 //
 //   q: [B, H, Tq, D] f32, k: [B, H, Tk, D] f32, v: [B, H, Tk, Dv] f32 (bindings 1-3, strided)
 //   mask (binding 4), out (binding 5), stats (binding 6) as in sdpa.wgsl
 //
-// Each invocation owns R query rows (i0 + lid + r*WG) and walks its split's keys in tiles of KT:
-// an R x KT score block accumulated from vec4 loads of k (each load serves R rows), an online
-// softmax update per row, then P·V with each v load serving R rows. The `{{NAME}}` markers are
-// filled with straight-line code by `unrolled_flash_source` in src/kernels/sdpa.rs (q_r_c: row r's
-// chunk c of q times the scale; a_r_c: its accumulator chunk; s_r_t / p_r_t: score / probability of
-// row r and key t of the tile).
+// Grid: x = row_blocks * nsplit (heaviest causal row blocks first), y = B*H. A workgroup owns
+// the WG*R query rows i0 + lid + r*WG; lavapipe runs one SIMD group of 8 lanes at a time, and
+// with WG = 8 (the tuning table's choice) a workgroup is one such group of 8*R consecutive rows
+// whose key loop stops at its own causal end, which is what makes causal attention cheaper, and
+// short sequences still give enough workgroups for every thread. Each invocation walks its split's keys in tiles of KT: R x KT scores
+// from scalar FMA chains (each k element loaded once serves R rows), an online softmax in base 2
+// (q is prescaled by scale * log2(e), so exp2 replaces exp), then P·V with each v load serving
+// R rows. The `{{NAME}}` markers are filled with straight-line code by `unrolled_flash_source`
+// in src/kernels/sdpa/cpu_source.rs (q{r}_{c}: row r's chunk c of q times the scale; a{r}_{c}: its
+// accumulator chunk; s{r}_{t} / p{r}_{t}: score / probability of row r and key t of the tile).
 
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
 
 // Writes chunk c of an output row (elements past DV are skipped).
 fn st4(base: u32, c: u32, a: vec4<f32>) {
@@ -21,18 +27,30 @@ fn st4(base: u32, c: u32, a: vec4<f32>) {
     if (4u * c + 3u < DV) { out[base + 4u * c + 3u] = a.w; }
 }
 
-// Masked score of key j for a row whose keys end at `end` (NEG when not visible).
-fn masked(mb: u32, j: u32, end: u32, sc: f32) -> f32 {
+// Masked base-2 score of key j for a row whose keys end at `end` (NEG when not visible);
+// `sc` is the score times log2(e), an additive mask is scaled alike.
+fn masked2(mb: u32, j: u32, end: u32, sc: f32) -> f32 {
     var x = NEG;
     if (j < end) {
-        x = apply_mask(mb, j, sc);
+        switch p.mask_kind {
+            case 0u: { x = sc; }
+            case 3u: {
+                let a = bitcast<f32>(mask[mb + j * p.m_sj]);
+                x = select(sc + a * LOG2E, NEG, a <= -1.0e30);
+            }
+            default: { x = apply_mask(mb, j, sc); }
+        }
     }
     return x;
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let rb = wid.x % p.row_blocks;
+    var rb = wid.x % p.row_blocks;
+    if (p.causal != 0u) {
+        // Later rows see more keys: dispatch them first so the light blocks fill the tail.
+        rb = p.row_blocks - 1u - rb;
+    }
     let split = wid.x / p.row_blocks;
     let bh = wid.y;
     let b = bh / p.heads;
@@ -40,9 +58,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let i0 = rb * WG * R;
     let ks = split * p.chunk;
     let ke = min(p.tk, ks + p.chunk);
+    // The workgroup's last row bounds its key loop (uniform: lavapipe keeps it a scalar loop).
     let wg_end = causal_end(min(i0 + WG * R - 1u, p.tq - 1u), ke);
     let kb = p.k.x + b * p.k.y + h * p.k.z;
     let vb = p.v.x + b * p.v.y + h * p.v.z;
+    let qs = p.scale * LOG2E;
 {{INIT}}
     for (var j0 = ks; j0 < wg_end; j0 += KT) {
 {{TILE}}

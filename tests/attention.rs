@@ -291,6 +291,45 @@ fn sdpa_flash_rows_per_invocation() {
 }
 
 #[test]
+fn sdpa_flash_row_blocks_causal_order_and_base2_softmax() {
+    // The tuned flash plan over several row blocks (on lavapipe: workgroups of 8 invocations x 8
+    // rows, causal blocks dispatched heaviest first, base-2 online softmax): Tq != Tk, Tq and Tk
+    // not multiples of a block or key tile, D not a multiple of 4, an additive mask scaled into
+    // base 2, both causal alignments, and key splits whose chunk is not a multiple of the tile.
+    let gpu = gpu();
+    let cases = [
+        (
+            203usize,
+            150usize,
+            13usize,
+            5usize,
+            Causal::TopLeft,
+            MaskKind::Additive,
+        ),
+        (150, 203, 64, 64, Causal::BottomRight, MaskKind::Additive),
+        (131, 131, 24, 40, Causal::TopLeft, MaskKind::Ignore),
+        (77, 190, 64, 64, Causal::None, MaskKind::Additive),
+    ];
+    for (n, &(tq, tk, d, dv, causal, kind)) in cases.iter().enumerate() {
+        let c = Case {
+            dims: dims(2, 3, tq, tk, d, dv),
+            mask: Some((vec![2, 1, tq, tk], kind)),
+            causal,
+            scale: None,
+            mag: 1.0,
+        };
+        let plans = [
+            ksdpa::plan(&gpu, &c.dims),
+            Plan::FlashSplit {
+                nsplit: 3,
+                chunk: tk.div_ceil(3),
+            },
+        ];
+        check_case(&gpu, &c, 700 + n as u64, n == 0, &plans);
+    }
+}
+
+#[test]
 fn sdpa_decode_tq1_long_keys_and_tk1() {
     let gpu = gpu();
     for (n, &(tq, tk, causal)) in [

@@ -169,9 +169,13 @@ pub struct AttnTuning {
     pub unrolled: bool,
     /// Query rows per invocation of the unrolled variant. CPU: 8 (about 1.5x R = 4); GPUs: 1.
     pub unrolled_rows: u32,
-    /// Keys per tile of the unrolled variant. CPU: 4 (as fast as 8 with half the code; 16 spills);
-    /// GPUs: 8.
+    /// Keys per tile of the unrolled variant. CPU: 4 (with the scalar score chains, R = 4 or 8
+    /// with KT = 8 did not finish compiling in lavapipe within 300 s); GPUs: 8.
     pub unrolled_kt: u32,
+    /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
+    /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
+    /// and short sequences still make enough workgroups; GPUs: 64.
+    pub unrolled_wg: u32,
 }
 
 /// Recurrent (RNN/LSTM/GRU) layer kernels.
@@ -307,6 +311,7 @@ impl Tuning {
             unrolled: true,
             unrolled_rows: 1,
             unrolled_kt: 8,
+            unrolled_wg: 64,
         };
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
@@ -380,6 +385,7 @@ impl Tuning {
                         unrolled: true,
                         unrolled_rows: 8,
                         unrolled_kt: 4,
+                        unrolled_wg: 8,
                     },
                     recurrent: RecurrentTuning {
                         stage_h: true,
@@ -450,6 +456,7 @@ impl Tuning {
                 });
             }
             self.attn.wg = wg;
+            self.attn.unrolled_wg = wg;
         }
         if let Some(s) = o.attn_shared {
             self.attn.shared = s;
@@ -641,10 +648,13 @@ mod tests {
             (t.rows.wg_small, t.rows.wg_large, t.rows.short_wg),
             (8, 8, 64)
         );
-        // Attention: no shared tiles, R = 4, unrolled R = 8 KT = 4.
+        // Attention: no shared tiles, R = 4, unrolled R = 8 KT = 4 in workgroups of 8.
         let a = t.attn;
         assert_eq!((a.wg, a.kt, a.shared, a.rows), (64, 8, false, 4));
-        assert_eq!((a.unrolled, a.unrolled_rows, a.unrolled_kt), (true, 8, 4));
+        assert_eq!(
+            (a.unrolled, a.unrolled_rows, a.unrolled_kt, a.unrolled_wg),
+            (true, 8, 4, 8)
+        );
         let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
         assert_eq!(a.target_groups, 4 * threads);
         // Recurrent.
@@ -723,7 +733,10 @@ mod tests {
             (a.rows, a.unrolled_rows, a.kt, a.unrolled_kt),
             (2, 2, 16, 16)
         );
-        assert_eq!((a.wg, a.shared, a.unrolled), (32, true, false));
+        assert_eq!(
+            (a.wg, a.unrolled_wg, a.shared, a.unrolled),
+            (32, 32, true, false)
+        );
         let too_big = TuningOverrides {
             attn_wg: Some(512),
             ..Default::default()

@@ -36,7 +36,7 @@ use cpu_source::unrolled_flash_source;
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
 use tuning::unrolled_applies;
-pub(crate) use tuning::{flash_rows, tuning, Tuning};
+pub(crate) use tuning::{flash_rows, flash_wg, tuning, Tuning};
 pub use tuning::{plan, Plan, UNROLLED_MAX_D};
 pub use views::{AttnDims, Causal, Heads, MaskKind, MaskView};
 
@@ -146,9 +146,14 @@ pub(crate) fn qkv_pipeline(
     } else {
         tu.kt
     };
+    let wg = if kernel == "sdpa" {
+        flash_wg(tu, dims)
+    } else {
+        tu.wg
+    };
     let variant = Variant {
         kernel,
-        wg: tu.wg,
+        wg,
         rows,
         kt,
         shared,
@@ -182,7 +187,7 @@ pub(crate) fn qkv_pipeline(
             body,
             false,
             &[
-                ("WG", tu.wg),
+                ("WG", wg),
                 ("KT", kt),
                 ("R", rows),
                 ("SHARED", shared as u32),
@@ -297,7 +302,7 @@ pub fn record_sdpa(
             };
             let b = binds(out.tensor, &stats);
             let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
-            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
+            p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
             let disp = gpu.dispatch(
                 "sdpa",
                 &pipe,
@@ -337,7 +342,7 @@ pub fn record_sdpa(
         _ => {
             let b = binds(&part, &stats);
             let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
-            p.row_blocks = tq.div_ceil((tu.wg * rpi) as usize) as u32;
+            p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
                 &pipe,

@@ -15,7 +15,7 @@ pub const UNROLLED_MAX_D: usize = 64;
 /// The attention part of the adapter's tuning table ([`Gpu::tuning`]). On CPU adapters (lavapipe)
 /// the flash kernel reads k/v straight from the storage buffers with R = 4 query rows per
 /// invocation, and for head dims up to [`UNROLLED_MAX_D`] the unrolled variant
-/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4) runs instead; discrete GPUs stage K/V tiles in
+/// (`shaders/sdpa_cpu.wgsl`, R = 8, KT = 4, workgroups of 8) runs instead; discrete GPUs stage K/V tiles in
 /// workgroup memory. The measurements are in [`AttnTuning`]'s field docs.
 ///
 /// Benchmarks override the table with `HEEDFUL_ATTN_R`, `HEEDFUL_ATTN_KT`, `HEEDFUL_ATTN_WG`,
@@ -35,14 +35,25 @@ pub(crate) fn flash_rows(tu: &Tuning, dims: &AttnDims) -> u32 {
         tu.rows
     }
     .max(1);
+    let wg = flash_wg(tu, dims);
     while r > 1 {
-        let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * r) as usize);
-        if dims.tq >= (tu.wg * r) as usize && groups >= tu.target_groups {
+        let groups = dims.b * dims.h * dims.tq.div_ceil((wg * r) as usize);
+        if dims.tq >= (wg * r) as usize && groups >= tu.target_groups {
             return r;
         }
         r /= 2;
     }
     1
+}
+
+/// Invocations per workgroup of the flash kernel for `dims`.
+pub(crate) fn flash_wg(tu: &Tuning, dims: &AttnDims) -> u32 {
+    if unrolled_applies(tu, dims) {
+        tu.unrolled_wg
+    } else {
+        tu.wg
+    }
+    .max(1)
 }
 
 /// Whether the flash kernel for `dims` is the unrolled CPU variant (`shaders/sdpa_cpu.wgsl`).
@@ -92,7 +103,7 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
         };
     }
     let rows = flash_rows(&tu, dims);
-    let groups = dims.b * dims.h * dims.tq.div_ceil((tu.wg * rows) as usize);
+    let groups = dims.b * dims.h * dims.tq.div_ceil((flash_wg(&tu, dims) * rows) as usize);
     let min_chunk = 256;
     if groups < tu.target_groups && dims.tk >= 2 * min_chunk {
         let want = tu.target_groups.div_ceil(groups);
