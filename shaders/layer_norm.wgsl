@@ -1,12 +1,16 @@
-// Layer norm over the last dim, as F.layer_norm:
-//   y[r, i] = (x[r, i] - mean_r) / sqrt(var_r + eps) * weight[i] + bias[i],  var_r biased (divide by D).
+// Layer norm over the last dim, as F.layer_norm, optionally of a residual sum (post-LN blocks):
+//   y[r, i] = (s[r, i] - mean_r) / sqrt(var_r + eps) * weight[i] + bias[i],  var_r biased (divide by D),
+//   s = x, or s = x + residual (rounded to f32 as a separate add would) for the fused variant.
 //
-// Generated prologue (src/kernels/layer_norm.rs: `Params`, `LayerNormBindings`), scalar or vec4 units:
-//   p       uniform Params { rows, d, eps }
-//   x:      [R, D] f32       binding 1, x_at / x_at4
-//   weight: [D]    f32|f16   binding 2, weight_at / weight_at4
-//   bias:   [D]    f32|f16   binding 3, bias_at / bias_at4
-//   out:    [R, D] f32       binding 4, out_set / out_set4
+// Generated prologue (src/kernels/layer_norm/mod.rs: `Params`, `LayerNormBindings` or
+// `AddLayerNormBindings`), scalar or vec4 units:
+//   p        uniform Params { rows, d, eps }
+//   x:       [R, D] f32       binding 1, x_at / x_at4
+//   residual: [R, D] f32      binding 2 (fused variant only), residual_at / residual_at4
+//   weight:  [D]    f32|f16   next binding, weight_at / weight_at4
+//   bias:    [D]    f32|f16   next binding, bias_at / bias_at4
+//   out:     [R, D] f32       last binding, out_set / out_set4
+//   fn s_at(i) / s_at4(i): the normalized input s (generated: x_at, or x_at + residual_at)
 //
 // Constants from the Rust side: WG (power of two), VEC4 (1 when D % 4 == 0), PER_ROW (1: one
 // workgroup per row with a shared-memory tree; 0: one thread per row).
@@ -55,11 +59,11 @@ fn row_stats(base: u32, first: u32, step: u32, k: f32) -> Wf {
     var st = Wf(0.0, 0.0, 0.0);
     if (VEC4 == 1u) {
         for (var i = first * 4u; i < p.d; i += step * 4u) {
-            st = wf_add4(st, x_at4(base + i) - vec4<f32>(k));
+            st = wf_add4(st, s_at4(base + i) - vec4<f32>(k));
         }
     } else {
         for (var i = first; i < p.d; i += step) {
-            st = wf_add1(st, x_at(base + i) - k);
+            st = wf_add1(st, s_at(base + i) - k);
         }
     }
     return st;
@@ -70,12 +74,12 @@ fn row_write(base: u32, first: u32, step: u32, k: f32, st: Wf) {
     let rstd = inverseSqrt(st.m2 / f32(p.d) + p.eps);
     if (VEC4 == 1u) {
         for (var i = first * 4u; i < p.d; i += step * 4u) {
-            let v = ((x_at4(base + i) - vec4<f32>(k)) - vec4<f32>(mean)) * rstd;
+            let v = ((s_at4(base + i) - vec4<f32>(k)) - vec4<f32>(mean)) * rstd;
             out_set4(base + i, v * weight_at4(i) + bias_at4(i));
         }
     } else {
         for (var i = first; i < p.d; i += step) {
-            let v = ((x_at(base + i) - k) - mean) * rstd;
+            let v = ((s_at(base + i) - k) - mean) * rstd;
             out_set(base + i, v * weight_at(i) + bias_at(i));
         }
     }
@@ -113,7 +117,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             return;
         }
         let base = g * p.d;
-        let k = x_at(base);
+        let k = s_at(base);
         let st = wg_reduce(lid, row_stats(base, lid, WG, k));
         row_write(base, lid, WG, k, st);
     } else {
@@ -122,7 +126,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             return;
         }
         let base = row * p.d;
-        let k = x_at(base);
+        let k = s_at(base);
         row_write(base, 0u, 1u, k, row_stats(base, 0u, 1u, k));
     }
 }

@@ -691,10 +691,10 @@ fn build_graph(
         let wo = w(&mut g, &format!("{at}.output.dense.weight"), &[e, e])?;
         let bo = w(&mut g, &format!("{at}.output.dense.bias"), &[e])?;
         let a = g.linear(ctx, wo, Some(bo));
-        let a = g.add(a, x);
         let lw = w(&mut g, &format!("{at}.output.LayerNorm.weight"), &[e])?;
         let lb = w(&mut g, &format!("{at}.output.LayerNorm.bias"), &[e])?;
-        x = g.layer_norm(a, lw, lb, eps);
+        // Post-LN: LayerNorm(a + x) in one dispatch.
+        x = g.add_layer_norm(a, x, lw, lb, eps);
 
         let lay = format!("encoder.layer.{l}");
         let w1 = w(
@@ -708,10 +708,9 @@ fn build_graph(
         let h = g.linear(x, w1, Some(b1));
         let h = g.activation(h, act);
         let h = g.linear(h, w2, Some(b2));
-        let h = g.add(h, x);
         let lw = w(&mut g, &format!("{lay}.output.LayerNorm.weight"), &[e])?;
         let lb = w(&mut g, &format!("{lay}.output.LayerNorm.bias"), &[e])?;
-        x = g.layer_norm(h, lw, lb, eps);
+        x = g.add_layer_norm(h, x, lw, lb, eps);
     }
     let pooled = g.mean_pool(x, mask, true);
     g.output("embeddings", pooled);

@@ -28,7 +28,7 @@ use crate::kernels::embedding::record_embedding;
 use crate::kernels::kv_cache::{
     record_cache_attention, record_kv_gather, record_kv_write, CacheLayout,
 };
-use crate::kernels::layer_norm::record_layer_norm;
+use crate::kernels::layer_norm::record_add_layer_norm;
 use crate::kernels::matmul::record_linear;
 use crate::kernels::sdpa::{record_sdpa, AttnDims, Causal, Heads, MaskKind, MaskView, SdpaArgs};
 use crate::ops::Activation;
@@ -80,6 +80,7 @@ pub struct DecoderState {
 
 /// Per-step scratch, `[R, E]` unless noted (phases run one after another, so they share it).
 struct Scratch {
+    /// The hidden state, alternating with `h` (each post-LN block writes the other one).
     x: Tensor,
     emb: Tensor,
     pos: Tensor,
@@ -88,6 +89,7 @@ struct Scratch {
     v: Tensor,
     ctx: Tensor,
     o: Tensor,
+    /// The scaled embedding, then the hidden state alternating with `x`.
     h: Tensor,
     /// `[R, F]`.
     f1: Tensor,
@@ -390,17 +392,21 @@ impl MarianModel {
         };
         record_embedding(rec, &st.step, &self.w.dec_pos, &sc.pos)?;
         record_binary(rec, emb, &sc.pos.reshape(&[e])?, &sc.x, Binary::Add)?;
+        // The hidden state alternates between x and h: each post-LN block writes LayerNorm(o + hid)
+        // into the other one (its output may not alias an input of the same dispatch).
+        let (mut hid, mut spare) = (&sc.x, &sc.h);
         for (l, lw) in self.w.decoder.iter().enumerate() {
             let a = &lw.self_attn;
-            linear(rec, &sc.x, &a.q, &sc.q)?;
-            linear(rec, &sc.x, &a.k, &sc.k)?;
-            linear(rec, &sc.x, &a.v, &sc.v)?;
+            linear(rec, hid, &a.q, &sc.q)?;
+            linear(rec, hid, &a.k, &sc.k)?;
+            linear(rec, hid, &a.v, &sc.v)?;
             record_kv_write(rec, &st.layout, l, &sc.k, &sc.v, &st.step, cur)?;
             record_cache_attention(rec, &st.layout, l, &sc.q, cur, &st.step, &sc.ctx)?;
-            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &sc.h, &lw.self_norm, &sc.x)?;
+            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &lw.self_norm, hid, spare)?;
+            std::mem::swap(&mut hid, &mut spare);
             // Cross-attention: one query per row over the row's source positions.
             let a = &lw.cross_attn;
-            linear(rec, &sc.x, &a.q, &sc.q)?;
+            linear(rec, hid, &a.q, &sc.q)?;
             let dims = AttnDims {
                 b: rows,
                 h: heads,
@@ -443,14 +449,16 @@ impl MarianModel {
                     false,
                 )?;
             }
-            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &sc.h, &lw.cross_norm, &sc.x)?;
-            linear(rec, &sc.x, &lw.fc1, &sc.f1)?;
+            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &lw.cross_norm, hid, spare)?;
+            std::mem::swap(&mut hid, &mut spare);
+            linear(rec, hid, &lw.fc1, &sc.f1)?;
             record_activation(rec, &sc.f1, &sc.f2, self.act)?;
-            residual_norm(rec, &sc.f2, &lw.fc2, &sc.o, &sc.h, &lw.final_norm, &sc.x)?;
+            residual_norm(rec, &sc.f2, &lw.fc2, &sc.o, &lw.final_norm, hid, spare)?;
+            std::mem::swap(&mut hid, &mut spare);
         }
         record_linear(
             rec,
-            &sc.x,
+            hid,
             &self.w.lm_head,
             Some(&self.w.final_logits_bias),
             &st.logits,
@@ -463,17 +471,16 @@ fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear<Tensor>, out: &Tensor) -> R
     record_linear(rec, x, &l.w, Some(&l.b), out)
 }
 
-/// `x = LN(x + lin(inp))`, through `o` and `h` scratch (no binding aliases another).
+/// `out = LN(lin(inp) + x)`: the linear into `o`, then the residual add fused into the norm.
 fn residual_norm(
     rec: &mut Recorder,
     inp: &Tensor,
     lin: &Linear<Tensor>,
     o: &Tensor,
-    h: &Tensor,
     norm: &Norm<Tensor>,
     x: &Tensor,
+    out: &Tensor,
 ) -> Result<()> {
     linear(rec, inp, lin, o)?;
-    record_binary(rec, o, x, h, Binary::Add)?;
-    record_layer_norm(rec, h, &norm.w, &norm.b, x, LAYER_NORM_EPS)
+    record_add_layer_norm(rec, o, x, &norm.w, &norm.b, out, LAYER_NORM_EPS)
 }

@@ -66,23 +66,22 @@ impl Encoder {
             let ctx = g.self_attention_packed(qkv, mask, cfg.encoder_attention_heads);
             let (wo, bo) = (g.weight(a.o.w.clone()), g.weight(a.o.b.clone()));
             let h = g.linear(ctx, wo, Some(bo));
-            let h = g.add(h, x);
             let (nw, nb) = (
                 g.weight(l.self_norm.w.clone()),
                 g.weight(l.self_norm.b.clone()),
             );
-            x = g.layer_norm(h, nw, nb, LAYER_NORM_EPS);
+            // Post-LN: LayerNorm(h + x) in one dispatch.
+            x = g.add_layer_norm(h, x, nw, nb, LAYER_NORM_EPS);
             let (w1, b1) = (g.weight(l.fc1.w.clone()), g.weight(l.fc1.b.clone()));
             let (w2, b2) = (g.weight(l.fc2.w.clone()), g.weight(l.fc2.b.clone()));
             let h = g.linear(x, w1, Some(b1));
             let h = g.activation(h, act);
             let h = g.linear(h, w2, Some(b2));
-            let h = g.add(h, x);
             let (nw, nb) = (
                 g.weight(l.final_norm.w.clone()),
                 g.weight(l.final_norm.b.clone()),
             );
-            x = g.layer_norm(h, nw, nb, LAYER_NORM_EPS);
+            x = g.add_layer_norm(h, x, nw, nb, LAYER_NORM_EPS);
         }
         g.output("hidden", x);
         let graph = Arc::new(g);
