@@ -319,3 +319,52 @@ fn plans_are_a_bounded_cache_over_many_lengths() {
     run(1);
     assert_eq!(gpu.live_buffers(), full);
 }
+
+/// A graph's positioned embedding node (token row times a scale plus a position row, one
+/// dispatch) equals the two lookups combined on the host, and the run checks the host ids of
+/// both lookups against their own tables, naming the input.
+#[test]
+fn positioned_embedding_node_checks_both_id_inputs() {
+    let gpu = gpu();
+    let mut rng = Rng::new(41);
+    let (v, p, d) = (11usize, 6usize, 8usize);
+    let w = rng.vec(v * d, -1.0, 1.0);
+    let pw = rng.vec(p * d, -1.0, 1.0);
+    let mut g = Graph::new();
+    let ids = g.input("ids", &[Dim::sym("t")], DType::U32);
+    let pos = g.input("positions", &[Dim::sym("t")], DType::U32);
+    let (wv, pv) = (
+        g.weight(Tensor::from_f32(&gpu, &w, &[v, d]).unwrap()),
+        g.weight(Tensor::from_f32(&gpu, &pw, &[p, d]).unwrap()),
+    );
+    let x = g.embedding_positioned(ids, wv, 2.0, pos, pv);
+    g.output("x", x);
+    let session = Session::new(&gpu, Arc::new(g));
+    let run = |i: Vec<u32>, q: Vec<u32>| {
+        let n = i.len();
+        session.run(&[
+            ("ids", HostInput::u32(i, &[n])),
+            ("positions", HostInput::u32(q, &[n])),
+        ])
+    };
+    let out = run(vec![0, 10, 3], vec![5, 0, 2]).unwrap();
+    let want = heedful::reference::embedding::embedding_positioned(
+        &[0, 10, 3],
+        &w,
+        2.0,
+        &[5, 0, 2],
+        &pw,
+        d,
+    );
+    assert_close("positioned node", &out["x"].data, &want, 1e-6, 1e-6);
+    let e = run(vec![0, 11, 3], vec![0, 0, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("\"ids\"") && e.contains("id 11") && e.contains("11 rows"),
+        "{e}"
+    );
+    let e = run(vec![0, 1, 3], vec![0, 6, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("\"positions\"") && e.contains("id 6") && e.contains("6 rows"),
+        "{e}"
+    );
+}

@@ -182,6 +182,112 @@ fn embedding_matches_reference_with_out_of_range_ids_as_zeros() {
     }
 }
 
+/// The positioned lookup (token row times a scale plus a position row, one dispatch) against the
+/// reference: per-row and one shared position id, f32 and f16 tables, odd D, out-of-range token
+/// and position ids as zero terms; and its shape errors.
+#[test]
+fn embedding_positioned_matches_reference() {
+    use heedful::kernels::embedding::{record_embedding_positioned, Positions};
+    for (path, gpu) in gpus() {
+        let mut rng = Rng::new(32);
+        for &(v, p, d, t) in &[
+            (1usize, 1usize, 1usize, 2usize),
+            (50, 9, 3, 7),
+            (100, 64, 384, 5),
+        ] {
+            let w = rng.vec(v * d, -2.0, 2.0);
+            let pw = rng.vec(p * d, -1.0, 1.0);
+            let mut ids: Vec<i64> = (0..t).map(|_| rng.below(v) as i64).collect();
+            ids.push(v as i64);
+            let n = ids.len();
+            let mut pos: Vec<i64> = (0..n).map(|_| rng.below(p) as i64).collect();
+            pos[0] = p as i64 + 3;
+            for dt in [DType::F32, DType::F16] {
+                let wt = Tensor::from_f32_as(&gpu, &w, &[v, d], dt).unwrap();
+                let pt = Tensor::from_f32_as(&gpu, &pw, &[p, d], dt).unwrap();
+                let (wr, pr) = if dt == DType::F16 {
+                    (f16_round(&w), f16_round(&pw))
+                } else {
+                    (w.clone(), pw.clone())
+                };
+                let it = Tensor::from_u32(
+                    &gpu,
+                    &ids.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                    &[n],
+                )
+                .unwrap();
+                for shared in [false, true] {
+                    let pos_ids: Vec<i64> = if shared {
+                        vec![(p - 1) as i64]
+                    } else {
+                        pos.clone()
+                    };
+                    let pi = Tensor::from_u32(
+                        &gpu,
+                        &pos_ids.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                        &[pos_ids.len()],
+                    )
+                    .unwrap();
+                    let out = Tensor::zeros(&gpu, &[n, d], DType::F32).unwrap();
+                    let mut rec = Recorder::new(&gpu);
+                    let pos_arg = Positions {
+                        ids: &pi,
+                        table: &pt,
+                    };
+                    record_embedding_positioned(&mut rec, &it, &wt, 1.75, pos_arg, &out).unwrap();
+                    rec.submit().unwrap();
+                    let want = reference::embedding::embedding_positioned(
+                        &ids, &wr, 1.75, &pos_ids, &pr, d,
+                    );
+                    assert_close(
+                        &format!(
+                            "{path} embedding_positioned V={v} P={p} D={d} {dt} shared={shared}"
+                        ),
+                        &out.to_vec_f32(&gpu).unwrap(),
+                        &want,
+                        1e-6,
+                        1e-6,
+                    );
+                }
+            }
+        }
+    }
+    let gpu = gpu();
+    let w = Tensor::zeros(&gpu, &[4, 8], DType::F32).unwrap();
+    let narrow = Tensor::zeros(&gpu, &[4, 6], DType::F32).unwrap();
+    let ids = Tensor::from_u32(&gpu, &[0, 1, 2], &[3]).unwrap();
+    let two = Tensor::from_u32(&gpu, &[0, 1], &[2]).unwrap();
+    let out = Tensor::zeros(&gpu, &[3, 8], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let pos = Positions {
+        ids: &ids,
+        table: &narrow,
+    };
+    let e = record_embedding_positioned(&mut rec, &ids, &w, 1.0, pos, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("embedding_positioned") && e.contains("[4, 6]") && e.contains("D = 8"),
+        "{e}"
+    );
+    let pos = Positions {
+        ids: &two,
+        table: &w,
+    };
+    let e = record_embedding_positioned(&mut rec, &ids, &w, 1.0, pos, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("position ids [2]") && e.contains("[3]"), "{e}");
+    let pos = Positions {
+        ids: &ids,
+        table: &w,
+    };
+    let e = record_embedding_positioned(&mut rec, &ids, &w, f32::NAN, pos, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("scale"), "{e}");
+}
+
 #[test]
 fn embedding_ids_rejects_bad_ids_naming_id_position_and_v() {
     let gpu = gpu();

@@ -240,10 +240,11 @@ impl Plan {
         }
         let mut id_limits = Vec::new();
         for (ni, node) in graph.nodes.iter().enumerate() {
-            let Some((ids_at, table_at)) = node.op.id_operands() else {
-                continue;
-            };
-            if let (Some(ids), Some(w)) = (node.inputs.get(ids_at), node.inputs.get(table_at)) {
+            for &(ids_at, table_at) in node.op.id_operands() {
+                let (Some(ids), Some(w)) = (node.inputs.get(ids_at), node.inputs.get(table_at))
+                else {
+                    continue;
+                };
                 if let (Source::Input { name, .. }, [v, _]) =
                     (&graph.values[ids.0], shapes[w.0].0.as_slice())
                 {

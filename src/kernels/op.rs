@@ -49,10 +49,11 @@ pub trait KernelOp: Debug + Send + Sync + 'static {
         false
     }
 
-    /// For ops that index a table with ids (embedding lookups): the operand positions of the ids
-    /// and of the `[V, D]` table, so the runtime checks host ids against `[0, V)` before upload.
-    fn id_operands(&self) -> Option<(usize, usize)> {
-        None
+    /// For ops that index tables with ids (embedding lookups): the operand positions of each
+    /// ids operand and of its `[V, D]` table, so the runtime checks host ids against `[0, V)`
+    /// before upload.
+    fn id_operands(&self) -> &'static [(usize, usize)] {
+        &[]
     }
 }
 

@@ -651,10 +651,9 @@ fn build_graph(
     )?;
     let ln_w = w(&mut g, "embeddings.LayerNorm.weight", &[e])?;
     let ln_b = w(&mut g, "embeddings.LayerNorm.bias", &[e])?;
-    let x = g.embedding(ids, word);
-    let pe = g.embedding(positions, pos);
+    // Word plus position rows in one lookup, then the token-type rows.
+    let x = g.embedding_positioned(ids, word, 1.0, positions, pos);
     let te = g.embedding(type_ids, typ);
-    let x = g.add(x, pe);
     let x = g.add(x, te);
     let mut x = g.layer_norm(x, ln_w, ln_b, eps);
 

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::graph::{LoopBuilder, Plan, Writes};
 use crate::kernels::attention_probs::record_attention_probs;
-use crate::kernels::elementwise::{record_activation, record_binary, Binary};
-use crate::kernels::embedding::record_embedding;
+use crate::kernels::elementwise::record_activation;
+use crate::kernels::embedding::{record_embedding, record_embedding_positioned, Positions};
 use crate::kernels::kv_cache::{
     record_cache_attention, record_kv_gather, record_kv_write, CacheLayout,
 };
@@ -47,8 +47,6 @@ pub struct MarianModel {
     cfg: MarianConfig,
     w: MarianWeights<Tensor>,
     encoder: Encoder,
-    /// `[E]` filled with `embed_scale` (None when 1).
-    scale: Option<Tensor>,
     act: Activation,
 }
 
@@ -82,14 +80,12 @@ pub struct DecoderState {
 struct Scratch {
     /// The hidden state, alternating with `h` (each post-LN block writes the other one).
     x: Tensor,
-    emb: Tensor,
-    pos: Tensor,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     ctx: Tensor,
     o: Tensor,
-    /// The scaled embedding, then the hidden state alternating with `x`.
+    /// The hidden state alternating with `x`.
     h: Tensor,
     /// `[R, F]`.
     f1: Tensor,
@@ -107,20 +103,12 @@ impl MarianModel {
         // The encoder graph holds what it runs (its layers' fused QKV copies, the rest as they
         // are); the separate q/k/v projections are not used again, so their buffers are freed.
         w.encoder.clear();
-        let e = cfg.d_model;
-        let s = cfg.embed_scale();
-        let scale = if s != 1.0 {
-            Some(Tensor::from_f32(gpu, &vec![s; e], &[e])?)
-        } else {
-            None
-        };
         let act = cfg.activation()?;
         Ok(MarianModel {
             gpu: gpu.clone(),
             cfg,
             w,
             encoder,
-            scale,
             act,
         })
     }
@@ -131,8 +119,8 @@ impl MarianModel {
     }
 
     /// Bytes of GPU memory the model's constants occupy: every uploaded weight (tied tensors and
-    /// the shared position table once; the encoder's q/k/v projections as its fused QKV copies)
-    /// and the embedding-scale vectors, summed over distinct buffers (buffer sizes, so any
+    /// the shared position table once; the encoder's q/k/v projections as its fused QKV copies),
+    /// summed over distinct buffers (buffer sizes, so any
     /// allocation padding counts). Per-run state (KV caches,
     /// activations) belongs to the plans and is not included.
     pub fn weight_bytes(&self) -> u64 {
@@ -143,7 +131,6 @@ impl MarianModel {
             Ok(())
         });
         all.extend(self.encoder.weight_tensors().cloned());
-        all.extend(self.scale.iter().cloned());
         all.sort_by(|a, b| a.buffer().cmp(b.buffer()));
         all.dedup_by(|a, b| a.buffer() == b.buffer());
         all.iter().map(|t| t.buffer().size()).sum()
@@ -285,8 +272,6 @@ impl MarianModel {
         let buf = |b: &mut LoopBuilder, n: usize| b.buffer(&[rows, n], DType::F32);
         let scratch = Scratch {
             x: buf(b, e)?,
-            emb: buf(b, e)?,
-            pos: b.buffer(&[1, e], DType::F32)?,
             q: buf(b, e)?,
             k: buf(b, e)?,
             v: buf(b, e)?,
@@ -382,16 +367,12 @@ impl MarianModel {
             let prev = &st.kv[(phase + 1) % 2];
             record_kv_gather(rec, &st.layout, prev, p, &st.step, cur)?;
         }
-        record_embedding(rec, tokens, &self.w.dec_embed, &sc.emb)?;
-        let emb = match &self.scale {
-            Some(s) => {
-                record_binary(rec, &sc.emb, s, &sc.h, Binary::Mul)?;
-                &sc.h
-            }
-            None => &sc.emb,
+        // Scaled token embedding plus the position row of the GPU step, one lookup.
+        let pos = Positions {
+            ids: &st.step,
+            table: &self.w.dec_pos,
         };
-        record_embedding(rec, &st.step, &self.w.dec_pos, &sc.pos)?;
-        record_binary(rec, emb, &sc.pos.reshape(&[e])?, &sc.x, Binary::Add)?;
+        record_embedding_positioned(rec, tokens, &self.w.dec_embed, c.embed_scale(), pos, &sc.x)?;
         // The hidden state alternates between x and h: each post-LN block writes LayerNorm(o + hid)
         // into the other one (its output may not alias an input of the same dispatch).
         let (mut hid, mut spare) = (&sc.x, &sc.h);

@@ -44,14 +44,8 @@ impl Encoder {
         let mask = g.input("mask", &[bd, sd], DType::U32);
         let table = g.weight(w.enc_embed.clone());
         let pos = g.weight(w.enc_pos.clone());
-        let mut x = g.embedding(ids, table);
-        let scale = cfg.embed_scale();
-        if scale != 1.0 {
-            let s = g.weight(Tensor::from_f32(gpu, &vec![scale; e], &[e])?);
-            x = g.mul(x, s);
-        }
-        let pe = g.embedding(positions, pos);
-        x = g.add(x, pe);
+        // Scaled token embedding plus position embedding, one lookup.
+        let mut x = g.embedding_positioned(ids, table, cfg.embed_scale(), positions, pos);
         for l in &w.encoder {
             let a = &l.self_attn;
             let wqkv = g.weight(Tensor::concat_rows(
