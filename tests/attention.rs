@@ -329,6 +329,53 @@ fn sdpa_flash_row_blocks_causal_order_and_base2_softmax() {
     }
 }
 
+/// The flash configurations the tuning table gives other adapter classes, forced here through the
+/// tuning overrides so that every CI run checks them on whatever adapter it has: the GPU class's
+/// unrolled variant (one row per invocation, 8-key tiles, workgroups of 64) and the shared-memory
+/// K/V tiles (two rows, 16-key tiles, workgroups of 32), on the awkward shapes of
+/// `sdpa_flash_row_blocks_causal_order_and_base2_softmax` (both causal alignments, an additive
+/// mask, D and Dv not multiples of 4 or of the tile).
+#[test]
+fn sdpa_flash_other_adapter_classes_configurations() {
+    use heedful::gpu::{GpuOptions, TuningOverrides};
+    let configs = [(1u32, 8u32, 64u32, false, true), (2, 16, 32, true, false)];
+    for (ci, &(r, kt, wg, shared, unrolled)) in configs.iter().enumerate() {
+        let opts = GpuOptions {
+            overrides: TuningOverrides {
+                attn_rows: Some(r),
+                attn_kt: Some(kt),
+                attn_wg: Some(wg),
+                attn_shared: Some(shared),
+                attn_unrolled: Some(unrolled),
+            },
+            ..GpuOptions::from_env()
+        };
+        let gpu = Gpu::new(&opts).unwrap();
+        // Two shapes per configuration (each one compiles its own pipelines, slow on lavapipe).
+        let cases = [
+            (203usize, 150usize, 13usize, 5usize, Causal::TopLeft),
+            (77, 190, 40, 24, Causal::BottomRight),
+        ];
+        for (n, &(tq, tk, d, dv, causal)) in cases.iter().enumerate() {
+            let c = Case {
+                dims: dims(2, 3, tq, tk, d, dv),
+                mask: Some((vec![2, 1, tq, tk], MaskKind::Additive)),
+                causal,
+                scale: None,
+                mag: 1.0,
+            };
+            let plans = [
+                Plan::Flash,
+                Plan::FlashSplit {
+                    nsplit: 3,
+                    chunk: tk.div_ceil(3),
+                },
+            ];
+            check_case(&gpu, &c, 800 + 10 * ci as u64 + n as u64, false, &plans);
+        }
+    }
+}
+
 #[test]
 fn sdpa_decode_tq1_long_keys_and_tk1() {
     let gpu = gpu();
