@@ -6,7 +6,8 @@
 //
 // Bindings (generated from `CacheAttnBindings` in src/kernels/kv_cache/mod.rs):
 //   p      uniform Params
-//   q:     [R, E] f32 (head h at columns h*DH ..)     binding 1
+//   q:     [R, C] f32, E columns from p.q_col (head h at q_col + h*DH ..), row stride p.src_stride = C
+//                                                      binding 1
 //   kv:    [2L, R, T, E] f32 cache planes              binding 2 (keys at p.k_off, values p.v_off)
 //   step:  [1] u32                                     binding 3
 //   part:  [R*H, nsplit, DH] f32 partial accumulators  binding 4
@@ -31,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = NEG;
     var l = 0.0;
     var acc: array<f32, DH>;
-    let qb = r * p.e + h * DH;
+    let qb = r * p.src_stride + p.q_col + h * DH;
     for (var j = ks; j < ke; j++) {
         let kb = p.k_off + (r * p.t + j) * p.e + h * DH;
         var sc = 0.0;

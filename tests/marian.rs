@@ -949,8 +949,8 @@ fn runs_split_to_fit_a_small_storage_binding_limit() {
 
 /// `MarianModel::weight_bytes` of the bundled model (F16 file, held in f16) against the sizes
 /// read from the safetensors header and config: every stored tensor once in f16 except
-/// `final_logits_bias` (f32) and the encoder's q/k/v projections, which are held only as each
-/// layer's fused QKV weight `[3E, E]` and bias `[3E]` f16; one sinusoidal position table `[P, E]`
+/// `final_logits_bias` (f32) and the self-attention q/k/v projections of the encoder and the
+/// decoder, which are held only as each layer's fused QKV weight `[3E, E]` and bias `[3E]` f16; one sinusoidal position table `[P, E]`
 /// f32 (shared by encoder and decoder; the embedding scale is a kernel parameter, not a buffer);
 /// each buffer rounded up to 16 bytes as the engine allocates them.
 #[test]
@@ -974,7 +974,8 @@ fn weight_bytes_counts_every_distinct_weight_buffer() {
             .iter()
             .map(|d| d.as_u64().unwrap())
             .product();
-        let qkv = name.starts_with("model.encoder.layers.")
+        let qkv = (name.starts_with("model.encoder.layers.")
+            || name.starts_with("model.decoder.layers."))
             && ["q_proj", "k_proj", "v_proj"]
                 .iter()
                 .any(|p| name.contains(&format!(".self_attn.{p}.")));
@@ -986,6 +987,6 @@ fn weight_bytes_counts_every_distinct_weight_buffer() {
     let (e, p) = (c.d_model as u64, c.max_position_embeddings as u64);
     assert!(c.scale_embedding && c.static_position_embeddings);
     want += pad(p * e * 4);
-    want += c.encoder_layers as u64 * (pad(3 * e * e * 2) + pad(3 * e * 2));
+    want += (c.encoder_layers + c.decoder_layers) as u64 * (pad(3 * e * e * 2) + pad(3 * e * 2));
     assert_eq!(t.model().weight_bytes(), want);
 }

@@ -123,6 +123,14 @@ crate::wgsl_params! {
         chunk: u32,
         nsplit: u32,
         scale: f32,
+        /// Row stride C of the k/v (kv_write) or q (cache attention) source `[R, C]`.
+        src_stride: u32,
+        /// First column of k in its source.
+        k_col: u32,
+        /// First column of v in its source.
+        v_col: u32,
+        /// First column of q in its source.
+        q_col: u32,
         _pad0: u32,
         _pad1: u32,
     }
@@ -158,6 +166,54 @@ fn check_step(op: &str, step: &Tensor) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `E` consecutive columns of every row of a `[R, C]` f32 tensor, from column `col`: a step's
+/// keys, values or queries, alone (`C = E`, `col = 0`) or inside a fused projection (`[R, 3E]`
+/// q/k/v rows at columns 0, E and 2E).
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    /// The `[R, C]` tensor.
+    pub tensor: &'a Tensor,
+    /// First column.
+    pub col: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// All columns of an `[R, E]` tensor.
+    pub fn all(tensor: &'a Tensor) -> Rows<'a> {
+        Rows { tensor, col: 0 }
+    }
+
+    /// Checks dtype, rows and that `E` columns from `col` fit; returns the row stride C.
+    fn check(&self, op: &str, name: &str, lay: &CacheLayout) -> Result<usize> {
+        let t = self.tensor;
+        check_dtype(op, name, t, &[DType::F32])?;
+        if t.numel() > u32::MAX as usize {
+            return Err(Error::shape(
+                op,
+                format!("{name} {:?} is over 32-bit indexing", t.shape()),
+            ));
+        }
+        match *t.shape() {
+            [r, c]
+                if r == lay.rows && self.col.checked_add(lay.width).is_some_and(|end| end <= c) =>
+            {
+                Ok(c)
+            }
+            _ => Err(Error::shape(
+                op,
+                format!(
+                    "{name} {:?} from column {} must be [R, C] with R = {} and E = {} columns \
+                     from there",
+                    t.shape(),
+                    self.col,
+                    lay.rows,
+                    lay.width
+                ),
+            )),
+        }
+    }
 }
 
 fn check_rows(op: &str, name: &str, t: &Tensor, lay: &CacheLayout) -> Result<()> {
@@ -204,13 +260,17 @@ fn params(lay: &CacheLayout, layer: usize) -> Params {
         chunk: CHUNK as u32,
         nsplit: lay.positions.div_ceil(CHUNK) as u32,
         scale: 1.0 / ((lay.width / lay.heads) as f32).sqrt(),
+        src_stride: lay.width as u32,
+        k_col: 0,
+        v_col: 0,
+        q_col: 0,
         _pad0: 0,
         _pad1: 0,
     }
 }
 
 /// Records `kv[2l, r, s, :] = k[r, :]`, `kv[2l+1, r, s, :] = v[r, :]` with `s = step[0]`
-/// (nothing when `s >= T`).
+/// (nothing when `s >= T`); k and v `[R, E]` f32.
 pub fn record_kv_write(
     rec: &mut Recorder,
     lay: &CacheLayout,
@@ -221,15 +281,41 @@ pub fn record_kv_write(
     kv: &Tensor,
 ) -> Result<()> {
     const OP: &str = "kv_write";
-    lay.check(OP, Some(kv))?;
-    check_layer(OP, lay, layer)?;
     check_rows(OP, "k", k, lay)?;
     check_rows(OP, "v", v, lay)?;
+    record_kv_write_from(rec, lay, layer, Rows::all(k), Rows::all(v), step, kv)
+}
+
+/// [`record_kv_write`] with keys and values read from column ranges of `[R, C]` tensors (both
+/// the same C; for example the k and v thirds of a fused `[R, 3E]` q/k/v projection).
+pub fn record_kv_write_from(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    k: Rows<'_>,
+    v: Rows<'_>,
+    step: &Tensor,
+    kv: &Tensor,
+) -> Result<()> {
+    const OP: &str = "kv_write";
+    lay.check(OP, Some(kv))?;
+    check_layer(OP, lay, layer)?;
+    let stride = k.check(OP, "k", lay)?;
+    if v.check(OP, "v", lay)? != stride {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "k {:?} and v {:?} must have the same row width",
+                k.tensor.shape(),
+                v.tensor.shape()
+            ),
+        ));
+    }
     check_step(OP, step)?;
     let gpu = rec.gpu().clone();
     let binds = KvWriteBindings {
-        k: Bind::read(k, "f32"),
-        v: Bind::read(v, "f32"),
+        k: Bind::read(k.tensor, "f32"),
+        v: Bind::read(v.tensor, "f32"),
         step: Bind::read(step, "u32"),
         kv: Bind::read_write(kv, "f32"),
     };
@@ -241,7 +327,12 @@ pub fn record_kv_write(
             &[vec![Params::wgsl()], binds.wgsl()].concat(),
         )
     })?;
-    let p = params(lay, layer);
+    let p = Params {
+        src_stride: stride as u32,
+        k_col: k.col as u32,
+        v_col: v.col as u32,
+        ..params(lay, layer)
+    };
     rec.push(gpu.dispatch(
         OP,
         &pipe,
@@ -311,15 +402,34 @@ pub fn record_cache_attention(
     step: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    check_rows("cache_attention", "q", q, lay)?;
+    record_cache_attention_from(rec, lay, layer, Rows::all(q), kv, step, out)
+}
+
+/// [`record_cache_attention`] with the queries read from a column range of an `[R, C]` tensor
+/// (for example the q third of a fused `[R, 3E]` q/k/v projection).
+pub fn record_cache_attention_from(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    q: Rows<'_>,
+    kv: &Tensor,
+    step: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
     const OP: &str = "cache_attention";
     lay.check(OP, Some(kv))?;
     check_layer(OP, lay, layer)?;
-    check_rows(OP, "q", q, lay)?;
+    let stride = q.check(OP, "q", lay)?;
     check_rows(OP, "out", out, lay)?;
     check_step(OP, step)?;
     let gpu = rec.gpu().clone();
     let dh = lay.width / lay.heads;
-    let p = params(lay, layer);
+    let p = Params {
+        src_stride: stride as u32,
+        q_col: q.col as u32,
+        ..params(lay, layer)
+    };
     let rh = lay.rows * lay.heads;
     let rh32 = u32::try_from(rh)
         .ok()
@@ -333,7 +443,7 @@ pub fn record_cache_attention(
     let part = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, dh], DType::F32)?;
     let stats = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, 2], DType::F32)?;
     let binds = CacheAttnBindings {
-        q: Bind::read(q, "f32"),
+        q: Bind::read(q.tensor, "f32"),
         kv: Bind::read(kv, "f32"),
         step: Bind::read(step, "u32"),
         part: Bind::read_write(&part, "f32"),

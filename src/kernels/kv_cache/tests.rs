@@ -138,3 +138,81 @@ fn refuses_bad_shapes() {
     let odd = CacheLayout { heads: 3, ..lay };
     assert!(odd.check("x", None).is_err());
 }
+
+/// Keys, values and queries read from the column thirds of one fused `[R, 3E]` projection (as a
+/// decoder with a fused q/k/v linear feeds them) give the same cache and outputs as separate
+/// `[R, E]` rows, on every layout (E not a multiple of 4 included); sources whose columns do not
+/// fit, or whose k and v widths differ, are refused.
+#[test]
+fn fused_projection_columns_match_separate_rows() {
+    let gpu = gpu();
+    let mut rng = Rng::new(11);
+    for lay in LAYOUTS {
+        let [p, r, t, e] = lay.shape();
+        let kv = Tensor::zeros(&gpu, &lay.shape(), DType::F32).unwrap();
+        let mut host = vec![0f32; p * r * t * e];
+        let step = Tensor::zeros(&gpu, &[1], DType::U32).unwrap();
+        let layer = 0;
+        for s in 0..t.min(5) {
+            step.write_bytes(&gpu, 0, &(s as u32).to_le_bytes());
+            let qkv = rng.vec(r * 3 * e, -2.0, 2.0);
+            let third = |j: usize| -> Vec<f32> {
+                (0..r)
+                    .flat_map(|row| qkv[row * 3 * e + j * e..row * 3 * e + (j + 1) * e].to_vec())
+                    .collect()
+            };
+            let (q, k, v) = (third(0), third(1), third(2));
+            let fused = Tensor::from_f32(&gpu, &qkv, &[r, 3 * e]).unwrap();
+            let out = Tensor::zeros(&gpu, &[r, e], DType::F32).unwrap();
+            let at = |col| Rows {
+                tensor: &fused,
+                col,
+            };
+            run(&gpu, |rec| {
+                record_kv_write_from(rec, &lay, layer, at(e), at(2 * e), &step, &kv)?;
+                record_cache_attention_from(rec, &lay, layer, at(0), &kv, &step, &out)
+            });
+            reference::kv_write(&lay, layer, &k, &v, s, &mut host);
+            let want = reference::cache_attention(&lay, layer, &q, &host, s);
+            assert_close(
+                &format!("fused {lay:?} step {s}"),
+                &out.to_vec_f32(&gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-4,
+            );
+        }
+        assert_eq!(
+            kv.to_vec_f32(&gpu).unwrap(),
+            host,
+            "fused {lay:?} cache contents"
+        );
+    }
+    let lay = LAYOUTS[1];
+    let (r, e) = (lay.rows, lay.width);
+    let kv = Tensor::zeros(&gpu, &lay.shape(), DType::F32).unwrap();
+    let step = Tensor::zeros(&gpu, &[1], DType::U32).unwrap();
+    let fused = Tensor::zeros(&gpu, &[r, 3 * e], DType::F32).unwrap();
+    let other = Tensor::zeros(&gpu, &[r, 2 * e], DType::F32).unwrap();
+    let out = Tensor::zeros(&gpu, &[r, e], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let past = Rows {
+        tensor: &fused,
+        col: 2 * e + 1,
+    };
+    let e1 = record_cache_attention_from(&mut rec, &lay, 0, past, &kv, &step, &out).unwrap_err();
+    assert!(
+        e1.to_string().contains("from column 21") && e1.to_string().contains("[3, 30]"),
+        "{e1}"
+    );
+    let k = Rows {
+        tensor: &fused,
+        col: e,
+    };
+    let v = Rows {
+        tensor: &other,
+        col: e,
+    };
+    let e2 = record_kv_write_from(&mut rec, &lay, 0, k, v, &step, &kv).unwrap_err();
+    assert!(e2.to_string().contains("same row width"), "{e2}");
+}

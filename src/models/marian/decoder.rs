@@ -13,11 +13,12 @@
 //! [`MarianModel::record_decoder_step`] records one step into phase `phase`: (beam) the caches'
 //! rows gathered by the search's parents into this phase's buffer for positions `< s`; token
 //! embeddings of `tokens` times `embed_scale` plus the position row `s` (from the GPU step
-//! index); per post-LN layer: q/k/v projections, K/V written at position s, flash-decoding over
-//! positions `0..=s`, output projection, residual + LayerNorm; cross-attention over the expanded
-//! encoder keys with the source mask (its probabilities `[R, H, S]` kept for one layer when asked),
-//! residual + LayerNorm; FFN, residual + LayerNorm; finally the output layer plus
-//! `final_logits_bias` into `logits` `[R, Vd]` f32, which the search reads.
+//! index), one lookup; per post-LN layer: one fused q/k/v projection, K/V written at position s,
+//! flash-decoding over positions `0..=s`, output projection, residual + LayerNorm (one fused
+//! dispatch); cross-attention over the expanded encoder keys with the source mask (its
+//! probabilities `[R, H, S]` kept for one layer when asked), residual + LayerNorm; FFN, residual +
+//! LayerNorm; finally the output layer plus `final_logits_bias` into `logits` `[R, Vd]` f32, which
+//! the search reads.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
@@ -26,7 +27,7 @@ use crate::kernels::attention_probs::record_attention_probs;
 use crate::kernels::elementwise::record_activation;
 use crate::kernels::embedding::{record_embedding, record_embedding_positioned, Positions};
 use crate::kernels::kv_cache::{
-    record_cache_attention, record_kv_gather, record_kv_write, CacheLayout,
+    record_cache_attention_from, record_kv_gather, record_kv_write_from, CacheLayout, Rows,
 };
 use crate::kernels::layer_norm::record_add_layer_norm;
 use crate::kernels::matmul::record_linear;
@@ -37,7 +38,7 @@ use crate::weights::{Hold, WeightFile};
 
 use super::config::{MarianConfig, LAYER_NORM_EPS};
 use super::encoder::Encoder;
-use super::weights::{Linear, MarianWeights, Norm};
+use super::weights::{Attention, DecoderLayer, Linear, MarianWeights, Norm};
 
 const OP: &str = "marian decoder";
 
@@ -45,9 +46,72 @@ const OP: &str = "marian decoder";
 pub struct MarianModel {
     gpu: Gpu,
     cfg: MarianConfig,
+    /// The loaded weights less the layers (encoder layers live in the encoder graph, decoder
+    /// layers in `layers`).
     w: MarianWeights<Tensor>,
     encoder: Encoder,
+    /// The decoder layers as the step runs them.
+    layers: Vec<StepLayer>,
     act: Activation,
+}
+
+/// A decoder layer's weights as the step runs them: the self-attention's q, k and v projections
+/// stacked into one `[3E, E]` linear (one dispatch instead of three; the separate buffers are
+/// freed), the rest as loaded.
+struct StepLayer {
+    /// Rows q, k, v: weight `[3E, E]`, bias `[3E]`.
+    self_qkv: Linear<Tensor>,
+    self_o: Linear<Tensor>,
+    self_norm: Norm<Tensor>,
+    cross_attn: Attention<Tensor>,
+    cross_norm: Norm<Tensor>,
+    fc1: Linear<Tensor>,
+    fc2: Linear<Tensor>,
+    final_norm: Norm<Tensor>,
+}
+
+impl StepLayer {
+    fn new(gpu: &Gpu, l: DecoderLayer<Tensor>) -> Result<StepLayer> {
+        let a = l.self_attn;
+        let stack = |parts: [&Tensor; 3]| Tensor::concat_rows(gpu, &parts.map(Tensor::clone));
+        Ok(StepLayer {
+            self_qkv: Linear {
+                w: stack([&a.q.w, &a.k.w, &a.v.w])?,
+                b: stack([&a.q.b, &a.k.b, &a.v.b])?,
+            },
+            self_o: a.o,
+            self_norm: l.self_norm,
+            cross_attn: l.cross_attn,
+            cross_norm: l.cross_norm,
+            fc1: l.fc1,
+            fc2: l.fc2,
+            final_norm: l.final_norm,
+        })
+    }
+
+    /// Every tensor the layer holds.
+    fn tensors(&self) -> Vec<&Tensor> {
+        let c = &self.cross_attn;
+        let mut v = Vec::new();
+        for l in [
+            &self.self_qkv,
+            &self.self_o,
+            &c.q,
+            &c.k,
+            &c.v,
+            &c.o,
+            &self.fc1,
+            &self.fc2,
+        ] {
+            v.push(&l.w);
+            v.push(&l.b);
+        }
+        for n in [&self.self_norm, &self.cross_norm, &self.final_norm] {
+            v.push(&n.w);
+            v.push(&n.b);
+        }
+        v
+    }
 }
 
 /// What [`MarianModel::declare_decoder`] declared; [`MarianModel::record_decoder_step`] records
@@ -80,9 +144,10 @@ pub struct DecoderState {
 struct Scratch {
     /// The hidden state, alternating with `h` (each post-LN block writes the other one).
     x: Tensor,
+    /// `[R, 3E]` the self-attention's fused q/k/v projection.
+    qkv: Tensor,
+    /// The cross-attention's queries.
     q: Tensor,
-    k: Tensor,
-    v: Tensor,
     ctx: Tensor,
     o: Tensor,
     /// The hidden state alternating with `x`.
@@ -103,12 +168,17 @@ impl MarianModel {
         // The encoder graph holds what it runs (its layers' fused QKV copies, the rest as they
         // are); the separate q/k/v projections are not used again, so their buffers are freed.
         w.encoder.clear();
+        let layers = std::mem::take(&mut w.decoder)
+            .into_iter()
+            .map(|l| StepLayer::new(gpu, l))
+            .collect::<Result<Vec<_>>>()?;
         let act = cfg.activation()?;
         Ok(MarianModel {
             gpu: gpu.clone(),
             cfg,
             w,
             encoder,
+            layers,
             act,
         })
     }
@@ -119,7 +189,8 @@ impl MarianModel {
     }
 
     /// Bytes of GPU memory the model's constants occupy: every uploaded weight (tied tensors and
-    /// the shared position table once; the encoder's q/k/v projections as its fused QKV copies),
+    /// the shared position table once; the self-attention q/k/v projections as each layer's fused
+    /// QKV copy),
     /// summed over distinct buffers (buffer sizes, so any
     /// allocation padding counts). Per-run state (KV caches,
     /// activations) belongs to the plans and is not included.
@@ -131,6 +202,7 @@ impl MarianModel {
             Ok(())
         });
         all.extend(self.encoder.weight_tensors().cloned());
+        all.extend(self.layers.iter().flat_map(StepLayer::tensors).cloned());
         all.sort_by(|a, b| a.buffer().cmp(b.buffer()));
         all.dedup_by(|a, b| a.buffer() == b.buffer());
         all.iter().map(|t| t.buffer().size()).sum()
@@ -248,7 +320,7 @@ impl MarianModel {
         };
         let proj = b.buffer(&[batch, src_len, e], DType::F32)?;
         let (mut cross_k, mut cross_v) = (Vec::new(), Vec::new());
-        for l in &self.w.decoder {
+        for l in &self.layers {
             for (lin, dst) in [
                 (&l.cross_attn.k, &mut cross_k),
                 (&l.cross_attn.v, &mut cross_v),
@@ -272,9 +344,8 @@ impl MarianModel {
         let buf = |b: &mut LoopBuilder, n: usize| b.buffer(&[rows, n], DType::F32);
         let scratch = Scratch {
             x: buf(b, e)?,
+            qkv: buf(b, 3 * e)?,
             q: buf(b, e)?,
-            k: buf(b, e)?,
-            v: buf(b, e)?,
             ctx: buf(b, e)?,
             o: buf(b, e)?,
             h: buf(b, e)?,
@@ -376,14 +447,16 @@ impl MarianModel {
         // The hidden state alternates between x and h: each post-LN block writes LayerNorm(o + hid)
         // into the other one (its output may not alias an input of the same dispatch).
         let (mut hid, mut spare) = (&sc.x, &sc.h);
-        for (l, lw) in self.w.decoder.iter().enumerate() {
-            let a = &lw.self_attn;
-            linear(rec, hid, &a.q, &sc.q)?;
-            linear(rec, hid, &a.k, &sc.k)?;
-            linear(rec, hid, &a.v, &sc.v)?;
-            record_kv_write(rec, &st.layout, l, &sc.k, &sc.v, &st.step, cur)?;
-            record_cache_attention(rec, &st.layout, l, &sc.q, cur, &st.step, &sc.ctx)?;
-            residual_norm(rec, &sc.ctx, &a.o, &sc.o, &lw.self_norm, hid, spare)?;
+        for (l, lw) in self.layers.iter().enumerate() {
+            // q, k, v in one projection `[R, 3E]`; the cache kernels read their thirds.
+            linear(rec, hid, &lw.self_qkv, &sc.qkv)?;
+            let third = |i: usize| Rows {
+                tensor: &sc.qkv,
+                col: i * e,
+            };
+            record_kv_write_from(rec, &st.layout, l, third(1), third(2), &st.step, cur)?;
+            record_cache_attention_from(rec, &st.layout, l, third(0), cur, &st.step, &sc.ctx)?;
+            residual_norm(rec, &sc.ctx, &lw.self_o, &sc.o, &lw.self_norm, hid, spare)?;
             std::mem::swap(&mut hid, &mut spare);
             // Cross-attention: one query per row over the row's source positions.
             let a = &lw.cross_attn;
