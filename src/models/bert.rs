@@ -651,11 +651,10 @@ fn build_graph(
     )?;
     let ln_w = w(&mut g, "embeddings.LayerNorm.weight", &[e])?;
     let ln_b = w(&mut g, "embeddings.LayerNorm.bias", &[e])?;
-    // Word plus position rows in one lookup, then the token-type rows.
+    // Word plus position rows in one lookup, then the token-type rows added inside the norm.
     let x = g.embedding_positioned(ids, word, 1.0, positions, pos);
     let te = g.embedding(type_ids, typ);
-    let x = g.add(x, te);
-    let mut x = g.layer_norm(x, ln_w, ln_b, eps);
+    let mut x = g.add_layer_norm(x, te, ln_w, ln_b, eps);
 
     for l in 0..cfg.num_hidden_layers {
         let at = format!("encoder.layer.{l}.attention");
