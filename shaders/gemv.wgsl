@@ -11,7 +11,8 @@
 //   a:    [batch, M, K]  f32       binding 1 (x; vec4 declaration when VK == 1)
 //   b:    [batch|1, N, K] f32|f16  binding 2 (w; vec4 declaration when VK == 1)
 //   out:  [batch, M, N]  f32       binding 3
-//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` is generated)
+//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` and the store's
+//                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
 // Constants from the Rust side: WG (threads per workgroup, a power of two >= GM * RN), GM (rows of x
 // per workgroup), RN (weight rows per workgroup), VK (K % 4 == 0).
@@ -88,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let row = m0 + lid / RN;
         let col = n0 + lid % RN;
         if (row < p.m && col < p.n) {
-            out[gb * p.o_bs + row * p.n + col] = p.alpha * red[lid * WG] + bias_value(col);
+            out[gb * p.o_bs + row * p.n + col] = epilogue(red[lid * WG], col);
         }
     }
 }

@@ -10,7 +10,8 @@
 //         [batch|1, N, K] f32|f16 when BT == 1 (B(k, n) = b[n, k]; vec4 along k when VK == 1)
 //                                  binding 2; batch stride 0 when b is shared across the batch
 //   out:  [batch, M, N]  f32       binding 3
-//   bias: [N]            f32|f16   binding 4, only when the op has one; `bias_value(n)` is generated
+//   bias: [N]            f32|f16   binding 4, only when the op has one; `bias_value(n)` and the store's
+//                                  `epilogue(v, col)` (alpha, bias, a linear's activation) are generated
 //                                  (returns 0 without a bias)
 //
 // Constants from the Rust side: TM, TN (outputs per thread along M and N), TN4 = max(TN / 4, 1),
@@ -25,7 +26,7 @@
 
 fn store(base: u32, row: u32, col: u32, v: f32) {
     if (row < p.m && col < p.n) {
-        out[base + row * p.n + col] = p.alpha * v + bias_value(col);
+        out[base + row * p.n + col] = epilogue(v, col);
     }
 }
 

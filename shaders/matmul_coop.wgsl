@@ -16,7 +16,8 @@
 //   a:    [batch, M, K]  f32       binding 1
 //   b:    [batch|1, K, N] f16 when BT == 0, [batch|1, N, K] when BT == 1; binding 2
 //   out:  [batch, M, N]  f32       binding 3
-//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` is generated)
+//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` and the store's
+//                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
 // Constants from the Rust side: BT (b transposed), WG (subgroup size).
 // Grid: tiles_n * tiles_m * batch workgroups (32 x 32 tiles), split into (x, y) when over the
@@ -117,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let row = m0 + e / BN;
         let col = n0 + e % BN;
         if (row < p.m && col < p.n) {
-            out[o_base + row * p.n + col] = p.alpha * c_t[e] + bias_value(col);
+            out[o_base + row * p.n + col] = epilogue(c_t[e], col);
         }
     }
 }

@@ -13,7 +13,8 @@
 //   a:    [batch, M, K]  f32       binding 1
 //   b:    [batch|1, K, N] f32|f16 when BT == 0, [batch|1, N, K] when BT == 1; binding 2
 //   out:  [batch, M, N]  f32       binding 3
-//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` is generated)
+//   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` and the store's
+//                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
 // Constants from the Rust side: BT (b transposed). Tile sizes are fixed below.
 // Grid: tiles_n * tiles_m * batch workgroups, split into (x, y) when over the per-dim limit.
@@ -38,7 +39,7 @@ fn store4(o_base: u32, row: u32, col: u32, acc: vec4<f32>) {
     }
     for (var j = 0u; j < 4u; j++) {
         if (col + j < p.n) {
-            out[o_base + row * p.n + col + j] = p.alpha * acc[j] + bias_value(col + j);
+            out[o_base + row * p.n + col + j] = epilogue(acc[j], col + j);
         }
     }
 }

@@ -198,6 +198,58 @@ fn linear_matches_reference_with_and_without_bias() {
     }
 }
 
+/// The linear with its activation fused into the store (`act(x @ w^T + bias)`, one dispatch)
+/// against the reference: every kernel that takes `[N, K]` weights (tuned and off-tune tiles) with
+/// gelu and f16 weights on awkward shapes, and every activation with the Auto kernel; the
+/// pipelines of the plain and the fused linear stay apart (same shapes, both orders).
+#[test]
+fn linear_act_matches_reference_on_every_kernel() {
+    use heedful::ops::Activation;
+    let gpu = gpu();
+    let mut rng = Rng::new(17);
+    let check =
+        |m: usize, k: usize, n: usize, act: Activation, kernels: &[MatmulKernel], rng: &mut Rng| {
+            let x = rng.vec(m * k, -1.5, 1.5);
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let xt = Tensor::from_f32(&gpu, &x, &[m, k]).unwrap();
+            let (wt, wh) = upload(&gpu, &w, &[n, k], DType::F16);
+            let (bt, bh) = upload(&gpu, &bias, &[n], DType::F16);
+            let lin = reference::matmul::linear(&x, &wh, Some(&bh), m, k, n);
+            let want = reference::elementwise::activation_all(&lin, act);
+            for &kernel in kernels {
+                let plain = ops::linear_with(&gpu, &xt, &wt, Some(&bt), kernel).unwrap();
+                let got = ops::linear_act_with(&gpu, &xt, &wt, Some(&bt), act, kernel).unwrap();
+                let again = ops::linear_with(&gpu, &xt, &wt, Some(&bt), kernel).unwrap();
+                let what = format!("linear_act {act:?} {kernel:?} {m}x{k}x{n}");
+                assert_close(&what, &got.to_vec_f32(&gpu).unwrap(), &want, ATOL, RTOL);
+                for t in [plain, again] {
+                    assert_close(
+                        &format!("{what} plain"),
+                        &t.to_vec_f32(&gpu).unwrap(),
+                        &lin,
+                        ATOL,
+                        RTOL,
+                    );
+                }
+            }
+        };
+    let kernels = kernels_for(true);
+    for &(m, k, n) in &[(1usize, 7usize, 5usize), (33, 64, 70)] {
+        check(m, k, n, Activation::Gelu, &kernels, &mut rng);
+    }
+    for act in [
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+    ] {
+        check(9, 12, 26, act, &[MatmulKernel::Auto], &mut rng);
+    }
+}
+
 #[test]
 fn large_values_and_larger_shapes() {
     let gpu = gpu();
@@ -412,10 +464,11 @@ fn coop_kernel_wgsl_validates_and_translates_to_spirv() {
     let w = Tensor::from_f32_as(&gpu, &vec![0.25; 70 * 40], &[70, 40], DType::F16).unwrap();
     let b = Tensor::from_f32_as(&gpu, &vec![1.0; 70], &[70], DType::F16).unwrap();
     let out = Tensor::zeros(&gpu, &[33, 70], DType::F32).unwrap();
-    for bias in [None, Some(&b)] {
+    let gelu = Some(heedful::ops::Activation::Gelu);
+    for (bias, act) in [(None, None), (Some(&b), None), (Some(&b), gelu)] {
         for subgroup in [32, 64] {
             let src =
-                heedful::kernels::matmul::linear_coop_wgsl(&gpu, &x, &w, bias, &out, subgroup)
+                heedful::kernels::matmul::linear_coop_wgsl(&gpu, &x, &w, bias, act, &out, subgroup)
                     .unwrap();
             assert!(src.starts_with("enable wgpu_cooperative_matrix;"), "{src}");
             let module = naga::front::wgsl::parse_str(&src)

@@ -13,6 +13,8 @@ use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
 const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
+/// The activation functions (`unary(op, x)`), shared with the matmul epilogue.
+pub(crate) const ACTIVATION_SRC: &str = include_str!("../../shaders/common/activation.wgsl");
 const WG: u32 = 256;
 
 /// A pointwise activation function.
@@ -46,7 +48,8 @@ impl Activation {
         })
     }
 
-    fn code(self) -> u32 {
+    /// The op code of `unary` in `shaders/common/activation.wgsl`.
+    pub(crate) fn code(self) -> u32 {
         match self {
             Activation::Relu => 0,
             Activation::Tanh => 1,
@@ -114,7 +117,7 @@ fn record(
     };
     let pipeline = gpu.pipeline("elementwise", &elem, || {
         compose(
-            SRC,
+            &format!("{ACTIVATION_SRC}{SRC}"),
             binds.needs_f16(),
             &[("WG", WG)],
             &[vec![Params::wgsl()], binds.wgsl()].concat(),

@@ -42,7 +42,7 @@ pub(crate) fn record_split_k(rec: &mut Recorder, p: &Problem) -> Result<()> {
         bias: p.bias_elem(rec)?,
     };
     let binds = p.bindings(key.vk, key.b, key.vk, key.bias);
-    let pipeline = gpu.pipeline("gemv", &key, || {
+    let pipeline = gpu.pipeline("gemv", &(key.clone(), p.act), || {
         compose(
             SRC,
             binds.needs_f16(),

@@ -19,6 +19,11 @@
 //! weight) in f32 or f16, with batch dims equal to a's or absent (shared across the batch);
 //! `out [*, M, N]` f32; bias `[N]` f32 or f16.
 //!
+//! Every kernel stores through one generated `epilogue(v, col)` (`MatmulBindings::prologue`):
+//! `alpha * v + bias[col]`, and for [`record_linear_act`] the activation of
+//! `shaders/common/activation.wgsl` on top, so an FFN's first layer and its activation are one
+//! dispatch. The activation is part of every kernel's pipeline key.
+//!
 //! ```no_run
 //! use heedful::{gpu::Recorder, kernels::matmul, Gpu, Tensor, DType};
 //! let gpu = Gpu::shared()?;
@@ -39,6 +44,7 @@ mod unrolled;
 use crate::error::{Error, Result};
 use crate::gpu::{Recorder, Tuning};
 use crate::graph::{Graph, Value};
+use crate::kernels::elementwise::Activation;
 use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
 use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
@@ -177,6 +183,37 @@ pub fn record_linear_with(
     record_problem(rec, &p, kernel)
 }
 
+/// Records `out = act(x @ w^T + bias)`: [`record_linear`] with the activation applied in the
+/// product's store (one dispatch, no `[*, N]` round trip for a separate activation), as an FFN's
+/// first layer uses it.
+pub fn record_linear_act(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    out: &Tensor,
+) -> Result<()> {
+    record_linear_act_with(rec, x, w, bias, act, out, MatmulKernel::Auto)
+}
+
+/// [`record_linear_act`] with a chosen kernel.
+pub fn record_linear_act_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    out: &Tensor,
+    kernel: MatmulKernel,
+) -> Result<()> {
+    let p = Problem {
+        act: Some(act),
+        ..linear_problem(x, w, bias, out)?
+    };
+    record_problem(rec, &p, kernel)
+}
+
 /// The WGSL [`MatmulKernel::Coop`] would compile for this linear on a subgroup of `subgroup`
 /// invocations, whether or not the device offers cooperative matrices: tests validate it with naga
 /// on every machine, so the shader cannot break unnoticed where no adapter runs it.
@@ -185,10 +222,14 @@ pub fn linear_coop_wgsl(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
+    act: Option<Activation>,
     out: &Tensor,
     subgroup: u32,
 ) -> Result<String> {
-    let p = linear_problem(x, w, bias, out)?;
+    let p = Problem {
+        act,
+        ..linear_problem(x, w, bias, out)?
+    };
     kernels::coop_source(&Recorder::new(gpu), &p, subgroup)
 }
 
@@ -253,6 +294,7 @@ fn linear_problem<'a>(
         bt: true,
         b_shared: true,
         alpha: 1.0,
+        act: None,
     })
 }
 
@@ -322,6 +364,7 @@ fn batched<'a>(
         bt,
         b_shared,
         alpha,
+        act: None,
     })
 }
 
@@ -438,6 +481,29 @@ impl KernelOp for Linear {
     }
 }
 
+/// The op: `act(nn.Linear(x))` in one dispatch, operands as [`Linear`] (an FFN's first layer
+/// with its activation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearAct {
+    /// Applied to each output before the store.
+    pub act: Activation,
+}
+
+impl KernelOp for LinearAct {
+    fn name(&self) -> &'static str {
+        "linear_act"
+    }
+    fn arity(&self) -> &'static [usize] {
+        &[2, 3]
+    }
+    fn infer(&self, ins: &[ShapeDType]) -> Result<Vec<ShapeDType>> {
+        Linear.infer(ins)
+    }
+    fn record(&self, rec: &mut Recorder, ins: &[&Tensor], outs: &[&Tensor]) -> Result<()> {
+        record_linear_act(rec, ins[0], ins[1], ins.get(2).copied(), self.act, outs[0])
+    }
+}
+
 /// The op: `torch.matmul`, `[a [*, M, K], b [*, K, N]] -> [y [*, M, N]]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Matmul;
@@ -512,6 +578,14 @@ impl Graph {
         match b {
             Some(b) => self.op(Linear, &[x, w, b]),
             None => self.op(Linear, &[x, w]),
+        }
+    }
+
+    /// `act(nn.Linear(x))` in one node and dispatch (see [`LinearAct`]).
+    pub fn linear_act(&mut self, x: Value, w: Value, b: Option<Value>, act: Activation) -> Value {
+        match b {
+            Some(b) => self.op(LinearAct { act }, &[x, w, b]),
+            None => self.op(LinearAct { act }, &[x, w]),
         }
     }
 

@@ -703,8 +703,7 @@ fn build_graph(
         let b1 = w(&mut g, &format!("{lay}.intermediate.dense.bias"), &[ff])?;
         let w2 = w(&mut g, &format!("{lay}.output.dense.weight"), &[e, ff])?;
         let b2 = w(&mut g, &format!("{lay}.output.dense.bias"), &[e])?;
-        let h = g.linear(x, w1, Some(b1));
-        let h = g.activation(h, act);
+        let h = g.linear_act(x, w1, Some(b1), act);
         let h = g.linear(h, w2, Some(b2));
         let lw = w(&mut g, &format!("{lay}.output.LayerNorm.weight"), &[e])?;
         let lb = w(&mut g, &format!("{lay}.output.LayerNorm.bias"), &[e])?;

@@ -61,6 +61,28 @@ pub fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Resul
     linear_with(gpu, x, w, bias, MatmulKernel::Auto)
 }
 
+/// `act(x @ w^T + bias)` in one dispatch (the activation applied in the product's store); shapes
+/// as [`linear`].
+pub fn linear_act_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: crate::ops::Activation,
+    kernel: MatmulKernel,
+) -> Result<Tensor> {
+    let mut shape = x.shape().to_vec();
+    match (shape.last_mut(), w.shape().first()) {
+        (Some(last), Some(&n)) if w.shape().len() == 2 => *last = n,
+        _ => shape = vec![0],
+    }
+    let out = Tensor::zeros(gpu, &shape, DType::F32)?;
+    run(gpu, |rec| {
+        k::record_linear_act_with(rec, x, w, bias, act, &out, kernel)
+    })?;
+    Ok(out)
+}
+
 /// [`linear`] with a chosen kernel.
 pub fn linear_with(
     gpu: &Gpu,

@@ -77,7 +77,7 @@ pub(super) fn record_blocked(
         if key.bt { key.vk } else { key.vn },
         key.bias,
     );
-    let pipeline = gpu.pipeline("matmul", &key, || {
+    let pipeline = gpu.pipeline("matmul", &(key.clone(), p.act), || {
         compose(
             SRC_BLOCKED,
             binds.needs_f16(),
@@ -124,7 +124,7 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
         bias: p.bias_elem(rec)?,
     };
     let binds = p.bindings(false, key.b, false, key.bias);
-    let pipeline = gpu.pipeline("matmul_tiled", &key, || {
+    let pipeline = gpu.pipeline("matmul_tiled", &(key.clone(), p.act), || {
         compose(
             SRC_TILED,
             binds.needs_f16(),
@@ -205,7 +205,7 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
     }
     let subgroup = caps.subgroup_max_size;
     let binds = p.bindings(false, key.b, false, key.bias);
-    let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup), || {
+    let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup, p.act), || {
         coop_wgsl(&binds, key.bt, subgroup)
     })?;
     push_tiles(rec, p, "matmul_coop", &pipeline, &binds, 32)
@@ -297,7 +297,7 @@ pub(super) fn record_unrolled(
     // The subgroup form loads single elements of a: a scalar declaration (a vec4 one would load
     // all 4 lanes per element on lavapipe).
     let binds = p.bindings(vk && !sg, key.b, b_vec4, key.bias);
-    let pipeline = gpu.pipeline("matmul_unrolled", &key, || {
+    let pipeline = gpu.pipeline("matmul_unrolled", &(key.clone(), p.act), || {
         compose(
             &unrolled_source(tm as usize, tn as usize, wg, layout, sg),
             binds.needs_f16(),

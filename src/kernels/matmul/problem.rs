@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
 use crate::gpu::{Elem, Recorder};
 use crate::kernels::check_dtype;
+use crate::kernels::elementwise::{Activation, ACTIVATION_SRC};
 use crate::tensor::{DType, Tensor};
 
 crate::wgsl_params! {
@@ -33,6 +34,8 @@ pub(crate) struct MatmulBindings<'a> {
     pub b: Bind<'a>,
     pub out: Bind<'a>,
     pub bias: Option<Bind<'a>>,
+    /// The activation the epilogue applies (see [`MatmulBindings::prologue`]).
+    pub act: Option<Activation>,
 }
 
 impl Bindings for MatmulBindings<'_> {
@@ -44,15 +47,33 @@ impl Bindings for MatmulBindings<'_> {
 }
 
 impl MatmulBindings<'_> {
-    /// The generated prologue: `Params`, the storage declarations, and `fn bias_value(n) -> f32`
-    /// (0 without a bias).
+    /// The generated prologue: `Params`, the storage declarations, `fn bias_value(n) -> f32` (0
+    /// without a bias) and `fn epilogue(v, col) -> f32`, what every kernel stores for an
+    /// accumulated product `v` in column `col`: `act(alpha * v + bias[col])`, the activation's
+    /// functions (`shaders/common/activation.wgsl`) included only when there is one.
     pub(crate) fn prologue(&self) -> Vec<String> {
         let bias_fn = if self.bias.is_some() {
             "fn bias_value(i: u32) -> f32 { return bias_at(i); }\n"
         } else {
             "fn bias_value(i: u32) -> f32 { return 0.0; }\n"
         };
-        [vec![Params::wgsl()], self.wgsl(), vec![bias_fn.to_string()]].concat()
+        let epilogue = match self.act {
+            None => {
+                "fn epilogue(v: f32, col: u32) -> f32 { return p.alpha * v + bias_value(col); }\n"
+                    .to_string()
+            }
+            Some(a) => format!(
+                "{ACTIVATION_SRC}\nfn epilogue(v: f32, col: u32) -> f32 {{ \
+                 return unary({}u, p.alpha * v + bias_value(col)); }}\n",
+                a.code()
+            ),
+        };
+        [
+            vec![Params::wgsl()],
+            self.wgsl(),
+            vec![bias_fn.to_string(), epilogue],
+        ]
+        .concat()
     }
 }
 
@@ -72,6 +93,8 @@ pub(crate) struct Problem<'a> {
     /// b has no batch dims (shared).
     pub b_shared: bool,
     pub alpha: f32,
+    /// Applied to `alpha * a @ b + bias` before the store (a linear's fused activation).
+    pub act: Option<Activation>,
 }
 
 impl Problem<'_> {
@@ -121,6 +144,7 @@ impl Problem<'_> {
             b: Bind::input(self.b, b_elem, b_vec4),
             out: Bind::read_write(self.out, "f32"),
             bias: self.bias.zip(bias).map(|(t, e)| Bind::input(t, e, false)),
+            act: self.act,
         }
     }
 }

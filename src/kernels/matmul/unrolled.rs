@@ -50,7 +50,7 @@ pub(super) fn unrolled_source(tm: usize, tn: usize, wg: u32, layout: Layout, sg:
         "\
 fn store(base: u32, row: u32, col: u32, v: f32) {{
     if (row < p.m && col < p.n) {{
-        out[base + row * p.n + col] = p.alpha * v + bias_value(col);
+        out[base + row * p.n + col] = epilogue(v, col);
     }}
 }}
 

@@ -24,13 +24,12 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder};
 use crate::graph::{LoopBuilder, Plan, Writes};
 use crate::kernels::attention_probs::record_attention_probs;
-use crate::kernels::elementwise::record_activation;
 use crate::kernels::embedding::{record_embedding, record_embedding_positioned, Positions};
 use crate::kernels::kv_cache::{
     record_cache_attention_from, record_kv_gather, record_kv_write_from, CacheLayout, Rows,
 };
 use crate::kernels::layer_norm::record_add_layer_norm;
-use crate::kernels::matmul::record_linear;
+use crate::kernels::matmul::{record_linear, record_linear_act};
 use crate::kernels::sdpa::{record_sdpa, AttnDims, Causal, Heads, MaskKind, MaskView, SdpaArgs};
 use crate::ops::Activation;
 use crate::tensor::{DType, Tensor};
@@ -152,10 +151,8 @@ struct Scratch {
     o: Tensor,
     /// The hidden state alternating with `x`.
     h: Tensor,
-    /// `[R, F]`.
+    /// `[R, F]` the FFN's activated first layer.
     f1: Tensor,
-    /// `[R, F]`.
-    f2: Tensor,
     /// `[R*H]` log-sum-exp of the kept cross-attention.
     lse: Tensor,
 }
@@ -350,7 +347,6 @@ impl MarianModel {
             o: buf(b, e)?,
             h: buf(b, e)?,
             f1: buf(b, f)?,
-            f2: buf(b, f)?,
             lse: b.buffer(&[rows * heads], DType::F32)?,
         };
         let logits = b.buffer(&[rows, vd], DType::F32)?;
@@ -505,9 +501,9 @@ impl MarianModel {
             }
             residual_norm(rec, &sc.ctx, &a.o, &sc.o, &lw.cross_norm, hid, spare)?;
             std::mem::swap(&mut hid, &mut spare);
-            linear(rec, hid, &lw.fc1, &sc.f1)?;
-            record_activation(rec, &sc.f1, &sc.f2, self.act)?;
-            residual_norm(rec, &sc.f2, &lw.fc2, &sc.o, &lw.final_norm, hid, spare)?;
+            // fc1 with the activation in its store, one dispatch.
+            record_linear_act(rec, hid, &lw.fc1.w, Some(&lw.fc1.b), self.act, &sc.f1)?;
+            residual_norm(rec, &sc.f1, &lw.fc2, &sc.o, &lw.final_norm, hid, spare)?;
             std::mem::swap(&mut hid, &mut spare);
         }
         record_linear(

@@ -68,8 +68,7 @@ impl Encoder {
             x = g.add_layer_norm(h, x, nw, nb, LAYER_NORM_EPS);
             let (w1, b1) = (g.weight(l.fc1.w.clone()), g.weight(l.fc1.b.clone()));
             let (w2, b2) = (g.weight(l.fc2.w.clone()), g.weight(l.fc2.b.clone()));
-            let h = g.linear(x, w1, Some(b1));
-            let h = g.activation(h, act);
+            let h = g.linear_act(x, w1, Some(b1), act);
             let h = g.linear(h, w2, Some(b2));
             let (nw, nb) = (
                 g.weight(l.final_norm.w.clone()),
