@@ -61,6 +61,17 @@ pub fn linear(gpu: &Gpu, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Resul
     linear_with(gpu, x, w, bias, MatmulKernel::Auto)
 }
 
+/// A linear's output `[*, N]` for `x [*, K]` and `w [N, K]` (`[0]` when the shapes are not those of
+/// a linear: the record call then names the problem).
+fn linear_out(gpu: &Gpu, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut shape = x.shape().to_vec();
+    match (shape.last_mut(), w.shape().first()) {
+        (Some(last), Some(&n)) if w.shape().len() == 2 => *last = n,
+        _ => shape = vec![0],
+    }
+    Tensor::zeros(gpu, &shape, DType::F32)
+}
+
 /// `act(x @ w^T + bias)` in one dispatch (the activation applied in the product's store); shapes
 /// as [`linear`].
 pub fn linear_act_with(
@@ -71,12 +82,7 @@ pub fn linear_act_with(
     act: crate::ops::Activation,
     kernel: MatmulKernel,
 ) -> Result<Tensor> {
-    let mut shape = x.shape().to_vec();
-    match (shape.last_mut(), w.shape().first()) {
-        (Some(last), Some(&n)) if w.shape().len() == 2 => *last = n,
-        _ => shape = vec![0],
-    }
-    let out = Tensor::zeros(gpu, &shape, DType::F32)?;
+    let out = linear_out(gpu, x, w)?;
     run(gpu, |rec| {
         k::record_linear_act_with(rec, x, w, bias, act, &out, kernel)
     })?;
@@ -91,12 +97,7 @@ pub fn linear_with(
     bias: Option<&Tensor>,
     kernel: MatmulKernel,
 ) -> Result<Tensor> {
-    let mut shape = x.shape().to_vec();
-    match (shape.last_mut(), w.shape().first()) {
-        (Some(last), Some(&n)) if w.shape().len() == 2 => *last = n,
-        _ => shape = vec![0],
-    }
-    let out = Tensor::zeros(gpu, &shape, DType::F32)?;
+    let out = linear_out(gpu, x, w)?;
     run(gpu, |rec| {
         k::record_linear_with(rec, x, w, bias, &out, kernel)
     })?;
