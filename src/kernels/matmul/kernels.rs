@@ -37,6 +37,23 @@ pub(super) fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
     rec.gpu().tuning().blocked_tile(p.bt, p.n.is_multiple_of(4))
 }
 
+/// A register tile the blocked and unrolled kernels accept: sides 1..=16, at most 128 outputs.
+fn check_tile(p: &Problem, tm: u32, tn: u32) -> Result<()> {
+    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
+        return Err(Error::invalid(
+            p.op,
+            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
+        ));
+    }
+    Ok(())
+}
+
+/// Threads per workgroup, all along N, for `tn` columns each: a power of two from 8 (one SIMD
+/// batch on lavapipe) to 64 that covers N without a mostly idle second workgroup.
+fn wg_along_n(p: &Problem, tn: u32) -> u32 {
+    (p.n.div_ceil(tn as usize).next_power_of_two() as u32).clamp(8, 64)
+}
+
 /// Register-blocked kernel with a `tm x tn` tile per thread. `prefer_packed` reads f16 `b` as packed
 /// u32 even where the device reads f16 natively (faster for the CPU GEMV: 32-bit gathers).
 pub(super) fn record_blocked(
@@ -45,12 +62,7 @@ pub(super) fn record_blocked(
     (tm, tn): (u32, u32),
     prefer_packed: bool,
 ) -> Result<()> {
-    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
-        return Err(Error::invalid(
-            p.op,
-            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
-        ));
-    }
+    check_tile(p, tm, tn)?;
     let gpu = rec.gpu().clone();
     let vk = p.k.is_multiple_of(4);
     let vn = !p.bt && p.n.is_multiple_of(4) && tn.is_multiple_of(4);
@@ -58,9 +70,7 @@ pub(super) fn record_blocked(
     if prefer_packed && b == Elem::F16 {
         b = Elem::F16Packed;
     }
-    // Threads per workgroup, all along N: a power of two from 8 (one SIMD batch on lavapipe) to 64
-    // that covers N without a mostly idle second workgroup.
-    let wg = (p.n.div_ceil(tn as usize).next_power_of_two() as u32).clamp(8, 64);
+    let wg = wg_along_n(p, tn);
     let key = BlockedKey {
         tm,
         tn,
@@ -240,12 +250,7 @@ pub(super) fn record_unrolled(
     p: &Problem,
     (tm, tn, wg): (u32, u32, u32),
 ) -> Result<()> {
-    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
-        return Err(Error::invalid(
-            p.op,
-            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
-        ));
-    }
+    check_tile(p, tm, tn)?;
     let gpu = rec.gpu().clone();
     let max_wg = gpu.caps().max_invocations.min(256);
     if wg != 0 && (!wg.is_power_of_two() || wg > max_wg) {
@@ -266,11 +271,7 @@ pub(super) fn record_unrolled(
     if b == Elem::F16 && gpu.tuning().matmul.unrolled_packed_f16 {
         b = Elem::F16Packed;
     }
-    let wg = if wg == 0 {
-        (p.n.div_ceil(tn as usize).next_power_of_two() as u32).clamp(8, 64)
-    } else {
-        wg
-    };
+    let wg = if wg == 0 { wg_along_n(p, tn) } else { wg };
     // a shared over an 8-lane subgroup (8-wide k steps): where the table asks for it and the
     // device has subgroups of exactly 8 lanes (lavapipe at 256 bits).
     let caps = gpu.caps();
