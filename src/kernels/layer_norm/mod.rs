@@ -342,6 +342,15 @@ fn record_norm(
             format!("out {:?} does not match x {:?}", out.shape(), x.shape()),
         ));
     }
+    // The kernel reads each input row twice (statistics, then output): in place is impossible.
+    for (name, t) in std::iter::once(("x", x)).chain(residual.map(|r| ("residual", r))) {
+        if t.buffer() == out.buffer() {
+            return Err(Error::invalid(
+                op,
+                format!("out shares its buffer with {name}; write the norm to another tensor"),
+            ));
+        }
+    }
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::invalid(
             op,

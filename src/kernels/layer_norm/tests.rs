@@ -191,3 +191,21 @@ fn add_layer_norm_equals_add_then_layer_norm() {
         .unwrap();
     assert_close("fused vs add + layer_norm", &got, &want, 1e-6, 1e-6);
 }
+
+/// The fused norm's output may not be one of its inputs (the kernel reads each row twice): bound
+/// to the same buffer it is an error naming the op, not a panic or a half-written row.
+#[test]
+fn add_layer_norm_refuses_an_output_aliasing_an_input() {
+    let gpu = gpu();
+    let x = Tensor::from_f32(&gpu, &[1.0, 2.0, 3.0, 4.0], &[1, 4]).unwrap();
+    let r = Tensor::from_f32(&gpu, &[0.5, 0.5, 0.5, 0.5], &[1, 4]).unwrap();
+    let w = Tensor::from_f32(&gpu, &[1.0; 4], &[4]).unwrap();
+    for out in [&x, &r] {
+        let mut rec = Recorder::new(&gpu);
+        let e = record_add_layer_norm(&mut rec, &x, &r, &w, &w, out, 1e-5)
+            .and_then(|()| rec.submit().map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("add_layer_norm") && e.contains("out"), "{e}");
+    }
+}
