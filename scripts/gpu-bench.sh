@@ -16,7 +16,9 @@
 #                                            # the Vulkan/GL loader .debs) carried along
 #
 # `run` steps, in this order (STEPS, comma-separated, default all): info, tests, minilm, marian,
-# profile, bench (the reference engines first: their time is known, the bench takes what is left).
+# profile, bench, coop, attn (the reference engines first: their time is known, the bench takes what is
+# left). HEEDFUL_BENCH_COOP_TILES (see `heedful bench`) adds cooperative-matrix blocks to the
+# matmul suite.
 # Each step
 # (and each bench suite, BENCH_SUITES) has its own time limit so the whole run ends inside ten
 # minutes; a step that fails or runs out of time is logged and the next one runs. Outputs (at most 8
@@ -24,6 +26,8 @@
 #   machine.txt   nvidia-smi, `heedful info`, the adapter's cooperative-matrix support
 #   tests.log     the test binaries' output (each against its CPU reference or fixtures)
 #   bench.json    {"suites": {suite: `heedful bench --json --filter suite/`}} (stderr in run.log)
+#   coop.json     the same for COOP_SUITES (default minilm marian) with HEEDFUL_COOP_AUTO=1
+#   attn.json     the attention suite per ATTN_VARIANTS flash blocking (R:KT:WG)
 #   profile.txt   HEEDFUL_PROFILE=1 per-kernel GPU times of opus-mt-sized Marian decodes
 #   minilm.txt    PyTorch (CPU, all cores; and CUDA) on the MiniLM shapes, random weights
 #   marian_cpu.json / marian_cuda.json   weights/bench_marian_reference.py on CPU / CUDA
@@ -51,6 +55,8 @@ pack() {
   cp target/release/heedful "$PACK/bin/heedful"
   # Test binaries: cargo prints their paths as JSON artifacts with "test": true.
   local exe name
+  # Fails the pack when a test binary does not build (the JSON stream alone would hide it).
+  [ $with_tests = 1 ] && { cargo test --release --no-run --quiet "${TESTS[@]/#/--test=}" || return 1; }
   [ $with_tests = 1 ] && cargo test --release --no-run --message-format=json "${TESTS[@]/#/--test=}" 2>/dev/null |
     python3 -c '
 import json, sys
@@ -82,6 +88,23 @@ for line in sys.stdin:
 
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/run.log" >&2; }
 
+# Merges the per-suite JSON documents in folder $1 into {"suites": {suite: document}} at $2.
+merge() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys
+parts, out = sys.argv[1], sys.argv[2]
+doc = {"suites": {}}
+for name in sorted(os.listdir(parts)):
+    try:
+        with open(os.path.join(parts, name)) as f:
+            doc["suites"][name[:-5]] = json.load(f)
+    except (OSError, ValueError) as e:
+        doc["suites"][name[:-5]] = {"error": str(e)}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+PY
+}
+
 # Seconds a step may take: its own limit, capped by what is left of RUN_BUDGET (the whole run's
 # limit, default 540 s, inside the device tool's ten minutes per command).
 capped() {
@@ -104,7 +127,7 @@ run() {
   START=$(date +%s)
   OUT=${OUT:-$PWD/gpu-bench-out}
   mkdir -p "$OUT"
-  local steps=",${STEPS:-info,tests,minilm,marian,profile,bench},"
+  local steps=",${STEPS:-info,tests,minilm,marian,profile,bench,coop,attn},"
   [ -f "$PACK/bin.tar.xz" ] || { echo "no $PACK/bin.tar.xz: run 'pack' first" >&2; return 1; }
   local bin=/tmp/heedful-gpu-bench/bin
   mkdir -p /tmp/heedful-gpu-bench && tar -C /tmp/heedful-gpu-bench -xJf "$PACK/bin.tar.xz" || return 1
@@ -131,7 +154,7 @@ run() {
   if [[ $steps == *,tests,* ]]; then
     local t
     for t in "${TESTS[@]}"; do
-      [ -x "$bin/test_$t" ] && step 120 "$OUT/tests.log" "$bin/test_$t" --test-threads=4
+      [ -x "$bin/test_$t" ] && step 120 "$OUT/tests.log" "$bin/test_$t" --test-threads=8
     done
     grep -E "^test result|FAILED|panicked" "$OUT/tests.log" | tee -a "$OUT/run.log"
   fi
@@ -163,11 +186,14 @@ run() {
     local opus=$CARGO_TARGET_DIR/models/marian_opus_random ids=/tmp/heedful-gpu-bench/ids.txt
     step 60 "$OUT/run.log" "$bin/heedful" bench --filter marian/opus:load
     python3 -c 'for i in range(32): print(" ".join(str((97 * i + 13 * j) % 64000 + 2) for j in range(11)) + " 0")' >"$ids"
-    for beams in 4 1; do
+    # Beam 4 also with Auto taking the cooperative-matrix kernel (HEEDFUL_COOP_AUTO=1).
+    local beams coop
+    for beams in 4:0 4:1 1:0; do
+      coop=${beams#*:} beams=${beams%:*}
       [ $beams = 1 ] && head -1 "$ids" >"$ids.1" && mv "$ids.1" "$ids"
-      echo "== beam $beams, $(wc -l <"$ids") sources" >>"$OUT/profile.txt"
-      HEEDFUL_PROFILE=1 step 60 "$OUT/profile.txt" "$bin/heedful" translate --model "$opus" --ids \
-        --beam $beams --max-length 9 --input "$ids"
+      echo "== beam $beams, $(wc -l <"$ids") sources, HEEDFUL_COOP_AUTO=$coop" >>"$OUT/profile.txt"
+      HEEDFUL_COOP_AUTO=$coop HEEDFUL_PROFILE=1 step 60 "$OUT/profile.txt" "$bin/heedful" translate \
+        --model "$opus" --ids --beam $beams --max-length 9 --input "$ids"
     done
   fi
   if [[ $steps == *,bench,* ]]; then
@@ -181,19 +207,43 @@ run() {
         "$bin/heedful" bench --json --filter "$suite/" >"$parts/$suite.json" 2>>"$OUT/run.log"
       log "end ($?): $suite"
     done
-    python3 - "$parts" "$OUT/bench.json" <<'PY'
-import json, os, sys
-parts, out = sys.argv[1], sys.argv[2]
-doc = {"suites": {}}
-for name in sorted(os.listdir(parts)):
-    try:
-        with open(os.path.join(parts, name)) as f:
-            doc["suites"][name[:-5]] = json.load(f)
-    except (OSError, ValueError) as e:
-        doc["suites"][name[:-5]] = {"error": str(e)}
-with open(out, "w") as f:
-    json.dump(doc, f, indent=1)
-PY
+    merge "$parts" "$OUT/bench.json"
+  fi
+  if [[ $steps == *,coop,* ]]; then
+    # The Marian fixture tests (Hugging Face tokens) and the model suites again with Auto taking
+    # the cooperative-matrix kernel for f16 weights (HEEDFUL_COOP_AUTO=1): tests into tests.log,
+    # the suites side by side with the bench step's lines into coop.json.
+    local t
+    for t in ${COOP_TESTS:-marian marian_search marian_random_weights}; do
+      [ -x "$bin/test_$t" ] && HEEDFUL_COOP_AUTO=1 step 120 "$OUT/tests.log" "$bin/test_$t" \
+        --test-threads=8
+    done
+    grep -E "^test result|FAILED|panicked" "$OUT/tests.log" | tail -n 6 | tee -a "$OUT/run.log"
+    local suite parts=/tmp/heedful-gpu-bench/parts_coop
+    mkdir -p "$parts"
+    for suite in ${COOP_SUITES:-minilm marian}; do
+      log "start: HEEDFUL_COOP_AUTO=1 heedful bench --json --filter $suite/"
+      HEEDFUL_COOP_AUTO=1 HEEDFUL_MINILM_DIR=$minilm_dir timeout --kill-after=10 \
+        "$(capped "${SUITE_LIMIT:-90}")" "$bin/heedful" bench --json --filter "$suite/" \
+        >"$parts/$suite.json" 2>>"$OUT/run.log"
+      log "end ($?): $suite (coop)"
+    done
+    merge "$parts" "$OUT/coop.json"
+  fi
+  if [[ $steps == *,attn,* ]]; then
+    # The attention suite under other flash blockings (HEEDFUL_ATTN_R / _KT / _WG), for the GPU
+    # row of the tuning table; into attn.json, one document per R:KT:WG.
+    local v parts=/tmp/heedful-gpu-bench/parts_attn
+    mkdir -p "$parts"
+    for v in ${ATTN_VARIANTS:-2:8:64 4:8:64 1:16:64 1:8:128 2:16:64}; do
+      IFS=: read -r r kt wg <<<"$v"
+      log "start: attention R=$r KT=$kt WG=$wg"
+      HEEDFUL_ATTN_R=$r HEEDFUL_ATTN_KT=$kt HEEDFUL_ATTN_WG=$wg timeout --kill-after=10 \
+        "$(capped "${ATTN_LIMIT:-45}")" "$bin/heedful" bench --json --filter attention/ \
+        >"$parts/r${r}_kt${kt}_wg${wg}.json" 2>>"$OUT/run.log"
+      log "end ($?): attention R=$r KT=$kt WG=$wg"
+    done
+    merge "$parts" "$OUT/attn.json"
   fi
   log "done"
 }

@@ -1,124 +1,205 @@
 // Matmul on cooperative matrices (tensor cores; wgpu's experimental `wgpu_cooperative_matrix`), for
-// f16 weights: one subgroup per workgroup (WG = the adapter's fixed subgroup size) computes a
-// BM x BN = 32 x 32 output tile as 2 x 2 coop_mat16x16<f32, C> accumulators, staging BK = 16 deep
-// slices of a and b in workgroup memory as f16.
+// f16 weights. A workgroup of WM x WN subgroups computes a BM x BN output tile; each subgroup owns
+// an (FM * 16) x (FN * 16) block of it as FM x FN coop_mat16x16<f32, C> accumulators in named
+// registers (the `{{...}}` markers are filled with straight-line code by
+// src/kernels/matmul/coop.rs). Every BK = 32 deep slice of a and b is staged once in workgroup
+// memory as f16 by the whole workgroup (vec4 global reads where the shape allows) and read from
+// there by all subgroups, so each global element serves WN (a) or WM (b) subgroups.
 //
 //   out[b, m, n] = alpha * sum_k a[b, m, k] * B(b, k, n) + bias[n]
 //
-// Precision: b is f16 already (exact in f16). a is f32; it is split as a = hi + lo with
-// hi = a with its mantissa truncated to f16's 10 bits and lo = f16(a - hi), and both halves are multiplied (two tensor-core products per
-// slice), so the product keeps about 21 bits of a instead of f16's 11 and the accumulation is f32:
-// results match the f32 kernels to ~1e-6 relative instead of ~1e-3. Values of a beyond f16's range
-// (|a| > 65504) are clamped there (hi), which no activation of the models heedful runs reaches.
+// Precision: b is f16 already (exact in f16). a is f32; it is split as a = hi + lo with hi = a with
+// its mantissa truncated to f16's 10 bits and lo = f16(a - hi), and both halves are multiplied (two
+// tensor-core products per fragment), so the product keeps about 21 bits of a instead of f16's 11
+// and the accumulation is f32: results match the f32 kernels to ~1e-6 relative instead of ~1e-3.
+// Values of a beyond f16's range (|a| > 65504) are clamped there (hi), which no activation of the
+// models heedful runs reaches.
 //
-// Bindings (a, b and bias are declared by the Rust side with generated accessors a_at, b_at, ...):
+// Bindings (a, b and bias are declared by the Rust side with generated accessors a_at, b_at4, ...):
 //   params               uniform
-//   a:    [batch, M, K]  f32       binding 1
-//   b:    [batch|1, K, N] f16 when BT == 0, [batch|1, N, K] when BT == 1; binding 2
+//   a:    [batch, M, K]  f32       binding 1 (vec4 units when VA == 1: K % 4 == 0)
+//   b:    [batch|1, K, N] f16 when BT == 0, [batch|1, N, K] when BT == 1; binding 2 (vec4 units
+//                                  when VB == 1: K % 4 == 0 with BT, N % 4 == 0 without)
 //   out:  [batch, M, N]  f32       binding 3
 //   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` and the store's
 //                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
-// Constants from the Rust side: BT (b transposed), WG (subgroup size).
-// Grid: tiles_n * tiles_m * batch workgroups (32 x 32 tiles), split into (x, y) when over the
-// per-dim limit. Loads outside M, N or K stage zeros and stores outside M and N are skipped, so any
-// shape works; the cooperative loads and stores touch only the workgroup tiles (always in bounds).
+// Constants from the Rust side: BT, VA, VB, SG (the adapter's fixed subgroup size), WM, WN, FM, FN,
+// B_LEN (the staged b's length, the larger of its two layouts).
+// Grid: tiles_n * tiles_m * batch workgroups (BM x BN tiles, N fastest so that neighbouring
+// workgroups share rows of a in cache), split into (x, y) when over the per-dim limit. Loads
+// outside M, N or K stage zeros and stores outside M and N are skipped, so any shape works; the
+// cooperative loads and stores touch only workgroup memory (always in bounds).
 
 // `enable wgpu_cooperative_matrix;` (and `enable f16;`) are put first by the Rust side: WGSL wants
 // every enable directive before the generated constants and declarations.
 
-const BM: u32 = 32u;
-const BN: u32 = 32u;
-const BK: u32 = 16u;
+const BM: u32 = WM * FM * 16u;
+const BN: u32 = WN * FN * 16u;
+const BK: u32 = 32u;
+const WG: u32 = WM * WN * SG;
+// Row strides of the staged tiles, in f16 elements, padded by 8 (16 bytes): with 32 + 8 the eight
+// 16-byte rows a tensor-core fragment load reads at a time fall in distinct banks.
+const LDA: u32 = BK + 8u;
+// b staged n-major ([BN, LDB], element (k, n) at n * LDB + k) when BT == 1, k-major ([BK, LDBN])
+// when BT == 0: both keep the global reads contiguous.
+const LDB: u32 = BK + 8u;
+const LDBN: u32 = BN + 8u;
 const F16_MAX: f32 = 65504.0;
 
 // Generated prologue (src/kernels/matmul/problem.rs: `Params`, `MatmulBindings`): uniform `p`
 // (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
-// workgroup-init: self -- every k step writes all BM*BK (BN*BK) elements of a_hi, a_lo and b_t (e = lid + WG * i covers 0..512) before the barrier that precedes the cooperative loads; c_t is written whole by the four cooperative stores before the barrier that precedes its reads.
-var<workgroup> a_hi: array<f16, 512>; // [BM, BK] row-major
-var<workgroup> a_lo: array<f16, 512>; // [BM, BK] row-major
-var<workgroup> b_t: array<f16, 512>; // [BN, BK]: element (k, n) at n * BK + k (column-major B)
-var<workgroup> c_t: array<f32, 1024>; // [BM, BN] row-major
+// workgroup-init: self -- every k step writes all BM*BK (a_hi, a_lo) and BN*BK (b_s, in the layout
+// BT selects) staged elements, zeros outside the problem, before the barrier that precedes the
+// cooperative loads; each c_s fragment is written whole by a cooperative store before the barrier
+// that precedes its reads.
+var<workgroup> a_hi: array<f16, BM * LDA>; // [BM, LDA] row-major
+var<workgroup> a_lo: array<f16, BM * LDA>;
+var<workgroup> b_s: array<f16, B_LEN>;
+var<workgroup> c_s: array<f32, WM * WN * 256u>; // one 16 x 16 fragment per subgroup, row-major
+
+// Stages a[m0.., k0..] as hi and lo f16 halves: 4 consecutive k per invocation and step.
+fn stage_a(a_base: u32, m0: u32, k0: u32, lid: u32) {
+    for (var c = lid; c < BM * BK / 4u; c += WG) {
+        let r = c / (BK / 4u);
+        let kq = (c % (BK / 4u)) * 4u;
+        let row = m0 + r;
+        let ka = k0 + kq;
+        var v = vec4<f32>(0.0);
+        if (row < p.m) {
+            let base = a_base + row * p.k + ka;
+            if (VA == 1u) {
+                if (ka < p.k) {
+                    v = a_at4(base);
+                }
+            } else {
+                for (var e = 0u; e < 4u; e++) {
+                    if (ka + e < p.k) {
+                        v[e] = a_at(base + e);
+                    }
+                }
+            }
+        }
+        v = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+        // hi: v with its mantissa cut to f16's 10 bits, by masking the bits (a compiler may fold
+        // f32(f16(v)) into v, which made lo zero on an H200); lo: the exact rest.
+        let hi = bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) & vec4<u32>(0xffffe000u));
+        let lo = v - hi;
+        let o = r * LDA + kq;
+        a_hi[o] = f16(hi.x);
+        a_hi[o + 1u] = f16(hi.y);
+        a_hi[o + 2u] = f16(hi.z);
+        a_hi[o + 3u] = f16(hi.w);
+        a_lo[o] = f16(lo.x);
+        a_lo[o + 1u] = f16(lo.y);
+        a_lo[o + 2u] = f16(lo.z);
+        a_lo[o + 3u] = f16(lo.w);
+    }
+}
+
+// Stages B(k0.., n0..): 4 consecutive elements along b's contiguous dim per invocation and step.
+fn stage_b(b_base: u32, n0: u32, k0: u32, lid: u32) {
+    if (BT == 1u) {
+        for (var c = lid; c < BN * BK / 4u; c += WG) {
+            let r = c / (BK / 4u);
+            let kq = (c % (BK / 4u)) * 4u;
+            let col = n0 + r;
+            let kb = k0 + kq;
+            var v = vec4<f32>(0.0);
+            if (col < p.n) {
+                let base = b_base + col * p.k + kb;
+                if (VB == 1u) {
+                    if (kb < p.k) {
+                        v = b_at4(base);
+                    }
+                } else {
+                    for (var e = 0u; e < 4u; e++) {
+                        if (kb + e < p.k) {
+                            v[e] = b_at(base + e);
+                        }
+                    }
+                }
+            }
+            let o = r * LDB + kq;
+            b_s[o] = f16(v.x);
+            b_s[o + 1u] = f16(v.y);
+            b_s[o + 2u] = f16(v.z);
+            b_s[o + 3u] = f16(v.w);
+        }
+    } else {
+        for (var c = lid; c < BK * BN / 4u; c += WG) {
+            let r = c / (BN / 4u);
+            let nq = (c % (BN / 4u)) * 4u;
+            let kb = k0 + r;
+            let col = n0 + nq;
+            var v = vec4<f32>(0.0);
+            if (kb < p.k) {
+                let base = b_base + kb * p.n + col;
+                if (VB == 1u) {
+                    if (col < p.n) {
+                        v = b_at4(base);
+                    }
+                } else {
+                    for (var e = 0u; e < 4u; e++) {
+                        if (col + e < p.n) {
+                            v[e] = b_at(base + e);
+                        }
+                    }
+                }
+            }
+            let o = r * LDBN + nq;
+            b_s[o] = f16(v.x);
+            b_s[o + 1u] = f16(v.y);
+            b_s[o + 2u] = f16(v.z);
+            b_s[o + 3u] = f16(v.w);
+        }
+    }
+}
+
+// The subgroup's fragment in c_s (rows row0.., columns col0..) through the epilogue to `out`.
+fn store_fragment(s: u32, lane: u32, live: bool, o_base: u32, row0: u32, col0: u32) {
+    if (!live) {
+        return;
+    }
+    for (var e = lane; e < 256u; e += SG) {
+        let row = row0 + e / 16u;
+        let col = col0 + e % 16u;
+        if (row < p.m && col < p.n) {
+            out[o_base + row * p.n + col] = epilogue(c_s[s * 256u + e], col);
+        }
+    }
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
+        @builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
     let g = wid.x + wid.y * nwg.x;
     let gn = g % p.tiles_n;
     let rest = g / p.tiles_n;
     let gm = rest % p.tiles_m;
-    // Whole workgroups past the batch exit together (uniform), before any barrier.
+    // Whole workgroups past the batch skip their loads and stores together (uniform) but still
+    // reach every barrier.
     let gb = min(rest / p.tiles_m, p.batch);
     let live = gb < p.batch;
     let m0 = gm * BM;
     let n0 = gn * BN;
     let a_base = gb * p.a_bs;
     let b_base = gb * p.b_bs;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
+    // This subgroup's block of the tile: rows sm * FM * 16.., columns sn * FN * 16...
+    let sm = sg / WN;
+    let sn = sg % WN;
+{{ACC}}
     let k_tiles = select(0u, (p.k + BK - 1u) / BK, live);
     for (var t = 0u; t < k_tiles; t++) {
         let k0 = t * BK;
-        for (var e = lid; e < BM * BK; e += WG) {
-            let r = e / BK;
-            let kk = e % BK;
-            let ka = k0 + kk;
-            // a: row m0 + r.
-            var av = 0.0;
-            if (m0 + r < p.m && ka < p.k) {
-                av = clamp(a_at(a_base + (m0 + r) * p.k + ka), -F16_MAX, F16_MAX);
-            }
-            // hi: av with its mantissa cut to f16's 10 bits, by masking the bits (a compiler may
-            // fold f32(f16(av)) into av, which made lo zero on an H200); lo: the exact rest.
-            let hi = bitcast<f32>(bitcast<u32>(av) & 0xffffe000u);
-            a_hi[e] = f16(hi);
-            a_lo[e] = f16(av - hi);
-            // b: column n0 + r (BN == BM), stored n-major so B loads column-major.
-            let col = n0 + r;
-            var bv = 0.0;
-            if (col < p.n && ka < p.k) {
-                if (BT == 1u) {
-                    bv = b_at(b_base + col * p.k + ka);
-                } else {
-                    bv = b_at(b_base + ka * p.n + col);
-                }
-            }
-            b_t[e] = f16(bv);
-        }
+        stage_a(a_base, m0, k0, lid);
+        stage_b(b_base, n0, k0, lid);
         workgroupBarrier();
-        let h0 = coopLoadT<coop_mat16x16<f16, A>>(&a_hi[0], BK);
-        let h1 = coopLoadT<coop_mat16x16<f16, A>>(&a_hi[16u * BK], BK);
-        let l0 = coopLoadT<coop_mat16x16<f16, A>>(&a_lo[0], BK);
-        let l1 = coopLoadT<coop_mat16x16<f16, A>>(&a_lo[16u * BK], BK);
-        let b0 = coopLoad<coop_mat16x16<f16, B>>(&b_t[0], BK);
-        let b1 = coopLoad<coop_mat16x16<f16, B>>(&b_t[16u * BK], BK);
-        c00 = coopMultiplyAdd(l0, b0, c00);
-        c00 = coopMultiplyAdd(h0, b0, c00);
-        c01 = coopMultiplyAdd(l0, b1, c01);
-        c01 = coopMultiplyAdd(h0, b1, c01);
-        c10 = coopMultiplyAdd(l1, b0, c10);
-        c10 = coopMultiplyAdd(h1, b0, c10);
-        c11 = coopMultiplyAdd(l1, b1, c11);
-        c11 = coopMultiplyAdd(h1, b1, c11);
+{{MMA}}
         workgroupBarrier();
-    }
-    coopStoreT(c00, &c_t[0], BN);
-    coopStoreT(c01, &c_t[16u], BN);
-    coopStoreT(c10, &c_t[16u * BN], BN);
-    coopStoreT(c11, &c_t[16u * BN + 16u], BN);
-    workgroupBarrier();
-    if (!live) {
-        return;
     }
     let o_base = gb * p.o_bs;
-    for (var e = lid; e < BM * BN; e += WG) {
-        let row = m0 + e / BN;
-        let col = n0 + e % BN;
-        if (row < p.m && col < p.n) {
-            out[o_base + row * p.n + col] = epilogue(c_t[e], col);
-        }
-    }
+{{STORE}}
 }

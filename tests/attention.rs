@@ -347,6 +347,7 @@ fn sdpa_flash_other_adapter_classes_configurations() {
                 attn_wg: Some(wg),
                 attn_shared: Some(shared),
                 attn_unrolled: Some(unrolled),
+                ..Default::default()
             },
             ..GpuOptions::from_env()
         };

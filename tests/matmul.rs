@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use heedful::gpu::CoopTile;
 use heedful::kernels::matmul::MatmulKernel;
 use heedful::{ops, reference, DType, Gpu, Tensor};
 
@@ -448,9 +449,62 @@ fn bench_reports_lines_with_roofline_shares() {
     }
 }
 
-/// The cooperative-matrix (tensor-core) linear's WGSL, for f16 weights with and without bias and
-/// subgroups of 32 and 64: naga parses it, validates it with cooperative matrices allowed, and
-/// writes SPIR-V. Runs everywhere, so the shader cannot break where no adapter offers the feature.
+/// Cooperative-matrix blocks the tests run: the tuning table's two, one subgroup of one fragment, the
+/// old 32 x 32 single-subgroup tile, and multi-subgroup blocks (square, wide, tall, uneven).
+fn coop_tiles() -> Vec<CoopTile> {
+    let t = heedful::Gpu::shared().unwrap().tuning().matmul;
+    let mut v = vec![t.coop_tile, t.coop_tile_small];
+    v.extend(
+        [
+            (1, 1, 1, 1),
+            (1, 1, 2, 2),
+            (2, 2, 2, 2),
+            (2, 2, 2, 4),
+            (4, 2, 2, 1),
+            (2, 1, 1, 3),
+        ]
+        .map(|(wm, wn, fm, fn_)| CoopTile { wm, wn, fm, fn_ }),
+    );
+    v
+}
+
+fn coop_kernel(t: CoopTile) -> MatmulKernel {
+    MatmulKernel::CoopTile {
+        wm: t.wm as u8,
+        wn: t.wn as u8,
+        fm: t.fm as u8,
+        fn_: t.fn_ as u8,
+    }
+}
+
+/// naga parses `src`, validates it with every capability allowed, and writes SPIR-V.
+fn validate_to_spirv(src: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{}\n{src}", e.emit_to_string(src)));
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{e:?}\n{src}"));
+    let spv = naga::back::spv::write_vec(
+        &module,
+        &info,
+        &naga::back::spv::Options::default(),
+        Some(&naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".into(),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("SPIR-V: {e:?}"));
+    assert!(spv.len() > 100, "SPIR-V of {} words", spv.len());
+}
+
+/// The cooperative-matrix (tensor-core) kernel's WGSL for every tested block, for f16 weights
+/// `[N, K]` (linear, with and without bias and activation, K a multiple of 4 or not) and `[K, N]`
+/// (matmul, N a multiple of 4 or not), subgroups of 32 and 64: naga parses it, validates it with
+/// cooperative matrices allowed, and writes SPIR-V. Runs everywhere, so the shader cannot break
+/// where no adapter offers the feature.
 #[test]
 fn coop_kernel_wgsl_validates_and_translates_to_spirv() {
     let gpu = gpu();
@@ -460,43 +514,63 @@ fn coop_kernel_wgsl_validates_and_translates_to_spirv() {
         );
         return;
     }
-    let x = Tensor::from_f32(&gpu, &vec![0.5; 33 * 40], &[33, 40]).unwrap();
-    let w = Tensor::from_f32_as(&gpu, &vec![0.25; 70 * 40], &[70, 40], DType::F16).unwrap();
-    let b = Tensor::from_f32_as(&gpu, &vec![1.0; 70], &[70], DType::F16).unwrap();
-    let out = Tensor::zeros(&gpu, &[33, 70], DType::F32).unwrap();
     let gelu = Some(heedful::ops::Activation::Gelu);
-    for (bias, act) in [(None, None), (Some(&b), None), (Some(&b), gelu)] {
-        for subgroup in [32, 64] {
-            let src =
-                heedful::kernels::matmul::linear_coop_wgsl(&gpu, &x, &w, bias, act, &out, subgroup)
+    for tile in coop_tiles() {
+        for k in [40, 37] {
+            let x = Tensor::from_f32(&gpu, &vec![0.5; 33 * k], &[33, k]).unwrap();
+            let w = Tensor::from_f32_as(&gpu, &vec![0.25; 70 * k], &[70, k], DType::F16).unwrap();
+            let b = Tensor::from_f32_as(&gpu, &vec![1.0; 70], &[70], DType::F16).unwrap();
+            let out = Tensor::zeros(&gpu, &[33, 70], DType::F32).unwrap();
+            for (bias, act) in [(None, None), (Some(&b), None), (Some(&b), gelu)] {
+                for subgroup in [32, 64] {
+                    let src = heedful::kernels::matmul::linear_coop_wgsl(
+                        &gpu, &x, &w, bias, act, &out, tile, subgroup,
+                    )
                     .unwrap();
-            assert!(src.starts_with("enable wgpu_cooperative_matrix;"), "{src}");
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{}\n{src}", e.emit_to_string(&src)));
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{e:?}\n{src}"));
-            let spv = naga::back::spv::write_vec(
-                &module,
-                &info,
-                &naga::back::spv::Options::default(),
-                Some(&naga::back::spv::PipelineOptions {
-                    shader_stage: naga::ShaderStage::Compute,
-                    entry_point: "main".into(),
-                }),
-            )
-            .unwrap_or_else(|e| panic!("SPIR-V: {e:?}"));
-            assert!(spv.len() > 100, "SPIR-V of {} words", spv.len());
+                    assert!(src.starts_with("enable wgpu_cooperative_matrix;"), "{src}");
+                    validate_to_spirv(&src);
+                }
+            }
+        }
+        for n in [68, 70] {
+            let a = Tensor::from_f32(&gpu, &vec![0.5; 2 * 33 * 40], &[2, 33, 40]).unwrap();
+            let b = Tensor::from_f32_as(&gpu, &vec![0.25; 40 * n], &[40, n], DType::F16).unwrap();
+            let out = Tensor::zeros(&gpu, &[2, 33, n], DType::F32).unwrap();
+            let src =
+                heedful::kernels::matmul::matmul_coop_wgsl(&gpu, &a, &b, &out, tile, 32).unwrap();
+            validate_to_spirv(&src);
         }
     }
 }
 
-/// The cooperative-matrix linear against the CPU reference on shapes off its 32 x 32 x 16 tiles,
-/// where the adapter offers cooperative matrices; skipped with the reason elsewhere (lavapipe:
-/// wgpu 30 does not expose them there, see BENCHMARKS.md).
+/// Activations with a large dynamic range (1e-3..300): the hi/lo split must keep f32 accuracy.
+fn wide_range(rng: &mut Rng, len: usize) -> Vec<f32> {
+    rng.vec(len, -1.0, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * [1.0, 300.0, 1e-3][i % 3])
+        .collect()
+}
+
+/// Indices where `got` is off `want` by more than 4e-6 of the output's sum of |a||b| terms (the
+/// activations span 1e-3..300, so outputs cancel heavily): ~25x the f32-accumulation error seen on
+/// an H200, and ~20x below what f16-rounded activations (no lo half) give.
+fn coop_misses(got: &[f32], want: &[f32], scale: &[f32]) -> Vec<String> {
+    (0..want.len())
+        .filter(|&i| (got[i] - want[i]).abs() > 4e-6 * scale[i] + 1e-5)
+        .take(4)
+        .map(|i| {
+            format!(
+                "[{i}] got {} want {} (sum |ab| {})",
+                got[i], want[i], scale[i]
+            )
+        })
+        .collect()
+}
+
+/// The cooperative-matrix linear against the CPU reference, every tested block, on shapes off its
+/// tiles, where the adapter offers cooperative matrices; skipped with the reason elsewhere
+/// (lavapipe: wgpu 30 does not expose them there, see BENCHMARKS.md).
 #[test]
 fn coop_linear_matches_reference_where_offered() {
     let gpu = gpu();
@@ -508,15 +582,14 @@ fn coop_linear_matches_reference_where_offered() {
         return;
     }
     let mut rng = Rng::new(17);
-    for &(m, k, n) in SHAPES.iter().chain(&[(128, 512, 2048), (100, 2048, 130)]) {
+    let mut kernels = vec![MatmulKernel::Coop, MatmulKernel::Auto];
+    kernels.extend(coop_tiles().into_iter().map(coop_kernel));
+    for &(m, k, n) in SHAPES
+        .iter()
+        .chain(&[(128, 512, 2048), (100, 2048, 130), (200, 66, 300)])
+    {
         for with_bias in [false, true] {
-            // Activations with a large dynamic range: the hi/lo split must keep f32 accuracy.
-            let x: Vec<f32> = rng
-                .vec(m * k, -1.0, 1.0)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * [1.0, 300.0, 1e-3][i % 3])
-                .collect();
+            let x = wide_range(&mut rng, m * k);
             let w = rng.vec(n * k, -1.0, 1.0);
             let bias = rng.vec(n, -1.0, 1.0);
             let xt = Tensor::from_f32(&gpu, &x, &[m, k]).unwrap();
@@ -525,36 +598,102 @@ fn coop_linear_matches_reference_where_offered() {
             let want =
                 reference::matmul::linear(&x, &wh, with_bias.then_some(bh.as_slice()), m, k, n);
             let bias_t = with_bias.then_some(&bt);
-            // Each output's bound scales with the sum of |x||w| over its terms (the activations
-            // span 1e-3..300, so outputs cancel heavily): 4e-6 of it is ~25x the f32-accumulation
-            // error seen on an H200, and ~20x below what f16-rounded activations (no lo half) give.
             let scale: Vec<f32> = (0..m * n)
                 .map(|i| {
                     let (r, c) = (i / n, i % n);
                     (0..k).map(|j| (x[r * k + j] * wh[c * k + j]).abs()).sum()
                 })
                 .collect();
-            for kernel in [MatmulKernel::Coop, MatmulKernel::Auto] {
+            for &kernel in &kernels {
                 let got = ops::linear_with(&gpu, &xt, &wt, bias_t, kernel)
                     .unwrap()
                     .to_vec_f32(&gpu)
                     .unwrap();
-                let bad: Vec<String> = (0..m * n)
-                    .filter(|&i| (got[i] - want[i]).abs() > 4e-6 * scale[i] + 1e-5)
-                    .take(4)
-                    .map(|i| {
-                        format!(
-                            "[{i}] got {} want {} (sum |xw| {})",
-                            got[i], want[i], scale[i]
-                        )
-                    })
-                    .collect();
+                let bad = coop_misses(&got, &want, &scale);
                 assert!(
                     bad.is_empty(),
                     "coop linear {kernel:?} bias={with_bias} {m}x{k}x{n}: {bad:?}"
                 );
             }
         }
+    }
+}
+
+/// The cooperative-matrix matmul with f16 `b [*, K, N]` (the k-major staging) against the CPU
+/// reference, batched and shared `b`, where offered.
+#[test]
+fn coop_matmul_matches_reference_where_offered() {
+    let gpu = gpu();
+    if !gpu.caps().coop_f16 {
+        eprintln!(
+            "skipped: {} offers no 16x16x16 f16->f32 cooperative matrices through wgpu",
+            gpu.caps().adapter_name
+        );
+        return;
+    }
+    let mut rng = Rng::new(23);
+    for &(m, k, n) in &[(17, 33, 9), (65, 100, 37), (70, 20, 68), (130, 64, 260)] {
+        for (batch, shared) in [(1usize, true), (3, false), (2, true)] {
+            let a = wide_range(&mut rng, batch * m * k);
+            let bsz = if shared { k * n } else { batch * k * n };
+            let bv = rng.vec(bsz, -1.0, 1.0);
+            let at = Tensor::from_f32(&gpu, &a, &[batch, m, k]).unwrap();
+            let bshape: Vec<usize> = if shared {
+                vec![k, n]
+            } else {
+                vec![batch, k, n]
+            };
+            let (btn, bh) = upload(&gpu, &bv, &bshape, DType::F16);
+            let (mut want, mut scale) = (Vec::new(), Vec::new());
+            for bi in 0..batch {
+                let ab = &a[bi * m * k..][..m * k];
+                let bb = if shared {
+                    &bh[..]
+                } else {
+                    &bh[bi * k * n..][..k * n]
+                };
+                want.extend(reference::matmul::matmul(ab, bb, 1, m, k, n, true));
+                for i in 0..m * n {
+                    let (r, c) = (i / n, i % n);
+                    scale.push((0..k).map(|j| (ab[r * k + j] * bb[j * n + c]).abs()).sum());
+                }
+            }
+            let mut kernels = vec![MatmulKernel::Coop];
+            kernels.extend(coop_tiles().into_iter().map(coop_kernel));
+            for kernel in kernels {
+                let got = ops::matmul_with(&gpu, &at, &btn, kernel)
+                    .unwrap()
+                    .to_vec_f32(&gpu)
+                    .unwrap();
+                let bad = coop_misses(&got, &want, &scale);
+                assert!(
+                    bad.is_empty(),
+                    "coop matmul {kernel:?} batch={batch} shared={shared} {m}x{k}x{n}: {bad:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A block over the device's limits (invocations, workgroup memory) or with a zero count is an
+/// error naming the block, where the adapter has cooperative matrices.
+#[test]
+fn coop_blocks_over_the_limits_are_errors() {
+    let gpu = gpu();
+    if !gpu.caps().coop_f16 {
+        eprintln!(
+            "skipped: no cooperative matrices on {}",
+            gpu.caps().adapter_name
+        );
+        return;
+    }
+    let x = Tensor::from_f32(&gpu, &[1.0; 8], &[2, 4]).unwrap();
+    let w = Tensor::from_f32_as(&gpu, &[1.0; 12], &[3, 4], DType::F16).unwrap();
+    for (wm, wn, fm, fn_) in [(8, 8, 1, 1), (4, 4, 8, 8), (0, 1, 1, 1)] {
+        let kernel = MatmulKernel::CoopTile { wm, wn, fm, fn_ };
+        let e = ops::linear_with(&gpu, &x, &w, None, kernel).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("linear") && msg.contains("block"), "{msg}");
     }
 }
 

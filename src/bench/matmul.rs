@@ -10,7 +10,7 @@
 
 use crate::bench::{BenchCtx, Bound};
 use crate::error::Result;
-use crate::gpu::{Gpu, Recorder};
+use crate::gpu::{CoopTile, Gpu, Recorder};
 use crate::kernels::matmul::{self as mm, MatmulKernel};
 use crate::tensor::{DType, Tensor};
 
@@ -38,15 +38,16 @@ fn kernel_name(k: MatmulKernel) -> String {
         MatmulKernel::GemvRows => "gemv_rows".into(),
         MatmulKernel::GemvSplitK => "gemv_splitk".into(),
         MatmulKernel::Coop => "coop".into(),
+        MatmulKernel::CoopTile { wm, wn, fm, fn_ } => format!("coop{wm}x{wn}x{fm}x{fn_}"),
     }
 }
 
 /// The kernel `Auto` picks, by name, for the `extra` column (`f16_b`: the weights are f16, which
 /// the cooperative-matrix kernel takes where the adapter offers it).
-fn auto_choice(gpu: &Gpu, bt: bool, m: usize, f16_b: bool) -> String {
+fn auto_choice(gpu: &Gpu, bt: bool, m: usize, n: usize, f16_b: bool) -> String {
     let k = mm::auto_kernel(gpu.tuning(), m, bt);
     if k == MatmulKernel::Tiled && f16_b && gpu.caps().coop_f16 && gpu.tuning().matmul.coop_auto {
-        return kernel_name(MatmulKernel::Coop);
+        return format!("coop{}", gpu.tuning().coop_tile_for(1, m, n));
     }
     kernel_name(k)
 }
@@ -72,7 +73,7 @@ fn bench_matmul(
     mm::record_matmul_with(&mut rec, &a, &b, &out, kernel)?;
     let t = ctx.time_against(&rec, Bound::Compute)?;
     let chosen = if kernel == MatmulKernel::Auto {
-        auto_choice(&gpu, false, m, false)
+        auto_choice(&gpu, false, m, n, false)
     } else {
         kernel_name(kernel)
     };
@@ -118,10 +119,11 @@ fn bench_linear(
         Bound::Compute
     };
     let t = ctx.time_against(&rec, bound)?;
-    let chosen = if kernel == MatmulKernel::Auto {
-        auto_choice(&gpu, true, m, wdtype == DType::F16)
-    } else {
-        kernel_name(kernel)
+    let chosen = match kernel {
+        MatmulKernel::Auto => auto_choice(&gpu, true, m, n, wdtype == DType::F16),
+        // The table's block, so lines of different blocks can be told apart.
+        MatmulKernel::Coop => format!("coop{}", gpu.tuning().coop_tile_for(1, m, n)),
+        k => kernel_name(k),
     };
     let dtype = format!("f32 x {wdtype}");
     let mut extra = vec![("kernel".to_string(), chosen)];
@@ -178,18 +180,48 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
         }
     }
     // Where the adapter has cooperative matrices (tensor cores): the f16 linear on them against
-    // the tiled kernel, at a Marian layer's FFN and at a size that fills a large GPU.
+    // the tiled kernel, at a Marian layer's FFN, MiniLM's FFN at batch 32 and a size that fills a
+    // large GPU, with the table's block and any asked for in HEEDFUL_BENCH_COOP_TILES.
     if ctx.gpu.caps().coop_f16 {
+        let mut kernels = vec![MatmulKernel::Tiled, MatmulKernel::Coop];
+        kernels.extend(extra_coop_tiles());
         for (name, m, k, n) in [
             ("linear_ffn_up", 128, 512, 2048),
+            ("linear_ffn_up", 4096, 384, 1536),
             ("linear_big", 4096, 4096, 4096),
         ] {
-            for kernel in [MatmulKernel::Tiled, MatmulKernel::Coop] {
+            for &kernel in &kernels {
                 bench_linear(ctx, name, m, k, n, DType::F16, true, kernel, false)?;
             }
         }
     }
     Ok(())
+}
+
+/// Extra cooperative-matrix blocks from the bench-only variable `HEEDFUL_BENCH_COOP_TILES`:
+/// comma-separated `WMxWNxFMxFN` (see [`CoopTile::parse`]); malformed entries are reported and
+/// skipped.
+fn extra_coop_tiles() -> Vec<MatmulKernel> {
+    let Ok(spec) = std::env::var("HEEDFUL_BENCH_COOP_TILES") else {
+        return Vec::new();
+    };
+    spec.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .filter_map(|e| match CoopTile::parse(e.trim()) {
+            Some(t) => Some(MatmulKernel::CoopTile {
+                wm: t.wm as u8,
+                wn: t.wn as u8,
+                fm: t.fm as u8,
+                fn_: t.fn_ as u8,
+            }),
+            None => {
+                eprintln!(
+                    "HEEDFUL_BENCH_COOP_TILES: skipping {e:?} (want WMxWNxFMxFN, each 1..=8)"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 /// Extra unrolled tiles for the 1024^3 matmul and the linear shapes, from the bench-only variable

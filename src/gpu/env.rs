@@ -25,6 +25,8 @@
 //! | `HEEDFUL_ATTN_SHARED` | `0`, `1` | attention K/V tiles staged in workgroup memory |
 //! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
+//! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
+//! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN`, each 1..=8 | the cooperative-matrix kernel's block |
 //! | `HEEDFUL_PROFILE` | `0`, `1` | time every dispatch with GPU timestamps ([`crate::gpu::DispatchProfile`]) |
 //!
 //! Unset or blank variables take the default; anything else outside the accepted set is an
@@ -63,6 +65,11 @@ pub enum F16Mode {
 /// Applied on every adapter class by [`crate::gpu::Tuning::with_overrides`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TuningOverrides {
+    /// `HEEDFUL_COOP_AUTO`: [`MatmulKernel::Auto`](crate::kernels::matmul::MatmulKernel::Auto)
+    /// takes the cooperative-matrix kernel for f16 weights where offered (`1`) or never (`0`).
+    pub coop_auto: Option<bool>,
+    /// `HEEDFUL_COOP_TILE`: the cooperative-matrix kernel's block, `WMxWNxFMxFN`.
+    pub coop_tile: Option<super::CoopTile>,
     /// `HEEDFUL_ATTN_R`: query rows per invocation of both flash variants.
     pub attn_rows: Option<u32>,
     /// `HEEDFUL_ATTN_KT`: keys per tile of both flash variants.
@@ -160,6 +167,19 @@ impl EnvConfig {
                 attn_wg: count("HEEDFUL_ATTN_WG")?,
                 attn_shared: flag("HEEDFUL_ATTN_SHARED")?,
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
+                coop_auto: flag("HEEDFUL_COOP_AUTO")?,
+                coop_tile: get("HEEDFUL_COOP_TILE")
+                    .map(|v| {
+                        super::CoopTile::parse(&v).ok_or_else(|| {
+                            bad(
+                                "HEEDFUL_COOP_TILE",
+                                &v,
+                                "not a cooperative-matrix block",
+                                "WMxWNxFMxFN, each 1..=8 (e.g. 2x2x2x4)",
+                            )
+                        })
+                    })
+                    .transpose()?,
             },
             profile: flag("HEEDFUL_PROFILE")?.unwrap_or(false),
             no_coop: !flag("HEEDFUL_COOP")?.unwrap_or(true),
@@ -211,6 +231,8 @@ mod tests {
             ("HEEDFUL_ATTN_UNROLL", "0"),
             ("HEEDFUL_PROFILE", "1"),
             ("HEEDFUL_COOP", "0"),
+            ("HEEDFUL_COOP_AUTO", "1"),
+            ("HEEDFUL_COOP_TILE", "4x2x2x1"),
         ]))
         .unwrap();
         assert!(c.profile && c.no_coop);
@@ -225,10 +247,33 @@ mod tests {
                 attn_wg: Some(32),
                 attn_shared: Some(true),
                 attn_unrolled: Some(false),
+                coop_auto: Some(true),
+                coop_tile: Some(crate::gpu::CoopTile {
+                    wm: 4,
+                    wn: 2,
+                    fm: 2,
+                    fn_: 1
+                }),
             }
         );
         let native = EnvConfig::parse(env(&[("HEEDFUL_F16", "native")])).unwrap();
         assert_eq!(native.f16, F16Mode::Native);
+    }
+
+    #[test]
+    fn coop_tile_garbage_is_an_error_naming_the_form() {
+        for value in [
+            "2x2x2",
+            "2x2x2x2x2",
+            "0x2x2x2",
+            "2x9x2x2",
+            "axbxcxd",
+            "2x2x2x-1",
+        ] {
+            let e = EnvConfig::parse(env(&[("HEEDFUL_COOP_TILE", value)])).unwrap_err();
+            assert_eq!((e.var, e.value.as_str()), ("HEEDFUL_COOP_TILE", value));
+            assert!(e.to_string().contains("WMxWNxFMxFN"), "{e}");
+        }
     }
 
     /// The old code took any `HEEDFUL_F16` other than `packed` as native f16.
@@ -278,6 +323,7 @@ mod tests {
             "HEEDFUL_ATTN_SHARED",
             "HEEDFUL_ATTN_UNROLL",
             "HEEDFUL_PROFILE",
+            "HEEDFUL_COOP_AUTO",
         ] {
             let e = EnvConfig::parse(env(&[(var, "yes")])).unwrap_err();
             assert_eq!(e.var, var);

@@ -29,5 +29,6 @@ pub use serial::{DeviceGuard, DeviceLock, Guarded};
 #[cfg(not(target_arch = "wasm32"))]
 pub use timer::Timer;
 pub use tuning::{
-    AdapterClass, AttnTuning, BenchTuning, MatmulTuning, RecurrentTuning, RowTuning, Tuning,
+    AdapterClass, AttnTuning, BenchTuning, CoopTile, MatmulTuning, RecurrentTuning, RowTuning,
+    Tuning,
 };

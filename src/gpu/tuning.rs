@@ -86,10 +86,24 @@ pub struct MatmulTuning {
     pub gemv_rows_packed_f16: bool,
     /// [`MatmulKernel::Auto`] takes the cooperative-matrix kernel ([`MatmulKernel::Coop`]) for f16
     /// weights where the adapter offers it ([`Caps::coop_f16`](super::Caps::coop_f16)) instead of
-    /// `large`. Off on every class: on an H200 (2026-12-04, BENCHMARKS.md) the coop kernel ran a
-    /// 4096^3 f16 linear at 3.8 TFLOP/s against the tiled kernel's 15.4 (one subgroup per 32 x 32
-    /// tile, staged by scalar loads, is too small a tile); forced, it stays tested and benched.
+    /// `large`. GPUs: yes (an H200, 2026-12-04, BENCHMARKS.md: f16 linears 2.5x-3.1x the tiled
+    /// kernel, 43 TFLOP/s at 4096^3 against 15.3; MiniLM B32 1.34x, opus-mt-sized beam-4 decoding
+    /// at batch 32 1.55x); CPU: no (lavapipe offers no cooperative matrices through wgpu).
     pub coop_auto: bool,
+    /// Block of the cooperative-matrix kernel: subgroups per workgroup and 16 x 16 fragments per
+    /// subgroup ([`CoopTile`]). GPUs: 4 x 4 subgroups of 2 x 2 fragments, a 128 x 128 tile of 512
+    /// invocations (an H200, f16 linear 4096^3: 43.4 TFLOP/s, against 22.0 for 2 x 2 x 2 x 4,
+    /// 19.2 for 2 x 4 x 2 x 2, 16.5 for 2 x 2 x 2 x 2 and 5.9 for one subgroup of 2 x 2; MiniLM's
+    /// 4096 x 384 -> 1536: 44.6 against 26.5 at best); CPU: unused.
+    pub coop_tile: CoopTile,
+    /// The block for products whose grid of [`MatmulTuning::coop_tile`] blocks would have fewer
+    /// than [`MatmulTuning::coop_min_groups`] workgroups (a decode step's 128 x 512 linear makes one
+    /// row of 128 x 128 blocks, too few to fill a large GPU). GPUs: 2 x 2 subgroups of one
+    /// fragment, 32 x 32 (an H200, 128 x 512 -> 2048: 8.8 TFLOP/s against 5.8 for the large block
+    /// and 3.5 for the tiled kernel).
+    pub coop_tile_small: CoopTile,
+    /// See [`MatmulTuning::coop_tile_small`]. GPUs: 264 (two per SM of an H200's 132).
+    pub coop_min_groups: usize,
     /// Register tile `(rows, cols)` per invocation of [`MatmulKernel::Unrolled`] with `b [N, K]`.
     /// CPU: 8 x 4 (lavapipe, f16 weights, workgroups of 8, a shared over the subgroup, one
     /// loaded-machine run: 128x384->1536 8x4 54%, 16x2 45%, 4x4 42%, 8x2 42% of the FMA peak;
@@ -117,6 +131,51 @@ pub struct MatmulTuning {
     /// lane instead of 8; linear 128x384->1536 f16, 8x4: 50-54% of the FMA peak against 35-37%
     /// without); GPUs: no.
     pub unrolled_subgroup_a: bool,
+}
+
+/// The block of [`MatmulKernel::Coop`] (`shaders/matmul_coop.wgsl`): a workgroup of `wm x wn`
+/// subgroups, each computing `fm x fn_` fragments of 16 x 16 outputs, so the workgroup's output
+/// tile is `(wm * fm * 16) x (wn * fn_ * 16)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopTile {
+    /// Subgroups along M.
+    pub wm: u32,
+    /// Subgroups along N.
+    pub wn: u32,
+    /// 16-row fragments per subgroup.
+    pub fm: u32,
+    /// 16-column fragments per subgroup.
+    pub fn_: u32,
+}
+
+impl CoopTile {
+    /// Output rows per workgroup.
+    pub fn bm(self) -> u32 {
+        self.wm * self.fm * 16
+    }
+
+    /// Output columns per workgroup.
+    pub fn bn(self) -> u32 {
+        self.wn * self.fn_ * 16
+    }
+
+    /// Parses `WMxWNxFMxFN` (e.g. `2x2x2x4`), each 1..=8; `None` when malformed.
+    pub fn parse(s: &str) -> Option<CoopTile> {
+        let v: Vec<u32> = s
+            .split('x')
+            .map(|p| p.trim().parse().ok().filter(|n| (1..=8).contains(n)))
+            .collect::<Option<_>>()?;
+        match v[..] {
+            [wm, wn, fm, fn_] => Some(CoopTile { wm, wn, fm, fn_ }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CoopTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}x{}", self.wm, self.wn, self.fm, self.fn_)
+    }
 }
 
 /// Row schedule of the row-wise kernels (softmax, layer norm) for
@@ -203,7 +262,9 @@ pub struct RecurrentTuning {
     /// `D*H < persistent_max_units`. CPU: 128 and 256 (measured on lavapipe, LSTM f16 T = 256: B = 1,
     /// H = 64 11.7 ms persistent vs 34 per-step; H = 128 streamed 30 vs 26, since persistent runs on
     /// one CPU thread, but the resident kernel 31 vs 41 per-step interleaved on a loaded machine);
-    /// GPUs: 512 and no unit limit (a guess, not yet measured).
+    /// GPUs: 256 and no unit limit (an H200, f16, T = 256: LSTM B = 1 H = 128 (128 items)
+    /// persistent 1.45 ms against 3.93 per-step, H = 512 (512 items) 26.4 against 13.8; GRU 1.79
+    /// against 3.81 and 45.2 against 13.5).
     pub persistent_max_items: usize,
     /// See [`RecurrentTuning::persistent_max_items`].
     pub persistent_max_units: usize,
@@ -316,7 +377,7 @@ impl Tuning {
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
             step_blocks: &[(1, (1, 1)), (4, (1, 4))],
-            persistent_max_items: 512,
+            persistent_max_items: 256,
             persistent_max_units: usize::MAX,
             persistent_short_steps: 0,
             persistent_short_max_items: 0,
@@ -337,7 +398,20 @@ impl Tuning {
             tile_vec: (4, 4),
             tile_scalar: (4, 4),
             gemv_rows_packed_f16: false,
-            coop_auto: false,
+            coop_auto: true,
+            coop_tile: CoopTile {
+                wm: 4,
+                wn: 4,
+                fm: 2,
+                fn_: 2,
+            },
+            coop_tile_small: CoopTile {
+                wm: 2,
+                wn: 2,
+                fm: 1,
+                fn_: 1,
+            },
+            coop_min_groups: 264,
             unrolled_bt: (4, 4),
             unrolled_vec: (4, 4),
             unrolled_scalar: (4, 4),
@@ -360,6 +434,19 @@ impl Tuning {
                         tile_scalar: (4, 8),
                         gemv_rows_packed_f16: true,
                         coop_auto: false,
+                        coop_tile: CoopTile {
+                            wm: 1,
+                            wn: 1,
+                            fm: 2,
+                            fn_: 2,
+                        },
+                        coop_tile_small: CoopTile {
+                            wm: 1,
+                            wn: 1,
+                            fm: 2,
+                            fn_: 2,
+                        },
+                        coop_min_groups: 0,
                         unrolled_bt: (8, 4),
                         unrolled_vec: (8, 8),
                         unrolled_scalar: (4, 4),
@@ -464,7 +551,27 @@ impl Tuning {
         if let Some(u) = o.attn_unrolled {
             self.attn.unrolled = u;
         }
+        if let Some(c) = o.coop_auto {
+            self.matmul.coop_auto = c;
+        }
+        if let Some(t) = o.coop_tile {
+            self.matmul.coop_tile = t;
+            self.matmul.coop_tile_small = t;
+        }
         Ok(self)
+    }
+
+    /// The cooperative-matrix block for an `m x n` product over `batch` items:
+    /// [`MatmulTuning::coop_tile`], or [`MatmulTuning::coop_tile_small`] where the first would
+    /// make fewer than [`MatmulTuning::coop_min_groups`] workgroups.
+    pub fn coop_tile_for(&self, batch: usize, m: usize, n: usize) -> CoopTile {
+        let t = self.matmul.coop_tile;
+        let groups = batch * m.div_ceil(t.bm() as usize) * n.div_ceil(t.bn() as usize);
+        if groups < self.matmul.coop_min_groups {
+            self.matmul.coop_tile_small
+        } else {
+            t
+        }
     }
 
     /// The per-step recurrent kernel's register block `(units, rows)` for `batch` rows.
@@ -564,7 +671,8 @@ mod tests {
         if cpu {
             (items <= 128 && dirs * hidden < 256) || (steps <= 32 && items <= 512)
         } else {
-            items <= 512
+            // 512 until the H200 measurement (BENCHMARKS.md, 2026-12-04) showed per-step faster.
+            items <= 256
         }
     }
 
@@ -597,6 +705,24 @@ mod tests {
             "{persistent:?}"
         );
         assert_ne!(persistent[0], persistent[1]);
+    }
+
+    /// The large block where its grid fills the device, the small one below that; a shape at the
+    /// boundary takes the large one.
+    #[test]
+    fn coop_block_follows_the_grid_size() {
+        let t = Tuning::for_caps(&caps(wgpu::DeviceType::DiscreteGpu, 1024, 49152));
+        let (large, small) = (t.matmul.coop_tile, t.matmul.coop_tile_small);
+        assert_ne!(large, small);
+        // A decode step's linear (128 x 512) and one batch-32 MiniLM FFN (4096 x 1536).
+        assert_eq!(t.coop_tile_for(1, 128, 512), small);
+        assert_eq!(t.coop_tile_for(1, 4096, 1536), large);
+        let (bm, bn) = (large.bm() as usize, large.bn() as usize);
+        let min = t.matmul.coop_min_groups;
+        assert_eq!(t.coop_tile_for(min, bm, bn), large);
+        assert_eq!(t.coop_tile_for(min - 1, bm, bn), small);
+        assert_eq!(t.coop_tile_for(min - 1, bm + 1, bn), large);
+        assert_eq!(CoopTile::parse(&large.to_string()), Some(large));
     }
 
     #[test]
@@ -726,8 +852,16 @@ mod tests {
             attn_wg: Some(32),
             attn_shared: Some(true),
             attn_unrolled: Some(false),
+            coop_auto: Some(true),
+            coop_tile: CoopTile::parse("4x1x1x2"),
         };
         let t = base.with_overrides(&o, &c).unwrap();
+        assert!(t.matmul.coop_auto);
+        let four = CoopTile::parse("4x1x1x2");
+        assert_eq!(
+            (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),
+            (four, four)
+        );
         let a = t.attn;
         assert_eq!(
             (a.rows, a.unrolled_rows, a.kt, a.unrolled_kt),

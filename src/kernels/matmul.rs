@@ -37,12 +37,13 @@
 //! # Ok::<(), heedful::Error>(())
 //! ```
 
+mod coop;
 mod kernels;
 mod problem;
 mod unrolled;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Recorder, Tuning};
+use crate::gpu::{CoopTile, Recorder, Tuning};
 use crate::graph::{Graph, Value};
 use crate::kernels::elementwise::Activation;
 use crate::kernels::op::{KernelOp, OpEntry, Operand, ShapeDType};
@@ -96,7 +97,20 @@ pub enum MatmulKernel {
     /// [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) only (an error elsewhere); not in
     /// [`MatmulKernel::ALL`]. `Auto` picks it there for f16 `b` in place of `Tiled` only when the
     /// tuning table says so ([`MatmulTuning::coop_auto`](crate::gpu::MatmulTuning::coop_auto)).
+    /// The block is the table's for the shape ([`Tuning::coop_tile_for`]).
     Coop,
+    /// [`MatmulKernel::Coop`] with a given block: `wm x wn` subgroups per workgroup, `fm x fn_`
+    /// 16 x 16 fragments per subgroup (each 1..=8). For benchmarks and tests of other blocks.
+    CoopTile {
+        /// Subgroups along M.
+        wm: u8,
+        /// Subgroups along N.
+        wn: u8,
+        /// 16-row fragments per subgroup.
+        fm: u8,
+        /// 16-column fragments per subgroup.
+        fn_: u8,
+    },
 }
 
 impl MatmulKernel {
@@ -214,9 +228,10 @@ pub fn record_linear_act_with(
     record_problem(rec, &p, kernel)
 }
 
-/// The WGSL [`MatmulKernel::Coop`] would compile for this linear on a subgroup of `subgroup`
-/// invocations, whether or not the device offers cooperative matrices: tests validate it with naga
-/// on every machine, so the shader cannot break unnoticed where no adapter runs it.
+/// The WGSL [`MatmulKernel::Coop`] would compile with block `tile` for this linear on a subgroup
+/// of `subgroup` invocations, whether or not the device offers cooperative matrices: tests validate
+/// it with naga on every machine, so the shader cannot break unnoticed where no adapter runs it.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_coop_wgsl(
     gpu: &crate::gpu::Gpu,
     x: &Tensor,
@@ -224,13 +239,27 @@ pub fn linear_coop_wgsl(
     bias: Option<&Tensor>,
     act: Option<Activation>,
     out: &Tensor,
+    tile: CoopTile,
     subgroup: u32,
 ) -> Result<String> {
     let p = Problem {
         act,
         ..linear_problem(x, w, bias, out)?
     };
-    kernels::coop_source(&Recorder::new(gpu), &p, subgroup)
+    kernels::coop_source(&Recorder::new(gpu), &p, tile, subgroup)
+}
+
+/// [`linear_coop_wgsl`] for `out = a @ b` with `b [*, K, N]` (the kernel's other staging layout).
+pub fn matmul_coop_wgsl(
+    gpu: &crate::gpu::Gpu,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    tile: CoopTile,
+    subgroup: u32,
+) -> Result<String> {
+    let p = batched("matmul", a, b, out, false, 1.0)?;
+    kernels::coop_source(&Recorder::new(gpu), &p, tile, subgroup)
 }
 
 /// Validates a linear: `x [*, K]`, `w [N, K]`, `bias [N]`, `out [*, N]`.
@@ -440,7 +469,25 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             record_unrolled(rec, p, (tm as u32, tn as u32, wg as u32))
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
-        MatmulKernel::Coop => kernels::record_coop(rec, p),
+        MatmulKernel::Coop => kernels::record_coop(rec, p, None),
+        MatmulKernel::CoopTile { wm, wn, fm, fn_ } => {
+            let tile = CoopTile {
+                wm: wm as u32,
+                wn: wn as u32,
+                fm: fm as u32,
+                fn_: fn_ as u32,
+            };
+            if [tile.wm, tile.wn, tile.fm, tile.fn_]
+                .iter()
+                .any(|v| !(1..=8).contains(v))
+            {
+                return Err(Error::invalid(
+                    p.op,
+                    format!("cooperative-matrix block {tile}: each count must be 1..=8"),
+                ));
+            }
+            kernels::record_coop(rec, p, Some(tile))
+        }
         MatmulKernel::GemvSplitK => gemv::record_split_k(rec, p),
     }
 }

@@ -2,11 +2,12 @@
 //! workgroup-tiled (`shaders/matmul_tiled.wgsl`) and cooperative-matrix (`shaders/matmul_coop.wgsl`)
 //! kernels for a validated [`Problem`].
 
+use super::coop::{b_len, coop_body, coop_workgroup_bytes};
 use super::problem::{grid, MatmulBindings, Problem};
 use super::unrolled::{unrolled_source, Layout};
 use crate::error::{Error, Result};
 use crate::gpu::spec::Bindings;
-use crate::gpu::{compose, Elem, Recorder};
+use crate::gpu::{compose, CoopTile, Elem, Recorder};
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
 const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
@@ -168,40 +169,84 @@ fn push_tiles(
     Ok(())
 }
 
-/// The cooperative-matrix kernel's full WGSL for `p` on a subgroup of `subgroup` invocations
-/// (whether or not the adapter offers the feature: the tests validate it with naga everywhere).
-pub(super) fn coop_source(rec: &Recorder, p: &Problem, subgroup: u32) -> Result<String> {
-    let (b, bias) = (p.b_elem(rec)?, p.bias_elem(rec)?);
-    Ok(coop_wgsl(
-        &p.bindings(false, b, false, bias),
-        p.bt,
-        subgroup,
-    ))
+/// The cooperative-matrix kernel's full WGSL for `p` with block `tile` on a subgroup of `subgroup`
+/// invocations (whether or not the adapter offers the feature: the tests validate it with naga
+/// everywhere).
+pub(super) fn coop_source(
+    rec: &Recorder,
+    p: &Problem,
+    tile: CoopTile,
+    subgroup: u32,
+) -> Result<String> {
+    let key = coop_key(rec, p, tile)?;
+    Ok(coop_wgsl(&coop_bindings(p, &key), &key, subgroup))
 }
 
-/// [`coop_source`] from the bindings already made (the pipeline cache calls it on a miss only).
-fn coop_wgsl(binds: &MatmulBindings<'_>, bt: bool, subgroup: u32) -> String {
+/// Pipeline key of the cooperative-matrix kernel (with the subgroup size and activation beside it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CoopKey {
+    tile: CoopTile,
+    bt: bool,
+    /// a read in vec4 units (K % 4 == 0).
+    va: bool,
+    /// b read in vec4 units along its contiguous dim (K % 4 == 0 with `bt`, N % 4 == 0 without).
+    vb: bool,
+    b: Elem,
+    bias: Option<Elem>,
+}
+
+fn coop_key(rec: &Recorder, p: &Problem, tile: CoopTile) -> Result<CoopKey> {
+    Ok(CoopKey {
+        tile,
+        bt: p.bt,
+        va: p.k.is_multiple_of(4),
+        vb: if p.bt {
+            p.k.is_multiple_of(4)
+        } else {
+            p.n.is_multiple_of(4)
+        },
+        b: p.b_elem(rec)?,
+        bias: p.bias_elem(rec)?,
+    })
+}
+
+fn coop_bindings<'a>(p: &'a Problem, key: &CoopKey) -> MatmulBindings<'a> {
+    p.bindings(key.va, key.b, key.vb, key.bias)
+}
+
+/// The kernel's WGSL from the bindings already made (the pipeline cache calls it on a miss only).
+fn coop_wgsl(binds: &MatmulBindings<'_>, key: &CoopKey, subgroup: u32) -> String {
+    let t = key.tile;
     format!(
         "enable wgpu_cooperative_matrix;\n{}",
         compose(
-            SRC_COOP,
+            &coop_body(SRC_COOP, t, key.bt),
             true,
-            &[("BT", bt as u32), ("WG", subgroup)],
+            &[
+                ("BT", key.bt as u32),
+                ("VA", key.va as u32),
+                ("VB", key.vb as u32),
+                ("SG", subgroup),
+                ("WM", t.wm),
+                ("WN", t.wn),
+                ("FM", t.fm),
+                ("FN", t.fn_),
+                ("B_LEN", b_len(t)),
+            ],
             &binds.prologue()
         )
     )
 }
 
-/// Cooperative-matrix kernel (tensor cores): 32 x 32 output tiles, one subgroup per workgroup.
-/// Only for adapters with [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) and f16 `b`.
-pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
+/// Cooperative-matrix kernel (tensor cores) with block `tile` (`None`: the tuning table's for
+/// this shape, [`Tuning::coop_tile_for`](crate::gpu::Tuning::coop_tile_for)).
+/// Only for adapters with [`Caps::coop_f16`](crate::gpu::Caps::coop_f16) and f16 `b`; a block over
+/// the device's invocations or workgroup memory is an error naming both.
+pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile>) -> Result<()> {
     let gpu = rec.gpu().clone();
     let caps = gpu.caps();
-    let key = TiledKey {
-        bt: p.bt,
-        b: p.b_elem(rec)?,
-        bias: p.bias_elem(rec)?,
-    };
+    let tile = tile.unwrap_or_else(|| gpu.tuning().coop_tile_for(p.batch, p.m, p.n));
+    let key = coop_key(rec, p, tile)?;
     if !caps.coop_f16 || key.b != Elem::F16 {
         return Err(Error::invalid(
             p.op,
@@ -214,11 +259,35 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem) -> Result<()> {
         ));
     }
     let subgroup = caps.subgroup_max_size;
-    let binds = p.bindings(false, key.b, false, key.bias);
+    let (invocations, bytes) = (tile.wm * tile.wn * subgroup, coop_workgroup_bytes(tile));
+    if invocations > caps.max_invocations || bytes > caps.max_workgroup_storage {
+        return Err(Error::invalid(
+            p.op,
+            format!(
+                "cooperative-matrix block {tile} needs {invocations} invocations and {bytes} B of \
+                 workgroup memory per workgroup; the device allows {} and {} B",
+                caps.max_invocations, caps.max_workgroup_storage
+            ),
+        ));
+    }
+    let binds = coop_bindings(p, &key);
     let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup, p.act), || {
-        coop_wgsl(&binds, key.bt, subgroup)
+        coop_wgsl(&binds, &key, subgroup)
     })?;
-    push_tiles(rec, p, "matmul_coop", &pipeline, &binds, 32)
+    let (tiles_n, tiles_m) = (
+        p.n.div_ceil(tile.bn() as usize),
+        p.m.div_ceil(tile.bm() as usize),
+    );
+    let params = p.params(tiles_n, tiles_m);
+    let d = gpu.dispatch(
+        "matmul_coop",
+        &pipeline,
+        bytemuck::bytes_of(&params),
+        &binds.buffers(),
+        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
+    )?;
+    rec.push(d);
+    Ok(())
 }
 
 /// Pipeline key of the unrolled kernel.

@@ -1,0 +1,96 @@
+//! The cooperative-matrix kernel ([`MatmulKernel::Coop`](super::MatmulKernel::Coop)):
+//! `shaders/matmul_coop.wgsl` with its markers filled by straight-line code for a [`CoopTile`].
+//!
+//! Each subgroup keeps its `FM x FN` accumulators as named `coop_mat16x16<f32, C>` values (a
+//! loop-indexed array of them would be the local-memory hazard ARCHITECTURE.md describes), and per
+//! staged 32-deep slice loads `FM` hi and `FM` lo fragments of `a` and `FN` fragments of `b` for
+//! each 16-deep half, then issues `2 * FM * FN` multiply-adds.
+
+use crate::gpu::pipeline::fill_template;
+use crate::gpu::CoopTile;
+use std::fmt::Write;
+
+/// Shared-memory bytes of the kernel for `tile`: a's hi and lo halves, b in the larger of its
+/// two layouts, and one f32 fragment per subgroup for the epilogue.
+pub(crate) fn coop_workgroup_bytes(tile: CoopTile) -> u32 {
+    let a = 2 * tile.bm() * (32 + 8) * 2;
+    let b = b_len(tile) * 2;
+    let c = tile.wm * tile.wn * 256 * 4;
+    a + b + c
+}
+
+/// Length in f16 elements of the staged b: `[BN, 40]` (b `[N, K]`) or `[32, BN + 8]` (b `[K, N]`).
+pub(crate) fn b_len(tile: CoopTile) -> u32 {
+    let bn = tile.bn();
+    (bn * (32 + 8)).max(32 * (bn + 8))
+}
+
+/// `shaders/matmul_coop.wgsl` (`template`) with the accumulators, the multiply-adds and the
+/// fragment stores of `tile` written out, for b `[N, K]` when `bt`.
+pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool) -> String {
+    let (fm, fnn) = (tile.fm, tile.fn_);
+    let mut acc = String::new();
+    for i in 0..fm {
+        for j in 0..fnn {
+            let _ = writeln!(acc, "    var c{i}_{j} = coop_mat16x16<f32, C>();");
+        }
+    }
+    let mut mma = String::new();
+    for kk in 0..2 {
+        let _ = writeln!(mma, "        {{");
+        for i in 0..fm {
+            let off = format!("(sm * {} + {}u) * LDA + {}u", fm * 16, i * 16, kk * 16);
+            let _ = writeln!(
+                mma,
+                "        let h{i} = coopLoadT<coop_mat16x16<f16, A>>(&a_hi[{off}], LDA);\n        \
+                 let l{i} = coopLoadT<coop_mat16x16<f16, A>>(&a_lo[{off}], LDA);"
+            );
+        }
+        for j in 0..fnn {
+            // b [N, K] is staged n-major (a column-major B), b [K, N] k-major (row-major).
+            let load = if bt {
+                format!(
+                    "coopLoad<coop_mat16x16<f16, B>>(&b_s[(sn * {c} + {o}u) * LDB + {k}u], LDB)",
+                    c = fnn * 16,
+                    o = j * 16,
+                    k = kk * 16
+                )
+            } else {
+                format!(
+                    "coopLoadT<coop_mat16x16<f16, B>>(&b_s[{k}u * LDBN + sn * {c} + {o}u], LDBN)",
+                    c = fnn * 16,
+                    o = j * 16,
+                    k = kk * 16
+                )
+            };
+            let _ = writeln!(mma, "        let b{j} = {load};");
+        }
+        // The small lo products first, then hi: the accumulator adds the larger terms last.
+        for i in 0..fm {
+            for j in 0..fnn {
+                let _ = writeln!(
+                    mma,
+                    "        c{i}_{j} = coopMultiplyAdd(l{i}, b{j}, c{i}_{j});\n        \
+                     c{i}_{j} = coopMultiplyAdd(h{i}, b{j}, c{i}_{j});"
+                );
+            }
+        }
+        let _ = writeln!(mma, "        }}");
+    }
+    let mut store = String::new();
+    for i in 0..fm {
+        for j in 0..fnn {
+            let _ = writeln!(
+                store,
+                "    coopStoreT(c{i}_{j}, &c_s[sg * 256u], 16u);\n    workgroupBarrier();\n    \
+                 store_fragment(sg, lane, live, o_base, m0 + sm * {} + {}u, n0 + sn * {} + {}u);\n    \
+                 workgroupBarrier();",
+                fm * 16,
+                i * 16,
+                fnn * 16,
+                j * 16
+            );
+        }
+    }
+    fill_template(template, &[("ACC", &acc), ("MMA", &mma), ("STORE", &store)])
+}
