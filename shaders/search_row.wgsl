@@ -216,26 +216,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         wg_i[lid * N + n] = bi[n];
     }
     workgroupBarrier();
+    // Tree merge of the threads' sorted lists into the row's top N: at each level thread lid < h
+    // merges list lid + h into its own (log2(WG) levels of N steps, where one thread merging all
+    // WG lists took WG * N steps).
+    for (var h = WG / 2u; h > 0u; h = h / 2u) {
+        if (lid < h) {
+            let other = (lid + h) * N;
+            var ov: array<f32, N>;
+            var oi: array<u32, N>;
+            var ia = 0u;
+            var ib = 0u;
+            for (var n = 0u; n < N; n++) {
+                let xb = wg_v[other + min(ib, N - 1u)];
+                let jb = wg_i[other + min(ib, N - 1u)];
+                let take_b = ib < N && (ia >= N || better(xb, jb, bv[min(ia, N - 1u)], bi[min(ia, N - 1u)]));
+                if (take_b) {
+                    ov[n] = xb;
+                    oi[n] = jb;
+                    ib += 1u;
+                } else {
+                    ov[n] = bv[ia];
+                    oi[n] = bi[ia];
+                    ia += 1u;
+                }
+            }
+            for (var n = 0u; n < N; n++) {
+                bv[n] = ov[n];
+                bi[n] = oi[n];
+                wg_v[lid * N + n] = ov[n];
+                wg_i[lid * N + n] = oi[n];
+            }
+        }
+        workgroupBarrier();
+    }
     if (lid != 0u) {
         return;
-    }
-    // Thread 0 merges the threads' lists (each sorted) into the row's top N.
-    for (var t = 1u; t < WG; t++) {
-        for (var n = 0u; n < N; n++) {
-            let x = wg_v[t * N + n];
-            let j = wg_i[t * N + n];
-            if (!better(x, j, bv[N - 1u], bi[N - 1u])) {
-                break;
-            }
-            var k = N - 1u;
-            while (k > 0u && better(x, j, bv[k - 1u], bi[k - 1u])) {
-                bv[k] = bv[k - 1u];
-                bi[k] = bi[k - 1u];
-                k -= 1u;
-            }
-            bv[k] = x;
-            bi[k] = j;
-        }
     }
     if (BEAM == 1u) {
         for (var n = 0u; n < N; n++) {
