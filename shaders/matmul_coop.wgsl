@@ -25,7 +25,8 @@
 //                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
 // Constants from the Rust side: BT, VA, VB, SG (the adapter's fixed subgroup size), WM, WN, FM, FN,
-// B_LEN (the staged b's length, the larger of its two layouts).
+// B_LEN (the staged b's length, the larger of its two layouts); NA and NB, the chunks of a and b
+// per invocation, are unrolled into the DECL / PUT / LOAD markers.
 // Grid: tiles_n * tiles_m * batch workgroups (BM x BN tiles, N fastest so that neighbouring
 // workgroups share rows of a in cache), split into (x, y) when over the per-dim limit. Loads
 // outside M, N or K stage zeros and stores outside M and N are skipped, so any shape works; the
@@ -51,110 +52,125 @@ const F16_MAX: f32 = 65504.0;
 // (m, n, k, batch, a_bs, b_bs, o_bs, tiles_n, tiles_m, alpha), a (1), b (2), out (3), bias (4).
 
 // workgroup-init: self -- every k step writes all BM*BK (a_hi, a_lo) and BN*BK (b_s, in the layout
-// BT selects) staged elements, zeros outside the problem, before the barrier that precedes the
-// cooperative loads; each c_s fragment is written whole by a cooperative store before the barrier
+// BT selects) staged elements (put_a / put_b over chunks lid + i * WG, i < NA / NB, cover every
+// chunk), zeros outside the problem, before the barrier that precedes the cooperative loads; each c_s fragment is written whole by a cooperative store before the barrier
 // that precedes its reads.
 var<workgroup> a_hi: array<f16, BM * LDA>; // [BM, LDA] row-major
 var<workgroup> a_lo: array<f16, BM * LDA>;
 var<workgroup> b_s: array<f16, B_LEN>;
 var<workgroup> c_s: array<f32, WM * WN * 256u>; // one 16 x 16 fragment per subgroup, row-major
 
-// Stages a[m0.., k0..] as hi and lo f16 halves: 4 consecutive k per invocation and step.
-fn stage_a(a_base: u32, m0: u32, k0: u32, lid: u32) {
-    for (var c = lid; c < BM * BK / 4u; c += WG) {
-        let r = c / (BK / 4u);
-        let kq = (c % (BK / 4u)) * 4u;
-        let row = m0 + r;
-        let ka = k0 + kq;
-        var v = vec4<f32>(0.0);
-        if (row < p.m) {
-            let base = a_base + row * p.k + ka;
-            if (VA == 1u) {
-                if (ka < p.k) {
-                    v = a_at4(base);
+// Staging is split into a global load (into registers) and a workgroup-memory store, so that the
+// next slice's loads are issued before the current slice's multiply-adds and their latency hides
+// behind them (the kernel's main loop holds NA + NB vec4 registers of the next slice). Chunk c
+// (0 <= c < BM * BK / 4 for a, BN * BK / 4 for b) is 4 consecutive elements along the operand's
+// contiguous dim; each invocation owns chunks lid, lid + WG, ...
+
+// a chunk c of the slice at k0: 4 consecutive k of one row, zeros outside the problem.
+fn load_a(a_base: u32, m0: u32, k0: u32, c: u32) -> vec4<f32> {
+    let r = c / (BK / 4u);
+    let kq = (c % (BK / 4u)) * 4u;
+    let row = m0 + r;
+    let ka = k0 + kq;
+    var v = vec4<f32>(0.0);
+    if (c < BM * BK / 4u && row < p.m) {
+        let base = a_base + row * p.k + ka;
+        if (VA == 1u) {
+            if (ka < p.k) {
+                v = a_at4(base);
+            }
+        } else {
+            for (var e = 0u; e < 4u; e++) {
+                if (ka + e < p.k) {
+                    v[e] = a_at(base + e);
+                }
+            }
+        }
+    }
+    return v;
+}
+
+// Stores a chunk of a as hi and lo f16 halves.
+fn put_a(c: u32, v_in: vec4<f32>) {
+    if (c >= BM * BK / 4u) {
+        return;
+    }
+    let v = clamp(v_in, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+    // hi: v with its mantissa cut to f16's 10 bits, by masking the bits (a compiler may fold
+    // f32(f16(v)) into v, which made lo zero on an H200); lo: the exact rest.
+    let hi = bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) & vec4<u32>(0xffffe000u));
+    let lo = v - hi;
+    let o = (c / (BK / 4u)) * LDA + (c % (BK / 4u)) * 4u;
+    a_hi[o] = f16(hi.x);
+    a_hi[o + 1u] = f16(hi.y);
+    a_hi[o + 2u] = f16(hi.z);
+    a_hi[o + 3u] = f16(hi.w);
+    a_lo[o] = f16(lo.x);
+    a_lo[o + 1u] = f16(lo.y);
+    a_lo[o + 2u] = f16(lo.z);
+    a_lo[o + 3u] = f16(lo.w);
+}
+
+// b chunk c of the slice at k0: 4 consecutive k of one column (BT == 1) or 4 consecutive columns
+// of one k (BT == 0), zeros outside the problem.
+fn load_b(b_base: u32, n0: u32, k0: u32, c: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (c >= BN * BK / 4u) {
+        return v;
+    }
+    if (BT == 1u) {
+        let col = n0 + c / (BK / 4u);
+        let kb = k0 + (c % (BK / 4u)) * 4u;
+        if (col < p.n) {
+            let base = b_base + col * p.k + kb;
+            if (VB == 1u) {
+                if (kb < p.k) {
+                    v = b_at4(base);
                 }
             } else {
                 for (var e = 0u; e < 4u; e++) {
-                    if (ka + e < p.k) {
-                        v[e] = a_at(base + e);
+                    if (kb + e < p.k) {
+                        v[e] = b_at(base + e);
                     }
                 }
             }
-        }
-        v = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
-        // hi: v with its mantissa cut to f16's 10 bits, by masking the bits (a compiler may fold
-        // f32(f16(v)) into v, which made lo zero on an H200); lo: the exact rest.
-        let hi = bitcast<vec4<f32>>(bitcast<vec4<u32>>(v) & vec4<u32>(0xffffe000u));
-        let lo = v - hi;
-        let o = r * LDA + kq;
-        a_hi[o] = f16(hi.x);
-        a_hi[o + 1u] = f16(hi.y);
-        a_hi[o + 2u] = f16(hi.z);
-        a_hi[o + 3u] = f16(hi.w);
-        a_lo[o] = f16(lo.x);
-        a_lo[o + 1u] = f16(lo.y);
-        a_lo[o + 2u] = f16(lo.z);
-        a_lo[o + 3u] = f16(lo.w);
-    }
-}
-
-// Stages B(k0.., n0..): 4 consecutive elements along b's contiguous dim per invocation and step.
-fn stage_b(b_base: u32, n0: u32, k0: u32, lid: u32) {
-    if (BT == 1u) {
-        for (var c = lid; c < BN * BK / 4u; c += WG) {
-            let r = c / (BK / 4u);
-            let kq = (c % (BK / 4u)) * 4u;
-            let col = n0 + r;
-            let kb = k0 + kq;
-            var v = vec4<f32>(0.0);
-            if (col < p.n) {
-                let base = b_base + col * p.k + kb;
-                if (VB == 1u) {
-                    if (kb < p.k) {
-                        v = b_at4(base);
-                    }
-                } else {
-                    for (var e = 0u; e < 4u; e++) {
-                        if (kb + e < p.k) {
-                            v[e] = b_at(base + e);
-                        }
-                    }
-                }
-            }
-            let o = r * LDB + kq;
-            b_s[o] = f16(v.x);
-            b_s[o + 1u] = f16(v.y);
-            b_s[o + 2u] = f16(v.z);
-            b_s[o + 3u] = f16(v.w);
         }
     } else {
-        for (var c = lid; c < BK * BN / 4u; c += WG) {
-            let r = c / (BN / 4u);
-            let nq = (c % (BN / 4u)) * 4u;
-            let kb = k0 + r;
-            let col = n0 + nq;
-            var v = vec4<f32>(0.0);
-            if (kb < p.k) {
-                let base = b_base + kb * p.n + col;
-                if (VB == 1u) {
-                    if (col < p.n) {
-                        v = b_at4(base);
-                    }
-                } else {
-                    for (var e = 0u; e < 4u; e++) {
-                        if (col + e < p.n) {
-                            v[e] = b_at(base + e);
-                        }
+        let kb = k0 + c / (BN / 4u);
+        let col = n0 + (c % (BN / 4u)) * 4u;
+        if (kb < p.k) {
+            let base = b_base + kb * p.n + col;
+            if (VB == 1u) {
+                if (col < p.n) {
+                    v = b_at4(base);
+                }
+            } else {
+                for (var e = 0u; e < 4u; e++) {
+                    if (col + e < p.n) {
+                        v[e] = b_at(base + e);
                     }
                 }
             }
-            let o = r * LDBN + nq;
-            b_s[o] = f16(v.x);
-            b_s[o + 1u] = f16(v.y);
-            b_s[o + 2u] = f16(v.z);
-            b_s[o + 3u] = f16(v.w);
         }
     }
+    return v;
+}
+
+// Stores a chunk of b in the layout BT selects: n-major [BN, LDB] or k-major [BK, LDBN].
+fn put_b(c: u32, v: vec4<f32>) {
+    if (c >= BN * BK / 4u) {
+        return;
+    }
+    var o: u32;
+    if (BT == 1u) {
+        o = (c / (BK / 4u)) * LDB + (c % (BK / 4u)) * 4u;
+    } else {
+        o = (c / (BN / 4u)) * LDBN + (c % (BN / 4u)) * 4u;
+    }
+    b_s[o] = f16(v.x);
+    b_s[o + 1u] = f16(v.y);
+    b_s[o + 2u] = f16(v.z);
+    b_s[o + 3u] = f16(v.w);
 }
 
 // The subgroup's fragment in c_s (rows row0.., columns col0..) through the epilogue to `out`.
@@ -192,11 +208,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sn = sg % WN;
 {{ACC}}
     let k_tiles = select(0u, (p.k + BK - 1u) / BK, live);
+    // The first slice's chunks (none for workgroups past the batch), then per slice: store,
+    // barrier, load the next slice, multiply.
+{{DECL}}
+    if (k_tiles > 0u) {
+        let k0 = 0u;
+{{LOAD}}
+    }
     for (var t = 0u; t < k_tiles; t++) {
-        let k0 = t * BK;
-        stage_a(a_base, m0, k0, lid);
-        stage_b(b_base, n0, k0, lid);
+{{PUT}}
         workgroupBarrier();
+        if (t + 1u < k_tiles) {
+            let k0 = (t + 1u) * BK;
+{{LOAD}}
+        }
 {{MMA}}
         workgroupBarrier();
     }

@@ -191,7 +191,13 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
             ("linear_big", 4096, 4096, 4096),
         ] {
             for &kernel in &kernels {
-                bench_linear(ctx, name, m, k, n, DType::F16, true, kernel, false)?;
+                let r = bench_linear(ctx, name, m, k, n, DType::F16, true, kernel, false);
+                match (r, kernel) {
+                    // An asked-for block over this device's limits is reported and skipped, so
+                    // one bad entry does not cost the suite's other lines.
+                    (Err(e), MatmulKernel::CoopTile { .. }) => eprintln!("skipping: {e}"),
+                    (r, _) => r?,
+                }
             }
         }
     }

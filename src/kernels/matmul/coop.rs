@@ -26,8 +26,9 @@ pub(crate) fn b_len(tile: CoopTile) -> u32 {
 }
 
 /// `shaders/matmul_coop.wgsl` (`template`) with the accumulators, the multiply-adds and the
-/// fragment stores of `tile` written out, for b `[N, K]` when `bt`.
-pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool) -> String {
+/// fragment stores of `tile` written out, for b `[N, K]` when `bt`, on subgroups of `subgroup`
+/// invocations (the staging's chunks per invocation depend on the workgroup size).
+pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool, subgroup: u32) -> String {
     let (fm, fnn) = (tile.fm, tile.fn_);
     let mut acc = String::new();
     for i in 0..fm {
@@ -92,5 +93,30 @@ pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool) -> String {
             );
         }
     }
-    fill_template(template, &[("ACC", &acc), ("MMA", &mma), ("STORE", &store)])
+    // Chunks of 4 elements per invocation and slice: a's BM x 32 and b's BN x 32 over WG
+    // invocations (the last ones may own one chunk fewer: put/load skip chunks past the slice).
+    let wg = tile.wm * tile.wn * subgroup;
+    let na = (tile.bm() * 32 / 4).div_ceil(wg);
+    let nb = (tile.bn() * 32 / 4).div_ceil(wg);
+    let (mut decl, mut put, mut load) = (String::new(), String::new(), String::new());
+    for (name, n, f) in [("pa", na, "a"), ("pb", nb, "b")] {
+        let base = if f == "a" { "a_base, m0" } else { "b_base, n0" };
+        for i in 0..n {
+            let c = format!("lid + {}u", i * wg);
+            let _ = writeln!(decl, "    var {name}{i} = vec4<f32>(0.0);");
+            let _ = writeln!(put, "        put_{f}({c}, {name}{i});");
+            let _ = writeln!(load, "            {name}{i} = load_{f}({base}, k0, {c});");
+        }
+    }
+    fill_template(
+        template,
+        &[
+            ("ACC", &acc),
+            ("DECL", &decl),
+            ("PUT", &put),
+            ("LOAD", &load),
+            ("MMA", &mma),
+            ("STORE", &store),
+        ],
+    )
 }

@@ -220,7 +220,7 @@ fn coop_wgsl(binds: &MatmulBindings<'_>, key: &CoopKey, subgroup: u32) -> String
     format!(
         "enable wgpu_cooperative_matrix;\n{}",
         compose(
-            &coop_body(SRC_COOP, t, key.bt),
+            &coop_body(SRC_COOP, t, key.bt, subgroup),
             true,
             &[
                 ("BT", key.bt as u32),
