@@ -16,7 +16,7 @@
 #                                            # the Vulkan/GL loader .debs) carried along
 #
 # `run` steps, in this order (STEPS, comma-separated, default all): info, tests, minilm, marian,
-# profile, bench, coop, attn (the reference engines first: their time is known, the bench takes what is
+# profile, bench, ab, attn (the reference engines first: their time is known, the bench takes what is
 # left). HEEDFUL_BENCH_COOP_TILES (see `heedful bench`) adds cooperative-matrix blocks to the
 # matmul suite.
 # Each step
@@ -26,7 +26,7 @@
 #   machine.txt   nvidia-smi, `heedful info`, the adapter's cooperative-matrix support
 #   tests.log     the test binaries' output (each against its CPU reference or fixtures)
 #   bench.json    {"suites": {suite: `heedful bench --json --filter suite/`}} (stderr in run.log)
-#   coop.json     the same for COOP_SUITES (default minilm marian) with HEEDFUL_COOP_AUTO=1
+#   ab.json       the same for AB_SUITES (default minilm marian) under AB_ENV (the older GPU choices)
 #   attn.json     the attention suite per ATTN_VARIANTS flash blocking (R:KT:WG)
 #   profile.txt   HEEDFUL_PROFILE=1 per-kernel GPU times of opus-mt-sized Marian decodes
 #   minilm.txt    PyTorch (CPU, all cores; and CUDA) on the MiniLM shapes, random weights
@@ -127,7 +127,7 @@ run() {
   START=$(date +%s)
   OUT=${OUT:-$PWD/gpu-bench-out}
   mkdir -p "$OUT"
-  local steps=",${STEPS:-info,tests,minilm,marian,profile,bench,coop,attn},"
+  local steps=",${STEPS:-info,tests,minilm,marian,profile,bench,ab,attn},"
   [ -f "$PACK/bin.tar.xz" ] || { echo "no $PACK/bin.tar.xz: run 'pack' first" >&2; return 1; }
   local bin=/tmp/heedful-gpu-bench/bin
   mkdir -p /tmp/heedful-gpu-bench && tar -C /tmp/heedful-gpu-bench -xJf "$PACK/bin.tar.xz" || return 1
@@ -186,13 +186,15 @@ run() {
     local opus=$CARGO_TARGET_DIR/models/marian_opus_random ids=/tmp/heedful-gpu-bench/ids.txt
     step 60 "$OUT/run.log" "$bin/heedful" bench --filter marian/opus:load
     python3 -c 'for i in range(32): print(" ".join(str((97 * i + 13 * j) % 64000 + 2) for j in range(11)) + " 0")' >"$ids"
-    # Beam 4 also with Auto taking the cooperative-matrix kernel (HEEDFUL_COOP_AUTO=1).
-    local beams coop
-    for beams in 4:0 4:1 1:0; do
-      coop=${beams#*:} beams=${beams%:*}
+    # Beam 4 also under AB_ENV (the older GPU choices, see the ab step).
+    local beams ab
+    for beams in 4:1 4:0 1:0; do
+      ab=${beams#*:} beams=${beams%:*}
       [ $beams = 1 ] && head -1 "$ids" >"$ids.1" && mv "$ids.1" "$ids"
-      echo "== beam $beams, $(wc -l <"$ids") sources, HEEDFUL_COOP_AUTO=$coop" >>"$OUT/profile.txt"
-      HEEDFUL_COOP_AUTO=$coop HEEDFUL_PROFILE=1 step 60 "$OUT/profile.txt" "$bin/heedful" translate \
+      local env_ab=${AB_ENV:-HEEDFUL_COOP_AUTO=0 HEEDFUL_ATTN_DECODE_WG=0}
+      [ "$ab" = 1 ] || env_ab=
+      echo "== beam $beams, $(wc -l <"$ids") sources, ${env_ab:-defaults}" >>"$OUT/profile.txt"
+      HEEDFUL_PROFILE=1 step 60 "$OUT/profile.txt" env $env_ab "$bin/heedful" translate \
         --model "$opus" --ids --beam $beams --max-length 9 --input "$ids"
     done
   fi
@@ -209,26 +211,26 @@ run() {
     done
     merge "$parts" "$OUT/bench.json"
   fi
-  if [[ $steps == *,coop,* ]]; then
-    # The Marian fixture tests (Hugging Face tokens) and the model suites again with Auto taking
-    # the cooperative-matrix kernel for f16 weights (HEEDFUL_COOP_AUTO=1): tests into tests.log,
-    # the suites side by side with the bench step's lines into coop.json.
-    local t
-    for t in ${COOP_TESTS:-marian marian_search marian_random_weights}; do
-      [ -x "$bin/test_$t" ] && HEEDFUL_COOP_AUTO=1 step 120 "$OUT/tests.log" "$bin/test_$t" \
-        --test-threads=8
+  if [[ $steps == *,ab,* ]]; then
+    # The model suites again under AB_ENV (default: the tiled matmul instead of tensor cores and
+    # one invocation per decoding-attention chunk, the GPU defaults before 2026-12-04), side by
+    # side with the bench step's lines, into ab.json; AB_TESTS (default the Marian fixture tests)
+    # under AB_ENV too, into tests.log.
+    local ab_env=${AB_ENV:-HEEDFUL_COOP_AUTO=0 HEEDFUL_ATTN_DECODE_WG=0} t suite
+    for t in ${AB_TESTS-marian marian_search marian_random_weights}; do
+      [ -x "$bin/test_$t" ] && step 120 "$OUT/tests.log" env $ab_env "$bin/test_$t" --test-threads=8
     done
     grep -E "^test result|FAILED|panicked" "$OUT/tests.log" | tail -n 6 | tee -a "$OUT/run.log"
-    local suite parts=/tmp/heedful-gpu-bench/parts_coop
+    local parts=/tmp/heedful-gpu-bench/parts_ab
     mkdir -p "$parts"
-    for suite in ${COOP_SUITES:-minilm marian}; do
-      log "start: HEEDFUL_COOP_AUTO=1 heedful bench --json --filter $suite/"
-      HEEDFUL_COOP_AUTO=1 HEEDFUL_MINILM_DIR=$minilm_dir timeout --kill-after=10 \
+    for suite in ${AB_SUITES:-minilm marian}; do
+      log "start: $ab_env heedful bench --json --filter $suite/"
+      env $ab_env HEEDFUL_MINILM_DIR="$minilm_dir" timeout --kill-after=10 \
         "$(capped "${SUITE_LIMIT:-90}")" "$bin/heedful" bench --json --filter "$suite/" \
         >"$parts/$suite.json" 2>>"$OUT/run.log"
-      log "end ($?): $suite (coop)"
+      log "end ($?): $suite ($ab_env)"
     done
-    merge "$parts" "$OUT/coop.json"
+    merge "$parts" "$OUT/ab.json"
   fi
   if [[ $steps == *,attn,* ]]; then
     # The attention suite under other flash blockings (HEEDFUL_ATTN_R / _KT / _WG), for the GPU

@@ -252,6 +252,20 @@ fn sdpa_head_dims_up_to_256_and_every_plan() {
                 nsplit: 19,
                 chunk: 16,
             },
+            // The workgroup decode kernel: whole-workgroup chunks, a chunk off the workgroup
+            // size, and more splits than the keys need (the last one empty).
+            Plan::DecodeWorkgroup {
+                nsplit: 5,
+                chunk: 64,
+            },
+            Plan::DecodeWorkgroup {
+                nsplit: 3,
+                chunk: 100,
+            },
+            Plan::DecodeWorkgroup {
+                nsplit: 2,
+                chunk: 1024,
+            },
         ];
         check_case(&gpu, &c, 300 + n as u64, n == 0, &plans);
     }
@@ -375,6 +389,80 @@ fn sdpa_flash_other_adapter_classes_configurations() {
             check_case(&gpu, &c, 800 + 10 * ci as u64 + n as u64, false, &plans);
         }
     }
+}
+
+/// Both decode kernels (one invocation, one workgroup per key chunk) with the chunks their plans
+/// pick for this adapter, on decode shapes: 1 to 4 query rows, key counts from 2 to 1500 (one
+/// chunk, several, a last partial one), odd and large head dims, every mask kind, both causal
+/// alignments (rows whose visible keys end inside, at and before a chunk).
+#[test]
+fn sdpa_decode_kernels_match_reference_on_decode_shapes() {
+    let gpu = gpu();
+    let mut rng = Rng::new(41);
+    let kinds = [MaskKind::Keep, MaskKind::Ignore, MaskKind::Additive];
+    let head_dims = [(1, 1), (13, 5), (64, 64), (256, 200)];
+    for n in 0..12 {
+        let (b, h) = (1 + rng.below(2), 1 + rng.below(3));
+        let tq = 1 + rng.below(4);
+        let tk = [2, 37, 130, 1500][n % 4] + rng.below(5);
+        let (d, dv) = head_dims[(n / 3) % 4];
+        let mask = match rng.below(3) {
+            0 => None,
+            1 => Some((vec![tq, tk], kinds[n % 3])),
+            _ => Some((vec![b, h, 1, tk], kinds[n % 3])),
+        };
+        let causal = [Causal::None, Causal::TopLeft, Causal::BottomRight][n % 3];
+        let c = Case {
+            dims: dims(b, h, tq, tk, d, dv),
+            mask,
+            causal,
+            scale: None,
+            mag: 1.0,
+        };
+        let plans: Vec<Plan> = [false, true]
+            .iter()
+            .filter_map(|&wg| ksdpa::decode_plan(&gpu, &c.dims, wg))
+            .collect();
+        assert!(
+            plans
+                .iter()
+                .any(|p| matches!(p, Plan::DecodeWorkgroup { .. })),
+            "{:?}: {plans:?}",
+            c.dims
+        );
+        check_case(&gpu, &c, 900 + n as u64, n % 4 == 1, &plans);
+    }
+}
+
+/// A workgroup decode plan whose chunk exceeds the kernel's workgroup array is an error naming
+/// the plan, not an out-of-bounds write.
+#[test]
+fn sdpa_decode_workgroup_chunk_over_its_limit_is_an_error() {
+    let gpu = gpu();
+    let d = dims(1, 1, 1, 3000, 8, 8);
+    let q = Tensor::zeros(&gpu, &[1, 1, 1, 8], heedful::DType::F32).unwrap();
+    let k = Tensor::zeros(&gpu, &[1, 1, 3000, 8], heedful::DType::F32).unwrap();
+    let y = Tensor::zeros(&gpu, &[1, 1, 1, 8], heedful::DType::F32).unwrap();
+    let args = SdpaArgs {
+        plan: Some(Plan::DecodeWorkgroup {
+            nsplit: 1,
+            chunk: 3000,
+        }),
+        ..Default::default()
+    };
+    let mut rec = heedful::gpu::Recorder::new(&gpu);
+    let e = ksdpa::record_sdpa(
+        &mut rec,
+        &d,
+        Heads::dense(&q),
+        Heads::dense(&k),
+        Heads::dense(&k),
+        Heads::dense(&y),
+        &args,
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("DecodeWorkgroup"), "{e}");
 }
 
 #[test]

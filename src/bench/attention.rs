@@ -34,15 +34,16 @@ fn plan_name(p: Plan) -> String {
         Plan::Flash => "flash".into(),
         Plan::FlashSplit { nsplit, .. } => format!("flash_split{nsplit}"),
         Plan::Decode { nsplit, .. } => format!("decode_split{nsplit}"),
+        Plan::DecodeWorkgroup { nsplit, .. } => format!("decode_wg_split{nsplit}"),
     }
 }
 
 fn partial_bytes(p: Plan, rows: usize) -> usize {
     match p {
         Plan::Flash => 0,
-        Plan::FlashSplit { nsplit, .. } | Plan::Decode { nsplit, .. } => {
-            rows * nsplit * (D + 2) * 4
-        }
+        Plan::FlashSplit { nsplit, .. }
+        | Plan::Decode { nsplit, .. }
+        | Plan::DecodeWorkgroup { nsplit, .. } => rows * nsplit * (D + 2) * 4,
     }
 }
 
@@ -110,8 +111,16 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
             let auto = sdpa::plan(&gpu, &dims);
             let mut plans = vec![auto];
             if tq == 1 {
-                // The baseline split-key decoding must beat: one workgroup per head.
+                // The baseline split-key decoding must beat: one workgroup per head; and the other
+                // decode kernel (one invocation or one workgroup per chunk) side by side.
                 plans.push(Plan::Flash);
+                for workgroup in [false, true] {
+                    if let Some(p) = sdpa::decode_plan(&gpu, &dims, workgroup) {
+                        if p != auto {
+                            plans.push(p);
+                        }
+                    }
+                }
             }
             for plan in plans {
                 let args = SdpaArgs {
@@ -134,10 +143,11 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                 )?;
                 let t = ctx.time_against(&rec, Bound::Compute)?;
                 let g = flops / t.median_s * 1e-9;
-                let op = if plan == auto {
-                    "sdpa"
-                } else {
-                    "sdpa:one_wg_per_head"
+                let op = match plan {
+                    _ if plan == auto => "sdpa",
+                    Plan::Flash => "sdpa:one_wg_per_head",
+                    Plan::DecodeWorkgroup { .. } => "sdpa:decode_workgroup",
+                    _ => "sdpa:decode_invocation",
                 };
                 ctx.push_compute(
                     op,

@@ -24,6 +24,7 @@
 //! | `HEEDFUL_ATTN_WG` | 1..=1024, at most the device's invocations per workgroup | attention workgroup size |
 //! | `HEEDFUL_ATTN_SHARED` | `0`, `1` | attention K/V tiles staged in workgroup memory |
 //! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
+//! | `HEEDFUL_ATTN_DECODE_WG` | `0`, `1` | decoding attention: one workgroup (1) or invocation (0) per key chunk |
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
 //! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN`, each 1..=8 | the cooperative-matrix kernel's block |
@@ -70,6 +71,9 @@ pub struct TuningOverrides {
     pub coop_auto: Option<bool>,
     /// `HEEDFUL_COOP_TILE`: the cooperative-matrix kernel's block, `WMxWNxFMxFN`.
     pub coop_tile: Option<super::CoopTile>,
+    /// `HEEDFUL_ATTN_DECODE_WG`: decoding attention runs one workgroup (`1`) or one invocation
+    /// (`0`) per key chunk.
+    pub attn_decode_workgroup: Option<bool>,
     /// `HEEDFUL_ATTN_R`: query rows per invocation of both flash variants.
     pub attn_rows: Option<u32>,
     /// `HEEDFUL_ATTN_KT`: keys per tile of both flash variants.
@@ -168,6 +172,7 @@ impl EnvConfig {
                 attn_shared: flag("HEEDFUL_ATTN_SHARED")?,
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
                 coop_auto: flag("HEEDFUL_COOP_AUTO")?,
+                attn_decode_workgroup: flag("HEEDFUL_ATTN_DECODE_WG")?,
                 coop_tile: get("HEEDFUL_COOP_TILE")
                     .map(|v| {
                         super::CoopTile::parse(&v).ok_or_else(|| {
@@ -233,6 +238,7 @@ mod tests {
             ("HEEDFUL_COOP", "0"),
             ("HEEDFUL_COOP_AUTO", "1"),
             ("HEEDFUL_COOP_TILE", "4x2x2x1"),
+            ("HEEDFUL_ATTN_DECODE_WG", "0"),
         ]))
         .unwrap();
         assert!(c.profile && c.no_coop);
@@ -254,6 +260,7 @@ mod tests {
                     fm: 2,
                     fn_: 1
                 }),
+                attn_decode_workgroup: Some(false),
             }
         );
         let native = EnvConfig::parse(env(&[("HEEDFUL_F16", "native")])).unwrap();
@@ -324,6 +331,7 @@ mod tests {
             "HEEDFUL_ATTN_UNROLL",
             "HEEDFUL_PROFILE",
             "HEEDFUL_COOP_AUTO",
+            "HEEDFUL_ATTN_DECODE_WG",
         ] {
             let e = EnvConfig::parse(env(&[(var, "yes")])).unwrap_err();
             assert_eq!(e.var, var);

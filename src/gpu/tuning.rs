@@ -231,6 +231,12 @@ pub struct AttnTuning {
     /// Keys per tile of the unrolled variant. CPU: 4 (with the scalar score chains, R = 4 or 8
     /// with KT = 8 did not finish compiling in lavapipe within 300 s); GPUs: 8.
     pub unrolled_kt: u32,
+    /// Split-key decoding (few query rows, many keys) runs the workgroup-per-chunk kernel
+    /// (`shaders/sdpa_decode_wg.wgsl`: a workgroup shares each chunk's scores, softmax and P·V)
+    /// instead of one invocation per chunk (`shaders/sdpa_decode.wgsl`). CPU: no (barriers are
+    /// costly on lavapipe); GPUs: yes (an H200, 2026-12-04: B1 H8 D64 Tq = 1 against 1024 keys
+    /// took 0.147 ms with one invocation per chunk, over 50x its memory time).
+    pub decode_workgroup: bool,
     /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
     /// and short sequences still make enough workgroups; GPUs: 64.
@@ -373,6 +379,7 @@ impl Tuning {
             unrolled_rows: 1,
             unrolled_kt: 8,
             unrolled_wg: 64,
+            decode_workgroup: true,
         };
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
@@ -473,6 +480,7 @@ impl Tuning {
                         unrolled_rows: 8,
                         unrolled_kt: 4,
                         unrolled_wg: 8,
+                        decode_workgroup: false,
                     },
                     recurrent: RecurrentTuning {
                         stage_h: true,
@@ -550,6 +558,9 @@ impl Tuning {
         }
         if let Some(u) = o.attn_unrolled {
             self.attn.unrolled = u;
+        }
+        if let Some(d) = o.attn_decode_workgroup {
+            self.attn.decode_workgroup = d;
         }
         if let Some(c) = o.coop_auto {
             self.matmul.coop_auto = c;
@@ -854,9 +865,10 @@ mod tests {
             attn_unrolled: Some(false),
             coop_auto: Some(true),
             coop_tile: CoopTile::parse("4x1x1x2"),
+            attn_decode_workgroup: Some(true),
         };
         let t = base.with_overrides(&o, &c).unwrap();
-        assert!(t.matmul.coop_auto);
+        assert!(t.matmul.coop_auto && t.attn.decode_workgroup);
         let four = CoopTile::parse("4x1x1x2");
         assert_eq!(
             (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),

@@ -6,9 +6,10 @@
 //!   position s of one layer's cache planes.
 //! - [`record_kv_gather`] (`shaders/kv_gather.wgsl`): beam search's reorder, `dst[.., r, t, :] =
 //!   src[.., parents[r], t, :]` for `t < s` (ping-pong buffers; O(s) per step).
-//! - [`record_cache_attention`] (`shaders/sdpa_cache.wgsl` + `shaders/sdpa_cache_merge.wgsl`):
-//!   flash-decoding of one query per row and head over positions `0..=s` of the cache, in chunks
-//!   whose count comes from the GPU step (chunks past s cost nothing).
+//! - [`record_cache_attention`] (`shaders/sdpa_cache_wg.wgsl` on GPUs, `shaders/sdpa_cache.wgsl`
+//!   on CPU adapters, + `shaders/sdpa_cache_merge.wgsl`): flash-decoding of one query per row and
+//!   head over positions `0..=s` of the cache, in chunks whose count comes from the GPU step
+//!   (chunks past s cost nothing).
 //!
 //! The cache layout is one tensor `kv [P, R, T, E]` f32 of P planes (a decoder's 2L: keys of layer
 //! l in plane 2l, values in 2l+1), R rows, T positions, E = H * Dh columns (head h at `h*Dh..`, the
@@ -37,9 +38,12 @@ mod tests;
 const WRITE_SRC: &str = include_str!("../../../shaders/kv_write.wgsl");
 const GATHER_SRC: &str = include_str!("../../../shaders/kv_gather.wgsl");
 const ATTEND_SRC: &str = include_str!("../../../shaders/sdpa_cache.wgsl");
+const ATTEND_WG_SRC: &str = include_str!("../../../shaders/sdpa_cache_wg.wgsl");
 const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_cache_merge.wgsl");
-const WG: u32 = 64;
-/// Keys per chunk of the cache attention's first pass.
+/// Invocations per workgroup of the cache kernels; also the positions per chunk of the workgroup
+/// cache attention (`shaders/sdpa_cache_wg.wgsl`).
+pub const WG: u32 = 64;
+/// Positions per chunk of the one-invocation-per-chunk cache attention (`shaders/sdpa_cache.wgsl`).
 pub const CHUNK: usize = 16;
 
 /// The shape of a cache tensor `[planes, rows, positions, width]` and its heads.
@@ -417,6 +421,26 @@ pub fn record_cache_attention_from(
     step: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
+    let workgroup = rec.gpu().tuning().attn.decode_workgroup;
+    record_cache_attention_kernel(rec, lay, layer, q, kv, step, out, workgroup)
+}
+
+/// [`record_cache_attention_from`] with the first pass chosen: one workgroup per chunk of [`WG`]
+/// positions (`shaders/sdpa_cache_wg.wgsl`, GPUs) or one invocation per chunk of [`CHUNK`]
+/// (`shaders/sdpa_cache.wgsl`, CPU adapters); the tuning table's
+/// [`AttnTuning::decode_workgroup`](crate::gpu::AttnTuning::decode_workgroup) picks for the
+/// public functions, tests run both.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_cache_attention_kernel(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    q: Rows<'_>,
+    kv: &Tensor,
+    step: &Tensor,
+    out: &Tensor,
+    workgroup: bool,
+) -> Result<()> {
     const OP: &str = "cache_attention";
     lay.check(OP, Some(kv))?;
     check_layer(OP, lay, layer)?;
@@ -425,9 +449,12 @@ pub fn record_cache_attention_from(
     check_step(OP, step)?;
     let gpu = rec.gpu().clone();
     let dh = lay.width / lay.heads;
+    let chunk = if workgroup { WG as usize } else { CHUNK };
     let p = Params {
         src_stride: stride as u32,
         q_col: q.col as u32,
+        chunk: chunk as u32,
+        nsplit: lay.positions.div_ceil(chunk) as u32,
         ..params(lay, layer)
     };
     let rh = lay.rows * lay.heads;
@@ -449,21 +476,34 @@ pub fn record_cache_attention_from(
         part: Bind::read_write(&part, "f32"),
         stats: Bind::read_write(&stats, "f32"),
     };
-    let pipe = gpu.pipeline(OP, &dh, || {
-        compose(
-            ATTEND_SRC,
-            false,
-            &[("WG", WG), ("DH", dh as u32)],
-            &[vec![Params::wgsl()], binds.wgsl()].concat(),
-        )
+    let (label, grid) = if workgroup {
+        ("cache_attention_wg", [p.nsplit, rh32, 1])
+    } else {
+        (OP, [p.nsplit.div_ceil(WG), rh32, 1])
+    };
+    let pipe = gpu.pipeline(label, &dh, || {
+        let decls = [vec![Params::wgsl()], binds.wgsl()].concat();
+        if workgroup {
+            // Lanes per key group and key groups of the P·V step (see the shader).
+            let lg = (dh as u32).min(WG);
+            let g = WG / lg;
+            compose(
+                ATTEND_WG_SRC,
+                false,
+                &[
+                    ("WG", WG),
+                    ("DH", dh as u32),
+                    ("LG", lg),
+                    ("G", g),
+                    ("ACCN", g * dh as u32),
+                ],
+                &decls,
+            )
+        } else {
+            compose(ATTEND_SRC, false, &[("WG", WG), ("DH", dh as u32)], &decls)
+        }
     })?;
-    rec.push(gpu.dispatch(
-        OP,
-        &pipe,
-        bytemuck::bytes_of(&p),
-        &binds.buffers(),
-        [p.nsplit.div_ceil(WG), rh32, 1],
-    )?);
+    rec.push(gpu.dispatch(label, &pipe, bytemuck::bytes_of(&p), &binds.buffers(), grid)?);
     let mb = CacheMergeBindings {
         part: Bind::read(&part, "f32"),
         stats: Bind::read(&stats, "f32"),

@@ -13,7 +13,7 @@ fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) {
     rec.submit().unwrap();
 }
 
-const LAYOUTS: [CacheLayout; 4] = [
+const LAYOUTS: [CacheLayout; 5] = [
     CacheLayout {
         planes: 2,
         rows: 1,
@@ -42,10 +42,27 @@ const LAYOUTS: [CacheLayout; 4] = [
         heads: 4,
         width: 64,
     },
+    // A head wider than a workgroup (Dh 96 > 64) and positions over three 64-position chunks.
+    CacheLayout {
+        planes: 2,
+        rows: 2,
+        positions: 150,
+        heads: 2,
+        width: 192,
+    },
 ];
 
+/// Both first passes of the cache attention (one workgroup per 64-position chunk, one invocation
+/// per 16-position chunk) at every step of every layout: the public functions run the one the
+/// tuning table names, this test the other one too.
 #[test]
 fn write_then_attend_matches_reference_at_every_step() {
+    for workgroup in [false, true] {
+        write_then_attend(workgroup);
+    }
+}
+
+fn write_then_attend(workgroup: bool) {
     let gpu = gpu();
     let mut rng = Rng::new(7);
     for lay in LAYOUTS {
@@ -68,12 +85,13 @@ fn write_then_attend_matches_reference_at_every_step() {
             let out = Tensor::zeros(&gpu, &[r, e], DType::F32).unwrap();
             run(&gpu, |rec| {
                 record_kv_write(rec, &lay, layer, &kt, &vt, &step, &kv)?;
-                record_cache_attention(rec, &lay, layer, &qt, &kv, &step, &out)
+                let q = Rows::all(&qt);
+                record_cache_attention_kernel(rec, &lay, layer, q, &kv, &step, &out, workgroup)
             });
             reference::kv_write(&lay, layer, &k, &v, s, &mut host);
             let want = reference::cache_attention(&lay, layer, &q, &host, s);
             assert_close(
-                &format!("{lay:?} step {s}"),
+                &format!("{lay:?} step {s} workgroup kernel {workgroup}"),
                 &out.to_vec_f32(&gpu).unwrap(),
                 &want,
                 1e-5,

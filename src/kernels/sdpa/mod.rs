@@ -9,7 +9,9 @@
 //!
 //! Plan, chosen per call by [`plan`]:
 //! - Few query rows (Tq <= 4) and enough keys: the decode kernel splits each row's keys into
-//!   chunks (one invocation each) and the merge kernel combines them (flash-decoding).
+//!   chunks and the merge kernel combines them (flash-decoding). On GPUs a workgroup shares each
+//!   chunk (`shaders/sdpa_decode_wg.wgsl`); on CPU adapters one invocation runs it
+//!   (`shaders/sdpa_decode.wgsl`).
 //! - Otherwise the flash kernel, one invocation per query row; when its workgroups would not fill
 //!   the device, the keys are split as well and the merge kernel combines the splits.
 //!
@@ -35,9 +37,10 @@ mod views;
 use cpu_source::unrolled_flash_source;
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
+use tuning::decode_wg_size;
 use tuning::unrolled_applies;
+pub use tuning::{decode_plan, plan, Plan, DECODE_WG_MAX_CHUNK, UNROLLED_MAX_D};
 pub(crate) use tuning::{flash_rows, flash_wg, tuning, Tuning};
-pub use tuning::{plan, Plan, UNROLLED_MAX_D};
 pub use views::{AttnDims, Causal, Heads, MaskKind, MaskView};
 
 /// The shared fragment: the masked-score constant and the causal rule.
@@ -52,6 +55,7 @@ pub(crate) fn params_prologue() -> String {
 const FLASH_SRC: &str = include_str!("../../../shaders/sdpa.wgsl");
 const FLASH_CPU_SRC: &str = include_str!("../../../shaders/sdpa_cpu.wgsl");
 const DECODE_SRC: &str = include_str!("../../../shaders/sdpa_decode.wgsl");
+const DECODE_WG_SRC: &str = include_str!("../../../shaders/sdpa_decode_wg.wgsl");
 const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_merge.wgsl");
 
 /// Largest head dim (of q/k and of v) the kernels take.
@@ -146,10 +150,10 @@ pub(crate) fn qkv_pipeline(
     } else {
         tu.kt
     };
-    let wg = if kernel == "sdpa" {
-        flash_wg(tu, dims)
-    } else {
-        tu.wg
+    let wg = match kernel {
+        "sdpa" => flash_wg(tu, dims),
+        "sdpa_decode_wg" => decode_wg_size(tu),
+        _ => tu.wg,
     };
     let variant = Variant {
         kernel,
@@ -196,6 +200,9 @@ pub(crate) fn qkv_pipeline(
                 ("D4", dims.d.div_ceil(4) as u32),
                 ("DV4", dims.dv.div_ceil(4) as u32),
                 ("VEC", vec as u32),
+                // The workgroup decode kernel's key groups and largest chunk.
+                ("G", (wg / dims.dv.div_ceil(4).max(1) as u32).max(1)),
+                ("MAXC", DECODE_WG_MAX_CHUNK as u32),
             ],
             &decls,
         )
@@ -313,9 +320,14 @@ pub fn record_sdpa(
             rec.push(disp);
             return Ok(());
         }
-        Plan::FlashSplit { nsplit, chunk } | Plan::Decode { nsplit, chunk } => (nsplit, chunk),
+        Plan::FlashSplit { nsplit, chunk }
+        | Plan::Decode { nsplit, chunk }
+        | Plan::DecodeWorkgroup { nsplit, chunk } => (nsplit, chunk),
     };
-    if nsplit == 0 || chunk == 0 || nsplit * chunk < tk {
+    // The splits must cover Tk (splits past it write empty partials); the workgroup decode
+    // kernel holds a chunk's scores in workgroup memory.
+    let wg_chunk_ok = !matches!(plan, Plan::DecodeWorkgroup { .. }) || chunk <= DECODE_WG_MAX_CHUNK;
+    if nsplit == 0 || chunk == 0 || nsplit * chunk < tk || !wg_chunk_ok {
         return Err(Error::invalid(
             OP,
             format!("bad plan {plan:?} for {dims:?}"),
@@ -337,6 +349,28 @@ pub fn record_sdpa(
                 bytemuck::bytes_of(&p),
                 &b.buffers(),
                 [p.row_blocks, rows32, 1],
+            )?
+        }
+        Plan::DecodeWorkgroup { .. } => {
+            let b = binds(&part, &stats);
+            let pipe = qkv_pipeline(
+                &gpu,
+                "sdpa_decode_wg",
+                DECODE_WG_SRC,
+                &b,
+                &tu,
+                dims,
+                vec,
+                true,
+                1,
+            )?;
+            let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
+            gpu.dispatch(
+                "sdpa_decode_wg",
+                &pipe,
+                bytemuck::bytes_of(&p),
+                &b.buffers(),
+                [nsplit as u32, rows32, 1],
             )?
         }
         _ => {

@@ -73,13 +73,72 @@ pub enum Plan {
         /// Keys per split.
         chunk: usize,
     },
-    /// The decode kernel over `nsplit` key chunks per row, then the merge kernel.
+    /// The decode kernel over `nsplit` key chunks per row (one invocation each), then the merge
+    /// kernel.
     Decode {
         /// Key chunks per row.
         nsplit: usize,
         /// Keys per chunk.
         chunk: usize,
     },
+    /// The workgroup-per-chunk decode kernel (`shaders/sdpa_decode_wg.wgsl`) over `nsplit` key
+    /// chunks per row, then the merge kernel; `chunk` at most [`DECODE_WG_MAX_CHUNK`].
+    DecodeWorkgroup {
+        /// Key chunks per row (one workgroup each).
+        nsplit: usize,
+        /// Keys per chunk.
+        chunk: usize,
+    },
+}
+
+/// Largest chunk of the workgroup decode kernel (its scores live in workgroup memory: 4 KiB).
+pub const DECODE_WG_MAX_CHUNK: usize = 1024;
+
+/// Invocations per workgroup of the workgroup decode kernel: the tuned attention workgroup as a
+/// power of two, at least 64 (each invocation of the P·V step owns one vec4 of Dv <= 256).
+pub(crate) fn decode_wg_size(tu: &Tuning) -> u32 {
+    tu.wg.next_power_of_two().max(64)
+}
+
+/// The split-key decode plan for `dims` on `gpu` with the workgroup-per-chunk kernel
+/// (`workgroup`) or one invocation per chunk, `None` where `dims` is not a decode shape (more than
+/// [`DECODE_MAX_TQ`] query rows, or too few keys). [`plan`] takes the kind the tuning table names;
+/// benchmarks compare both.
+pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> {
+    let tu = tuning(gpu);
+    let kt = tu.kt as usize;
+    let rows = dims.b * dims.h * dims.tq;
+    if rows == 0 || dims.tq > DECODE_MAX_TQ {
+        return None;
+    }
+    if workgroup && dims.tk >= 2 {
+        // Enough workgroups (one per row and chunk) to fill the device, chunks of whole
+        // workgroups' worth of keys.
+        let wg = decode_wg_size(&tu) as usize;
+        let want = tu.target_groups.div_ceil(rows).max(1);
+        let chunk = dims
+            .tk
+            .div_ceil(want)
+            .next_multiple_of(wg)
+            .min(DECODE_WG_MAX_CHUNK);
+        return Some(Plan::DecodeWorkgroup {
+            nsplit: dims.tk.div_ceil(chunk),
+            chunk,
+        });
+    }
+    if !workgroup && dims.tk >= 2 * kt {
+        // Enough chunks for every lane of target_groups workgroups, at least 2 tiles per chunk.
+        let lanes = tu.target_groups * tu.wg as usize;
+        let chunk = (dims.tk * rows)
+            .div_ceil(lanes)
+            .max(2 * kt)
+            .next_multiple_of(kt);
+        return Some(Plan::Decode {
+            nsplit: dims.tk.div_ceil(chunk),
+            chunk,
+        });
+    }
+    None
 }
 
 /// The plan [`record_sdpa`](super::record_sdpa) uses for `dims` on `gpu` (exposed for benchmarks and tests).
@@ -90,17 +149,8 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
     if dims.tk == 0 || rows == 0 {
         return Plan::Flash;
     }
-    if dims.tq <= DECODE_MAX_TQ && dims.tk >= 2 * kt {
-        // Enough chunks for every lane of target_groups workgroups, at least 2 tiles per chunk.
-        let lanes = tu.target_groups * tu.wg as usize;
-        let chunk = (dims.tk * rows)
-            .div_ceil(lanes)
-            .max(2 * kt)
-            .next_multiple_of(kt);
-        return Plan::Decode {
-            nsplit: dims.tk.div_ceil(chunk),
-            chunk,
-        };
+    if let Some(p) = decode_plan(gpu, dims, tu.decode_workgroup) {
+        return p;
     }
     let rows = flash_rows(&tu, dims);
     let groups = dims.b * dims.h * dims.tq.div_ceil((flash_wg(&tu, dims) * rows) as usize);

@@ -1,0 +1,107 @@
+// Flash-decoding over a KV cache, first pass, for GPUs: one workgroup per (row, head, chunk of
+// p.chunk = WG positions). The cache length lives on the GPU (s = step[0]): chunks past s exit at
+// once, so one recorded step serves every step of a run. Like sdpa_decode_wg.wgsl, the chunk's
+// work is spread over the workgroup: one position's score per invocation, the max and the sum by
+// tree reductions, then P·V with invocation (c, g) = (lid % LG, lid / LG) summing positions g,
+// g + G, ... of head dims c, c + LG, ... (LG = min(DH, WG) lanes per group, G = WG / LG groups),
+// the groups added in workgroup memory. It writes the same partials as sdpa_cache.wgsl (one
+// invocation per chunk, the CPU-adapter kernel) for sdpa_cache_merge.wgsl.
+//
+// Bindings (generated from `CacheAttnBindings` in src/kernels/kv_cache/mod.rs):
+//   p      uniform Params
+//   q:     [R, C] f32, E columns from p.q_col (head h at q_col + h*DH ..), row stride p.src_stride = C
+//                                                      binding 1
+//   kv:    [2L, R, T, E] f32 cache planes              binding 2 (keys at p.k_off, values p.v_off)
+//   step:  [1] u32                                     binding 3
+//   part:  [R*H, nsplit, DH] f32 partial accumulators  binding 4
+//   stats: [R*H, nsplit, 2] f32 partial (max, sum)     binding 5
+//
+// Constants: WG (a power of two; p.chunk == WG), DH (head width), LG, G, ACCN = G * DH.
+// Grid: x = nsplit = ceil(T / WG), y = R * H.
+
+const NEG: f32 = -3.0e38;
+
+// workgroup-init: self -- sc[t] is written by invocation t for every t < WG before the barrier
+// that precedes its reads; red is written by every invocation before each reduction's barrier;
+// accs[g * DH + c] is written for every g < G, c < DH (the P·V loop's (c, g) pairs cover them)
+// before the barrier that precedes the final sums, which read only those.
+var<workgroup> sc: array<f32, WG>;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> accs: array<f32, ACCN>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let split = wid.x;
+    let rh = wid.y;
+    let n = min(step[0] + 1u, p.t);
+    let ks = split * WG;
+    // Chunks past the cache length do nothing (uniform: the whole workgroup leaves).
+    if (ks >= n) {
+        return;
+    }
+    let ke = min(n, ks + WG);
+    let r = rh / p.heads;
+    let h = rh - r * p.heads;
+    let qb = r * p.src_stride + p.q_col + h * DH;
+
+    // 1. This invocation's score and the chunk's max.
+    let j = ks + lid;
+    var s = NEG;
+    if (j < ke) {
+        let kb = p.k_off + (r * p.t + j) * p.e + h * DH;
+        var dotp = 0.0;
+        for (var c = 0u; c < DH; c++) {
+            dotp += q[qb + c] * kv[kb + c];
+        }
+        s = dotp * p.scale;
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            red[lid] = max(red[lid], red[lid + w]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+
+    // 2. Its probability and the chunk's sum.
+    let pt = select(0.0, exp(s - m), j < ke);
+    sc[lid] = pt;
+    red[lid] = pt;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+        if (lid < w) {
+            red[lid] = red[lid] + red[lid + w];
+        }
+        workgroupBarrier();
+    }
+    let l = red[0];
+
+    // 3. P·V: dims c0, c0 + LG, ... over positions g, g + G, ...
+    let c0 = lid % LG;
+    let g = lid / LG;
+    if (g < G) {
+        for (var c = c0; c < DH; c += LG) {
+            var a = 0.0;
+            for (var t = g; ks + t < ke; t += G) {
+                a += sc[t] * kv[p.v_off + (r * p.t + ks + t) * p.e + h * DH + c];
+            }
+            accs[g * DH + c] = a;
+        }
+    }
+    workgroupBarrier();
+    let pr = rh * p.nsplit + split;
+    for (var c = lid; c < DH; c += WG) {
+        var tot = 0.0;
+        for (var gg = 0u; gg < G; gg++) {
+            tot += accs[gg * DH + c];
+        }
+        part[pr * DH + c] = tot;
+    }
+    if (lid == 0u) {
+        stats[2u * pr] = m;
+        stats[2u * pr + 1u] = l;
+    }
+}
