@@ -2,7 +2,7 @@
 // f16 weights. A workgroup of WM x WN subgroups computes a BM x BN output tile; each subgroup owns
 // an (FM * 16) x (FN * 16) block of it as FM x FN coop_mat16x16<f32, C> accumulators in named
 // registers (the `{{...}}` markers are filled with straight-line code by
-// src/kernels/matmul/coop.rs). Every BK = 32 deep slice of a and b is staged once in workgroup
+// src/kernels/matmul/coop.rs). Every BK = KF * 16 deep slice of a and b is staged once in workgroup
 // memory as f16 by the whole workgroup (vec4 global reads where the shape allows) and read from
 // there by all subgroups, so each global element serves WN (a) or WM (b) subgroups.
 //
@@ -24,7 +24,7 @@
 //   bias: [N]            f32|f16   binding 4, only when the op has one (`bias_value(n)` and the store's
 //                                  `epilogue(v, col)`: alpha, bias, a linear's activation, are generated)
 //
-// Constants from the Rust side: BT, VA, VB, SG (the adapter's fixed subgroup size), WM, WN, FM, FN,
+// Constants from the Rust side: BT, VA, VB, SG (the adapter's fixed subgroup size), WM, WN, FM, FN, KF,
 // B_LEN (the staged b's length, the larger of its two layouts); NA and NB, the chunks of a and b
 // per invocation, are unrolled into the DECL / PUT / LOAD markers.
 // Grid: tiles_n * tiles_m * batch workgroups (BM x BN tiles, N fastest so that neighbouring
@@ -37,10 +37,10 @@
 
 const BM: u32 = WM * FM * 16u;
 const BN: u32 = WN * FN * 16u;
-const BK: u32 = 32u;
+const BK: u32 = KF * 16u;
 const WG: u32 = WM * WN * SG;
-// Row strides of the staged tiles, in f16 elements, padded by 8 (16 bytes): with 32 + 8 the eight
-// 16-byte rows a tensor-core fragment load reads at a time fall in distinct banks.
+// Row strides of the staged tiles, in f16 elements, padded by 8 (16 bytes): with 32 + 8 (or 64 + 8)
+// the eight 16-byte rows a tensor-core fragment load reads at a time fall in distinct banks.
 const LDA: u32 = BK + 8u;
 // b staged n-major ([BN, LDB], element (k, n) at n * LDB + k) when BT == 1, k-major ([BK, LDBN])
 // when BT == 0: both keep the global reads contiguous.

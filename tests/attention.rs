@@ -488,7 +488,12 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
         };
         let d = c.dims;
         assert!(
-            tq > 4 || tk < 16 || matches!(ksdpa::plan(&gpu, &d), Plan::Decode { .. }),
+            tq > 4
+                || tk < 16
+                || matches!(
+                    ksdpa::plan(&gpu, &d),
+                    Plan::Decode { .. } | Plan::DecodeWorkgroup { .. }
+                ),
             "{d:?} should use the split-key decode plan"
         );
         check_case(&gpu, &c, 400 + n as u64, true, &[Plan::Flash]);

@@ -450,20 +450,30 @@ fn bench_reports_lines_with_roofline_shares() {
 }
 
 /// Cooperative-matrix blocks the tests run: the tuning table's two, one subgroup of one fragment, the
-/// old 32 x 32 single-subgroup tile, and multi-subgroup blocks (square, wide, tall, uneven).
+/// old 32 x 32 single-subgroup tile, multi-subgroup blocks (square, wide, tall, uneven), and slices
+/// of K 16, 48 and 64 deep.
 fn coop_tiles() -> Vec<CoopTile> {
     let t = heedful::Gpu::shared().unwrap().tuning().matmul;
     let mut v = vec![t.coop_tile, t.coop_tile_small];
     v.extend(
         [
-            (1, 1, 1, 1),
-            (1, 1, 2, 2),
-            (2, 2, 2, 2),
-            (2, 2, 2, 4),
-            (4, 2, 2, 1),
-            (2, 1, 1, 3),
+            (1, 1, 1, 1, 2),
+            (1, 1, 2, 2, 2),
+            (2, 2, 2, 2, 2),
+            (2, 2, 2, 4, 2),
+            (4, 2, 2, 1, 2),
+            (2, 1, 1, 3, 2),
+            (1, 1, 1, 1, 1),
+            (2, 2, 1, 1, 4),
+            (2, 1, 2, 1, 3),
         ]
-        .map(|(wm, wn, fm, fn_)| CoopTile { wm, wn, fm, fn_ }),
+        .map(|(wm, wn, fm, fn_, kf)| CoopTile {
+            wm,
+            wn,
+            fm,
+            fn_,
+            kf,
+        }),
     );
     v
 }
@@ -474,6 +484,7 @@ fn coop_kernel(t: CoopTile) -> MatmulKernel {
         wn: t.wn as u8,
         fm: t.fm as u8,
         fn_: t.fn_ as u8,
+        kf: t.kf as u8,
     }
 }
 
@@ -689,8 +700,19 @@ fn coop_blocks_over_the_limits_are_errors() {
     }
     let x = Tensor::from_f32(&gpu, &[1.0; 8], &[2, 4]).unwrap();
     let w = Tensor::from_f32_as(&gpu, &[1.0; 12], &[3, 4], DType::F16).unwrap();
-    for (wm, wn, fm, fn_) in [(8, 8, 1, 1), (4, 4, 8, 8), (0, 1, 1, 1)] {
-        let kernel = MatmulKernel::CoopTile { wm, wn, fm, fn_ };
+    for (wm, wn, fm, fn_, kf) in [
+        (8, 8, 1, 1, 2),
+        (4, 4, 8, 8, 2),
+        (0, 1, 1, 1, 2),
+        (1, 1, 1, 1, 5),
+    ] {
+        let kernel = MatmulKernel::CoopTile {
+            wm,
+            wn,
+            fm,
+            fn_,
+            kf,
+        };
         let e = ops::linear_with(&gpu, &x, &w, None, kernel).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("linear") && msg.contains("block"), "{msg}");

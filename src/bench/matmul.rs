@@ -38,7 +38,22 @@ fn kernel_name(k: MatmulKernel) -> String {
         MatmulKernel::GemvRows => "gemv_rows".into(),
         MatmulKernel::GemvSplitK => "gemv_splitk".into(),
         MatmulKernel::Coop => "coop".into(),
-        MatmulKernel::CoopTile { wm, wn, fm, fn_ } => format!("coop{wm}x{wn}x{fm}x{fn_}"),
+        MatmulKernel::CoopTile {
+            wm,
+            wn,
+            fm,
+            fn_,
+            kf,
+        } => {
+            let t = CoopTile {
+                wm: wm as u32,
+                wn: wn as u32,
+                fm: fm as u32,
+                fn_: fn_ as u32,
+                kf: kf as u32,
+            };
+            format!("coop{t}")
+        }
     }
 }
 
@@ -205,7 +220,7 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
 }
 
 /// Extra cooperative-matrix blocks from the bench-only variable `HEEDFUL_BENCH_COOP_TILES`:
-/// comma-separated `WMxWNxFMxFN` (see [`CoopTile::parse`]); malformed entries are reported and
+/// comma-separated `WMxWNxFMxFN[xKF]` (see [`CoopTile::parse`]); malformed entries are reported and
 /// skipped.
 fn extra_coop_tiles() -> Vec<MatmulKernel> {
     let Ok(spec) = std::env::var("HEEDFUL_BENCH_COOP_TILES") else {
@@ -219,6 +234,7 @@ fn extra_coop_tiles() -> Vec<MatmulKernel> {
                 wn: t.wn as u8,
                 fm: t.fm as u8,
                 fn_: t.fn_ as u8,
+                kf: t.kf as u8,
             }),
             None => {
                 eprintln!(

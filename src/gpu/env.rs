@@ -27,7 +27,7 @@
 //! | `HEEDFUL_ATTN_DECODE_WG` | `0`, `1` | decoding attention: one workgroup (1) or invocation (0) per key chunk |
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
-//! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN`, each 1..=8 | the cooperative-matrix kernel's block |
+//! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN[xKF]`, each 1..=8, KF 1..=4 | the cooperative-matrix kernel's block |
 //! | `HEEDFUL_PROFILE` | `0`, `1` | time every dispatch with GPU timestamps ([`crate::gpu::DispatchProfile`]) |
 //!
 //! Unset or blank variables take the default; anything else outside the accepted set is an
@@ -180,7 +180,7 @@ impl EnvConfig {
                                 "HEEDFUL_COOP_TILE",
                                 &v,
                                 "not a cooperative-matrix block",
-                                "WMxWNxFMxFN, each 1..=8 (e.g. 2x2x2x4)",
+                                "WMxWNxFMxFN or WMxWNxFMxFNxKF, each 1..=8, KF 1..=4 (e.g. 2x2x2x4)",
                             )
                         })
                     })
@@ -258,7 +258,8 @@ mod tests {
                     wm: 4,
                     wn: 2,
                     fm: 2,
-                    fn_: 1
+                    fn_: 1,
+                    kf: 2
                 }),
                 attn_decode_workgroup: Some(false),
             }
@@ -271,7 +272,8 @@ mod tests {
     fn coop_tile_garbage_is_an_error_naming_the_form() {
         for value in [
             "2x2x2",
-            "2x2x2x2x2",
+            "2x2x2x2x5",
+            "1x1x1x1x1x1",
             "0x2x2x2",
             "2x9x2x2",
             "axbxcxd",
@@ -280,6 +282,11 @@ mod tests {
             let e = EnvConfig::parse(env(&[("HEEDFUL_COOP_TILE", value)])).unwrap_err();
             assert_eq!((e.var, e.value.as_str()), ("HEEDFUL_COOP_TILE", value));
             assert!(e.to_string().contains("WMxWNxFMxFN"), "{e}");
+        }
+        // The slice depth is optional (32-deep by default).
+        for (value, kf) in [("2x2x1x1", 2), ("2x2x1x1x4", 4)] {
+            let c = EnvConfig::parse(env(&[("HEEDFUL_COOP_TILE", value)])).unwrap();
+            assert_eq!(c.overrides.coop_tile.map(|t| t.kf), Some(kf), "{value}");
         }
     }
 

@@ -135,7 +135,7 @@ pub struct MatmulTuning {
 
 /// The block of [`MatmulKernel::Coop`] (`shaders/matmul_coop.wgsl`): a workgroup of `wm x wn`
 /// subgroups, each computing `fm x fn_` fragments of 16 x 16 outputs, so the workgroup's output
-/// tile is `(wm * fm * 16) x (wn * fn_ * 16)`.
+/// tile is `(wm * fm * 16) x (wn * fn_ * 16)`; each staged slice of K is `kf * 16` deep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CoopTile {
     /// Subgroups along M.
@@ -146,6 +146,9 @@ pub struct CoopTile {
     pub fm: u32,
     /// 16-column fragments per subgroup.
     pub fn_: u32,
+    /// 16-deep fragments per staged slice of K (1..=4; 2 is a 32-deep slice). Deeper slices mean
+    /// fewer global-memory round trips per workgroup, which bounds small-M products.
+    pub kf: u32,
 }
 
 impl CoopTile {
@@ -159,14 +162,33 @@ impl CoopTile {
         self.wn * self.fn_ * 16
     }
 
-    /// Parses `WMxWNxFMxFN` (e.g. `2x2x2x4`), each 1..=8; `None` when malformed.
+    /// Depth of a staged slice of K.
+    pub fn bk(self) -> u32 {
+        self.kf * 16
+    }
+
+    /// Parses `WMxWNxFMxFN` (e.g. `2x2x2x4`, 32-deep slices) or `WMxWNxFMxFNxKF`, each of the
+    /// first four 1..=8 and KF 1..=4; `None` when malformed.
     pub fn parse(s: &str) -> Option<CoopTile> {
         let v: Vec<u32> = s
             .split('x')
             .map(|p| p.trim().parse().ok().filter(|n| (1..=8).contains(n)))
             .collect::<Option<_>>()?;
         match v[..] {
-            [wm, wn, fm, fn_] => Some(CoopTile { wm, wn, fm, fn_ }),
+            [wm, wn, fm, fn_] => Some(CoopTile {
+                wm,
+                wn,
+                fm,
+                fn_,
+                kf: 2,
+            }),
+            [wm, wn, fm, fn_, kf] if kf <= 4 => Some(CoopTile {
+                wm,
+                wn,
+                fm,
+                fn_,
+                kf,
+            }),
             _ => None,
         }
     }
@@ -174,7 +196,11 @@ impl CoopTile {
 
 impl std::fmt::Display for CoopTile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}x{}x{}", self.wm, self.wn, self.fm, self.fn_)
+        write!(f, "{}x{}x{}x{}", self.wm, self.wn, self.fm, self.fn_)?;
+        if self.kf != 2 {
+            write!(f, "x{}", self.kf)?;
+        }
+        Ok(())
     }
 }
 
@@ -411,12 +437,14 @@ impl Tuning {
                 wn: 4,
                 fm: 2,
                 fn_: 2,
+                kf: 2,
             },
             coop_tile_small: CoopTile {
                 wm: 2,
                 wn: 2,
                 fm: 1,
                 fn_: 1,
+                kf: 2,
             },
             coop_min_groups: 264,
             unrolled_bt: (4, 4),
@@ -446,12 +474,14 @@ impl Tuning {
                             wn: 1,
                             fm: 2,
                             fn_: 2,
+                            kf: 2,
                         },
                         coop_tile_small: CoopTile {
                             wm: 1,
                             wn: 1,
                             fm: 2,
                             fn_: 2,
+                            kf: 2,
                         },
                         coop_min_groups: 0,
                         unrolled_bt: (8, 4),

@@ -3,8 +3,8 @@
 //!
 //! Each subgroup keeps its `FM x FN` accumulators as named `coop_mat16x16<f32, C>` values (a
 //! loop-indexed array of them would be the local-memory hazard ARCHITECTURE.md describes), and per
-//! staged 32-deep slice loads `FM` hi and `FM` lo fragments of `a` and `FN` fragments of `b` for
-//! each 16-deep half, then issues `2 * FM * FN` multiply-adds.
+//! staged slice (`KF` 16-deep fragments) loads `FM` hi and `FM` lo fragments of `a` and `FN`
+//! fragments of `b` for each 16-deep part, then issues `2 * FM * FN` multiply-adds.
 
 use crate::gpu::pipeline::fill_template;
 use crate::gpu::CoopTile;
@@ -13,16 +13,17 @@ use std::fmt::Write;
 /// Shared-memory bytes of the kernel for `tile`: a's hi and lo halves, b in the larger of its
 /// two layouts, and one f32 fragment per subgroup for the epilogue.
 pub(crate) fn coop_workgroup_bytes(tile: CoopTile) -> u32 {
-    let a = 2 * tile.bm() * (32 + 8) * 2;
+    let a = 2 * tile.bm() * (tile.bk() + 8) * 2;
     let b = b_len(tile) * 2;
     let c = tile.wm * tile.wn * 256 * 4;
     a + b + c
 }
 
-/// Length in f16 elements of the staged b: `[BN, 40]` (b `[N, K]`) or `[32, BN + 8]` (b `[K, N]`).
+/// Length in f16 elements of the staged b: `[BN, BK + 8]` (b `[N, K]`) or `[BK, BN + 8]` (b
+/// `[K, N]`).
 pub(crate) fn b_len(tile: CoopTile) -> u32 {
-    let bn = tile.bn();
-    (bn * (32 + 8)).max(32 * (bn + 8))
+    let (bn, bk) = (tile.bn(), tile.bk());
+    (bn * (bk + 8)).max(bk * (bn + 8))
 }
 
 /// `shaders/matmul_coop.wgsl` (`template`) with the accumulators, the multiply-adds and the
@@ -37,7 +38,7 @@ pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool, subgroup: u32)
         }
     }
     let mut mma = String::new();
-    for kk in 0..2 {
+    for kk in 0..tile.kf {
         let _ = writeln!(mma, "        {{");
         for i in 0..fm {
             let off = format!("(sm * {} + {}u) * LDA + {}u", fm * 16, i * 16, kk * 16);
@@ -93,11 +94,11 @@ pub(super) fn coop_body(template: &str, tile: CoopTile, bt: bool, subgroup: u32)
             );
         }
     }
-    // Chunks of 4 elements per invocation and slice: a's BM x 32 and b's BN x 32 over WG
+    // Chunks of 4 elements per invocation and slice: a's BM x BK and b's BN x BK over WG
     // invocations (the last ones may own one chunk fewer: put/load skip chunks past the slice).
     let wg = tile.wm * tile.wn * subgroup;
-    let na = (tile.bm() * 32 / 4).div_ceil(wg);
-    let nb = (tile.bn() * 32 / 4).div_ceil(wg);
+    let na = (tile.bm() * tile.bk() / 4).div_ceil(wg);
+    let nb = (tile.bn() * tile.bk() / 4).div_ceil(wg);
     let (mut decl, mut put, mut load) = (String::new(), String::new(), String::new());
     for (name, n, f) in [("pa", na, "a"), ("pb", nb, "b")] {
         let base = if f == "a" { "a_base, m0" } else { "b_base, n0" };

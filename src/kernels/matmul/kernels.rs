@@ -231,6 +231,7 @@ fn coop_wgsl(binds: &MatmulBindings<'_>, key: &CoopKey, subgroup: u32) -> String
                 ("WN", t.wn),
                 ("FM", t.fm),
                 ("FN", t.fn_),
+                ("KF", t.kf),
                 ("B_LEN", b_len(t)),
             ],
             &binds.prologue()
