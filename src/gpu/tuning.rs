@@ -86,13 +86,14 @@ pub struct MatmulTuning {
     pub gemv_rows_packed_f16: bool,
     /// [`MatmulKernel::Auto`] takes the cooperative-matrix kernel ([`MatmulKernel::Coop`]) for f16
     /// weights where the adapter offers it ([`Caps::coop_f16`](super::Caps::coop_f16)) instead of
-    /// `large`. GPUs: yes (an H200, 2026-12-04, BENCHMARKS.md: f16 linears 2.5x-3.1x the tiled
-    /// kernel, 43 TFLOP/s at 4096^3 against 15.3; MiniLM B32 1.34x, opus-mt-sized beam-4 decoding
-    /// at batch 32 1.55x); CPU: no (lavapipe offers no cooperative matrices through wgpu).
+    /// `large`. GPUs: yes (an H200, 2026-12-04, BENCHMARKS.md: f16 linears 3.2x-3.4x the tiled
+    /// kernel, 52 TFLOP/s at 4096^3 against 15.3); CPU: no (lavapipe offers no cooperative
+    /// matrices through wgpu).
     pub coop_auto: bool,
     /// Block of the cooperative-matrix kernel: subgroups per workgroup and 16 x 16 fragments per
     /// subgroup ([`CoopTile`]). GPUs: 4 x 4 subgroups of 2 x 2 fragments, a 128 x 128 tile of 512
-    /// invocations (an H200, f16 linear 4096^3: 43.4 TFLOP/s, against 22.0 for 2 x 2 x 2 x 4,
+    /// invocations (an H200, f16 linear 4096^3, before the register prefetch: 43.4 TFLOP/s, 52.4
+    /// with it; before it, against 22.0 for 2 x 2 x 2 x 4,
     /// 19.2 for 2 x 4 x 2 x 2, 16.5 for 2 x 2 x 2 x 2 and 5.9 for one subgroup of 2 x 2; MiniLM's
     /// 4096 x 384 -> 1536: 44.6 against 26.5 at best); CPU: unused.
     pub coop_tile: CoopTile,
@@ -260,8 +261,8 @@ pub struct AttnTuning {
     /// Split-key decoding (few query rows, many keys) runs the workgroup-per-chunk kernel
     /// (`shaders/sdpa_decode_wg.wgsl`: a workgroup shares each chunk's scores, softmax and P·V)
     /// instead of one invocation per chunk (`shaders/sdpa_decode.wgsl`). CPU: no (barriers are
-    /// costly on lavapipe); GPUs: yes (an H200, 2026-12-04: B1 H8 D64 Tq = 1 against 1024 keys
-    /// took 0.147 ms with one invocation per chunk, over 50x its memory time).
+    /// costly on lavapipe); GPUs: yes (an H200, 2026-12-04, B1 H8 D64 Tq = 1: 1024 keys 0.020 ms
+    /// against 0.143 with one invocation per chunk, 16384 keys 0.080 against 0.509).
     pub decode_workgroup: bool,
     /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
