@@ -195,12 +195,14 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
         }
     }
     // Where the adapter has cooperative matrices (tensor cores): the f16 linear on them against
-    // the tiled kernel, at a Marian layer's FFN, MiniLM's FFN at batch 32 and a size that fills a
+    // the tiled kernel, at a Marian decode step's 512 -> 512 linear (128 rows: batch 32, beam 4)
+    // and FFN, MiniLM's FFN at batch 32 and a size that fills a
     // large GPU, with the table's block and any asked for in HEEDFUL_BENCH_COOP_TILES.
     if ctx.gpu.caps().coop_f16 {
         let mut kernels = vec![MatmulKernel::Tiled, MatmulKernel::Coop];
         kernels.extend(extra_coop_tiles());
         for (name, m, k, n) in [
+            ("linear_out", 128, 512, 512),
             ("linear_ffn_up", 128, 512, 2048),
             ("linear_ffn_up", 4096, 384, 1536),
             ("linear_big", 4096, 4096, 4096),

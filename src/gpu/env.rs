@@ -28,6 +28,7 @@
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
 //! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN[xKF]`, each 1..=8, KF 1..=4 | the cooperative-matrix kernel's block |
+//! | `HEEDFUL_COOP_TILE_SMALL` | as `HEEDFUL_COOP_TILE` | its block for grids too small to fill the device |
 //! | `HEEDFUL_PROFILE` | `0`, `1` | time every dispatch with GPU timestamps ([`crate::gpu::DispatchProfile`]) |
 //!
 //! Unset or blank variables take the default; anything else outside the accepted set is an
@@ -69,8 +70,10 @@ pub struct TuningOverrides {
     /// `HEEDFUL_COOP_AUTO`: [`MatmulKernel::Auto`](crate::kernels::matmul::MatmulKernel::Auto)
     /// takes the cooperative-matrix kernel for f16 weights where offered (`1`) or never (`0`).
     pub coop_auto: Option<bool>,
-    /// `HEEDFUL_COOP_TILE`: the cooperative-matrix kernel's block, `WMxWNxFMxFN`.
+    /// `HEEDFUL_COOP_TILE`: the cooperative-matrix kernel's block, `WMxWNxFMxFN[xKF]`.
     pub coop_tile: Option<super::CoopTile>,
+    /// `HEEDFUL_COOP_TILE_SMALL`: its block for grids too small to fill the device.
+    pub coop_tile_small: Option<super::CoopTile>,
     /// `HEEDFUL_ATTN_DECODE_WG`: decoding attention runs one workgroup (`1`) or one invocation
     /// (`0`) per key chunk.
     pub attn_decode_workgroup: Option<bool>,
@@ -161,6 +164,20 @@ impl EnvConfig {
                 })
                 .transpose()
         };
+        let tile = |var: &'static str| -> Result<Option<super::CoopTile>, EnvError> {
+            get(var)
+                .map(|v| {
+                    super::CoopTile::parse(&v).ok_or_else(|| {
+                        bad(
+                            var,
+                            &v,
+                            "not a cooperative-matrix block",
+                            "WMxWNxFMxFN or WMxWNxFMxFNxKF, each 1..=8, KF 1..=4 (e.g. 2x2x2x4)",
+                        )
+                    })
+                })
+                .transpose()
+        };
         Ok(EnvConfig {
             adapter: get("HEEDFUL_ADAPTER"),
             backends,
@@ -173,18 +190,8 @@ impl EnvConfig {
                 attn_unrolled: flag("HEEDFUL_ATTN_UNROLL")?,
                 coop_auto: flag("HEEDFUL_COOP_AUTO")?,
                 attn_decode_workgroup: flag("HEEDFUL_ATTN_DECODE_WG")?,
-                coop_tile: get("HEEDFUL_COOP_TILE")
-                    .map(|v| {
-                        super::CoopTile::parse(&v).ok_or_else(|| {
-                            bad(
-                                "HEEDFUL_COOP_TILE",
-                                &v,
-                                "not a cooperative-matrix block",
-                                "WMxWNxFMxFN or WMxWNxFMxFNxKF, each 1..=8, KF 1..=4 (e.g. 2x2x2x4)",
-                            )
-                        })
-                    })
-                    .transpose()?,
+                coop_tile: tile("HEEDFUL_COOP_TILE")?,
+                coop_tile_small: tile("HEEDFUL_COOP_TILE_SMALL")?,
             },
             profile: flag("HEEDFUL_PROFILE")?.unwrap_or(false),
             no_coop: !flag("HEEDFUL_COOP")?.unwrap_or(true),
@@ -238,6 +245,7 @@ mod tests {
             ("HEEDFUL_COOP", "0"),
             ("HEEDFUL_COOP_AUTO", "1"),
             ("HEEDFUL_COOP_TILE", "4x2x2x1"),
+            ("HEEDFUL_COOP_TILE_SMALL", "1x2x1x1x4"),
             ("HEEDFUL_ATTN_DECODE_WG", "0"),
         ]))
         .unwrap();
@@ -261,6 +269,7 @@ mod tests {
                     fn_: 1,
                     kf: 2
                 }),
+                coop_tile_small: crate::gpu::CoopTile::parse("1x2x1x1x4"),
                 attn_decode_workgroup: Some(false),
             }
         );

@@ -356,9 +356,10 @@ pub struct Tuning {
     pub rnn_fused_wg: u32,
     /// Threads per row of the decode search's row kernel (`search_row`: log-softmax, logits
     /// processors and the row's top candidates over the vocabulary; a power of two, lowered by
-    /// `kernels::search` until its workgroup arrays fit the device). CPU: 64; GPUs: 256 (an H200
-    /// profile of opus-mt-sized beam 4 had 64 threads spend 1.4 ms per row on a 65 001 vocabulary:
-    /// each thread's ~1000 serial loads were latency-bound).
+    /// `kernels::search` until its workgroup arrays fit the device). CPU: 64; GPUs: 1024 (512 for
+    /// beam 4's 8 candidates in 48 KiB; an H200 profile of opus-mt-sized beam 4 had 64 threads
+    /// spend 1.4 ms per row pass on a 65 001 vocabulary and 256 threads 0.39-0.47 ms: each
+    /// thread's serial loads are latency-bound, one workgroup per row).
     pub search_row_wg: u32,
     /// Padded tokens (rows x longest row) one BERT graph run holds by default, so that one
     /// submission stays bounded (`BertEncoder::embed` splits larger batches). GPUs: 8192, a few
@@ -540,7 +541,7 @@ impl Tuning {
                 attn: gpu_attn,
                 recurrent: gpu_recurrent,
                 rnn_fused_wg: 64,
-                search_row_wg: fit(256),
+                search_row_wg: fit(1024),
                 encoder_tokens_per_run: 8192,
                 bench: gpu_bench,
             },
@@ -598,6 +599,8 @@ impl Tuning {
         }
         if let Some(t) = o.coop_tile {
             self.matmul.coop_tile = t;
+        }
+        if let Some(t) = o.coop_tile_small {
             self.matmul.coop_tile_small = t;
         }
         Ok(self)
@@ -896,14 +899,14 @@ mod tests {
             attn_unrolled: Some(false),
             coop_auto: Some(true),
             coop_tile: CoopTile::parse("4x1x1x2"),
+            coop_tile_small: CoopTile::parse("1x1x1x1x4"),
             attn_decode_workgroup: Some(true),
         };
         let t = base.with_overrides(&o, &c).unwrap();
         assert!(t.matmul.coop_auto && t.attn.decode_workgroup);
-        let four = CoopTile::parse("4x1x1x2");
         assert_eq!(
             (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),
-            (four, four)
+            (CoopTile::parse("4x1x1x2"), CoopTile::parse("1x1x1x1x4"))
         );
         let a = t.attn;
         assert_eq!(
