@@ -247,15 +247,31 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], dt
     std::fs::write(path, bytes).unwrap();
 }
 
-/// A fresh folder under the target dir.
-fn folder(name: &str) -> PathBuf {
+/// A fresh folder under the system temp dir, removed when dropped (the opus-sized one holds a
+/// 155 MB checkpoint: left behind, every test run would add one).
+struct Folder(PathBuf);
+
+impl std::ops::Deref for Folder {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn folder(name: &str) -> Folder {
     let dir = std::env::temp_dir().join(format!("heedful_marian_{}_{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Folder(dir)
 }
 
-fn write_model(name: &str, spec: &Spec, seed: u64) -> PathBuf {
+fn write_model(name: &str, spec: &Spec, seed: u64) -> Folder {
     let dir = folder(name);
     std::fs::write(dir.join("config.json"), spec.config_json()).unwrap();
     write_safetensors(
