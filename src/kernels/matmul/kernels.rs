@@ -104,19 +104,8 @@ pub(super) fn record_blocked(
             &binds.prologue(),
         )
     })?;
-    let tiles_n = p.n.div_ceil((key.wg * key.tn) as usize);
-    let tiles_m = p.m.div_ceil(key.tm as usize);
-    let groups = tiles_n * tiles_m * p.batch;
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &binds.buffers(),
-        grid(rec, p.op, groups)?,
-    )?;
-    rec.push(d);
-    Ok(())
+    let block = (key.tm as usize, (key.wg * key.tn) as usize);
+    push_tiles(rec, p, "matmul", &pipeline, &binds, block)
 }
 
 /// Pipeline key of the tiled kernel.
@@ -143,20 +132,20 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
             &binds.prologue(),
         )
     })?;
-    push_tiles(rec, p, "matmul_tiled", &pipeline, &binds, 64)
+    push_tiles(rec, p, "matmul_tiled", &pipeline, &binds, (64, 64))
 }
 
-/// Records one workgroup per `tile x tile` block of the output (per batch item) with the matmul
-/// family's `Params`: the grid of the tiled and cooperative-matrix kernels.
+/// Records one workgroup per `block_m x block_n` block of the output (per batch item) with the
+/// matmul family's `Params`: the grid of every kernel here.
 fn push_tiles(
     rec: &mut Recorder,
     p: &Problem,
     label: &'static str,
     pipeline: &wgpu::ComputePipeline,
     binds: &MatmulBindings<'_>,
-    tile: usize,
+    (block_m, block_n): (usize, usize),
 ) -> Result<()> {
-    let (tiles_n, tiles_m) = (p.n.div_ceil(tile), p.m.div_ceil(tile));
+    let (tiles_n, tiles_m) = (p.n.div_ceil(block_n), p.m.div_ceil(block_m));
     let params = p.params(tiles_n, tiles_m);
     let d = rec.gpu().dispatch(
         label,
@@ -275,20 +264,8 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile
     let pipeline = gpu.pipeline("matmul_coop", &(key.clone(), subgroup, p.act), || {
         coop_wgsl(&binds, &key, subgroup)
     })?;
-    let (tiles_n, tiles_m) = (
-        p.n.div_ceil(tile.bn() as usize),
-        p.m.div_ceil(tile.bm() as usize),
-    );
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul_coop",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &binds.buffers(),
-        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
-    )?;
-    rec.push(d);
-    Ok(())
+    let block = (tile.bm() as usize, tile.bn() as usize);
+    push_tiles(rec, p, "matmul_coop", &pipeline, &binds, block)
 }
 
 /// Pipeline key of the unrolled kernel.
@@ -376,16 +353,6 @@ pub(super) fn record_unrolled(
             &binds.prologue(),
         )
     })?;
-    let tiles_n = p.n.div_ceil((wg * tn) as usize);
-    let tiles_m = p.m.div_ceil(tm as usize);
-    let params = p.params(tiles_n, tiles_m);
-    let d = gpu.dispatch(
-        "matmul_unrolled",
-        &pipeline,
-        bytemuck::bytes_of(&params),
-        &binds.buffers(),
-        grid(rec, p.op, tiles_n * tiles_m * p.batch)?,
-    )?;
-    rec.push(d);
-    Ok(())
+    let block = (tm as usize, (wg * tn) as usize);
+    push_tiles(rec, p, "matmul_unrolled", &pipeline, &binds, block)
 }
