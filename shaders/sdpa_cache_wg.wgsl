@@ -22,11 +22,10 @@
 const NEG: f32 = -3.0e38;
 
 // workgroup-init: self -- sc[t] is written by invocation t for every t < WG before the barrier
-// that precedes its reads; red is written by every invocation before each reduction's barrier;
-// accs[g * DH + c] is written for every g < G, c < DH (the P·V loop's (c, g) pairs cover them)
-// before the barrier that precedes the final sums, which read only those.
+// that precedes its reads; accs[g * DH + c] is written for every g < G, c < DH (the P·V loop's
+// (c, g) pairs cover them) before the barrier that precedes the final sums, which read only those.
+// (`red` and the reductions: shaders/common/workgroup_reduce.wgsl.)
 var<workgroup> sc: array<f32, WG>;
-var<workgroup> red: array<f32, WG>;
 var<workgroup> accs: array<f32, ACCN>;
 
 @compute @workgroup_size(WG)
@@ -55,29 +54,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         s = dotp * p.scale;
     }
-    red[lid] = s;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            red[lid] = max(red[lid], red[lid + w]);
-        }
-        workgroupBarrier();
-    }
-    let m = red[0];
-    workgroupBarrier();
+    let m = workgroup_max(lid, s);
 
     // 2. Its probability and the chunk's sum.
     let pt = select(0.0, exp(s - m), j < ke);
     sc[lid] = pt;
-    red[lid] = pt;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            red[lid] = red[lid] + red[lid + w];
-        }
-        workgroupBarrier();
-    }
-    let l = red[0];
+    // The sum's barriers also publish the probabilities in `sc` for step 3.
+    let l = workgroup_sum(lid, pt);
 
     // 3. P·V: dims c0, c0 + LG, ... over positions g, g + G, ...
     let c0 = lid % LG;

@@ -1,7 +1,7 @@
 // Flash-decoding, first pass, for GPUs: one workgroup per (query row, key chunk). Few query rows
 // (typically Tq = 1) against many keys; the chunk's WG invocations share the work three ways:
 //   1. scores: one key per invocation at a time (a D-long dot product each), kept in workgroup
-//      memory; the chunk's max by a tree reduction;
+//      memory; the chunk's max by a tree reduction (shaders/common/workgroup_reduce.wgsl);
 //   2. probabilities exp(s - max) of each invocation's own keys, and their sum by a reduction;
 //   3. P·V: invocation (c, g) = (lid % DV4, lid / DV4) sums the keys g, g + G, g + 2G, ... of the
 //      Dv chunk c (G = WG / DV4 key groups, so neighbouring invocations read neighbouring v
@@ -25,10 +25,10 @@
 // MAXC (the largest chunk: the scores' workgroup array). Grid: x = nsplit, y = B*H*Tq.
 
 // workgroup-init: self -- sc[t] is written for every t < n (the chunk's keys) in the score loop
-// before the barrier that precedes any read, and only t < n is read; red and accs are written by
-// every invocation before the barrier that precedes their reads.
+// before the barrier that precedes any read, and only t < n is read; accs is written by every
+// invocation before the barrier that precedes its reads. (`red` and the reductions
+// workgroup_max / workgroup_sum: shaders/common/workgroup_reduce.wgsl.)
 var<workgroup> sc: array<f32, MAXC>;
-var<workgroup> red: array<f32, WG>;
 var<workgroup> accs: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(WG)
@@ -64,16 +64,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         sc[t] = s;
         tmax = max(tmax, s);
     }
-    red[lid] = tmax;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            red[lid] = max(red[lid], red[lid + w]);
-        }
-        workgroupBarrier();
-    }
-    let m = red[0];
-    workgroupBarrier();
+    let m = workgroup_max(lid, tmax);
 
     // 2. Probabilities of this invocation's keys (masked ones 0: exp(NEG - m) would be too) and
     // the chunk's sum.
@@ -84,15 +75,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         sc[t] = pt;
         lsum += pt;
     }
-    red[lid] = lsum;
-    workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-        if (lid < w) {
-            red[lid] = red[lid] + red[lid + w];
-        }
-        workgroupBarrier();
-    }
-    let l = red[0];
+    // The sum's barriers also publish the probabilities in `sc` for step 3.
+    let l = workgroup_sum(lid, lsum);
 
     // 3. P·V over key groups, then the groups' sums.
     let c = lid % DV4;

@@ -37,6 +37,11 @@ pub const REGISTRY: &[OpEntry] = &[
 use crate::gpu::Gpu;
 use crate::tensor::{DType, Tensor};
 
+/// `shaders/common/workgroup_reduce.wgsl`: `workgroup_max` / `workgroup_sum` over a workgroup of
+/// `WG` invocations, for kernels that reduce across their workgroup (the decoding attentions).
+pub(crate) const WORKGROUP_REDUCE_SRC: &str =
+    include_str!("../../shaders/common/workgroup_reduce.wgsl");
+
 /// Checks that `t` has one of the `allowed` dtypes.
 pub(crate) fn check_dtype(op: &str, operand: &str, t: &Tensor, allowed: &[DType]) -> Result<()> {
     if allowed.contains(&t.dtype()) {

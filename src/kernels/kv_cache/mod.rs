@@ -482,8 +482,9 @@ pub(crate) fn record_cache_attention_kernel(
         (OP, [p.nsplit.div_ceil(WG), rh32, 1])
     };
     let pipe = gpu.pipeline(label, &dh, || {
-        let decls = [vec![Params::wgsl()], binds.wgsl()].concat();
+        let mut decls = [vec![Params::wgsl()], binds.wgsl()].concat();
         if workgroup {
+            decls.push(crate::kernels::WORKGROUP_REDUCE_SRC.to_string());
             // Lanes per key group and key groups of the P·V step (see the shader).
             let lg = (dh as u32).min(WG);
             let g = WG / lg;

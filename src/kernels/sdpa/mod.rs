@@ -175,6 +175,9 @@ pub(crate) fn qkv_pipeline(
             decls.push(loader("v", "DV"));
         }
         decls.push(MASK_SRC.to_string());
+        if kernel == "sdpa_decode_wg" {
+            decls.push(crate::kernels::WORKGROUP_REDUCE_SRC.to_string());
+        }
         let generated;
         let body = if unrolled {
             generated = unrolled_flash_source(
