@@ -60,11 +60,10 @@ fn kernel_name(k: MatmulKernel) -> String {
 /// The kernel `Auto` picks, by name, for the `extra` column (`f16_b`: the weights are f16, which
 /// the cooperative-matrix kernel takes where the adapter offers it).
 fn auto_choice(gpu: &Gpu, bt: bool, m: usize, n: usize, f16_b: bool) -> String {
-    let k = mm::auto_kernel(gpu.tuning(), m, bt);
-    if k == MatmulKernel::Tiled && f16_b && gpu.caps().coop_f16 && gpu.tuning().matmul.coop_auto {
-        return format!("coop{}", gpu.tuning().coop_tile_for(1, m, n));
+    match mm::auto_kernel_on(gpu, 1, m, n, bt, f16_b) {
+        MatmulKernel::Coop => format!("coop{}", gpu.tuning().coop_tile_for(1, m, n)),
+        k => kernel_name(k),
     }
-    kernel_name(k)
 }
 
 /// Times `a [M, K] @ b [K, N]` (f32) with `kernel`.

@@ -415,6 +415,34 @@ pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKerne
     }
 }
 
+/// The kernel [`MatmulKernel::Auto`] picks on `gpu` for `batch` products of `m x n` with `b`
+/// stored `[N, K]` (`b_transposed`) or `[K, N]`, held as native f16 (`f16_b`): [`auto_kernel`],
+/// except that where it names the tiled kernel, f16 weights take the cooperative-matrix kernel when
+/// the adapter has tensor cores, the table says they pay
+/// ([`MatmulTuning::coop_auto`](crate::gpu::MatmulTuning::coop_auto)) and the table's block for
+/// this shape fits the device (else the tiled kernel stays).
+pub fn auto_kernel_on(
+    gpu: &crate::gpu::Gpu,
+    batch: usize,
+    m: usize,
+    n: usize,
+    b_transposed: bool,
+    f16_b: bool,
+) -> MatmulKernel {
+    let k = auto_kernel(gpu.tuning(), m, b_transposed);
+    let tile = gpu.tuning().coop_tile_for(batch, m, n);
+    if k == MatmulKernel::Tiled
+        && f16_b
+        && gpu.tuning().matmul.coop_auto
+        && gpu.caps().coop_f16
+        && kernels::coop_fits(gpu.caps(), tile)
+    {
+        MatmulKernel::Coop
+    } else {
+        k
+    }
+}
+
 fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Result<()> {
     // Sizes must fit the kernels' u32 indexing.
     for (name, t) in [("a", p.a), ("b", p.b), ("out", p.out)] {
@@ -429,18 +457,8 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
     }
     let kernel = match kernel {
         MatmulKernel::Auto => {
-            let k = auto_kernel(rec.gpu().tuning(), p.m, p.bt);
-            // Tensor cores where the adapter has them and the table says they pay, for the f16
-            // weights they take as they are.
-            if k == MatmulKernel::Tiled
-                && rec.gpu().tuning().matmul.coop_auto
-                && rec.gpu().caps().coop_f16
-                && p.b_elem(rec)? == crate::gpu::Elem::F16
-            {
-                MatmulKernel::Coop
-            } else {
-                k
-            }
+            let f16_b = p.b_elem(rec)? == crate::gpu::Elem::F16;
+            auto_kernel_on(rec.gpu(), p.batch, p.m, p.n, p.bt, f16_b)
         }
         k => k,
     };

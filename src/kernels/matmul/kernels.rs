@@ -249,8 +249,8 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile
         ));
     }
     let subgroup = caps.subgroup_max_size;
-    let (invocations, bytes) = (tile.wm * tile.wn * subgroup, coop_workgroup_bytes(tile));
-    if invocations > caps.max_invocations || bytes > caps.max_workgroup_storage {
+    if !coop_fits(caps, tile) {
+        let (invocations, bytes) = (tile.wm * tile.wn * subgroup, coop_workgroup_bytes(tile));
         return Err(Error::invalid(
             p.op,
             format!(
@@ -266,6 +266,12 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile
     })?;
     let block = (tile.bm() as usize, tile.bn() as usize);
     push_tiles(rec, p, "matmul_coop", &pipeline, &binds, block)
+}
+
+/// Whether a workgroup of block `tile` fits the device's invocations and workgroup memory.
+pub(super) fn coop_fits(caps: &crate::gpu::Caps, tile: CoopTile) -> bool {
+    tile.wm * tile.wn * caps.subgroup_max_size <= caps.max_invocations
+        && coop_workgroup_bytes(tile) <= caps.max_workgroup_storage
 }
 
 /// Pipeline key of the unrolled kernel.
