@@ -479,13 +479,7 @@ fn coop_tiles() -> Vec<CoopTile> {
 }
 
 fn coop_kernel(t: CoopTile) -> MatmulKernel {
-    MatmulKernel::CoopTile {
-        wm: t.wm as u8,
-        wn: t.wn as u8,
-        fm: t.fm as u8,
-        fn_: t.fn_ as u8,
-        kf: t.kf as u8,
-    }
+    MatmulKernel::CoopTile(t)
 }
 
 /// naga parses `src`, validates it with every capability allowed, and writes SPIR-V.
@@ -706,13 +700,13 @@ fn coop_blocks_over_the_limits_are_errors() {
         (0, 1, 1, 1, 2),
         (1, 1, 1, 1, 5),
     ] {
-        let kernel = MatmulKernel::CoopTile {
+        let kernel = MatmulKernel::CoopTile(CoopTile {
             wm,
             wn,
             fm,
             fn_,
             kf,
-        };
+        });
         let e = ops::linear_with(&gpu, &x, &w, None, kernel).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("linear") && msg.contains("block"), "{msg}");

@@ -38,22 +38,7 @@ fn kernel_name(k: MatmulKernel) -> String {
         MatmulKernel::GemvRows => "gemv_rows".into(),
         MatmulKernel::GemvSplitK => "gemv_splitk".into(),
         MatmulKernel::Coop => "coop".into(),
-        MatmulKernel::CoopTile {
-            wm,
-            wn,
-            fm,
-            fn_,
-            kf,
-        } => {
-            let t = CoopTile {
-                wm: wm as u32,
-                wn: wn as u32,
-                fm: fm as u32,
-                fn_: fn_ as u32,
-                kf: kf as u32,
-            };
-            format!("coop{t}")
-        }
+        MatmulKernel::CoopTile(t) => format!("coop{t}"),
     }
 }
 
@@ -211,7 +196,7 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
                 match (r, kernel) {
                     // An asked-for block over this device's limits is reported and skipped, so
                     // one bad entry does not cost the suite's other lines.
-                    (Err(e), MatmulKernel::CoopTile { .. }) => eprintln!("skipping: {e}"),
+                    (Err(e), MatmulKernel::CoopTile(_)) => eprintln!("skipping: {e}"),
                     (r, _) => r?,
                 }
             }
@@ -230,13 +215,7 @@ fn extra_coop_tiles() -> Vec<MatmulKernel> {
     spec.split(',')
         .filter(|e| !e.trim().is_empty())
         .filter_map(|e| match CoopTile::parse(e.trim()) {
-            Some(t) => Some(MatmulKernel::CoopTile {
-                wm: t.wm as u8,
-                wn: t.wn as u8,
-                fm: t.fm as u8,
-                fn_: t.fn_ as u8,
-                kf: t.kf as u8,
-            }),
+            Some(t) => Some(MatmulKernel::CoopTile(t)),
             None => {
                 eprintln!(
                     "HEEDFUL_BENCH_COOP_TILES: skipping {e:?} (want WMxWNxFMxFN, each 1..=8)"

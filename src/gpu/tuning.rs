@@ -168,6 +168,15 @@ impl CoopTile {
         self.kf * 16
     }
 
+    /// Subgroup and fragment counts in 1..=8, `kf` in 1..=4: the blocks the kernel is generated
+    /// for (and whose sizes cannot overflow).
+    pub fn is_valid(self) -> bool {
+        [self.wm, self.wn, self.fm, self.fn_]
+            .iter()
+            .all(|v| (1..=8).contains(v))
+            && (1..=4).contains(&self.kf)
+    }
+
     /// Parses `WMxWNxFMxFN` (e.g. `2x2x2x4`, 32-deep slices) or `WMxWNxFMxFNxKF`, each of the
     /// first four 1..=8 and KF 1..=4; `None` when malformed.
     pub fn parse(s: &str) -> Option<CoopTile> {
@@ -175,23 +184,24 @@ impl CoopTile {
             .split('x')
             .map(|p| p.trim().parse().ok().filter(|n| (1..=8).contains(n)))
             .collect::<Option<_>>()?;
-        match v[..] {
-            [wm, wn, fm, fn_] => Some(CoopTile {
+        let t = match v[..] {
+            [wm, wn, fm, fn_] => CoopTile {
                 wm,
                 wn,
                 fm,
                 fn_,
                 kf: 2,
-            }),
-            [wm, wn, fm, fn_, kf] if kf <= 4 => Some(CoopTile {
+            },
+            [wm, wn, fm, fn_, kf] => CoopTile {
                 wm,
                 wn,
                 fm,
                 fn_,
                 kf,
-            }),
-            _ => None,
-        }
+            },
+            _ => return None,
+        };
+        t.is_valid().then_some(t)
     }
 }
 
@@ -768,6 +778,20 @@ mod tests {
         assert_eq!(t.coop_tile_for(min - 1, bm, bn), small);
         assert_eq!(t.coop_tile_for(min - 1, bm + 1, bn), large);
         assert_eq!(CoopTile::parse(&large.to_string()), Some(large));
+        // Counts an embedder could set directly: outside the ranges, never valid (so no size
+        // arithmetic on them overflows).
+        assert!(large.is_valid() && small.is_valid());
+        for bad in [
+            CoopTile {
+                wm: u32::MAX,
+                ..large
+            },
+            CoopTile { fm: 0, ..large },
+            CoopTile { kf: 5, ..large },
+            CoopTile { fn_: 9, ..small },
+        ] {
+            assert!(!bad.is_valid(), "{bad:?}");
+        }
     }
 
     #[test]

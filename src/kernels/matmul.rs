@@ -99,21 +99,9 @@ pub enum MatmulKernel {
     /// tuning table says so ([`MatmulTuning::coop_auto`](crate::gpu::MatmulTuning::coop_auto)).
     /// The block is the table's for the shape ([`Tuning::coop_tile_for`]).
     Coop,
-    /// [`MatmulKernel::Coop`] with a given block: `wm x wn` subgroups per workgroup, `fm x fn_`
-    /// 16 x 16 fragments per subgroup (each 1..=8), slices of K `kf * 16` deep (1..=4). For
-    /// benchmarks and tests of other blocks.
-    CoopTile {
-        /// Subgroups along M.
-        wm: u8,
-        /// Subgroups along N.
-        wn: u8,
-        /// 16-row fragments per subgroup.
-        fm: u8,
-        /// 16-column fragments per subgroup.
-        fn_: u8,
-        /// 16-deep fragments per staged slice of K.
-        kf: u8,
-    },
+    /// [`MatmulKernel::Coop`] with a given block (a [`CoopTile`] outside
+    /// [`CoopTile::is_valid`]'s ranges is an error). For benchmarks and tests of other blocks.
+    CoopTile(CoopTile),
 }
 
 impl MatmulKernel {
@@ -491,28 +479,13 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
         }
         MatmulKernel::Tiled => record_tiled(rec, p),
         MatmulKernel::Coop => kernels::record_coop(rec, p, None),
-        MatmulKernel::CoopTile {
-            wm,
-            wn,
-            fm,
-            fn_,
-            kf,
-        } => {
-            let tile = CoopTile {
-                wm: wm as u32,
-                wn: wn as u32,
-                fm: fm as u32,
-                fn_: fn_ as u32,
-                kf: kf as u32,
-            };
-            let counts = [tile.wm, tile.wn, tile.fm, tile.fn_];
-            if counts.iter().any(|v| !(1..=8).contains(v)) || !(1..=4).contains(&tile.kf) {
+        MatmulKernel::CoopTile(tile) => {
+            if !tile.is_valid() {
                 return Err(Error::invalid(
                     p.op,
                     format!(
-                        "cooperative-matrix block {tile} (kf {}): subgroup and fragment counts \
-                         must be 1..=8, kf 1..=4",
-                        tile.kf
+                        "cooperative-matrix block {tile:?}: subgroup and fragment counts must be \
+                         1..=8, kf 1..=4"
                     ),
                 ));
             }

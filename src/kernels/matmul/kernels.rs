@@ -268,9 +268,11 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile
     push_tiles(rec, p, "matmul_coop", &pipeline, &binds, block)
 }
 
-/// Whether a workgroup of block `tile` fits the device's invocations and workgroup memory.
+/// Whether `tile` is a valid block whose workgroup fits the device's invocations and workgroup
+/// memory (an embedder's tuning override may hold any counts).
 pub(super) fn coop_fits(caps: &crate::gpu::Caps, tile: CoopTile) -> bool {
-    tile.wm * tile.wn * caps.subgroup_max_size <= caps.max_invocations
+    tile.is_valid()
+        && tile.wm * tile.wn * caps.subgroup_max_size <= caps.max_invocations
         && coop_workgroup_bytes(tile) <= caps.max_workgroup_storage
 }
 
