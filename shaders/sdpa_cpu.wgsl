@@ -15,6 +15,10 @@
 // R rows. The `{{NAME}}` markers are filled with straight-line code by `unrolled_flash_source`
 // in src/kernels/sdpa/cpu_source.rs (q{r}_{c}: row r's chunk c of q times the scale; a{r}_{c}: its
 // accumulator chunk; s{r}_{t} / p{r}_{t}: score / probability of row r and key t of the tile).
+// Where subgroups are 8 lanes (lavapipe) the generated tile loads each k and v row once per
+// subgroup, one element per lane, and spreads it with subgroupBroadcast (the entry point then
+// takes the subgroup lane `sid` as an extra argument): llvmpipe loads storage lane by lane
+// inside the key loop even where every lane reads the same address.
 
 const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
@@ -45,7 +49,7 @@ fn masked2(mb: u32, j: u32, end: u32, sc: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32{{ARGS}}) {
     var rb = wid.x % p.row_blocks;
     if (p.causal != 0u) {
         // Later rows see more keys: dispatch them first so the light blocks fill the tail.

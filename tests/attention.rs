@@ -346,14 +346,21 @@ fn sdpa_flash_row_blocks_causal_order_and_base2_softmax() {
 /// The flash configurations the tuning table gives other adapter classes, forced here through the
 /// tuning overrides so that every CI run checks them on whatever adapter it has: the GPU class's
 /// unrolled variant (one row per invocation, 8-key tiles, workgroups of 64) and the shared-memory
-/// K/V tiles (two rows, 16-key tiles, workgroups of 32), on the awkward shapes of
+/// K/V tiles (two rows, 16-key tiles, workgroups of 32), and the CPU table's unrolled variant
+/// without the subgroup-shared k/v loads, on the awkward shapes of
 /// `sdpa_flash_row_blocks_causal_order_and_base2_softmax` (both causal alignments, an additive
 /// mask, D and Dv not multiples of 4 or of the tile).
 #[test]
 fn sdpa_flash_other_adapter_classes_configurations() {
     use heedful::gpu::{GpuOptions, TuningOverrides};
-    let configs = [(1u32, 8u32, 64u32, false, true), (2, 16, 32, true, false)];
-    for (ci, &(r, kt, wg, shared, unrolled)) in configs.iter().enumerate() {
+    // The last: the CPU table's unrolled kernel with every lane loading k and v (the form for
+    // adapters without 8-lane subgroups), on lavapipe where the table would share the loads.
+    let configs = [
+        (1u32, 8u32, 64u32, false, true, None),
+        (2, 16, 32, true, false, None),
+        (8, 4, 8, false, true, Some(false)),
+    ];
+    for (ci, &(r, kt, wg, shared, unrolled, subgroup)) in configs.iter().enumerate() {
         let opts = GpuOptions {
             overrides: TuningOverrides {
                 attn_rows: Some(r),
@@ -361,6 +368,7 @@ fn sdpa_flash_other_adapter_classes_configurations() {
                 attn_wg: Some(wg),
                 attn_shared: Some(shared),
                 attn_unrolled: Some(unrolled),
+                attn_subgroup: subgroup,
                 ..Default::default()
             },
             ..GpuOptions::from_env()

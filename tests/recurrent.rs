@@ -168,6 +168,10 @@ fn persistent_kernels_match_reference_on_awkward_shapes() {
             (13, 1, 9, false, DType::F16),
             (33, 3, 5, false, DType::F32),
             (64, 2, 4, true, DType::F16),
+            // H % 8 == 0: where subgroups are 8 lanes (lavapipe) the resident kernel shares the
+            // h loads over them; with two directions each subgroup stays within one of them.
+            (8, 2, 3, true, DType::F32),
+            (24, 3, 6, false, DType::F16),
         ] {
             let lengths = (batch > 1).then(|| (0..batch).map(|i| steps - i % steps).collect());
             let case = Case {

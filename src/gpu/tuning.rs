@@ -278,6 +278,12 @@ pub struct AttnTuning {
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
     /// and short sequences still make enough workgroups; GPUs: 64.
     pub unrolled_wg: u32,
+    /// The unrolled variant loads each k and v row once per subgroup (one element per lane,
+    /// spread with `subgroupBroadcast`) where subgroups are exactly 8 lanes. CPU: yes (llvmpipe
+    /// loads storage lane by lane inside loops even where every lane reads the same address, so
+    /// the plain form loads each row 8 times); GPUs: no (their subgroups are wider, and they load
+    /// a shared address once).
+    pub unrolled_subgroup: bool,
 }
 
 /// Recurrent (RNN/LSTM/GRU) layer kernels.
@@ -326,6 +332,11 @@ pub struct RecurrentTuning {
     /// instead was only 1.2x); GPUs: 0 (registers are a few hundred words per thread there; not
     /// measured).
     pub resident_max_words: usize,
+    /// The resident kernel loads `h_{t-1}` once per subgroup (one element per lane, spread with
+    /// `subgroupBroadcast`) where subgroups are exactly 8 lanes and `H % 8 == 0`. CPU: yes (llvmpipe
+    /// loads storage lane by lane inside the step loop even at an address every lane shares);
+    /// GPUs: no (they do not run the resident kernel).
+    pub resident_subgroup: bool,
 }
 
 /// Sizes of the benchmark suites that would run far too long on a CPU adapter.
@@ -418,6 +429,7 @@ impl Tuning {
             unrolled_kt: 8,
             unrolled_wg: 64,
             decode_workgroup: true,
+            unrolled_subgroup: false,
         };
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
@@ -427,6 +439,7 @@ impl Tuning {
             persistent_short_steps: 0,
             persistent_short_max_items: 0,
             resident_max_words: 0,
+            resident_subgroup: false,
         };
         let gpu_bench = BenchTuning {
             fma_groups: 16384,
@@ -523,6 +536,7 @@ impl Tuning {
                         unrolled_kt: 4,
                         unrolled_wg: 8,
                         decode_workgroup: false,
+                        unrolled_subgroup: true,
                     },
                     recurrent: RecurrentTuning {
                         stage_h: true,
@@ -532,6 +546,7 @@ impl Tuning {
                         persistent_short_steps: 32,
                         persistent_short_max_items: 512,
                         resident_max_words: 512,
+                        resident_subgroup: true,
                     },
                     rnn_fused_wg: 8,
                     search_row_wg: 64,
@@ -600,6 +615,9 @@ impl Tuning {
         }
         if let Some(u) = o.attn_unrolled {
             self.attn.unrolled = u;
+        }
+        if let Some(s) = o.attn_subgroup {
+            self.attn.unrolled_subgroup = s;
         }
         if let Some(d) = o.attn_decode_workgroup {
             self.attn.decode_workgroup = d;
@@ -925,9 +943,10 @@ mod tests {
             coop_tile: CoopTile::parse("4x1x1x2"),
             coop_tile_small: CoopTile::parse("1x1x1x1x4"),
             attn_decode_workgroup: Some(true),
+            attn_subgroup: Some(false),
         };
         let t = base.with_overrides(&o, &c).unwrap();
-        assert!(t.matmul.coop_auto && t.attn.decode_workgroup);
+        assert!(t.matmul.coop_auto && t.attn.decode_workgroup && !t.attn.unrolled_subgroup);
         assert_eq!(
             (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),
             (CoopTile::parse("4x1x1x2"), CoopTile::parse("1x1x1x1x4"))

@@ -356,6 +356,14 @@ fn validate(
             persistent: persistent.is_some(),
             hu: persistent.is_none() && b.h_stage.is_some(),
             resident: resident.then_some((hidden as u32, dirs as u32)),
+            subgroup: resident && {
+                let caps = gpu.caps();
+                gpu.tuning().recurrent.resident_subgroup
+                    && caps.subgroups
+                    && caps.subgroup_min_size == 8
+                    && caps.subgroup_max_size == 8
+                    && hidden % 8 == 0
+            },
         },
         kp,
     ))

@@ -60,6 +60,9 @@ pub(super) struct Variant {
     /// The resident persistent kernel (recurrent_resident.wgsl): `Some((H, D))`, baked into its
     /// unrolled code; `None` for the streamed kernels.
     pub(super) resident: Option<(u32, u32)>,
+    /// The resident kernel shares each `h_{t-1}` load over an 8-lane subgroup (needs `H % 8 ==
+    /// 0`, so that a subgroup never straddles the two directions).
+    pub(super) subgroup: bool,
 }
 
 /// The generated block body of `cell_step` (see recurrent_cell.wgsl) for `gates` gates, `bu` units
@@ -153,23 +156,41 @@ fn resident_load(gates: usize, kp: usize) -> String {
 /// addresses (both directions' rows then a select when `dirs == 2`), and per gate two FMA chains
 /// (even k, odd k; twice the independent chains of one) over the held weights, summed into `a{g}`
 /// (`a{g}` = 0 for the unused gates past `gates`). For odd `hidden` the last pair has no odd k.
-fn resident_dot(gates: usize, hidden: usize, dirs: u32) -> String {
+///
+/// With `subgroup` (`hidden % 8 == 0`, 8-lane subgroups) lane `sid` loads element `8i + sid` of
+/// the row once per 8 k and `subgroupBroadcast` hands each element to every lane: llvmpipe loads
+/// storage lane by lane inside the step loop, so the plain form loads every h value 8 times.
+fn resident_dot(gates: usize, hidden: usize, dirs: u32, subgroup: bool) -> String {
     let mut s = String::new();
     for g in 0..gates {
         s.push_str(&format!("var a{g}e = 0.0;\nvar a{g}o = 0.0;\n"));
     }
-    let hload = |k: usize| {
+    let hload = |k: &str| {
         if dirs == 2 {
-            format!("select(hs[hb0 + {k}u], hs[hb1 + {k}u], dir == 1u)")
+            format!("select(hs[hb0 + {k}], hs[hb1 + {k}], dir == 1u)")
         } else {
-            format!("hs[hb0 + {k}u]")
+            format!("hs[hb0 + {k}]")
+        }
+    };
+    let h_at = |k: usize| {
+        if subgroup {
+            format!("subgroupBroadcast(hl{}, {}u)", k / 8, k % 8)
+        } else {
+            hload(&format!("{k}u"))
         }
     };
     for k2 in 0..hidden.div_ceil(2) {
         let odd = 2 * k2 + 1 < hidden;
-        s.push_str(&format!("let he{k2} = {};\n", hload(2 * k2)));
+        if subgroup && (2 * k2) % 8 == 0 {
+            let i = 2 * k2 / 8;
+            s.push_str(&format!(
+                "let hl{i} = {};\n",
+                hload(&format!("{}u + sid", 8 * i))
+            ));
+        }
+        s.push_str(&format!("let he{k2} = {};\n", h_at(2 * k2)));
         if odd {
-            s.push_str(&format!("let ho{k2} = {};\n", hload(2 * k2 + 1)));
+            s.push_str(&format!("let ho{k2} = {};\n", h_at(2 * k2 + 1)));
         }
         for g in 0..gates {
             s.push_str(&format!("let q{g}_{k2} = wunpack(w{g}_{k2});\n"));
@@ -210,9 +231,14 @@ pub(super) fn source(v: &Variant, binds: &RecurrentBindings<'_>) -> String {
     let (load, dot) = match v.resident {
         Some(_) => (
             resident_load(gates, (h as usize).div_ceil(2)),
-            resident_dot(gates, h as usize, d),
+            resident_dot(gates, h as usize, d, v.subgroup),
         ),
         None => (String::new(), String::new()),
+    };
+    let args = if v.subgroup {
+        ", @builtin(subgroup_invocation_id) sid: u32"
+    } else {
+        ""
     };
     let body = fill_template(
         &format!("{CELL_SRC}\n{entry}"),
@@ -220,6 +246,7 @@ pub(super) fn source(v: &Variant, binds: &RecurrentBindings<'_>) -> String {
             ("BLOCK_BODY", &block),
             ("RESIDENT_LOAD", &load),
             ("RESIDENT_DOT", &dot),
+            ("ARGS", args),
         ],
     );
     let wpair = match v.whh {

@@ -15,13 +15,29 @@ use std::fmt::Write;
 const COMP: [&str; 4] = ["x", "y", "z", "w"];
 
 /// `shaders/sdpa_cpu.wgsl` with its markers filled by straight-line code for `r` query rows per
-/// invocation, `kt` keys per tile, `d4` / `dv4` vec4 chunks of the q/k and v head dims.
-pub(super) fn unrolled_flash_source(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
+/// invocation, `kt` keys per tile, head dims `d` (q/k) and `dv` (v). With `sg` (subgroups of
+/// exactly 8 lanes, k and v declared as scalar arrays) each k and v row is loaded once per
+/// subgroup, 8 elements at a time, one per lane, and spread with `subgroupBroadcast`: llvmpipe
+/// loads storage lane by lane inside any loop, even at an address every lane shares, so a row
+/// loaded by every lane costs 8x the loads.
+pub(super) fn unrolled_flash_source(r: usize, kt: usize, d: usize, dv: usize, sg: bool) -> String {
+    let (d4, dv4) = (d.div_ceil(4), dv.div_ceil(4));
+    let tile = if sg {
+        tile_subgroup(r, kt, d, dv)
+    } else {
+        tile(r, kt, d4, dv4)
+    };
+    let args = if sg {
+        ", @builtin(subgroup_invocation_id) sid: u32"
+    } else {
+        ""
+    };
     fill_template(
         FLASH_CPU_SRC,
         &[
+            ("ARGS", args),
             ("INIT", &init(r, d4, dv4)),
-            ("TILE", &tile(r, kt, d4, dv4)),
+            ("TILE", &tile),
             ("STORE", &store(r, dv4)),
         ],
     )
@@ -56,13 +72,7 @@ fn init(r: usize, d4: usize, dv4: usize) -> String {
 /// One key tile: scores, online softmax (base 2), P·V.
 fn tile(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
     let mut s = String::new();
-    for t in 0..kt {
-        let _ = writeln!(
-            s,
-            "        let kr{t} = kb + min(j0 + {t}u, p.tk - 1u) * p.k.w;\n        \
-             let vr{t} = vb + min(j0 + {t}u, p.tk - 1u) * p.v.w;"
-        );
-    }
+    key_rows(&mut s, kt);
     // Scores: key t's chunk c loaded once, each element feeding the R rows' chains.
     for t in 0..kt {
         for i in 0..r {
@@ -82,6 +92,55 @@ fn tile(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
     }
     // Online softmax per row, base 2: what was summed under the old max is rescaled by corr
     // (exp2(NEG - x) == 0; a row with no visible key yet keeps l = 0 through the select).
+    softmax(&mut s, r, kt);
+    // P·V: the tile's v chunks loaded once, then one chain per row's accumulator chunk.
+    for c in 0..dv4 {
+        let _ = write!(s, "        {{");
+        for t in 0..kt {
+            let _ = write!(s, " let vc{t} = ld_v(vr{t}, {c}u);");
+        }
+        let _ = writeln!(s);
+        for i in 0..r {
+            let _ = write!(s, "            a{i}_{c} = a{i}_{c} * corr{i};");
+            for t in 0..kt {
+                let _ = write!(s, " a{i}_{c} = fma(vec4<f32>(p{i}_{t}), vc{t}, a{i}_{c});");
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s, "        }}");
+    }
+    s
+}
+
+/// Row offsets of the tile's keys in k and v (clamped to the last key: past-the-end keys are
+/// masked, their loads only have to stay in bounds).
+fn key_rows(s: &mut String, kt: usize) {
+    for t in 0..kt {
+        let _ = writeln!(
+            s,
+            "        let kr{t} = kb + min(j0 + {t}u, p.tk - 1u) * p.k.w;\n        \
+             let vr{t} = vb + min(j0 + {t}u, p.tk - 1u) * p.v.w;"
+        );
+    }
+}
+
+/// One subgroup lane's element `8g + sid` of the row at `base` of `name` (`len` elements; 0 past
+/// them, read from a clamped index so the load stays in bounds and the lanes stay converged).
+fn lane_load(name: &str, base: &str, g: usize, len: usize) -> String {
+    if (8 * g + 8) <= len {
+        format!("{name}_at({base} + {}u + sid)", 8 * g)
+    } else {
+        format!(
+            "select(0.0, {name}_at({base} + min({}u + sid, {}u)), {}u + sid < {len}u)",
+            8 * g,
+            len - 1,
+            8 * g
+        )
+    }
+}
+
+/// The online softmax of one tile, shared by both tile forms (see [`tile`]).
+fn softmax(s: &mut String, r: usize, kt: usize) {
     for i in 0..r {
         for t in 0..kt {
             let _ = writeln!(
@@ -106,19 +165,68 @@ fn tile(r: usize, kt: usize, d4: usize, dv4: usize) -> String {
         }
         let _ = writeln!(s, "        l{i} = l{i} * corr{i} + ({sum});");
     }
-    // P·V: the tile's v chunks loaded once, then one chain per row's accumulator chunk.
-    for c in 0..dv4 {
+}
+
+/// One key tile with k and v rows shared over the 8-lane subgroup: lane `sid` loads element
+/// `8g + sid` of each row, `subgroupBroadcast(x, e)` hands element `8g + e` to every lane (an
+/// extract and a splat on lavapipe). Same arithmetic, in the same order, as [`tile`].
+fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize) -> String {
+    let mut s = String::new();
+    key_rows(&mut s, kt);
+    for t in 0..kt {
+        for i in 0..r {
+            let _ = writeln!(s, "        var s{i}_{t} = 0.0;");
+        }
+        for g in 0..d.div_ceil(8) {
+            let _ = writeln!(
+                s,
+                "        {{ let kl = {};",
+                lane_load("k", &format!("kr{t}"), g, d)
+            );
+            for e in 0..8.min(d - 8 * g) {
+                let (c, comp) = ((8 * g + e) / 4, COMP[(8 * g + e) % 4]);
+                let _ = write!(s, "            let kc{e} = subgroupBroadcast(kl, {e}u);");
+                for i in 0..r {
+                    let _ = write!(s, " s{i}_{t} = fma(q{i}_{c}.{comp}, kc{e}, s{i}_{t});");
+                }
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(s, "        }}");
+        }
+    }
+    softmax(&mut s, r, kt);
+    for g in 0..dv.div_ceil(8) {
         let _ = write!(s, "        {{");
         for t in 0..kt {
-            let _ = write!(s, " let vc{t} = ld_v(vr{t}, {c}u);");
+            let _ = write!(
+                s,
+                " let vl{t} = {};",
+                lane_load("v", &format!("vr{t}"), g, dv)
+            );
         }
         let _ = writeln!(s);
-        for i in 0..r {
-            let _ = write!(s, "            a{i}_{c} = a{i}_{c} * corr{i};");
+        for c in 2 * g..(2 * g + 2).min(dv.div_ceil(4)) {
+            let e0 = 4 * (c - 2 * g);
             for t in 0..kt {
-                let _ = write!(s, " a{i}_{c} = fma(vec4<f32>(p{i}_{t}), vc{t}, a{i}_{c});");
+                let b: Vec<String> = (0..4)
+                    .map(|e| format!("subgroupBroadcast(vl{t}, {}u)", e0 + e))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "            let vc{t}_{c} = vec4<f32>({});",
+                    b.join(", ")
+                );
             }
-            let _ = writeln!(s);
+            for i in 0..r {
+                let _ = write!(s, "            a{i}_{c} = a{i}_{c} * corr{i};");
+                for t in 0..kt {
+                    let _ = write!(
+                        s,
+                        " a{i}_{c} = fma(vec4<f32>(p{i}_{t}), vc{t}_{c}, a{i}_{c});"
+                    );
+                }
+                let _ = writeln!(s);
+            }
         }
         let _ = writeln!(s, "        }}");
     }
@@ -163,4 +271,40 @@ fn store(r: usize, dv4: usize) -> String {
         let _ = writeln!(s, "        }}\n    }} }}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The subgroup form loads each k and v row once per 8 elements (one element per lane) and
+    /// spreads every element with a broadcast; the plain form loads vec4 chunks in every lane.
+    /// That both compute the attention is checked on the device by tests/attention.rs.
+    #[test]
+    fn subgroup_form_loads_each_row_element_once_per_subgroup() {
+        for (r, kt, d, dv) in [(8, 4, 64, 64), (2, 3, 13, 5), (1, 1, 40, 24)] {
+            let sg = unrolled_flash_source(r, kt, d, dv, true);
+            assert!(sg.contains("@builtin(subgroup_invocation_id) sid: u32"));
+            assert_eq!(
+                sg.matches("k_at(").count(),
+                kt * d.div_ceil(8),
+                "{r} {kt} {d}"
+            );
+            assert_eq!(
+                sg.matches("v_at(").count(),
+                kt * dv.div_ceil(8),
+                "{r} {kt} {dv}"
+            );
+            let bcast = kt * (d + 4 * dv.div_ceil(4));
+            assert_eq!(
+                sg.matches("subgroupBroadcast(").count(),
+                bcast,
+                "{r} {kt} {d} {dv}"
+            );
+            assert!(!sg.contains("ld_k(") && !sg.contains("array<"));
+            let plain = unrolled_flash_source(r, kt, d, dv, false);
+            assert!(!plain.contains("subgroup"));
+            assert_eq!(plain.matches("ld_k(").count(), kt * d.div_ceil(4));
+        }
+    }
 }

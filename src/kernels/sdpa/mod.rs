@@ -38,9 +38,9 @@ use cpu_source::unrolled_flash_source;
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
 use tuning::decode_wg_size;
-use tuning::unrolled_applies;
 pub use tuning::{decode_plan, plan, Plan, DECODE_WG_MAX_CHUNK, UNROLLED_MAX_D};
 pub(crate) use tuning::{flash_rows, flash_wg, tuning, Tuning};
+use tuning::{flash_subgroup, unrolled_applies};
 pub use views::{AttnDims, Causal, Heads, MaskKind, MaskView};
 
 /// The shared fragment: the masked-score constant and the causal rule.
@@ -72,6 +72,8 @@ struct Variant {
     kt: u32,
     shared: bool,
     unrolled: bool,
+    /// The unrolled variant shares k/v loads over 8-lane subgroups.
+    sg: bool,
     d: usize,
     dv: usize,
     vec: bool,
@@ -143,6 +145,7 @@ pub(crate) fn qkv_pipeline(
     let shared = tu.shared && kernel == "sdpa";
     let rows = if kernel == "sdpa" { rows } else { 1 };
     let unrolled = kernel == "sdpa" && unrolled_applies(tu, dims);
+    let sg = unrolled && flash_subgroup(gpu, tu, dims);
     let kt = if shared {
         shared_kt(gpu, dims)
     } else if unrolled {
@@ -162,6 +165,7 @@ pub(crate) fn qkv_pipeline(
         kt,
         shared,
         unrolled,
+        sg,
         d: dims.d,
         dv: if with_v { dims.dv } else { 0 },
         vec,
@@ -180,12 +184,7 @@ pub(crate) fn qkv_pipeline(
         }
         let generated;
         let body = if unrolled {
-            generated = unrolled_flash_source(
-                rows as usize,
-                kt as usize,
-                dims.d.div_ceil(4),
-                dims.dv.div_ceil(4),
-            );
+            generated = unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg);
             generated.as_str()
         } else {
             body
@@ -277,12 +276,16 @@ pub fn record_sdpa(
     let gpu = rec.gpu().clone();
     let tu = tuning(&gpu);
     let vec = d % 4 == 0 && dv % 4 == 0 && q.aligned() && k.aligned() && v.aligned();
+    let plan = args.plan.unwrap_or_else(|| plan(&gpu, dims));
+    // The subgroup form of the unrolled kernel reads single elements: scalar declarations (a vec4
+    // one would load all four elements per lane on lavapipe).
+    let flash = matches!(plan, Plan::Flash | Plan::FlashSplit { .. });
+    let vec = vec && !(flash && unrolled_applies(&tu, dims) && flash_subgroup(&gpu, &tu, dims));
     let scale = args.scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut p = base_params(dims, &q, &k, args.mask.as_ref(), args.causal, scale);
     p.v = view_params(&v);
     p.o = view_params(&out);
     p.flags = lse.is_some() as u32;
-    let plan = args.plan.unwrap_or_else(|| plan(&gpu, dims));
     let rpi = match args.rows {
         Some(r) if (1..=8).contains(&r) => r,
         Some(r) => {

@@ -61,6 +61,17 @@ pub(super) fn unrolled_applies(tu: &Tuning, dims: &AttnDims) -> bool {
     tu.unrolled && !tu.shared && dims.d <= UNROLLED_MAX_D && dims.dv <= UNROLLED_MAX_D
 }
 
+/// Whether the unrolled flash kernel shares each k/v row's loads over a subgroup: where the
+/// table asks for it and the device's subgroups are exactly 8 lanes (lavapipe at 256 bits).
+pub(super) fn flash_subgroup(gpu: &Gpu, tu: &Tuning, dims: &AttnDims) -> bool {
+    let caps = gpu.caps();
+    unrolled_applies(tu, dims)
+        && tu.unrolled_subgroup
+        && caps.subgroups
+        && caps.subgroup_min_size == 8
+        && caps.subgroup_max_size == 8
+}
+
 /// Which kernels a call runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plan {
