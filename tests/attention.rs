@@ -353,12 +353,14 @@ fn sdpa_flash_row_blocks_causal_order_and_base2_softmax() {
 #[test]
 fn sdpa_flash_other_adapter_classes_configurations() {
     use heedful::gpu::{GpuOptions, TuningOverrides};
-    // The last: the CPU table's unrolled kernel with every lane loading k and v (the form for
-    // adapters without 8-lane subgroups), on lavapipe where the table would share the loads.
+    // The last two: the CPU table's unrolled kernel with every lane loading k and v (the form for
+    // adapters without 8-lane subgroups), on lavapipe where the table would share the loads, and
+    // with a workgroup that is not whole 8-lane subgroups (which must fall back to that form).
     let configs = [
         (1u32, 8u32, 64u32, false, true, None),
         (2, 16, 32, true, false, None),
         (8, 4, 8, false, true, Some(false)),
+        (4, 4, 12, false, true, None),
     ];
     for (ci, &(r, kt, wg, shared, unrolled, subgroup)) in configs.iter().enumerate() {
         let opts = GpuOptions {

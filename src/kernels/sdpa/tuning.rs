@@ -62,11 +62,14 @@ pub(super) fn unrolled_applies(tu: &Tuning, dims: &AttnDims) -> bool {
 }
 
 /// Whether the unrolled flash kernel shares each k/v row's loads over a subgroup: where the
-/// table asks for it and the device's subgroups are exactly 8 lanes (lavapipe at 256 bits).
+/// table asks for it, the device's subgroups are exactly 8 lanes (lavapipe at 256 bits) and the
+/// workgroup is whole subgroups (a broadcast from a lane past a partial subgroup's end would
+/// read nothing defined).
 pub(super) fn flash_subgroup(gpu: &Gpu, tu: &Tuning, dims: &AttnDims) -> bool {
     let caps = gpu.caps();
     unrolled_applies(tu, dims)
         && tu.unrolled_subgroup
+        && flash_wg(tu, dims).is_multiple_of(8)
         && caps.subgroups
         && caps.subgroup_min_size == 8
         && caps.subgroup_max_size == 8
