@@ -410,6 +410,58 @@ fn auto_path_resolves_and_matches() {
     check(&gpu, &case, p, 5, 1e-4, 1e-3);
 }
 
+/// Auto's higher persistent threshold where the resident kernel runs in its subgroup form (the
+/// CPU table: up to D*B*H = 1024 items): on such an adapter LSTM H128 f16 takes the persistent
+/// path at B = 8 and is exact there, but not at B = 9, not with H % 8 != 0, and not when the
+/// streamed persistent kernel is forced; elsewhere the rule is the plain thresholds'.
+#[test]
+fn auto_path_takes_the_resident_subgroup_kernel_up_to_its_item_limit() {
+    use heedful::kernels::recurrent::resident_subgroup_applies;
+    let gpu = gpu();
+    let layer = |hidden: usize, kernel: PersistentKernel| {
+        let spec = RecurrentSpec {
+            kind: CellKind::Lstm,
+            input_size: 3,
+            hidden_size: hidden,
+            num_layers: 1,
+            bidirectional: false,
+        };
+        let w = layer_weights(&spec, &mut Rng::new(hidden as u64), DType::F16);
+        let l = RecurrentLayer::new(&gpu, spec, &w, DType::F16).unwrap();
+        (spec, l.with_persistent_kernel(kernel))
+    };
+    let limit = gpu.tuning().recurrent.resident_max_items;
+    let sg = resident_subgroup_applies(&gpu, CellKind::Lstm, 128, 1, DType::F16);
+    let (spec, auto) = layer(128, PersistentKernel::Auto);
+    let (_, streamed) = layer(128, PersistentKernel::Streamed);
+    let (_, odd) = layer(130, PersistentKernel::Auto);
+    let plain = |batch, hidden| gpu.tuning().persistent_pays(1, batch, hidden, 256);
+    if sg && limit >= 1024 {
+        assert_eq!(auto.resolve_path(&gpu, 8, 256), RecurrentPath::Persistent);
+        assert_eq!(auto.resolve_path(&gpu, 9, 256), RecurrentPath::PerStep);
+        assert_eq!(streamed.resolve_path(&gpu, 8, 256), RecurrentPath::PerStep);
+        assert_eq!(odd.resolve_path(&gpu, 2, 256), RecurrentPath::PerStep);
+        let case = Case {
+            spec,
+            batch: 8,
+            steps: 12,
+            lengths: Some(vec![12, 1, 5, 12, 7, 3, 12, 9]),
+            init_state: true,
+            dtype: DType::F16,
+        };
+        check(&gpu, &case, auto.resolve_path(&gpu, 8, 12), 31, 2e-4, 2e-4);
+    } else {
+        for batch in [1, 2, 8, 9] {
+            let want = if plain(batch, 128) {
+                RecurrentPath::Persistent
+            } else {
+                RecurrentPath::PerStep
+            };
+            assert_eq!(auto.resolve_path(&gpu, batch, 256), want, "B = {batch}");
+        }
+    }
+}
+
 /// The per-step kernel computes register blocks of units x batch rows (e.g. 2 x 8); batches that
 /// are not multiples of the block, B = 1, odd H, and both directions must all be exact.
 #[test]

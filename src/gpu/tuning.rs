@@ -337,6 +337,12 @@ pub struct RecurrentTuning {
     /// loads storage lane by lane inside the step loop even at an address every lane shares);
     /// GPUs: no (they do not run the resident kernel).
     pub resident_subgroup: bool,
+    /// [`RecurrentPath::Auto`](crate::ops::RecurrentPath::Auto) also picks the persistent kernel
+    /// when it would run resident in its subgroup form and `D*B*H <= resident_max_items`. CPU:
+    /// 1024 (lavapipe, LSTM f16 T = 256, resident vs per-step, one run: H128 B2 13.9 vs 32.1 ms,
+    /// B4 23.4 vs 37.5, B8 44.0 vs 55.4, H64 B8 15.7 vs 36.3, H256 B1 25.3 vs 48.8; at B32 (4096
+    /// items) 166.9 vs 172.7, a tie); GPUs: 0.
+    pub resident_max_items: usize,
 }
 
 /// Sizes of the benchmark suites that would run far too long on a CPU adapter.
@@ -440,6 +446,7 @@ impl Tuning {
             persistent_short_max_items: 0,
             resident_max_words: 0,
             resident_subgroup: false,
+            resident_max_items: 0,
         };
         let gpu_bench = BenchTuning {
             fma_groups: 16384,
@@ -547,6 +554,7 @@ impl Tuning {
                         persistent_short_max_items: 512,
                         resident_max_words: 512,
                         resident_subgroup: true,
+                        resident_max_items: 1024,
                     },
                     rnn_fused_wg: 8,
                     search_row_wg: 64,

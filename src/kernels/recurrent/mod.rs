@@ -36,7 +36,7 @@
 
 use crate::error::{Error, Result};
 
-use crate::gpu::{Elem, Recorder};
+use crate::gpu::{Elem, Gpu, Recorder};
 use crate::kernels::check_dtype;
 use crate::tensor::{DType, Tensor};
 
@@ -316,11 +316,10 @@ fn validate(
     }
     let whh = elem(rec, op, "whh_t", b.whh_t)?;
     let gpu = rec.gpu();
-    let max_wg = gpu.caps().max_invocations.clamp(1, 256);
+    let max_wg = resident_max_wg(gpu);
     let lanes = dirs * hidden;
-    let words = resident_words(kind.gates(), hidden, whh);
     let resident = match persistent {
-        Some(PersistentKernel::Auto) => gpu.tuning().resident_fits(lanes, words, max_wg),
+        Some(PersistentKernel::Auto) => resident_auto(gpu, kind, hidden, dirs, whh),
         Some(PersistentKernel::Resident) => {
             if lanes > max_wg as usize {
                 return Err(Error::invalid(
@@ -356,14 +355,7 @@ fn validate(
             persistent: persistent.is_some(),
             hu: persistent.is_none() && b.h_stage.is_some(),
             resident: resident.then_some((hidden as u32, dirs as u32)),
-            subgroup: resident && {
-                let caps = gpu.caps();
-                gpu.tuning().recurrent.resident_subgroup
-                    && caps.subgroups
-                    && caps.subgroup_min_size == 8
-                    && caps.subgroup_max_size == 8
-                    && hidden % 8 == 0
-            },
+            subgroup: resident && resident_subgroup(gpu, hidden),
         },
         kp,
     ))
@@ -380,6 +372,48 @@ fn params(dims: StepDims, step: usize, v: &Variant, kp: usize) -> Params {
         kp: kp as u32,
         nu: dims.hidden.div_ceil(v.bu as usize) as u32,
     }
+}
+
+/// Largest workgroup the resident kernel may take (its invocations are `D*H`).
+fn resident_max_wg(gpu: &Gpu) -> u32 {
+    gpu.caps().max_invocations.clamp(1, 256)
+}
+
+/// Whether [`PersistentKernel::Auto`] runs the resident kernel for this layer: one workgroup fits
+/// `D*H` invocations and each holds few enough weight words (the tuning table's limit).
+fn resident_auto(gpu: &Gpu, kind: CellKind, hidden: usize, dirs: usize, whh: Elem) -> bool {
+    let words = resident_words(kind.gates(), hidden, whh);
+    gpu.tuning()
+        .resident_fits(dirs * hidden, words, resident_max_wg(gpu))
+}
+
+/// Whether the resident kernel shares its `h_{t-1}` loads over 8-lane subgroups here.
+fn resident_subgroup(gpu: &Gpu, hidden: usize) -> bool {
+    let caps = gpu.caps();
+    gpu.tuning().recurrent.resident_subgroup
+        && caps.subgroups
+        && caps.subgroup_min_size == 8
+        && caps.subgroup_max_size == 8
+        && hidden.is_multiple_of(8)
+}
+
+/// Whether the persistent path with [`PersistentKernel::Auto`] would run the resident kernel in
+/// its subgroup form for a layer with `dtype` weights: the case the tuning table's
+/// [`RecurrentTuning::resident_max_items`](crate::gpu::RecurrentTuning::resident_max_items) was
+/// measured for.
+pub fn resident_subgroup_applies(
+    gpu: &Gpu,
+    kind: CellKind,
+    hidden: usize,
+    dirs: usize,
+    dtype: crate::tensor::DType,
+) -> bool {
+    let whh = if dtype == crate::tensor::DType::F32 {
+        Elem::F32
+    } else {
+        Elem::F16
+    };
+    resident_auto(gpu, kind, hidden, dirs, whh) && resident_subgroup(gpu, hidden)
 }
 
 /// Records timestep `step` of one layer (all directions) as one dispatch: reads state half

@@ -104,13 +104,14 @@ impl RecurrentLayer {
     /// the per-step kernel dominates, i.e. for few units per step or few steps.
     pub fn resolve_path(&self, gpu: &Gpu, batch: usize, steps: usize) -> RecurrentPath {
         match self.path {
-            RecurrentPath::Auto => auto_path(
-                gpu,
-                self.spec.directions(),
-                batch,
-                self.spec.hidden_size,
-                steps,
-            ),
+            RecurrentPath::Auto => {
+                let dirs = self.spec.directions();
+                let hidden = self.spec.hidden_size;
+                // Auto's persistent kernel choice is the only one whose resident form was measured.
+                let resident = self.persistent == kr::PersistentKernel::Auto
+                    && kr::resident_subgroup_applies(gpu, self.spec.kind, hidden, dirs, self.dtype);
+                auto_path(gpu, dirs, batch, hidden, steps, resident)
+            }
             p => p,
         }
     }
@@ -282,9 +283,21 @@ impl RecurrentLayer {
 }
 
 /// The Auto rule (see [`RecurrentLayer::resolve_path`]): the tuning table's thresholds
-/// ([`RecurrentTuning`](crate::gpu::RecurrentTuning), with the measurements behind them).
-fn auto_path(gpu: &Gpu, dirs: usize, batch: usize, hidden: usize, steps: usize) -> RecurrentPath {
-    if gpu.tuning().persistent_pays(dirs, batch, hidden, steps) {
+/// ([`RecurrentTuning`](crate::gpu::RecurrentTuning), with the measurements behind them), the
+/// higher one where the persistent path would run the resident kernel's subgroup form.
+fn auto_path(
+    gpu: &Gpu,
+    dirs: usize,
+    batch: usize,
+    hidden: usize,
+    steps: usize,
+    resident_subgroup: bool,
+) -> RecurrentPath {
+    let t = gpu.tuning();
+    let items = dirs * batch * hidden;
+    if t.persistent_pays(dirs, batch, hidden, steps)
+        || (resident_subgroup && items <= t.recurrent.resident_max_items)
+    {
         RecurrentPath::Persistent
     } else {
         RecurrentPath::PerStep
