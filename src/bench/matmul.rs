@@ -44,8 +44,8 @@ fn kernel_name(k: MatmulKernel) -> String {
 
 /// The kernel `Auto` picks, by name, for the `extra` column (`f16_b`: the weights are f16, which
 /// the cooperative-matrix kernel takes where the adapter offers it).
-fn auto_choice(gpu: &Gpu, bt: bool, m: usize, n: usize, f16_b: bool) -> String {
-    match mm::auto_kernel_on(gpu, 1, m, n, bt, f16_b) {
+fn auto_choice(gpu: &Gpu, bt: bool, [m, k, n]: [usize; 3], f16_b: bool) -> String {
+    match mm::auto_kernel_on(gpu, 1, [m, k, n], bt, f16_b) {
         MatmulKernel::Coop => format!("coop{}", gpu.tuning().coop_tile_for(1, m, n)),
         k => kernel_name(k),
     }
@@ -72,7 +72,7 @@ fn bench_matmul(
     mm::record_matmul_with(&mut rec, &a, &b, &out, kernel)?;
     let t = ctx.time_against(&rec, Bound::Compute)?;
     let chosen = if kernel == MatmulKernel::Auto {
-        auto_choice(&gpu, false, m, n, false)
+        auto_choice(&gpu, false, [m, k, n], false)
     } else {
         kernel_name(kernel)
     };
@@ -119,7 +119,7 @@ fn bench_linear(
     };
     let t = ctx.time_against(&rec, bound)?;
     let chosen = match kernel {
-        MatmulKernel::Auto => auto_choice(&gpu, true, m, n, wdtype == DType::F16),
+        MatmulKernel::Auto => auto_choice(&gpu, true, [m, k, n], wdtype == DType::F16),
         // The table's block, so lines of different blocks can be told apart.
         MatmulKernel::Coop => format!("coop{}", gpu.tuning().coop_tile_for(1, m, n)),
         k => kernel_name(k),
@@ -262,8 +262,13 @@ pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
             MatmulKernel::Auto,
             MatmulKernel::GemvRows,
             MatmulKernel::GemvSplitK,
+            MatmulKernel::Unrolled,
         ] {
-            bench_linear(ctx, "gemv", 1, 4096, 4096, wdtype, false, kernel, true)?;
+            // A large decoding linear, and a beam step's FFN of a Marian-sized model (where the
+            // CPU table's Auto leaves the GEMV kernels for the unrolled one).
+            for (m, k, n) in [(1, 4096, 4096), (4, 512, 2048)] {
+                bench_linear(ctx, "gemv", m, k, n, wdtype, false, kernel, true)?;
+            }
         }
     }
     Ok(())

@@ -60,6 +60,12 @@ pub struct MatmulTuning {
     /// Most rows that take [`MatmulTuning::gemv`] (at most [`GEMV_MAX_M`], what both GEMV kernels
     /// hold). 4 on every class.
     pub gemv_max_m: usize,
+    /// Few rows take [`MatmulTuning::gemv`] only where `b` has at least this many elements (K*N);
+    /// smaller weights take [`MatmulTuning::large_bt`]. CPU: 4M (lavapipe, one run, GEMV rows
+    /// against the unrolled kernel's subgroup form: f16 4x2048->512 2.13 vs 0.65 ms, 4x512->2048
+    /// 1.13 vs 0.72, 1x512->512 0.27 vs 0.21, 1x128->512 0.12 vs 0.11; but 1x4096->4096 5.6 vs
+    /// 9.3, f32 alike); GPUs: 0 (always the GEMV kernel).
+    pub gemv_min_weights: usize,
     /// The kernel for everything else with `b [K, N]` (matmul). CPU: [`MatmulKernel::Unrolled`]
     /// (lavapipe 1024^3 f32, one run on a loaded machine: 35-42% of the FMA peak against 28% for
     /// [`MatmulKernel::Blocked`] and 4% for the workgroup tile, whose barriers are costly there);
@@ -457,6 +463,7 @@ impl Tuning {
         let gpu_matmul = |large| MatmulTuning {
             gemv: MatmulKernel::GemvSplitK,
             gemv_max_m: GEMV_MAX_M,
+            gemv_min_weights: 0,
             large,
             large_bt: large,
             tile_bt: (4, 4),
@@ -494,6 +501,7 @@ impl Tuning {
                     matmul: MatmulTuning {
                         gemv: MatmulKernel::GemvRows,
                         gemv_max_m: GEMV_MAX_M,
+                        gemv_min_weights: 1 << 22,
                         large: MatmulKernel::Unrolled,
                         large_bt: MatmulKernel::Unrolled,
                         tile_bt: (8, 4),
@@ -855,6 +863,13 @@ mod tests {
         assert_eq!(t.matmul.unrolled_wg, 8);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvRows);
         assert_eq!(t.matmul.gemv_max_m, 4);
+        // Decode-size linears: the GEMV kernel only for large weights, the unrolled one below.
+        let auto = |m, weights| crate::kernels::matmul::auto_kernel(&t, m, weights, true);
+        assert_eq!(auto(1, 4096 * 4096), MatmulKernel::GemvRows);
+        assert_eq!(auto(4, 1 << 22), MatmulKernel::GemvRows);
+        assert_eq!(auto(4, (1 << 22) - 1), MatmulKernel::Unrolled);
+        assert_eq!(auto(1, 512 * 512), MatmulKernel::Unrolled);
+        assert_eq!(auto(5, 4096 * 4096), MatmulKernel::Unrolled);
         assert_eq!(t.blocked_tile(true, true), (8, 4));
         assert_eq!(t.blocked_tile(true, false), (8, 4));
         assert_eq!(t.blocked_tile(false, true), (8, 16));
@@ -898,6 +913,8 @@ mod tests {
         assert_eq!(t.matmul.large, MatmulKernel::Tiled);
         assert_eq!(t.matmul.large_bt, MatmulKernel::Tiled);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvSplitK);
+        let auto = |m, weights| crate::kernels::matmul::auto_kernel(&t, m, weights, true);
+        assert_eq!(auto(1, 128 * 512), MatmulKernel::GemvSplitK);
         for (bt, v) in [(true, true), (false, true), (false, false)] {
             assert_eq!(t.blocked_tile(bt, v), (4, 4));
         }

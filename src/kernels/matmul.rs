@@ -390,11 +390,12 @@ fn batched<'a>(
 
 /// The kernel [`MatmulKernel::Auto`] picks on an adapter with the tuning table `tuning`
 /// ([`Gpu::tuning`](crate::gpu::Gpu::tuning)) for `m` rows of `a`, with `b` stored `[N, K]`
-/// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul): the table's GEMV kernel for few rows
-/// against `[N, K]`, its large kernels otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
-pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKernel {
+/// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul), with `weights` = K*N elements of
+/// `b`: the table's GEMV kernel for few rows against `[N, K]` where `b` is large enough, its
+/// large kernels otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
+pub fn auto_kernel(tuning: &Tuning, m: usize, weights: usize, b_transposed: bool) -> MatmulKernel {
     let t = &tuning.matmul;
-    if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) {
+    if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) && weights >= t.gemv_min_weights {
         t.gemv
     } else if b_transposed {
         t.large_bt
@@ -403,8 +404,8 @@ pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKerne
     }
 }
 
-/// The kernel [`MatmulKernel::Auto`] picks on `gpu` for `batch` products of `m x n` with `b`
-/// stored `[N, K]` (`b_transposed`) or `[K, N]`, held as native f16 (`f16_b`): [`auto_kernel`],
+/// The kernel [`MatmulKernel::Auto`] picks on `gpu` for `batch` products `[m, k] x [k, n]` with
+/// `b` stored `[N, K]` (`b_transposed`) or `[K, N]`, held as native f16 (`f16_b`): [`auto_kernel`],
 /// except that where it names the tiled kernel, f16 weights take the cooperative-matrix kernel when
 /// the adapter has tensor cores, the table says they pay
 /// ([`MatmulTuning::coop_auto`](crate::gpu::MatmulTuning::coop_auto)) and the table's block for
@@ -412,14 +413,13 @@ pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKerne
 pub fn auto_kernel_on(
     gpu: &crate::gpu::Gpu,
     batch: usize,
-    m: usize,
-    n: usize,
+    [m, k, n]: [usize; 3],
     b_transposed: bool,
     f16_b: bool,
 ) -> MatmulKernel {
-    let k = auto_kernel(gpu.tuning(), m, b_transposed);
+    let kernel = auto_kernel(gpu.tuning(), m, k.saturating_mul(n), b_transposed);
     let tile = gpu.tuning().coop_tile_for(batch, m, n);
-    if k == MatmulKernel::Tiled
+    if kernel == MatmulKernel::Tiled
         && f16_b
         && gpu.tuning().matmul.coop_auto
         && gpu.caps().coop_f16
@@ -427,7 +427,7 @@ pub fn auto_kernel_on(
     {
         MatmulKernel::Coop
     } else {
-        k
+        kernel
     }
 }
 
@@ -446,7 +446,7 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
     let kernel = match kernel {
         MatmulKernel::Auto => {
             let f16_b = p.b_elem(rec)? == crate::gpu::Elem::F16;
-            auto_kernel_on(rec.gpu(), p.batch, p.m, p.n, p.bt, f16_b)
+            auto_kernel_on(rec.gpu(), p.batch, [p.m, p.k, p.n], p.bt, f16_b)
         }
         k => k,
     };
