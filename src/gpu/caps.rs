@@ -58,6 +58,12 @@ pub struct Caps {
 }
 
 impl Caps {
+    /// Whether every subgroup has exactly `lanes` invocations (lavapipe at 256 bits: 8), which the
+    /// kernels that spread loads with `subgroupBroadcast` from fixed lanes rely on.
+    pub fn subgroups_of_exactly(&self, lanes: u32) -> bool {
+        self.subgroups && self.subgroup_min_size == lanes && self.subgroup_max_size == lanes
+    }
+
     /// True for software rasterizers such as Mesa's lavapipe (llvmpipe), where workgroup barriers are
     /// expensive and register-blocked kernels without shared memory win ([`AdapterClass::Cpu`]).
     /// Kernels do not ask this: they read the decisions from the tuning table

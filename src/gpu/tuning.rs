@@ -906,6 +906,17 @@ mod tests {
     }
 
     #[test]
+    fn subgroups_of_exactly_needs_the_feature_and_one_size() {
+        let mut c = caps(wgpu::DeviceType::Cpu, 1024, 32768);
+        assert!(c.subgroups_of_exactly(8) && !c.subgroups_of_exactly(16));
+        c.subgroup_max_size = 16;
+        assert!(!c.subgroups_of_exactly(8));
+        c.subgroup_max_size = 8;
+        c.subgroups = false;
+        assert!(!c.subgroups_of_exactly(8));
+    }
+
+    #[test]
     fn gpu_table_matches_the_old_choices() {
         let c = caps(wgpu::DeviceType::DiscreteGpu, 1024, 32768);
         let t = Tuning::for_caps(&c);

@@ -329,11 +329,8 @@ pub(super) fn record_unrolled(
     let wg = if wg == 0 { wg_along_n(p, tn) } else { wg };
     // a shared over an 8-lane subgroup (8-wide k steps): where the table asks for it and the
     // device has subgroups of exactly 8 lanes (lavapipe at 256 bits).
-    let caps = gpu.caps();
     let sg = gpu.tuning().matmul.unrolled_subgroup_a
-        && caps.subgroups
-        && caps.subgroup_min_size == 8
-        && caps.subgroup_max_size == 8
+        && gpu.caps().subgroups_of_exactly(8)
         && layout != Layout::Scalar;
     let key = UnrolledKey {
         tm,

@@ -389,11 +389,8 @@ fn resident_auto(gpu: &Gpu, kind: CellKind, hidden: usize, dirs: usize, whh: Ele
 
 /// Whether the resident kernel shares its `h_{t-1}` loads over 8-lane subgroups here.
 fn resident_subgroup(gpu: &Gpu, hidden: usize) -> bool {
-    let caps = gpu.caps();
     gpu.tuning().recurrent.resident_subgroup
-        && caps.subgroups
-        && caps.subgroup_min_size == 8
-        && caps.subgroup_max_size == 8
+        && gpu.caps().subgroups_of_exactly(8)
         && hidden.is_multiple_of(8)
 }
 

@@ -66,13 +66,10 @@ pub(super) fn unrolled_applies(tu: &Tuning, dims: &AttnDims) -> bool {
 /// workgroup is whole subgroups (a broadcast from a lane past a partial subgroup's end would
 /// read nothing defined).
 pub(super) fn flash_subgroup(gpu: &Gpu, tu: &Tuning, dims: &AttnDims) -> bool {
-    let caps = gpu.caps();
     unrolled_applies(tu, dims)
         && tu.unrolled_subgroup
         && flash_wg(tu, dims).is_multiple_of(8)
-        && caps.subgroups
-        && caps.subgroup_min_size == 8
-        && caps.subgroup_max_size == 8
+        && gpu.caps().subgroups_of_exactly(8)
 }
 
 /// Which kernels a call runs.
