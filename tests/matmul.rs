@@ -40,14 +40,23 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
 /// Auto, every forceable kernel that takes this layout, and register tiles off the tuned ones
 /// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path), for the blocked and
 /// the unrolled kernel (the unrolled ones also with a fixed workgroup of 8 and of 16, so tiles
-/// split N over several workgroups).
+/// split N over several workgroups; on lavapipe 8x4 and 16x* take the subgroup form that reads
+/// whole rows of a where K % 4 == 0, 3x5 and 5x3 the one that reads single elements).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
     v.extend([(1, 1), (3, 5), (2, 8)].map(|(tm, tn)| MatmulKernel::BlockedTile { tm, tn }));
     v.extend(
-        [(1, 1, 0), (3, 5, 8), (2, 8, 16), (8, 4, 8), (5, 3, 0)]
-            .map(|(tm, tn, wg)| MatmulKernel::UnrolledTile { tm, tn, wg }),
+        [
+            (1, 1, 0),
+            (3, 5, 8),
+            (2, 8, 16),
+            (8, 4, 8),
+            (5, 3, 0),
+            (16, 4, 8),
+            (16, 3, 0),
+        ]
+        .map(|(tm, tn, wg)| MatmulKernel::UnrolledTile { tm, tn, wg }),
     );
     v
 }

@@ -161,6 +161,24 @@ pub fn suite_matmul(ctx: &mut BenchCtx) -> Result<()> {
     for kernel in kernels {
         bench_matmul(ctx, 1024, 1024, 1024, kernel)?;
     }
+    // The same product with b stored [N, K] (a linear with f32 weights): the layout the unrolled
+    // kernel's subgroup form reads fastest on CPUs.
+    for kernel in [MatmulKernel::Auto]
+        .into_iter()
+        .chain(extra.iter().copied())
+    {
+        bench_linear(
+            ctx,
+            "linear_f32",
+            1024,
+            1024,
+            1024,
+            DType::F32,
+            false,
+            kernel,
+            false,
+        )?;
+    }
     // Transformer layer linears at 128 tokens, f16 weights with bias: the chosen kernel, the
     // blocked kernel (the CPU choice before the unrolled one) and the extra tiles.
     let mut kernels = vec![MatmulKernel::Auto, MatmulKernel::Blocked];

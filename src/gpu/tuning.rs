@@ -111,15 +111,15 @@ pub struct MatmulTuning {
     pub coop_tile_small: CoopTile,
     /// See [`MatmulTuning::coop_tile_small`]. GPUs: 264 (two per SM of an H200's 132).
     pub coop_min_groups: usize,
-    /// Register tile `(rows, cols)` per invocation of [`MatmulKernel::Unrolled`] with `b [N, K]`.
-    /// CPU: 8 x 4 (lavapipe, f16 weights, workgroups of 8, a shared over the subgroup, one
-    /// loaded-machine run: 128x384->1536 8x4 54%, 16x2 45%, 4x4 42%, 8x2 42% of the FMA peak;
-    /// 128x512->2048 57, 51, 43, 42%); GPUs (only when forced): 4 x 4.
+    /// Register tile `(rows, cols)` per invocation of [`MatmulKernel::Unrolled`] with `b [N, K]`
+    /// (problems with fewer rows take fewer: see [`Tuning::unrolled_tile`]). CPU: 16 x 4
+    /// (lavapipe, f16 weights, workgroups of 8, the subgroup form reading rows of a, one run:
+    /// 128x384->1152 16x4 52.6 GFLOP/s, 16x3 48.2, 8x4 43.3, 16x8 36.8; 128x2048->512 57.8,
+    /// 51.5, 45.4, 47.6); GPUs (only when forced): 4 x 4.
     pub unrolled_bt: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 == 0` (the columns must be a multiple of 4 for
-    /// the vec4 loads along N). CPU: 8 x 8 (1024^3 f32, workgroups of 8, a shared over the subgroup,
-    /// one loaded-machine run: 8x8 42%, 16x4 34%, 8x4 34%, 4x4 31% of the FMA peak; without the
-    /// subgroup form 8x8 spilled to 12-15%); GPUs: 4 x 4.
+    /// the vec4 loads along N). CPU: 16 x 4 (1024^3 f32, workgroups of 8, the subgroup form
+    /// reading rows of a, two runs: 16x4 32-34 GFLOP/s, 8x4 29-30, 16x8 27, 8x8 23); GPUs: 4 x 4.
     pub unrolled_vec: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
     pub unrolled_scalar: (u32, u32),
@@ -524,8 +524,8 @@ impl Tuning {
                             kf: 2,
                         },
                         coop_min_groups: 0,
-                        unrolled_bt: (8, 4),
-                        unrolled_vec: (8, 8),
+                        unrolled_bt: (16, 4),
+                        unrolled_vec: (16, 4),
                         unrolled_scalar: (4, 4),
                         unrolled_wg: 8,
                         unrolled_packed_f16: true,
@@ -691,13 +691,21 @@ impl Tuning {
         lanes <= max_wg as usize && words <= self.recurrent.resident_max_words
     }
 
-    /// The unrolled matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
-    /// `n_vec4` (`N % 4 == 0`).
-    pub fn unrolled_tile(&self, bt: bool, n_vec4: bool) -> (u32, u32) {
-        match (bt, n_vec4) {
+    /// The unrolled matmul's register tile for `m` rows against `b` stored `[N, K]` (`bt`) or
+    /// `[K, N]` with `n_vec4` (`N % 4 == 0`): the table's, with no more rows than `m` rounded up
+    /// to a multiple of 8 where the table's rows are one (the rows form of the subgroup kernel
+    /// needs whole subgroup rows), so a decode step's few rows do not pay for 16.
+    pub fn unrolled_tile(&self, m: usize, bt: bool, n_vec4: bool) -> (u32, u32) {
+        let (tm, tn) = match (bt, n_vec4) {
             (true, _) => self.matmul.unrolled_bt,
             (false, true) => self.matmul.unrolled_vec,
             (false, false) => self.matmul.unrolled_scalar,
+        };
+        let rows = u32::try_from(m.next_multiple_of(8)).unwrap_or(u32::MAX);
+        if tm.is_multiple_of(8) {
+            (tm.min(rows.max(8)), tn)
+        } else {
+            (tm, tn)
         }
     }
 
@@ -857,9 +865,14 @@ mod tests {
         // Matmul: unrolled kernel and the CPU GEMV, lavapipe's tiles, packed f16 GEMV.
         assert_eq!(t.matmul.large, MatmulKernel::Unrolled);
         assert_eq!(t.matmul.large_bt, MatmulKernel::Unrolled);
-        assert_eq!(t.unrolled_tile(false, true), (8, 8));
+        assert_eq!(t.unrolled_tile(1024, false, true), (16, 4));
         assert!(t.matmul.unrolled_subgroup_a && t.matmul.unrolled_packed_f16);
-        assert_eq!(t.unrolled_tile(true, false), (8, 4));
+        assert_eq!(t.unrolled_tile(128, true, false), (16, 4));
+        // Fewer rows than the tile: whole subgroup rows only, at least 8.
+        assert_eq!(t.unrolled_tile(1, true, false), (8, 4));
+        assert_eq!(t.unrolled_tile(8, true, false), (8, 4));
+        assert_eq!(t.unrolled_tile(9, true, false), (16, 4));
+        assert_eq!(t.unrolled_tile(5, false, false), (4, 4));
         assert_eq!(t.matmul.unrolled_wg, 8);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvRows);
         assert_eq!(t.matmul.gemv_max_m, 4);

@@ -4,9 +4,9 @@
 
 use super::coop::{b_len, coop_body, coop_workgroup_bytes};
 use super::problem::{grid, MatmulBindings, Problem};
-use super::unrolled::{unrolled_source, Layout};
+use super::unrolled::{unrolled_source, Layout, ShareA};
 use crate::error::{Error, Result};
-use crate::gpu::spec::Bindings;
+use crate::gpu::spec::{Bind, Bindings};
 use crate::gpu::{compose, CoopTile, Elem, Recorder};
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
@@ -284,7 +284,8 @@ struct UnrolledKey {
     wg: u32,
     layout: Layout,
     vk: bool,
-    sg: bool,
+    share: ShareA,
+    b8: bool,
     b: Elem,
     bias: Option<Elem>,
 }
@@ -294,7 +295,7 @@ pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> (u32, u32, u32) {
     let (tm, tn) = rec
         .gpu()
         .tuning()
-        .unrolled_tile(p.bt, p.n.is_multiple_of(4));
+        .unrolled_tile(p.m, p.bt, p.n.is_multiple_of(4));
     (tm, tn, rec.gpu().tuning().matmul.unrolled_wg)
 }
 
@@ -328,17 +329,26 @@ pub(super) fn record_unrolled(
     }
     let wg = if wg == 0 { wg_along_n(p, tn) } else { wg };
     // a shared over an 8-lane subgroup (8-wide k steps): where the table asks for it and the
-    // device has subgroups of exactly 8 lanes (lavapipe at 256 bits).
+    // device has subgroups of exactly 8 lanes (lavapipe at 256 bits); each lane loading whole
+    // rows of a where the tile has whole subgroup rows and a can be read in vec4s.
     let sg = gpu.tuning().matmul.unrolled_subgroup_a
         && gpu.caps().subgroups_of_exactly(8)
         && layout != Layout::Scalar;
+    let share = match (sg, vk && tm.is_multiple_of(8)) {
+        (false, _) => ShareA::Off,
+        (true, false) => ShareA::Elements,
+        (true, true) => ShareA::Rows,
+    };
+    // Packed f16 weights 8 per load (whole 8-wide k steps, so K % 8 == 0).
+    let b8 = sg && layout == Layout::Bt && b == Elem::F16Packed && p.k.is_multiple_of(8);
     let key = UnrolledKey {
         tm,
         tn,
         wg,
         layout,
         vk,
-        sg,
+        share,
+        b8,
         b,
         bias: p.bias_elem(rec)?,
     };
@@ -347,12 +357,16 @@ pub(super) fn record_unrolled(
         Layout::Vec => true,
         Layout::Scalar => false,
     };
-    // The subgroup form loads single elements of a: a scalar declaration (a vec4 one would load
-    // all 4 lanes per element on lavapipe).
-    let binds = p.bindings(vk && !sg, key.b, b_vec4, key.bias);
+    // The elements form loads single elements of a: a scalar declaration (a vec4 one would load
+    // all 4 lanes per element on lavapipe). The rows form reads a in vec4 units.
+    let a_vec4 = vk && share != ShareA::Elements;
+    let mut binds = p.bindings(a_vec4, key.b, b_vec4, key.bias);
+    if b8 {
+        binds.b = Bind::read(p.b, "vec4<u32>");
+    }
     let pipeline = gpu.pipeline("matmul_unrolled", &(key.clone(), p.act), || {
         compose(
-            &unrolled_source(tm as usize, tn as usize, wg, layout, sg),
+            &unrolled_source(tm as usize, tn as usize, wg, layout, share, b8),
             binds.needs_f16(),
             &[],
             &binds.prologue(),

@@ -14,6 +14,17 @@
 //! per weight row. Workgroups walk M fastest, so consecutive workgroups (on the same or the other
 //! CPU thread) reuse the same `WG * TN` columns of `b` from cache.
 //!
+//! On subgroups of 8 lanes (lavapipe) the loop over K steps 8 at a time and the loads of `a` are
+//! shared over the subgroup ([`ShareA`]): every lane loads part of the 8 x `TM` block of `a` and
+//! `subgroupBroadcast` hands each element to all lanes. Every storage load inside a loop costs
+//! llvmpipe a mask test per lane and a bounds check, a branch and an insert per lane and per
+//! 32-bit component, so the fewer components per FMA, the closer the kernel runs to its FMAs:
+//! `ShareA::Rows` loads each lane's own rows of `a` as vec4s (2 loads per row per 8 k against 8
+//! scalar ones for `ShareA::Elements`), and packed f16 weights are read 8 values per
+//! `vec4<u32>` (`b8`). Together with 16-row tiles this took the BERT and Marian f16 linears on
+//! lavapipe from about 32 to 52-60 GFLOP/s (BENCHMARKS.md). f32 weights cost twice the
+//! components per weight and run at about 32.
+//!
 //! Three layouts of `b`, each with its own body:
 //! - `Bt`: `b [N, K]` (linear, matmul_bt): a scalar accumulator per output, 4 FMAs per output per
 //!   4-wide k step from `a` and `b` vec4s.
@@ -33,13 +44,56 @@ pub(super) enum Layout {
     Scalar,
 }
 
+/// How the kernel loads `a`, whose elements every lane of a workgroup needs (lanes run along N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum ShareA {
+    /// Every lane loads every element it uses (4-wide k steps): any adapter.
+    Off,
+    /// 8-wide k steps; lane `sid` loads element `kk + sid` of every row. Subgroups of exactly 8.
+    Elements,
+    /// 8-wide k steps; lane `sid` loads rows `m0 + sid + 8q` (`q < TM / 8`) at `kk ..+8` as two
+    /// vec4s. Subgroups of exactly 8, `TM % 8 == 0`, `K % 4 == 0` and `a` bound in vec4 units.
+    Rows,
+}
+
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
+
+/// Accessors of `b` bound as `array<vec4<u32>>` of packed f16, 8 values per unit (`b8`): the
+/// 8-wide loop reads the units directly; these serve the tail loops.
+const B8_ACCESSORS: &str = "\
+fn b_at(i: u32) -> f32 { return unpack2x16float(b[i >> 3u][(i >> 1u) & 3u])[i & 1u]; }
+fn b_at4(i: u32) -> vec4<f32> {
+    let u = b[i >> 3u];
+    let h = (i >> 2u) & 1u;
+    return vec4<f32>(unpack2x16float(u[2u * h]), unpack2x16float(u[2u * h + 1u]));
+}
+";
 
 /// The kernel body (after the generated prologue of `MatmulBindings`) for a `tm x tn` tile per
 /// invocation and `wg` invocations per workgroup. Reads `p` (`Params`), `a_at`/`a_at4`,
-/// `b_at`/`b_at4`, `bias_value` and writes `out`.
-pub(super) fn unrolled_source(tm: usize, tn: usize, wg: u32, layout: Layout, sg: bool) -> String {
+/// `b_at`/`b_at4` (with `b8`: `b` itself, bound as `array<vec4<u32>>`, and the accessors written
+/// here), `bias_value` and writes `out`. `b8` applies to [`Layout::Bt`] with a shared `a` only.
+pub(super) fn unrolled_source(
+    tm: usize,
+    tn: usize,
+    wg: u32,
+    layout: Layout,
+    share: ShareA,
+    b8: bool,
+) -> String {
+    assert!(
+        share != ShareA::Rows || tm.is_multiple_of(8),
+        "ShareA::Rows needs whole subgroup rows"
+    );
+    assert!(
+        !b8 || (layout == Layout::Bt && share != ShareA::Off),
+        "b8 is a Bt subgroup form"
+    );
+    let sg = share != ShareA::Off;
     let mut s = String::new();
+    if b8 {
+        s.push_str(B8_ACCESSORS);
+    }
     let sid = if sg {
         ", @builtin(subgroup_invocation_id) sid: u32"
     } else {
@@ -83,36 +137,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         );
     }
     match layout {
-        Layout::Bt => bt_body(&mut s, tm, tn, sg),
-        Layout::Vec => vec_body(&mut s, tm, tn / 4, sg),
+        Layout::Bt => bt_body(&mut s, tm, tn, share, b8),
+        Layout::Vec => vec_body(&mut s, tm, tn / 4, share),
         Layout::Scalar => scalar_body(&mut s, tm, tn),
     }
     s.push_str("}\n");
     s
 }
 
-/// Opens the 8-wide k loop of the subgroup form: each lane loads one element of each row of `a`
-/// (`av{i}` = row i at `kk + sid`, one load where the 4-wide step costs 4 per lane: llvmpipe loads
-/// storage lane by lane even at uniform addresses), and `a{i}_{h}` gathers `kk + 4h ..+4` from the
-/// subgroup with `subgroupBroadcast` (an extract and a splat on lavapipe). Needs a subgroup of
-/// exactly 8 lanes; the loop is closed by the caller.
-fn subgroup_a(s: &mut String, tm: usize) {
-    s.push_str("    for (; kk + 8u <= p.k; kk += 8u) {\n");
-    for i in 0..tm {
-        let _ = writeln!(s, "        let av{i} = a_at(ar{i} + kk + sid);");
+/// Opens the 8-wide k loop of the subgroup form with this lane's share of the 8 x `tm` block of
+/// `a` (see [`ShareA`]): `av{i}` (row i at `kk + sid`) or `al{q}_{h}` (row `m0 + sid + 8q` at
+/// `kk + 4h ..+4`). One load per lane where every lane loading every element would cost 8:
+/// llvmpipe loads storage lane by lane even at uniform addresses. The loop is closed by the caller.
+fn subgroup_a_loads(s: &mut String, tm: usize, share: ShareA) {
+    if share == ShareA::Rows {
+        for q in 0..tm / 8 {
+            let _ = writeln!(
+                s,
+                "    let arl{q} = a_base + min(m0 + sid + {}u, p.m - 1u) * p.k;",
+                8 * q
+            );
+        }
     }
-    for h in 0..2u32 {
-        for i in 0..tm {
-            let b: Vec<String> = (0..4)
-                .map(|t| format!("subgroupBroadcast(av{i}, {}u)", 4 * h + t))
-                .collect();
-            let _ = writeln!(s, "        let a{i}_{h} = vec4<f32>({});", b.join(", "));
+    s.push_str("    for (; kk + 8u <= p.k; kk += 8u) {\n");
+    match share {
+        ShareA::Rows => {
+            for q in 0..tm / 8 {
+                for h in 0..2 {
+                    let _ = writeln!(
+                        s,
+                        "        let al{q}_{h} = a[(arl{q} + kk + {}u) >> 2u];",
+                        4 * h
+                    );
+                }
+            }
+        }
+        _ => {
+            for i in 0..tm {
+                let _ = writeln!(s, "        let av{i} = a_at(ar{i} + kk + sid);");
+            }
         }
     }
 }
 
+/// `a{i}_{h}`: row i of `a` at `kk + 4h ..+4`, gathered from the subgroup with
+/// `subgroupBroadcast` (an extract and a splat on lavapipe).
+fn subgroup_a_broadcast(s: &mut String, i: usize, share: ShareA, h: usize) {
+    let b: Vec<String> = (0..4)
+        .map(|t| match share {
+            ShareA::Rows => format!(
+                "subgroupBroadcast(al{}_{h}.{}, {}u)",
+                i / 8,
+                LANES[t],
+                i % 8
+            ),
+            _ => format!("subgroupBroadcast(av{i}, {}u)", 4 * h + t),
+        })
+        .collect();
+    let _ = writeln!(s, "        let a{i}_{h} = vec4<f32>({});", b.join(", "));
+}
+
 /// `b [N, K]`: `c{i}_{j}` accumulates row `m0 + i` against weight row `n0 + j`.
-fn bt_body(s: &mut String, tm: usize, tn: usize, sg: bool) {
+fn bt_body(s: &mut String, tm: usize, tn: usize, share: ShareA, b8: bool) {
     for j in 0..tn {
         let _ = writeln!(
             s,
@@ -125,12 +211,31 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, sg: bool) {
         }
     }
     s.push_str("    var kk = 0u;\n");
-    if sg {
-        subgroup_a(s, tm);
+    if share != ShareA::Off {
+        subgroup_a_loads(s, tm, share);
+        // Per 4-wide half of the step: the weights first, then row by row the broadcast of a and
+        // its FMAs, so only one row's broadcast values are live at a time (broadcasting every
+        // row up front spilled them: 45 against 56 GFLOP/s at 16 x 4 on lavapipe).
         for h in 0..2 {
             for j in 0..tn {
-                let _ = writeln!(s, "        let b{j}_{h} = b_at4(br{j} + kk + {}u);", 4 * h);
-                for i in 0..tm {
+                if !b8 {
+                    let _ = writeln!(s, "        let b{j}_{h} = b_at4(br{j} + kk + {}u);", 4 * h);
+                } else if h == 0 {
+                    let _ = writeln!(s, "        let bq{j} = b[(br{j} + kk) >> 3u];");
+                    let _ = writeln!(
+                        s,
+                        "        let b{j}_0 = vec4<f32>(unpack2x16float(bq{j}.x), unpack2x16float(bq{j}.y));"
+                    );
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "        let b{j}_1 = vec4<f32>(unpack2x16float(bq{j}.z), unpack2x16float(bq{j}.w));"
+                    );
+                }
+            }
+            for i in 0..tm {
+                subgroup_a_broadcast(s, i, share, h);
+                for j in 0..tn {
                     let _ = writeln!(
                         s,
                         "        c{i}_{j} = fma(a{i}_{h}.w, b{j}_{h}.w, fma(a{i}_{h}.z, b{j}_{h}.z, \
@@ -140,22 +245,10 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, sg: bool) {
             }
         }
         s.push_str("    }\n");
+    } else {
+        four_wide_bt(s, tm, tn);
     }
-    s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
-    for i in 0..tm {
-        let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
-    }
-    for j in 0..tn {
-        let _ = writeln!(s, "        let b{j} = b_at4(br{j} + kk);");
-        for i in 0..tm {
-            let _ = writeln!(
-                s,
-                "        c{i}_{j} = fma(a{i}.w, b{j}.w, fma(a{i}.z, b{j}.z, \
-                 fma(a{i}.y, b{j}.y, fma(a{i}.x, b{j}.x, c{i}_{j}))));"
-            );
-        }
-    }
-    s.push_str("    }\n    for (; kk < p.k; kk++) {\n");
+    s.push_str("    for (; kk < p.k; kk++) {\n");
     for i in 0..tm {
         let _ = writeln!(s, "        let a{i} = a_at(ar{i} + kk);");
     }
@@ -173,8 +266,29 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, sg: bool) {
     }
 }
 
+/// The 4-wide k loop of the plain form. The subgroup forms have none (their tail is scalar):
+/// a second unrolled loop over the whole tile changed LLVM's register allocation of the main
+/// loop (lavapipe, linear 128x384->1536 f16 at 16 x 4: 42 GFLOP/s with it, 53 without).
+fn four_wide_bt(s: &mut String, tm: usize, tn: usize) {
+    s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
+    for i in 0..tm {
+        let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
+    }
+    for j in 0..tn {
+        let _ = writeln!(s, "        let b{j} = b_at4(br{j} + kk);");
+        for i in 0..tm {
+            let _ = writeln!(
+                s,
+                "        c{i}_{j} = fma(a{i}.w, b{j}.w, fma(a{i}.z, b{j}.z, \
+                 fma(a{i}.y, b{j}.y, fma(a{i}.x, b{j}.x, c{i}_{j}))));"
+            );
+        }
+    }
+    s.push_str("    }\n");
+}
+
 /// `b [K, N]`, N % 4 == 0: `c{i}_{q}` holds columns `n0 + 4q ..+4` of row `m0 + i`.
-fn vec_body(s: &mut String, tm: usize, tn4: usize, sg: bool) {
+fn vec_body(s: &mut String, tm: usize, tn4: usize, share: ShareA) {
     for q in 0..tn4 {
         let _ = writeln!(
             s,
@@ -188,15 +302,19 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, sg: bool) {
         }
     }
     s.push_str("    var kk = 0u;\n");
-    if sg {
-        subgroup_a(s, tm);
+    if share != ShareA::Off {
+        subgroup_a_loads(s, tm, share);
+        // As in `bt_body`: the weights of each half step first, then row by row.
         for h in 0..2 {
-            for (t, lane) in LANES.iter().enumerate() {
+            for t in 0..4 {
                 let _ = writeln!(s, "        let kr{h}_{t} = (kk + {}u) * p.n;", 4 * h + t);
                 for q in 0..tn4 {
                     let _ = writeln!(s, "        let b{h}_{t}_{q} = b_at4(bc{q} + kr{h}_{t});");
                 }
-                for i in 0..tm {
+            }
+            for i in 0..tm {
+                subgroup_a_broadcast(s, i, share, h);
+                for (t, lane) in LANES.iter().enumerate() {
                     for q in 0..tn4 {
                         let _ = writeln!(
                             s,
@@ -207,26 +325,29 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, sg: bool) {
             }
         }
         s.push_str("    }\n");
-    }
-    s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
-    for i in 0..tm {
-        let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
-    }
-    for (t, lane) in LANES.iter().enumerate() {
-        let _ = writeln!(s, "        let kr{t} = (kk + {t}u) * p.n;");
-        for q in 0..tn4 {
-            let _ = writeln!(s, "        let b{t}_{q} = b_at4(bc{q} + kr{t});");
-        }
+    } else {
+        // The plain form's 4-wide loop (none in the subgroup forms, as in `bt_body`).
+        s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
         for i in 0..tm {
+            let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
+        }
+        for (t, lane) in LANES.iter().enumerate() {
+            let _ = writeln!(s, "        let kr{t} = (kk + {t}u) * p.n;");
             for q in 0..tn4 {
-                let _ = writeln!(
-                    s,
-                    "        c{i}_{q} = fma(vec4<f32>(a{i}.{lane}), b{t}_{q}, c{i}_{q});"
-                );
+                let _ = writeln!(s, "        let b{t}_{q} = b_at4(bc{q} + kr{t});");
+            }
+            for i in 0..tm {
+                for q in 0..tn4 {
+                    let _ = writeln!(
+                        s,
+                        "        c{i}_{q} = fma(vec4<f32>(a{i}.{lane}), b{t}_{q}, c{i}_{q});"
+                    );
+                }
             }
         }
+        s.push_str("    }\n");
     }
-    s.push_str("    }\n    for (; kk < p.k; kk++) {\n        let kr = kk * p.n;\n");
+    s.push_str("    for (; kk < p.k; kk++) {\n        let kr = kk * p.n;\n");
     for q in 0..tn4 {
         let _ = writeln!(s, "        let b{q} = b_at4(bc{q} + kr);");
     }
@@ -309,17 +430,49 @@ mod tests {
             (1, 1, Layout::Bt),
             (3, 5, Layout::Bt),
             (8, 4, Layout::Bt),
+            (16, 3, Layout::Bt),
             (2, 8, Layout::Vec),
+            (16, 8, Layout::Vec),
             (3, 5, Layout::Scalar),
         ] {
-            for sg in [false, true] {
-                let src = unrolled_source(tm, tn, 8, layout, sg);
-                let stores = src.matches("    store(o_base").count();
-                assert_eq!(stores, tm * tn, "{layout:?}");
-                assert!(!src.contains("array<"), "{layout:?}");
-                assert!(src.contains("@workgroup_size(8)"), "{layout:?}");
-                let shared = layout != Layout::Scalar && sg;
-                assert_eq!(src.contains("subgroupBroadcast"), shared, "{layout:?} {sg}");
+            for share in [ShareA::Off, ShareA::Elements, ShareA::Rows] {
+                if layout == Layout::Scalar && share != ShareA::Off
+                    || share == ShareA::Rows && tm % 8 != 0
+                {
+                    continue;
+                }
+                let b8s: &[bool] = match (layout, share) {
+                    (Layout::Bt, ShareA::Elements | ShareA::Rows) => &[false, true],
+                    _ => &[false],
+                };
+                for &b8 in b8s {
+                    let what = format!("{tm}x{tn} {layout:?} {share:?} b8={b8}");
+                    let src = unrolled_source(tm, tn, 8, layout, share, b8);
+                    let stores = src.matches("    store(o_base").count();
+                    assert_eq!(stores, tm * tn, "{what}");
+                    assert!(!src.contains("array<"), "{what}");
+                    assert!(src.contains("@workgroup_size(8)"), "{what}");
+                    let broadcasts = src.matches("subgroupBroadcast(").count();
+                    // Each of the 8 x tm elements of a in the 8-wide step, once.
+                    let expect = if share == ShareA::Off { 0 } else { 8 * tm };
+                    assert_eq!(broadcasts, expect, "{what}");
+                    // Rows: 2 vec4 loads of a per lane per 8 k for every 8 rows; elements: one
+                    // scalar load per row.
+                    let a_loads = src.matches("let al").count() + src.matches("let av").count();
+                    let expect = match share {
+                        ShareA::Off => 0,
+                        ShareA::Elements => tm,
+                        ShareA::Rows => tm / 4,
+                    };
+                    assert_eq!(a_loads, expect, "{what}");
+                    // b8: one vec4<u32> load per weight row per 8 k, and the tail accessors.
+                    assert_eq!(
+                        src.matches("let bq").count(),
+                        if b8 { tn } else { 0 },
+                        "{what}"
+                    );
+                    assert_eq!(src.contains("fn b_at4"), b8, "{what}");
+                }
             }
         }
     }
