@@ -275,16 +275,25 @@ fn extra_tiles() -> Vec<MatmulKernel> {
 
 /// The `gemv` suite.
 pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
+    let extra = extra_tiles();
     for wdtype in [DType::F16, DType::F32] {
         for kernel in [
             MatmulKernel::Auto,
             MatmulKernel::GemvRows,
             MatmulKernel::GemvSplitK,
             MatmulKernel::Unrolled,
-        ] {
-            // A large decoding linear, and a beam step's FFN of a Marian-sized model (where the
-            // CPU table's Auto leaves the GEMV kernels for the unrolled one).
-            for (m, k, n) in [(1, 4096, 4096), (4, 512, 2048)] {
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        {
+            // A large decoding linear, a beam step's FFN of a Marian-sized model, and the output
+            // layer of opus-mt-en-zh (vocabulary 65 001) greedy and at beam 4.
+            for (m, k, n) in [
+                (1, 4096, 4096),
+                (4, 512, 2048),
+                (1, 512, 65001),
+                (4, 512, 65001),
+            ] {
                 bench_linear(ctx, "gemv", m, k, n, wdtype, false, kernel, true)?;
             }
         }

@@ -53,19 +53,16 @@ impl AdapterClass {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MatmulTuning {
     /// The kernel for few rows (`m <= gemv_max_m`) against `b` stored `[N, K]` (linear layers at
-    /// decode time). CPU: [`MatmulKernel::GemvRows`] (the blocked kernel with all rows in one
-    /// thread's registers, no barriers); GPUs: [`MatmulKernel::GemvSplitK`] (a workgroup reduces K
-    /// in workgroup memory, so few rows still fill the lanes).
+    /// decode time). CPU: [`MatmulKernel::Unrolled`], whose tile then has exactly `m` rows (see
+    /// [`Tuning::unrolled_tile`]; lavapipe, one run against [`MatmulKernel::GemvRows`], the
+    /// blocked kernel with all rows in one thread: f16 4x512->65001 17.5 vs 33.3 ms, 1x512->65001
+    /// 9.9 vs 11.2, 1x4096->4096 4.9 vs 5.1, 4x512->2048 0.86 vs 1.70; f32 5.5 vs 6.2 at
+    /// 1x4096->4096, 0.68 vs 1.02 at 4x512->2048); GPUs: [`MatmulKernel::GemvSplitK`] (a
+    /// workgroup reduces K in workgroup memory, so few rows still fill the lanes).
     pub gemv: MatmulKernel,
     /// Most rows that take [`MatmulTuning::gemv`] (at most [`GEMV_MAX_M`], what both GEMV kernels
     /// hold). 4 on every class.
     pub gemv_max_m: usize,
-    /// Few rows take [`MatmulTuning::gemv`] only where `b` has at least this many elements (K*N);
-    /// smaller weights take [`MatmulTuning::large_bt`]. CPU: 4M (lavapipe, one run, GEMV rows
-    /// against the unrolled kernel's subgroup form: f16 4x2048->512 2.13 vs 0.65 ms, 4x512->2048
-    /// 1.13 vs 0.72, 1x512->512 0.27 vs 0.21, 1x128->512 0.12 vs 0.11; but 1x4096->4096 5.6 vs
-    /// 9.3, f32 alike); GPUs: 0 (always the GEMV kernel).
-    pub gemv_min_weights: usize,
     /// The kernel for everything else with `b [K, N]` (matmul). CPU: [`MatmulKernel::Unrolled`]
     /// (lavapipe 1024^3 f32, one run on a loaded machine: 35-42% of the FMA peak against 28% for
     /// [`MatmulKernel::Blocked`] and 4% for the workgroup tile, whose barriers are costly there);
@@ -463,7 +460,6 @@ impl Tuning {
         let gpu_matmul = |large| MatmulTuning {
             gemv: MatmulKernel::GemvSplitK,
             gemv_max_m: GEMV_MAX_M,
-            gemv_min_weights: 0,
             large,
             large_bt: large,
             tile_bt: (4, 4),
@@ -499,9 +495,8 @@ impl Tuning {
                 Tuning {
                     class,
                     matmul: MatmulTuning {
-                        gemv: MatmulKernel::GemvRows,
+                        gemv: MatmulKernel::Unrolled,
                         gemv_max_m: GEMV_MAX_M,
-                        gemv_min_weights: 1 << 22,
                         large: MatmulKernel::Unrolled,
                         large_bt: MatmulKernel::Unrolled,
                         tile_bt: (8, 4),
@@ -692,21 +687,25 @@ impl Tuning {
     }
 
     /// The unrolled matmul's register tile for `m` rows against `b` stored `[N, K]` (`bt`) or
-    /// `[K, N]` with `n_vec4` (`N % 4 == 0`): the table's, with no more rows than `m` rounded up
-    /// to a multiple of 8 where the table's rows are one (the rows form of the subgroup kernel
-    /// needs whole subgroup rows), so a decode step's few rows do not pay for 16.
+    /// `[K, N]` with `n_vec4` (`N % 4 == 0`). Where the table's rows are a multiple of 8 (the
+    /// CPU's, for the subgroup form that loads whole rows of a), a problem with fewer rows gets
+    /// fewer: `m` itself below 8 (a decode step's 1-4 rows; every extra row repeats the FMAs
+    /// over all of `b`), else `m` rounded up to whole subgroup rows.
     pub fn unrolled_tile(&self, m: usize, bt: bool, n_vec4: bool) -> (u32, u32) {
         let (tm, tn) = match (bt, n_vec4) {
             (true, _) => self.matmul.unrolled_bt,
             (false, true) => self.matmul.unrolled_vec,
             (false, false) => self.matmul.unrolled_scalar,
         };
-        let rows = u32::try_from(m.next_multiple_of(8)).unwrap_or(u32::MAX);
-        if tm.is_multiple_of(8) {
-            (tm.min(rows.max(8)), tn)
-        } else {
-            (tm, tn)
+        if !tm.is_multiple_of(8) {
+            return (tm, tn);
         }
+        let rows = if m < 8 {
+            m.max(1)
+        } else {
+            m.next_multiple_of(8)
+        };
+        (tm.min(u32::try_from(rows).unwrap_or(u32::MAX)), tn)
     }
 
     /// The blocked matmul's register tile for `b` stored `[N, K]` (`bt`) or `[K, N]` with
@@ -868,21 +867,22 @@ mod tests {
         assert_eq!(t.unrolled_tile(1024, false, true), (16, 4));
         assert!(t.matmul.unrolled_subgroup_a && t.matmul.unrolled_packed_f16);
         assert_eq!(t.unrolled_tile(128, true, false), (16, 4));
-        // Fewer rows than the tile: whole subgroup rows only, at least 8.
-        assert_eq!(t.unrolled_tile(1, true, false), (8, 4));
+        // Fewer rows than the tile: exactly m below 8, else whole subgroup rows.
+        assert_eq!(t.unrolled_tile(1, true, false), (1, 4));
+        assert_eq!(t.unrolled_tile(4, false, true), (4, 4));
+        assert_eq!(t.unrolled_tile(0, true, false), (1, 4));
         assert_eq!(t.unrolled_tile(8, true, false), (8, 4));
         assert_eq!(t.unrolled_tile(9, true, false), (16, 4));
         assert_eq!(t.unrolled_tile(5, false, false), (4, 4));
         assert_eq!(t.matmul.unrolled_wg, 8);
-        assert_eq!(t.matmul.gemv, MatmulKernel::GemvRows);
+        // Decode-size linears too take the unrolled kernel (with exactly m rows per tile).
+        assert_eq!(t.matmul.gemv, MatmulKernel::Unrolled);
         assert_eq!(t.matmul.gemv_max_m, 4);
-        // Decode-size linears: the GEMV kernel only for large weights, the unrolled one below.
-        let auto = |m, weights| crate::kernels::matmul::auto_kernel(&t, m, weights, true);
-        assert_eq!(auto(1, 4096 * 4096), MatmulKernel::GemvRows);
-        assert_eq!(auto(4, 1 << 22), MatmulKernel::GemvRows);
-        assert_eq!(auto(4, (1 << 22) - 1), MatmulKernel::Unrolled);
-        assert_eq!(auto(1, 512 * 512), MatmulKernel::Unrolled);
-        assert_eq!(auto(5, 4096 * 4096), MatmulKernel::Unrolled);
+        let auto = |m, bt| crate::kernels::matmul::auto_kernel(&t, m, bt);
+        for m in [1, 4, 5, 128] {
+            assert_eq!(auto(m, true), MatmulKernel::Unrolled);
+            assert_eq!(auto(m, false), MatmulKernel::Unrolled);
+        }
         assert_eq!(t.blocked_tile(true, true), (8, 4));
         assert_eq!(t.blocked_tile(true, false), (8, 4));
         assert_eq!(t.blocked_tile(false, true), (8, 16));
@@ -937,8 +937,10 @@ mod tests {
         assert_eq!(t.matmul.large, MatmulKernel::Tiled);
         assert_eq!(t.matmul.large_bt, MatmulKernel::Tiled);
         assert_eq!(t.matmul.gemv, MatmulKernel::GemvSplitK);
-        let auto = |m, weights| crate::kernels::matmul::auto_kernel(&t, m, weights, true);
-        assert_eq!(auto(1, 128 * 512), MatmulKernel::GemvSplitK);
+        let auto = |m| crate::kernels::matmul::auto_kernel(&t, m, true);
+        assert_eq!(auto(1), MatmulKernel::GemvSplitK);
+        assert_eq!(auto(4), MatmulKernel::GemvSplitK);
+        assert_eq!(auto(5), MatmulKernel::Tiled);
         for (bt, v) in [(true, true), (false, true), (false, false)] {
             assert_eq!(t.blocked_tile(bt, v), (4, 4));
         }

@@ -3,8 +3,10 @@
 //!
 //! This is [`MatmulKernel::GemvSplitK`](crate::kernels::matmul::MatmulKernel::GemvSplitK), the
 //! decoding-size `linear` on GPUs; it is reached through the `record_*` functions of
-//! [`crate::kernels::matmul`]. On CPU adapters the register-blocked kernel with one weight row per
-//! thread is used instead ([`MatmulKernel::GemvRows`](crate::kernels::matmul::MatmulKernel::GemvRows)).
+//! [`crate::kernels::matmul`]. On CPU adapters the unrolled kernel with exactly the problem's rows
+//! per tile is used instead (its subgroup form shares each load of `x` over the lanes; the
+//! register-blocked [`MatmulKernel::GemvRows`](crate::kernels::matmul::MatmulKernel::GemvRows)
+//! stays for benchmarks and tests).
 
 use crate::error::Result;
 use crate::gpu::spec::Bindings;

@@ -390,12 +390,12 @@ fn batched<'a>(
 
 /// The kernel [`MatmulKernel::Auto`] picks on an adapter with the tuning table `tuning`
 /// ([`Gpu::tuning`](crate::gpu::Gpu::tuning)) for `m` rows of `a`, with `b` stored `[N, K]`
-/// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul), with `weights` = K*N elements of
-/// `b`: the table's GEMV kernel for few rows against `[N, K]` where `b` is large enough, its
-/// large kernels otherwise (see [`MatmulTuning`](crate::gpu::MatmulTuning)).
-pub fn auto_kernel(tuning: &Tuning, m: usize, weights: usize, b_transposed: bool) -> MatmulKernel {
+/// (`b_transposed`: linear, matmul_bt) or `[K, N]` (matmul): the table's GEMV kernel for few
+/// rows against `[N, K]`, its large kernels otherwise (see
+/// [`MatmulTuning`](crate::gpu::MatmulTuning)).
+pub fn auto_kernel(tuning: &Tuning, m: usize, b_transposed: bool) -> MatmulKernel {
     let t = &tuning.matmul;
-    if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) && weights >= t.gemv_min_weights {
+    if b_transposed && m <= t.gemv_max_m.min(GEMV_MAX_M) {
         t.gemv
     } else if b_transposed {
         t.large_bt
@@ -413,11 +413,11 @@ pub fn auto_kernel(tuning: &Tuning, m: usize, weights: usize, b_transposed: bool
 pub fn auto_kernel_on(
     gpu: &crate::gpu::Gpu,
     batch: usize,
-    [m, k, n]: [usize; 3],
+    [m, _, n]: [usize; 3],
     b_transposed: bool,
     f16_b: bool,
 ) -> MatmulKernel {
-    let kernel = auto_kernel(gpu.tuning(), m, k.saturating_mul(n), b_transposed);
+    let kernel = auto_kernel(gpu.tuning(), m, b_transposed);
     let tile = gpu.tuning().coop_tile_for(batch, m, n);
     if kernel == MatmulKernel::Tiled
         && f16_b
