@@ -16,14 +16,24 @@ const COMP: [&str; 4] = ["x", "y", "z", "w"];
 
 /// `shaders/sdpa_cpu.wgsl` with its markers filled by straight-line code for `r` query rows per
 /// invocation, `kt` keys per tile, head dims `d` (q/k) and `dv` (v). With `sg` (subgroups of
-/// exactly 8 lanes, k and v declared as scalar arrays) each k and v row is loaded once per
-/// subgroup, 8 elements at a time, one per lane, and spread with `subgroupBroadcast`: llvmpipe
-/// loads storage lane by lane inside any loop, even at an address every lane shares, so a row
-/// loaded by every lane costs 8x the loads.
-pub(super) fn unrolled_flash_source(r: usize, kt: usize, d: usize, dv: usize, sg: bool) -> String {
+/// exactly 8 lanes) each k and v row is loaded once per subgroup and spread with
+/// `subgroupBroadcast`: llvmpipe loads storage lane by lane inside any loop, even at an address
+/// every lane shares, so a row loaded by every lane costs 8x the loads. `vec` says k and v are
+/// declared in vec4 units (rows aligned to 4 elements): the subgroup form then loads each whole
+/// 32 elements of a row as one vec4 per lane (a load costs llvmpipe a mask test per lane on top of
+/// its per-element work, so 4 elements per load halve the load instructions; lavapipe, B1 H8 D64
+/// T512: 10.4-13 against 15-16 ms), and the rest of the row one element per lane.
+pub(super) fn unrolled_flash_source(
+    r: usize,
+    kt: usize,
+    d: usize,
+    dv: usize,
+    sg: bool,
+    vec: bool,
+) -> String {
     let (d4, dv4) = (d.div_ceil(4), dv.div_ceil(4));
     let tile = if sg {
-        tile_subgroup(r, kt, d, dv)
+        tile_subgroup(r, kt, d, dv, vec)
     } else {
         tile(r, kt, d4, dv4)
     };
@@ -167,10 +177,33 @@ fn softmax(s: &mut String, r: usize, kt: usize) {
     }
 }
 
-/// One key tile with k and v rows shared over the 8-lane subgroup: lane `sid` loads element
-/// `8g + sid` of each row, `subgroupBroadcast(x, e)` hands element `8g + e` to every lane (an
-/// extract and a splat on lavapipe). Same arithmetic, in the same order, as [`tile`].
-fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize) -> String {
+/// Whether 8-element group `g` of a row of `len` elements lies in a whole 32-element block that
+/// the subgroup loads as one vec4 per lane (lane `l` holds elements `4l ..+4` of the block).
+fn in_wide_block(vec: bool, g: usize, len: usize) -> bool {
+    vec && 32 * (g / 4 + 1) <= len
+}
+
+/// The broadcast of element `8g + e` of a row whose lane values are `wide` (vec4s, one per 32
+/// elements, for groups in a whole block) or `narrow` (one element per lane).
+fn row_element(wide: &str, narrow: &str, is_wide: bool, g: usize, e: usize) -> String {
+    if is_wide {
+        let w = 8 * (g % 4) + e;
+        format!(
+            "subgroupBroadcast({wide}_{}.{}, {}u)",
+            g / 4,
+            COMP[w % 4],
+            w / 4
+        )
+    } else {
+        format!("subgroupBroadcast({narrow}, {e}u)")
+    }
+}
+
+/// One key tile with k and v rows shared over the 8-lane subgroup: each lane loads one element of
+/// every 8 (`8g + sid`) or, with `vec`, one vec4 of every whole 32 (`32b + 4 sid ..+4`), and
+/// `subgroupBroadcast` hands every element to every lane (an extract and a splat on lavapipe).
+/// Same arithmetic, in the same order, as [`tile`].
+fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize, vec: bool) -> String {
     let mut s = String::new();
     key_rows(&mut s, kt);
     for t in 0..kt {
@@ -178,14 +211,28 @@ fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize) -> String {
             let _ = writeln!(s, "        var s{i}_{t} = 0.0;");
         }
         for g in 0..d.div_ceil(8) {
-            let _ = writeln!(
-                s,
-                "        {{ let kl = {};",
-                lane_load("k", &format!("kr{t}"), g, d)
-            );
+            let wide = in_wide_block(vec, g, d);
+            if wide && g % 4 == 0 {
+                let _ = writeln!(
+                    s,
+                    "        let kw{t}_{} = k_at4(kr{t} + {}u + 4u * sid);",
+                    g / 4,
+                    8 * g
+                );
+            }
+            if wide {
+                let _ = writeln!(s, "        {{");
+            } else {
+                let _ = writeln!(
+                    s,
+                    "        {{ let kl = {};",
+                    lane_load("k", &format!("kr{t}"), g, d)
+                );
+            }
             for e in 0..8.min(d - 8 * g) {
                 let (c, comp) = ((8 * g + e) / 4, COMP[(8 * g + e) % 4]);
-                let _ = write!(s, "            let kc{e} = subgroupBroadcast(kl, {e}u);");
+                let bcast = row_element(&format!("kw{t}"), "kl", wide, g, e);
+                let _ = write!(s, "            let kc{e} = {bcast};");
                 for i in 0..r {
                     let _ = write!(s, " s{i}_{t} = fma(q{i}_{c}.{comp}, kc{e}, s{i}_{t});");
                 }
@@ -196,8 +243,19 @@ fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize) -> String {
     }
     softmax(&mut s, r, kt);
     for g in 0..dv.div_ceil(8) {
+        let wide = in_wide_block(vec, g, dv);
+        if wide && g % 4 == 0 {
+            for t in 0..kt {
+                let _ = writeln!(
+                    s,
+                    "        let vw{t}_{} = v_at4(vr{t} + {}u + 4u * sid);",
+                    g / 4,
+                    8 * g
+                );
+            }
+        }
         let _ = write!(s, "        {{");
-        for t in 0..kt {
+        for t in (0..kt).filter(|_| !wide) {
             let _ = write!(
                 s,
                 " let vl{t} = {};",
@@ -209,7 +267,7 @@ fn tile_subgroup(r: usize, kt: usize, d: usize, dv: usize) -> String {
             let e0 = 4 * (c - 2 * g);
             for t in 0..kt {
                 let b: Vec<String> = (0..4)
-                    .map(|e| format!("subgroupBroadcast(vl{t}, {}u)", e0 + e))
+                    .map(|e| row_element(&format!("vw{t}"), &format!("vl{t}"), wide, g, e0 + e))
                     .collect();
                 let _ = writeln!(
                     s,
@@ -277,34 +335,37 @@ fn store(r: usize, dv4: usize) -> String {
 mod tests {
     use super::*;
 
-    /// The subgroup form loads each k and v row once per 8 elements (one element per lane) and
-    /// spreads every element with a broadcast; the plain form loads vec4 chunks in every lane.
-    /// That both compute the attention is checked on the device by tests/attention.rs.
+    /// The subgroup form loads each k and v row once per subgroup: one element per lane per 8
+    /// (`k_at`), or with vec4 rows one vec4 per lane per whole 32 elements (`k_at4`) and single
+    /// elements for the rest; every element is spread with one broadcast. The plain form loads
+    /// vec4 chunks in every lane. That all forms compute the attention is checked on the device
+    /// by tests/attention.rs.
     #[test]
     fn subgroup_form_loads_each_row_element_once_per_subgroup() {
-        for (r, kt, d, dv) in [(8, 4, 64, 64), (2, 3, 13, 5), (1, 1, 40, 24)] {
-            let sg = unrolled_flash_source(r, kt, d, dv, true);
-            assert!(sg.contains("@builtin(subgroup_invocation_id) sid: u32"));
-            assert_eq!(
-                sg.matches("k_at(").count(),
-                kt * d.div_ceil(8),
-                "{r} {kt} {d}"
-            );
-            assert_eq!(
-                sg.matches("v_at(").count(),
-                kt * dv.div_ceil(8),
-                "{r} {kt} {dv}"
-            );
-            let bcast = kt * (d + 4 * dv.div_ceil(4));
-            assert_eq!(
-                sg.matches("subgroupBroadcast(").count(),
-                bcast,
-                "{r} {kt} {d} {dv}"
-            );
-            assert!(!sg.contains("ld_k(") && !sg.contains("array<"));
-            let plain = unrolled_flash_source(r, kt, d, dv, false);
-            assert!(!plain.contains("subgroupBroadcast(") && !plain.contains("sid: u32"));
-            assert_eq!(plain.matches("ld_k(").count(), kt * d.div_ceil(4));
+        for (r, kt, d, dv) in [
+            (8, 4, 64, 64),
+            (2, 3, 13, 5),
+            (1, 1, 40, 24),
+            (2, 2, 36, 72),
+        ] {
+            for vec in [false, true] {
+                let what = format!("r{r} kt{kt} d{d} dv{dv} vec={vec}");
+                let sg = unrolled_flash_source(r, kt, d, dv, true, vec);
+                assert!(sg.contains("@builtin(subgroup_invocation_id) sid: u32"));
+                // Whole 32-element blocks as vec4 loads (with vec4 rows), the rest per 8.
+                let wide = |len: usize| if vec { len / 32 } else { 0 };
+                let narrow = |len: usize| len.div_ceil(8) - 4 * wide(len);
+                assert_eq!(sg.matches("k_at4(").count(), kt * wide(d), "{what}");
+                assert_eq!(sg.matches("k_at(").count(), kt * narrow(d), "{what}");
+                assert_eq!(sg.matches("v_at4(").count(), kt * wide(dv), "{what}");
+                assert_eq!(sg.matches("v_at(").count(), kt * narrow(dv), "{what}");
+                let bcast = kt * (d + 4 * dv.div_ceil(4));
+                assert_eq!(sg.matches("subgroupBroadcast(").count(), bcast, "{what}");
+                assert!(!sg.contains("ld_k(") && !sg.contains("array<"));
+                let plain = unrolled_flash_source(r, kt, d, dv, false, vec);
+                assert!(!plain.contains("subgroupBroadcast(") && !plain.contains("sid: u32"));
+                assert_eq!(plain.matches("ld_k(").count(), kt * d.div_ceil(4));
+            }
         }
     }
 }

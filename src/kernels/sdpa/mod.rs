@@ -184,7 +184,7 @@ pub(crate) fn qkv_pipeline(
         }
         let generated;
         let body = if unrolled {
-            generated = unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg);
+            generated = unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg, vec);
             generated.as_str()
         } else {
             body
@@ -277,10 +277,6 @@ pub fn record_sdpa(
     let tu = tuning(&gpu);
     let vec = d % 4 == 0 && dv % 4 == 0 && q.aligned() && k.aligned() && v.aligned();
     let plan = args.plan.unwrap_or_else(|| plan(&gpu, dims));
-    // The subgroup form of the unrolled kernel reads single elements: scalar declarations (a vec4
-    // one would load all four elements per lane on lavapipe).
-    let flash = matches!(plan, Plan::Flash | Plan::FlashSplit { .. });
-    let vec = vec && !(flash && unrolled_applies(&tu, dims) && flash_subgroup(&gpu, &tu, dims));
     let scale = args.scale.unwrap_or(1.0 / (d as f32).sqrt());
     let mut p = base_params(dims, &q, &k, args.mask.as_ref(), args.causal, scale);
     p.v = view_params(&v);
