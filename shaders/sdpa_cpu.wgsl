@@ -16,8 +16,9 @@
 // in src/kernels/sdpa/cpu_source.rs (q{r}_{c}: row r's chunk c of q times the scale; a{r}_{c}: its
 // accumulator chunk; s{r}_{t} / p{r}_{t}: score / probability of row r and key t of the tile).
 // Where subgroups are 8 lanes (lavapipe) the generated tile loads each k and v row once per
-// subgroup, one element per lane, and spreads it with subgroupBroadcast (the entry point then
-// takes the subgroup lane `sid` as an extra argument): llvmpipe loads storage lane by lane
+// subgroup (one vec4 per lane per whole 32 elements where rows are vec4-aligned, else one element
+// per lane per 8) and spreads it with subgroupBroadcast (the entry point then takes the subgroup
+// lane `sid` as an extra argument): llvmpipe loads storage lane by lane
 // inside the key loop even where every lane reads the same address.
 
 const LOG2E: f32 = 1.4426950408889634;

@@ -125,15 +125,16 @@ pub struct MatmulTuning {
     /// 4x4: 35% against 30% with 64; the 8 x 4 columns of `b` a workgroup reads stay in cache while
     /// consecutive workgroups walk M); GPUs: 0.
     pub unrolled_wg: u32,
-    /// [`MatmulKernel::Unrolled`] reads f16 `b` as packed `u32` pairs (`vec2<u32>` per 4 values)
-    /// even where the device reads f16 natively. CPU: yes (half the gathers of per-element f16 loads,
-    /// as for the GEMV); GPUs: no.
+    /// [`MatmulKernel::Unrolled`] reads f16 `b` as packed `u32` pairs (`vec2<u32>` per 4 values,
+    /// `vec4<u32>` per 8 in the subgroup form) even where the device reads f16 natively. CPU: yes
+    /// (half the gathers of per-element f16 loads, as for the GEMV); GPUs: no.
     pub unrolled_packed_f16: bool,
     /// [`MatmulKernel::Unrolled`] shares each load of `a` across an 8-lane subgroup with
-    /// `subgroupBroadcast` (8-wide k steps), where the device has subgroups of exactly 8 lanes.
-    /// CPU: yes (llvmpipe loads storage lane by lane even at uniform addresses, so one load per
-    /// lane instead of 8; linear 128x384->1536 f16, 8x4: 50-54% of the FMA peak against 35-37%
-    /// without); GPUs: no.
+    /// `subgroupBroadcast` (8-wide k steps), where the device has subgroups of exactly 8 lanes:
+    /// each lane loads its own rows of `a` as vec4s where tiles have whole subgroup rows and K % 4
+    /// == 0, single elements otherwise, and packed f16 weights 8 per `vec4<u32>` where K % 8 ==
+    /// 0. CPU: yes (llvmpipe loads storage lane by lane even at uniform addresses, with a cost
+    /// per lane and per component; see `src/kernels/matmul/unrolled.rs`); GPUs: no.
     pub unrolled_subgroup_a: bool,
 }
 
@@ -281,8 +282,9 @@ pub struct AttnTuning {
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
     /// and short sequences still make enough workgroups; GPUs: 64.
     pub unrolled_wg: u32,
-    /// The unrolled variant loads each k and v row once per subgroup (one element per lane,
-    /// spread with `subgroupBroadcast`) where subgroups are exactly 8 lanes. CPU: yes (llvmpipe
+    /// The unrolled variant loads each k and v row once per subgroup (one vec4 per lane per whole
+    /// 32 elements of aligned rows, else one element per lane per 8, spread with
+    /// `subgroupBroadcast`) where subgroups are exactly 8 lanes. CPU: yes (llvmpipe
     /// loads storage lane by lane inside loops even where every lane reads the same address, so
     /// the plain form loads each row 8 times); GPUs: no (their subgroups are wider, and they load
     /// a shared address once).
