@@ -326,26 +326,7 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, share: ShareA) {
         }
         s.push_str("    }\n");
     } else {
-        // The plain form's 4-wide loop (none in the subgroup forms, as in `bt_body`).
-        s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
-        for i in 0..tm {
-            let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
-        }
-        for (t, lane) in LANES.iter().enumerate() {
-            let _ = writeln!(s, "        let kr{t} = (kk + {t}u) * p.n;");
-            for q in 0..tn4 {
-                let _ = writeln!(s, "        let b{t}_{q} = b_at4(bc{q} + kr{t});");
-            }
-            for i in 0..tm {
-                for q in 0..tn4 {
-                    let _ = writeln!(
-                        s,
-                        "        c{i}_{q} = fma(vec4<f32>(a{i}.{lane}), b{t}_{q}, c{i}_{q});"
-                    );
-                }
-            }
-        }
-        s.push_str("    }\n");
+        four_wide_vec(s, tm, tn4);
     }
     s.push_str("    for (; kk < p.k; kk++) {\n        let kr = kk * p.n;\n");
     for q in 0..tn4 {
@@ -369,6 +350,30 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, share: ShareA) {
             }
         }
     }
+}
+
+/// The 4-wide k loop of the plain form with `b [K, N]` in vec4s along N (none in the subgroup
+/// forms, see [`four_wide_bt`]).
+fn four_wide_vec(s: &mut String, tm: usize, tn4: usize) {
+    s.push_str("    for (; kk + 4u <= p.k; kk += 4u) {\n");
+    for i in 0..tm {
+        let _ = writeln!(s, "        let a{i} = a_at4(ar{i} + kk);");
+    }
+    for (t, lane) in LANES.iter().enumerate() {
+        let _ = writeln!(s, "        let kr{t} = (kk + {t}u) * p.n;");
+        for q in 0..tn4 {
+            let _ = writeln!(s, "        let b{t}_{q} = b_at4(bc{q} + kr{t});");
+        }
+        for i in 0..tm {
+            for q in 0..tn4 {
+                let _ = writeln!(
+                    s,
+                    "        c{i}_{q} = fma(vec4<f32>(a{i}.{lane}), b{t}_{q}, c{i}_{q});"
+                );
+            }
+        }
+    }
+    s.push_str("    }\n");
 }
 
 /// `b [K, N]`, any N: `c{i}_{j}` accumulates row `m0 + i`, column `n0 + j`.
