@@ -34,23 +34,24 @@ fn st4(base: u32, c: u32, a: vec4<f32>) {
 
 // Masked base-2 score of key j for a row whose keys end at `end` (NEG when not visible);
 // `sc` is the score times log2(e), an additive mask is scaled alike.
-fn masked2(mb: u32, j: u32, end: u32, sc: f32) -> f32 {
-    var x = NEG;
-    if (j < end) {
-        switch p.mask_kind {
-            case 0u: { x = sc; }
-            case 3u: {
-                let a = bitcast<f32>(mask[mb + j * p.m_sj]);
-                x = select(sc + a * LOG2E, NEG, a <= -1.0e30);
-            }
-            default: { x = apply_mask(mb, j, sc); }
+// The score of key j (in bounds) after the mask, for the variants generated with a mask; the
+// causal and past-the-end cut is a select in the generated code (a divergent `if` around this
+// costs llvmpipe mask bookkeeping on every score, even where nothing is masked). The scores are
+// in base 2, so an additive mask is scaled by log2(e).
+fn mask_score(mb: u32, j: u32, sc: f32) -> f32 {
+    switch p.mask_kind {
+        case 3u: {
+            let a = bitcast<f32>(mask[mb + j * p.m_sj]);
+            return select(sc + a * LOG2E, NEG, a <= -1.0e30);
         }
+        default: { return apply_mask(mb, j, sc); }
     }
-    return x;
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32{{ARGS}}) {
+    // Keeps the mask binding in the pipeline layout of the variants that read no mask.
+    _ = &mask;
     var rb = wid.x % p.row_blocks;
     if (p.causal != 0u) {
         // Later rows see more keys: dispatch them first so the light blocks fill the tail.

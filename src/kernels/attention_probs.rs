@@ -110,6 +110,7 @@ pub fn record_attention_probs(
         vec,
         false,
         1,
+        mask.is_some(),
     )?;
     let z = if average_heads { b } else { b * h };
     let disp = gpu.dispatch(

@@ -74,6 +74,8 @@ struct Variant {
     unrolled: bool,
     /// The unrolled variant shares k/v loads over 8-lane subgroups.
     sg: bool,
+    /// The unrolled variant reads a mask (the others read `p.mask_kind` at run time).
+    masked: bool,
     d: usize,
     dv: usize,
     vec: bool,
@@ -129,7 +131,8 @@ pub(crate) fn loader(name: &str, len: &str) -> String {
 }
 
 /// Composes and caches a kernel that reads q/k (and v unless `with_v` is false); its storage
-/// declarations are generated from `binds`.
+/// declarations are generated from `binds`. `masked`: the call has a mask (the unrolled flash
+/// variant is generated with or without the mask lookup).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn qkv_pipeline(
     gpu: &Gpu,
@@ -141,6 +144,7 @@ pub(crate) fn qkv_pipeline(
     vec: bool,
     with_v: bool,
     rows: u32,
+    masked: bool,
 ) -> Result<wgpu::ComputePipeline> {
     let shared = tu.shared && kernel == "sdpa";
     let rows = if kernel == "sdpa" { rows } else { 1 };
@@ -166,6 +170,7 @@ pub(crate) fn qkv_pipeline(
         shared,
         unrolled,
         sg,
+        masked: unrolled && masked,
         d: dims.d,
         dv: if with_v { dims.dv } else { 0 },
         vec,
@@ -184,7 +189,8 @@ pub(crate) fn qkv_pipeline(
         }
         let generated;
         let body = if unrolled {
-            generated = unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg, vec);
+            generated =
+                unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg, vec, masked);
             generated.as_str()
         } else {
             body
@@ -300,6 +306,7 @@ pub fn record_sdpa(
             &dummy
         }
     };
+    let masked = args.mask.is_some();
     let qkvm = [q.tensor, k.tensor, v.tensor, mask_t];
     let binds = |out, stats| attn_bindings(qkvm, out, stats, vec);
     let bh = u32::try_from(b * h).unwrap_or(u32::MAX);
@@ -310,7 +317,9 @@ pub fn record_sdpa(
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
             };
             let b = binds(out.tensor, &stats);
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
+            let pipe = qkv_pipeline(
+                &gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi, masked,
+            )?;
             p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
             let disp = gpu.dispatch(
                 "sdpa",
@@ -342,7 +351,18 @@ pub fn record_sdpa(
     let disp = match plan {
         Plan::Decode { .. } => {
             let b = binds(&part, &stats);
-            let pipe = qkv_pipeline(&gpu, "sdpa_decode", DECODE_SRC, &b, &tu, dims, vec, true, 1)?;
+            let pipe = qkv_pipeline(
+                &gpu,
+                "sdpa_decode",
+                DECODE_SRC,
+                &b,
+                &tu,
+                dims,
+                vec,
+                true,
+                1,
+                masked,
+            )?;
             p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
             let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
             gpu.dispatch(
@@ -365,6 +385,7 @@ pub fn record_sdpa(
                 vec,
                 true,
                 1,
+                masked,
             )?;
             let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
             gpu.dispatch(
@@ -377,7 +398,9 @@ pub fn record_sdpa(
         }
         _ => {
             let b = binds(&part, &stats);
-            let pipe = qkv_pipeline(&gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi)?;
+            let pipe = qkv_pipeline(
+                &gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi, masked,
+            )?;
             p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
             gpu.dispatch(
                 "sdpa",
