@@ -14,16 +14,19 @@
 //! per weight row. Workgroups walk M fastest, so consecutive workgroups (on the same or the other
 //! CPU thread) reuse the same `WG * TN` columns of `b` from cache.
 //!
-//! On subgroups of 8 lanes (lavapipe) the loop over K steps 8 at a time and the loads of `a` are
-//! shared over the subgroup ([`ShareA`]): every lane loads part of the 8 x `TM` block of `a` and
-//! `subgroupBroadcast` hands each element to all lanes. Every storage load inside a loop costs
+//! On subgroups of 8 lanes (lavapipe) the loads of `a` are shared over the subgroup ([`ShareA`]):
+//! every lane loads part of the block of `a` a k step needs and `subgroupBroadcast` hands each
+//! element to all lanes. The k loop steps 8 at a time where a load brings 8 k (one element per
+//! lane, or 8 packed f16 weights) and 4 at a time where lanes load their rows of `a` as vec4s
+//! against f32 or 4-value weight loads ([`k_quads`]). Every storage load inside a loop costs
 //! llvmpipe a mask test per lane and a bounds check, a branch and an insert per lane and per
 //! 32-bit component, so the fewer components per FMA, the closer the kernel runs to its FMAs:
 //! `ShareA::Rows` loads each lane's own rows of `a` as vec4s (2 loads per row per 8 k against 8
 //! scalar ones for `ShareA::Elements`), and packed f16 weights are read 8 values per
 //! `vec4<u32>` (`b8`). Together with 16-row tiles this took the BERT and Marian f16 linears on
-//! lavapipe from about 32 to 52-60 GFLOP/s (BENCHMARKS.md). f32 weights cost twice the
-//! components per weight and run at about 32.
+//! lavapipe from about 32 to 52-60 GFLOP/s (BENCHMARKS.md). With f32 weights an 8-k step was a
+//! loop body of 38 KB of JIT code, larger than the CPU's L1 instruction cache; the 4-k step halves
+//! it and took the f32 matmul from about 33 to 45-50 GFLOP/s.
 //!
 //! Three layouts of `b`, each with its own body:
 //! - `Bt`: `b [N, K]` (linear, matmul_bt): a scalar accumulator per output, 4 FMAs per output per
@@ -51,12 +54,27 @@ pub(super) enum ShareA {
     Off,
     /// 8-wide k steps; lane `sid` loads element `kk + sid` of every row. Subgroups of exactly 8.
     Elements,
-    /// 8-wide k steps; lane `sid` loads rows `m0 + sid + 8q` (`q < TM / 8`) at `kk ..+8` as two
-    /// vec4s. Subgroups of exactly 8, `TM % 8 == 0`, `K % 4 == 0` and `a` bound in vec4 units.
+    /// Lane `sid` loads rows `m0 + sid + 8q` (`q < TM / 8`) as one vec4 per 4 k (4- or 8-wide
+    /// steps, see [`k_quads`]). Subgroups of exactly 8, `TM % 8 == 0`, `K % 4 == 0` and `a`
+    /// bound in vec4 units.
     Rows,
 }
 
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
+
+/// 4-wide groups of k per step of the subgroup forms' k loop: 2 (8-wide steps) where one load
+/// brings 8 k (`ShareA::Elements`: element `kk + sid` per lane; `b8`: 8 packed f16 weights), else
+/// 1 (`ShareA::Rows` with 4-value loads of `b`). The shorter step keeps the unrolled loop body
+/// inside the L1 instruction cache: llvmpipe expands every load lane by lane and component by
+/// component, and the 8-k step of a 16 x 4 tile with f32 weights compiled to 8 476 instructions
+/// (38 KB); lavapipe, f32 matmul 1024^3: 43-48 against 64 ms.
+pub(super) fn k_quads(share: ShareA, b8: bool) -> usize {
+    if share == ShareA::Rows && !b8 {
+        1
+    } else {
+        2
+    }
+}
 
 /// Accessors of `b` bound as `array<vec4<u32>>` of packed f16, 8 values per unit (`b8`): the
 /// 8-wide loop reads the units directly; these serve the tail loops.
@@ -145,11 +163,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     s
 }
 
-/// Opens the 8-wide k loop of the subgroup form with this lane's share of the 8 x `tm` block of
-/// `a` (see [`ShareA`]): `av{i}` (row i at `kk + sid`) or `al{q}_{h}` (row `m0 + sid + 8q` at
-/// `kk + 4h ..+4`). One load per lane where every lane loading every element would cost 8:
+/// Opens the k loop of the subgroup form (`4 * quads` wide, see [`k_quads`]) with this lane's share
+/// of the block of `a` (see [`ShareA`]): `av{i}` (row i at `kk + sid`) or `al{q}_{h}` (row
+/// `m0 + sid + 8q` at `kk + 4h ..+4`, `h < quads`). One load per lane where every lane loading every element would cost 8:
 /// llvmpipe loads storage lane by lane even at uniform addresses. The loop is closed by the caller.
-fn subgroup_a_loads(s: &mut String, tm: usize, share: ShareA) {
+fn subgroup_a_loads(s: &mut String, tm: usize, share: ShareA, quads: usize) {
     if share == ShareA::Rows {
         for q in 0..tm / 8 {
             let _ = writeln!(
@@ -159,11 +177,12 @@ fn subgroup_a_loads(s: &mut String, tm: usize, share: ShareA) {
             );
         }
     }
-    s.push_str("    for (; kk + 8u <= p.k; kk += 8u) {\n");
+    let step = 4 * quads;
+    let _ = writeln!(s, "    for (; kk + {step}u <= p.k; kk += {step}u) {{");
     match share {
         ShareA::Rows => {
             for q in 0..tm / 8 {
-                for h in 0..2 {
+                for h in 0..quads {
                     let _ = writeln!(
                         s,
                         "        let al{q}_{h} = a[(arl{q} + kk + {}u) >> 2u];",
@@ -212,11 +231,12 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, share: ShareA, b8: bool) {
     }
     s.push_str("    var kk = 0u;\n");
     if share != ShareA::Off {
-        subgroup_a_loads(s, tm, share);
-        // Per 4-wide half of the step: the weights first, then row by row the broadcast of a and
+        let quads = k_quads(share, b8);
+        subgroup_a_loads(s, tm, share, quads);
+        // Per 4-wide group of the step: the weights first, then row by row the broadcast of a and
         // its FMAs, so only one row's broadcast values are live at a time (broadcasting every
         // row up front spilled them: 45 against 56 GFLOP/s at 16 x 4 on lavapipe).
-        for h in 0..2 {
+        for h in 0..quads {
             for j in 0..tn {
                 if !b8 {
                     let _ = writeln!(s, "        let b{j}_{h} = b_at4(br{j} + kk + {}u);", 4 * h);
@@ -303,9 +323,10 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, share: ShareA) {
     }
     s.push_str("    var kk = 0u;\n");
     if share != ShareA::Off {
-        subgroup_a_loads(s, tm, share);
-        // As in `bt_body`: the weights of each half step first, then row by row.
-        for h in 0..2 {
+        let quads = k_quads(share, false);
+        subgroup_a_loads(s, tm, share, quads);
+        // As in `bt_body`: the weights of each 4-wide group first, then row by row.
+        for h in 0..quads {
             for t in 0..4 {
                 let _ = writeln!(s, "        let kr{h}_{t} = (kk + {}u) * p.n;", 4 * h + t);
                 for q in 0..tn4 {
@@ -458,16 +479,25 @@ mod tests {
                     assert!(!src.contains("array<"), "{what}");
                     assert!(src.contains("@workgroup_size(8)"), "{what}");
                     let broadcasts = src.matches("subgroupBroadcast(").count();
-                    // Each of the 8 x tm elements of a in the 8-wide step, once.
-                    let expect = if share == ShareA::Off { 0 } else { 8 * tm };
+                    // Each of the 4 * quads x tm elements of a in the step, once: 8-wide steps
+                    // for single elements and packed weights, 4-wide for rows of a.
+                    let quads = k_quads(share, b8);
+                    assert_eq!(quads, if share == ShareA::Rows && !b8 { 1 } else { 2 });
+                    let step = format!("kk + {}u <= p.k; kk += {}u", 4 * quads, 4 * quads);
+                    assert_eq!(src.contains(&step), share != ShareA::Off, "{what}");
+                    let expect = if share == ShareA::Off {
+                        0
+                    } else {
+                        4 * quads * tm
+                    };
                     assert_eq!(broadcasts, expect, "{what}");
-                    // Rows: 2 vec4 loads of a per lane per 8 k for every 8 rows; elements: one
+                    // Rows: one vec4 load of a per lane per 4 k for every 8 rows; elements: one
                     // scalar load per row.
                     let a_loads = src.matches("let al").count() + src.matches("let av").count();
                     let expect = match share {
                         ShareA::Off => 0,
                         ShareA::Elements => tm,
-                        ShareA::Rows => tm / 4,
+                        ShareA::Rows => quads * tm / 8,
                     };
                     assert_eq!(a_loads, expect, "{what}");
                     // b8: one vec4<u32> load per weight row per 8 k, and the tail accessors.
