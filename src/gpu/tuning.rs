@@ -116,7 +116,8 @@ pub struct MatmulTuning {
     pub unrolled_bt: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 == 0` (the columns must be a multiple of 4 for
     /// the vec4 loads along N). CPU: 16 x 4 (1024^3 f32, workgroups of 8, the subgroup form
-    /// reading rows of a, two runs: 16x4 32-34 GFLOP/s, 8x4 29-30, 16x8 27, 8x8 23); GPUs: 4 x 4.
+    /// reading rows of a in 4-k steps, two runs: 16x4 45.6-50.1 GFLOP/s, 8x4 36.8-37.3, 16x8
+    /// 33.3-33.9, 8x8 35.3-36.1); GPUs: 4 x 4.
     pub unrolled_vec: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
     pub unrolled_scalar: (u32, u32),
