@@ -165,8 +165,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /// Opens the k loop of the subgroup form (`4 * quads` wide, see [`k_quads`]) with this lane's share
 /// of the block of `a` (see [`ShareA`]): `av{i}` (row i at `kk + sid`) or `al{q}_{h}` (row
-/// `m0 + sid + 8q` at `kk + 4h ..+4`, `h < quads`). One load per lane where every lane loading every element would cost 8:
-/// llvmpipe loads storage lane by lane even at uniform addresses. The loop is closed by the caller.
+/// `m0 + sid + 8q` at `kk + 4h ..+4`, `h < quads`). One load per lane where every lane loading
+/// every element would cost 8: llvmpipe loads storage lane by lane even at uniform addresses. The
+/// loop is closed by the caller.
 fn subgroup_a_loads(s: &mut String, tm: usize, share: ShareA, quads: usize) {
     if share == ShareA::Rows {
         for q in 0..tm / 8 {
