@@ -46,7 +46,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = NEG;
     var l = 0.0;
     var acc: array<vec4<f32>, DV4>;
-    for (var j0 = 0u; j0 < p.chunk; j0 += KT) {
+    // This chunk's keys: none for the lanes past the last chunk (their workgroup's other lanes
+    // may be live) or past the causal end, so they skip the loop instead of scoring clamped keys.
+    let n_keys = select(0u, min(p.chunk, my_end - ks), my_end > ks);
+    for (var j0 = 0u; j0 < n_keys; j0 += KT) {
         // Scores of KT keys: q chunk loaded once, reused for every key of the tile.
         // Zeroed by hand every tile: WGSL zero-initializes a var each time its declaration runs,
         // but in Chromium's WebGPU (Tint on SwiftShader) the scores of a chunk of 2+ tiles came

@@ -485,6 +485,7 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
         (1, 1, Causal::None),
         (5, 1, Causal::TopLeft),
         (1, 17, Causal::None),
+        (1, 16, Causal::None),
     ]
     .iter()
     .enumerate()
@@ -497,14 +498,15 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
             mag: 1.0,
         };
         let d = c.dims;
+        // Long key rows take a split-key plan; a one-invocation decode plan always splits (one
+        // chunk runs the flash kernel instead).
+        let plan = ksdpa::plan(&gpu, &d);
+        if let Plan::Decode { nsplit, .. } = plan {
+            assert!(nsplit >= 2, "{d:?}: one chunk should run the flash kernel");
+        }
         assert!(
-            tq > 4
-                || tk < 16
-                || matches!(
-                    ksdpa::plan(&gpu, &d),
-                    Plan::Decode { .. } | Plan::DecodeWorkgroup { .. }
-                ),
-            "{d:?} should use the split-key decode plan"
+            tq > 4 || tk < 32 || matches!(plan, Plan::Decode { .. } | Plan::DecodeWorkgroup { .. }),
+            "{d:?} should use the split-key decode plan, got {plan:?}"
         );
         check_case(&gpu, &c, 400 + n as u64, true, &[Plan::Flash]);
     }

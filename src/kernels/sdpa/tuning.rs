@@ -144,10 +144,12 @@ pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> 
             .div_ceil(lanes)
             .max(2 * kt)
             .next_multiple_of(kt);
-        return Some(Plan::Decode {
-            nsplit: dims.tk.div_ceil(chunk),
-            chunk,
-        });
+        let nsplit = dims.tk.div_ceil(chunk);
+        // One chunk splits nothing: the flash kernel does the same work without the merge pass
+        // (and on a CPU adapter without a workgroup of lanes idle beside the one chunk).
+        if nsplit >= 2 {
+            return Some(Plan::Decode { nsplit, chunk });
+        }
     }
     None
 }
