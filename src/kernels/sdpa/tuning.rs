@@ -113,8 +113,9 @@ pub(crate) fn decode_wg_size(tu: &Tuning) -> u32 {
 
 /// The split-key decode plan for `dims` on `gpu` with the workgroup-per-chunk kernel
 /// (`workgroup`) or one invocation per chunk, `None` where `dims` is not a decode shape (more than
-/// [`DECODE_MAX_TQ`] query rows, or too few keys). [`plan`] takes the kind the tuning table names;
-/// benchmarks compare both.
+/// [`DECODE_MAX_TQ`] query rows, or too few keys: under 2 for the workgroup kernel, under 2 chunks
+/// for the one-invocation kernel). [`plan`] takes the kind the tuning table names; benchmarks
+/// compare both.
 pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> {
     let tu = tuning(gpu);
     let kt = tu.kt as usize;
