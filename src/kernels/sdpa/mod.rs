@@ -348,69 +348,39 @@ pub fn record_sdpa(
     p.chunk = chunk as u32;
     let part = Tensor::zeros(&gpu, &[rows, nsplit, dv], DType::F32)?;
     let stats = Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?;
-    let disp = match plan {
+    // The split pass: the kernel the plan names, then its grid (row_blocks is read by the
+    // one-invocation decode and flash kernels).
+    let (kernel, src, kernel_rows) = match plan {
+        Plan::Decode { .. } => ("sdpa_decode", DECODE_SRC, 1),
+        Plan::DecodeWorkgroup { .. } => ("sdpa_decode_wg", DECODE_WG_SRC, 1),
+        _ => ("sdpa", FLASH_SRC, rpi),
+    };
+    let b = binds(&part, &stats);
+    let pipe = qkv_pipeline(
+        &gpu,
+        kernel,
+        src,
+        &b,
+        &tu,
+        dims,
+        vec,
+        true,
+        kernel_rows,
+        masked,
+    )?;
+    let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
+    let grid = match plan {
         Plan::Decode { .. } => {
-            let b = binds(&part, &stats);
-            let pipe = qkv_pipeline(
-                &gpu,
-                "sdpa_decode",
-                DECODE_SRC,
-                &b,
-                &tu,
-                dims,
-                vec,
-                true,
-                1,
-                masked,
-            )?;
             p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
-            let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
-            gpu.dispatch(
-                "sdpa_decode",
-                &pipe,
-                bytemuck::bytes_of(&p),
-                &b.buffers(),
-                [p.row_blocks, rows32, 1],
-            )?
+            [p.row_blocks, rows32, 1]
         }
-        Plan::DecodeWorkgroup { .. } => {
-            let b = binds(&part, &stats);
-            let pipe = qkv_pipeline(
-                &gpu,
-                "sdpa_decode_wg",
-                DECODE_WG_SRC,
-                &b,
-                &tu,
-                dims,
-                vec,
-                true,
-                1,
-                masked,
-            )?;
-            let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
-            gpu.dispatch(
-                "sdpa_decode_wg",
-                &pipe,
-                bytemuck::bytes_of(&p),
-                &b.buffers(),
-                [nsplit as u32, rows32, 1],
-            )?
-        }
+        Plan::DecodeWorkgroup { .. } => [nsplit as u32, rows32, 1],
         _ => {
-            let b = binds(&part, &stats);
-            let pipe = qkv_pipeline(
-                &gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi, masked,
-            )?;
             p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
-            gpu.dispatch(
-                "sdpa",
-                &pipe,
-                bytemuck::bytes_of(&p),
-                &b.buffers(),
-                [p.row_blocks * nsplit as u32, bh, 1],
-            )?
+            [p.row_blocks * nsplit as u32, bh, 1]
         }
     };
+    let disp = gpu.dispatch(kernel, &pipe, bytemuck::bytes_of(&p), &b.buffers(), grid)?;
     rec.push(disp);
     record_merge(rec, &tu, dims, &p, &part, &stats, out.tensor, lse)
 }
