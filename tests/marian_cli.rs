@@ -176,6 +176,28 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/marian"));
+    // A heatmap head the decoder lacks fails before any translation is printed.
+    let png = tmp("bad_head").join("attn.png");
+    let out = heedful()
+        .args(["translate", "--head", "99", "--attention"])
+        .arg(&png)
+        .arg("tea")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--head 99") && err.contains("4 heads"), "{err}");
+    assert!(!png.exists());
+    // `--layer` and `--head` only choose what `--attention` draws.
+    for flag in ["--layer", "--head"] {
+        let out = heedful()
+            .args(["translate", flag, "0", "tea"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} without --attention");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--attention"));
+    }
 }
 
 /// A folder saved before generation_config.json existed keeps generate's settings in config.json

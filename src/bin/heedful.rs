@@ -129,10 +129,10 @@ enum Command {
         #[arg(long)]
         attention: Option<PathBuf>,
         /// Decoder layer of the heatmap (default: the last).
-        #[arg(long)]
+        #[arg(long, requires = "attention")]
         layer: Option<usize>,
         /// Head of the heatmap (default: the mean over heads).
-        #[arg(long)]
+        #[arg(long, requires = "attention")]
         head: Option<usize>,
         /// A file with one input per line (`-` for standard input), read after the TEXTS.
         #[arg(long)]

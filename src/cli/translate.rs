@@ -201,6 +201,14 @@ pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
         (Some(_), l) => Some(l.unwrap_or(tr.config().decoder_layers.saturating_sub(1))),
         (None, Some(_)) | (None, None) => None,
     };
+    // The heatmap's head is checked before any input runs (the layer is checked by the decoder).
+    let heads = tr.config().decoder_attention_heads;
+    if let Some(h) = args.head.filter(|&h| h >= heads) {
+        return Err(Error::invalid(
+            OP,
+            format!("--head {h}: the decoder layers have {heads} heads (0..{heads})"),
+        ));
+    }
     let mut out = Out::new();
     let mut json_rows = Vec::new();
     let mut first = true;
