@@ -23,15 +23,10 @@
 // Constants from the Rust side: WG, K (beam width), KK (= K * K).
 // Grid: 1-D over B batch items, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
-// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
-fn neg_infinity() -> f32 {
-    var bits = 0xff800000u;
-    return bitcast<f32>(bits);
-}
+// neg_infinity and is_nan: shaders/common/float_order.wgsl.
 
 fn finite(x: f32) -> bool {
-    return x == x && abs(x) <= 3.4e38;
+    return !is_nan(x) && abs(x) <= 3.4e38;
 }
 
 @compute @workgroup_size(WG)

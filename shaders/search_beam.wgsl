@@ -39,32 +39,7 @@ var<workgroup> wg_stop: u32;
 
 const NEG: f32 = -1.0e9;
 
-// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
-// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
-fn neg_infinity() -> f32 {
-    var bits = 0xff800000u;
-    return bitcast<f32>(bits);
-}
-
-// +inf, made at run time (see neg_infinity).
-fn pos_infinity() -> f32 {
-    var bits = 0x7f800000u;
-    return bitcast<f32>(bits);
-}
-
-fn is_nan(x: f32) -> bool {
-    return x != x;
-}
-
-fn better(a: f32, ai: u32, b: f32, bi: u32) -> bool {
-    if (is_nan(a) || is_nan(b)) {
-        if (is_nan(a) && is_nan(b)) {
-            return ai < bi;
-        }
-        return is_nan(a);
-    }
-    return a > b || (a == b && ai < bi);
-}
+// neg_infinity, pos_infinity, is_nan and better (torch's order): shaders/common/float_order.wgsl.
 
 fn pen(on: bool) -> f32 {
     return select(0.0, NEG, on);

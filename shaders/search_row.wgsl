@@ -41,27 +41,7 @@ var<workgroup> wg_ban: array<u32, MAXB>;
 var<workgroup> wg_nban: atomic<u32>;
 var<workgroup> wg_skip: u32;
 
-// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
-// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
-fn neg_infinity() -> f32 {
-    var bits = 0xff800000u;
-    return bitcast<f32>(bits);
-}
-
-fn is_nan(x: f32) -> bool {
-    return x != x;
-}
-
-// torch's order: larger first, NaN largest, equal values by the lower index.
-fn better(a: f32, ai: u32, b: f32, bi: u32) -> bool {
-    if (is_nan(a) || is_nan(b)) {
-        if (is_nan(a) && is_nan(b)) {
-            return ai < bi;
-        }
-        return is_nan(a);
-    }
-    return a > b || (a == b && ai < bi);
-}
+// neg_infinity, pos_infinity, is_nan and better (torch's order): shaders/common/float_order.wgsl.
 
 // The row's logits at j, j + WG, j + 2 WG, j + 3 WG (indices past V read the last one; callers
 // mask them): all four loads are issued before any is used, so a thread waits for one memory

@@ -16,12 +16,7 @@
 //
 // Grid: 1-D over R rows, linear index (wid.x + wid.y * nwg.x) * WG + lid.
 
-// -inf, made at run time: a const-expression that evaluates to an infinity is a shader-creation
-// error in WGSL (browsers' Tint enforces it, naga does not), so the bits pass through a var.
-fn neg_infinity() -> f32 {
-    var bits = 0xff800000u;
-    return bitcast<f32>(bits);
-}
+// neg_infinity and is_nan: shaders/common/float_order.wgsl.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -42,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let base = row * p.v;
     for (var j = 0u; j < p.v; j++) {
         let x = logits[base + j];
-        if (x != x) {
+        if (is_nan(x)) {
             continue;
         }
         if (x > m) {

@@ -353,6 +353,47 @@ fn gpu_greedy_equals_reference() {
     }
 }
 
+/// Greedy with NaN and +inf logits, as torch.argmax orders them (NaN largest, the first of
+/// equals) after HF's processors (a ban adds -inf, so a banned +inf turns NaN). The GPU kernel
+/// skips the processors for entries that cannot beat its list unprocessed; these are the
+/// entries that can.
+#[test]
+fn gpu_greedy_nan_and_inf_logits_follow_torch_argmax() {
+    let v = 70;
+    let mut t = tables(77, v, 3, 20, false, false, false);
+    let inf = f32::INFINITY;
+    // (step, token, value): two +inf (the first wins); a banned +inf (NaN) over an unbanned
+    // +inf; two NaNs (the first wins); a NaN past a +inf; a NaN on the end token under
+    // min_length (-inf then).
+    for (step, tok, x) in [
+        (1, 30, inf),
+        (1, 9, inf),
+        (2, 40, inf),
+        (2, 5, inf),
+        (3, 50, f32::NAN),
+        (3, 12, f32::NAN),
+        (4, 20, inf),
+        (4, 61, f32::NAN),
+        (5, 0, f32::NAN),
+        (5, 66, 50.0),
+    ] {
+        t.pos[step * v + tok] = x;
+    }
+    let classes = [0, 1, 2];
+    let mut o = opts(1, 12);
+    o.bad_words_ids = vec![vec![5]];
+    o.min_length = 8;
+    check("nan and inf", &o, &t, &classes);
+    // The reference (torch's order) picks what the cases above aim at.
+    let (want, _) = generate(&o, classes.len(), v, |s, toks, _| {
+        Ok(t.logits(s, toks, &classes, 1))
+    })
+    .unwrap();
+    for item in &want {
+        assert_eq!(&item[0].ids[2..7], &[9, 5, 12, 61, 66], "{:?}", item[0].ids);
+    }
+}
+
 /// Beam search, K 2..5 (and 8), on the same awkward shapes and option grid.
 #[test]
 fn gpu_beam_equals_reference() {

@@ -42,6 +42,10 @@ use crate::tensor::{DType, Tensor};
 pub(crate) const WORKGROUP_REDUCE_SRC: &str =
     include_str!("../../shaders/common/workgroup_reduce.wgsl");
 
+/// `shaders/common/float_order.wgsl`: run-time infinities, a NaN test on the bits and torch's
+/// order (`better`), for the decoding-search kernels.
+pub(crate) const FLOAT_ORDER_SRC: &str = include_str!("../../shaders/common/float_order.wgsl");
+
 /// Checks that `t` has one of the `allowed` dtypes.
 pub(crate) fn check_dtype(op: &str, operand: &str, t: &Tensor, allowed: &[DType]) -> Result<()> {
     if allowed.contains(&t.dtype()) {

@@ -195,7 +195,7 @@ pub fn record_search_row(
                 ("BEAM", beam as u32),
                 ("MAXB", MAX_MULTI_BAD_WORDS as u32),
             ],
-            &[vec![RowParams::wgsl()], binds.wgsl()].concat(),
+            &[vec![RowParams::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
         )
     })?;
     let params = RowParams {
@@ -301,7 +301,7 @@ pub fn record_search_beam(
                 ("M", 3 * k as u32),
                 ("MODE", mode),
             ],
-            &[vec![BeamParams::wgsl()], binds.wgsl()].concat(),
+            &[vec![BeamParams::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
         )
     })?;
     let params = BeamParams {
