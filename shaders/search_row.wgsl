@@ -43,6 +43,24 @@ var<workgroup> wg_skip: u32;
 
 // neg_infinity, pos_infinity, is_nan and better (torch's order): shaders/common/float_order.wgsl.
 
+// Inserts (x, j) into the sorted list (bv, bi) (best first; the last entry falls off when x
+// beats it). A fixed pass over the N slots (each takes x when x is better, and x carries on with
+// what it displaced) instead of a search loop: the slots keep constant indices, so the lists stay
+// in registers, and no lane waits on another lane's loop.
+fn insert(bv: ptr<function, array<f32, N>>, bi: ptr<function, array<u32, N>>, x: f32, j: u32) {
+    var cv = x;
+    var ci = j;
+    for (var n = 0u; n < N; n++) {
+        let tv = (*bv)[n];
+        let ti = (*bi)[n];
+        let take = better(cv, ci, tv, ti);
+        (*bv)[n] = select(tv, cv, take);
+        (*bi)[n] = select(ti, ci, take);
+        cv = select(cv, tv, take);
+        ci = select(ci, ti, take);
+    }
+}
+
 // The row's logits at j, j + WG, j + 2 WG, j + 3 WG (indices past V read the last one; callers
 // mask them): all four loads are issued before any is used, so a thread waits for one memory
 // round trip per four elements instead of one per element (one workgroup per row leaves a GPU
@@ -149,12 +167,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var ss = 0.0;
         for (var j = lid; j < p.v; j += 4u * WG) {
             let x = load4(base, j);
+            // Past V a select adds 0 (no lane-divergent branch).
             ss += exp(x[0] - m);
-            for (var u = 1u; u < 4u; u++) {
-                if (j + u * WG < p.v) {
-                    ss += exp(x[u] - m);
-                }
-            }
+            ss += select(0.0, exp(x[1] - m), j + WG < p.v);
+            ss += select(0.0, exp(x[2] - m), j + 2u * WG < p.v);
+            ss += select(0.0, exp(x[3] - m), j + 3u * WG < p.v);
         }
         wg_s[lid] = ss;
         workgroupBarrier();
@@ -181,16 +198,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         bv[n] = neg_inf;
         bi[n] = 0xffffffffu;
     }
+    let pos_inf = pos_infinity();
     for (var j0 = lid; j0 < p.v; j0 += 4u * WG) {
         let xs = load4(base, j0);
         for (var u = 0u; u < 4u; u++) {
             let j = j0 + u * WG;
-            if (j >= p.v) {
-                break;
-            }
             var x = xs[u];
             if (BEAM == 1u) {
                 x = (x - m) - ls;
+            }
+            // The processors below only lower a score (a ban adds -inf, min_length sets the end
+            // token to -inf), except that a banned +inf becomes NaN (the largest) and forced EOS
+            // sets one token to 0: other scores that do not beat the list's last entry unprocessed
+            // cannot beat it processed, and skip the ban lookup (a load per entry) and the insert.
+            let raw = x + run;
+            let skip = !forced & !is_nan(raw) & (raw != pos_inf)
+                & !better(raw, j, bv[N - 1u], bi[N - 1u]);
+            if (j >= p.v || skip) {
+                continue;
             }
             var banned = rules[j] != 0u;
             for (var b = 0u; b < nban; b++) {
@@ -210,16 +235,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if (BEAM == 1u) {
                 x = x + run;
             }
-            if (better(x, j, bv[N - 1u], bi[N - 1u])) {
-                var k = N - 1u;
-                while (k > 0u && better(x, j, bv[k - 1u], bi[k - 1u])) {
-                    bv[k] = bv[k - 1u];
-                    bi[k] = bi[k - 1u];
-                    k -= 1u;
-                }
-                bv[k] = x;
-                bi[k] = j;
-            }
+            insert(&bv, &bi, x, j);
         }
     }
     for (var n = 0u; n < N; n++) {
@@ -232,30 +248,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // WG lists took WG * N steps).
     for (var h = WG / 2u; h > 0u; h = h / 2u) {
         if (lid < h) {
+            // Both lists are read from workgroup memory (this thread's own list is its bv, bi),
+            // so the private lists are only ever indexed by constants and stay in registers.
+            let own = lid * N;
             let other = (lid + h) * N;
             var ov: array<f32, N>;
             var oi: array<u32, N>;
             var ia = 0u;
             var ib = 0u;
             for (var n = 0u; n < N; n++) {
+                let xa = wg_v[own + min(ia, N - 1u)];
+                let ja = wg_i[own + min(ia, N - 1u)];
                 let xb = wg_v[other + min(ib, N - 1u)];
                 let jb = wg_i[other + min(ib, N - 1u)];
-                let take_b = ib < N && (ia >= N || better(xb, jb, bv[min(ia, N - 1u)], bi[min(ia, N - 1u)]));
-                if (take_b) {
-                    ov[n] = xb;
-                    oi[n] = jb;
-                    ib += 1u;
-                } else {
-                    ov[n] = bv[ia];
-                    oi[n] = bi[ia];
-                    ia += 1u;
-                }
+                let take_b = (ib < N) & ((ia >= N) | better(xb, jb, xa, ja));
+                ov[n] = select(xa, xb, take_b);
+                oi[n] = select(ja, jb, take_b);
+                ib += u32(take_b);
+                ia += u32(!take_b);
             }
             for (var n = 0u; n < N; n++) {
                 bv[n] = ov[n];
                 bi[n] = oi[n];
-                wg_v[lid * N + n] = ov[n];
-                wg_i[lid * N + n] = oi[n];
+                wg_v[own + n] = ov[n];
+                wg_i[own + n] = oi[n];
             }
         }
         workgroupBarrier();

@@ -389,7 +389,10 @@ pub struct Tuning {
     pub rnn_fused_wg: u32,
     /// Threads per row of the decode search's row kernel (`search_row`: log-softmax, logits
     /// processors and the row's top candidates over the vocabulary; a power of two, lowered by
-    /// `kernels::search` until its workgroup arrays fit the device). CPU: 64; GPUs: 1024 (512 for
+    /// `kernels::search` until its workgroup arrays fit the device). CPU: 8, one SIMD group of
+    /// lavapipe (a workgroup runs on one CPU thread, so more threads per row only add barriers
+    /// between SIMD groups, about 0.7 us each; with 64 the row kernel took 2.4x as long on the
+    /// bundled model's beam-4 batch-32 decode); GPUs: 1024 (512 for
     /// beam 4's 8 candidates in 48 KiB; an H200 profile of opus-mt-sized beam 4 had 64 threads
     /// spend 1.4 ms per row pass on a 65 001 vocabulary and 256 threads 0.39-0.47 ms: each
     /// thread's serial loads are latency-bound, one workgroup per row).
@@ -563,7 +566,7 @@ impl Tuning {
                         resident_max_items: 1024,
                     },
                     rnn_fused_wg: 8,
-                    search_row_wg: 64,
+                    search_row_wg: 8,
                     encoder_tokens_per_run: 256,
                     bench: BenchTuning {
                         fma_groups: 256,

@@ -116,7 +116,11 @@ pub fn record_beam_select(
             SRC,
             false,
             &[("WG", WG), ("K", k as u32), ("KK", (k * k) as u32)],
-            &[vec![Params::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
+            &[
+                vec![Params::wgsl(), super::FLOAT_ORDER_SRC.into()],
+                binds.wgsl(),
+            ]
+            .concat(),
         )
     })?;
     let params = Params {

@@ -195,7 +195,11 @@ pub fn record_search_row(
                 ("BEAM", beam as u32),
                 ("MAXB", MAX_MULTI_BAD_WORDS as u32),
             ],
-            &[vec![RowParams::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
+            &[
+                vec![RowParams::wgsl(), super::FLOAT_ORDER_SRC.into()],
+                binds.wgsl(),
+            ]
+            .concat(),
         )
     })?;
     let params = RowParams {
@@ -222,13 +226,13 @@ pub fn record_search_row(
     Ok(())
 }
 
-/// Threads per row of the row kernel: the tuning table's, halved (a power of two, at least 64,
-/// which fits WebGPU's 16 KiB for the widest beam) until its workgroup arrays fit the device:
+/// Threads per row of the row kernel: the tuning table's, halved (a power of two; never below 64
+/// for this, which fits WebGPU's 16 KiB for the widest beam) until its workgroup arrays fit the device:
 /// candidates `wg_v`/`wg_i` `[WG, N]`, the reductions' `wg_m`/`wg_s` `[WG]`, the banned tokens.
 fn row_threads(gpu: &crate::gpu::Gpu, n: u32) -> u32 {
     let bytes = |wg: u32| wg * (8 * n + 8) + 4 * MAX_MULTI_BAD_WORDS as u32 + 16;
     let storage = gpu.caps().max_workgroup_storage;
-    let mut wg = gpu.tuning().search_row_wg.max(64);
+    let mut wg = gpu.tuning().search_row_wg.max(1);
     while wg > 64 && bytes(wg) > storage {
         wg /= 2;
     }
@@ -301,7 +305,11 @@ pub fn record_search_beam(
                 ("M", 3 * k as u32),
                 ("MODE", mode),
             ],
-            &[vec![BeamParams::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
+            &[
+                vec![BeamParams::wgsl(), super::FLOAT_ORDER_SRC.into()],
+                binds.wgsl(),
+            ]
+            .concat(),
         )
     })?;
     let params = BeamParams {

@@ -75,7 +75,11 @@ pub fn record_topk(rec: &mut Recorder, logits: &Tensor, ids: &Tensor, logp: &Ten
             SRC,
             false,
             &[("WG", WG), ("K", k as u32)],
-            &[vec![Params::wgsl(), super::FLOAT_ORDER_SRC.into()], binds.wgsl()].concat(),
+            &[
+                vec![Params::wgsl(), super::FLOAT_ORDER_SRC.into()],
+                binds.wgsl(),
+            ]
+            .concat(),
         )
     })?;
     let params = Params {
