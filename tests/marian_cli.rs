@@ -185,9 +185,16 @@ fn bad_input_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--head 99") && err.contains("4 heads"), "{err}");
+    assert!(
+        err.contains("--head 99") && err.contains("4 heads"),
+        "{err}"
+    );
     assert!(!png.exists());
     // `--layer` and `--head` only choose what `--attention` draws.
     for flag in ["--layer", "--head"] {
