@@ -9,7 +9,8 @@
 //! - [`record_cache_attention`] (`shaders/sdpa_cache_wg.wgsl` on GPUs, `shaders/sdpa_cache.wgsl`
 //!   on CPU adapters, + `shaders/sdpa_cache_merge.wgsl`): flash-decoding of one query per row and
 //!   head over positions `0..=s` of the cache, in chunks whose count comes from the GPU step
-//!   (chunks past s cost nothing).
+//!   (chunks past s cost nothing). On CPU adapters a cache in one chunk per row and head (rows
+//!   enough to fill the threads' SIMD lanes) is attended without the merge pass.
 //!
 //! The cache layout is one tensor `kv [P, R, T, E]` f32 of P planes (a decoder's 2L: keys of layer
 //! l in plane 2l, values in 2l+1), R rows, T positions, E = H * Dh columns (head h at `h*Dh..`, the
@@ -43,8 +44,12 @@ const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_cache_merge.wgsl");
 /// Invocations per workgroup of the cache kernels; also the positions per chunk of the workgroup
 /// cache attention (`shaders/sdpa_cache_wg.wgsl`).
 pub const WG: u32 = 64;
-/// Positions per chunk of the one-invocation-per-chunk cache attention (`shaders/sdpa_cache.wgsl`).
+/// Fewest positions per chunk of the one-invocation-per-chunk cache attention
+/// (`shaders/sdpa_cache.wgsl`).
 pub const CHUNK: usize = 16;
+/// Invocations per workgroup of `shaders/sdpa_cache.wgsl`: one 8-lane SIMD group of lavapipe, so
+/// that a few rows still make several workgroups for the CPU threads (a workgroup runs on one).
+const CPU_WG: u32 = 8;
 
 /// The shape of a cache tensor `[planes, rows, positions, width]` and its heads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +140,8 @@ crate::wgsl_params! {
         v_col: u32,
         /// First column of q in its source.
         q_col: u32,
-        _pad0: u32,
+        /// Rows R (the one-invocation cache attention's grid covers R x H x nsplit).
+        rows: u32,
         _pad1: u32,
     }
 }
@@ -268,7 +274,7 @@ fn params(lay: &CacheLayout, layer: usize) -> Params {
         k_col: 0,
         v_col: 0,
         q_col: 0,
-        _pad0: 0,
+        rows: lay.rows as u32,
         _pad1: 0,
     }
 }
@@ -449,7 +455,11 @@ pub(crate) fn record_cache_attention_kernel(
     check_step(OP, step)?;
     let gpu = rec.gpu().clone();
     let dh = lay.width / lay.heads;
-    let chunk = if workgroup { WG as usize } else { CHUNK };
+    let chunk = if workgroup {
+        WG as usize
+    } else {
+        cpu_chunk(lay, gpu.tuning().attn.target_groups)
+    };
     let p = Params {
         src_stride: stride as u32,
         q_col: q.col as u32,
@@ -467,21 +477,35 @@ pub(crate) fn record_cache_attention_kernel(
                 format!("R x H = {rh} is over the device's workgroups per dimension"),
             )
         })?;
-    let part = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, dh], DType::F32)?;
-    let stats = Tensor::zeros(&gpu, &[rh, p.nsplit as usize, 2], DType::F32)?;
+    // One chunk per row and head (CPU kernel only): the first pass writes the normalized rows
+    // into `out` (laid out as the partials `[R*H, 1, Dh]`) and there is no merge pass.
+    let direct = !workgroup && p.nsplit == 1;
+    let (part, stats) = if direct {
+        (None, Tensor::zeros(&gpu, &[4], DType::F32)?)
+    } else {
+        (
+            Some(Tensor::zeros(
+                &gpu,
+                &[rh, p.nsplit as usize, dh],
+                DType::F32,
+            )?),
+            Tensor::zeros(&gpu, &[rh, p.nsplit as usize, 2], DType::F32)?,
+        )
+    };
     let binds = CacheAttnBindings {
         q: Bind::read(q.tensor, "f32"),
         kv: Bind::read(kv, "f32"),
         step: Bind::read(step, "u32"),
-        part: Bind::read_write(&part, "f32"),
+        part: Bind::read_write(part.as_ref().unwrap_or(out), "f32"),
         stats: Bind::read_write(&stats, "f32"),
     };
     let (label, grid) = if workgroup {
         ("cache_attention_wg", [p.nsplit, rh32, 1])
     } else {
-        (OP, [p.nsplit.div_ceil(WG), rh32, 1])
+        let invocations = u32::try_from(rh * p.nsplit as usize).unwrap_or(u32::MAX);
+        (OP, gpu.grid(invocations.div_ceil(CPU_WG)))
     };
-    let pipe = gpu.pipeline(label, &dh, || {
+    let pipe = gpu.pipeline(label, &(dh, direct), || {
         let mut decls = [vec![Params::wgsl()], binds.wgsl()].concat();
         if workgroup {
             decls.push(crate::kernels::WORKGROUP_REDUCE_SRC.to_string());
@@ -501,10 +525,18 @@ pub(crate) fn record_cache_attention_kernel(
                 &decls,
             )
         } else {
-            compose(ATTEND_SRC, false, &[("WG", WG), ("DH", dh as u32)], &decls)
+            compose(
+                ATTEND_SRC,
+                false,
+                &[("WG", CPU_WG), ("DH", dh as u32), ("DIRECT", direct as u32)],
+                &decls,
+            )
         }
     })?;
     rec.push(gpu.dispatch(label, &pipe, bytemuck::bytes_of(&p), &binds.buffers(), grid)?);
+    let Some(part) = part else {
+        return Ok(());
+    };
     let mb = CacheMergeBindings {
         part: Bind::read(&part, "f32"),
         stats: Bind::read(&stats, "f32"),
@@ -527,6 +559,19 @@ pub(crate) fn record_cache_attention_kernel(
         [(dh as u32).div_ceil(WG), rh32, 1],
     )?);
     Ok(())
+}
+
+/// Positions per chunk of the one-invocation cache attention (`shaders/sdpa_cache.wgsl`): the
+/// whole cache (one chunk, no merge pass) when rows x heads alone give `target_groups` SIMD groups
+/// of lanes, else chunks of at least [`CHUNK`] positions until they do. Every invocation runs its
+/// keys in order over whole rows, so lanes take rows, not positions, wherever rows are enough.
+fn cpu_chunk(lay: &CacheLayout, target_groups: usize) -> usize {
+    let lanes = target_groups * CPU_WG as usize;
+    let splits = lanes
+        .div_ceil((lay.rows * lay.heads).max(1))
+        .min(lay.positions / CHUNK)
+        .max(1);
+    lay.positions.div_ceil(splits).max(1)
 }
 
 /// CPU references (f64 accumulation).

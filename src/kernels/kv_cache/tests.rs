@@ -13,7 +13,7 @@ fn run(gpu: &Gpu, f: impl FnOnce(&mut Recorder) -> Result<()>) {
     rec.submit().unwrap();
 }
 
-const LAYOUTS: [CacheLayout; 5] = [
+const LAYOUTS: [CacheLayout; 7] = [
     CacheLayout {
         planes: 2,
         rows: 1,
@@ -50,7 +50,55 @@ const LAYOUTS: [CacheLayout; 5] = [
         heads: 2,
         width: 192,
     },
+    // One chunk on every adapter (at most 16 positions): the CPU kernel's merge-free pass.
+    CacheLayout {
+        planes: 2,
+        rows: 70,
+        positions: 12,
+        heads: 2,
+        width: 14,
+    },
+    // Rows x heads enough for a CPU adapter's lanes: one chunk of 40 positions there.
+    CacheLayout {
+        planes: 2,
+        rows: 40,
+        positions: 40,
+        heads: 2,
+        width: 16,
+    },
 ];
+
+/// The CPU kernel's chunks: the whole cache once rows x heads fill the lanes wanted, else chunks
+/// of at least 16 positions, never more chunks than positions allow.
+#[test]
+fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
+    let lay = |rows, heads, positions| CacheLayout {
+        planes: 2,
+        rows,
+        positions,
+        heads,
+        width: heads,
+    };
+    // (rows, heads, positions, target groups) -> chunk
+    for (r, h, t, g, want) in [
+        (64, 2, 100, 8, 100),
+        (128, 4, 21, 8, 21),
+        (1, 8, 33, 8, 17),
+        (4, 4, 21, 8, 21),
+        (1, 1, 5, 8, 5),
+        (2, 2, 1000, 8, 63),
+        (1, 1, 1, 1024, 1),
+    ] {
+        let l = lay(r, h, t);
+        let chunk = cpu_chunk(&l, g);
+        assert_eq!(chunk, want, "{l:?} target {g}");
+        let nsplit = t.div_ceil(chunk);
+        assert!(
+            nsplit * chunk >= t && (nsplit == 1 || chunk >= CHUNK),
+            "{l:?}"
+        );
+    }
+}
 
 /// Both first passes of the cache attention (one workgroup per 64-position chunk, one invocation
 /// per 16-position chunk) at every step of every layout: the public functions run the one the
