@@ -402,9 +402,10 @@ fn sdpa_flash_other_adapter_classes_configurations() {
 }
 
 /// Both decode kernels (one invocation, one workgroup per key chunk) with the chunks their plans
-/// pick for this adapter, on decode shapes: 1 to 4 query rows, key counts from 2 to 1500 (one
-/// chunk, several, a last partial one), odd and large head dims, every mask kind, both causal
-/// alignments (rows whose visible keys end inside, at and before a chunk).
+/// pick for this adapter, and the one-invocation kernel with one chunk (each lane a whole row,
+/// writing the output without the merge pass), on decode shapes: 1 to 4 query rows, key counts
+/// from 2 to 1500 (one chunk, several, a last partial one), odd and large head dims, every mask
+/// kind, both causal alignments (rows whose visible keys end inside, at and before a chunk).
 #[test]
 fn sdpa_decode_kernels_match_reference_on_decode_shapes() {
     let gpu = gpu();
@@ -429,7 +430,7 @@ fn sdpa_decode_kernels_match_reference_on_decode_shapes() {
             scale: None,
             mag: 1.0,
         };
-        let plans: Vec<Plan> = [false, true]
+        let mut plans: Vec<Plan> = [false, true]
             .iter()
             .filter_map(|&wg| ksdpa::decode_plan(&gpu, &c.dims, wg))
             .collect();
@@ -440,6 +441,10 @@ fn sdpa_decode_kernels_match_reference_on_decode_shapes() {
             "{:?}: {plans:?}",
             c.dims
         );
+        plans.push(Plan::Decode {
+            nsplit: 1,
+            chunk: tk,
+        });
         check_case(&gpu, &c, 900 + n as u64, n % 4 == 1, &plans);
     }
 }
@@ -498,16 +503,25 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
             mag: 1.0,
         };
         let d = c.dims;
-        // Long key rows take a split-key plan; a one-invocation decode plan always splits (one
-        // chunk runs the flash kernel instead).
+        // Decode shapes (up to 4 query rows) take a decode plan whose chunks cover the keys
+        // (one chunk where the rows fill the lanes or the keys are few); the one-invocation
+        // kernel splits only into chunks of 2 tiles or more.
         let plan = ksdpa::plan(&gpu, &d);
-        if let Plan::Decode { nsplit, .. } = plan {
-            assert!(nsplit >= 2, "{d:?}: one chunk should run the flash kernel");
+        match plan {
+            Plan::Decode { nsplit, chunk } | Plan::DecodeWorkgroup { nsplit, chunk } => {
+                assert!(
+                    nsplit * chunk >= tk && (nsplit - 1) * chunk < tk,
+                    "{d:?}: {plan:?}"
+                );
+                if matches!(plan, Plan::Decode { .. }) {
+                    assert!(nsplit == 1 || chunk >= 16, "{d:?}: {plan:?}");
+                }
+            }
+            _ => assert!(
+                tq > 4 || tk < 2,
+                "{d:?} should use a decode plan, got {plan:?}"
+            ),
         }
-        assert!(
-            tq > 4 || tk < 32 || matches!(plan, Plan::Decode { .. } | Plan::DecodeWorkgroup { .. }),
-            "{d:?} should use the split-key decode plan, got {plan:?}"
-        );
         check_case(&gpu, &c, 400 + n as u64, true, &[Plan::Flash]);
     }
 }

@@ -279,6 +279,11 @@ pub struct AttnTuning {
     /// costly on lavapipe); GPUs: yes (an H200, 2026-12-04, B1 H8 D64 Tq = 1: 1024 keys 0.020 ms
     /// against 0.143 with one invocation per chunk, 16384 keys 0.080 against 0.509).
     pub decode_workgroup: bool,
+    /// Invocations per workgroup of the one-invocation-per-chunk decoding kernels
+    /// (`shaders/sdpa_decode.wgsl`, `shaders/sdpa_cache.wgsl`), whose lanes take (query row,
+    /// key chunk) pairs. CPU: 8, one SIMD group of lavapipe (a workgroup runs on one CPU thread,
+    /// so a few rows still make a workgroup per thread); GPUs: 64.
+    pub decode_wg: u32,
     /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
     /// and short sequences still make enough workgroups; GPUs: 64.
@@ -444,6 +449,7 @@ impl Tuning {
             unrolled_kt: 8,
             unrolled_wg: 64,
             decode_workgroup: true,
+            decode_wg: 64,
             unrolled_subgroup: false,
         };
         let gpu_recurrent = RecurrentTuning {
@@ -552,6 +558,7 @@ impl Tuning {
                         unrolled_kt: 4,
                         unrolled_wg: 8,
                         decode_workgroup: false,
+                        decode_wg: 8,
                         unrolled_subgroup: true,
                     },
                     recurrent: RecurrentTuning {

@@ -47,9 +47,6 @@ pub const WG: u32 = 64;
 /// Fewest positions per chunk of the one-invocation-per-chunk cache attention
 /// (`shaders/sdpa_cache.wgsl`).
 pub const CHUNK: usize = 16;
-/// Invocations per workgroup of `shaders/sdpa_cache.wgsl`: one 8-lane SIMD group of lavapipe, so
-/// that a few rows still make several workgroups for the CPU threads (a workgroup runs on one).
-const CPU_WG: u32 = 8;
 
 /// The shape of a cache tensor `[planes, rows, positions, width]` and its heads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -455,10 +452,12 @@ pub(crate) fn record_cache_attention_kernel(
     check_step(OP, step)?;
     let gpu = rec.gpu().clone();
     let dh = lay.width / lay.heads;
+    // Invocations per workgroup of the one-invocation kernel (the tuning table's `decode_wg`).
+    let lanes_wg = gpu.tuning().attn.decode_wg;
     let chunk = if workgroup {
         WG as usize
     } else {
-        cpu_chunk(lay, gpu.tuning().attn.target_groups)
+        cpu_chunk(lay, gpu.tuning().attn.target_groups * lanes_wg as usize)
     };
     let p = Params {
         src_stride: stride as u32,
@@ -503,7 +502,7 @@ pub(crate) fn record_cache_attention_kernel(
         ("cache_attention_wg", [p.nsplit, rh32, 1])
     } else {
         let invocations = u32::try_from(rh * p.nsplit as usize).unwrap_or(u32::MAX);
-        (OP, gpu.grid(invocations.div_ceil(CPU_WG)))
+        (OP, gpu.grid(invocations.div_ceil(lanes_wg)))
     };
     let pipe = gpu.pipeline(label, &(dh, direct), || {
         let mut decls = [vec![Params::wgsl()], binds.wgsl()].concat();
@@ -528,7 +527,11 @@ pub(crate) fn record_cache_attention_kernel(
             compose(
                 ATTEND_SRC,
                 false,
-                &[("WG", CPU_WG), ("DH", dh as u32), ("DIRECT", direct as u32)],
+                &[
+                    ("WG", lanes_wg),
+                    ("DH", dh as u32),
+                    ("DIRECT", direct as u32),
+                ],
                 &decls,
             )
         }
@@ -562,11 +565,10 @@ pub(crate) fn record_cache_attention_kernel(
 }
 
 /// Positions per chunk of the one-invocation cache attention (`shaders/sdpa_cache.wgsl`): the
-/// whole cache (one chunk, no merge pass) when rows x heads alone give `target_groups` SIMD groups
-/// of lanes, else chunks of at least [`CHUNK`] positions until they do. Every invocation runs its
-/// keys in order over whole rows, so lanes take rows, not positions, wherever rows are enough.
-fn cpu_chunk(lay: &CacheLayout, target_groups: usize) -> usize {
-    let lanes = target_groups * CPU_WG as usize;
+/// whole cache (one chunk, no merge pass) when rows x heads alone give the `lanes` wanted, else
+/// chunks of at least [`CHUNK`] positions until they do. Every invocation runs its keys in order
+/// over whole rows, so lanes take rows, not positions, wherever rows are enough.
+fn cpu_chunk(lay: &CacheLayout, lanes: usize) -> usize {
     let splits = lanes
         .div_ceil((lay.rows * lay.heads).max(1))
         .min(lay.positions / CHUNK)

@@ -79,19 +79,19 @@ fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
         heads,
         width: heads,
     };
-    // (rows, heads, positions, target groups) -> chunk
-    for (r, h, t, g, want) in [
-        (64, 2, 100, 8, 100),
-        (128, 4, 21, 8, 21),
-        (1, 8, 33, 8, 17),
-        (4, 4, 21, 8, 21),
-        (1, 1, 5, 8, 5),
-        (2, 2, 1000, 8, 63),
-        (1, 1, 1, 1024, 1),
+    // (rows, heads, positions, lanes wanted) -> chunk
+    for (r, h, t, lanes, want) in [
+        (64, 2, 100, 64, 100),
+        (128, 4, 21, 64, 21),
+        (1, 8, 33, 64, 17),
+        (4, 4, 21, 64, 21),
+        (1, 1, 5, 64, 5),
+        (2, 2, 1000, 64, 63),
+        (1, 1, 1, 65536, 1),
     ] {
         let l = lay(r, h, t);
-        let chunk = cpu_chunk(&l, g);
-        assert_eq!(chunk, want, "{l:?} target {g}");
+        let chunk = cpu_chunk(&l, lanes);
+        assert_eq!(chunk, want, "{l:?} lanes {lanes}");
         let nsplit = t.div_ceil(chunk);
         assert!(
             nsplit * chunk >= t && (nsplit == 1 || chunk >= CHUNK),

@@ -160,6 +160,7 @@ pub(crate) fn qkv_pipeline(
     let wg = match kernel {
         "sdpa" => flash_wg(tu, dims),
         "sdpa_decode_wg" => decode_wg_size(tu),
+        "sdpa_decode" => tu.decode_wg,
         _ => tu.wg,
     };
     let variant = Variant {
@@ -346,16 +347,35 @@ pub fn record_sdpa(
     }
     p.nsplit = nsplit as u32;
     p.chunk = chunk as u32;
-    let part = Tensor::zeros(&gpu, &[rows, nsplit, dv], DType::F32)?;
-    let stats = Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?;
-    // The split pass: the kernel the plan names, then its grid (row_blocks is read by the
-    // one-invocation decode and flash kernels).
+    let invocations = u32::try_from(rows * nsplit)
+        .map_err(|_| Error::invalid(OP, format!("{rows} rows x {nsplit} splits")))?;
+    p.rows = rows as u32;
+    // A one-chunk plan of the one-invocation decode kernel writes the output (and the
+    // log-sum-exp) itself, as the flash kernel does: no partials, no merge pass.
+    let direct = matches!(plan, Plan::Decode { nsplit: 1, .. });
+    let split_bufs = if direct {
+        None
+    } else {
+        Some((
+            Tensor::zeros(&gpu, &[rows, nsplit, dv], DType::F32)?,
+            Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?,
+        ))
+    };
+    let lse_buf = match (lse, direct) {
+        (Some(l), true) => l.clone(),
+        _ => Tensor::zeros(&gpu, &[4], DType::F32)?,
+    };
+    // The split pass: the kernel the plan names, then its grid (row_blocks is read by the flash
+    // kernel).
     let (kernel, src, kernel_rows) = match plan {
         Plan::Decode { .. } => ("sdpa_decode", DECODE_SRC, 1),
         Plan::DecodeWorkgroup { .. } => ("sdpa_decode_wg", DECODE_WG_SRC, 1),
         _ => ("sdpa", FLASH_SRC, rpi),
     };
-    let b = binds(&part, &stats);
+    let b = match &split_bufs {
+        Some((part, stats)) => binds(part, stats),
+        None => binds(out.tensor, &lse_buf),
+    };
     let pipe = qkv_pipeline(
         &gpu,
         kernel,
@@ -370,10 +390,7 @@ pub fn record_sdpa(
     )?;
     let rows32 = u32::try_from(rows).unwrap_or(u32::MAX);
     let grid = match plan {
-        Plan::Decode { .. } => {
-            p.row_blocks = nsplit.div_ceil(tu.wg as usize) as u32;
-            [p.row_blocks, rows32, 1]
-        }
+        Plan::Decode { .. } => gpu.grid(invocations.div_ceil(tu.decode_wg)),
         Plan::DecodeWorkgroup { .. } => [nsplit as u32, rows32, 1],
         _ => {
             p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
@@ -382,7 +399,10 @@ pub fn record_sdpa(
     };
     let disp = gpu.dispatch(kernel, &pipe, bytemuck::bytes_of(&p), &b.buffers(), grid)?;
     rec.push(disp);
-    record_merge(rec, &tu, dims, &p, &part, &stats, out.tensor, lse)
+    match &split_bufs {
+        Some((part, stats)) => record_merge(rec, &tu, dims, &p, part, stats, out.tensor, lse),
+        None => Ok(()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -36,8 +36,13 @@ crate::wgsl_params! {
         nsplit: u32,
         /// Keys per split.
         chunk: u32,
-        /// Workgroups along the query rows of one (b, h) (sdpa.wgsl), or split groups (decode).
+        /// Workgroups along the query rows of one (b, h) (sdpa.wgsl).
         row_blocks: u32,
+        /// Query rows B*H*Tq (sdpa_decode.wgsl: its lanes take (row, split) pairs).
+        rows: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 

@@ -113,9 +113,8 @@ pub(crate) fn decode_wg_size(tu: &Tuning) -> u32 {
 
 /// The split-key decode plan for `dims` on `gpu` with the workgroup-per-chunk kernel
 /// (`workgroup`) or one invocation per chunk, `None` where `dims` is not a decode shape (more than
-/// [`DECODE_MAX_TQ`] query rows, or too few keys: under 2 for the workgroup kernel, under 2 chunks
-/// for the one-invocation kernel). [`plan`] takes the kind the tuning table names; benchmarks
-/// compare both.
+/// [`DECODE_MAX_TQ`] query rows, or no keys; under 2 keys for the workgroup kernel). [`plan`]
+/// takes the kind the tuning table names; benchmarks compare both.
 pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> {
     let tu = tuning(gpu);
     let kt = tu.kt as usize;
@@ -138,19 +137,17 @@ pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> 
             chunk,
         });
     }
-    if !workgroup && dims.tk >= 2 * kt {
-        // Enough chunks for every lane of target_groups workgroups, at least 2 tiles per chunk.
-        let lanes = tu.target_groups * tu.wg as usize;
-        let chunk = (dims.tk * rows)
-            .div_ceil(lanes)
-            .max(2 * kt)
-            .next_multiple_of(kt);
-        let nsplit = dims.tk.div_ceil(chunk);
-        // One chunk splits nothing: the flash kernel does the same work without the merge pass
-        // (and on a CPU adapter without a workgroup of lanes idle beside the one chunk).
-        if nsplit >= 2 {
-            return Some(Plan::Decode { nsplit, chunk });
-        }
+    if !workgroup && dims.tk >= 1 {
+        // Lanes take (query row, chunk) pairs: keys are split only while the rows are too few for
+        // the lanes of target_groups workgroups, into chunks of at least 2 tiles. One chunk (rows
+        // enough, or few keys) writes the output in the same pass, with no merge pass.
+        let lanes = tu.target_groups * tu.decode_wg as usize;
+        let splits = lanes.div_ceil(rows).min(dims.tk / (2 * kt)).max(1);
+        let chunk = dims.tk.div_ceil(splits).next_multiple_of(kt);
+        return Some(Plan::Decode {
+            nsplit: dims.tk.div_ceil(chunk),
+            chunk,
+        });
     }
     None
 }
