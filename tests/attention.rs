@@ -480,6 +480,34 @@ fn sdpa_decode_workgroup_chunk_over_its_limit_is_an_error() {
     assert!(e.to_string().contains("DecodeWorkgroup"), "{e}");
 }
 
+/// The one-invocation decode kernel takes a one-chunk plan (each lane a whole row) only for rows
+/// enough to spread over the CPU threads; a few rows with few keys run the flash kernel.
+#[test]
+fn decode_plan_one_chunk_only_for_many_rows() {
+    let gpu = gpu();
+    let tu = gpu.tuning().attn.clone();
+    let lanes = tu.target_groups * tu.decode_wg as usize;
+    for (b, h, tk) in [
+        (1, 4, 10),
+        (2, 4, 20),
+        (32, 16, 10),
+        (128, 4, 12),
+        (1, 1, 1),
+    ] {
+        let d = dims(b, h, 1, tk, 32, 32);
+        let rows = b * h;
+        let plan = ksdpa::decode_plan(&gpu, &d, false);
+        if 4 * rows >= lanes {
+            assert!(
+                matches!(plan, Some(Plan::Decode { nsplit: 1, .. })),
+                "{d:?}: {plan:?}"
+            );
+        } else {
+            assert_eq!(plan, None, "{d:?}");
+        }
+    }
+}
+
 #[test]
 fn sdpa_decode_tq1_long_keys_and_tk1() {
     let gpu = gpu();
@@ -503,9 +531,9 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
             mag: 1.0,
         };
         let d = c.dims;
-        // Decode shapes (up to 4 query rows) take a decode plan whose chunks cover the keys
-        // (one chunk where the rows fill the lanes or the keys are few); the one-invocation
-        // kernel splits only into chunks of 2 tiles or more.
+        // Decode shapes (up to 4 query rows) with long key rows take a decode plan whose chunks
+        // cover the keys; the one-invocation kernel splits only into chunks of 2 tiles or more
+        // (its one-chunk plans are for many rows: `decode_plan_one_chunk_only_for_many_rows`).
         let plan = ksdpa::plan(&gpu, &d);
         match plan {
             Plan::Decode { nsplit, chunk } | Plan::DecodeWorkgroup { nsplit, chunk } => {
@@ -518,7 +546,7 @@ fn sdpa_decode_tq1_long_keys_and_tk1() {
                 }
             }
             _ => assert!(
-                tq > 4 || tk < 2,
+                tq > 4 || tk < 32,
                 "{d:?} should use a decode plan, got {plan:?}"
             ),
         }

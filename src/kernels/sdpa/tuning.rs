@@ -113,8 +113,9 @@ pub(crate) fn decode_wg_size(tu: &Tuning) -> u32 {
 
 /// The split-key decode plan for `dims` on `gpu` with the workgroup-per-chunk kernel
 /// (`workgroup`) or one invocation per chunk, `None` where `dims` is not a decode shape (more than
-/// [`DECODE_MAX_TQ`] query rows, or no keys; under 2 keys for the workgroup kernel). [`plan`]
-/// takes the kind the tuning table names; benchmarks compare both.
+/// [`DECODE_MAX_TQ`] query rows, or no keys; under 2 keys for the workgroup kernel; one chunk
+/// for fewer rows than a quarter of the lanes the one-invocation kernel wants). [`plan`] takes
+/// the kind the tuning table names; benchmarks compare both.
 pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> {
     let tu = tuning(gpu);
     let kt = tu.kt as usize;
@@ -144,10 +145,13 @@ pub fn decode_plan(gpu: &Gpu, dims: &AttnDims, workgroup: bool) -> Option<Plan> 
         let lanes = tu.target_groups * tu.decode_wg as usize;
         let splits = lanes.div_ceil(rows).min(dims.tk / (2 * kt)).max(1);
         let chunk = dims.tk.div_ceil(splits).next_multiple_of(kt);
-        return Some(Plan::Decode {
-            nsplit: dims.tk.div_ceil(chunk),
-            chunk,
-        });
+        let nsplit = dims.tk.div_ceil(chunk);
+        // A few rows in one chunk are a workgroup or two, on one or two CPU threads; the flash
+        // kernel runs a workgroup per (b, h) and spreads them (lavapipe, Marian batch 1: the
+        // one-chunk pass took 0.05-0.1 ms longer per call than the flash kernel).
+        if nsplit > 1 || 4 * rows >= lanes {
+            return Some(Plan::Decode { nsplit, chunk });
+        }
     }
     None
 }
