@@ -485,7 +485,7 @@ fn sdpa_decode_workgroup_chunk_over_its_limit_is_an_error() {
 #[test]
 fn decode_plan_one_chunk_only_for_many_rows() {
     let gpu = gpu();
-    let tu = gpu.tuning().attn.clone();
+    let tu = gpu.tuning().attn;
     let lanes = tu.target_groups * tu.decode_wg as usize;
     for (b, h, tk) in [
         (1, 4, 10),
