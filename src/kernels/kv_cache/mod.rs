@@ -41,8 +41,9 @@ const GATHER_SRC: &str = include_str!("../../../shaders/kv_gather.wgsl");
 const ATTEND_SRC: &str = include_str!("../../../shaders/sdpa_cache.wgsl");
 const ATTEND_WG_SRC: &str = include_str!("../../../shaders/sdpa_cache_wg.wgsl");
 const MERGE_SRC: &str = include_str!("../../../shaders/sdpa_cache_merge.wgsl");
-/// Invocations per workgroup of the cache kernels; also the positions per chunk of the workgroup
-/// cache attention (`shaders/sdpa_cache_wg.wgsl`).
+/// Invocations per workgroup of the write, gather, merge and workgroup cache-attention kernels;
+/// also the positions per chunk of the workgroup cache attention (`shaders/sdpa_cache_wg.wgsl`).
+/// The one-invocation cache attention takes `AttnTuning::decode_wg`.
 pub const WG: u32 = 64;
 /// Fewest positions per chunk of the one-invocation-per-chunk cache attention
 /// (`shaders/sdpa_cache.wgsl`).
@@ -429,8 +430,8 @@ pub fn record_cache_attention_from(
 }
 
 /// [`record_cache_attention_from`] with the first pass chosen: one workgroup per chunk of [`WG`]
-/// positions (`shaders/sdpa_cache_wg.wgsl`, GPUs) or one invocation per chunk of [`CHUNK`]
-/// (`shaders/sdpa_cache.wgsl`, CPU adapters); the tuning table's
+/// positions (`shaders/sdpa_cache_wg.wgsl`, GPUs) or one invocation per (row, head) and chunk of
+/// at least [`CHUNK`] positions (`shaders/sdpa_cache.wgsl`, CPU adapters; see `cpu_chunk`); the tuning table's
 /// [`AttnTuning::decode_workgroup`](crate::gpu::AttnTuning::decode_workgroup) picks for the
 /// public functions, tests run both.
 #[allow(clippy::too_many_arguments)]

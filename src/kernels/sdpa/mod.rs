@@ -347,8 +347,10 @@ pub fn record_sdpa(
     }
     p.nsplit = nsplit as u32;
     p.chunk = chunk as u32;
-    let invocations = u32::try_from(rows * nsplit)
-        .map_err(|_| Error::invalid(OP, format!("{rows} rows x {nsplit} splits")))?;
+    let invocations = rows
+        .checked_mul(nsplit)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| Error::invalid(OP, format!("{rows} rows x {nsplit} splits")))?;
     p.rows = rows as u32;
     // A one-chunk plan of the one-invocation decode kernel writes the output (and the
     // log-sum-exp) itself, as the flash kernel does: no partials, no merge pass.
