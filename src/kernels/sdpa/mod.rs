@@ -363,10 +363,6 @@ pub fn record_sdpa(
             Tensor::zeros(&gpu, &[rows, nsplit, 2], DType::F32)?,
         ))
     };
-    let lse_buf = match (lse, direct) {
-        (Some(l), true) => l.clone(),
-        _ => Tensor::zeros(&gpu, &[4], DType::F32)?,
-    };
     // The split pass: the kernel the plan names, then its grid (row_blocks is read by the flash
     // kernel).
     let (kernel, src, kernel_rows) = match plan {
@@ -374,9 +370,17 @@ pub fn record_sdpa(
         Plan::DecodeWorkgroup { .. } => ("sdpa_decode_wg", DECODE_WG_SRC, 1),
         _ => ("sdpa", FLASH_SRC, rpi),
     };
+    let direct_stats;
     let b = match &split_bufs {
         Some((part, stats)) => binds(part, stats),
-        None => binds(out.tensor, &lse_buf),
+        None => {
+            // The caller's log-sum-exp, or a dummy (flags bit 0 is off then).
+            direct_stats = match lse {
+                Some(l) => l.clone(),
+                None => Tensor::zeros(&gpu, &[4], DType::F32)?,
+            };
+            binds(out.tensor, &direct_stats)
+        }
     };
     let pipe = qkv_pipeline(
         &gpu,
