@@ -226,9 +226,10 @@ pub fn record_search_row(
     Ok(())
 }
 
-/// Threads per row of the row kernel: the tuning table's, halved (a power of two; never below 64
-/// for this, which fits WebGPU's 16 KiB for the widest beam) until its workgroup arrays fit the device:
-/// candidates `wg_v`/`wg_i` `[WG, N]`, the reductions' `wg_m`/`wg_s` `[WG]`, the banned tokens.
+/// Threads per row of the row kernel: the tuning table's (a power of two; CPU adapters 8), halved
+/// while it is over 64 and its workgroup arrays do not fit the device (64 fits WebGPU's 16 KiB for
+/// the widest beam): candidates `wg_v`/`wg_i` `[WG, N]`, the reductions' `wg_m`/`wg_s` `[WG]`, the
+/// banned tokens.
 fn row_threads(gpu: &crate::gpu::Gpu, n: u32) -> u32 {
     let bytes = |wg: u32| wg * (8 * n + 8) + 4 * MAX_MULTI_BAD_WORDS as u32 + 16;
     let storage = gpu.caps().max_workgroup_storage;
