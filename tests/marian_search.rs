@@ -269,8 +269,19 @@ fn gpu_generate(
         let res = plan.run(&Writes::new(), sched)?;
         let hyps = search.finish(&res, res.steps_run)?;
         let steps = search.steps_taken(&res, res.steps_run)?;
-        if let Some(prev) = &last {
-            assert_eq!(prev, &(hyps.clone(), steps), "a second run differs");
+        if let Some((prev, prev_steps)) = &last {
+            // On the bits, so NaN scores compare equal to themselves.
+            let bits = |h: &Vec<Vec<Hypothesis>>| -> Vec<(Vec<u32>, Vec<usize>, u32)> {
+                h.iter()
+                    .flatten()
+                    .map(|x| (x.ids.clone(), x.rows.clone(), x.score.to_bits()))
+                    .collect()
+            };
+            assert_eq!(
+                (bits(prev), prev_steps),
+                (bits(&hyps), &steps),
+                "a second run differs"
+            );
         }
         last = Some((hyps, steps));
     }
@@ -319,8 +330,9 @@ fn check(name: &str, o: &GenerateOptions, t: &Tables, classes: &[usize]) {
         assert_eq!(gi, wi, "{name}: item {i} ids (GPU vs reference)");
         for (gh, wh) in g.iter().zip(w) {
             assert_eq!(gh.rows, wh.rows, "{name}: item {i} rows");
-            let ok =
-                (gh.score - wh.score).abs() <= 1e-4 + 1e-5 * wh.score.abs() || gh.score == wh.score;
+            let ok = (gh.score - wh.score).abs() <= 1e-4 + 1e-5 * wh.score.abs()
+                || gh.score == wh.score
+                || (gh.score.is_nan() && wh.score.is_nan());
             assert!(ok, "{name}: item {i} score {} vs {}", gh.score, wh.score);
         }
     }
@@ -391,6 +403,69 @@ fn gpu_greedy_nan_and_inf_logits_follow_torch_argmax() {
     .unwrap();
     for item in &want {
         assert_eq!(&item[0].ids[2..7], &[9, 5, 12, 61, 66], "{:?}", item[0].ids);
+    }
+}
+
+/// Beam search over NaN and +inf logits. torch's log_softmax turns a row holding a NaN into all
+/// NaN, and topk ranks NaN above every number (ties to the lower index here), so the NaN beam's
+/// first tokens take the top slots and their NaN scores rank first among finished hypotheses.
+/// A row with +inf (and no NaN) has NaN log-probabilities too (inf - inf). The GPU's row max and
+/// sum-exp must give NaN wherever torch does, whatever WGSL's `max` makes of NaN.
+#[test]
+fn gpu_beam_nan_and_inf_logits_follow_torch() {
+    let v = 70;
+    let inf = f32::INFINITY;
+    for (name, k, cells) in [
+        // One NaN in every row of step 2 (all beams NaN from there on).
+        ("nan at step 2", 3usize, vec![(2usize, 31usize, f32::NAN)]),
+        // A NaN at step 1 and an +inf at step 3, beam 4.
+        (
+            "nan step 1, inf step 3",
+            4,
+            vec![(1, 12, f32::NAN), (3, 40, inf)],
+        ),
+        // Two NaNs in the first step's row (the lower token must not matter: the row is NaN).
+        (
+            "two nans at step 0",
+            2,
+            vec![(0, 50, f32::NAN), (0, 7, f32::NAN)],
+        ),
+        // Rows after some tokens only: beams whose last token is one of these have NaN rows
+        // while their siblings' rows are numbers, so NaN must outrank finite candidates.
+        ("nan after some tokens", 4, vec![]),
+        ("+inf after some tokens", 3, vec![]),
+    ] {
+        for es in [EarlyStopping::Heuristic, EarlyStopping::Done] {
+            let mut t = tables(5 + k as u64, v, 3, 20, false, false, false);
+            for &(step, tok, x) in &cells {
+                t.pos[step * v + tok] = x;
+            }
+            if name.ends_with("after some tokens") {
+                let x = if name.starts_with("nan") {
+                    f32::NAN
+                } else {
+                    inf
+                };
+                for prev in (10..v).step_by(4) {
+                    t.tok[prev * v + 3] = x;
+                }
+            }
+            let mut o = opts(k, 8);
+            o.early_stopping = es;
+            o.num_return_sequences = k;
+            o.bad_words_ids = vec![vec![5]];
+            let classes = [0, 1, 2];
+            check(&format!("{name} {es:?}"), &o, &t, &classes);
+            // The case reaches what it is for: some hypothesis went through a NaN row.
+            let (want, _) = generate(&o, classes.len(), v, |s, toks, _| {
+                Ok(t.logits(s, toks, &classes, k))
+            })
+            .unwrap();
+            assert!(
+                want.iter().flatten().any(|h| h.score.is_nan()),
+                "{name}: no NaN score"
+            );
+        }
     }
 }
 
