@@ -260,6 +260,39 @@ fn linear_act_matches_reference_on_every_kernel() {
     }
 }
 
+/// One row against a short, wide weight (a decode step's output layer over a vocabulary): the
+/// shapes where the CPU table takes more columns per invocation (`MatmulTuning::wide_gemv_tn`),
+/// with N not a multiple of any workgroup's columns, K at the rule's edge and past it, both f16
+/// paths, with and without a bias.
+#[test]
+fn wide_gemv_matches_reference() {
+    let mut rng = Rng::new(15);
+    for (path, gpu) in gpus() {
+        for &(k, n) in &[(512usize, 8195usize), (256, 9001), (520, 8200)] {
+            let x = rng.vec(k, -1.0, 1.0);
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let xt = Tensor::from_f32(&gpu, &x, &[1, k]).unwrap();
+            let (wt, wh) = upload(&gpu, &w, &[n, k], DType::F16);
+            let (bt, bh) = upload(&gpu, &bias, &[n], DType::F16);
+            for with_bias in [false, true] {
+                let want =
+                    reference::matmul::linear(&x, &wh, with_bias.then_some(bh.as_slice()), 1, k, n);
+                let got =
+                    ops::linear_with(&gpu, &xt, &wt, with_bias.then_some(&bt), MatmulKernel::Auto)
+                        .unwrap();
+                assert_close(
+                    &format!("{path} wide gemv 1x{k}x{n} bias={with_bias}"),
+                    &got.to_vec_f32(&gpu).unwrap(),
+                    &want,
+                    ATOL,
+                    RTOL,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn large_values_and_larger_shapes() {
     let gpu = gpu();

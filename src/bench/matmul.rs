@@ -5,8 +5,9 @@
 //!   tokens (QKV, attention out, FFN up, FFN down) with f16 weights and bias, chosen kernel beside
 //!   the blocked one. Compute-bound: share of the FMA peak. `HEEDFUL_BENCH_MM_TILES` adds unrolled
 //!   tiles to both (see `extra_tiles`).
-//! - `gemv`: one row against a 4096 x 4096 weight (decoding), f16 and f32 weights, each GEMV kernel.
-//!   Memory-bound: GB/s counting the weight bytes, share of the copy bandwidth.
+//! - `gemv`: decode-size linears, 1 or 4 rows (a 4096 x 4096 weight, an opus-mt-sized decoder's
+//!   layers and its 65 001-word output layer, wide weights), f16 and f32 weights, each GEMV
+//!   kernel. Memory-bound: GB/s counting the weight bytes, share of the copy bandwidth.
 
 use crate::bench::{BenchCtx, Bound};
 use crate::error::Result;
@@ -286,13 +287,20 @@ pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
         .into_iter()
         .chain(extra.iter().copied())
         {
-            // A large decoding linear, a beam step's FFN of a Marian-sized model, and the output
-            // layer of opus-mt-en-zh (vocabulary 65 001) greedy and at beam 4.
+            // A large decoding linear, a beam step's FFN of a Marian-sized model, the output
+            // layer of opus-mt-en-zh (vocabulary 65 001) greedy and at beam 4, a greedy step's
+            // other linears there, and two wide weights either side of the CPU table's K bound
+            // for more columns per lane (`MatmulTuning::wide_gemv_tn`).
             for (m, k, n) in [
                 (1, 4096, 4096),
                 (4, 512, 2048),
                 (1, 512, 65001),
                 (4, 512, 65001),
+                (1, 512, 512),
+                (1, 512, 2048),
+                (1, 2048, 512),
+                (1, 512, 8192),
+                (1, 768, 32768),
             ] {
                 bench_linear(ctx, "gemv", m, k, n, wdtype, false, kernel, true)?;
             }

@@ -121,6 +121,19 @@ pub struct MatmulTuning {
     pub unrolled_vec: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
     pub unrolled_scalar: (u32, u32),
+    /// Columns per invocation of the unrolled kernel for one row of `a` against a short and wide
+    /// `[N, K]` weight (`K <= wide_gemv_max_k`, `N >= wide_gemv_min_n`: a decode step's output
+    /// layer over a vocabulary), in place of `unrolled_bt`'s; 0: no such rule. CPU: 8 up to K =
+    /// 512 from N = 8192 (lavapipe, f16 weights, `heedful bench --filter gemv`, 8 against 4
+    /// columns in workgroups of 8, two runs: 1 x 512 -> 65 001 7.2-7.5 against 10.3-11.4 ms, ->
+    /// 16 384 2.0-2.1 against 2.7-2.9, -> 8192 1.13-1.15 against 1.35-1.56, 1 x 256 -> 65 536
+    /// 4.8-5.2 against 5.3-5.7; at K = 768 to 4096, or N = 4497 and under, 8 columns were
+    /// 1-40% slower); GPUs: 0 (their GEMV is another kernel).
+    pub wide_gemv_tn: u32,
+    /// See [`MatmulTuning::wide_gemv_tn`].
+    pub wide_gemv_max_k: usize,
+    /// See [`MatmulTuning::wide_gemv_tn`].
+    pub wide_gemv_min_n: usize,
     /// Invocations per workgroup of the unrolled kernel (0: the power of two from 8 to 64 that
     /// covers N, as the blocked kernel). CPU: 8, one SIMD vector of lavapipe (linear 128x384->1536,
     /// 4x4: 35% against 30% with 64; the 8 x 4 columns of `b` a workgroup reads stay in cache while
@@ -497,6 +510,9 @@ impl Tuning {
             unrolled_bt: (4, 4),
             unrolled_vec: (4, 4),
             unrolled_scalar: (4, 4),
+            wide_gemv_tn: 0,
+            wide_gemv_max_k: 0,
+            wide_gemv_min_n: 0,
             unrolled_wg: 0,
             unrolled_packed_f16: false,
             unrolled_subgroup_a: false,
@@ -534,6 +550,9 @@ impl Tuning {
                         unrolled_bt: (16, 4),
                         unrolled_vec: (16, 4),
                         unrolled_scalar: (4, 4),
+                        wide_gemv_tn: 8,
+                        wide_gemv_max_k: 512,
+                        wide_gemv_min_n: 8192,
                         unrolled_wg: 8,
                         unrolled_packed_f16: true,
                         unrolled_subgroup_a: true,
@@ -699,16 +718,28 @@ impl Tuning {
         lanes <= max_wg as usize && words <= self.recurrent.resident_max_words
     }
 
-    /// The unrolled matmul's register tile for `m` rows against `b` stored `[N, K]` (`bt`) or
-    /// `[K, N]` with `n_vec4` (`N % 4 == 0`). Where the table's rows are a multiple of 8 (the
-    /// CPU's, for the subgroup form that loads whole rows of a), a problem with fewer rows gets
-    /// fewer: `m` itself below 8 (a decode step's 1-4 rows; every extra row repeats the FMAs
-    /// over all of `b`), else `m` rounded up to whole subgroup rows.
-    pub fn unrolled_tile(&self, m: usize, bt: bool, n_vec4: bool) -> (u32, u32) {
-        let (tm, tn) = match (bt, n_vec4) {
-            (true, _) => self.matmul.unrolled_bt,
-            (false, true) => self.matmul.unrolled_vec,
-            (false, false) => self.matmul.unrolled_scalar,
+    /// The unrolled matmul's register tile for `[m, k] x [k, n]` with `b` stored `[N, K]` (`bt`)
+    /// or `[K, N]`. Where the table's rows are a multiple of 8 (the CPU's, for the subgroup form
+    /// that loads whole rows of a), a problem with fewer rows gets fewer: `m` itself below 8 (a
+    /// decode step's 1-4 rows; every extra row repeats the FMAs over all of `b`), else `m`
+    /// rounded up to whole subgroup rows. One row against a short, wide `[N, K]` weight takes
+    /// [`MatmulTuning::wide_gemv_tn`] columns where the table has that rule.
+    pub fn unrolled_tile(&self, m: usize, k: usize, n: usize, bt: bool) -> (u32, u32) {
+        let t = &self.matmul;
+        let (tm, tn) = match (bt, n.is_multiple_of(4)) {
+            (true, _) => t.unrolled_bt,
+            (false, true) => t.unrolled_vec,
+            (false, false) => t.unrolled_scalar,
+        };
+        let tn = if bt
+            && m == 1
+            && t.wide_gemv_tn != 0
+            && k <= t.wide_gemv_max_k
+            && n >= t.wide_gemv_min_n
+        {
+            t.wide_gemv_tn
+        } else {
+            tn
         };
         if !tm.is_multiple_of(8) {
             return (tm, tn);
@@ -877,16 +908,23 @@ mod tests {
         // Matmul: unrolled kernel and the CPU GEMV, lavapipe's tiles, packed f16 GEMV.
         assert_eq!(t.matmul.large, MatmulKernel::Unrolled);
         assert_eq!(t.matmul.large_bt, MatmulKernel::Unrolled);
-        assert_eq!(t.unrolled_tile(1024, false, true), (16, 4));
+        assert_eq!(t.unrolled_tile(1024, 1024, 1024, false), (16, 4));
         assert!(t.matmul.unrolled_subgroup_a && t.matmul.unrolled_packed_f16);
-        assert_eq!(t.unrolled_tile(128, true, false), (16, 4));
+        assert_eq!(t.unrolled_tile(128, 384, 1152, true), (16, 4));
         // Fewer rows than the tile: exactly m below 8, else whole subgroup rows.
-        assert_eq!(t.unrolled_tile(1, true, false), (1, 4));
-        assert_eq!(t.unrolled_tile(4, false, true), (4, 4));
-        assert_eq!(t.unrolled_tile(0, true, false), (1, 4));
-        assert_eq!(t.unrolled_tile(8, true, false), (8, 4));
-        assert_eq!(t.unrolled_tile(9, true, false), (16, 4));
-        assert_eq!(t.unrolled_tile(5, false, false), (4, 4));
+        assert_eq!(t.unrolled_tile(1, 384, 1152, true), (1, 4));
+        assert_eq!(t.unrolled_tile(4, 64, 64, false), (4, 4));
+        assert_eq!(t.unrolled_tile(0, 64, 64, true), (1, 4));
+        assert_eq!(t.unrolled_tile(8, 64, 64, true), (8, 4));
+        assert_eq!(t.unrolled_tile(9, 64, 64, true), (16, 4));
+        assert_eq!(t.unrolled_tile(5, 64, 63, false), (4, 4));
+        // One row against a wide, short [N, K] weight (an output layer): 8 columns.
+        assert_eq!(t.unrolled_tile(1, 512, 65001, true), (1, 8));
+        assert_eq!(t.unrolled_tile(1, 512, 8192, true), (1, 8));
+        assert_eq!(t.unrolled_tile(1, 512, 8191, true), (1, 4));
+        assert_eq!(t.unrolled_tile(1, 513, 65001, true), (1, 4));
+        assert_eq!(t.unrolled_tile(2, 512, 65001, true), (2, 4));
+        assert_eq!(t.unrolled_tile(1, 512, 65536, false), (1, 4));
         assert_eq!(t.matmul.unrolled_wg, 8);
         // Decode-size linears too take the unrolled kernel (with exactly m rows per tile).
         assert_eq!(t.matmul.gemv, MatmulKernel::Unrolled);

@@ -292,10 +292,7 @@ struct UnrolledKey {
 
 /// The unrolled kernel's register tile and workgroup size for a problem, from the tuning table.
 pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> (u32, u32, u32) {
-    let (tm, tn) = rec
-        .gpu()
-        .tuning()
-        .unrolled_tile(p.m, p.bt, p.n.is_multiple_of(4));
+    let (tm, tn) = rec.gpu().tuning().unrolled_tile(p.m, p.k, p.n, p.bt);
     (tm, tn, rec.gpu().tuning().matmul.unrolled_wg)
 }
 

@@ -7,9 +7,14 @@
 //! own `let`/`var` and the loops over the tile are unrolled in Rust, so they stay in SIMD
 //! registers; only the loop over K remains, stepping 4 at a time with vec4 loads of both operands.
 //!
-//! Lanes run along N (consecutive invocations take consecutive `TN`-column blocks), so the rows of
-//! `a` a workgroup reads are the same in every lane: uniform loads, a scalar load and a broadcast
-//! on lavapipe. Only `b` is gathered per lane, and each gathered element serves `TM` FMAs. With
+//! Lanes run along N, so the rows of `a` a workgroup reads are the same in every lane: uniform
+//! loads, a scalar load and a broadcast on lavapipe. With `b [N, K]` the `TN` columns of a lane
+//! are `WG` apart (lane `l` of a workgroup whose block starts at column `c` takes `c + l + WG * j`),
+//! so each gather of a weight row's k step reads `WG` consecutive rows and the stores of a
+//! register are consecutive: against `TN` adjacent rows per lane, lavapipe at f16 weights, one
+//! run each way alternated twice, 4 x 512 -> 65 001 (a beam-4 output layer) 10.5-11.6 against
+//! 12.1-13.5 ms and 128 x 512 -> 2048 4.74-4.77 against 4.98-5.02 ms, the other linears within
+//! their noise. With `b [K, N]` a lane takes `TN` adjacent columns (its vec4 loads along N). Only `b` is gathered per lane, and each gathered element serves `TM` FMAs. With
 //! f16 `b [N, K]` read packed (`vec2<u32>` per 4 values), one 4-wide step gathers two 32-bit words
 //! per weight row. Workgroups walk M fastest, so consecutive workgroups (on the same or the other
 //! CPU thread) reuse the same `WG * TN` columns of `b` from cache.
@@ -108,6 +113,13 @@ pub(super) fn unrolled_source(
         "b8 is a Bt subgroup form"
     );
     let sg = share != ShareA::Off;
+    // First column of this invocation; its others are `WG` apart with `b [N, K]` (see the
+    // module doc), adjacent otherwise.
+    let n0 = if layout == Layout::Bt {
+        format!("gn * {}u + lid", wg as usize * tn)
+    } else {
+        format!("(gn * {wg}u + lid) * {tn}u")
+    };
     let mut s = String::new();
     if b8 {
         s.push_str(B8_ACCESSORS);
@@ -140,7 +152,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // No early return for invocations past N: it would make the rest of the kernel divergent
     // control flow, and llvmpipe then loads even uniform addresses lane by lane. Their column
     // offsets are clamped below and `store` skips them.
-    let n0 = (gn * {wg}u + lid) * {tn}u;
+    let n0 = {n0};
     let m0 = gm * {tm}u;
     let a_base = gb * p.a_bs;
     let b_base = gb * p.b_bs;
@@ -155,7 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         );
     }
     match layout {
-        Layout::Bt => bt_body(&mut s, tm, tn, share, b8),
+        Layout::Bt => bt_body(&mut s, tm, tn, wg as usize, share, b8),
         Layout::Vec => vec_body(&mut s, tm, tn / 4, share),
         Layout::Scalar => scalar_body(&mut s, tm, tn),
     }
@@ -217,12 +229,13 @@ fn subgroup_a_broadcast(s: &mut String, i: usize, share: ShareA, h: usize) {
     let _ = writeln!(s, "        let a{i}_{h} = vec4<f32>({});", b.join(", "));
 }
 
-/// `b [N, K]`: `c{i}_{j}` accumulates row `m0 + i` against weight row `n0 + j`.
-fn bt_body(s: &mut String, tm: usize, tn: usize, share: ShareA, b8: bool) {
+/// `b [N, K]`: `c{i}_{j}` accumulates row `m0 + i` against weight row `n0 + wg * j`.
+fn bt_body(s: &mut String, tm: usize, tn: usize, wg: usize, share: ShareA, b8: bool) {
     for j in 0..tn {
         let _ = writeln!(
             s,
-            "    let br{j} = b_base + min(n0 + {j}u, p.n - 1u) * p.k;"
+            "    let br{j} = b_base + min(n0 + {}u, p.n - 1u) * p.k;",
+            wg * j
         );
     }
     for i in 0..tm {
@@ -282,7 +295,11 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, share: ShareA, b8: bool) {
     s.push_str("    }\n");
     for i in 0..tm {
         for j in 0..tn {
-            let _ = writeln!(s, "    store(o_base, m0 + {i}u, n0 + {j}u, c{i}_{j});");
+            let _ = writeln!(
+                s,
+                "    store(o_base, m0 + {i}u, n0 + {}u, c{i}_{j});",
+                wg * j
+            );
         }
     }
 }
