@@ -14,8 +14,9 @@
 //! register are consecutive: against `TN` adjacent rows per lane, lavapipe at f16 weights, one
 //! run each way alternated twice, 4 x 512 -> 65 001 (a beam-4 output layer) 10.5-11.6 against
 //! 12.1-13.5 ms and 128 x 512 -> 2048 4.74-4.77 against 4.98-5.02 ms, the other linears within
-//! their noise. With `b [K, N]` a lane takes `TN` adjacent columns (its vec4 loads along N). Only `b` is gathered per lane, and each gathered element serves `TM` FMAs. With
-//! f16 `b [N, K]` read packed (`vec2<u32>` per 4 values), one 4-wide step gathers two 32-bit words
+//! their noise. With `b [K, N]` a lane takes `TN` adjacent columns (its vec4 loads along N).
+//! Only `b` is gathered per lane, and each gathered element serves `TM` FMAs. With f16
+//! `b [N, K]` read packed (`vec2<u32>` per 4 values), one 4-wide step gathers two 32-bit words
 //! per weight row. Workgroups walk M fastest, so consecutive workgroups (on the same or the other
 //! CPU thread) reuse the same `WG * TN` columns of `b` from cache.
 //!
