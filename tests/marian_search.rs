@@ -314,8 +314,9 @@ fn opts(k: usize, max_length: usize) -> GenerateOptions {
     }
 }
 
-/// One case: ids, rows and steps equal, scores within 1e-4.
-fn check(name: &str, o: &GenerateOptions, t: &Tables, classes: &[usize]) {
+/// One case: ids, rows and steps equal, scores within 1e-4 (or both NaN). Returns the
+/// reference's hypotheses.
+fn check(name: &str, o: &GenerateOptions, t: &Tables, classes: &[usize]) -> Vec<Vec<Hypothesis>> {
     let k = o.num_beams;
     let (want, want_steps) = generate(o, classes.len(), t.v, |s, toks, _| {
         Ok(t.logits(s, toks, classes, k))
@@ -336,6 +337,7 @@ fn check(name: &str, o: &GenerateOptions, t: &Tables, classes: &[usize]) {
             assert!(ok, "{name}: item {i} score {} vs {}", gh.score, wh.score);
         }
     }
+    want
 }
 
 /// Greedy on awkward shapes: V not a multiple of the workgroup, ties (first index), -inf
@@ -395,12 +397,8 @@ fn gpu_greedy_nan_and_inf_logits_follow_torch_argmax() {
     let mut o = opts(1, 12);
     o.bad_words_ids = vec![vec![5]];
     o.min_length = 8;
-    check("nan and inf", &o, &t, &classes);
+    let want = check("nan and inf", &o, &t, &classes);
     // The reference (torch's order) picks what the cases above aim at.
-    let (want, _) = generate(&o, classes.len(), v, |s, toks, _| {
-        Ok(t.logits(s, toks, &classes, 1))
-    })
-    .unwrap();
     for item in &want {
         assert_eq!(&item[0].ids[2..7], &[9, 5, 12, 61, 66], "{:?}", item[0].ids);
     }
@@ -415,37 +413,38 @@ fn gpu_greedy_nan_and_inf_logits_follow_torch_argmax() {
 fn gpu_beam_nan_and_inf_logits_follow_torch() {
     let v = 70;
     let inf = f32::INFINITY;
-    for (name, k, cells) in [
+    // (name, K, (step, token, value) cells of the step table, value of token 3 in the rows that
+    // follow tokens 10, 14, 18, ...)
+    type Cell = (usize, usize, f32);
+    let cases: [(&str, usize, Vec<Cell>, Option<f32>); 5] = [
         // One NaN in every row of step 2 (all beams NaN from there on).
-        ("nan at step 2", 3usize, vec![(2usize, 31usize, f32::NAN)]),
+        ("nan at step 2", 3, vec![(2, 31, f32::NAN)], None),
         // A NaN at step 1 and an +inf at step 3, beam 4.
         (
             "nan step 1, inf step 3",
             4,
             vec![(1, 12, f32::NAN), (3, 40, inf)],
+            None,
         ),
         // Two NaNs in the first step's row (the lower token must not matter: the row is NaN).
         (
             "two nans at step 0",
             2,
             vec![(0, 50, f32::NAN), (0, 7, f32::NAN)],
+            None,
         ),
         // Rows after some tokens only: beams whose last token is one of these have NaN rows
         // while their siblings' rows are numbers, so NaN must outrank finite candidates.
-        ("nan after some tokens", 4, vec![]),
-        ("+inf after some tokens", 3, vec![]),
-    ] {
+        ("nan after some tokens", 4, vec![], Some(f32::NAN)),
+        ("+inf after some tokens", 3, vec![], Some(inf)),
+    ];
+    for (name, k, cells, after_tokens) in cases {
         for es in [EarlyStopping::Heuristic, EarlyStopping::Done] {
             let mut t = tables(5 + k as u64, v, 3, 20, false, false, false);
             for &(step, tok, x) in &cells {
                 t.pos[step * v + tok] = x;
             }
-            if name.ends_with("after some tokens") {
-                let x = if name.starts_with("nan") {
-                    f32::NAN
-                } else {
-                    inf
-                };
+            if let Some(x) = after_tokens {
                 for prev in (10..v).step_by(4) {
                     t.tok[prev * v + 3] = x;
                 }
@@ -454,13 +453,8 @@ fn gpu_beam_nan_and_inf_logits_follow_torch() {
             o.early_stopping = es;
             o.num_return_sequences = k;
             o.bad_words_ids = vec![vec![5]];
-            let classes = [0, 1, 2];
-            check(&format!("{name} {es:?}"), &o, &t, &classes);
+            let want = check(&format!("{name} {es:?}"), &o, &t, &[0, 1, 2]);
             // The case reaches what it is for: some hypothesis went through a NaN row.
-            let (want, _) = generate(&o, classes.len(), v, |s, toks, _| {
-                Ok(t.logits(s, toks, &classes, k))
-            })
-            .unwrap();
             assert!(
                 want.iter().flatten().any(|h| h.score.is_nan()),
                 "{name}: no NaN score"
