@@ -261,7 +261,7 @@ fn linear_act_matches_reference_on_every_kernel() {
 }
 
 /// One row against a short, wide weight (a decode step's output layer over a vocabulary): the
-/// shapes where the CPU table takes more columns per invocation (`MatmulTuning::wide_gemv_tn`),
+/// shapes where the CPU table takes more columns per invocation (`MatmulTuning::wide_gemv`),
 /// with N not a multiple of any workgroup's columns, K at the rule's edge and past it, both f16
 /// paths, with and without a bias.
 #[test]

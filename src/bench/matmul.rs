@@ -290,7 +290,7 @@ pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
             // A large decoding linear, a beam step's FFN of a Marian-sized model, the output
             // layer of opus-mt-en-zh (vocabulary 65 001) greedy and at beam 4, a greedy step's
             // other linears there, and two wide weights either side of the CPU table's K bound
-            // for more columns per lane (`MatmulTuning::wide_gemv_tn`).
+            // for more columns per lane (`MatmulTuning::wide_gemv`).
             for (m, k, n) in [
                 (1, 4096, 4096),
                 (4, 512, 2048),

@@ -30,5 +30,5 @@ pub use serial::{DeviceGuard, DeviceLock, Guarded};
 pub use timer::Timer;
 pub use tuning::{
     AdapterClass, AttnTuning, BenchTuning, CoopTile, MatmulTuning, RecurrentTuning, RowTuning,
-    Tuning,
+    Tuning, WideGemv,
 };

@@ -121,19 +121,15 @@ pub struct MatmulTuning {
     pub unrolled_vec: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
     pub unrolled_scalar: (u32, u32),
-    /// Columns per invocation of the unrolled kernel for one row of `a` against a short and wide
-    /// `[N, K]` weight (`K <= wide_gemv_max_k`, `N >= wide_gemv_min_n`: a decode step's output
-    /// layer over a vocabulary), in place of `unrolled_bt`'s; 0: no such rule. CPU: 8 up to K =
-    /// 512 from N = 8192 (lavapipe, f16 weights, `heedful bench --filter gemv`, 8 against 4
-    /// columns in workgroups of 8, two runs: 1 x 512 -> 65 001 7.2-7.5 against 10.3-11.4 ms, ->
-    /// 16 384 2.0-2.1 against 2.7-2.9, -> 8192 1.13-1.15 against 1.35-1.56, 1 x 256 -> 65 536
-    /// 4.8-5.2 against 5.3-5.7; at K = 768 to 4096, or N = 4497 and under, 8 columns were
-    /// 1-40% slower); GPUs: 0 (their GEMV is another kernel).
-    pub wide_gemv_tn: u32,
-    /// See [`MatmulTuning::wide_gemv_tn`].
-    pub wide_gemv_max_k: usize,
-    /// See [`MatmulTuning::wide_gemv_tn`].
-    pub wide_gemv_min_n: usize,
+    /// More columns per invocation of the unrolled kernel for one row of `a` against a short and
+    /// wide `[N, K]` weight (a decode step's output layer over a vocabulary), in place of
+    /// `unrolled_bt`'s. CPU: 8 columns up to K = 512 from N = 8192 (lavapipe, f16 weights,
+    /// `heedful bench --filter gemv`, 8 against 4 columns in workgroups of 8, two runs: 1 x 512
+    /// -> 65 001 7.2-7.5 against 10.3-11.4 ms, -> 16 384 2.0-2.1 against 2.7-2.9, -> 8192
+    /// 1.13-1.15 against 1.35-1.56, 1 x 256 -> 65 536 4.8-5.2 against 5.3-5.7; at K = 768 to
+    /// 4096, or N = 4497 and under, 8 columns were 1-40% slower); GPUs: none (their GEMV is
+    /// another kernel).
+    pub wide_gemv: Option<WideGemv>,
     /// Invocations per workgroup of the unrolled kernel (0: the power of two from 8 to 64 that
     /// covers N, as the blocked kernel). CPU: 8, one SIMD vector of lavapipe (linear 128x384->1536,
     /// 4x4: 35% against 30% with 64; the 8 x 4 columns of `b` a workgroup reads stay in cache while
@@ -150,6 +146,18 @@ pub struct MatmulTuning {
     /// 0. CPU: yes (llvmpipe loads storage lane by lane even at uniform addresses, with a cost
     /// per lane and per component; see `src/kernels/matmul/unrolled.rs`); GPUs: no.
     pub unrolled_subgroup_a: bool,
+}
+
+/// The rule of [`MatmulTuning::wide_gemv`]: one row of `a` against an `[N, K]` weight with
+/// `K <= max_k` and `N >= min_n` takes `tn` columns per invocation of the unrolled kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WideGemv {
+    /// Columns per invocation.
+    pub tn: u32,
+    /// Largest K the rule covers.
+    pub max_k: usize,
+    /// Smallest N the rule covers.
+    pub min_n: usize,
 }
 
 /// The block of [`MatmulKernel::Coop`] (`shaders/matmul_coop.wgsl`): a workgroup of `wm x wn`
@@ -510,9 +518,7 @@ impl Tuning {
             unrolled_bt: (4, 4),
             unrolled_vec: (4, 4),
             unrolled_scalar: (4, 4),
-            wide_gemv_tn: 0,
-            wide_gemv_max_k: 0,
-            wide_gemv_min_n: 0,
+            wide_gemv: None,
             unrolled_wg: 0,
             unrolled_packed_f16: false,
             unrolled_subgroup_a: false,
@@ -550,9 +556,11 @@ impl Tuning {
                         unrolled_bt: (16, 4),
                         unrolled_vec: (16, 4),
                         unrolled_scalar: (4, 4),
-                        wide_gemv_tn: 8,
-                        wide_gemv_max_k: 512,
-                        wide_gemv_min_n: 8192,
+                        wide_gemv: Some(WideGemv {
+                            tn: 8,
+                            max_k: 512,
+                            min_n: 8192,
+                        }),
                         unrolled_wg: 8,
                         unrolled_packed_f16: true,
                         unrolled_subgroup_a: true,
@@ -723,7 +731,7 @@ impl Tuning {
     /// that loads whole rows of a), a problem with fewer rows gets fewer: `m` itself below 8 (a
     /// decode step's 1-4 rows; every extra row repeats the FMAs over all of `b`), else `m`
     /// rounded up to whole subgroup rows. One row against a short, wide `[N, K]` weight takes
-    /// [`MatmulTuning::wide_gemv_tn`] columns where the table has that rule.
+    /// [`MatmulTuning::wide_gemv`]'s columns where the table has that rule.
     pub fn unrolled_tile(&self, m: usize, k: usize, n: usize, bt: bool) -> (u32, u32) {
         let t = &self.matmul;
         let (tm, tn) = match (bt, n.is_multiple_of(4)) {
@@ -731,15 +739,9 @@ impl Tuning {
             (false, true) => t.unrolled_vec,
             (false, false) => t.unrolled_scalar,
         };
-        let tn = if bt
-            && m == 1
-            && t.wide_gemv_tn != 0
-            && k <= t.wide_gemv_max_k
-            && n >= t.wide_gemv_min_n
-        {
-            t.wide_gemv_tn
-        } else {
-            tn
+        let tn = match t.wide_gemv {
+            Some(w) if bt && m == 1 && k <= w.max_k && n >= w.min_n => w.tn,
+            _ => tn,
         };
         if !tm.is_multiple_of(8) {
             return (tm, tn);
