@@ -769,3 +769,172 @@ fn coop_kernel_refuses_adapters_and_dtypes_it_cannot_run() {
         "{msg}"
     );
 }
+
+/// The fused linear + residual + LayerNorm (one dispatch of the unrolled kernel) and the separate
+/// pair against the CPU reference: rows under, at and over a workgroup's 4 rows and the table's 8,
+/// K off the 4- and 8-wide steps, N off the workgroup's columns (from one column per invocation
+/// to 8 per invocation of 128), f16 and f32 weights and norm parameters, bias or none, on both f16
+/// read paths. Auto must fuse exactly where the tuning table says.
+#[test]
+fn linear_add_layer_norm_matches_reference() {
+    use heedful::kernels::matmul::{NormFusion, ResidualNorm};
+    let mut rng = Rng::new(21);
+    let eps = 1e-5f32;
+    for (path, gpu) in gpus() {
+        let rule = gpu.tuning().matmul.linear_norm;
+        let shapes = [
+            (1usize, 5usize, 7usize),
+            (4, 64, 128),
+            (3, 130, 200),
+            (5, 512, 512),
+            (9, 96, 1000),
+            (2, 8, 3),
+            (1, 2048, 512),
+            (8, 40, 1024),
+        ];
+        for (si, &(m, k, n)) in shapes.iter().enumerate() {
+            let dtype = if si % 2 == 0 { DType::F16 } else { DType::F32 };
+            let with_bias = si % 3 != 1;
+            // Rows with a common offset and spread, as a residual stream has.
+            let x = rng.vec(m * k, -1.0, 1.0);
+            let w = rng.vec(n * k, -0.5, 0.5);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let residual: Vec<f32> = rng.vec(m * n, 2.0, 6.0);
+            let ln_w = rng.vec(n, 0.5, 1.5);
+            let ln_b = rng.vec(n, -0.5, 0.5);
+            let xt = Tensor::from_f32(&gpu, &x, &[m, k]).unwrap();
+            let (wt, wh) = upload(&gpu, &w, &[n, k], dtype);
+            let (bt, bh) = upload(&gpu, &bias, &[n], dtype);
+            let rt = Tensor::from_f32(&gpu, &residual, &[m, n]).unwrap();
+            let (lwt, lwh) = upload(&gpu, &ln_w, &[n], dtype);
+            let (lbt, lbh) = upload(&gpu, &ln_b, &[n], dtype);
+            let lin =
+                reference::matmul::linear(&x, &wh, with_bias.then_some(bh.as_slice()), m, k, n);
+            let want = heedful::kernels::layer_norm::reference::add_layer_norm(
+                &lin, &residual, &lwh, &lbh, eps as f64,
+            );
+            let norm = ResidualNorm {
+                residual: &rt,
+                weight: &lwt,
+                bias: &lbt,
+                eps,
+            };
+            for fusion in [NormFusion::Auto, NormFusion::Fused, NormFusion::Separate] {
+                let what =
+                    format!("{path} linear+norm {fusion:?} {m}x{k}x{n} {dtype} bias={with_bias}");
+                let got = ops::linear_add_layer_norm_with(
+                    &gpu,
+                    &xt,
+                    &wt,
+                    with_bias.then_some(&bt),
+                    &norm,
+                    fusion,
+                )
+                .unwrap();
+                assert_eq!(got.shape(), [m, n], "{what}");
+                assert_close(&what, &got.to_vec_f32(&gpu).unwrap(), &want, 2e-4, 2e-4);
+                // One dispatch when fused, two when not; Auto as the table says.
+                let fused = match fusion {
+                    NormFusion::Fused => true,
+                    NormFusion::Separate => false,
+                    NormFusion::Auto => rule
+                        .and_then(|r| r.tile(m, k, n, gpu.caps().max_invocations))
+                        .is_some(),
+                };
+                let out = Tensor::zeros(&gpu, &[m, n], DType::F32).unwrap();
+                let scratch = Tensor::zeros(&gpu, &[m, n], DType::F32).unwrap();
+                let mut rec = heedful::gpu::Recorder::new(&gpu);
+                heedful::kernels::matmul::record_linear_add_layer_norm_with(
+                    &mut rec,
+                    &xt,
+                    &wt,
+                    with_bias.then_some(&bt),
+                    &norm,
+                    &scratch,
+                    &out,
+                    fusion,
+                )
+                .unwrap();
+                assert_eq!(rec.dispatch_count(), if fused { 1 } else { 2 }, "{what}");
+            }
+        }
+    }
+}
+
+/// Lying operands of the fused linear + norm are errors naming the op and shapes, and a row too
+/// wide for one workgroup is refused when fusion is forced and runs separately under Auto.
+#[test]
+fn linear_add_layer_norm_rejects_bad_operands() {
+    use heedful::kernels::matmul::{NormFusion, ResidualNorm};
+    let gpu = heedful::testing::gpu();
+    let (m, k, n) = (2usize, 8usize, 16usize);
+    let x = Tensor::from_f32(&gpu, &vec![0.5; m * k], &[m, k]).unwrap();
+    let w = Tensor::from_f32(&gpu, &vec![0.25; n * k], &[n, k]).unwrap();
+    let r = Tensor::from_f32(&gpu, &vec![1.0; m * n], &[m, n]).unwrap();
+    let r_bad = Tensor::from_f32(&gpu, &vec![1.0; m * (n + 1)], &[m, n + 1]).unwrap();
+    let g = Tensor::from_f32(&gpu, &vec![1.0; n], &[n]).unwrap();
+    let g_bad = Tensor::from_f32(&gpu, &vec![1.0; n + 2], &[n + 2]).unwrap();
+    let ok = ResidualNorm {
+        residual: &r,
+        weight: &g,
+        bias: &g,
+        eps: 1e-5,
+    };
+    for (what, norm) in [
+        (
+            "residual",
+            ResidualNorm {
+                residual: &r_bad,
+                ..ok
+            },
+        ),
+        (
+            "norm weight",
+            ResidualNorm {
+                weight: &g_bad,
+                ..ok
+            },
+        ),
+        ("norm bias", ResidualNorm { bias: &g_bad, ..ok }),
+        (
+            "eps",
+            ResidualNorm {
+                eps: f32::NAN,
+                ..ok
+            },
+        ),
+        ("eps", ResidualNorm { eps: -1.0, ..ok }),
+    ] {
+        for fusion in [NormFusion::Fused, NormFusion::Separate] {
+            let e = ops::linear_add_layer_norm_with(&gpu, &x, &w, None, &norm, fusion)
+                .err()
+                .unwrap_or_else(|| panic!("{what} {fusion:?}: accepted"))
+                .to_string();
+            assert!(
+                e.contains("linear_add_layer_norm") && e.contains(what),
+                "{what} {fusion:?}: {e}"
+            );
+        }
+    }
+    // A row wider than the device's invocations x 16 columns.
+    let wide = 16 * gpu.caps().max_invocations as usize + 8;
+    let w = Tensor::from_f32(&gpu, &vec![0.01; wide * k], &[wide, k]).unwrap();
+    let r = Tensor::from_f32(&gpu, &vec![1.0; m * wide], &[m, wide]).unwrap();
+    let g = Tensor::from_f32(&gpu, &vec![1.0; wide], &[wide]).unwrap();
+    let norm = ResidualNorm {
+        residual: &r,
+        weight: &g,
+        bias: &g,
+        eps: 1e-5,
+    };
+    let Err(e) = ops::linear_add_layer_norm_with(&gpu, &x, &w, None, &norm, NormFusion::Fused)
+    else {
+        panic!("a row too wide for one workgroup was accepted");
+    };
+    let e = e.to_string();
+    assert!(e.contains("too wide"), "{e}");
+    let got = ops::linear_add_layer_norm_with(&gpu, &x, &w, None, &norm, NormFusion::Auto).unwrap();
+    let v = got.to_vec_f32(&gpu).unwrap();
+    // Every row is the same constant: the norm is its bias, 1.
+    assert!(v.iter().all(|&y| (y - 1.0).abs() < 1e-4), "{:?}", &v[..4]);
+}

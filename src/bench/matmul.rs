@@ -306,5 +306,77 @@ pub fn suite_gemv(ctx: &mut BenchCtx) -> Result<()> {
             }
         }
     }
+    // A post-LN block's output projection, residual add and LayerNorm at decode sizes, fused
+    // into one dispatch and as the separate linear and norm: the bundled Marian's 128-wide
+    // layers (attention out, FFN down), a 256-wide model's, and opus-mt's 512-wide ones, greedy
+    // and at beam 4. `Auto` shows where the tuning table fuses (`MatmulTuning::linear_norm`).
+    for (m, k, n) in [
+        (1, 128, 128),
+        (4, 128, 128),
+        (1, 512, 128),
+        (4, 512, 128),
+        (1, 256, 256),
+        (4, 256, 256),
+        (1, 1024, 256),
+        (1, 512, 512),
+        (4, 512, 512),
+        (1, 2048, 512),
+    ] {
+        for fusion in [
+            mm::NormFusion::Auto,
+            mm::NormFusion::Fused,
+            mm::NormFusion::Separate,
+        ] {
+            bench_linear_norm(ctx, m, k, n, fusion)?;
+        }
+    }
+    Ok(())
+}
+
+/// Times `LayerNorm(x [M, K] @ w^T + bias + residual)` with f16 weights, fused or not.
+fn bench_linear_norm(
+    ctx: &mut BenchCtx,
+    m: usize,
+    k: usize,
+    n: usize,
+    fusion: mm::NormFusion,
+) -> Result<()> {
+    let op = format!("linear_norm:{}", format!("{fusion:?}").to_lowercase());
+    let shape = format!("{m}x{k}->{n}");
+    if !ctx.wants(&op, &shape) {
+        return Ok(());
+    }
+    let gpu = ctx.gpu.clone();
+    let x = Tensor::from_f32(&gpu, &values(m * k, 3), &[m, k])?;
+    let w = Tensor::from_f32_as(&gpu, &values(n * k, 4), &[n, k], DType::F16)?;
+    let b = Tensor::from_f32_as(&gpu, &values(n, 5), &[n], DType::F16)?;
+    let residual = Tensor::from_f32(&gpu, &values(m * n, 6), &[m, n])?;
+    let ln_w = Tensor::from_f32_as(&gpu, &values(n, 7), &[n], DType::F16)?;
+    let out = Tensor::zeros(&gpu, &[m, n], DType::F32)?;
+    let scratch = Tensor::zeros(&gpu, &[m, n], DType::F32)?;
+    let norm = mm::ResidualNorm {
+        residual: &residual,
+        weight: &ln_w,
+        bias: &b,
+        eps: 1e-5,
+    };
+    let mut rec = Recorder::new(&gpu);
+    mm::record_linear_add_layer_norm_with(
+        &mut rec,
+        &x,
+        &w,
+        Some(&b),
+        &norm,
+        &scratch,
+        &out,
+        fusion,
+    )?;
+    let dispatches = rec.dispatch_count();
+    let t = ctx.time_against(&rec, Bound::Memory)?;
+    let extra = vec![
+        ("dispatches".to_string(), dispatches.to_string()),
+        ("bytes".into(), "weights only".into()),
+    ];
+    ctx.push_memory(&op, &shape, "f32 x f16", t, (n * k * 2) as f64, extra);
     Ok(())
 }

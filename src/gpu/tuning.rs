@@ -146,6 +146,78 @@ pub struct MatmulTuning {
     /// 0. CPU: yes (llvmpipe loads storage lane by lane even at uniform addresses, with a cost
     /// per lane and per component; see `src/kernels/matmul/unrolled.rs`); GPUs: no.
     pub unrolled_subgroup_a: bool,
+    /// Where a linear followed by a residual add and LayerNorm (a post-LN block) runs as one
+    /// dispatch of the unrolled kernel (`src/kernels/matmul/linear_norm.rs`). CPU: up to 8 rows
+    /// against weights of up to 65 536 elements, 4 rows per workgroup, 8 columns per invocation
+    /// (lavapipe, `heedful bench --filter linear_norm`, f16 weights, fused against the separate
+    /// linear and norm, two runs: 1 x 128 -> 128 0.06-0.10 against 0.12-0.17 ms, 4 x 128 -> 128
+    /// 0.08-0.09 against 0.13-0.15, 1 x 512 -> 128 0.10-0.12 against 0.15-0.17, 1 x 256 -> 256
+    /// 0.10-0.12 against 0.13-0.16, 4 x 256 -> 256 0.15-0.19 against 0.15-0.18; larger weights
+    /// lose, one workgroup being one CPU thread: 1 x 1024 -> 256 0.30-0.31 against 0.17-0.20,
+    /// 1 x 512 -> 512 0.28-0.34 against 0.18-0.21, 1 x 2048 -> 512 0.62 against 0.35-0.37);
+    /// GPUs: none (not measured there; the separate linear and norm run).
+    pub linear_norm: Option<LinearNorm>,
+}
+
+/// The rule of [`MatmulTuning::linear_norm`]: products of at most `max_rows` rows against at
+/// most `max_weights` weight elements (N * K) fuse, each workgroup taking `rows_per_group` rows
+/// and whole rows of columns, each invocation at most `max_cols` of them (the workgroup is the
+/// power of two from 8 that covers N so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinearNorm {
+    /// Most rows fused.
+    pub max_rows: usize,
+    /// Most weight elements (N * K) fused: one workgroup reads them all.
+    pub max_weights: usize,
+    /// Rows per workgroup (every weight is read once per workgroup).
+    pub rows_per_group: u32,
+    /// Most columns per invocation (1..=16).
+    pub max_cols: u32,
+}
+
+impl LinearNorm {
+    /// The rule tests and forced fusion use where the table has none.
+    pub const PORTABLE: LinearNorm = LinearNorm {
+        max_rows: usize::MAX,
+        max_weights: usize::MAX,
+        rows_per_group: 1,
+        max_cols: 8,
+    };
+
+    /// The unrolled kernel's `(rows, columns, invocations)` for `m x n` outputs over `k`, or
+    /// `None` where the rule does not fuse them (over `max_rows` rows or `max_weights` weights,
+    /// or N wider than `max_invocations` invocations of `max_cols` columns).
+    pub fn tile(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        max_invocations: u32,
+    ) -> Option<(u32, u32, u32)> {
+        if m > self.max_rows || n.saturating_mul(k) > self.max_weights {
+            return None;
+        }
+        self.tile_any_rows(m, n, max_invocations)
+    }
+
+    /// [`LinearNorm::tile`] without the row bound.
+    pub fn tile_any_rows(
+        &self,
+        m: usize,
+        n: usize,
+        max_invocations: u32,
+    ) -> Option<(u32, u32, u32)> {
+        let max_cols = self.max_cols.clamp(1, 16) as usize;
+        let wg = n.div_ceil(max_cols).next_power_of_two().max(8);
+        if wg > max_invocations as usize {
+            return None;
+        }
+        let tn = n.div_ceil(wg).max(1) as u32;
+        let tm = (self.rows_per_group.max(1) as usize).min(m.max(1)) as u32;
+        // The unrolled kernel's tile bound: at most 128 outputs per invocation.
+        let tm = tm.min(128 / tn).max(1);
+        Some((tm, tn, wg as u32))
+    }
 }
 
 /// The rule of [`MatmulTuning::wide_gemv`]: one row of `a` against an `[N, K]` weight with
@@ -519,6 +591,7 @@ impl Tuning {
             unrolled_vec: (4, 4),
             unrolled_scalar: (4, 4),
             wide_gemv: None,
+            linear_norm: None,
             unrolled_wg: 0,
             unrolled_packed_f16: false,
             unrolled_subgroup_a: false,
@@ -560,6 +633,12 @@ impl Tuning {
                             tn: 8,
                             max_k: 512,
                             min_n: 8192,
+                        }),
+                        linear_norm: Some(LinearNorm {
+                            max_rows: 8,
+                            max_weights: 65_536,
+                            rows_per_group: 4,
+                            max_cols: 8,
                         }),
                         unrolled_wg: 8,
                         unrolled_packed_f16: true,
@@ -1027,6 +1106,28 @@ mod tests {
         assert_eq!(small.matmul.large_bt, MatmulKernel::Blocked);
         assert_eq!(small.matmul.gemv, MatmulKernel::GemvSplitK);
         assert_eq!((small.rows.wg_small, small.rows.wg_large), (64, 128));
+    }
+
+    /// The fused linear + norm rule: its row and weight bounds, the workgroup that covers N with
+    /// at most `max_cols` columns per invocation, the rows per workgroup never over M, and none
+    /// where N is too wide for the device's invocations.
+    #[test]
+    fn linear_norm_tiles() {
+        let cpu = Tuning::for_caps(&caps(wgpu::DeviceType::Cpu, 256, 32768));
+        let gpu = Tuning::for_caps(&caps(wgpu::DeviceType::DiscreteGpu, 1024, 49152));
+        assert_eq!(gpu.matmul.linear_norm, None);
+        let rule = cpu.matmul.linear_norm.unwrap();
+        assert_eq!(rule.tile(1, 128, 128, 256), Some((1, 8, 16)));
+        assert_eq!(rule.tile(4, 512, 128, 256), Some((4, 8, 16)));
+        assert_eq!(rule.tile(8, 256, 256, 256), Some((4, 8, 32)));
+        assert_eq!(rule.tile(2, 8, 3, 256), Some((2, 1, 8)));
+        assert_eq!(rule.tile(9, 128, 128, 256), None);
+        assert_eq!(rule.tile(1, 1024, 128, 256), None);
+        assert_eq!(rule.tile(1, 512, 512, 256), None);
+        let any = LinearNorm::PORTABLE;
+        assert_eq!(any.tile(100, 4096, 1000, 256), Some((1, 8, 128)));
+        assert_eq!(any.tile(1, 8, 2048, 256), Some((1, 8, 256)));
+        assert_eq!(any.tile(1, 8, 2049, 256), None);
     }
 
     #[test]

@@ -39,6 +39,7 @@
 
 mod coop;
 mod kernels;
+mod linear_norm;
 mod problem;
 mod unrolled;
 
@@ -51,6 +52,9 @@ use crate::kernels::{check_dtype, gemv};
 use crate::tensor::{DType, Tensor};
 
 use kernels::{blocked_tile, record_blocked, record_tiled, record_unrolled, unrolled_tile};
+pub use linear_norm::{
+    record_linear_add_layer_norm, record_linear_add_layer_norm_with, NormFusion, ResidualNorm,
+};
 pub(crate) use problem::{grid, Problem};
 
 /// Rows of `a` up to which [`MatmulKernel::Auto`] picks a GEMV kernel for `[N, K]` weights.

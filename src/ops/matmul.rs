@@ -103,3 +103,33 @@ pub fn linear_with(
     })?;
     Ok(out)
 }
+
+/// `LayerNorm(x @ w^T + bias + residual)` (a post-LN block's output projection, residual and
+/// norm), in one dispatch where the tuning table fuses them; shapes as [`linear`], the residual
+/// `[*, N]` and the norm's weight and bias `[N]`.
+pub fn linear_add_layer_norm(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    norm: &k::ResidualNorm,
+) -> Result<Tensor> {
+    linear_add_layer_norm_with(gpu, x, w, bias, norm, k::NormFusion::Auto)
+}
+
+/// [`linear_add_layer_norm`], fused into one dispatch or not as `fusion` says.
+pub fn linear_add_layer_norm_with(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    norm: &k::ResidualNorm,
+    fusion: k::NormFusion,
+) -> Result<Tensor> {
+    let out = linear_out(gpu, x, w)?;
+    let scratch = linear_out(gpu, x, w)?;
+    run(gpu, |rec| {
+        k::record_linear_add_layer_norm_with(rec, x, w, bias, norm, &scratch, &out, fusion)
+    })?;
+    Ok(out)
+}

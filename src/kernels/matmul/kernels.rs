@@ -3,11 +3,12 @@
 //! kernels for a validated [`Problem`].
 
 use super::coop::{b_len, coop_body, coop_workgroup_bytes};
-use super::problem::{grid, MatmulBindings, Problem};
+use super::problem::{elem_of, grid, MatmulBindings, Params, Problem};
 use super::unrolled::{unrolled_source, Layout, ShareA};
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings};
 use crate::gpu::{compose, CoopTile, Elem, Recorder};
+use crate::tensor::Tensor;
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
 const SRC_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
@@ -145,8 +146,24 @@ fn push_tiles(
     binds: &MatmulBindings<'_>,
     (block_m, block_n): (usize, usize),
 ) -> Result<()> {
+    push_tiles_eps(rec, p, label, pipeline, binds, (block_m, block_n), 0.0)
+}
+
+/// [`push_tiles`] with the fused LayerNorm's epsilon in the uniform.
+fn push_tiles_eps(
+    rec: &mut Recorder,
+    p: &Problem,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    binds: &MatmulBindings<'_>,
+    (block_m, block_n): (usize, usize),
+    eps: f32,
+) -> Result<()> {
     let (tiles_n, tiles_m) = (p.n.div_ceil(block_n), p.m.div_ceil(block_m));
-    let params = p.params(tiles_n, tiles_m);
+    let params = Params {
+        eps,
+        ..p.params(tiles_n, tiles_m)
+    };
     let d = rec.gpu().dispatch(
         label,
         pipeline,
@@ -288,6 +305,17 @@ struct UnrolledKey {
     b8: bool,
     b: Elem,
     bias: Option<Elem>,
+    /// How the fused LayerNorm form reads its weight and bias (`None`: the plain store).
+    norm: Option<(Elem, Elem)>,
+}
+
+/// The residual, LayerNorm weight and bias, and epsilon of the fused linear + residual +
+/// LayerNorm form of the unrolled kernel (`out = LayerNorm(a @ b^T + bias + residual)`).
+pub(super) struct NormArgs<'a> {
+    pub residual: &'a Tensor,
+    pub weight: &'a Tensor,
+    pub bias: &'a Tensor,
+    pub eps: f32,
 }
 
 /// The unrolled kernel's register tile and workgroup size for a problem, from the tuning table.
@@ -301,7 +329,18 @@ pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> (u32, u32, u32) {
 pub(super) fn record_unrolled(
     rec: &mut Recorder,
     p: &Problem,
+    tile: (u32, u32, u32),
+) -> Result<()> {
+    record_unrolled_form(rec, p, tile, None)
+}
+
+/// The unrolled kernel, storing the product or (`norm`, a `[N, K]` `b` and a workgroup covering
+/// whole rows: `wg * tn >= N`) the LayerNorm of product + bias + residual.
+pub(super) fn record_unrolled_form(
+    rec: &mut Recorder,
+    p: &Problem,
     (tm, tn, wg): (u32, u32, u32),
+    norm: Option<NormArgs>,
 ) -> Result<()> {
     check_tile(p, tm, tn)?;
     let gpu = rec.gpu().clone();
@@ -348,6 +387,13 @@ pub(super) fn record_unrolled(
         b8,
         b,
         bias: p.bias_elem(rec)?,
+        norm: match &norm {
+            Some(n) => Some((
+                elem_of(rec, p.op, "norm weight", n.weight)?,
+                elem_of(rec, p.op, "norm bias", n.bias)?,
+            )),
+            None => None,
+        },
     };
     let b_vec4 = match layout {
         Layout::Bt => vk,
@@ -361,14 +407,33 @@ pub(super) fn record_unrolled(
     if b8 {
         binds.b = Bind::read(p.b, "vec4<u32>");
     }
+    if let (Some(n), Some((we, be))) = (&norm, key.norm) {
+        if layout != Layout::Bt || ((wg * tn) as usize) < p.n {
+            return Err(Error::invalid(
+                p.op,
+                format!(
+                    "the fused LayerNorm form needs [N, K] weights and whole rows per workgroup \
+                     (N = {}, {wg} invocations x {tn} columns)",
+                    p.n
+                ),
+            ));
+        }
+        binds.norm = Some([
+            Bind::input(n.residual, Elem::F32, false),
+            Bind::input(n.weight, we, false),
+            Bind::input(n.bias, be, false),
+        ]);
+    }
+    let is_norm = norm.is_some();
     let pipeline = gpu.pipeline("matmul_unrolled", &(key.clone(), p.act), || {
         compose(
-            &unrolled_source(tm as usize, tn as usize, wg, layout, share, b8),
+            &unrolled_source(tm as usize, tn as usize, wg, layout, share, b8, is_norm),
             binds.needs_f16(),
             &[],
             &binds.prologue(),
         )
     })?;
     let block = (tm as usize, (wg * tn) as usize);
-    push_tiles(rec, p, "matmul_unrolled", &pipeline, &binds, block)
+    let eps = norm.as_ref().map_or(0.0, |n| n.eps);
+    push_tiles_eps(rec, p, "matmul_unrolled", &pipeline, &binds, block, eps)
 }

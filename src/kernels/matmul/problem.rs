@@ -10,7 +10,8 @@ use crate::tensor::{DType, Tensor};
 
 crate::wgsl_params! {
     /// The uniform of the matmul family: sizes, batch strides in elements (`b_bs` 0 = b shared),
-    /// the grid's tiles along N and M, and the product's scale.
+    /// the grid's tiles along N and M, the product's scale, and the LayerNorm epsilon of the
+    /// fused linear + residual + LayerNorm form (0 elsewhere).
     pub(crate) struct Params {
         m: u32,
         n: u32,
@@ -22,13 +23,15 @@ crate::wgsl_params! {
         tiles_n: u32,
         tiles_m: u32,
         alpha: f32,
-        _pad: [u32; 2],
+        eps: f32,
+        _pad: u32,
     }
 }
 
 /// Storage bindings of the matmul family in `@binding` order: a `[batch, M, K]` f32 (binding 1),
-/// b `[batch?, K, N]` or `[batch?, N, K]` f32|f16 (2), out `[batch, M, N]` f32 (3), and the bias
-/// `[N]` f32|f16 (4) only when there is one.
+/// b `[batch?, K, N]` or `[batch?, N, K]` f32|f16 (2), out `[batch, M, N]` f32 (3), the bias
+/// `[N]` f32|f16 (next) only when there is one, and for the fused LayerNorm form the residual
+/// `[M, N]` f32 and the norm's weight and bias `[N]` f32|f16 (the last three).
 pub(crate) struct MatmulBindings<'a> {
     pub a: Bind<'a>,
     pub b: Bind<'a>,
@@ -36,12 +39,17 @@ pub(crate) struct MatmulBindings<'a> {
     pub bias: Option<Bind<'a>>,
     /// The activation the epilogue applies (see [`MatmulBindings::prologue`]).
     pub act: Option<Activation>,
+    /// `residual`, `ln_w`, `ln_b` of the fused linear + residual + LayerNorm form.
+    pub norm: Option<[Bind<'a>; 3]>,
 }
 
 impl Bindings for MatmulBindings<'_> {
     fn binds(&self) -> Vec<(&'static str, Bind<'_>)> {
         let mut v = vec![("a", self.a), ("b", self.b), ("out", self.out)];
         v.extend(self.bias.map(|b| ("bias", b)));
+        if let Some([r, w, b]) = self.norm {
+            v.extend([("residual", r), ("ln_w", w), ("ln_b", b)]);
+        }
         v
     }
 }
@@ -114,7 +122,8 @@ impl Problem<'_> {
             tiles_n: tiles_n as u32,
             tiles_m: tiles_m as u32,
             alpha: self.alpha,
-            _pad: [0; 2],
+            eps: 0.0,
+            _pad: 0,
         }
     }
 
@@ -145,11 +154,13 @@ impl Problem<'_> {
             out: Bind::read_write(self.out, "f32"),
             bias: self.bias.zip(bias).map(|(t, e)| Bind::input(t, e, false)),
             act: self.act,
+            norm: None,
         }
     }
 }
 
-fn elem_of(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> {
+/// How this device reads operand `operand` (f32 or f16) of `op`.
+pub(crate) fn elem_of(rec: &Recorder, op: &str, operand: &str, t: &Tensor) -> Result<Elem> {
     check_dtype(op, operand, t, &[DType::F32, DType::F16])?;
     Elem::for_dtype(rec.gpu(), t.dtype()).ok_or_else(|| Error::DType {
         op: op.into(),

@@ -97,6 +97,8 @@ fn b_at4(i: u32) -> vec4<f32> {
 /// invocation and `wg` invocations per workgroup. Reads `p` (`Params`), `a_at`/`a_at4`,
 /// `b_at`/`b_at4` (with `b8`: `b` itself, bound as `array<vec4<u32>>`, and the accessors written
 /// here), `bias_value` and writes `out`. `b8` applies to [`Layout::Bt`] with a shared `a` only.
+/// `norm` (a [`Layout::Bt`] form whose workgroup covers whole rows, `wg * tn >= N`) stores
+/// `LayerNorm(product + bias + residual)` instead (see [`norm_epilogue`]).
 pub(super) fn unrolled_source(
     tm: usize,
     tn: usize,
@@ -104,6 +106,7 @@ pub(super) fn unrolled_source(
     layout: Layout,
     share: ShareA,
     b8: bool,
+    norm: bool,
 ) -> String {
     assert!(
         share != ShareA::Rows || tm.is_multiple_of(8),
@@ -113,6 +116,7 @@ pub(super) fn unrolled_source(
         !b8 || (layout == Layout::Bt && share != ShareA::Off),
         "b8 is a Bt subgroup form"
     );
+    assert!(!norm || layout == Layout::Bt, "the norm form is a Bt form");
     let sg = share != ShareA::Off;
     // First column of this invocation; its others are `WG` apart with `b [N, K]` (see the
     // module doc), adjacent otherwise.
@@ -124,6 +128,14 @@ pub(super) fn unrolled_source(
     let mut s = String::new();
     if b8 {
         s.push_str(B8_ACCESSORS);
+    }
+    if norm {
+        // Per row of the tile, one partial sum per invocation.
+        let _ = writeln!(
+            s,
+            "var<workgroup> ln_part: array<f32, {}>;",
+            tm * wg as usize
+        );
     }
     let sid = if sg {
         ", @builtin(subgroup_invocation_id) sid: u32"
@@ -168,7 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         );
     }
     match layout {
-        Layout::Bt => bt_body(&mut s, tm, tn, wg as usize, share, b8),
+        Layout::Bt => bt_body(&mut s, tm, tn, wg as usize, share, b8, norm),
         Layout::Vec => vec_body(&mut s, tm, tn / 4, share),
         Layout::Scalar => scalar_body(&mut s, tm, tn),
     }
@@ -231,7 +243,7 @@ fn subgroup_a_broadcast(s: &mut String, i: usize, share: ShareA, h: usize) {
 }
 
 /// `b [N, K]`: `c{i}_{j}` accumulates row `m0 + i` against weight row `n0 + wg * j`.
-fn bt_body(s: &mut String, tm: usize, tn: usize, wg: usize, share: ShareA, b8: bool) {
+fn bt_body(s: &mut String, tm: usize, tn: usize, wg: usize, share: ShareA, b8: bool, norm: bool) {
     for j in 0..tn {
         let _ = writeln!(
             s,
@@ -294,6 +306,10 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, wg: usize, share: ShareA, b8: b
         }
     }
     s.push_str("    }\n");
+    if norm {
+        norm_epilogue(s, tm, tn, wg);
+        return;
+    }
     for i in 0..tm {
         for j in 0..tn {
             let _ = writeln!(
@@ -302,6 +318,74 @@ fn bt_body(s: &mut String, tm: usize, tn: usize, wg: usize, share: ShareA, b8: b
                 wg * j
             );
         }
+    }
+}
+
+/// The store of the fused linear + residual + LayerNorm form: the workgroup holds whole rows
+/// (`gn == 0`, lane `l` has columns `l + wg * j`), so each row's mean and variance are reduced
+/// through workgroup memory (one partial per invocation and row, every lane then summing the
+/// `wg` partials in the same order) and the normalized values stored from registers. Two passes
+/// over the registers (mean, then squared deviations from it), as exact as the Welford form of
+/// `shaders/layer_norm.wgsl` without its shift; `v = epilogue(acc) + residual` rounds as the
+/// separate linear and add would. Reads `residual_at`, `ln_w_at`, `ln_b_at`, `p.eps`.
+fn norm_epilogue(s: &mut String, tm: usize, tn: usize, wg: usize) {
+    s.push_str("    let ln_n = f32(p.n);\n");
+    for i in 0..tm {
+        let _ = writeln!(
+            s,
+            "    let lr{i} = o_base + min(m0 + {i}u, p.m - 1u) * p.n;"
+        );
+    }
+    for j in 0..tn {
+        let _ = writeln!(s, "    let lc{j} = n0 + {}u;", wg * j);
+        let _ = writeln!(s, "    let lk{j} = min(lc{j}, p.n - 1u);");
+        let _ = writeln!(s, "    let lo{j} = lc{j} < p.n;");
+    }
+    let sum_over_cols = |s: &mut String, i: usize, term: &dyn Fn(usize) -> String| {
+        let terms: Vec<String> = (0..tn)
+            .map(|j| format!("select(0.0, {}, lo{j})", term(j)))
+            .collect();
+        let _ = writeln!(s, "    ln_part[{}u + lid] = {};", i * wg, terms.join(" + "));
+    };
+    // Sums every row's partials in lane order (the same order in every lane).
+    let reduce = |s: &mut String, name: &str| {
+        s.push_str("    workgroupBarrier();\n");
+        for i in 0..tm {
+            let _ = writeln!(s, "    var {name}{i} = 0.0;");
+        }
+        let _ = writeln!(s, "    for (var l = 0u; l < {wg}u; l++) {{");
+        for i in 0..tm {
+            let _ = writeln!(s, "        {name}{i} += ln_part[{}u + l];", i * wg);
+        }
+        s.push_str("    }\n    workgroupBarrier();\n");
+    };
+    for i in 0..tm {
+        for j in 0..tn {
+            let _ = writeln!(
+                s,
+                "    let v{i}_{j} = epilogue(c{i}_{j}, lk{j}) + residual_at(lr{i} + lk{j});"
+            );
+        }
+        sum_over_cols(s, i, &|j| format!("v{i}_{j}"));
+    }
+    reduce(s, "ls");
+    for i in 0..tm {
+        let _ = writeln!(s, "    let mean{i} = ls{i} / ln_n;");
+        sum_over_cols(s, i, &|j| {
+            format!("(v{i}_{j} - mean{i}) * (v{i}_{j} - mean{i})")
+        });
+    }
+    reduce(s, "lq");
+    for i in 0..tm {
+        let _ = writeln!(s, "    let rstd{i} = inverseSqrt(lq{i} / ln_n + p.eps);");
+        let _ = writeln!(s, "    if (m0 + {i}u < p.m) {{");
+        for j in 0..tn {
+            let _ = writeln!(
+                s,
+                "        if (lo{j}) {{ out[lr{i} + lc{j}] = (v{i}_{j} - mean{i}) * rstd{i} * ln_w_at(lk{j}) + ln_b_at(lk{j}); }}"
+            );
+        }
+        s.push_str("    }\n");
     }
 }
 
@@ -466,6 +550,32 @@ fn scalar_body(s: &mut String, tm: usize, tn: usize) {
 mod tests {
     use super::*;
 
+    /// The fused LayerNorm form: no plain stores, one guarded LayerNorm store per output, a
+    /// workgroup array of one partial per invocation and row, and the four barriers of its two
+    /// reductions.
+    #[test]
+    fn norm_form_stores_through_the_layer_norm() {
+        for (tm, tn, wg, share, b8) in [
+            (1, 8, 16, ShareA::Elements, true),
+            (4, 8, 64, ShareA::Elements, false),
+            (3, 1, 8, ShareA::Off, false),
+        ] {
+            let what = format!("{tm}x{tn} wg {wg} {share:?} b8={b8}");
+            let src = unrolled_source(tm, tn, wg, Layout::Bt, share, b8, true);
+            assert_eq!(src.matches("    store(o_base").count(), 0, "{what}");
+            assert_eq!(src.matches("out[lr").count(), tm * tn, "{what}");
+            assert!(
+                src.contains(&format!(
+                    "var<workgroup> ln_part: array<f32, {}>;",
+                    tm * wg as usize
+                )),
+                "{what}"
+            );
+            assert_eq!(src.matches("workgroupBarrier();").count(), 4, "{what}");
+            assert_eq!(src.matches("residual_at(").count(), tm * tn, "{what}");
+        }
+    }
+
     /// One guarded store per output, no arrays at all (the point of the variant), the subgroup
     /// form only where asked; that the sources compile and compute the product is checked on the
     /// device by tests/matmul.rs.
@@ -492,7 +602,7 @@ mod tests {
                 };
                 for &b8 in b8s {
                     let what = format!("{tm}x{tn} {layout:?} {share:?} b8={b8}");
-                    let src = unrolled_source(tm, tn, 8, layout, share, b8);
+                    let src = unrolled_source(tm, tn, 8, layout, share, b8, false);
                     let stores = src.matches("    store(o_base").count();
                     assert_eq!(stores, tm * tn, "{what}");
                     assert!(!src.contains("array<"), "{what}");

@@ -28,8 +28,9 @@ use crate::kernels::embedding::{record_embedding, record_embedding_positioned, P
 use crate::kernels::kv_cache::{
     record_cache_attention_from, record_kv_gather, record_kv_write_from, CacheLayout, Rows,
 };
-use crate::kernels::layer_norm::record_add_layer_norm;
-use crate::kernels::matmul::{record_linear, record_linear_act};
+use crate::kernels::matmul::{
+    record_linear, record_linear_act, record_linear_add_layer_norm, ResidualNorm,
+};
 use crate::kernels::sdpa::{record_sdpa, AttnDims, Causal, Heads, MaskKind, MaskView, SdpaArgs};
 use crate::ops::Activation;
 use crate::tensor::{DType, Tensor};
@@ -521,7 +522,8 @@ fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear<Tensor>, out: &Tensor) -> R
     record_linear(rec, x, &l.w, Some(&l.b), out)
 }
 
-/// `out = LN(lin(inp) + x)`: the linear into `o`, then the residual add fused into the norm.
+/// `out = LN(lin(inp) + x)`: one dispatch where the tuning table fuses the linear, the residual
+/// add and the norm (few rows), else the linear into `o` and the norm with the add fused into it.
 fn residual_norm(
     rec: &mut Recorder,
     inp: &Tensor,
@@ -531,6 +533,11 @@ fn residual_norm(
     x: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    linear(rec, inp, lin, o)?;
-    record_add_layer_norm(rec, o, x, &norm.w, &norm.b, out, LAYER_NORM_EPS)
+    let rn = ResidualNorm {
+        residual: x,
+        weight: &norm.w,
+        bias: &norm.b,
+        eps: LAYER_NORM_EPS,
+    };
+    record_linear_add_layer_norm(rec, inp, &lin.w, Some(&lin.b), &rn, o, out)
 }
