@@ -17,7 +17,13 @@
 //   part:  [R*H, nsplit, DH] f32 partial accumulators  binding 4
 //   stats: [R*H, nsplit, 2] f32 partial (max, sum)     binding 5 (unused when DIRECT)
 //
-// Constants: WG, DH (head width), DIRECT. Grid: ceil(R * H * nsplit / WG) workgroups, linear index
+// With APPEND = 1 the step's keys and values are columns p.k_col and p.v_col of q's rows (a
+// fused q/k/v projection) and the invocation whose chunk holds position s first writes its head's
+// slice of them to the cache (kv then read-write; `append_kv` is generated in
+// src/kernels/kv_cache/mod.rs, empty without APPEND), so no separate kv_write pass runs; the
+// other chunks never read position s.
+//
+// Constants: WG, DH (head width), DIRECT, APPEND. Grid: ceil(R * H * nsplit / WG) workgroups, linear index
 // wid.x + wid.y * nwg.x; invocation g takes (row, head) g / nsplit and chunk g % nsplit.
 
 const NEG: f32 = -3.0e38;
@@ -33,9 +39,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let split = g - rh * p.nsplit;
     let r = rh / p.heads;
     let h = rh - r * p.heads;
-    let n = min(step[0] + 1u, p.t);
+    let s = step[0];
+    let n = min(s + 1u, p.t);
     let ks = split * p.chunk;
     let ke = min(n, ks + p.chunk);
+    if (APPEND == 1u && s < p.t && s >= ks && s - ks < p.chunk) {
+        append_kv(r, h, s, 0u, 1u);
+    }
     var m = NEG;
     var l = 0.0;
     var acc: array<f32, DH>;

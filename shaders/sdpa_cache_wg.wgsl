@@ -16,7 +16,13 @@
 //   part:  [R*H, nsplit, DH] f32 partial accumulators  binding 4
 //   stats: [R*H, nsplit, 2] f32 partial (max, sum)     binding 5
 //
-// Constants: WG (a power of two; p.chunk == WG), DH (head width), LG, G, ACCN = G * DH.
+// With APPEND = 1 the step's keys and values are columns p.k_col and p.v_col of q's rows (a
+// fused q/k/v projection): the workgroup whose chunk holds position s first writes its head's
+// slice of them to the cache (kv then read-write; `append_kv` is generated in
+// src/kernels/kv_cache/mod.rs) and a storage barrier makes them visible to the
+// workgroup's other invocations before any reads; no separate kv_write pass runs.
+//
+// Constants: WG (a power of two; p.chunk == WG), DH (head width), LG, G, ACCN = G * DH, APPEND.
 // Grid: x = nsplit = ceil(T / WG), y = R * H.
 
 const NEG: f32 = -3.0e38;
@@ -32,7 +38,8 @@ var<workgroup> accs: array<f32, ACCN>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let split = wid.x;
     let rh = wid.y;
-    let n = min(step[0] + 1u, p.t);
+    let st = step[0];
+    let n = min(st + 1u, p.t);
     let ks = split * WG;
     // Chunks past the cache length do nothing (uniform: the whole workgroup leaves).
     if (ks >= n) {
@@ -41,6 +48,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ke = min(n, ks + WG);
     let r = rh / p.heads;
     let h = rh - r * p.heads;
+    if (APPEND == 1u) {
+        if (st < p.t && st >= ks && st - ks < WG) {
+            append_kv(r, h, st, lid, WG);
+        }
+        storageBarrier();
+    }
     let qb = r * p.src_stride + p.q_col + h * DH;
 
     // 1. This invocation's score and the chunk's max.

@@ -426,20 +426,54 @@ pub fn record_cache_attention_from(
     out: &Tensor,
 ) -> Result<()> {
     let workgroup = rec.gpu().tuning().attn.decode_workgroup;
-    record_cache_attention_kernel(rec, lay, layer, q, kv, step, out, workgroup)
+    record_cache_attention_kernel(rec, lay, layer, q, None, kv, step, out, workgroup)
+}
+
+/// [`record_kv_write_from`] and [`record_cache_attention_from`] in one pass, for a fused q/k/v
+/// projection: this step's keys and values are columns `k_col ..` and `v_col ..` of q's `[R, C]`
+/// tensor, and the (row, head) chunk that holds position `s` appends them to the cache before it
+/// attends (nothing is appended when `s >= T`). One dispatch fewer per layer and step than the
+/// write and the attention apart: a decoder step at batch 1 is mostly dispatch overhead on CPU
+/// adapters.
+#[allow(clippy::too_many_arguments)]
+pub fn record_cache_attention_appending(
+    rec: &mut Recorder,
+    lay: &CacheLayout,
+    layer: usize,
+    q: Rows<'_>,
+    k_col: usize,
+    v_col: usize,
+    kv: &Tensor,
+    step: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let workgroup = rec.gpu().tuning().attn.decode_workgroup;
+    record_cache_attention_kernel(
+        rec,
+        lay,
+        layer,
+        q,
+        Some((k_col, v_col)),
+        kv,
+        step,
+        out,
+        workgroup,
+    )
 }
 
 /// [`record_cache_attention_from`] with the first pass chosen: one workgroup per chunk of [`WG`]
 /// positions (`shaders/sdpa_cache_wg.wgsl`, GPUs) or one invocation per (row, head) and chunk of
 /// at least [`CHUNK`] positions (`shaders/sdpa_cache.wgsl`, CPU adapters; see `cpu_chunk`); the tuning table's
 /// [`AttnTuning::decode_workgroup`](crate::gpu::AttnTuning::decode_workgroup) picks for the
-/// public functions, tests run both.
+/// public functions, tests run both. `append`: the columns of this step's keys and values in q's
+/// tensor, appended first ([`record_cache_attention_appending`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_cache_attention_kernel(
     rec: &mut Recorder,
     lay: &CacheLayout,
     layer: usize,
     q: Rows<'_>,
+    append: Option<(usize, usize)>,
     kv: &Tensor,
     step: &Tensor,
     out: &Tensor,
@@ -451,6 +485,15 @@ pub(crate) fn record_cache_attention_kernel(
     let stride = q.check(OP, "q", lay)?;
     check_rows(OP, "out", out, lay)?;
     check_step(OP, step)?;
+    if let Some((k_col, v_col)) = append {
+        for (name, col) in [("k", k_col), ("v", v_col)] {
+            let rows = Rows {
+                tensor: q.tensor,
+                col,
+            };
+            rows.check(OP, name, lay)?;
+        }
+    }
     let gpu = rec.gpu().clone();
     let dh = lay.width / lay.heads;
     // Invocations per workgroup of the one-invocation kernel (the tuning table's `decode_wg`).
@@ -463,6 +506,8 @@ pub(crate) fn record_cache_attention_kernel(
     let p = Params {
         src_stride: stride as u32,
         q_col: q.col as u32,
+        k_col: append.map_or(0, |(k, _)| k as u32),
+        v_col: append.map_or(0, |(_, v)| v as u32),
         chunk: chunk as u32,
         nsplit: lay.positions.div_ceil(chunk) as u32,
         ..params(lay, layer)
@@ -494,7 +539,11 @@ pub(crate) fn record_cache_attention_kernel(
     };
     let binds = CacheAttnBindings {
         q: Bind::read(q.tensor, "f32"),
-        kv: Bind::read(kv, "f32"),
+        kv: if append.is_some() {
+            Bind::read_write(kv, "f32")
+        } else {
+            Bind::read(kv, "f32")
+        },
         step: Bind::read(step, "u32"),
         part: Bind::read_write(part.as_ref().unwrap_or(out), "f32"),
         stats: Bind::read_write(&stats, "f32"),
@@ -505,8 +554,12 @@ pub(crate) fn record_cache_attention_kernel(
         let invocations = u32::try_from(rh * p.nsplit as usize).unwrap_or(u32::MAX);
         (OP, gpu.grid(invocations.div_ceil(lanes_wg)))
     };
-    let pipe = gpu.pipeline(label, &(dh, direct), || {
+    let appends = append.is_some();
+    let pipe = gpu.pipeline(label, &(dh, direct, appends), || {
         let mut decls = [vec![Params::wgsl()], binds.wgsl()].concat();
+        // Only the appending variant writes kv (bound read-write there): the store exists only
+        // in its WGSL.
+        decls.push(if appends { APPEND_KV } else { NO_APPEND_KV }.to_string());
         if workgroup {
             decls.push(crate::kernels::WORKGROUP_REDUCE_SRC.to_string());
             // Lanes per key group and key groups of the P·V step (see the shader).
@@ -521,6 +574,7 @@ pub(crate) fn record_cache_attention_kernel(
                     ("LG", lg),
                     ("G", g),
                     ("ACCN", g * dh as u32),
+                    ("APPEND", appends as u32),
                 ],
                 &decls,
             )
@@ -532,6 +586,7 @@ pub(crate) fn record_cache_attention_kernel(
                     ("WG", lanes_wg),
                     ("DH", dh as u32),
                     ("DIRECT", direct as u32),
+                    ("APPEND", appends as u32),
                 ],
                 &decls,
             )
@@ -564,6 +619,23 @@ pub(crate) fn record_cache_attention_kernel(
     )?);
     Ok(())
 }
+
+/// `append_kv(r, h, s, first, stride)` of the appending cache attention: head `h`'s slice of row
+/// `r`'s keys and values (columns `p.k_col`, `p.v_col` of `q`) to position `s`, elements
+/// `first, first + stride, ...` of it.
+const APPEND_KV: &str = "\
+fn append_kv(r: u32, h: u32, s: u32, first: u32, stride: u32) {
+    let src = r * p.src_stride + h * DH;
+    let at = (r * p.t + s) * p.e + h * DH;
+    for (var c = first; c < DH; c += stride) {
+        kv[p.k_off + at + c] = q[src + p.k_col + c];
+        kv[p.v_off + at + c] = q[src + p.v_col + c];
+    }
+}
+";
+
+/// The plain cache attention's `append_kv`, never called (its call sits under `APPEND == 1`).
+const NO_APPEND_KV: &str = "fn append_kv(r: u32, h: u32, s: u32, first: u32, stride: u32) {}\n";
 
 /// Positions per chunk of the one-invocation cache attention (`shaders/sdpa_cache.wgsl`): the
 /// whole cache (one chunk, no merge pass) when rows x heads alone give the `lanes` wanted, else

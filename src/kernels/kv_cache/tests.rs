@@ -101,16 +101,19 @@ fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
 }
 
 /// Both first passes of the cache attention (one workgroup per 64-position chunk, one invocation
-/// per 16-position chunk) at every step of every layout: the public functions run the one the
-/// tuning table names, this test the other one too.
+/// per 16-position chunk) at every step of every layout, after a separate write and appending the
+/// step's keys and values themselves (from a fused q/k/v tensor): the public functions run the
+/// first pass the tuning table names, this test the other one too.
 #[test]
 fn write_then_attend_matches_reference_at_every_step() {
     for workgroup in [false, true] {
-        write_then_attend(workgroup);
+        for append in [false, true] {
+            write_then_attend(workgroup, append);
+        }
     }
 }
 
-fn write_then_attend(workgroup: bool) {
+fn write_then_attend(workgroup: bool, append: bool) {
     let gpu = gpu();
     let mut rng = Rng::new(7);
     for lay in LAYOUTS {
@@ -131,22 +134,46 @@ fn write_then_attend(workgroup: bool) {
                 Tensor::from_f32(&gpu, &q, &[r, e]).unwrap(),
             );
             let out = Tensor::zeros(&gpu, &[r, e], DType::F32).unwrap();
+            // [k | q | v] rows, so no column is where the plain projection would have it.
+            let kqv: Vec<f32> = (0..r)
+                .flat_map(|row| {
+                    let at = |x: &[f32]| x[row * e..(row + 1) * e].to_vec();
+                    [at(&k), at(&q), at(&v)].concat()
+                })
+                .collect();
+            let fused = Tensor::from_f32(&gpu, &kqv, &[r, 3 * e]).unwrap();
             run(&gpu, |rec| {
+                if append {
+                    let q = Rows {
+                        tensor: &fused,
+                        col: e,
+                    };
+                    let cols = Some((0, 2 * e));
+                    return record_cache_attention_kernel(
+                        rec, &lay, layer, q, cols, &kv, &step, &out, workgroup,
+                    );
+                }
                 record_kv_write(rec, &lay, layer, &kt, &vt, &step, &kv)?;
                 let q = Rows::all(&qt);
-                record_cache_attention_kernel(rec, &lay, layer, q, &kv, &step, &out, workgroup)
+                record_cache_attention_kernel(
+                    rec, &lay, layer, q, None, &kv, &step, &out, workgroup,
+                )
             });
             reference::kv_write(&lay, layer, &k, &v, s, &mut host);
             let want = reference::cache_attention(&lay, layer, &q, &host, s);
             assert_close(
-                &format!("{lay:?} step {s} workgroup kernel {workgroup}"),
+                &format!("{lay:?} step {s} workgroup kernel {workgroup} append {append}"),
                 &out.to_vec_f32(&gpu).unwrap(),
                 &want,
                 1e-5,
                 1e-4,
             );
         }
-        assert_eq!(kv.to_vec_f32(&gpu).unwrap(), host, "{lay:?} cache contents");
+        assert_eq!(
+            kv.to_vec_f32(&gpu).unwrap(),
+            host,
+            "{lay:?} cache contents, workgroup kernel {workgroup} append {append}"
+        );
     }
 }
 

@@ -26,7 +26,7 @@ use crate::graph::{LoopBuilder, Plan, Writes};
 use crate::kernels::attention_probs::record_attention_probs;
 use crate::kernels::embedding::{record_embedding, record_embedding_positioned, Positions};
 use crate::kernels::kv_cache::{
-    record_cache_attention_from, record_kv_gather, record_kv_write_from, CacheLayout, Rows,
+    record_cache_attention_appending, record_kv_gather, CacheLayout, Rows,
 };
 use crate::kernels::matmul::{
     record_linear, record_linear_act, record_linear_add_layer_norm, ResidualNorm,
@@ -445,14 +445,24 @@ impl MarianModel {
         // into the other one (its output may not alias an input of the same dispatch).
         let (mut hid, mut spare) = (&sc.x, &sc.h);
         for (l, lw) in self.layers.iter().enumerate() {
-            // q, k, v in one projection `[R, 3E]`; the cache kernels read their thirds.
+            // q, k, v in one projection `[R, 3E]`; the cache attention reads the q third and
+            // appends the k and v thirds to the cache at the step's position itself.
             linear(rec, hid, &lw.self_qkv, &sc.qkv)?;
-            let third = |i: usize| Rows {
+            let q = Rows {
                 tensor: &sc.qkv,
-                col: i * e,
+                col: 0,
             };
-            record_kv_write_from(rec, &st.layout, l, third(1), third(2), &st.step, cur)?;
-            record_cache_attention_from(rec, &st.layout, l, third(0), cur, &st.step, &sc.ctx)?;
+            record_cache_attention_appending(
+                rec,
+                &st.layout,
+                l,
+                q,
+                e,
+                2 * e,
+                cur,
+                &st.step,
+                &sc.ctx,
+            )?;
             residual_norm(rec, &sc.ctx, &lw.self_o, &sc.o, &lw.self_norm, hid, spare)?;
             std::mem::swap(&mut hid, &mut spare);
             // Cross-attention: one query per row over the row's source positions.
