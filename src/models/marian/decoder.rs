@@ -13,11 +13,12 @@
 //! [`MarianModel::record_decoder_step`] records one step into phase `phase`: (beam) the caches'
 //! rows gathered by the search's parents into this phase's buffer for positions `< s`; token
 //! embeddings of `tokens` times `embed_scale` plus the position row `s` (from the GPU step
-//! index), one lookup; per post-LN layer: one fused q/k/v projection, K/V written at position s,
-//! flash-decoding over positions `0..=s`, output projection, residual + LayerNorm (one fused
-//! dispatch); cross-attention over the expanded encoder keys with the source mask (its
-//! probabilities `[R, H, S]` kept for one layer when asked), residual + LayerNorm; FFN, residual +
-//! LayerNorm; finally the output layer plus `final_logits_bias` into `logits` `[R, Vd]` f32, which
+//! index), one lookup; per post-LN layer: one fused q/k/v projection, flash-decoding over
+//! positions `0..=s` that first appends the step's K/V at position s, output projection +
+//! residual + LayerNorm (one dispatch where the tuning table fuses them, else the projection and
+//! the residual add fused into the norm); cross-attention over the expanded encoder keys with the
+//! source mask (its probabilities `[R, H, S]` kept for one layer when asked), output projection +
+//! residual + LayerNorm; FFN, residual + LayerNorm; finally the output layer plus `final_logits_bias` into `logits` `[R, Vd]` f32, which
 //! the search reads.
 
 use crate::error::{Error, Result};
