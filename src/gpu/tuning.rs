@@ -377,6 +377,14 @@ pub struct AttnTuning {
     /// key chunk) pairs. CPU: 8, one SIMD group of lavapipe (a workgroup runs on one CPU thread,
     /// so a few rows still make a workgroup per thread); GPUs: 64.
     pub decode_wg: u32,
+    /// Fewest cache positions per chunk of the one-invocation cache attention
+    /// (`shaders/sdpa_cache.wgsl`): a cache is split over more invocations (and merged by one more
+    /// dispatch) only into chunks at least this long. CPU: 256 (lavapipe, bundled Marian at batch
+    /// 1, one chunk against chunks of at least 16 positions, alternated three times, best of
+    /// three: beam 4 119 against 147 ms, greedy 32 tokens 643 against 673 ms, per token at step
+    /// 100 2.0 against 2.4 ms: the merge's dispatch costs more than the split saves on short
+    /// caches); GPUs: 16 (they run the workgroup kernel, whose chunks are its workgroup).
+    pub cache_min_chunk: usize,
     /// Invocations per workgroup of the unrolled variant. CPU: 8, one SIMD group of lavapipe, so
     /// that a workgroup's 8R rows are consecutive and its key loop stops at their causal end,
     /// and short sequences still make enough workgroups; GPUs: 64.
@@ -543,6 +551,7 @@ impl Tuning {
             unrolled_wg: 64,
             decode_workgroup: true,
             decode_wg: 64,
+            cache_min_chunk: 16,
             unrolled_subgroup: false,
         };
         let gpu_recurrent = RecurrentTuning {
@@ -665,6 +674,7 @@ impl Tuning {
                         unrolled_wg: 8,
                         decode_workgroup: false,
                         decode_wg: 8,
+                        cache_min_chunk: 256,
                         unrolled_subgroup: true,
                     },
                     recurrent: RecurrentTuning {

@@ -29,7 +29,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
-use crate::gpu::{compose, Recorder};
+use crate::gpu::{compose, Gpu, Recorder};
 use crate::kernels::{check_dtype, grid_1d};
 use crate::tensor::{DType, Tensor};
 
@@ -425,8 +425,8 @@ pub fn record_cache_attention_from(
     step: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    let workgroup = rec.gpu().tuning().attn.decode_workgroup;
-    record_cache_attention_kernel(rec, lay, layer, q, None, kv, step, out, workgroup)
+    let kernel = CacheKernel::tuned(rec.gpu());
+    record_cache_attention_kernel(rec, lay, layer, q, None, kv, step, out, kernel)
 }
 
 /// [`record_kv_write_from`] and [`record_cache_attention_from`] in one pass, for a fused q/k/v
@@ -447,7 +447,7 @@ pub fn record_cache_attention_appending(
     step: &Tensor,
     out: &Tensor,
 ) -> Result<()> {
-    let workgroup = rec.gpu().tuning().attn.decode_workgroup;
+    let kernel = CacheKernel::tuned(rec.gpu());
     record_cache_attention_kernel(
         rec,
         lay,
@@ -457,13 +457,45 @@ pub fn record_cache_attention_appending(
         kv,
         step,
         out,
-        workgroup,
+        kernel,
     )
+}
+
+/// The first pass of the cache attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CacheKernel {
+    /// One workgroup per chunk of [`WG`] positions (`shaders/sdpa_cache_wg.wgsl`, GPUs).
+    Workgroup,
+    /// One invocation per (row, head) and chunk (`shaders/sdpa_cache.wgsl`, CPU adapters), the
+    /// chunks at least `min_chunk` positions long (see `cpu_chunk`).
+    Lanes {
+        /// Fewest positions per chunk.
+        min_chunk: usize,
+    },
+}
+
+impl CacheKernel {
+    /// The tuning table's choice ([`AttnTuning::decode_workgroup`] and
+    /// [`AttnTuning::cache_min_chunk`]).
+    ///
+    /// [`AttnTuning::decode_workgroup`]: crate::gpu::AttnTuning::decode_workgroup
+    /// [`AttnTuning::cache_min_chunk`]: crate::gpu::AttnTuning::cache_min_chunk
+    fn tuned(gpu: &Gpu) -> CacheKernel {
+        let tu = gpu.tuning().attn;
+        if tu.decode_workgroup {
+            CacheKernel::Workgroup
+        } else {
+            CacheKernel::Lanes {
+                min_chunk: tu.cache_min_chunk,
+            }
+        }
+    }
 }
 
 /// [`record_cache_attention_from`] with the first pass chosen: one workgroup per chunk of [`WG`]
 /// positions (`shaders/sdpa_cache_wg.wgsl`, GPUs) or one invocation per (row, head) and chunk of
-/// at least [`CHUNK`] positions (`shaders/sdpa_cache.wgsl`, CPU adapters; see `cpu_chunk`); the tuning table's
+/// at least the tuning table's `cache_min_chunk` positions (`shaders/sdpa_cache.wgsl`, CPU adapters;
+/// see `cpu_chunk`); the tuning table's
 /// [`AttnTuning::decode_workgroup`](crate::gpu::AttnTuning::decode_workgroup) picks for the
 /// public functions, tests run both. `append`: the columns of this step's keys and values in q's
 /// tensor, appended first ([`record_cache_attention_appending`]).
@@ -477,9 +509,10 @@ pub(crate) fn record_cache_attention_kernel(
     kv: &Tensor,
     step: &Tensor,
     out: &Tensor,
-    workgroup: bool,
+    kernel: CacheKernel,
 ) -> Result<()> {
     const OP: &str = "cache_attention";
+    let workgroup = kernel == CacheKernel::Workgroup;
     lay.check(OP, Some(kv))?;
     check_layer(OP, lay, layer)?;
     let stride = q.check(OP, "q", lay)?;
@@ -498,10 +531,13 @@ pub(crate) fn record_cache_attention_kernel(
     let dh = lay.width / lay.heads;
     // Invocations per workgroup of the one-invocation kernel (the tuning table's `decode_wg`).
     let lanes_wg = gpu.tuning().attn.decode_wg;
-    let chunk = if workgroup {
-        WG as usize
-    } else {
-        cpu_chunk(lay, gpu.tuning().attn.target_groups * lanes_wg as usize)
+    let chunk = match kernel {
+        CacheKernel::Workgroup => WG as usize,
+        CacheKernel::Lanes { min_chunk } => cpu_chunk(
+            lay,
+            gpu.tuning().attn.target_groups * lanes_wg as usize,
+            min_chunk,
+        ),
     };
     let p = Params {
         src_stride: stride as u32,
@@ -639,12 +675,12 @@ const NO_APPEND_KV: &str = "fn append_kv(r: u32, h: u32, s: u32, first: u32, str
 
 /// Positions per chunk of the one-invocation cache attention (`shaders/sdpa_cache.wgsl`): the
 /// whole cache (one chunk, no merge pass) when rows x heads alone give the `lanes` wanted, else
-/// chunks of at least [`CHUNK`] positions until they do. Every invocation runs its keys in order
-/// over whole rows, so lanes take rows, not positions, wherever rows are enough.
-fn cpu_chunk(lay: &CacheLayout, lanes: usize) -> usize {
+/// chunks of at least `min_chunk` positions until they do. Every invocation runs its keys in
+/// order over whole rows, so lanes take rows, not positions, wherever rows are enough.
+fn cpu_chunk(lay: &CacheLayout, lanes: usize, min_chunk: usize) -> usize {
     let splits = lanes
         .div_ceil((lay.rows * lay.heads).max(1))
-        .min(lay.positions / CHUNK)
+        .min(lay.positions / min_chunk.max(1))
         .max(1);
     lay.positions.div_ceil(splits).max(1)
 }

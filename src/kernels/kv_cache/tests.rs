@@ -69,7 +69,8 @@ const LAYOUTS: [CacheLayout; 7] = [
 ];
 
 /// The CPU kernel's chunks: the whole cache once rows x heads fill the lanes wanted, else chunks
-/// of at least 16 positions, never more chunks than positions allow.
+/// of at least the minimum (16 here, 256 in the CPU tuning table), never more chunks than
+/// positions allow.
 #[test]
 fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
     let lay = |rows, heads, positions| CacheLayout {
@@ -90,7 +91,7 @@ fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
         (1, 1, 1, 65536, 1),
     ] {
         let l = lay(r, h, t);
-        let chunk = cpu_chunk(&l, lanes);
+        let chunk = cpu_chunk(&l, lanes, CHUNK);
         assert_eq!(chunk, want, "{l:?} lanes {lanes}");
         let nsplit = t.div_ceil(chunk);
         assert!(
@@ -98,22 +99,31 @@ fn cpu_chunks_cover_the_cache_and_split_only_for_few_rows() {
             "{l:?}"
         );
     }
+    // A longer minimum: no split under it, whole chunks of it over it.
+    assert_eq!(cpu_chunk(&lay(1, 8, 255), 64, 256), 255);
+    assert_eq!(cpu_chunk(&lay(1, 8, 512), 64, 256), 256);
+    assert_eq!(cpu_chunk(&lay(1, 8, 700), 64, 256), 350);
 }
 
-/// Both first passes of the cache attention (one workgroup per 64-position chunk, one invocation
-/// per 16-position chunk) at every step of every layout, after a separate write and appending the
-/// step's keys and values themselves (from a fused q/k/v tensor): the public functions run the
-/// first pass the tuning table names, this test the other one too.
+/// Every first pass of the cache attention (one workgroup per 64-position chunk; one invocation
+/// per chunk of at least 16 positions, merged, and per whole cache up to 256 positions, not) at
+/// every step of every layout, after a separate write and appending the step's keys and values
+/// themselves (from a fused q/k/v tensor): the public functions run the first pass the tuning
+/// table names, this test the others too.
 #[test]
 fn write_then_attend_matches_reference_at_every_step() {
-    for workgroup in [false, true] {
+    for kernel in [
+        CacheKernel::Workgroup,
+        CacheKernel::Lanes { min_chunk: CHUNK },
+        CacheKernel::Lanes { min_chunk: 256 },
+    ] {
         for append in [false, true] {
-            write_then_attend(workgroup, append);
+            write_then_attend(kernel, append);
         }
     }
 }
 
-fn write_then_attend(workgroup: bool, append: bool) {
+fn write_then_attend(kernel: CacheKernel, append: bool) {
     let gpu = gpu();
     let mut rng = Rng::new(7);
     for lay in LAYOUTS {
@@ -150,19 +160,17 @@ fn write_then_attend(workgroup: bool, append: bool) {
                     };
                     let cols = Some((0, 2 * e));
                     return record_cache_attention_kernel(
-                        rec, &lay, layer, q, cols, &kv, &step, &out, workgroup,
+                        rec, &lay, layer, q, cols, &kv, &step, &out, kernel,
                     );
                 }
                 record_kv_write(rec, &lay, layer, &kt, &vt, &step, &kv)?;
                 let q = Rows::all(&qt);
-                record_cache_attention_kernel(
-                    rec, &lay, layer, q, None, &kv, &step, &out, workgroup,
-                )
+                record_cache_attention_kernel(rec, &lay, layer, q, None, &kv, &step, &out, kernel)
             });
             reference::kv_write(&lay, layer, &k, &v, s, &mut host);
             let want = reference::cache_attention(&lay, layer, &q, &host, s);
             assert_close(
-                &format!("{lay:?} step {s} workgroup kernel {workgroup} append {append}"),
+                &format!("{lay:?} step {s} {kernel:?} append {append}"),
                 &out.to_vec_f32(&gpu).unwrap(),
                 &want,
                 1e-5,
@@ -172,7 +180,7 @@ fn write_then_attend(workgroup: bool, append: bool) {
         assert_eq!(
             kv.to_vec_f32(&gpu).unwrap(),
             host,
-            "{lay:?} cache contents, workgroup kernel {workgroup} append {append}"
+            "{lay:?} cache contents, {kernel:?} append {append}"
         );
     }
 }
