@@ -460,6 +460,46 @@ fn empty_dims_give_empty_or_bias_outputs() {
     }
 }
 
+/// The fused linear + norm with empty dims: no rows give an empty output, K = 0 the norm of
+/// bias + residual, fused or not.
+#[test]
+fn linear_add_layer_norm_empty_dims() {
+    use heedful::kernels::matmul::{NormFusion, ResidualNorm};
+    let gpu = gpu();
+    let g = Tensor::from_f32(&gpu, &[1.0, 1.0], &[2]).unwrap();
+    let z = Tensor::from_f32(&gpu, &[0.0, 0.0], &[2]).unwrap();
+    for fusion in [NormFusion::Auto, NormFusion::Fused, NormFusion::Separate] {
+        let x = Tensor::zeros(&gpu, &[0, 3], DType::F32).unwrap();
+        let w = Tensor::from_f32(&gpu, &[1.0; 6], &[2, 3]).unwrap();
+        let r = Tensor::zeros(&gpu, &[0, 2], DType::F32).unwrap();
+        let norm = ResidualNorm {
+            residual: &r,
+            weight: &g,
+            bias: &z,
+            eps: 0.0,
+        };
+        let y = ops::linear_add_layer_norm_with(&gpu, &x, &w, None, &norm, fusion).unwrap();
+        assert_eq!(y.shape(), &[0, 2], "{fusion:?}");
+        // K = 0: LayerNorm([1, 3] + [0, 0]) = [-1, 1] in every row.
+        let x = Tensor::zeros(&gpu, &[2, 0], DType::F32).unwrap();
+        let w = Tensor::zeros(&gpu, &[2, 0], DType::F32).unwrap();
+        let b = Tensor::from_f32(&gpu, &[1.0, 3.0], &[2]).unwrap();
+        let r = Tensor::zeros(&gpu, &[2, 2], DType::F32).unwrap();
+        let norm = ResidualNorm {
+            residual: &r,
+            weight: &g,
+            bias: &z,
+            eps: 0.0,
+        };
+        let y = ops::linear_add_layer_norm_with(&gpu, &x, &w, Some(&b), &norm, fusion).unwrap();
+        assert_eq!(
+            y.to_vec_f32(&gpu).unwrap(),
+            vec![-1.0, 1.0, -1.0, 1.0],
+            "{fusion:?}"
+        );
+    }
+}
+
 #[test]
 fn crate_doc_example_values() {
     let gpu = gpu();
