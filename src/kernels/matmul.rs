@@ -435,8 +435,8 @@ pub fn auto_kernel_on(
     }
 }
 
-fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Result<()> {
-    // Sizes must fit the kernels' u32 indexing.
+/// Sizes must fit the kernels' u32 indexing.
+fn check_u32_operands(p: &Problem) -> Result<()> {
     for (name, t) in [("a", p.a), ("b", p.b), ("out", p.out)] {
         if t.numel() > u32::MAX as usize - 16 {
             return Err(Error::Limit {
@@ -447,6 +447,11 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             });
         }
     }
+    Ok(())
+}
+
+fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Result<()> {
+    check_u32_operands(p)?;
     let kernel = match kernel {
         MatmulKernel::Auto => {
             let f16_b = p.b_elem(rec)? == crate::gpu::Elem::F16;

@@ -497,7 +497,7 @@ impl CacheKernel {
 /// at least the tuning table's `cache_min_chunk` positions (`shaders/sdpa_cache.wgsl`, CPU adapters;
 /// see `cpu_chunk`); the tuning table's
 /// [`AttnTuning::decode_workgroup`](crate::gpu::AttnTuning::decode_workgroup) picks for the
-/// public functions, tests run both. `append`: the columns of this step's keys and values in q's
+/// public functions, tests run every form. `append`: the columns of this step's keys and values in q's
 /// tensor, appended first ([`record_cache_attention_appending`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_cache_attention_kernel(

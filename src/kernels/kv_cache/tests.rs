@@ -316,4 +316,19 @@ fn fused_projection_columns_match_separate_rows() {
     };
     let e2 = record_kv_write_from(&mut rec, &lay, 0, k, v, &step, &kv).unwrap_err();
     assert!(e2.to_string().contains("same row width"), "{e2}");
+    // The appending attention checks its k and v columns as it checks q's.
+    let q = Rows {
+        tensor: &fused,
+        col: 0,
+    };
+    for (k_col, v_col, name) in [(2 * e + 1, 2 * e, "k"), (e, 2 * e + 1, "v")] {
+        let e3 =
+            record_cache_attention_appending(&mut rec, &lay, 0, q, k_col, v_col, &kv, &step, &out)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            e3.contains(&format!("{name} [3, 30] from column 21")),
+            "{e3}"
+        );
+    }
 }

@@ -72,6 +72,7 @@ pub fn record_linear_add_layer_norm_with(
 ) -> Result<()> {
     let p = linear_problem(x, w, bias, out)?;
     let p = super::Problem { op: OP, ..p };
+    super::check_u32_operands(&p)?;
     check_norm_operands(norm, scratch, x, out, p.n)?;
     let gpu = rec.gpu().clone();
     // The unrolled kernel's workgroups go up to 256 invocations.
