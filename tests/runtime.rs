@@ -49,6 +49,15 @@ fn step_index_counts_steps_across_chunks_and_phases() {
             )
             .unwrap();
         assert_eq!(out.steps_run, max_steps);
+        // One timed chunk per submission, in order: the first `first_chunk` steps, then `chunk`.
+        let mut next = 0;
+        for (i, c) in out.chunk_times.iter().enumerate() {
+            let want = if i == 0 { first_chunk } else { chunk }.min(max_steps - next);
+            assert_eq!((c.first_step, c.steps), (next, want), "{max_steps} steps");
+            assert!(c.seconds > 0.0 && c.seconds.is_finite(), "{c:?}");
+            next += c.steps;
+        }
+        assert_eq!(next, max_steps, "{:?}", out.chunk_times);
         let want: Vec<u32> = (0..max_steps as u32).collect();
         assert_eq!(out.u32s("index").unwrap(), want, "{max_steps} steps");
         assert_eq!(out.f32s("rows").unwrap(), step_table(max_steps));

@@ -10,12 +10,13 @@
 //!   ignored), so with these short outputs (about 4 tokens) larger chunks also pay for wasted
 //!   steps; batch-1 greedy is therefore also timed with a forced length of
 //!   `FIXED_NEW_TOKENS` = 32 (`B1 n8 N32`), where the schedules differ only in submissions.
-//! - `bundled:per_token:*`: the time of one decoder step at step 10 and at step 100, as marginal
-//!   times of whole calls with forced lengths (`min_new_tokens = max_new_tokens = N`):
-//!   `(T(20) - T(10)) / 10` and `(T(110) - T(100)) / 10`, batch 1 greedy, 10 steps per submission
-//!   (so each extra 10 tokens add exactly one submission at both points): the median of the
-//!   per-round differences, and (`from_fastest_ms`) the difference of each length's fastest run.
-//!   The KV cache should keep the two nearly equal.
+//! - `bundled:per_token:*`: the time of one decoder step at step 10 and at step 100, within one
+//!   run: batch 1 greedy with a forced length of 110 tokens (`min_new_tokens = max_new_tokens`),
+//!   10 steps per submission, and the wall time of the chunks of steps 10-19 and 100-109
+//!   ([`Translator::last_chunk_times`], recording to readback) divided by 10: the medians over
+//!   the rounds, and the median of each round's ratio (`ratio_vs_step10`; both chunks of a round
+//!   ran a quarter of a second apart, so the machine's load drifts less between them than between
+//!   whole calls). The KV cache should keep the two nearly equal.
 //! - `opus:*`: the opus-mt-en-zh-sized model with deterministic random weights
 //!   ([`marian_random`], written once under `target/models/`): load time, GPU memory of the
 //!   weights ([`crate::models::marian::MarianModel::weight_bytes`]), and tokens/s at batch 1
@@ -60,11 +61,13 @@ pub const OPUS_NEW_TOKENS: usize = 32;
 pub const OPUS_B32_NEW_TOKENS: usize = 8;
 /// Forced output length of the bundled model's batch-1 schedule comparison without wasted steps.
 const FIXED_NEW_TOKENS: usize = 32;
-/// Rounds of the per-token case (its marginal times are differences of noisy totals).
+/// Rounds of the per-token case.
 const PER_TOKEN_ROUNDS: usize = 11;
-/// Forced lengths of the per-token case: marginal of the first pair at step 10, of the second at
-/// step 100.
-const PER_TOKEN_LENGTHS: [(usize, usize); 2] = [(10, 20), (100, 110)];
+/// The per-token case's steps: the chunks starting at these steps are timed.
+const PER_TOKEN_STEPS: [usize; 2] = [10, 100];
+/// The per-token case's forced length and its steps per submission.
+const PER_TOKEN_TOKENS: usize = 110;
+const PER_TOKEN_CHUNK: usize = 10;
 /// One decoder step per submission: the host-loop baseline.
 const STEPS1: StepSchedule = StepSchedule { first: 1, chunk: 1 };
 
@@ -340,14 +343,14 @@ fn bundled_cases(ctx: &mut BenchCtx, dir: &Path) -> Result<()> {
     per_token(ctx, &mut t, &ids[0])
 }
 
-/// Marginal time per decoder step at step 10 and at step 100 (see the module docs).
+/// Time per decoder step at step 10 and at step 100, within each run (see the module docs).
 fn per_token(ctx: &mut BenchCtx, t: &mut Translator, src: &[u32]) -> Result<()> {
-    let names: Vec<(String, String)> = PER_TOKEN_LENGTHS
+    let names: Vec<(String, String)> = PER_TOKEN_STEPS
         .iter()
-        .map(|&(lo, hi)| {
+        .map(|&s| {
             (
-                format!("bundled:per_token:step{lo}"),
-                format!("B1 greedy N{lo}->{hi}"),
+                format!("bundled:per_token:step{s}"),
+                format!("B1 greedy N{PER_TOKEN_TOKENS} chunk{PER_TOKEN_CHUNK}"),
             )
         })
         .collect();
@@ -355,75 +358,54 @@ fn per_token(ctx: &mut BenchCtx, t: &mut Translator, src: &[u32]) -> Result<()> 
         return Ok(());
     }
     let p = t.config().max_position_embeddings;
-    let longest = PER_TOKEN_LENGTHS.iter().map(|l| l.1).max().unwrap_or(0);
-    if longest > p {
+    if PER_TOKEN_TOKENS > p {
         eprintln!(
-            "heedful bench marian: per-token case needs {longest} decoder positions, the bundled \
-             model has {p}; skipped"
+            "heedful bench marian: per-token case needs {PER_TOKEN_TOKENS} decoder positions, the \
+             bundled model has {p}; skipped"
         );
         return Ok(());
     }
-    // 10 steps per submission: the 10 extra tokens of every pair add exactly one submission.
-    let schedule = StepSchedule {
-        first: 10,
-        chunk: 10,
-    };
-    let mut cases = Vec::new();
-    for &(lo, hi) in &PER_TOKEN_LENGTHS {
-        for n in [lo, hi] {
-            cases.push(Case {
-                op: format!("N{n}"),
-                shape: String::new(),
-                schedule,
-                opts: options(t, 1, Some(n))?,
-                calls: vec![vec![src.to_vec()]],
-            });
+    t.set_schedule(StepSchedule {
+        first: PER_TOKEN_CHUNK,
+        chunk: PER_TOKEN_CHUNK,
+    })?;
+    let opts = options(t, 1, Some(PER_TOKEN_TOKENS))?;
+    let call = vec![src.to_vec()];
+    // Per round, ms per step of the chunk starting at each of PER_TOKEN_STEPS.
+    let mut per_round: Vec<[f64; 2]> = Vec::with_capacity(PER_TOKEN_ROUNDS);
+    for round in 0..=PER_TOKEN_ROUNDS {
+        t.translate_ids_with(&call, &opts, None)?;
+        let chunks = t.last_chunk_times();
+        let at = |step: usize| -> Result<f64> {
+            chunks
+                .iter()
+                .find(|c| c.first_step == step && c.steps > 0)
+                .map(|c| c.seconds * 1e3 / c.steps as f64)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "bench marian",
+                        format!("per-token case: no chunk starts at step {step} ({chunks:?})"),
+                    )
+                })
+        };
+        // Round 0 warms the plan and pipelines up.
+        if round > 0 {
+            per_round.push([at(PER_TOKEN_STEPS[0])?, at(PER_TOKEN_STEPS[1])?]);
         }
     }
-    let gpu = ctx.gpu.clone();
-    let measured = time_interleaved(&gpu, t, &cases, PER_TOKEN_ROUNDS)?;
-    // Paired differences within each round, then their median: load changes between rounds
-    // cancel.
-    let (mut per_step, mut min_step) = (Vec::new(), Vec::new());
+    t.set_schedule(StepSchedule::default())?;
+    let mut ratios: Vec<f64> = per_round.iter().map(|r| r[1] / r[0]).collect();
+    let ratio = super::median(&mut ratios);
     for (i, (op, shape)) in names.iter().enumerate() {
-        let (a, b) = (&measured[2 * i], &measured[2 * i + 1]);
-        let steps = b.tokens.saturating_sub(a.tokens).max(1) as f64;
-        let mut diffs: Vec<f64> = a
-            .samples
-            .iter()
-            .zip(&b.samples)
-            .map(|(x, y)| (y - x) / steps)
-            .collect();
-        let ms = super::median(&mut diffs) * 1e3;
-        per_step.push(ms);
-        // The same marginal from each length's fastest run (interference only adds time).
-        let fastest = |m: &Measured| m.samples.iter().copied().fold(f64::INFINITY, f64::min);
-        let min_ms = (fastest(b) - fastest(a)) / steps * 1e3;
-        min_step.push(min_ms);
+        let mut v: Vec<f64> = per_round.iter().map(|r| r[i]).collect();
+        let fastest = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let ms = super::median(&mut v);
         let mut extra = vec![
-            (
-                "short_call_ms".to_string(),
-                format!("{:.2}", a.median_s() * 1e3),
-            ),
-            (
-                "long_call_ms".to_string(),
-                format!("{:.2}", b.median_s() * 1e3),
-            ),
-            ("tokens".to_string(), format!("{}->{}", a.tokens, b.tokens)),
-            ("from_fastest_ms".to_string(), format!("{min_ms:.3}")),
+            ("fastest_ms".to_string(), format!("{fastest:.3}")),
             ("rounds".to_string(), PER_TOKEN_ROUNDS.to_string()),
         ];
-        if i > 0 && per_step[0] > 0.0 {
-            extra.push((
-                "ratio_vs_step10".to_string(),
-                format!("{:.2}", ms / per_step[0]),
-            ));
-        }
-        if i > 0 && min_step[0] > 0.0 {
-            extra.push((
-                "fastest_ratio_vs_step10".to_string(),
-                format!("{:.2}", min_ms / min_step[0]),
-            ));
+        if i > 0 {
+            extra.push(("ratio_vs_step10".to_string(), format!("{ratio:.2}")));
         }
         if ctx.wants(op, shape) {
             ctx.push_plain(op, shape, "f32 x f16", ms, extra);

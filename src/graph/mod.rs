@@ -45,7 +45,7 @@ pub use cache::{PlanCache, DEFAULT_PLAN_CAPACITY};
 pub use executor::{HostInput, HostOutput, Plan};
 pub use node::{Node, Op, Reshape, ReshapeDim};
 pub use profile::Profile;
-pub use runtime::{LoopBuilder, LoopPlan, LoopResults, Schedule, Stop, Writes};
+pub use runtime::{ChunkTime, LoopBuilder, LoopPlan, LoopResults, Schedule, Stop, Writes};
 pub use session::Session;
 
 use std::sync::Arc;

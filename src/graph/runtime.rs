@@ -496,7 +496,10 @@ impl LoopPlan {
         }
         let mut steps_run = 0;
         let mut bytes = Vec::new();
+        let mut chunk_times = Vec::new();
         while steps_run < max_steps {
+            #[cfg(not(target_arch = "wasm32"))]
+            let started = std::time::Instant::now();
             let n = if steps_run == 0 { first_chunk } else { chunk }.min(max_steps - steps_run);
             let mut rec = if steps_run == 0 {
                 self.init.clone()
@@ -527,6 +530,7 @@ impl LoopPlan {
                 rec.copy(t.buffer(), 0, &self.staging, *at, *len);
             }
             let idx = rec.submit()?;
+            let first_step = steps_run;
             steps_run += n;
             // Wait for this chunk only, not for other threads' later submissions.
             bytes = self
@@ -538,6 +542,14 @@ impl LoopPlan {
                     "loop readback",
                 )
                 .await?;
+            #[cfg(not(target_arch = "wasm32"))]
+            chunk_times.push(ChunkTime {
+                first_step,
+                steps: n,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            #[cfg(target_arch = "wasm32")]
+            let _ = (first_step, &mut chunk_times);
             if self.stopped(&bytes, steps_run) {
                 break;
             }
@@ -550,6 +562,7 @@ impl LoopPlan {
                 .map(|(n, (t, at))| (n.clone(), (t.shape().to_vec(), t.dtype(), *at)))
                 .collect(),
             steps_run,
+            chunk_times,
         })
     }
 
@@ -596,6 +609,21 @@ pub struct LoopResults {
     outputs: BTreeMap<String, (Vec<usize>, DType, u64)>,
     /// Steps run.
     pub steps_run: usize,
+    /// Wall time of every chunk, from recording it to its readback (native builds; empty in the
+    /// browser, which has no monotonic clock here): what a step costs at a given position,
+    /// measured within one run (`heedful bench --filter per_token`).
+    pub chunk_times: Vec<ChunkTime>,
+}
+
+/// The wall time of one chunk of a loop run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChunkTime {
+    /// Index of its first step.
+    pub first_step: usize,
+    /// Steps it ran.
+    pub steps: usize,
+    /// Seconds from recording it to its readback.
+    pub seconds: f64,
 }
 
 impl LoopResults {

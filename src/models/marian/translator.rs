@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{LoopBuilder, LoopPlan, PlanCache, Schedule};
+use crate::graph::{ChunkTime, LoopBuilder, LoopPlan, PlanCache, Schedule};
 use crate::weights::{Hold, WeightFile};
 
 use super::config::{GenerationConfig, MarianConfig};
@@ -174,6 +174,8 @@ pub struct Translator {
     dir: PathBuf,
     plans: PlanCache<Key, Mutex<Prepared>>,
     schedule: StepSchedule,
+    /// The chunk times of the last decode ([`Translator::last_chunk_times`]).
+    last_chunks: Mutex<Vec<ChunkTime>>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -371,6 +373,7 @@ impl Translator {
             dir: dir.to_path_buf(),
             plans: PlanCache::new(MAX_PLANS),
             schedule: StepSchedule::default(),
+            last_chunks: Mutex::new(Vec::new()),
         })
     }
 
@@ -390,6 +393,15 @@ impl Translator {
     /// The step schedule in use.
     pub fn schedule(&self) -> StepSchedule {
         self.schedule
+    }
+
+    /// The wall time of every chunk of the last decode this translator ran (empty before the
+    /// first, and in the browser): what a decoder step costs at a given position, within one run.
+    pub fn last_chunk_times(&self) -> Vec<ChunkTime> {
+        self.last_chunks
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     /// The model config.
@@ -602,6 +614,9 @@ impl Translator {
             .plan
             .run_async(&writes, self.schedule.for_steps(steps))
             .await?;
+        if let Ok(mut c) = self.last_chunks.lock() {
+            c.clone_from(&res.chunk_times);
+        }
         let hyps = prepared.search.finish(&res, res.steps_run)?;
         let attn = match &prepared.st.cross_attention {
             Some((layer, t)) => Some((*layer, res.f32s("cross_attention")?, t.shape().to_vec())),
