@@ -106,7 +106,7 @@ pub(super) fn record_blocked(
         )
     })?;
     let block = (key.tm as usize, (key.wg * key.tn) as usize);
-    push_tiles(rec, p, "matmul", &pipeline, &binds, block)
+    push_tiles(rec, p, "matmul", &pipeline, &binds, block, 0.0)
 }
 
 /// Pipeline key of the tiled kernel.
@@ -133,24 +133,13 @@ pub(super) fn record_tiled(rec: &mut Recorder, p: &Problem) -> Result<()> {
             &binds.prologue(),
         )
     })?;
-    push_tiles(rec, p, "matmul_tiled", &pipeline, &binds, (64, 64))
+    push_tiles(rec, p, "matmul_tiled", &pipeline, &binds, (64, 64), 0.0)
 }
 
 /// Records one workgroup per `block_m x block_n` block of the output (per batch item) with the
-/// matmul family's `Params`: the grid of every kernel here.
+/// matmul family's `Params`: the grid of every kernel here (`eps`: the fused LayerNorm form's
+/// epsilon, 0 for the others).
 fn push_tiles(
-    rec: &mut Recorder,
-    p: &Problem,
-    label: &'static str,
-    pipeline: &wgpu::ComputePipeline,
-    binds: &MatmulBindings<'_>,
-    (block_m, block_n): (usize, usize),
-) -> Result<()> {
-    push_tiles_eps(rec, p, label, pipeline, binds, (block_m, block_n), 0.0)
-}
-
-/// [`push_tiles`] with the fused LayerNorm's epsilon in the uniform.
-fn push_tiles_eps(
     rec: &mut Recorder,
     p: &Problem,
     label: &'static str,
@@ -282,7 +271,7 @@ pub(super) fn record_coop(rec: &mut Recorder, p: &Problem, tile: Option<CoopTile
         coop_wgsl(&binds, &key, subgroup)
     })?;
     let block = (tile.bm() as usize, tile.bn() as usize);
-    push_tiles(rec, p, "matmul_coop", &pipeline, &binds, block)
+    push_tiles(rec, p, "matmul_coop", &pipeline, &binds, block, 0.0)
 }
 
 /// Whether `tile` is a valid block whose workgroup fits the device's invocations and workgroup
@@ -435,5 +424,5 @@ pub(super) fn record_unrolled_form(
     })?;
     let block = (tm as usize, (wg * tn) as usize);
     let eps = norm.as_ref().map_or(0.0, |n| n.eps);
-    push_tiles_eps(rec, p, "matmul_unrolled", &pipeline, &binds, block, eps)
+    push_tiles(rec, p, "matmul_unrolled", &pipeline, &binds, block, eps)
 }

@@ -130,10 +130,13 @@ pub(super) fn unrolled_source(
         s.push_str(B8_ACCESSORS);
     }
     if norm {
-        // Per row of the tile, one partial sum per invocation.
+        // Per row of the tile, one partial sum per invocation. Every invocation writes its own
+        // element of every row before the barrier that precedes any read (`norm_epilogue`), so
+        // the pipeline needs no zero initialization (naga's GLSL form of it is slow to compile).
         let _ = writeln!(
             s,
-            "var<workgroup> ln_part: array<f32, {}>;",
+            "{}\nvar<workgroup> ln_part: array<f32, {}>;",
+            crate::gpu::pipeline::WORKGROUP_SELF_INIT,
             tm * wg as usize
         );
     }
