@@ -570,6 +570,188 @@ fn sdpa_large_logits_do_not_overflow() {
     }
 }
 
+/// The cooperative-matrix flash kernel (`Plan::FlashCoop`) against the reference. Where the adapter
+/// has no cooperative matrices (lavapipe) this runs its emulated form: the same staging, masking,
+/// online softmax and stores, with plain loops for the fragment products. Shapes off the 16-row,
+/// 16-key and 16-dim blocks (one row and key, head dims 1 to 96, D != Dv), masks of every kind and
+/// broadcast, both causal alignments, rows whose keys are all masked, and large scores.
+#[test]
+fn sdpa_coop_matches_reference() {
+    let gpu = gpu();
+    let form = ksdpa::CoopForm::for_caps(gpu.caps());
+    eprintln!("cooperative-matrix flash kernel: {form:?}");
+    let cases = [
+        (dims(1, 1, 1, 1, 1, 1), None, Causal::None, None, 1.0),
+        (
+            dims(2, 3, 37, 53, 13, 5),
+            Some((vec![37, 53], MaskKind::Keep)),
+            Causal::TopLeft,
+            None,
+            1.0,
+        ),
+        (
+            dims(2, 2, 70, 90, 40, 24),
+            Some((vec![2, 1, 70, 90], MaskKind::Ignore)),
+            Causal::BottomRight,
+            Some(0.3),
+            1.0,
+        ),
+        (dims(1, 2, 64, 64, 16, 32), None, Causal::TopLeft, None, 1.0),
+        (
+            dims(1, 1, 33, 200, 64, 64),
+            Some((vec![1, 1, 1, 200], MaskKind::Additive)),
+            Causal::None,
+            Some(1.0),
+            4.0,
+        ),
+        (
+            dims(1, 1, 17, 5, 96, 80),
+            Some((vec![17, 5], MaskKind::Keep)),
+            Causal::None,
+            None,
+            1.0,
+        ),
+        (
+            dims(1, 1, 40, 20, 8, 8),
+            None,
+            Causal::BottomRight,
+            None,
+            1.0,
+        ),
+    ];
+    for (n, (d, mask, causal, scale, mag)) in cases.into_iter().enumerate() {
+        if ksdpa::coop_attn_tile(gpu.caps(), form, d.d, d.dv).is_none() {
+            // The emulated form stages f32 where the adapter has no shader f16 (GL): twice the
+            // memory.
+            eprintln!("skipped {d:?}: no block of the kernel fits this device");
+            assert!(
+                !form.f16,
+                "every case fits 32 KiB of workgroup memory with f16 halves"
+            );
+            continue;
+        }
+        let c = Case {
+            dims: d,
+            mask,
+            causal,
+            scale,
+            mag,
+        };
+        check_case(&gpu, &c, 700 + n as u64, false, &[Plan::FlashCoop]);
+    }
+}
+
+/// The cooperative-matrix flash kernel reads and writes head views of fused projections (q, k
+/// and v as column ranges of one `[B, T, 3E]` tensor, out as `[B, T, E]`) and writes each row's
+/// log-sum-exp, equal to the unrolled flash kernel's.
+#[test]
+fn sdpa_coop_head_views_and_log_sum_exp() {
+    let gpu = gpu();
+    let (b, h, t, d) = (2, 3, 45, 20);
+    let e = h * d;
+    let mut rng = Rng::new(77);
+    let qkv = Tensor::from_f32(&gpu, &rng.vec(b * t * 3 * e, -1.0, 1.0), &[b, t, 3 * e]).unwrap();
+    let dm = dims(b, h, t, t, d, d);
+    let run = |plan: Plan| {
+        let out = Tensor::zeros(&gpu, &[b, t, e], heedful::DType::F32).unwrap();
+        let lse = Tensor::zeros(&gpu, &[b * h * t], heedful::DType::F32).unwrap();
+        let args = SdpaArgs {
+            causal: Causal::TopLeft,
+            plan: Some(plan),
+            ..Default::default()
+        };
+        let mut rec = heedful::gpu::Recorder::new(&gpu);
+        ksdpa::record_sdpa(
+            &mut rec,
+            &dm,
+            Heads::interleaved(&qkv, t, 3 * e, 0, d),
+            Heads::interleaved(&qkv, t, 3 * e, e, d),
+            Heads::interleaved(&qkv, t, 3 * e, 2 * e, d),
+            Heads::interleaved(&out, t, e, 0, d),
+            &args,
+            Some(&lse),
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        (out.to_vec_f32(&gpu).unwrap(), lse.to_vec_f32(&gpu).unwrap())
+    };
+    let (want, want_lse) = run(Plan::Flash);
+    let (got, got_lse) = run(Plan::FlashCoop);
+    assert_close("coop out (head views)", &got, &want, 2e-5, 1e-4);
+    assert_close("coop log-sum-exp", &got_lse, &want_lse, 2e-5, 1e-5);
+}
+
+/// The hardware form of the cooperative-matrix flash kernel, for every block, head dims on and off
+/// the 16-wide fragments, vec4 and scalar loads, subgroups of 32 and 64: naga parses it, validates
+/// it with cooperative matrices allowed and writes SPIR-V. Runs everywhere, so the shader cannot
+/// break where no adapter offers the feature.
+#[test]
+fn sdpa_coop_hardware_wgsl_validates_and_translates_to_spirv() {
+    let gpu = gpu();
+    for (d, dv) in [(64, 64), (13, 5), (128, 128), (40, 24), (96, 80)] {
+        for (ns, nkf) in [(4, 2), (2, 2), (2, 1), (1, 1)] {
+            for sg in [32, 64] {
+                for vec in [false, true] {
+                    let form = ksdpa::CoopForm {
+                        hardware: true,
+                        sg,
+                        f16: true,
+                    };
+                    let tile = ksdpa::CoopAttnTile { ns, nkf };
+                    let src =
+                        ksdpa::coop_flash_source(&gpu, &dims(1, 1, 1, 1, d, dv), vec, tile, form)
+                            .unwrap();
+                    assert!(src.starts_with("enable wgpu_cooperative_matrix;"));
+                    // Every fragment product is a three-term hi/lo product.
+                    let (dc, jc) = (d.div_ceil(16), dv.div_ceil(16));
+                    assert_eq!(
+                        src.matches("coopMultiplyAdd(").count(),
+                        3 * nkf as usize * (dc + jc),
+                        "{d} {dv} {ns}x{nkf}"
+                    );
+                    validate_to_spirv(&src);
+                }
+            }
+        }
+    }
+}
+
+/// A forced cooperative-matrix plan whose block cannot fit the device is an error naming the
+/// kernel, the head dims and the device's limits (head dim 256: its smallest block stages more
+/// than any adapter's default workgroup memory).
+#[test]
+fn sdpa_coop_over_the_workgroup_memory_is_an_error() {
+    let gpu = gpu();
+    let (b, h, t, d) = (1, 1, 8, 256);
+    let form = ksdpa::CoopForm::for_caps(gpu.caps());
+    if ksdpa::coop_attn_tile(gpu.caps(), form, d, d).is_some() {
+        eprintln!("skipped: this device's workgroup memory holds the kernel's block for D = {d}");
+        return;
+    }
+    let x = Tensor::zeros(&gpu, &[b, h, t, d], heedful::DType::F32).unwrap();
+    let args = SdpaArgs {
+        plan: Some(Plan::FlashCoop),
+        ..Default::default()
+    };
+    let mut rec = heedful::gpu::Recorder::new(&gpu);
+    let e = ksdpa::record_sdpa(
+        &mut rec,
+        &dims(b, h, t, t, d, d),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        &args,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cooperative-matrix") && e.contains("256") && e.contains("workgroup memory"),
+        "{e}"
+    );
+}
+
 #[test]
 fn sdpa_fully_masked_rows_give_zeros() {
     let gpu = gpu();

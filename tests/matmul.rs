@@ -564,29 +564,6 @@ fn coop_kernel(t: CoopTile) -> MatmulKernel {
     MatmulKernel::CoopTile(t)
 }
 
-/// naga parses `src`, validates it with every capability allowed, and writes SPIR-V.
-fn validate_to_spirv(src: &str) {
-    let module = naga::front::wgsl::parse_str(src)
-        .unwrap_or_else(|e| panic!("{}\n{src}", e.emit_to_string(src)));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{e:?}\n{src}"));
-    let spv = naga::back::spv::write_vec(
-        &module,
-        &info,
-        &naga::back::spv::Options::default(),
-        Some(&naga::back::spv::PipelineOptions {
-            shader_stage: naga::ShaderStage::Compute,
-            entry_point: "main".into(),
-        }),
-    )
-    .unwrap_or_else(|e| panic!("SPIR-V: {e:?}"));
-    assert!(spv.len() > 100, "SPIR-V of {} words", spv.len());
-}
-
 /// The cooperative-matrix (tensor-core) kernel's WGSL for every tested block, for f16 weights
 /// `[N, K]` (linear, with and without bias and activation, K a multiple of 4 or not) and `[K, N]`
 /// (matmul, N a multiple of 4 or not), subgroups of 32 and 64: naga parses it, validates it with

@@ -1,6 +1,6 @@
 //! The `attention` suite: flash sdpa against the materialized path (matmul_bt, softmax, matmul)
 //! in the same run, and the decoding shape (Tq = 1) with the split-key plan against one workgroup
-//! per head.
+//! per head; where the adapter has cooperative matrices, the tensor-core flash kernel beside them.
 //!
 //! Shapes: B = 1, H = 8, D = 64; T in {128, 512, 2048, 8192}, causal and not; Tq = 1 with
 //! Tk in {1024, 16384}. Effective GFLOP/s count `4·B·H·Tq·Tk·D` (halved when causal). Each line's
@@ -35,12 +35,13 @@ fn plan_name(p: Plan) -> String {
         Plan::FlashSplit { nsplit, .. } => format!("flash_split{nsplit}"),
         Plan::Decode { nsplit, .. } => format!("decode_split{nsplit}"),
         Plan::DecodeWorkgroup { nsplit, .. } => format!("decode_wg_split{nsplit}"),
+        Plan::FlashCoop => "flash_coop".into(),
     }
 }
 
 fn partial_bytes(p: Plan, rows: usize) -> usize {
     match p {
-        Plan::Flash => 0,
+        Plan::Flash | Plan::FlashCoop => 0,
         Plan::FlashSplit { nsplit, .. }
         | Plan::Decode { nsplit, .. }
         | Plan::DecodeWorkgroup { nsplit, .. } => rows * nsplit * (D + 2) * 4,
@@ -110,6 +111,14 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
         if wants_flash {
             let auto = sdpa::plan(&gpu, &dims);
             let mut plans = vec![auto];
+            // The tensor-core flash kernel beside the table's choice, where the adapter has
+            // cooperative matrices and the kernel's block fits (the emulated form elsewhere is
+            // a test vehicle, not worth timing).
+            let caps = gpu.caps();
+            let coop_fits = sdpa::coop_attn_tile(caps, sdpa::CoopForm::for_caps(caps), D, D);
+            if tq > 4 && caps.coop_f16 && coop_fits.is_some() && auto != Plan::FlashCoop {
+                plans.push(Plan::FlashCoop);
+            }
             if tq == 1 {
                 // The baseline split-key decoding must beat: one workgroup per head; and the other
                 // decode kernel (one invocation or one workgroup per chunk) side by side.
@@ -147,6 +156,7 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
                     _ if plan == auto => "sdpa",
                     Plan::Flash => "sdpa:one_wg_per_head",
                     Plan::DecodeWorkgroup { .. } => "sdpa:decode_workgroup",
+                    Plan::FlashCoop => "sdpa:coop",
                     _ => "sdpa:decode_invocation",
                 };
                 ctx.push_compute(

@@ -26,6 +26,7 @@
 //! | `HEEDFUL_ATTN_UNROLL` | `0`, `1` | the unrolled CPU flash variant allowed |
 //! | `HEEDFUL_ATTN_DECODE_WG` | `0`, `1` | decoding attention: one workgroup (1) or invocation (0) per key chunk |
 //! | `HEEDFUL_ATTN_SUBGROUP` | `0`, `1` | unrolled flash kernel: k/v rows loaded once per 8-lane subgroup (1) or by every lane (0) |
+//! | `HEEDFUL_ATTN_COOP` | `0`, `1` | full-sequence attention on cooperative matrices where the adapter offers them |
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
 //! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN[xKF]`, each 1..=8, KF 1..=4 | the cooperative-matrix kernel's block |
@@ -81,6 +82,9 @@ pub struct TuningOverrides {
     /// `HEEDFUL_ATTN_SUBGROUP`: the unrolled flash kernel shares k/v row loads over 8-lane
     /// subgroups (`1`) or every lane loads them (`0`).
     pub attn_subgroup: Option<bool>,
+    /// `HEEDFUL_ATTN_COOP`: full-sequence attention runs the cooperative-matrix flash kernel
+    /// where the adapter offers cooperative matrices (`1`) or never (`0`).
+    pub attn_coop: Option<bool>,
     /// `HEEDFUL_ATTN_R`: query rows per invocation of both flash variants.
     pub attn_rows: Option<u32>,
     /// `HEEDFUL_ATTN_KT`: keys per tile of both flash variants.
@@ -195,6 +199,7 @@ impl EnvConfig {
                 coop_auto: flag("HEEDFUL_COOP_AUTO")?,
                 attn_decode_workgroup: flag("HEEDFUL_ATTN_DECODE_WG")?,
                 attn_subgroup: flag("HEEDFUL_ATTN_SUBGROUP")?,
+                attn_coop: flag("HEEDFUL_ATTN_COOP")?,
                 coop_tile: tile("HEEDFUL_COOP_TILE")?,
                 coop_tile_small: tile("HEEDFUL_COOP_TILE_SMALL")?,
             },
@@ -253,6 +258,7 @@ mod tests {
             ("HEEDFUL_COOP_TILE_SMALL", "1x2x1x1x4"),
             ("HEEDFUL_ATTN_DECODE_WG", "0"),
             ("HEEDFUL_ATTN_SUBGROUP", "0"),
+            ("HEEDFUL_ATTN_COOP", "1"),
         ]))
         .unwrap();
         assert!(c.profile && c.no_coop);
@@ -278,6 +284,7 @@ mod tests {
                 coop_tile_small: crate::gpu::CoopTile::parse("1x2x1x1x4"),
                 attn_decode_workgroup: Some(false),
                 attn_subgroup: Some(false),
+                attn_coop: Some(true),
             }
         );
         let native = EnvConfig::parse(env(&[("HEEDFUL_F16", "native")])).unwrap();
@@ -356,6 +363,7 @@ mod tests {
             "HEEDFUL_COOP_AUTO",
             "HEEDFUL_ATTN_DECODE_WG",
             "HEEDFUL_ATTN_SUBGROUP",
+            "HEEDFUL_ATTN_COOP",
         ] {
             let e = EnvConfig::parse(env(&[(var, "yes")])).unwrap_err();
             assert_eq!(e.var, var);

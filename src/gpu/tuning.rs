@@ -396,6 +396,12 @@ pub struct AttnTuning {
     /// the plain form loads each row 8 times); GPUs: no (their subgroups are wider, and they load
     /// a shared address once).
     pub unrolled_subgroup: bool,
+    /// Full-sequence attention (more than a few query rows) runs the cooperative-matrix flash
+    /// kernel ([`Plan::FlashCoop`](crate::kernels::sdpa::Plan::FlashCoop)) where the adapter
+    /// offers cooperative matrices and its block fits. Everywhere: no, until it has been measured
+    /// against the unrolled kernel on such an adapter (none was lent since it was written);
+    /// `HEEDFUL_ATTN_COOP=1` turns it on for a benchmark or a check.
+    pub coop: bool,
 }
 
 /// Recurrent (RNN/LSTM/GRU) layer kernels.
@@ -553,6 +559,7 @@ impl Tuning {
             decode_wg: 64,
             cache_min_chunk: 16,
             unrolled_subgroup: false,
+            coop: false,
         };
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
@@ -676,6 +683,7 @@ impl Tuning {
                         decode_wg: 8,
                         cache_min_chunk: 256,
                         unrolled_subgroup: true,
+                        coop: false,
                     },
                     recurrent: RecurrentTuning {
                         stage_h: true,
@@ -758,6 +766,9 @@ impl Tuning {
         }
         if let Some(s) = o.attn_subgroup {
             self.attn.unrolled_subgroup = s;
+        }
+        if let Some(c) = o.attn_coop {
+            self.attn.coop = c;
         }
         if let Some(d) = o.attn_decode_workgroup {
             self.attn.decode_workgroup = d;
@@ -1159,9 +1170,11 @@ mod tests {
             coop_tile_small: CoopTile::parse("1x1x1x1x4"),
             attn_decode_workgroup: Some(true),
             attn_subgroup: Some(false),
+            attn_coop: Some(true),
         };
         let t = base.with_overrides(&o, &c).unwrap();
         assert!(t.matmul.coop_auto && t.attn.decode_workgroup && !t.attn.unrolled_subgroup);
+        assert!(t.attn.coop);
         assert_eq!(
             (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),
             (CoopTile::parse("4x1x1x2"), CoopTile::parse("1x1x1x1x4"))

@@ -47,3 +47,26 @@ pub fn minilm_dir() -> std::path::PathBuf {
 #[cfg(feature = "tools")]
 #[allow(unused_imports)]
 pub use heedful::bench::marian_random;
+
+/// naga parses `src`, validates it with every capability allowed, and writes SPIR-V.
+pub fn validate_to_spirv(src: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{}\n{src}", e.emit_to_string(src)));
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{e:?}\n{src}"));
+    let spv = naga::back::spv::write_vec(
+        &module,
+        &info,
+        &naga::back::spv::Options::default(),
+        Some(&naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".into(),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("SPIR-V: {e:?}"));
+    assert!(spv.len() > 100, "SPIR-V of {} words", spv.len());
+}

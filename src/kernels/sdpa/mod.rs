@@ -13,13 +13,16 @@
 //!   chunk (`shaders/sdpa_decode_wg.wgsl`); on CPU adapters one invocation runs it
 //!   (`shaders/sdpa_decode.wgsl`).
 //! - Otherwise the flash kernel, one invocation per query row; when its workgroups would not fill
-//!   the device, the keys are split as well and the merge kernel combines the splits.
+//!   the device, the keys are split as well and the merge kernel combines the splits. Where the
+//!   tuning table asks for it and the adapter has cooperative matrices, the tensor-core flash
+//!   kernel (`shaders/sdpa_coop.wgsl`, 16 query rows per subgroup) runs instead.
 //!
 //! Extra memory: none on the flash path; `B*H*Tq*nsplit*(Dv+2)` floats of partials when split.
 //!
 //! Here: pipelines and dispatches; `params.rs`: the parameters every attention kernel shares and
 //! the checks of dims and masks; `tuning.rs`: per-adapter tuning and the plan; `views.rs`: the
-//! head views and masks; `cpu_source.rs`: the generated unrolled flash kernel for CPU adapters.
+//! head views and masks; `cpu_source.rs`: the generated unrolled flash kernel for CPU adapters;
+//! `coop.rs`: the cooperative-matrix flash kernel (hardware and emulated forms).
 
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings, UniformParams};
@@ -29,11 +32,13 @@ use crate::kernels::check_dtype;
 use crate::kernels::op::{KernelOp, ShapeDType};
 use crate::tensor::{DType, Tensor};
 
+mod coop;
 mod cpu_source;
 mod params;
 mod tuning;
 mod views;
 
+pub use coop::{coop_attn_tile, CoopAttnTile, CoopForm, EMULATED_SG};
 use cpu_source::unrolled_flash_source;
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
@@ -128,6 +133,22 @@ pub(crate) fn loader(name: &str, len: &str) -> String {
          \x20   for (var e = 0u; e < 4u; e++) {{ if (4u * c + e < {len}) {{ r[e] = {name}_at(base + 4u * c + e); }} }}\n\
          \x20   return r;\n}}\n"
     )
+}
+
+/// The cooperative-matrix flash kernel's whole WGSL for `dims` (q, k, v read in vec4 units when
+/// `vec`) with block `tile` in `form`, whether or not this adapter runs that form: the tests
+/// validate the hardware form with naga everywhere.
+pub fn coop_flash_source(
+    gpu: &Gpu,
+    dims: &AttnDims,
+    vec: bool,
+    tile: CoopAttnTile,
+    form: CoopForm,
+) -> Result<String> {
+    let t = Tensor::zeros(gpu, &[4], DType::F32)?;
+    let m = Tensor::zeros(gpu, &[4], DType::U32)?;
+    let binds = attn_bindings([&t, &t, &t, &m], &t, &t, vec);
+    Ok(coop::coop_flash_wgsl(&binds, tile, dims, vec, form))
 }
 
 /// Composes and caches a kernel that reads q/k (and v unless `with_v` is false); its storage
@@ -335,6 +356,7 @@ pub fn record_sdpa(
         Plan::FlashSplit { nsplit, chunk }
         | Plan::Decode { nsplit, chunk }
         | Plan::DecodeWorkgroup { nsplit, chunk } => (nsplit, chunk),
+        Plan::FlashCoop => return coop::record_flash_coop(rec, dims, qkvm, &out, p, vec, lse, OP),
     };
     // The splits must cover Tk (splits past it write empty partials); the workgroup decode
     // kernel holds a chunk's scores in workgroup memory.

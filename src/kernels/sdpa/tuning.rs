@@ -92,6 +92,13 @@ pub enum Plan {
         /// Keys per chunk.
         chunk: usize,
     },
+    /// The flash kernel on cooperative matrices (`shaders/sdpa_coop.wgsl`): 16-row blocks of q
+    /// per subgroup, Q K^T and P V as 16 x 16 x 16 f16 tensor-core products (each operand split
+    /// into hi and lo halves, f32 accumulation), no key splits. The hardware form runs where the
+    /// adapter offers cooperative matrices; elsewhere a forced `FlashCoop` runs the emulated form
+    /// (the same tiling with plain loops: slow, for tests). [`plan`] picks it where the tuning
+    /// table says so ([`AttnTuning::coop`]).
+    FlashCoop,
     /// The workgroup-per-chunk decode kernel (`shaders/sdpa_decode_wg.wgsl`) over `nsplit` key
     /// chunks per row, then the merge kernel; `chunk` at most [`DECODE_WG_MAX_CHUNK`].
     DecodeWorkgroup {
@@ -166,6 +173,13 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
     }
     if let Some(p) = decode_plan(gpu, dims, tu.decode_workgroup) {
         return p;
+    }
+    let caps = gpu.caps();
+    if tu.coop && caps.coop_f16 {
+        let form = super::CoopForm::for_caps(caps);
+        if super::coop_attn_tile(caps, form, dims.d, dims.dv).is_some() {
+            return Plan::FlashCoop;
+        }
     }
     let rows = flash_rows(&tu, dims);
     let groups = dims.b * dims.h * dims.tq.div_ceil((flash_wg(&tu, dims) * rows) as usize);

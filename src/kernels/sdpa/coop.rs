@@ -1,0 +1,373 @@
+//! The flash kernel on cooperative matrices ([`Plan::FlashCoop`](super::Plan::FlashCoop)):
+//! `shaders/sdpa_coop.wgsl` with its markers filled, its block chosen to fit the device, and its
+//! dispatch.
+//!
+//! Two forms share the template. The hardware form issues `coopLoad` / `coopMultiplyAdd` /
+//! `coopStore` on 16 x 16 f16 fragments with f32 accumulators (adapters with
+//! [`Caps::coop_f16`]). The emulated form computes the same products from the same staged f16
+//! halves with plain loops, in "subgroups" of [`EMULATED_SG`] invocations that share workgroup
+//! memory, on any adapter: it is slow, and exists so that the kernel's staging, masking, online
+//! softmax and stores are tested on every machine, lavapipe included, while only the fragment
+//! instructions need an adapter that has them.
+
+use super::{attn_bindings, loader, params_prologue, AttnDims, Heads, Params, MASK_SRC};
+use crate::error::{Error, Result};
+use crate::gpu::spec::Bindings;
+use crate::gpu::{compose, Caps, Gpu, Recorder};
+use crate::tensor::{DType, Tensor};
+use std::fmt::Write;
+
+const TEMPLATE: &str = include_str!("../../../shaders/sdpa_coop.wgsl");
+
+/// Invocations per emulated subgroup: the width of NVIDIA's subgroups, so that the lanes' row and
+/// element loops run as they do there (16 rows over 32 lanes: half the lanes idle in the softmax).
+pub const EMULATED_SG: u32 = 32;
+
+/// The block of one workgroup: `ns` subgroups of 16 query rows each, key tiles of `16 * nkf` keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopAttnTile {
+    /// Subgroups per workgroup (16 query rows each).
+    pub ns: u32,
+    /// 16-key fragments per key tile.
+    pub nkf: u32,
+}
+
+/// Blocks tried, largest first.
+const TILES: [CoopAttnTile; 4] = [
+    CoopAttnTile { ns: 4, nkf: 2 },
+    CoopAttnTile { ns: 2, nkf: 2 },
+    CoopAttnTile { ns: 2, nkf: 1 },
+    CoopAttnTile { ns: 1, nkf: 1 },
+];
+
+/// `n` rounded up to a multiple of 16 (a fragment's side).
+fn pad16(n: usize) -> u32 {
+    n.div_ceil(16) as u32 * 16
+}
+
+/// Workgroup memory of the kernel in bytes for `tile`, head dims `d` and `dv`, staged halves of
+/// `half_bytes` bytes (2 for f16, 4 where the emulated form stages f32).
+pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32) -> u32 {
+    let (dp, dvp) = (pad16(d), pad16(dv));
+    let (bq, bkt) = (tile.ns * 16, tile.nkf * 16);
+    let halves = 2 * (bq * (dp + 8) + bkt * (dp + 8) + bkt * (dvp + 8) + bq * (bkt + 8));
+    let floats = bq * bkt + bq * (dvp + 4) + 3 * bq;
+    halves * half_bytes + 4 * floats
+}
+
+/// How the kernel runs on `caps`: the hardware form with the device's subgroup width where the
+/// adapter offers 16x16x16 f16 cooperative matrices, else the emulated form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopForm {
+    /// Cooperative-matrix instructions (else plain loops).
+    pub hardware: bool,
+    /// Lanes per subgroup.
+    pub sg: u32,
+    /// Staged halves are f16 (else f32 values rounded to f16: adapters without shader f16).
+    pub f16: bool,
+}
+
+impl CoopForm {
+    /// The form `caps` runs.
+    pub fn for_caps(caps: &Caps) -> CoopForm {
+        if caps.coop_f16 {
+            CoopForm {
+                hardware: true,
+                sg: caps.subgroup_max_size,
+                f16: true,
+            }
+        } else {
+            CoopForm {
+                hardware: false,
+                sg: EMULATED_SG,
+                f16: caps.native_f16,
+            }
+        }
+    }
+
+    fn half_bytes(self) -> u32 {
+        if self.f16 {
+            2
+        } else {
+            4
+        }
+    }
+}
+
+/// The largest block whose workgroup fits `caps` for head dims `d`, `dv` in `form`, if any.
+pub fn coop_attn_tile(caps: &Caps, form: CoopForm, d: usize, dv: usize) -> Option<CoopAttnTile> {
+    TILES.into_iter().find(|&t| {
+        t.ns * form.sg <= caps.max_invocations
+            && workgroup_bytes(t, d, dv, form.half_bytes()) <= caps.max_workgroup_storage
+    })
+}
+
+/// `shaders/sdpa_coop.wgsl` with its markers filled for `tile`, head dims `d` and `dv`, in
+/// `form` (the body after the generated declarations; see [`coop_flash_wgsl`]).
+pub fn coop_flash_body(tile: CoopAttnTile, d: usize, dv: usize, form: CoopForm) -> String {
+    let (dc, jc, nkf) = (
+        pad16(d) as usize / 16,
+        pad16(dv) as usize / 16,
+        tile.nkf as usize,
+    );
+    let half = if form.f16 {
+        "alias H = f16;\nfn half(x: f32) -> H { return H(x); }"
+    } else {
+        "alias H = f32;\nfn half(x: f32) -> H { return quantizeToF16(x); }"
+    };
+    let (args, lanes, qfrag, scores, pv, emulated);
+    if form.hardware {
+        args = ", @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32";
+        lanes = String::new();
+        qfrag = hardware_q_fragments(dc);
+        scores = hardware_scores(dc, nkf);
+        pv = hardware_pv(jc, nkf);
+        emulated = String::new();
+    } else {
+        args = "";
+        lanes = "    let sg = lid / SG;\n    let lane = lid % SG;".to_string();
+        qfrag = String::new();
+        scores = "        scores_emulated(sg, lane);".to_string();
+        pv = "        pv_emulated(sg, lane);".to_string();
+        emulated = EMULATED_PRODUCTS.to_string();
+    }
+    crate::gpu::pipeline::fill_template(
+        TEMPLATE,
+        &[
+            ("HALF", half),
+            ("EMULATED", &emulated),
+            ("ARGS", args),
+            ("LANES", &lanes),
+            ("QFRAG", &qfrag),
+            ("SCORES", &scores),
+            ("PV", &pv),
+        ],
+    )
+}
+
+/// The products of the emulated form: each lane takes elements `lane, lane + SG, ..` of the
+/// subgroup's 16-row block and sums over the same halves and in the same three terms as the
+/// fragment instructions.
+const EMULATED_PRODUCTS: &str = "
+// S = Q K^T for subgroup sg's rows (what the hardware form's fragments compute).
+fn scores_emulated(sg: u32, lane: u32) {
+    for (var e = lane; e < 16u * BKT; e += SG) {
+        let r = sg * 16u + e / BKT;
+        let t = e % BKT;
+        var acc = 0.0;
+        for (var d = 0u; d < DP; d++) {
+            let qh = f32(q_hi[r * LDQ + d]);
+            let ql = f32(q_lo[r * LDQ + d]);
+            let kh = f32(k_hi[t * LDK + d]);
+            let kl = f32(k_lo[t * LDK + d]);
+            acc += ql * kh + qh * kl + qh * kh;
+        }
+        s_s[r * BKT + t] = acc;
+    }
+}
+
+// o_s += P V for subgroup sg's rows.
+fn pv_emulated(sg: u32, lane: u32) {
+    for (var e = lane; e < 16u * DVP; e += SG) {
+        let r = sg * 16u + e / DVP;
+        let c = e % DVP;
+        var acc = o_s[r * LDO + c];
+        for (var t = 0u; t < BKT; t++) {
+            let ph = f32(p_hi[r * LDP + t]);
+            let pl = f32(p_lo[r * LDP + t]);
+            let vh = f32(v_hi[t * LDV + c]);
+            let vl = f32(v_lo[t * LDV + c]);
+            acc += pl * vh + ph * vl + ph * vh;
+        }
+        o_s[r * LDO + c] = acc;
+    }
+}
+";
+
+/// The subgroup's q block as `dc` hi and lo A fragments (row-major in q_hi / q_lo), loaded once.
+fn hardware_q_fragments(dc: usize) -> String {
+    let mut s = String::new();
+    for c in 0..dc {
+        for (name, arr) in [("qh", "q_hi"), ("ql", "q_lo")] {
+            let _ = writeln!(
+                s,
+                "    let {name}{c} = coopLoadT<coop_mat16x16<f16, A>>(&{arr}[sg * 16u * LDQ + {}u], LDQ);",
+                16 * c
+            );
+        }
+    }
+    s
+}
+
+/// S = Q K^T: per 16-key fragment, the keys as B fragments (k staged key-major is a column-major
+/// K^T), three products per 16 dims (the small terms first), stored row-major to s_s.
+fn hardware_scores(dc: usize, nkf: usize) -> String {
+    let mut s = String::new();
+    for f in 0..nkf {
+        let _ = writeln!(s, "        {{\n        var s{f} = coop_mat16x16<f32, C>();");
+        for c in 0..dc {
+            for (name, arr) in [("kh", "k_hi"), ("kl", "k_lo")] {
+                let _ = writeln!(
+                    s,
+                    "        let {name}{c} = coopLoad<coop_mat16x16<f16, B>>(&{arr}[{}u * LDK + {}u], LDK);",
+                    16 * f,
+                    16 * c
+                );
+            }
+            let _ = writeln!(
+                s,
+                "        s{f} = coopMultiplyAdd(ql{c}, kh{c}, s{f});\n        \
+                 s{f} = coopMultiplyAdd(qh{c}, kl{c}, s{f});\n        \
+                 s{f} = coopMultiplyAdd(qh{c}, kh{c}, s{f});"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "        coopStoreT(s{f}, &s_s[sg * 16u * BKT + {}u], BKT);\n        }}",
+            16 * f
+        );
+    }
+    s
+}
+
+/// o_s += P V: the subgroup's P as A fragments (row-major), v staged key-major as row-major B
+/// fragments, each 16-column output fragment loaded from o_s, updated and stored back.
+fn hardware_pv(jc: usize, nkf: usize) -> String {
+    let mut s = String::new();
+    for f in 0..nkf {
+        for (name, arr) in [("ph", "p_hi"), ("pl", "p_lo")] {
+            let _ = writeln!(
+                s,
+                "        let {name}{f} = coopLoadT<coop_mat16x16<f16, A>>(&{arr}[sg * 16u * LDP + {}u], LDP);",
+                16 * f
+            );
+        }
+    }
+    for j in 0..jc {
+        let _ = writeln!(
+            s,
+            "        {{\n        var o{j} = coopLoadT<coop_mat16x16<f32, C>>(&o_s[sg * 16u * LDO + {}u], LDO);",
+            16 * j
+        );
+        for f in 0..nkf {
+            for (name, arr) in [("vh", "v_hi"), ("vl", "v_lo")] {
+                let _ = writeln!(
+                    s,
+                    "        let {name}{f} = coopLoadT<coop_mat16x16<f16, B>>(&{arr}[{}u * LDV + {}u], LDV);",
+                    16 * f,
+                    16 * j
+                );
+            }
+            let _ = writeln!(
+                s,
+                "        o{j} = coopMultiplyAdd(pl{f}, vh{f}, o{j});\n        \
+                 o{j} = coopMultiplyAdd(ph{f}, vl{f}, o{j});\n        \
+                 o{j} = coopMultiplyAdd(ph{f}, vh{f}, o{j});"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "        coopStoreT(o{j}, &o_s[sg * 16u * LDO + {}u], LDO);\n        }}",
+            16 * j
+        );
+    }
+    s
+}
+
+/// The whole WGSL of the kernel: enables, constants, the generated declarations of `binds`
+/// (q, k, v read in vec4 units when `vec`), the loaders, the mask fragment and the body.
+pub fn coop_flash_wgsl(
+    binds: &dyn Bindings,
+    tile: CoopAttnTile,
+    dims: &AttnDims,
+    vec: bool,
+    form: CoopForm,
+) -> String {
+    let mut decls = vec![params_prologue()];
+    decls.extend(binds.wgsl());
+    decls.push(loader("q", "D"));
+    decls.push(loader("k", "D"));
+    decls.push(loader("v", "DV"));
+    decls.push(MASK_SRC.to_string());
+    let composed = compose(
+        &coop_flash_body(tile, dims.d, dims.dv, form),
+        form.f16,
+        &[
+            ("SG", form.sg),
+            ("NS", tile.ns),
+            ("NKF", tile.nkf),
+            ("WG", tile.ns * form.sg),
+            ("D", dims.d as u32),
+            ("DV", dims.dv as u32),
+            ("DP", pad16(dims.d)),
+            ("DVP", pad16(dims.dv)),
+            ("D4", dims.d.div_ceil(4) as u32),
+            ("DV4", dims.dv.div_ceil(4) as u32),
+            ("VEC", vec as u32),
+        ],
+        &decls,
+    );
+    if form.hardware {
+        format!("enable wgpu_cooperative_matrix;\n{composed}")
+    } else {
+        composed
+    }
+}
+
+/// Records the cooperative-matrix flash kernel for a call [`record_sdpa`](super::record_sdpa)
+/// has checked: `p` holds the sizes, views, mask, causal rule and scale; `mask` is the mask tensor
+/// (a dummy when none); `lse` receives each row's log-sum-exp when given.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn record_flash_coop(
+    rec: &mut Recorder,
+    dims: &AttnDims,
+    qkvm: [&Tensor; 4],
+    out: &Heads,
+    mut p: Params,
+    vec: bool,
+    lse: Option<&Tensor>,
+    op: &str,
+) -> Result<()> {
+    let gpu: Gpu = rec.gpu().clone();
+    let caps = gpu.caps();
+    let form = CoopForm::for_caps(caps);
+    let tile = coop_attn_tile(caps, form, dims.d, dims.dv).ok_or_else(|| {
+        Error::invalid(
+            op,
+            format!(
+                "the cooperative-matrix flash kernel does not fit this device for head dims {} and \
+                 {}: its smallest block needs {} invocations and {} B of workgroup memory, the \
+                 device allows {} and {} B",
+                dims.d,
+                dims.dv,
+                form.sg,
+                workgroup_bytes(TILES[3], dims.d, dims.dv, form.half_bytes()),
+                caps.max_invocations,
+                caps.max_workgroup_storage
+            ),
+        )
+    })?;
+    let stats = match lse {
+        Some(l) => l.clone(),
+        None => Tensor::zeros(&gpu, &[4], DType::F32)?,
+    };
+    let binds = attn_bindings(qkvm, out.tensor, &stats, vec);
+    let variant = (tile, form, dims.d, dims.dv, vec);
+    let pipe = gpu.pipeline("sdpa_coop", &variant, || {
+        coop_flash_wgsl(&binds, tile, dims, vec, form)
+    })?;
+    let bq = (tile.ns * 16) as usize;
+    p.nsplit = 1;
+    p.row_blocks = u32::try_from(dims.tq.div_ceil(bq))
+        .map_err(|_| Error::invalid(op, format!("{} query rows", dims.tq)))?;
+    let bh = u32::try_from(dims.b * dims.h).unwrap_or(u32::MAX);
+    let disp = gpu.dispatch(
+        "sdpa_coop",
+        &pipe,
+        bytemuck::bytes_of(&p),
+        &binds.buffers(),
+        [p.row_blocks, bh, 1],
+    )?;
+    rec.push(disp);
+    Ok(())
+}
