@@ -726,7 +726,13 @@ fn translator_refuses_bad_inputs_clearly() {
         .to_string();
     assert!(e.contains("outside the source vocabulary"), "{e}");
     let e = t.translate_ids(&[vec![]], &o).unwrap_err().to_string();
-    assert!(e.contains("no tokens"), "{e}");
+    assert!(e.contains("input 0: no tokens"), "{e}");
+    // Every input is checked before the first run: the index is the caller's, not the run's
+    // (a list of 300 is decoded in runs of at most 256 rows).
+    let mut many = vec![vec![5u32, 0]; 300];
+    many[299].clear();
+    let e = t.translate_ids(&many, &o).unwrap_err().to_string();
+    assert!(e.contains("input 299: no tokens"), "{e}");
     let e = t.translate(&["hello"], &o).unwrap_err().to_string();
     assert!(e.contains("tokenizer files") && e.contains("--ids"), "{e}");
     let too_long = t.options(&GenerationParams {

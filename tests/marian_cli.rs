@@ -176,6 +176,21 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/marian"));
+    // A bad input deep in a list split into runs is named by its number in the whole list
+    // (1-based, as the lines of the file), not by its index in its run.
+    let file = tmp("bad_ids").join("ids.txt");
+    std::fs::write(&file, "5 0\n5 0\n5 0\n5 0\n5 0\n5 0\n5 99999 0\n5 0\n\n").unwrap();
+    let out = heedful()
+        .args(["translate", "--ids", "--batch", "3", "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("input 7: token 1 (id 99999) is outside the source vocabulary"),
+        "{err}"
+    );
     // A heatmap head the decoder lacks fails before any translation is printed.
     let png = tmp("bad_head").join("attn.png");
     let out = heedful()

@@ -224,6 +224,13 @@ pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
             let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
             tr.encode(&texts)?
         };
+        // Checked here to name the input by its number in the whole list (the library names its
+        // index in the run).
+        for (i, src) in ids.iter().enumerate() {
+            if let Some(why) = tr.source_problem(src) {
+                return Err(Error::invalid(OP, format!("input {}: {why}", n + i + 1)));
+            }
+        }
         let keep = layer.filter(|_| first);
         let res = tr.translate_ids_with(&ids, &opts, keep)?;
         for t in &res {

@@ -477,6 +477,28 @@ impl Translator {
         self.translate_ids_with(ids, opts, None)
     }
 
+    /// Why one input's source token ids `src` cannot be translated, if they cannot: no tokens,
+    /// more than `max_position_embeddings` of them, or an id outside the source vocabulary.
+    /// [`Translator::translate_ids`] refuses such an input naming its 0-based index (the
+    /// `heedful translate` command, its 1-based number).
+    pub fn source_problem(&self, src: &[u32]) -> Option<String> {
+        let c = self.model.config();
+        let (p, v) = (c.max_position_embeddings, c.vocab_size);
+        if src.is_empty() {
+            return Some("no tokens (a tokenized text always ends with </s>)".into());
+        }
+        if src.len() > p {
+            return Some(format!(
+                "{} tokens, more than the model's max_position_embeddings = {p}; shorten or split it",
+                src.len()
+            ));
+        }
+        let (j, id) = src.iter().enumerate().find(|(_, &id)| id as usize >= v)?;
+        Some(format!(
+            "token {j} (id {id}) is outside the source vocabulary ({v} ids)"
+        ))
+    }
+
     /// [`Translator::translate_ids`], keeping the cross-attention of decoder layer `attention`
     /// (the fast path, `None`, records nothing extra). Inputs are decoded in runs of at most
     /// [`MAX_ROWS`] decoder rows, fewer where the KV cache would outgrow the device's storage
@@ -515,6 +537,12 @@ impl Translator {
         let c = self.model.config();
         if ids.is_empty() {
             return Ok(Vec::new());
+        }
+        // Every input is checked before the first run, so the index named is the caller's.
+        for (i, src) in ids.iter().enumerate() {
+            if let Some(why) = self.source_problem(src) {
+                return Err(Error::invalid(OP, format!("input {i}: {why}")));
+            }
         }
         opts.validate(Some(c.decoder_vocab()))?;
         // Bounded runs: at most MAX_ROWS decoder rows (items x beams) per submission chain, and
@@ -563,24 +591,6 @@ impl Translator {
     ) -> Result<Vec<Translation>> {
         let c = self.model.config();
         let p = c.max_position_embeddings;
-        for (i, src) in ids.iter().enumerate() {
-            if src.is_empty() {
-                return Err(Error::invalid(
-                    OP,
-                    format!("input {i} has no tokens (a tokenized text always ends with </s>)"),
-                ));
-            }
-            if src.len() > p {
-                return Err(Error::invalid(
-                    OP,
-                    format!(
-                        "input {i} has {} tokens, more than the model's max_position_embeddings \
-                         = {p}; shorten or split it",
-                        src.len()
-                    ),
-                ));
-            }
-        }
         if opts.max_steps() > p {
             return Err(Error::invalid(
                 OP,
