@@ -24,13 +24,9 @@
 const LOG2E: f32 = 1.4426950408889634;
 const LN2: f32 = 0.6931471805599453;
 
-// Writes chunk c of an output row (elements past DV are skipped).
-fn st4(base: u32, c: u32, a: vec4<f32>) {
-    if (4u * c < DV) { out[base + 4u * c] = a.x; }
-    if (4u * c + 1u < DV) { out[base + 4u * c + 1u] = a.y; }
-    if (4u * c + 2u < DV) { out[base + 4u * c + 2u] = a.z; }
-    if (4u * c + 3u < DV) { out[base + 4u * c + 3u] = a.w; }
-}
+// st4(base, c, a): writes chunk c of the output row at element `base` (generated: four scalar
+// stores, or one where `out` is bound in vec4 units).
+{{ST4}}
 
 // Masked base-2 score of key j for a row whose keys end at `end` (NEG when not visible);
 // `sc` is the score times log2(e), an additive mask is scaled alike.

@@ -109,6 +109,7 @@ pub fn record_attention_probs(
         &dims,
         vec,
         false,
+        false,
         1,
         mask.is_some(),
     )?;

@@ -351,7 +351,7 @@ pub(super) fn record_flash_coop(
         Some(l) => l.clone(),
         None => Tensor::zeros(&gpu, &[4], DType::F32)?,
     };
-    let binds = attn_bindings(qkvm, out.tensor, &stats, vec);
+    let binds = attn_bindings(qkvm, out.tensor, &stats, vec, false);
     let variant = (tile, form, dims.d, dims.dv, vec);
     let pipe = gpu.pipeline("sdpa_coop", &variant, || {
         coop_flash_wgsl(&binds, tile, dims, vec, form)

@@ -14,26 +14,53 @@ use std::fmt::Write;
 
 const COMP: [&str; 4] = ["x", "y", "z", "w"];
 
+/// Writes chunk c of the output row at element `base` (elements past DV are skipped).
+const ST4_SCALAR: &str = "fn st4(base: u32, c: u32, a: vec4<f32>) {
+    if (4u * c < DV) { out[base + 4u * c] = a.x; }
+    if (4u * c + 1u < DV) { out[base + 4u * c + 1u] = a.y; }
+    if (4u * c + 2u < DV) { out[base + 4u * c + 2u] = a.z; }
+    if (4u * c + 3u < DV) { out[base + 4u * c + 3u] = a.w; }
+}";
+
+/// The same with `out` in vec4 units (`base` and DV multiples of 4): one store per chunk.
+const ST4_VEC: &str = "fn st4(base: u32, c: u32, a: vec4<f32>) { out[(base >> 2u) + c] = a; }";
+
+/// The code-shaping choices of one unrolled flash variant (see [`unrolled_flash_source`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FlashForm {
+    /// Subgroups of exactly 8 lanes share each k and v row's loads through `subgroupBroadcast`:
+    /// llvmpipe loads storage lane by lane inside any loop, even at an address every lane shares,
+    /// so a row loaded by every lane costs 8x the loads.
+    pub sg: bool,
+    /// k and v are declared in vec4 units (rows aligned to 4 elements): the subgroup form then
+    /// loads each whole 32 elements of a row as one vec4 per lane (a load costs llvmpipe a mask
+    /// test per lane on top of its per-element work, so 4 elements per load halve the load
+    /// instructions; lavapipe, B1 H8 D64 T512: 10.4-13 against 15-16 ms), and the rest of the row
+    /// one element per lane.
+    pub vec: bool,
+    /// `out` is declared in vec4 units (output rows and Dv aligned to 4): each output chunk is
+    /// one store instead of four.
+    pub vec_out: bool,
+    /// Generates the mask lookup (`mask_score`); without it the scores past the causal or key
+    /// end are cut by a select alone.
+    pub masked: bool,
+}
+
 /// `shaders/sdpa_cpu.wgsl` with its markers filled by straight-line code for `r` query rows per
-/// invocation, `kt` keys per tile, head dims `d` (q/k) and `dv` (v). With `sg` (subgroups of
-/// exactly 8 lanes) each k and v row is loaded once per subgroup and spread with
-/// `subgroupBroadcast`: llvmpipe loads storage lane by lane inside any loop, even at an address
-/// every lane shares, so a row loaded by every lane costs 8x the loads. `vec` says k and v are
-/// declared in vec4 units (rows aligned to 4 elements): the subgroup form then loads each whole
-/// 32 elements of a row as one vec4 per lane (a load costs llvmpipe a mask test per lane on top of
-/// its per-element work, so 4 elements per load halve the load instructions; lavapipe, B1 H8 D64
-/// T512: 10.4-13 against 15-16 ms), and the rest of the row one element per lane. `masked`
-/// generates the mask lookup (`mask_score`); without it the scores past the causal or key end are
-/// cut by a select alone.
+/// invocation, `kt` keys per tile, head dims `d` (q/k) and `dv` (v), in the form `f`.
 pub(super) fn unrolled_flash_source(
     r: usize,
     kt: usize,
     d: usize,
     dv: usize,
-    sg: bool,
-    vec: bool,
-    masked: bool,
+    f: FlashForm,
 ) -> String {
+    let FlashForm {
+        sg,
+        vec,
+        vec_out,
+        masked,
+    } = f;
     let (d4, dv4) = (d.div_ceil(4), dv.div_ceil(4));
     let tile = if sg {
         tile_subgroup(r, kt, d, dv, vec, masked)
@@ -49,6 +76,7 @@ pub(super) fn unrolled_flash_source(
         FLASH_CPU_SRC,
         &[
             ("ARGS", args),
+            ("ST4", if vec_out { ST4_VEC } else { ST4_SCALAR }),
             ("INIT", &init(r, d4, dv4)),
             ("TILE", &tile),
             ("STORE", &store(r, dv4)),
@@ -346,6 +374,15 @@ fn store(r: usize, dv4: usize) -> String {
 mod tests {
     use super::*;
 
+    fn form(sg: bool, vec: bool, masked: bool) -> FlashForm {
+        FlashForm {
+            sg,
+            vec,
+            vec_out: false,
+            masked,
+        }
+    }
+
     /// The subgroup form loads each k and v row once per subgroup: one element per lane per 8
     /// (`k_at`), or with vec4 rows one vec4 per lane per whole 32 elements (`k_at4`) and single
     /// elements for the rest; every element is spread with one broadcast. The plain form loads
@@ -361,7 +398,7 @@ mod tests {
         ] {
             for vec in [false, true] {
                 let what = format!("r{r} kt{kt} d{d} dv{dv} vec={vec}");
-                let sg = unrolled_flash_source(r, kt, d, dv, true, vec, false);
+                let sg = unrolled_flash_source(r, kt, d, dv, form(true, vec, false));
                 assert!(sg.contains("@builtin(subgroup_invocation_id) sid: u32"));
                 // Whole 32-element blocks as vec4 loads (with vec4 rows), the rest per 8.
                 let wide = |len: usize| if vec { len / 32 } else { 0 };
@@ -373,7 +410,7 @@ mod tests {
                 let bcast = kt * (d + 4 * dv.div_ceil(4));
                 assert_eq!(sg.matches("subgroupBroadcast(").count(), bcast, "{what}");
                 assert!(!sg.contains("ld_k(") && !sg.contains("array<"));
-                let plain = unrolled_flash_source(r, kt, d, dv, false, vec, false);
+                let plain = unrolled_flash_source(r, kt, d, dv, form(false, vec, false));
                 assert!(!plain.contains("subgroupBroadcast(") && !plain.contains("sid: u32"));
                 assert_eq!(plain.matches("ld_k(").count(), kt * d.div_ceil(4));
             }
@@ -389,7 +426,7 @@ mod tests {
         let (r, kt) = (3, 5);
         for sg in [false, true] {
             for masked in [false, true] {
-                let src = unrolled_flash_source(r, kt, 16, 16, sg, true, masked);
+                let src = unrolled_flash_source(r, kt, 16, 16, form(sg, true, masked));
                 let what = format!("sg={sg} masked={masked}");
                 assert_eq!(
                     src.matches("select(NEG, mask_score(").count(),
@@ -403,6 +440,31 @@ mod tests {
                 }
                 assert!(!src.contains("if (j0"), "{what}");
             }
+        }
+    }
+
+    /// With `out` in vec4 units each output chunk is one store (the split partials and the
+    /// normalized rows alike); without, four guarded scalar stores. That both write the right
+    /// rows is checked on the device by tests/attention.rs (dense outputs take the vec4 form,
+    /// head dims off 4 and unaligned views the scalar one).
+    #[test]
+    fn vec4_output_stores_one_chunk_per_store() {
+        let (r, dv) = (2, 24);
+        for vec_out in [false, true] {
+            let f = FlashForm {
+                vec_out,
+                ..form(true, true, false)
+            };
+            let src = unrolled_flash_source(r, 4, 16, dv, f);
+            // Per row: its chunks as partials, and as the normalized row.
+            assert_eq!(src.matches("st4(pr * DV, ").count(), r * dv / 4);
+            assert_eq!(src.matches("st4(ob, ").count(), r * dv / 4);
+            assert_eq!(
+                src.contains("out[(base >> 2u) + c] = a;"),
+                vec_out,
+                "vec_out={vec_out}"
+            );
+            assert_eq!(src.contains("out[base + 4u * c + 3u]"), !vec_out);
         }
     }
 }

@@ -39,7 +39,7 @@ mod tuning;
 mod views;
 
 pub use coop::{coop_attn_tile, CoopAttnTile, CoopForm, EMULATED_SG};
-use cpu_source::unrolled_flash_source;
+use cpu_source::{unrolled_flash_source, FlashForm};
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
 use tuning::decode_wg_size;
@@ -84,6 +84,8 @@ struct Variant {
     d: usize,
     dv: usize,
     vec: bool,
+    /// The unrolled variant stores its output rows as vec4s (`out` bound as `array<vec4<f32>>`).
+    vec_out: bool,
 }
 
 crate::wgsl_bindings! {
@@ -100,19 +102,21 @@ crate::wgsl_bindings! {
     struct MergeBindings { part, stats, out, lse }
 }
 
-/// The bindings of a q/k/v-reading kernel: `qkvm` = q, k, v, mask; q/k/v in vec4 units when `vec`.
+/// The bindings of a q/k/v-reading kernel: `qkvm` = q, k, v, mask; q/k/v in vec4 units when `vec`,
+/// out when `vec_out`.
 fn attn_bindings<'a>(
     qkvm: [&'a Tensor; 4],
     out: &'a Tensor,
     stats: &'a Tensor,
     vec: bool,
+    vec_out: bool,
 ) -> AttnBindings<'a> {
     AttnBindings {
         q: Bind::input(qkvm[0], Elem::F32, vec),
         k: Bind::input(qkvm[1], Elem::F32, vec),
         v: Bind::input(qkvm[2], Elem::F32, vec),
         mask: Bind::read(qkvm[3], "u32"),
-        out: Bind::read_write(out, "f32"),
+        out: Bind::read_write(out, if vec_out { "vec4<f32>" } else { "f32" }),
         stats: Bind::read_write(stats, "f32"),
     }
 }
@@ -147,7 +151,7 @@ pub fn coop_flash_source(
 ) -> Result<String> {
     let t = Tensor::zeros(gpu, &[4], DType::F32)?;
     let m = Tensor::zeros(gpu, &[4], DType::U32)?;
-    let binds = attn_bindings([&t, &t, &t, &m], &t, &t, vec);
+    let binds = attn_bindings([&t, &t, &t, &m], &t, &t, vec, false);
     Ok(coop::coop_flash_wgsl(&binds, tile, dims, vec, form))
 }
 
@@ -163,6 +167,7 @@ pub(crate) fn qkv_pipeline(
     tu: &Tuning,
     dims: &AttnDims,
     vec: bool,
+    vec_out: bool,
     with_v: bool,
     rows: u32,
     masked: bool,
@@ -196,6 +201,7 @@ pub(crate) fn qkv_pipeline(
         d: dims.d,
         dv: if with_v { dims.dv } else { 0 },
         vec,
+        vec_out: unrolled && vec_out,
     };
     gpu.pipeline(kernel, &variant, || {
         let mut decls = vec![params_prologue()];
@@ -211,8 +217,13 @@ pub(crate) fn qkv_pipeline(
         }
         let generated;
         let body = if unrolled {
-            generated =
-                unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, sg, vec, masked);
+            let form = FlashForm {
+                sg,
+                vec,
+                vec_out,
+                masked,
+            };
+            generated = unrolled_flash_source(rows as usize, kt as usize, dims.d, dims.dv, form);
             generated.as_str()
         } else {
             body
@@ -330,7 +341,10 @@ pub fn record_sdpa(
     };
     let masked = args.mask.is_some();
     let qkvm = [q.tensor, k.tensor, v.tensor, mask_t];
-    let binds = |out, stats| attn_bindings(qkvm, out, stats, vec);
+    // The unrolled flash kernel stores vec4s where its output rows are vec4-aligned (the split
+    // partials `[rows, nsplit, Dv]` are when Dv is a multiple of 4).
+    let unrolled = unrolled_applies(&tu, dims);
+    let binds = |out, stats, vec_out| attn_bindings(qkvm, out, stats, vec, vec_out);
     let bh = u32::try_from(b * h).unwrap_or(u32::MAX);
     let (nsplit, chunk) = match plan {
         Plan::Flash => {
@@ -338,9 +352,10 @@ pub fn record_sdpa(
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
             };
-            let b = binds(out.tensor, &stats);
+            let vec_out = unrolled && vec && out.aligned();
+            let b = binds(out.tensor, &stats, vec_out);
             let pipe = qkv_pipeline(
-                &gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, true, rpi, masked,
+                &gpu, "sdpa", FLASH_SRC, &b, &tu, dims, vec, vec_out, true, rpi, masked,
             )?;
             p.row_blocks = tq.div_ceil((flash_wg(&tu, dims) * rpi) as usize) as u32;
             let disp = gpu.dispatch(
@@ -393,15 +408,16 @@ pub fn record_sdpa(
         _ => ("sdpa", FLASH_SRC, rpi),
     };
     let direct_stats;
+    let vec_out = kernel == "sdpa" && unrolled && vec;
     let b = match &split_bufs {
-        Some((part, stats)) => binds(part, stats),
+        Some((part, stats)) => binds(part, stats, vec_out),
         None => {
             // The caller's log-sum-exp, or a dummy (flags bit 0 is off then).
             direct_stats = match lse {
                 Some(l) => l.clone(),
                 None => Tensor::zeros(&gpu, &[4], DType::F32)?,
             };
-            binds(out.tensor, &direct_stats)
+            binds(out.tensor, &direct_stats, false)
         }
     };
     let pipe = qkv_pipeline(
@@ -412,6 +428,7 @@ pub fn record_sdpa(
         &tu,
         dims,
         vec,
+        vec_out && split_bufs.is_some(),
         true,
         kernel_rows,
         masked,
