@@ -393,6 +393,11 @@ pub(super) fn record_unrolled_form(
     // all 4 lanes per element on lavapipe). The rows form reads a in vec4 units.
     let a_vec4 = vk && share != ShareA::Elements;
     let mut binds = p.bindings(a_vec4, key.b, b_vec4, key.bias);
+    if layout == Layout::Vec {
+        // Rows of N % 4 == 0 columns, batches of M * N: every 4 columns the vec4 store writes
+        // are one aligned unit.
+        binds.out = Bind::read_write(p.out, "vec4<f32>");
+    }
     if b8 {
         binds.b = Bind::read(p.b, "vec4<u32>");
     }

@@ -145,15 +145,31 @@ pub(super) fn unrolled_source(
     } else {
         ""
     };
+    if layout == Layout::Vec {
+        // `out` in vec4 units (N % 4 == 0, columns 4-aligned): one store per 4 columns, where
+        // llvmpipe pays a mask test and a descriptor reload per lane and store.
+        s.push_str(
+            "fn store4(base: u32, row: u32, col: u32, v: vec4<f32>) {
+    if (row < p.m && col < p.n) {
+        out[(base + row * p.n + col) >> 2u] = vec4<f32>(epilogue(v.x, col),
+            epilogue(v.y, col + 1u), epilogue(v.z, col + 2u), epilogue(v.w, col + 3u));
+    }
+}
+",
+        );
+    } else {
+        s.push_str(
+            "fn store(base: u32, row: u32, col: u32, v: f32) {
+    if (row < p.m && col < p.n) {
+        out[base + row * p.n + col] = epilogue(v, col);
+    }
+}
+",
+        );
+    }
     let _ = write!(
         s,
-        "\
-fn store(base: u32, row: u32, col: u32, v: f32) {{
-    if (row < p.m && col < p.n) {{
-        out[base + row * p.n + col] = epilogue(v, col);
-    }}
-}}
-
+        "
 @compute @workgroup_size({wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32{sid}) {{
@@ -468,13 +484,11 @@ fn vec_body(s: &mut String, tm: usize, tn4: usize, share: ShareA) {
     s.push_str("    }\n");
     for i in 0..tm {
         for q in 0..tn4 {
-            for (l, lane) in LANES.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "    store(o_base, m0 + {i}u, n0 + {}u, c{i}_{q}.{lane});",
-                    4 * q + l
-                );
-            }
+            let _ = writeln!(
+                s,
+                "    store4(o_base, m0 + {i}u, n0 + {}u, c{i}_{q});",
+                4 * q
+            );
         }
     }
 }
@@ -606,8 +620,14 @@ mod tests {
                 for &b8 in b8s {
                     let what = format!("{tm}x{tn} {layout:?} {share:?} b8={b8}");
                     let src = unrolled_source(tm, tn, 8, layout, share, b8, false);
+                    // The vec4 layout stores 4 adjacent columns at once (`out` in vec4 units).
                     let stores = src.matches("    store(o_base").count();
-                    assert_eq!(stores, tm * tn, "{what}");
+                    let stores4 = src.matches("    store4(o_base").count();
+                    if layout == Layout::Vec {
+                        assert_eq!((stores, 4 * stores4), (0, tm * tn), "{what}");
+                    } else {
+                        assert_eq!((stores, stores4), (tm * tn, 0), "{what}");
+                    }
                     assert!(!src.contains("array<"), "{what}");
                     assert!(src.contains("@workgroup_size(8)"), "{what}");
                     let broadcasts = src.matches("subgroupBroadcast(").count();
