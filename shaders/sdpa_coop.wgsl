@@ -72,29 +72,9 @@ fn hi_of(v: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(clamp(v, -F16_MAX, F16_MAX)) & 0xffffe000u);
 }
 
-fn put_q(o: u32, v: vec4<f32>) {
-    for (var e = 0u; e < 4u; e++) {
-        let h = hi_of(v[e]);
-        q_hi[o + e] = half(h);
-        q_lo[o + e] = half(clamp(v[e], -F16_MAX, F16_MAX) - h);
-    }
-}
-
-fn put_k(o: u32, v: vec4<f32>) {
-    for (var e = 0u; e < 4u; e++) {
-        let h = hi_of(v[e]);
-        k_hi[o + e] = half(h);
-        k_lo[o + e] = half(clamp(v[e], -F16_MAX, F16_MAX) - h);
-    }
-}
-
-fn put_v(o: u32, v: vec4<f32>) {
-    for (var e = 0u; e < 4u; e++) {
-        let h = hi_of(v[e]);
-        v_hi[o + e] = half(h);
-        v_lo[o + e] = half(clamp(v[e], -F16_MAX, F16_MAX) - h);
-    }
-}
+// put_q, put_k, put_v (o: u32, v: vec4<f32>): v's hi and lo halves at elements o..o+3 of the
+// staged q, k or v (generated, one per array).
+{{PUT}}
 
 // Probabilities lie in [0, 1]: no clamp needed.
 fn put_p(o: u32, x: f32) {

@@ -135,6 +135,7 @@ pub fn coop_flash_body(tile: CoopAttnTile, d: usize, dv: usize, form: CoopForm) 
         TEMPLATE,
         &[
             ("HALF", half),
+            ("PUT", &put_functions()),
             ("EMULATED", &emulated),
             ("ARGS", args),
             ("LANES", &lanes),
@@ -143,6 +144,25 @@ pub fn coop_flash_body(tile: CoopAttnTile, d: usize, dv: usize, form: CoopForm) 
             ("PV", &pv),
         ],
     )
+}
+
+/// `put_q`, `put_k` and `put_v`: the hi and lo halves of 4 values into the staged q, k or v (WGSL
+/// cannot pass a workgroup array of one size or another to one function).
+fn put_functions() -> String {
+    let mut s = String::new();
+    for arr in ["q", "k", "v"] {
+        let _ = writeln!(
+            s,
+            "fn put_{arr}(o: u32, v: vec4<f32>) {{
+    for (var e = 0u; e < 4u; e++) {{
+        let h = hi_of(v[e]);
+        {arr}_hi[o + e] = half(h);
+        {arr}_lo[o + e] = half(clamp(v[e], -F16_MAX, F16_MAX) - h);
+    }}
+}}"
+        );
+    }
+    s
 }
 
 /// The products of the emulated form: each lane takes elements `lane, lane + SG, ..` of the
@@ -184,42 +204,58 @@ fn pv_emulated(sg: u32, lane: u32) {
 }
 ";
 
+/// `let {arr}h{i}` and `let {arr}l{i}`: the hi and lo fragments of `role` (`A` or `B`) at element
+/// `offset` of the staged halves `{arr}_hi` / `{arr}_lo` (row stride `ld`), loaded row-major
+/// (`coopLoadT`) or column-major (`coopLoad`).
+fn load_halves(
+    s: &mut String,
+    (arr, i): (&str, usize),
+    role: &str,
+    row_major: bool,
+    offset: &str,
+    ld: &str,
+) {
+    let load = if row_major { "coopLoadT" } else { "coopLoad" };
+    for (half, suffix) in [("h", "hi"), ("l", "lo")] {
+        let _ = writeln!(
+            s,
+            "        let {arr}{half}{i} = {load}<coop_mat16x16<f16, {role}>>(&{arr}_{suffix}[{offset}], {ld});"
+        );
+    }
+}
+
+/// `acc += x y` for the split operands loaded by [`load_halves`] as `x` and `y`: three fragment
+/// products, the small terms first (`x_lo y_hi`, `x_hi y_lo`, then `x_hi y_hi`), so the
+/// accumulator adds the largest term last.
+fn split_products(s: &mut String, acc: &str, (x, i): (&str, usize), (y, j): (&str, usize)) {
+    for (a, b) in [("l", "h"), ("h", "l"), ("h", "h")] {
+        let _ = writeln!(
+            s,
+            "        {acc} = coopMultiplyAdd({x}{a}{i}, {y}{b}{j}, {acc});"
+        );
+    }
+}
+
 /// The subgroup's q block as `dc` hi and lo A fragments (row-major in q_hi / q_lo), loaded once.
 fn hardware_q_fragments(dc: usize) -> String {
     let mut s = String::new();
     for c in 0..dc {
-        for (name, arr) in [("qh", "q_hi"), ("ql", "q_lo")] {
-            let _ = writeln!(
-                s,
-                "    let {name}{c} = coopLoadT<coop_mat16x16<f16, A>>(&{arr}[sg * 16u * LDQ + {}u], LDQ);",
-                16 * c
-            );
-        }
+        let offset = format!("sg * 16u * LDQ + {}u", 16 * c);
+        load_halves(&mut s, ("q", c), "A", true, &offset, "LDQ");
     }
     s
 }
 
 /// S = Q K^T: per 16-key fragment, the keys as B fragments (k staged key-major is a column-major
-/// K^T), three products per 16 dims (the small terms first), stored row-major to s_s.
+/// K^T), three products per 16 dims, stored row-major to s_s.
 fn hardware_scores(dc: usize, nkf: usize) -> String {
     let mut s = String::new();
     for f in 0..nkf {
         let _ = writeln!(s, "        {{\n        var s{f} = coop_mat16x16<f32, C>();");
         for c in 0..dc {
-            for (name, arr) in [("kh", "k_hi"), ("kl", "k_lo")] {
-                let _ = writeln!(
-                    s,
-                    "        let {name}{c} = coopLoad<coop_mat16x16<f16, B>>(&{arr}[{}u * LDK + {}u], LDK);",
-                    16 * f,
-                    16 * c
-                );
-            }
-            let _ = writeln!(
-                s,
-                "        s{f} = coopMultiplyAdd(ql{c}, kh{c}, s{f});\n        \
-                 s{f} = coopMultiplyAdd(qh{c}, kl{c}, s{f});\n        \
-                 s{f} = coopMultiplyAdd(qh{c}, kh{c}, s{f});"
-            );
+            let offset = format!("{}u * LDK + {}u", 16 * f, 16 * c);
+            load_halves(&mut s, ("k", c), "B", false, &offset, "LDK");
+            split_products(&mut s, &format!("s{f}"), ("q", c), ("k", c));
         }
         let _ = writeln!(
             s,
@@ -235,13 +271,8 @@ fn hardware_scores(dc: usize, nkf: usize) -> String {
 fn hardware_pv(jc: usize, nkf: usize) -> String {
     let mut s = String::new();
     for f in 0..nkf {
-        for (name, arr) in [("ph", "p_hi"), ("pl", "p_lo")] {
-            let _ = writeln!(
-                s,
-                "        let {name}{f} = coopLoadT<coop_mat16x16<f16, A>>(&{arr}[sg * 16u * LDP + {}u], LDP);",
-                16 * f
-            );
-        }
+        let offset = format!("sg * 16u * LDP + {}u", 16 * f);
+        load_halves(&mut s, ("p", f), "A", true, &offset, "LDP");
     }
     for j in 0..jc {
         let _ = writeln!(
@@ -250,20 +281,9 @@ fn hardware_pv(jc: usize, nkf: usize) -> String {
             16 * j
         );
         for f in 0..nkf {
-            for (name, arr) in [("vh", "v_hi"), ("vl", "v_lo")] {
-                let _ = writeln!(
-                    s,
-                    "        let {name}{f} = coopLoadT<coop_mat16x16<f16, B>>(&{arr}[{}u * LDV + {}u], LDV);",
-                    16 * f,
-                    16 * j
-                );
-            }
-            let _ = writeln!(
-                s,
-                "        o{j} = coopMultiplyAdd(pl{f}, vh{f}, o{j});\n        \
-                 o{j} = coopMultiplyAdd(ph{f}, vl{f}, o{j});\n        \
-                 o{j} = coopMultiplyAdd(ph{f}, vh{f}, o{j});"
-            );
+            let offset = format!("{}u * LDV + {}u", 16 * f, 16 * j);
+            load_halves(&mut s, ("v", f), "B", true, &offset, "LDV");
+            split_products(&mut s, &format!("o{j}"), ("p", f), ("v", f));
         }
         let _ = writeln!(
             s,
