@@ -21,7 +21,8 @@
 # matmul suite.
 # Where the adapter offers cooperative matrices, the attention suite times the tensor-core flash
 # kernel (`sdpa:coop`) beside the tuning table's choice, tests/attention.rs checks it against the
-# CPU reference, and `AB_ENV=HEEDFUL_ATTN_COOP=1` runs the model suites (ab step) with it.
+# CPU reference, and `AB_ENV=HEEDFUL_ATTN_COOP=1` runs the model suites (ab step) with it
+# (`HEEDFUL_ATTN_COOP_TILE=NSxNKF` beside it tries another block).
 # Each step
 # (and each bench suite, BENCH_SUITES) has its own time limit so the whole run ends inside ten
 # minutes; a step that fails or runs out of time is logged and the next one runs. Outputs (at most 8

@@ -620,7 +620,7 @@ fn sdpa_coop_matches_reference() {
         ),
     ];
     for (n, (d, mask, causal, scale, mag)) in cases.into_iter().enumerate() {
-        if ksdpa::coop_attn_tile(gpu.caps(), form, d.d, d.dv).is_none() {
+        if ksdpa::coop_attn_tile(gpu.caps(), form, d.d, d.dv, None).is_none() {
             // The emulated form stages f32 where the adapter has no shader f16 (GL): twice the
             // memory.
             eprintln!("skipped {d:?}: no block of the kernel fits this device");
@@ -681,6 +681,73 @@ fn sdpa_coop_head_views_and_log_sum_exp() {
     assert_close("coop log-sum-exp", &got_lse, &want_lse, 2e-5, 1e-5);
 }
 
+/// The blocks the automatic choice does not reach on lavapipe (4 subgroups per workgroup; two
+/// 16-key fragments per tile with a head dim of 40), set through the tuning table as
+/// `HEEDFUL_ATTN_COOP_TILE` does, against the reference; a block that cannot fit the device is an
+/// error naming it.
+#[test]
+fn sdpa_coop_blocks_from_the_tuning_table() {
+    use heedful::gpu::{GpuOptions, TuningOverrides};
+    let with_tile = |t: &str| {
+        Gpu::new(&GpuOptions {
+            overrides: TuningOverrides {
+                attn_coop_tile: ksdpa::CoopAttnTile::parse(t),
+                ..Default::default()
+            },
+            ..GpuOptions::from_env()
+        })
+        .unwrap()
+    };
+    for (n, (tile, d, dv)) in [("4x1", 16, 32), ("1x2", 40, 24), ("2x2", 8, 8)]
+        .into_iter()
+        .enumerate()
+    {
+        let gpu = with_tile(tile);
+        let form = ksdpa::CoopForm::for_caps(gpu.caps());
+        let want = ksdpa::CoopAttnTile::parse(tile);
+        if ksdpa::coop_attn_tile(gpu.caps(), form, d, dv, want).is_none() {
+            eprintln!("skipped block {tile} for head dims {d}, {dv}: it does not fit this device");
+            assert!(
+                !form.f16,
+                "block {tile} fits 32 KiB of workgroup memory with f16 halves"
+            );
+            continue;
+        }
+        let c = Case {
+            dims: dims(1, 2, 71, 83, d, dv),
+            mask: Some((vec![71, 83], MaskKind::Keep)),
+            causal: Causal::BottomRight,
+            scale: None,
+            mag: 1.0,
+        };
+        check_case(&gpu, &c, 900 + n as u64, false, &[Plan::FlashCoop]);
+    }
+    // 8 subgroups of 16 rows with 64-key tiles at head dim 256: over any default limit.
+    let gpu = with_tile("8x4");
+    let x = Tensor::zeros(&gpu, &[1, 1, 8, 256], heedful::DType::F32).unwrap();
+    let args = SdpaArgs {
+        plan: Some(Plan::FlashCoop),
+        ..Default::default()
+    };
+    let mut rec = heedful::gpu::Recorder::new(&gpu);
+    let e = ksdpa::record_sdpa(
+        &mut rec,
+        &dims(1, 1, 8, 8, 256, 256),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        Heads::dense(&x),
+        &args,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("block 8x4") && e.contains("workgroup memory"),
+        "{e}"
+    );
+}
+
 /// The hardware form of the cooperative-matrix flash kernel, for every block, head dims on and off
 /// the 16-wide fragments, vec4 and scalar loads, subgroups of 32 and 64: naga parses it, validates
 /// it with cooperative matrices allowed and writes SPIR-V. Runs everywhere, so the shader cannot
@@ -724,7 +791,7 @@ fn sdpa_coop_over_the_workgroup_memory_is_an_error() {
     let gpu = gpu();
     let (b, h, t, d) = (1, 1, 8, 256);
     let form = ksdpa::CoopForm::for_caps(gpu.caps());
-    if ksdpa::coop_attn_tile(gpu.caps(), form, d, d).is_some() {
+    if ksdpa::coop_attn_tile(gpu.caps(), form, d, d, None).is_some() {
         eprintln!("skipped: this device's workgroup memory holds the kernel's block for D = {d}");
         return;
     }

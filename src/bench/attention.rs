@@ -115,7 +115,8 @@ pub fn suite(ctx: &mut BenchCtx) -> Result<()> {
             // cooperative matrices and the kernel's block fits (the emulated form elsewhere is
             // a test vehicle, not worth timing).
             let caps = gpu.caps();
-            let coop_fits = sdpa::coop_attn_tile(caps, sdpa::CoopForm::for_caps(caps), D, D);
+            let form = sdpa::CoopForm::for_caps(caps);
+            let coop_fits = sdpa::coop_attn_tile(caps, form, D, D, gpu.tuning().attn.coop_tile);
             if tq > 4 && caps.coop_f16 && coop_fits.is_some() && auto != Plan::FlashCoop {
                 plans.push(Plan::FlashCoop);
             }

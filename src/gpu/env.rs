@@ -27,6 +27,7 @@
 //! | `HEEDFUL_ATTN_DECODE_WG` | `0`, `1` | decoding attention: one workgroup (1) or invocation (0) per key chunk |
 //! | `HEEDFUL_ATTN_SUBGROUP` | `0`, `1` | unrolled flash kernel: k/v rows loaded once per 8-lane subgroup (1) or by every lane (0) |
 //! | `HEEDFUL_ATTN_COOP` | `0`, `1` | full-sequence attention on cooperative matrices where the adapter offers them |
+//! | `HEEDFUL_ATTN_COOP_TILE` | `NSxNKF`, NS 1..=8, NKF 1..=4 | that kernel's block: subgroups of 16 query rows per workgroup, 16-key fragments per tile |
 //! | `HEEDFUL_COOP` | `0`, `1` (default) | cooperative matrices (tensor cores) used where offered |
 //! | `HEEDFUL_COOP_AUTO` | `0`, `1` | `Auto` takes the cooperative-matrix kernel for f16 weights (default: the tuning table) |
 //! | `HEEDFUL_COOP_TILE` | `WMxWNxFMxFN[xKF]`, each 1..=8, KF 1..=4 | the cooperative-matrix kernel's block |
@@ -85,6 +86,8 @@ pub struct TuningOverrides {
     /// `HEEDFUL_ATTN_COOP`: full-sequence attention runs the cooperative-matrix flash kernel
     /// where the adapter offers cooperative matrices (`1`) or never (`0`).
     pub attn_coop: Option<bool>,
+    /// `HEEDFUL_ATTN_COOP_TILE`: that kernel's block, `NSxNKF`.
+    pub attn_coop_tile: Option<super::CoopAttnTile>,
     /// `HEEDFUL_ATTN_R`: query rows per invocation of both flash variants.
     pub attn_rows: Option<u32>,
     /// `HEEDFUL_ATTN_KT`: keys per tile of both flash variants.
@@ -200,6 +203,18 @@ impl EnvConfig {
                 attn_decode_workgroup: flag("HEEDFUL_ATTN_DECODE_WG")?,
                 attn_subgroup: flag("HEEDFUL_ATTN_SUBGROUP")?,
                 attn_coop: flag("HEEDFUL_ATTN_COOP")?,
+                attn_coop_tile: get("HEEDFUL_ATTN_COOP_TILE")
+                    .map(|v| {
+                        super::CoopAttnTile::parse(&v).ok_or_else(|| {
+                            bad(
+                                "HEEDFUL_ATTN_COOP_TILE",
+                                &v,
+                                "not a cooperative-matrix attention block",
+                                "NSxNKF, NS 1..=8, NKF 1..=4 (e.g. 2x2)",
+                            )
+                        })
+                    })
+                    .transpose()?,
                 coop_tile: tile("HEEDFUL_COOP_TILE")?,
                 coop_tile_small: tile("HEEDFUL_COOP_TILE_SMALL")?,
             },
@@ -259,6 +274,7 @@ mod tests {
             ("HEEDFUL_ATTN_DECODE_WG", "0"),
             ("HEEDFUL_ATTN_SUBGROUP", "0"),
             ("HEEDFUL_ATTN_COOP", "1"),
+            ("HEEDFUL_ATTN_COOP_TILE", "2x1"),
         ]))
         .unwrap();
         assert!(c.profile && c.no_coop);
@@ -285,6 +301,7 @@ mod tests {
                 attn_decode_workgroup: Some(false),
                 attn_subgroup: Some(false),
                 attn_coop: Some(true),
+                attn_coop_tile: crate::gpu::CoopAttnTile::parse("2x1"),
             }
         );
         let native = EnvConfig::parse(env(&[("HEEDFUL_F16", "native")])).unwrap();
@@ -311,6 +328,20 @@ mod tests {
             let c = EnvConfig::parse(env(&[("HEEDFUL_COOP_TILE", value)])).unwrap();
             assert_eq!(c.overrides.coop_tile.map(|t| t.kf), Some(kf), "{value}");
         }
+    }
+
+    #[test]
+    fn attention_coop_tile_garbage_is_an_error_naming_the_form() {
+        for value in ["2", "2x", "0x1", "9x1", "2x5", "2x2x2", "axb", "-1x1"] {
+            let e = EnvConfig::parse(env(&[("HEEDFUL_ATTN_COOP_TILE", value)])).unwrap_err();
+            assert_eq!((e.var, e.value.as_str()), ("HEEDFUL_ATTN_COOP_TILE", value));
+            assert!(e.to_string().contains("NSxNKF"), "{e}");
+        }
+        let c = EnvConfig::parse(env(&[("HEEDFUL_ATTN_COOP_TILE", "8x4")])).unwrap();
+        assert_eq!(
+            c.overrides.attn_coop_tile,
+            Some(crate::gpu::CoopAttnTile { ns: 8, nkf: 4 })
+        );
     }
 
     /// The old code took any `HEEDFUL_F16` other than `packed` as native f16.

@@ -29,6 +29,6 @@ pub use serial::{DeviceGuard, DeviceLock, Guarded};
 #[cfg(not(target_arch = "wasm32"))]
 pub use timer::Timer;
 pub use tuning::{
-    AdapterClass, AttnTuning, BenchTuning, CoopTile, LinearNorm, MatmulTuning, RecurrentTuning,
-    RowTuning, Tuning, WideGemv,
+    AdapterClass, AttnTuning, BenchTuning, CoopAttnTile, CoopTile, LinearNorm, MatmulTuning,
+    RecurrentTuning, RowTuning, Tuning, WideGemv,
 };

@@ -303,6 +303,40 @@ impl CoopTile {
     }
 }
 
+/// The block of the cooperative-matrix flash kernel (`shaders/sdpa_coop.wgsl`): a workgroup of
+/// `ns` subgroups of 16 query rows each, walking the keys in tiles of `16 * nkf`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CoopAttnTile {
+    /// Subgroups per workgroup (16 query rows each), 1..=8.
+    pub ns: u32,
+    /// 16-key fragments per key tile, 1..=4.
+    pub nkf: u32,
+}
+
+impl CoopAttnTile {
+    /// `ns` in 1..=8 and `nkf` in 1..=4: the blocks the kernel is generated for.
+    pub fn is_valid(self) -> bool {
+        (1..=8).contains(&self.ns) && (1..=4).contains(&self.nkf)
+    }
+
+    /// Parses `NSxNKF` (e.g. `2x2`: 32 query rows per workgroup, 32-key tiles); `None` when
+    /// malformed or out of range.
+    pub fn parse(s: &str) -> Option<CoopAttnTile> {
+        let (ns, nkf) = s.split_once('x')?;
+        let t = CoopAttnTile {
+            ns: ns.trim().parse().ok()?,
+            nkf: nkf.trim().parse().ok()?,
+        };
+        t.is_valid().then_some(t)
+    }
+}
+
+impl std::fmt::Display for CoopAttnTile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.ns, self.nkf)
+    }
+}
+
 impl std::fmt::Display for CoopTile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}x{}x{}x{}", self.wm, self.wn, self.fm, self.fn_)?;
@@ -402,6 +436,9 @@ pub struct AttnTuning {
     /// against the unrolled kernel on such an adapter (none was lent since it was written);
     /// `HEEDFUL_ATTN_COOP=1` turns it on for a benchmark or a check.
     pub coop: bool,
+    /// Block of that kernel; `None` (everywhere): the largest of 4x2, 2x2, 2x1, 1x1 that fits the
+    /// device's workgroup memory and invocations. `HEEDFUL_ATTN_COOP_TILE=NSxNKF` sets one.
+    pub coop_tile: Option<CoopAttnTile>,
 }
 
 /// Recurrent (RNN/LSTM/GRU) layer kernels.
@@ -560,6 +597,7 @@ impl Tuning {
             cache_min_chunk: 16,
             unrolled_subgroup: false,
             coop: false,
+            coop_tile: None,
         };
         let gpu_recurrent = RecurrentTuning {
             stage_h: false,
@@ -684,6 +722,7 @@ impl Tuning {
                         cache_min_chunk: 256,
                         unrolled_subgroup: true,
                         coop: false,
+                        coop_tile: None,
                     },
                     recurrent: RecurrentTuning {
                         stage_h: true,
@@ -769,6 +808,9 @@ impl Tuning {
         }
         if let Some(c) = o.attn_coop {
             self.attn.coop = c;
+        }
+        if let Some(t) = o.attn_coop_tile {
+            self.attn.coop_tile = Some(t);
         }
         if let Some(d) = o.attn_decode_workgroup {
             self.attn.decode_workgroup = d;
@@ -1171,10 +1213,12 @@ mod tests {
             attn_decode_workgroup: Some(true),
             attn_subgroup: Some(false),
             attn_coop: Some(true),
+            attn_coop_tile: CoopAttnTile::parse("4x1"),
         };
         let t = base.with_overrides(&o, &c).unwrap();
         assert!(t.matmul.coop_auto && t.attn.decode_workgroup && !t.attn.unrolled_subgroup);
         assert!(t.attn.coop);
+        assert_eq!(t.attn.coop_tile, Some(CoopAttnTile { ns: 4, nkf: 1 }));
         assert_eq!(
             (Some(t.matmul.coop_tile), Some(t.matmul.coop_tile_small)),
             (CoopTile::parse("4x1x1x2"), CoopTile::parse("1x1x1x1x4"))

@@ -13,6 +13,7 @@
 use super::{attn_bindings, loader, params_prologue, AttnDims, Heads, Params, MASK_SRC};
 use crate::error::{Error, Result};
 use crate::gpu::spec::Bindings;
+pub use crate::gpu::CoopAttnTile;
 use crate::gpu::{compose, Caps, Gpu, Recorder};
 use crate::tensor::{DType, Tensor};
 use std::fmt::Write;
@@ -23,16 +24,7 @@ const TEMPLATE: &str = include_str!("../../../shaders/sdpa_coop.wgsl");
 /// element loops run as they do there (16 rows over 32 lanes: half the lanes idle in the softmax).
 pub const EMULATED_SG: u32 = 32;
 
-/// The block of one workgroup: `ns` subgroups of 16 query rows each, key tiles of `16 * nkf` keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CoopAttnTile {
-    /// Subgroups per workgroup (16 query rows each).
-    pub ns: u32,
-    /// 16-key fragments per key tile.
-    pub nkf: u32,
-}
-
-/// Blocks tried, largest first.
+/// Blocks tried, largest first, where the tuning table names none.
 const TILES: [CoopAttnTile; 4] = [
     CoopAttnTile { ns: 4, nkf: 2 },
     CoopAttnTile { ns: 2, nkf: 2 },
@@ -94,12 +86,35 @@ impl CoopForm {
     }
 }
 
-/// The largest block whose workgroup fits `caps` for head dims `d`, `dv` in `form`, if any.
-pub fn coop_attn_tile(caps: &Caps, form: CoopForm, d: usize, dv: usize) -> Option<CoopAttnTile> {
-    TILES.into_iter().find(|&t| {
-        t.ns * form.sg <= caps.max_invocations
-            && workgroup_bytes(t, d, dv, form.half_bytes()) <= caps.max_workgroup_storage
-    })
+/// Whether `tile`'s workgroup fits `caps` for head dims `d`, `dv` in `form`.
+pub fn coop_attn_fits(
+    caps: &Caps,
+    form: CoopForm,
+    tile: CoopAttnTile,
+    d: usize,
+    dv: usize,
+) -> bool {
+    tile.is_valid()
+        && tile.ns * form.sg <= caps.max_invocations
+        && workgroup_bytes(tile, d, dv, form.half_bytes()) <= caps.max_workgroup_storage
+}
+
+/// The block for head dims `d`, `dv` in `form`: `wanted` (the tuning table's,
+/// [`AttnTuning::coop_tile`](crate::gpu::AttnTuning::coop_tile)) if it fits, else, where none is
+/// wanted, the largest of [`TILES`] that fits; `None` when nothing fits.
+pub fn coop_attn_tile(
+    caps: &Caps,
+    form: CoopForm,
+    d: usize,
+    dv: usize,
+    wanted: Option<CoopAttnTile>,
+) -> Option<CoopAttnTile> {
+    match wanted {
+        Some(t) => coop_attn_fits(caps, form, t, d, dv).then_some(t),
+        None => TILES
+            .into_iter()
+            .find(|&t| coop_attn_fits(caps, form, t, d, dv)),
+    }
 }
 
 /// `shaders/sdpa_coop.wgsl` with its markers filled for `tile`, head dims `d` and `dv`, in
@@ -351,17 +366,20 @@ pub(super) fn record_flash_coop(
     let gpu: Gpu = rec.gpu().clone();
     let caps = gpu.caps();
     let form = CoopForm::for_caps(caps);
-    let tile = coop_attn_tile(caps, form, dims.d, dims.dv).ok_or_else(|| {
+    let wanted = gpu.tuning().attn.coop_tile;
+    let tile = coop_attn_tile(caps, form, dims.d, dims.dv, wanted).ok_or_else(|| {
+        // The block that was wanted, or the smallest there is.
+        let t = wanted.unwrap_or(TILES[TILES.len() - 1]);
         Error::invalid(
             op,
             format!(
                 "the cooperative-matrix flash kernel does not fit this device for head dims {} and \
-                 {}: its smallest block needs {} invocations and {} B of workgroup memory, the \
-                 device allows {} and {} B",
+                 {}: block {t} needs {} invocations and {} B of workgroup memory, the device \
+                 allows {} and {} B",
                 dims.d,
                 dims.dv,
-                form.sg,
-                workgroup_bytes(TILES[3], dims.d, dims.dv, form.half_bytes()),
+                t.ns * form.sg,
+                workgroup_bytes(t, dims.d, dims.dv, form.half_bytes()),
                 caps.max_invocations,
                 caps.max_workgroup_storage
             ),

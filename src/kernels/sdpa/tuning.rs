@@ -177,7 +177,7 @@ pub fn plan(gpu: &Gpu, dims: &AttnDims) -> Plan {
     let caps = gpu.caps();
     if tu.coop && caps.coop_f16 {
         let form = super::CoopForm::for_caps(caps);
-        if super::coop_attn_tile(caps, form, dims.d, dims.dv).is_some() {
+        if super::coop_attn_tile(caps, form, dims.d, dims.dv, tu.coop_tile).is_some() {
             return Plan::FlashCoop;
         }
     }
