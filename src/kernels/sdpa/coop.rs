@@ -101,7 +101,7 @@ pub fn coop_attn_fits(
 
 /// The block for head dims `d`, `dv` in `form`: `wanted` (the tuning table's,
 /// [`AttnTuning::coop_tile`](crate::gpu::AttnTuning::coop_tile)) if it fits, else, where none is
-/// wanted, the largest of [`TILES`] that fits; `None` when nothing fits.
+/// wanted, the largest of 4x2, 2x2, 2x1 and 1x1 that fits; `None` when nothing fits.
 pub fn coop_attn_tile(
     caps: &Caps,
     form: CoopForm,
