@@ -723,29 +723,35 @@ fn sdpa_coop_blocks_from_the_tuning_table() {
         check_case(&gpu, &c, 900 + n as u64, false, &[Plan::FlashCoop]);
     }
     // 8 subgroups of 16 rows with 64-key tiles at head dim 256: over any default limit.
-    let gpu = with_tile("8x4");
-    let x = Tensor::zeros(&gpu, &[1, 1, 8, 256], heedful::DType::F32).unwrap();
-    let args = SdpaArgs {
-        plan: Some(Plan::FlashCoop),
-        ..Default::default()
-    };
-    let mut rec = heedful::gpu::Recorder::new(&gpu);
-    let e = ksdpa::record_sdpa(
-        &mut rec,
-        &dims(1, 1, 8, 8, 256, 256),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        &args,
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = forced_coop_error(&with_tile("8x4"), 256);
     assert!(
         e.contains("block 8x4") && e.contains("workgroup memory"),
         "{e}"
     );
+}
+
+/// The error of a forced cooperative-matrix plan on `gpu` for one head of 8 rows with head dim
+/// `d`.
+fn forced_coop_error(gpu: &Gpu, d: usize) -> String {
+    let x = Tensor::zeros(gpu, &[1, 1, 8, d], heedful::DType::F32).unwrap();
+    let args = SdpaArgs {
+        plan: Some(Plan::FlashCoop),
+        ..Default::default()
+    };
+    let mut rec = heedful::gpu::Recorder::new(gpu);
+    let view = Heads::dense(&x);
+    ksdpa::record_sdpa(
+        &mut rec,
+        &dims(1, 1, 8, 8, d, d),
+        view,
+        view,
+        view,
+        view,
+        &args,
+        None,
+    )
+    .unwrap_err()
+    .to_string()
 }
 
 /// The hardware form of the cooperative-matrix flash kernel, for every block, head dims on and off
@@ -789,30 +795,24 @@ fn sdpa_coop_hardware_wgsl_validates_and_translates_to_spirv() {
 #[test]
 fn sdpa_coop_over_the_workgroup_memory_is_an_error() {
     let gpu = gpu();
-    let (b, h, t, d) = (1, 1, 8, 256);
+    let d = 256;
     let form = ksdpa::CoopForm::for_caps(gpu.caps());
+    // Head dims past what any kernel takes never fit, whatever the arithmetic would give.
+    for huge in [257, 1 << 40, usize::MAX] {
+        assert_eq!(
+            ksdpa::coop_attn_tile(gpu.caps(), form, huge, 64, None),
+            None
+        );
+        assert_eq!(
+            ksdpa::coop_attn_tile(gpu.caps(), form, 64, huge, None),
+            None
+        );
+    }
     if ksdpa::coop_attn_tile(gpu.caps(), form, d, d, None).is_some() {
         eprintln!("skipped: this device's workgroup memory holds the kernel's block for D = {d}");
         return;
     }
-    let x = Tensor::zeros(&gpu, &[b, h, t, d], heedful::DType::F32).unwrap();
-    let args = SdpaArgs {
-        plan: Some(Plan::FlashCoop),
-        ..Default::default()
-    };
-    let mut rec = heedful::gpu::Recorder::new(&gpu);
-    let e = ksdpa::record_sdpa(
-        &mut rec,
-        &dims(b, h, t, t, d, d),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        Heads::dense(&x),
-        &args,
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = forced_coop_error(&gpu, d);
     assert!(
         e.contains("cooperative-matrix") && e.contains("256") && e.contains("workgroup memory"),
         "{e}"

@@ -10,7 +10,9 @@
 //! softmax and stores are tested on every machine, lavapipe included, while only the fragment
 //! instructions need an adapter that has them.
 
-use super::{attn_bindings, loader, params_prologue, AttnDims, Heads, Params, MASK_SRC};
+use super::{
+    attn_bindings, loader, params_prologue, AttnDims, Heads, Params, MASK_SRC, MAX_HEAD_DIM,
+};
 use crate::error::{Error, Result};
 use crate::gpu::spec::Bindings;
 pub use crate::gpu::CoopAttnTile;
@@ -38,13 +40,25 @@ fn pad16(n: usize) -> u32 {
 }
 
 /// Workgroup memory of the kernel in bytes for `tile`, head dims `d` and `dv`, staged halves of
-/// `half_bytes` bytes (2 for f16, 4 where the emulated form stages f32).
-pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32) -> u32 {
-    let (dp, dvp) = (pad16(d), pad16(dv));
-    let (bq, bkt) = (tile.ns * 16, tile.nkf * 16);
-    let halves = 2 * (bq * (dp + 8) + bkt * (dp + 8) + bkt * (dvp + 8) + bq * (bkt + 8));
-    let floats = bq * bkt + bq * (dvp + 4) + 3 * bq;
-    halves * half_bytes + 4 * floats
+/// `half_bytes` bytes (2 for f16, 4 where the emulated form stages f32). Saturates instead of
+/// overflowing, so any block or head dim a caller passes compares as too large.
+pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32) -> u64 {
+    let pad = |n: usize| (n as u64).div_ceil(16).saturating_mul(16);
+    let (dp, dvp) = (pad(d), pad(dv));
+    let (bq, bkt) = (u64::from(tile.ns) * 16, u64::from(tile.nkf) * 16);
+    let rows = |n: u64, len: u64| n.saturating_mul(len.saturating_add(8));
+    let halves = rows(bq, dp)
+        .saturating_add(rows(bkt, dp))
+        .saturating_add(rows(bkt, dvp))
+        .saturating_add(rows(bq, bkt))
+        .saturating_mul(2);
+    let floats = bq
+        .saturating_mul(bkt)
+        .saturating_add(bq.saturating_mul(dvp.saturating_add(4)))
+        .saturating_add(3 * bq);
+    halves
+        .saturating_mul(u64::from(half_bytes))
+        .saturating_add(floats.saturating_mul(4))
 }
 
 /// How the kernel runs on `caps`: the hardware form with the device's subgroup width where the
@@ -95,8 +109,10 @@ pub fn coop_attn_fits(
     dv: usize,
 ) -> bool {
     tile.is_valid()
+        && d <= MAX_HEAD_DIM
+        && dv <= MAX_HEAD_DIM
         && tile.ns * form.sg <= caps.max_invocations
-        && workgroup_bytes(tile, d, dv, form.half_bytes()) <= caps.max_workgroup_storage
+        && workgroup_bytes(tile, d, dv, form.half_bytes()) <= u64::from(caps.max_workgroup_storage)
 }
 
 /// The block for head dims `d`, `dv` in `form`: `wanted` (the tuning table's,
@@ -378,7 +394,7 @@ pub(super) fn record_flash_coop(
                  allows {} and {} B",
                 dims.d,
                 dims.dv,
-                t.ns * form.sg,
+                u64::from(t.ns) * u64::from(form.sg),
                 workgroup_bytes(t, dims.d, dims.dv, form.half_bytes()),
                 caps.max_invocations,
                 caps.max_workgroup_storage
