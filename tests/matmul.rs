@@ -40,8 +40,9 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
 /// Auto, every forceable kernel that takes this layout, and register tiles off the tuned ones
 /// (1x1; 3x5 forces the scalar path even where N % 4 == 0; 2x8 the vec4 path), for the blocked and
 /// the unrolled kernel (the unrolled ones also with a fixed workgroup of 8 and of 16, so tiles
-/// split N over several workgroups; on lavapipe 8x4 and 16x* take the subgroup form that reads
-/// whole rows of a where K % 4 == 0, 3x5 and 5x3 the one that reads single elements).
+/// split N over several workgroups; on lavapipe 8x4, 16x* and 24x4 take the subgroup form that
+/// reads whole rows of a where K % 4 == 0, 3x5 and 5x3 the one that reads single elements). On
+/// lavapipe Auto takes 24-row tiles for f32 `b` from 17 rows (`Tuning::unrolled_tile`).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));
@@ -55,6 +56,7 @@ fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
             (5, 3, 0),
             (16, 4, 8),
             (16, 3, 0),
+            (24, 4, 8),
         ]
         .map(|(tm, tn, wg)| MatmulKernel::UnrolledTile { tm, tn, wg }),
     );
@@ -399,6 +401,25 @@ fn bad_shapes_and_dtypes_are_errors_naming_op_and_shapes() {
         },
     ));
     assert!(e.contains("matmul") && e.contains("16x16"), "{e}");
+    // Rows: up to 32 for the unrolled kernel, 16 for the blocked one.
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::UnrolledTile {
+            tm: 33,
+            tn: 1,
+            wg: 8,
+        },
+    ));
+    assert!(e.contains("33x1") && e.contains("1..=32"), "{e}");
+    let e = err(ops::matmul_with(
+        &gpu,
+        &t(&[2, 3]),
+        &t(&[3, 4]),
+        MatmulKernel::BlockedTile { tm: 24, tn: 4 },
+    ));
+    assert!(e.contains("24x4") && e.contains("1..=16"), "{e}");
     let e = err(ops::linear_with(
         &gpu,
         &t(&[2, 3]),

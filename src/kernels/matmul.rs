@@ -80,7 +80,7 @@ pub enum MatmulKernel {
     /// per shape by the tuning table.
     Unrolled,
     /// Unrolled register tile with a given tile and workgroup: `tm` x `tn` outputs per invocation
-    /// (each 1..=16, at most 128 outputs), `wg` invocations per workgroup (a power of two, 0 =
+    /// (`tm` 1..=32, `tn` 1..=16, at most 128 outputs), `wg` invocations per workgroup (a power of two, 0 =
     /// chosen from N). For benchmarks and tests of other tiles.
     UnrolledTile {
         /// Rows of outputs per invocation.
@@ -482,7 +482,7 @@ fn record_problem(rec: &mut Recorder, p: &Problem, kernel: MatmulKernel) -> Resu
             let packed = rec.gpu().tuning().matmul.gemv_rows_packed_f16;
             record_blocked(rec, p, (p.m.min(GEMV_MAX_M) as u32, 8), packed)
         }
-        MatmulKernel::Unrolled => record_unrolled(rec, p, unrolled_tile(rec, p)),
+        MatmulKernel::Unrolled => record_unrolled(rec, p, unrolled_tile(rec, p)?),
         MatmulKernel::UnrolledTile { tm, tn, wg } => {
             record_unrolled(rec, p, (tm as u32, tn as u32, wg as u32))
         }

@@ -39,12 +39,16 @@ pub(super) fn blocked_tile(rec: &Recorder, p: &Problem) -> (u32, u32) {
     rec.gpu().tuning().blocked_tile(p.bt, p.n.is_multiple_of(4))
 }
 
-/// A register tile the blocked and unrolled kernels accept: sides 1..=16, at most 128 outputs.
-fn check_tile(p: &Problem, tm: u32, tn: u32) -> Result<()> {
-    if tm == 0 || tn == 0 || tm > 16 || tn > 16 || tm * tn > 128 {
+/// A register tile the blocked (`max_rows` 16) and unrolled (32) kernels accept: at most
+/// `max_rows` rows and 16 columns, at most 128 outputs.
+fn check_tile(p: &Problem, tm: u32, tn: u32, max_rows: u32) -> Result<()> {
+    if tm == 0 || tn == 0 || tm > max_rows || tn > 16 || tm * tn > 128 {
         return Err(Error::invalid(
             p.op,
-            format!("register tile {tm}x{tn}: each side must be 1..=16 with at most 128 outputs"),
+            format!(
+                "register tile {tm}x{tn}: rows must be 1..={max_rows} and columns 1..=16, with \
+                 at most 128 outputs"
+            ),
         ));
     }
     Ok(())
@@ -64,7 +68,7 @@ pub(super) fn record_blocked(
     (tm, tn): (u32, u32),
     prefer_packed: bool,
 ) -> Result<()> {
-    check_tile(p, tm, tn)?;
+    check_tile(p, tm, tn, 16)?;
     let gpu = rec.gpu().clone();
     let vk = p.k.is_multiple_of(4);
     let vn = !p.bt && p.n.is_multiple_of(4) && tn.is_multiple_of(4);
@@ -308,9 +312,16 @@ pub(super) struct NormArgs<'a> {
 }
 
 /// The unrolled kernel's register tile and workgroup size for a problem, from the tuning table.
-pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> (u32, u32, u32) {
-    let (tm, tn) = rec.gpu().tuning().unrolled_tile(p.m, p.k, p.n, p.bt);
-    (tm, tn, rec.gpu().tuning().matmul.unrolled_wg)
+pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> Result<(u32, u32, u32)> {
+    let gpu = rec.gpu();
+    // The taller f32 tile was measured in the subgroup form (a shared over 8 lanes).
+    let f32_shared_a = p.b_elem(rec)? == Elem::F32
+        && gpu.tuning().matmul.unrolled_subgroup_a
+        && gpu.caps().subgroups_of_exactly(8);
+    let (tm, tn) = gpu
+        .tuning()
+        .unrolled_tile(p.m, p.k, p.n, p.bt, f32_shared_a);
+    Ok((tm, tn, gpu.tuning().matmul.unrolled_wg))
 }
 
 /// Unrolled register-tile kernel (`unrolled.rs`): `tm x tn` outputs per invocation, `wg`
@@ -331,7 +342,7 @@ pub(super) fn record_unrolled_form(
     (tm, tn, wg): (u32, u32, u32),
     norm: Option<NormArgs>,
 ) -> Result<()> {
-    check_tile(p, tm, tn)?;
+    check_tile(p, tm, tn, 32)?;
     let gpu = rec.gpu().clone();
     let max_wg = gpu.caps().max_invocations.min(256);
     if wg != 0 && (!wg.is_power_of_two() || wg > max_wg) {
