@@ -239,6 +239,23 @@ fn g2p_reads_args_file_and_stdin_prints_the_models_phonemes_and_notes() {
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("word 2 of 2 is empty"), "{stderr}");
+    // A heatmap path in a folder that does not exist fails before any word is decoded.
+    let out = heedful()
+        .args([
+            "g2p",
+            "--attention",
+            "/nonexistent-heedful-dir/attn.png",
+            "cat",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent-heedful-dir does not exist"),
+        "{stderr}"
+    );
 }
 
 /// The bundled G2P model, for the subcommands that need a file.

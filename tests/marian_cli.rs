@@ -211,6 +211,21 @@ fn bad_input_is_a_clear_error() {
         "{err}"
     );
     assert!(!png.exists());
+    // So does a heatmap path in a folder that does not exist.
+    let png = tmp("bad_folder").join("missing").join("attn.png");
+    let out = heedful()
+        .args(["translate", "--attention"])
+        .arg(&png)
+        .arg("tea")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing") && err.contains("does not exist"),
+        "{err}"
+    );
     // `--layer` and `--head` only choose what `--attention` draws.
     for flag in ["--layer", "--head"] {
         let out = heedful()

@@ -550,6 +550,17 @@ fn bench_reports_lines_with_roofline_shares() {
         assert_eq!(l.roofline_of.as_deref(), Some("copy"));
         assert!(l.roofline_share.unwrap() > 0.0);
     }
+    // A filter no case matches is an error naming it, not an empty run.
+    let mut ctx = heedful::bench::BenchCtx::new(&gpu, Some("no-such-case"), false).unwrap();
+    ctx.target_s = 0.0;
+    ctx.max_reps = 1;
+    let e = heedful::bench::run_suites(&mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"no-such-case\"") && e.contains("suite/op/shape"),
+        "{e}"
+    );
 }
 
 /// Cooperative-matrix blocks the tests run: the tuning table's two, one subgroup of one fragment, the

@@ -480,6 +480,24 @@ pub fn run_suites(ctx: &mut BenchCtx) -> Result<()> {
             return Err(stdout_error(source));
         }
     }
+    if let Some(f) = &ctx.filter {
+        let matched = ctx
+            .lines
+            .iter()
+            .any(|l| format!("{}/{}/{}", l.suite, l.op, l.shape).contains(f.as_str()));
+        if !matched {
+            let names: Vec<&str> = suites().iter().map(|s| s.name).collect();
+            return Err(Error::invalid(
+                "bench",
+                format!(
+                    "no case matches the filter {f:?}: cases are named suite/op/shape (for \
+                     example matmul/matmul:auto/1024x1024x1024), the suites are {}, and a model \
+                     suite has no cases when its model is missing",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -146,9 +146,11 @@ enum Command {
         /// Texts to translate.
         texts: Vec<String>,
     },
-    /// Run the bundled G2P model on sample words: phonemes, timing, and an attention heatmap.
+    /// Run the bundled models: G2P phonemes for sample words and English -> Chinese translations,
+    /// with timing and attention heatmaps.
     Demo {
-        /// Where to write the heatmap (default: heedful-demo-attention.png).
+        /// Where to write the G2P heatmap (default: heedful-demo-attention.png); the translation's
+        /// goes beside it as heedful-demo-translation.png.
         #[arg(long)]
         out: Option<PathBuf>,
     },

@@ -116,6 +116,9 @@ impl Words {
 /// Batches are read, decoded and printed in turn (stdout flushed after each), so a long or endless
 /// word list streams in flat memory and no batch outgrows the device's buffer limits.
 pub fn g2p(args: &G2pArgs) -> Result<ExitCode> {
+    if let Some(png) = &args.attention {
+        super::heatmap::check_folder(png)?;
+    }
     if let Some(i) = args.words.iter().position(String::is_empty) {
         return Err(Error::invalid(
             "g2p",

@@ -120,6 +120,22 @@ fn color(w: f32) -> [u8; 3] {
     [lerp(255.0, 8.0), lerp(255.0, 48.0), lerp(255.0, 107.0)]
 }
 
+/// Checks that the folder `path` is to be written in exists, before any model runs: a mistyped
+/// `--attention` path then fails at once instead of after the decoding it was to draw.
+pub fn check_folder(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Error::invalid(
+            "heatmap",
+            format!(
+                "{}: the folder {} does not exist",
+                path.display(),
+                dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Writes the heatmap of `weights` (`[outputs][inputs]`) to `path` with `title` on top.
 pub fn write_png(
     path: &Path,

@@ -175,6 +175,9 @@ fn write_heatmap(
 
 /// `heedful translate --model DIR [flags] [TEXT...]`: translations in input order.
 pub fn translate(args: &TranslateArgs) -> Result<ExitCode> {
+    if let Some(png) = &args.attention {
+        super::heatmap::check_folder(png)?;
+    }
     let mut pending: VecDeque<String> = args.texts.iter().cloned().collect();
     let mut reader = args.input.as_deref().map(LineReader::open).transpose()?;
     let mut next_batch = |max: usize| -> Result<Vec<String>> {
