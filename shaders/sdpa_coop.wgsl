@@ -24,11 +24,12 @@
 // 21 bits instead of f16's 11, accumulated in f32. Values beyond f16's range (|q * scale|, |k|,
 // |v| > 65504) are clamped there.
 //
-// The `{{NAME}}` markers are filled by src/kernels/sdpa/coop.rs, either with the cooperative-matrix
-// instructions (the hardware form) or with plain loops computing the same products from the same
-// staged halves (the emulated form, for adapters without cooperative matrices: it tests this
-// kernel's tiling, staging, softmax and stores anywhere). Constants: SG (lanes per subgroup), NS,
-// NKF, D, DV, DP / DVP (D / DV rounded up to 16), D4 / DV4, VEC, WG = NS * SG.
+// The `{{NAME}}` markers are filled by src/kernels/sdpa/coop.rs with the fragment code, its
+// instructions spelled either as the cooperative-matrix builtins (the hardware form) or as calls
+// of functions with the same meaning (the emulated form, for adapters without cooperative
+// matrices: it tests this kernel's tiling, staging, fragment offsets and layouts, softmax and
+// stores anywhere). Constants: SG (lanes per subgroup), NS, NKF, D, DV, DP / DVP (D / DV rounded
+// up to 16), D4 / DV4, VEC, WG = NS * SG.
 
 const BQ: u32 = NS * 16u;
 const BKT: u32 = NKF * 16u;

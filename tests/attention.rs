@@ -571,8 +571,10 @@ fn sdpa_large_logits_do_not_overflow() {
 }
 
 /// The cooperative-matrix flash kernel (`Plan::FlashCoop`) against the reference. Where the adapter
-/// has no cooperative matrices (lavapipe) this runs its emulated form: the same staging, masking,
-/// online softmax and stores, with plain loops for the fragment products. Shapes off the 16-row,
+/// has no cooperative matrices (lavapipe) this runs its emulated form: the hardware form's code
+/// (staging, fragment offsets, strides and layouts, product order, masking, online softmax,
+/// stores) with each fragment instruction spelled as a function of the same meaning, so a wrong
+/// layout in the generator (k loaded row-major, say) fails here too. Shapes off the 16-row,
 /// 16-key and 16-dim blocks (one row and key, head dims 1 to 96, D != Dv), masks of every kind and
 /// broadcast, both causal alignments, rows whose keys are all masked, and large scores.
 #[test]

@@ -2,13 +2,17 @@
 //! `shaders/sdpa_coop.wgsl` with its markers filled, its block chosen to fit the device, and its
 //! dispatch.
 //!
-//! Two forms share the template. The hardware form issues `coopLoad` / `coopMultiplyAdd` /
-//! `coopStore` on 16 x 16 f16 fragments with f32 accumulators (adapters with
-//! [`Caps::coop_f16`]). The emulated form computes the same products from the same staged f16
-//! halves with plain loops, in "subgroups" of [`EMULATED_SG`] invocations that share workgroup
-//! memory, on any adapter: it is slow, and exists so that the kernel's staging, masking, online
-//! softmax and stores are tested on every machine, lavapipe included, while only the fragment
-//! instructions need an adapter that has them.
+//! Two forms share the template and the code generated here. The hardware form issues
+//! `coopLoad` / `coopMultiplyAdd` / `coopStore` on 16 x 16 f16 fragments with f32 accumulators
+//! (adapters with [`Caps::coop_f16`]). The emulated form is the same generated code with each of
+//! those instructions spelled as a call of a function with the same meaning ([`Frags`]), in
+//! "subgroups" of [`EMULATED_SG`] invocations that share workgroup memory: it runs on any adapter,
+//! so the kernel's staging, fragment offsets, strides and layouts, product order, masking, online
+//! softmax and stores are tested on every machine, lavapipe included; only the instructions
+//! themselves need an adapter that has them. Their meaning is taken from the tensor-core matmul
+//! (`shaders/matmul_coop.wgsl`), whose reference tests passed on an H200: `coopLoadT` reads a
+//! fragment row-major (element (r, c) at `offset + r * stride + c`), `coopLoad` column-major
+//! (`offset + c * stride + r`), `coopStoreT` writes row-major.
 
 use super::{
     attn_bindings, loader, params_prologue, AttnDims, Heads, Params, MASK_SRC, MAX_HEAD_DIM,
@@ -146,22 +150,27 @@ pub fn coop_flash_body(tile: CoopAttnTile, d: usize, dv: usize, form: CoopForm) 
     } else {
         "alias H = f32;\nfn half(x: f32) -> H { return quantizeToF16(x); }"
     };
-    let (args, lanes, qfrag, scores, pv, emulated);
+    let frags = if form.hardware {
+        Frags::Hardware
+    } else {
+        Frags::Emulated
+    };
+    let (args, lanes, emulated);
     if form.hardware {
         args = ", @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32";
         lanes = String::new();
-        qfrag = hardware_q_fragments(dc);
-        scores = hardware_scores(dc, nkf);
-        pv = hardware_pv(jc, nkf);
         emulated = String::new();
     } else {
         args = "";
-        lanes = "    let sg = lid / SG;\n    let lane = lid % SG;".to_string();
-        qfrag = String::new();
-        scores = "        scores_emulated(sg, lane);".to_string();
-        pv = "        pv_emulated(sg, lane);".to_string();
-        emulated = EMULATED_PRODUCTS.to_string();
+        // `frag_side` is read back after the first barrier (see `emulated_fragments`).
+        lanes = "    let sg = lid / SG;\n    let lane = lid % SG;\n    \
+                 if (lid == 0u) {\n        frag_side = 16u;\n    }"
+            .to_string();
+        emulated = emulated_fragments();
     }
+    let qfrag = q_fragments(frags, dc);
+    let scores = score_fragments(frags, dc, nkf);
+    let pv = pv_fragments(frags, jc, nkf);
     crate::gpu::pipeline::fill_template(
         TEMPLATE,
         &[
@@ -196,61 +205,179 @@ fn put_functions() -> String {
     s
 }
 
-/// The products of the emulated form: each lane takes elements `lane, lane + SG, ..` of the
-/// subgroup's 16-row block and sums over the same halves and in the same three terms as the
-/// fragment instructions.
-const EMULATED_PRODUCTS: &str = "
-// S = Q K^T for subgroup sg's rows (what the hardware form's fragments compute).
-fn scores_emulated(sg: u32, lane: u32) {
-    for (var e = lane; e < 16u * BKT; e += SG) {
-        let r = sg * 16u + e / BKT;
-        let t = e % BKT;
-        var acc = 0.0;
-        for (var d = 0u; d < DP; d++) {
-            let qh = f32(q_hi[r * LDQ + d]);
-            let ql = f32(q_lo[r * LDQ + d]);
-            let kh = f32(k_hi[t * LDK + d]);
-            let kl = f32(k_lo[t * LDK + d]);
-            acc += ql * kh + qh * kl + qh * kh;
-        }
-        s_s[r * BKT + t] = acc;
+/// How the generated code spells the fragment instructions: wgpu's cooperative-matrix builtins,
+/// or calls of the emulated form's functions of the same meaning ([`emulated_fragments`]). Both
+/// forms are written by the same generators below, so they differ only here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frags {
+    Hardware,
+    Emulated,
+}
+
+impl Frags {
+    /// `let {name} =` the 16 x 16 f16 fragment of `role` (`A` or `B`) at element `offset` of the
+    /// workgroup array `arr` (row stride `ld`), row-major or column-major. Emulated: a reference
+    /// to those elements (offset and the strides of a row and a column), read by the products;
+    /// the arrays a fragment is loaded from are not written before its last product.
+    fn load(
+        self,
+        s: &mut String,
+        name: &str,
+        (arr, role): (&str, &str),
+        row_major: bool,
+        offset: &str,
+        ld: &str,
+    ) {
+        let _ = match self {
+            Frags::Hardware => {
+                let load = if row_major { "coopLoadT" } else { "coopLoad" };
+                writeln!(
+                    s,
+                    "        let {name} = {load}<coop_mat16x16<f16, {role}>>(&{arr}[{offset}], {ld});"
+                )
+            }
+            Frags::Emulated => {
+                let (rs, cs) = if row_major { (ld, "1u") } else { ("1u", ld) };
+                writeln!(s, "        let {name} = Frag({offset}, {rs}, {cs});")
+            }
+        };
+    }
+
+    /// `var {name} =` a zero f32 accumulator fragment.
+    fn zero(self, s: &mut String, name: &str) {
+        let ty = match self {
+            Frags::Hardware => "coop_mat16x16<f32, C>",
+            Frags::Emulated => "Acc",
+        };
+        let _ = writeln!(s, "        var {name} = {ty}();");
+    }
+
+    /// `var {name} =` the f32 accumulator fragment at element `offset` of `arr`, row-major.
+    fn load_acc(self, s: &mut String, name: &str, arr: &str, offset: &str, ld: &str) {
+        let _ = match self {
+            Frags::Hardware => writeln!(
+                s,
+                "        var {name} = coopLoadT<coop_mat16x16<f32, C>>(&{arr}[{offset}], {ld});"
+            ),
+            Frags::Emulated => writeln!(
+                s,
+                "        var {name} = acc_load_{arr}(lane, {offset}, {ld});"
+            ),
+        };
+    }
+
+    /// Stores the accumulator `name` at element `offset` of `arr`, row-major.
+    fn store_acc(self, s: &mut String, name: &str, arr: &str, offset: &str, ld: &str) {
+        let _ = match self {
+            Frags::Hardware => writeln!(s, "        coopStoreT({name}, &{arr}[{offset}], {ld});"),
+            Frags::Emulated => {
+                writeln!(s, "        acc_store_{arr}({name}, lane, {offset}, {ld});")
+            }
+        };
+    }
+
+    /// `acc += x y` for fragments `x` (A, loaded from `x_arr`) and `y` (B, from `y_arr`).
+    fn mad(self, s: &mut String, acc: &str, (x, x_arr): (&str, &str), (y, y_arr): (&str, &str)) {
+        let _ = match self {
+            Frags::Hardware => writeln!(s, "        {acc} = coopMultiplyAdd({x}, {y}, {acc});"),
+            Frags::Emulated => writeln!(
+                s,
+                "        {acc} = mad_{x_arr}_{y_arr}({x}, {y}, {acc}, lane);"
+            ),
+        };
     }
 }
 
-// o_s += P V for subgroup sg's rows.
-fn pv_emulated(sg: u32, lane: u32) {
-    for (var e = lane; e < 16u * DVP; e += SG) {
-        let r = sg * 16u + e / DVP;
-        let c = e % DVP;
-        var acc = o_s[r * LDO + c];
-        for (var t = 0u; t < BKT; t++) {
-            let ph = f32(p_hi[r * LDP + t]);
-            let pl = f32(p_lo[r * LDP + t]);
-            let vh = f32(v_hi[t * LDV + c]);
-            let vl = f32(v_lo[t * LDV + c]);
-            acc += pl * vh + ph * vl + ph * vh;
-        }
-        o_s[r * LDO + c] = acc;
+/// The emulated form's fragment functions. An f16 fragment is a reference `Frag` into workgroup
+/// memory; an accumulator is spread over the subgroup as the hardware spreads it: lane `l` holds
+/// elements `l, l + SG, ..` of the 16 x 16 matrix (row-major numbering), so loads and stores touch
+/// only the lane's own elements. A product sums its 16 terms in k order. The loops run to
+/// `frag_side`, a fragment's side (16) read from workgroup memory: with constant bounds the
+/// shader compiler unrolled every inlined product, and lavapipe took minutes to compile the
+/// kernel.
+fn emulated_fragments() -> String {
+    let mut s = String::from(
+        "
+const FE: u32 = 256u / SG;
+alias Acc = array<f32, FE>;
+// Element (r, c) of a fragment lies at off + r * rs + c * cs of the array it was loaded from.
+struct Frag { off: u32, rs: u32, cs: u32 }
+// 16, written by invocation 0 before the first barrier (workgroup-init: self).
+var<workgroup> frag_side: u32;
+",
+    );
+    for arr in ["s_s", "o_s"] {
+        let _ = write!(
+            s,
+            "
+fn acc_load_{arr}(lane: u32, off: u32, ld: u32) -> Acc {{
+    var a = Acc();
+    let fe = frag_side * frag_side / SG;
+    for (var i = 0u; i < fe; i++) {{
+        let e = lane + SG * i;
+        a[i] = {arr}[off + (e / 16u) * ld + e % 16u];
+    }}
+    return a;
+}}
+fn acc_store_{arr}(a: Acc, lane: u32, off: u32, ld: u32) {{
+    let fe = frag_side * frag_side / SG;
+    for (var i = 0u; i < fe; i++) {{
+        let e = lane + SG * i;
+        {arr}[off + (e / 16u) * ld + e % 16u] = a[i];
+    }}
+}}
+"
+        );
     }
+    for (x, y) in [("q", "k"), ("p", "v")] {
+        for xs in ["hi", "lo"] {
+            for ys in ["hi", "lo"] {
+                let _ = write!(
+                    s,
+                    "
+fn mad_{x}_{xs}_{y}_{ys}(a: Frag, b: Frag, c: Acc, lane: u32) -> Acc {{
+    var o = c;
+    let side = frag_side;
+    let fe = side * side / SG;
+    // One loop over (element, k), k fastest: each element's terms are added in k order.
+    for (var t = 0u; t < fe * side; t++) {{
+        let i = t / side;
+        let k = t % side;
+        let e = lane + SG * i;
+        let r = e / side;
+        let col = e % side;
+        o[i] += f32({x}_{xs}[a.off + r * a.rs + k * a.cs]) * f32({y}_{ys}[b.off + k * b.rs + col * b.cs]);
+    }}
+    return o;
+}}
+"
+                );
+            }
+        }
+    }
+    s
 }
-";
 
-/// `let {arr}h{i}` and `let {arr}l{i}`: the hi and lo fragments of `role` (`A` or `B`) at element
+/// `{arr}h{i}` and `{arr}l{i}`: the hi and lo fragments of `role` (`A` or `B`) at element
 /// `offset` of the staged halves `{arr}_hi` / `{arr}_lo` (row stride `ld`), loaded row-major
 /// (`coopLoadT`) or column-major (`coopLoad`).
 fn load_halves(
     s: &mut String,
+    frags: Frags,
     (arr, i): (&str, usize),
     role: &str,
     row_major: bool,
     offset: &str,
     ld: &str,
 ) {
-    let load = if row_major { "coopLoadT" } else { "coopLoad" };
     for (half, suffix) in [("h", "hi"), ("l", "lo")] {
-        let _ = writeln!(
+        frags.load(
             s,
-            "        let {arr}{half}{i} = {load}<coop_mat16x16<f16, {role}>>(&{arr}_{suffix}[{offset}], {ld});"
+            &format!("{arr}{half}{i}"),
+            (&format!("{arr}_{suffix}"), role),
+            row_major,
+            offset,
+            ld,
         );
     }
 }
@@ -258,69 +385,72 @@ fn load_halves(
 /// `acc += x y` for the split operands loaded by [`load_halves`] as `x` and `y`: three fragment
 /// products, the small terms first (`x_lo y_hi`, `x_hi y_lo`, then `x_hi y_hi`), so the
 /// accumulator adds the largest term last.
-fn split_products(s: &mut String, acc: &str, (x, i): (&str, usize), (y, j): (&str, usize)) {
+fn split_products(
+    s: &mut String,
+    frags: Frags,
+    acc: &str,
+    (x, i): (&str, usize),
+    (y, j): (&str, usize),
+) {
+    let half = |h: &str| if h == "h" { "hi" } else { "lo" };
     for (a, b) in [("l", "h"), ("h", "l"), ("h", "h")] {
-        let _ = writeln!(
+        frags.mad(
             s,
-            "        {acc} = coopMultiplyAdd({x}{a}{i}, {y}{b}{j}, {acc});"
+            acc,
+            (&format!("{x}{a}{i}"), &format!("{x}_{}", half(a))),
+            (&format!("{y}{b}{j}"), &format!("{y}_{}", half(b))),
         );
     }
 }
 
 /// The subgroup's q block as `dc` hi and lo A fragments (row-major in q_hi / q_lo), loaded once.
-fn hardware_q_fragments(dc: usize) -> String {
+fn q_fragments(frags: Frags, dc: usize) -> String {
     let mut s = String::new();
     for c in 0..dc {
         let offset = format!("sg * 16u * LDQ + {}u", 16 * c);
-        load_halves(&mut s, ("q", c), "A", true, &offset, "LDQ");
+        load_halves(&mut s, frags, ("q", c), "A", true, &offset, "LDQ");
     }
     s
 }
 
 /// S = Q K^T: per 16-key fragment, the keys as B fragments (k staged key-major is a column-major
 /// K^T), three products per 16 dims, stored row-major to s_s.
-fn hardware_scores(dc: usize, nkf: usize) -> String {
+fn score_fragments(frags: Frags, dc: usize, nkf: usize) -> String {
     let mut s = String::new();
     for f in 0..nkf {
-        let _ = writeln!(s, "        {{\n        var s{f} = coop_mat16x16<f32, C>();");
+        s.push_str("        {\n");
+        frags.zero(&mut s, &format!("s{f}"));
         for c in 0..dc {
             let offset = format!("{}u * LDK + {}u", 16 * f, 16 * c);
-            load_halves(&mut s, ("k", c), "B", false, &offset, "LDK");
-            split_products(&mut s, &format!("s{f}"), ("q", c), ("k", c));
+            load_halves(&mut s, frags, ("k", c), "B", false, &offset, "LDK");
+            split_products(&mut s, frags, &format!("s{f}"), ("q", c), ("k", c));
         }
-        let _ = writeln!(
-            s,
-            "        coopStoreT(s{f}, &s_s[sg * 16u * BKT + {}u], BKT);\n        }}",
-            16 * f
-        );
+        let offset = format!("sg * 16u * BKT + {}u", 16 * f);
+        frags.store_acc(&mut s, &format!("s{f}"), "s_s", &offset, "BKT");
+        s.push_str("        }\n");
     }
     s
 }
 
 /// o_s += P V: the subgroup's P as A fragments (row-major), v staged key-major as row-major B
 /// fragments, each 16-column output fragment loaded from o_s, updated and stored back.
-fn hardware_pv(jc: usize, nkf: usize) -> String {
+fn pv_fragments(frags: Frags, jc: usize, nkf: usize) -> String {
     let mut s = String::new();
     for f in 0..nkf {
         let offset = format!("sg * 16u * LDP + {}u", 16 * f);
-        load_halves(&mut s, ("p", f), "A", true, &offset, "LDP");
+        load_halves(&mut s, frags, ("p", f), "A", true, &offset, "LDP");
     }
     for j in 0..jc {
-        let _ = writeln!(
-            s,
-            "        {{\n        var o{j} = coopLoadT<coop_mat16x16<f32, C>>(&o_s[sg * 16u * LDO + {}u], LDO);",
-            16 * j
-        );
+        let o_offset = format!("sg * 16u * LDO + {}u", 16 * j);
+        s.push_str("        {\n");
+        frags.load_acc(&mut s, &format!("o{j}"), "o_s", &o_offset, "LDO");
         for f in 0..nkf {
             let offset = format!("{}u * LDV + {}u", 16 * f, 16 * j);
-            load_halves(&mut s, ("v", f), "B", true, &offset, "LDV");
-            split_products(&mut s, &format!("o{j}"), ("p", f), ("v", f));
+            load_halves(&mut s, frags, ("v", f), "B", true, &offset, "LDV");
+            split_products(&mut s, frags, &format!("o{j}"), ("p", f), ("v", f));
         }
-        let _ = writeln!(
-            s,
-            "        coopStoreT(o{j}, &o_s[sg * 16u * LDO + {}u], LDO);\n        }}",
-            16 * j
-        );
+        frags.store_acc(&mut s, &format!("o{j}"), "o_s", &o_offset, "LDO");
+        s.push_str("        }\n");
     }
     s
 }
