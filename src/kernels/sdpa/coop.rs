@@ -69,7 +69,7 @@ pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32)
 /// adapter offers 16x16x16 f16 cooperative matrices, else the emulated form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CoopForm {
-    /// Cooperative-matrix instructions (else plain loops).
+    /// Cooperative-matrix instructions (else the same code with them emulated).
     pub hardware: bool,
     /// Lanes per subgroup.
     pub sg: u32,

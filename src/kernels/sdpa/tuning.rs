@@ -96,7 +96,7 @@ pub enum Plan {
     /// per subgroup, Q K^T and P V as 16 x 16 x 16 f16 tensor-core products (each operand split
     /// into hi and lo halves, f32 accumulation), no key splits. The hardware form runs where the
     /// adapter offers cooperative matrices; elsewhere a forced `FlashCoop` runs the emulated form
-    /// (the same tiling with plain loops: slow, for tests). [`plan`] picks it where the tuning
+    /// (the same code with the fragment instructions emulated: slow, for tests). [`plan`] picks it where the tuning
     /// table says so ([`AttnTuning::coop`]).
     FlashCoop,
     /// The workgroup-per-chunk decode kernel (`shaders/sdpa_decode_wg.wgsl`) over `nsplit` key
