@@ -42,7 +42,7 @@ fn upload(gpu: &Gpu, v: &[f32], shape: &[usize], dtype: DType) -> (Tensor, Vec<f
 /// the unrolled kernel (the unrolled ones also with a fixed workgroup of 8 and of 16, so tiles
 /// split N over several workgroups; on lavapipe 8x4, 16x* and 24x4 take the subgroup form that
 /// reads whole rows of a where K % 4 == 0, 3x5 and 5x3 the one that reads single elements). On
-/// lavapipe Auto takes 24-row tiles for f32 `b` from 17 rows (`Tuning::unrolled_tile`).
+/// lavapipe Auto takes 24-row tiles for f32 `b [K, N]` from 17 rows (`Tuning::unrolled_tile`).
 fn kernels_for(bt: bool) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Auto];
     v.extend(MatmulKernel::ALL.iter().filter(|k| bt || !k.needs_bt()));

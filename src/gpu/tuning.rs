@@ -121,16 +121,19 @@ pub struct MatmulTuning {
     pub unrolled_vec: (u32, u32),
     /// Unrolled tile with `b [K, N]` and `N % 4 != 0` (not measured; 4 x 4 everywhere).
     pub unrolled_scalar: (u32, u32),
-    /// Rows of the unrolled tile, in place of `unrolled_bt`'s and `unrolled_vec`'s, where `b` is
-    /// f32, the kernel shares `a` over subgroups of 8 (`unrolled_subgroup_a`), `K % 4 == 0` and
-    /// the extra padded rows stay within 5% (see [`Tuning::unrolled_tile`]). There the subgroup
+    /// Rows of the unrolled tile, in place of `unrolled_vec`'s, where `b` is f32 `[K, N]`, the
+    /// kernel shares `a` over subgroups of 8 (`unrolled_subgroup_a`), `K % 4 == 0` and the extra
+    /// padded rows stay within 5% (see [`Tuning::unrolled_tile`]). There the subgroup
     /// form steps 4 k at a time, and its loop body
     /// has room for more rows than the 8-k step of packed f16 weights; every row added shares
     /// the per-lane loads of `b`, which cost llvmpipe far more than the FMAs. CPU: 24 (lavapipe,
     /// scratch probe, wall time, best of 20, alternated four times: 1024^3 39.0-40.4 ms for 24
     /// rows, 42.5-44.0 for 16, 41.0-42.9 for 32; 1040^3 39.2-39.4 against 42.3-43.1; 2048^3
-    /// 313-341 against 349-358; linear 1024 x 1024 -> 1024 f32 39.7-39.8 against 43.0-43.3;
-    /// with packed f16 weights 24 rows were 25-35% slower); GPUs: none.
+    /// 313-341 against 349-358; `heedful bench`, 1024^3 39.0-40.7 against 44.0-44.1). Not for
+    /// `b [N, K]`: there each k step also reads 32 weight rows 4 KiB apart, and 24 rows were
+    /// faster in one program (1024 x 1024 -> 1024 f32 39.7 against 43.0 ms) and slower in
+    /// another (56-58 against 43-44 in `heedful bench`), so they depend on where the buffers
+    /// lie; with packed f16 weights 24 rows were 25-35% slower. GPUs: none.
     pub unrolled_rows_f32: Option<u32>,
     /// More columns per invocation of the unrolled kernel for one row of `a` against a short and
     /// wide `[N, K]` weight (a decode step's output layer over a vocabulary), in place of
@@ -886,8 +889,8 @@ impl Tuning {
     /// that loads whole rows of a), a problem with fewer rows gets fewer: `m` itself below 8 (a
     /// decode step's 1-4 rows; every extra row repeats the FMAs over all of `b`), else `m`
     /// rounded up to whole subgroup rows. One row against a short, wide `[N, K]` weight takes
-    /// [`MatmulTuning::wide_gemv`]'s columns where the table has that rule. With f32 `b` in the
-    /// subgroup form (`f32_shared_a`), `K % 4 == 0` and vec4 columns, a problem takes
+    /// [`MatmulTuning::wide_gemv`]'s columns where the table has that rule. With f32 `b [K, N]`
+    /// in the subgroup form (`f32_shared_a`), `K % 4 == 0` and `N % 4 == 0`, a problem takes
     /// [`MatmulTuning::unrolled_rows_f32`] rows where they pad `m` to at most 5% more rows than
     /// the table's tile does (1024 rows: 1032 against 1024, taken; 128: 144 against 128, not).
     pub fn unrolled_tile(
@@ -920,9 +923,10 @@ impl Tuning {
         match t.unrolled_rows_f32 {
             Some(tall)
                 if f32_shared_a
+                    && !bt
                     && m >= 8
                     && k.is_multiple_of(4)
-                    && (bt || n.is_multiple_of(4))
+                    && n.is_multiple_of(4)
                     && tall.is_multiple_of(8) =>
             {
                 let padded = |r: u32| m.div_ceil(r as usize).saturating_mul(r as usize);
@@ -1109,19 +1113,21 @@ mod tests {
         assert_eq!(t.unrolled_tile(1, 513, 65001, true, false), (1, 4));
         assert_eq!(t.unrolled_tile(2, 512, 65001, true, false), (2, 4));
         assert_eq!(t.unrolled_tile(1, 512, 65536, false, false), (1, 4));
-        // f32 b: 24 rows where they pad m by at most 5% more than 16 do, K % 4 == 0 and vec4
-        // columns (the 4-k subgroup form); 16 for packed f16 weights.
+        // f32 b [K, N]: 24 rows where they pad m by at most 5% more than 16 do, K % 4 == 0 and
+        // vec4 columns (the 4-k subgroup form); 16 for b [N, K] and packed f16 weights.
         assert_eq!(t.unrolled_tile(1024, 1024, 1024, false, true), (24, 4));
-        assert_eq!(t.unrolled_tile(1024, 1024, 1024, true, true), (24, 4));
+        assert_eq!(t.unrolled_tile(1024, 1024, 1024, true, true), (16, 4));
         assert_eq!(t.unrolled_tile(200, 300, 400, false, true), (24, 4));
         assert_eq!(t.unrolled_tile(17, 64, 64, false, true), (24, 4));
         assert_eq!(t.unrolled_tile(128, 512, 512, false, true), (16, 4));
-        assert_eq!(t.unrolled_tile(16, 64, 64, true, true), (16, 4));
-        assert_eq!(t.unrolled_tile(4, 64, 64, true, true), (4, 4));
+        assert_eq!(t.unrolled_tile(16, 64, 64, false, true), (16, 4));
+        assert_eq!(t.unrolled_tile(4, 64, 64, false, true), (4, 4));
         assert_eq!(t.unrolled_tile(1024, 1022, 1024, false, true), (16, 4));
         assert_eq!(t.unrolled_tile(1024, 1024, 1022, false, true), (4, 4));
-        assert_eq!(t.unrolled_tile(1024, 1024, 1022, true, true), (24, 4));
-        assert_eq!(t.unrolled_tile(usize::MAX, 1024, 1024, true, true), (24, 4));
+        assert_eq!(
+            t.unrolled_tile(usize::MAX, 1024, 1024, false, true),
+            (24, 4)
+        );
         assert_eq!(t.matmul.unrolled_wg, 8);
         // Decode-size linears too take the unrolled kernel (with exactly m rows per tile).
         assert_eq!(t.matmul.gemv, MatmulKernel::Unrolled);

@@ -32,9 +32,9 @@
 //! `vec4<u32>` (`b8`). Together with 16-row tiles this took the BERT and Marian f16 linears on
 //! lavapipe from about 32 to 52-60 GFLOP/s (BENCHMARKS.md). With f32 weights an 8-k step was a
 //! loop body of 38 KB of JIT code, larger than the CPU's L1 instruction cache; the 4-k step halves
-//! it and took the f32 matmul from about 33 to 45-50 GFLOP/s, and leaves room for 24-row tiles,
-//! whose extra rows share each lane's loads of `b` (`MatmulTuning::unrolled_rows_f32`: 1024^3
-//! about 8% faster again).
+//! it and took the f32 matmul from about 33 to 45-50 GFLOP/s, and leaves room for 24-row tiles
+//! with `b [K, N]`, whose extra rows share each lane's loads of `b`
+//! (`MatmulTuning::unrolled_rows_f32`: 1024^3 about 8% faster again).
 //!
 //! Three layouts of `b`, each with its own body:
 //! - `Bt`: `b [N, K]` (linear, matmul_bt): a scalar accumulator per output, 4 FMAs per output per
