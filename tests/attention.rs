@@ -791,6 +791,47 @@ fn sdpa_coop_hardware_wgsl_validates_and_translates_to_spirv() {
     }
 }
 
+/// The workgroup memory the block choice counts (`workgroup_bytes`) is what the kernel declares:
+/// naga's layout of its workgroup variables, for both forms, f16 and f32 halves, several blocks
+/// and head dims on and off 16. A count below the declared size would let a block through that
+/// the device then refuses.
+#[test]
+fn sdpa_coop_workgroup_bytes_match_the_shader() {
+    let gpu = gpu();
+    let forms = [
+        (true, 32, true),
+        (true, 64, true),
+        (false, ksdpa::EMULATED_SG, true),
+        (false, ksdpa::EMULATED_SG, false),
+    ];
+    for (hardware, sg, f16) in forms {
+        let form = ksdpa::CoopForm { hardware, sg, f16 };
+        for (d, dv) in [(64, 64), (13, 5), (96, 80)] {
+            for (ns, nkf) in [(4, 2), (2, 1), (1, 3)] {
+                let tile = ksdpa::CoopAttnTile { ns, nkf };
+                let src =
+                    ksdpa::coop_flash_source(&gpu, &dims(1, 1, 1, 1, d, dv), false, tile, form)
+                        .unwrap();
+                let module = naga::front::wgsl::parse_str(&src)
+                    .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+                let mut layouter = naga::proc::Layouter::default();
+                layouter.update(module.to_ctx()).unwrap();
+                let declared: u64 = module
+                    .global_variables
+                    .iter()
+                    .filter(|(_, g)| g.space == naga::AddressSpace::WorkGroup)
+                    .map(|(_, g)| u64::from(layouter[g.ty].size))
+                    .sum();
+                assert_eq!(
+                    ksdpa::workgroup_bytes(tile, d, dv, form),
+                    declared,
+                    "{form:?} {tile:?} d {d} dv {dv}"
+                );
+            }
+        }
+    }
+}
+
 /// A forced cooperative-matrix plan whose block cannot fit the device is an error naming the
 /// kernel, the head dims and the device's limits (head dim 256: its smallest block stages more
 /// than any adapter's default workgroup memory).

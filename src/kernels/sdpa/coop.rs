@@ -43,10 +43,11 @@ fn pad16(n: usize) -> u32 {
     n.div_ceil(16) as u32 * 16
 }
 
-/// Workgroup memory of the kernel in bytes for `tile`, head dims `d` and `dv`, staged halves of
-/// `half_bytes` bytes (2 for f16, 4 where the emulated form stages f32). Saturates instead of
-/// overflowing, so any block or head dim a caller passes compares as too large.
-pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32) -> u64 {
+/// Workgroup memory of the kernel in bytes for `tile`, head dims `d` and `dv`, in `form` (staged
+/// halves of 2 bytes, or 4 where the emulated form stages f32; the emulated form's `frag_side`
+/// word). Saturates instead of overflowing, so any block or head dim a caller passes compares as
+/// too large.
+pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, form: CoopForm) -> u64 {
     let pad = |n: usize| (n as u64).div_ceil(16).saturating_mul(16);
     let (dp, dvp) = (pad(d), pad(dv));
     let (bq, bkt) = (u64::from(tile.ns) * 16, u64::from(tile.nkf) * 16);
@@ -60,9 +61,10 @@ pub fn workgroup_bytes(tile: CoopAttnTile, d: usize, dv: usize, half_bytes: u32)
         .saturating_mul(bkt)
         .saturating_add(bq.saturating_mul(dvp.saturating_add(4)))
         .saturating_add(3 * bq);
+    let words = floats.saturating_add(u64::from(!form.hardware));
     halves
-        .saturating_mul(u64::from(half_bytes))
-        .saturating_add(floats.saturating_mul(4))
+        .saturating_mul(u64::from(form.half_bytes()))
+        .saturating_add(words.saturating_mul(4))
 }
 
 /// How the kernel runs on `caps`: the hardware form with the device's subgroup width where the
@@ -116,7 +118,7 @@ pub fn coop_attn_fits(
         && d <= MAX_HEAD_DIM
         && dv <= MAX_HEAD_DIM
         && tile.ns * form.sg <= caps.max_invocations
-        && workgroup_bytes(tile, d, dv, form.half_bytes()) <= u64::from(caps.max_workgroup_storage)
+        && workgroup_bytes(tile, d, dv, form) <= u64::from(caps.max_workgroup_storage)
 }
 
 /// The block for head dims `d`, `dv` in `form`: `wanted` (the tuning table's,
@@ -525,7 +527,7 @@ pub(super) fn record_flash_coop(
                 dims.d,
                 dims.dv,
                 u64::from(t.ns) * u64::from(form.sg),
-                workgroup_bytes(t, dims.d, dims.dv, form.half_bytes()),
+                workgroup_bytes(t, dims.d, dims.dv, form),
                 caps.max_invocations,
                 caps.max_workgroup_storage
             ),

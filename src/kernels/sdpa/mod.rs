@@ -38,7 +38,9 @@ mod params;
 mod tuning;
 mod views;
 
-pub use coop::{coop_attn_fits, coop_attn_tile, CoopAttnTile, CoopForm, EMULATED_SG};
+pub use coop::{
+    coop_attn_fits, coop_attn_tile, workgroup_bytes, CoopAttnTile, CoopForm, EMULATED_SG,
+};
 use cpu_source::{unrolled_flash_source, FlashForm};
 use params::view_params;
 pub(crate) use params::{base_params, check_dims, check_mask, Params};
