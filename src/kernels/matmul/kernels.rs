@@ -7,7 +7,7 @@ use super::problem::{elem_of, grid, MatmulBindings, Params, Problem};
 use super::unrolled::{unrolled_source, Layout, ShareA};
 use crate::error::{Error, Result};
 use crate::gpu::spec::{Bind, Bindings};
-use crate::gpu::{compose, CoopTile, Elem, Recorder};
+use crate::gpu::{compose, CoopTile, Elem, Gpu, Recorder};
 use crate::tensor::Tensor;
 
 const SRC_BLOCKED: &str = include_str!("../../../shaders/matmul.wgsl");
@@ -311,13 +311,17 @@ pub(super) struct NormArgs<'a> {
     pub eps: f32,
 }
 
+/// Whether the unrolled kernel shares the loads of `a` over 8-lane subgroups: where the table asks
+/// for it and the device has subgroups of exactly 8 lanes (lavapipe at 256 bits).
+fn shares_a(gpu: &Gpu) -> bool {
+    gpu.tuning().matmul.unrolled_subgroup_a && gpu.caps().subgroups_of_exactly(8)
+}
+
 /// The unrolled kernel's register tile and workgroup size for a problem, from the tuning table.
 pub(super) fn unrolled_tile(rec: &Recorder, p: &Problem) -> Result<(u32, u32, u32)> {
     let gpu = rec.gpu();
     // The taller f32 tile was measured in the subgroup form (a shared over 8 lanes).
-    let f32_shared_a = p.b_elem(rec)? == Elem::F32
-        && gpu.tuning().matmul.unrolled_subgroup_a
-        && gpu.caps().subgroups_of_exactly(8);
+    let f32_shared_a = p.b_elem(rec)? == Elem::F32 && shares_a(gpu);
     let (tm, tn) = gpu
         .tuning()
         .unrolled_tile(p.m, p.k, p.n, p.bt, f32_shared_a);
@@ -364,12 +368,9 @@ pub(super) fn record_unrolled_form(
         b = Elem::F16Packed;
     }
     let wg = if wg == 0 { wg_along_n(p, tn) } else { wg };
-    // a shared over an 8-lane subgroup (8-wide k steps): where the table asks for it and the
-    // device has subgroups of exactly 8 lanes (lavapipe at 256 bits); each lane loading whole
-    // rows of a where the tile has whole subgroup rows and a can be read in vec4s.
-    let sg = gpu.tuning().matmul.unrolled_subgroup_a
-        && gpu.caps().subgroups_of_exactly(8)
-        && layout != Layout::Scalar;
+    // a shared over an 8-lane subgroup (see `shares_a`), each lane loading whole rows of a where
+    // the tile has whole subgroup rows and a can be read in vec4s.
+    let sg = shares_a(&gpu) && layout != Layout::Scalar;
     let share = match (sg, vk && tm.is_multiple_of(8)) {
         (false, _) => ShareA::Off,
         (true, false) => ShareA::Elements,
