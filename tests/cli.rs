@@ -256,6 +256,15 @@ fn g2p_reads_args_file_and_stdin_prints_the_models_phonemes_and_notes() {
         stderr.contains("/nonexistent-heedful-dir does not exist"),
         "{stderr}"
     );
+    // A file where the folder should be is named as such.
+    let out = heedful()
+        .args(["g2p", "--attention", "Cargo.toml/attn.png", "cat"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Cargo.toml is not a folder"), "{stderr}");
 }
 
 /// The bundled G2P model, for the subcommands that need a file.

@@ -124,14 +124,17 @@ fn color(w: f32) -> [u8; 3] {
 /// `--attention` path then fails at once instead of after the decoding it was to draw.
 pub fn check_folder(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(Error::invalid(
-            "heatmap",
-            format!(
-                "{}: the folder {} does not exist",
-                path.display(),
-                dir.display()
-            ),
-        )),
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            let why = if dir.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
+            Err(Error::invalid(
+                "heatmap",
+                format!("{}: the folder {} {why}", path.display(), dir.display()),
+            ))
+        }
         _ => Ok(()),
     }
 }
